@@ -1,0 +1,507 @@
+package chord
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+)
+
+// Node is one peer on the ring: Config.Vnodes positions sharing one address,
+// one transport and one table of round-trip estimates. Its exported Handle*
+// methods serve the RPCs other nodes send; its maintenance steps (Stabilize,
+// FixFingers, CheckPredecessors) are called by Run on timers, or one at a
+// time by a test that drives convergence itself.
+type Node struct {
+	cfg    Config
+	addr   string
+	tr     Transport
+	clock  Clock
+	rtt    *rttTable
+	vnodes []*vnode // sorted by ID; fixed after NewNode
+
+	// gateway is the ring node a client-only node (no vnodes) asks.
+	gateway Ref
+}
+
+// candidatesPerHop is how many next hops a node offers or tries for one
+// lookup step: the best and a few fall-backs if it turns out to be dead.
+const candidatesPerHop = 4
+
+// NewNode makes a node for the peer at addr. It is not on any ring until
+// Create or Join.
+func NewNode(addr string, tr Transport, clock Clock, cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("chord config: %w", err)
+	}
+	if clock == nil {
+		clock = SystemClock{}
+	}
+	n := &Node{cfg: cfg, addr: addr, tr: tr, clock: clock}
+	n.rtt = newRTTTable(&n.cfg)
+	for i := range cfg.Vnodes {
+		n.vnodes = append(n.vnodes, newVnode(MakeRef(addr, uint32(i))))
+	}
+	sort.Slice(n.vnodes, func(i, j int) bool { return n.vnodes[i].self.ID.Cmp(n.vnodes[j].self.ID) < 0 })
+	return n, nil
+}
+
+// Addr is the node's transport address.
+func (n *Node) Addr() string { return n.addr }
+
+// Config returns the node's configuration.
+func (n *Node) Config() Config { return n.cfg }
+
+// Vnodes returns the node's own positions, in ring order.
+func (n *Node) Vnodes() []Ref {
+	refs := make([]Ref, len(n.vnodes))
+	for i, v := range n.vnodes {
+		refs[i] = v.self
+	}
+	return refs
+}
+
+// States returns a copy of every vnode's routing state.
+func (n *Node) States() []State {
+	out := make([]State, len(n.vnodes))
+	for i, v := range n.vnodes {
+		out[i] = v.state()
+	}
+	return out
+}
+
+// RTT returns the smoothed round trip to the peer at addr, if measured.
+func (n *Node) RTT(addr string) (time.Duration, bool) { return n.rtt.SRTT(addr) }
+
+// Create starts a new ring holding only this node's vnodes. Each vnode knows
+// the others at once, so the first stabilization round links them up.
+func (n *Node) Create() {
+	for i, v := range n.vnodes {
+		if len(n.vnodes) > 1 {
+			next := n.vnodes[(i+1)%len(n.vnodes)].self
+			v.setSuccessors(next, nil, 0, n.cfg.SuccessorListLen)
+		}
+	}
+}
+
+// Join enters the ring that boot is on: every vnode looks up its own
+// successor through boot, then one stabilization round tells the successors.
+func (n *Node) Join(ctx context.Context, boot Ref) error {
+	n.gateway = boot
+	for _, v := range n.vnodes {
+		res, err := n.call(ctx, boot, func(ctx context.Context) (LookupResult, error) {
+			return n.tr.FindSuccessor(ctx, boot, v.self.ID, 0, n.cfg.SuccessorListLen)
+		})
+		if err != nil {
+			return fmt.Errorf("join via %s: %w", boot.Addr, err)
+		}
+		if len(res.Successors) == 0 {
+			return fmt.Errorf("join via %s: empty answer", boot.Addr)
+		}
+		v.setSuccessors(res.Successors[0], res.Successors[1:], 0, n.cfg.SuccessorListLen)
+	}
+	n.Stabilize(ctx)
+	return nil
+}
+
+// call runs one RPC to peer with a timeout from its round-trip estimate,
+// feeds the estimator, and turns a failure into forgetting the peer.
+func call[T any](n *Node, ctx context.Context, to Ref, timeout time.Duration, f func(context.Context) (T, error)) (T, error) {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := n.clock.Now()
+	res, err := f(cctx)
+	switch {
+	case err == nil:
+		n.rtt.Observe(to.Addr, n.clock.Now().Sub(start))
+	case ctx.Err() != nil:
+		// Our caller gave up; says nothing about the peer.
+	case errors.Is(err, ErrUnknownVnode):
+		n.forgetVnode(to)
+	default:
+		if cctx.Err() != nil {
+			n.rtt.TimedOut(to.Addr)
+		}
+		n.forgetPeer(to.Addr)
+	}
+	return res, err
+}
+
+func (n *Node) call(ctx context.Context, to Ref, f func(context.Context) (LookupResult, error)) (LookupResult, error) {
+	return call(n, ctx, to, n.rtt.Timeout(to.Addr), f)
+}
+
+// forgetPeer drops a peer that did not answer from every vnode's state. It
+// comes back through stabilization if it was only slow.
+func (n *Node) forgetPeer(addr string) {
+	for _, v := range n.vnodes {
+		v.forget(func(r Ref) bool { return r.Addr == addr })
+	}
+}
+
+func (n *Node) forgetVnode(r Ref) {
+	for _, v := range n.vnodes {
+		v.forget(func(x Ref) bool { return x.ID == r.ID })
+	}
+}
+
+// local returns our vnode with the given ID, if we run it.
+func (n *Node) local(id ID) *vnode {
+	i := sort.Search(len(n.vnodes), func(i int) bool { return n.vnodes[i].self.ID.Cmp(id) >= 0 })
+	if i < len(n.vnodes) && n.vnodes[i].self.ID == id {
+		return n.vnodes[i]
+	}
+	return nil
+}
+
+// startFor returns the local vnode closest before key (the one that would
+// route it first), or nil if the node has no vnodes.
+func (n *Node) startFor(key ID) *vnode {
+	if len(n.vnodes) == 0 {
+		return nil
+	}
+	i := sort.Search(len(n.vnodes), func(i int) bool { return n.vnodes[i].self.ID.Cmp(key) >= 0 })
+	// vnodes[i-1] is the last vnode strictly before key; wrap around.
+	return n.vnodes[(i-1+len(n.vnodes))%len(n.vnodes)]
+}
+
+// step is what vnode v can say about key without the network: either the
+// key's successors (done), or the best next hops. Other vnodes of this peer
+// count as free hops: routing moves to the closest local vnode first.
+func (n *Node) step(v *vnode, key ID, want int) Step {
+	for {
+		if succs, ok := v.ownsSuccessor(key, want); ok {
+			return Step{Done: true, Nodes: succs}
+		}
+		if next := n.startFor(key); next != nil && next != v && Between(v.self.ID, next.self.ID, key) {
+			v = next
+			continue
+		}
+		break
+	}
+	cands := v.candidates(key, candidatesPerHop, nil)
+	sortByCloseness(cands, key)
+	cands = dedupe(cands)
+	if len(cands) > candidatesPerHop {
+		cands = cands[:candidatesPerHop]
+	}
+	if len(cands) == 0 {
+		// No finger precedes the key but our successor does not own it
+		// either: the state is inconsistent; our successor is the best bet.
+		return Step{Nodes: []Ref{v.successor()}}
+	}
+	return Step{Nodes: cands}
+}
+
+// sortByCloseness orders nodes preceding key by their distance to it,
+// closest first.
+func sortByCloseness(refs []Ref, key ID) {
+	slices.SortStableFunc(refs, func(a, b Ref) int {
+		return Distance(a.ID, key).Cmp(Distance(b.ID, key))
+	})
+}
+
+func dedupe(refs []Ref) []Ref {
+	return slices.CompactFunc(refs, func(a, b Ref) bool { return a.ID == b.ID })
+}
+
+// Lookup finds the successors of key (the node responsible first) using the
+// configured lookup mode.
+func (n *Node) Lookup(ctx context.Context, key ID, want int) (LookupResult, error) {
+	return n.LookupMode(ctx, key, want, n.cfg.Lookup)
+}
+
+// LookupMode is Lookup in the given mode. A recursive lookup that fails
+// (a hop died mid-way) is retried iteratively, which sees every hop itself.
+func (n *Node) LookupMode(ctx context.Context, key ID, want int, mode LookupMode) (LookupResult, error) {
+	ctx, cancel := context.WithTimeout(ctx, n.cfg.LookupTimeout)
+	defer cancel()
+	if mode == Recursive {
+		res, err := n.lookupRecursive(ctx, key, want)
+		if err == nil || ctx.Err() != nil {
+			return res, err
+		}
+	}
+	return n.lookupIterative(ctx, key, want)
+}
+
+func (n *Node) firstStep(key ID, want int) Step {
+	if v := n.startFor(key); v != nil {
+		return n.step(v, key, want)
+	}
+	return Step{Nodes: []Ref{n.gateway}}
+}
+
+func (n *Node) lookupRecursive(ctx context.Context, key ID, want int) (LookupResult, error) {
+	v := n.startFor(key)
+	if v == nil {
+		return n.forward(ctx, func() Step { return Step{Nodes: []Ref{n.gateway}} }, key, 0, want)
+	}
+	return n.forward(ctx, func() Step { return n.step(v, key, want) }, key, 0, want)
+}
+
+// forward resolves a lookup recursively from here: answer it, or hand it to
+// the best next hop. A hop that fails is forgotten and the step recomputed,
+// so the next-best finger or successor takes over.
+func (n *Node) forward(ctx context.Context, step func() Step, key ID, hops, want int) (LookupResult, error) {
+	tried := map[ID]bool{}
+	var lastErr error = ErrNoRoute
+	for attempt := 0; attempt <= candidatesPerHop; attempt++ {
+		st := step()
+		if st.Done {
+			return LookupResult{Successors: st.Nodes, Hops: hops}, nil
+		}
+		var next Ref
+		for _, c := range st.Nodes {
+			if !c.IsZero() && !tried[c.ID] {
+				next = c
+				break
+			}
+		}
+		if next.IsZero() {
+			break
+		}
+		tried[next.ID] = true
+		if next.Addr == n.addr {
+			return n.HandleFindSuccessor(ctx, next.ID, key, hops, want)
+		}
+		if hops+1 > n.cfg.MaxHops {
+			return LookupResult{}, ErrTooManyHops
+		}
+		// The rest of the path is unknown in length, so the next hop gets
+		// most, not all, of the remaining time: if it hangs, a fall-back
+		// still has time to answer.
+		res, err := call(n, ctx, next, n.forwardTimeout(ctx), func(ctx context.Context) (LookupResult, error) {
+			return n.tr.FindSuccessor(ctx, next, key, hops+1, want)
+		})
+		if err == nil {
+			return res, nil
+		}
+		if ctx.Err() != nil {
+			return LookupResult{}, ctx.Err()
+		}
+		lastErr = err
+		if errors.Is(err, ErrTooManyHops) {
+			break
+		}
+	}
+	return LookupResult{}, fmt.Errorf("lookup %s: %w", key, lastErr)
+}
+
+func (n *Node) forwardTimeout(ctx context.Context) time.Duration {
+	d := n.cfg.LookupTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = dl.Sub(n.clock.Now())
+	}
+	return max(d*3/4, n.cfg.MinRTO)
+}
+
+// lookupIterative walks the ring from here, asking each hop for closer
+// nodes. Every node heard of is a candidate, so a dead hop costs one timeout
+// and the walk continues from the next-best node.
+func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupResult, error) {
+	st := n.firstStep(key, want)
+	visited := map[ID]bool{}
+	var cands []Ref
+	hops := 0
+	for !st.Done {
+		for _, c := range st.Nodes {
+			if !c.IsZero() && !visited[c.ID] {
+				cands = append(cands, c)
+			}
+		}
+		sortByCloseness(cands, key)
+		cands = dedupe(cands)
+		if len(cands) == 0 {
+			return LookupResult{}, fmt.Errorf("lookup %s: %w", key, ErrNoRoute)
+		}
+		if hops >= n.cfg.MaxHops {
+			return LookupResult{}, fmt.Errorf("lookup %s: %w", key, ErrTooManyHops)
+		}
+		next := cands[0]
+		cands = cands[1:]
+		visited[next.ID] = true
+		var err error
+		if next.Addr == n.addr {
+			st, err = n.HandleNextHop(ctx, next.ID, key, want)
+		} else {
+			hops++
+			st, err = call(n, ctx, next, n.rtt.Timeout(next.Addr), func(ctx context.Context) (Step, error) {
+				return n.tr.NextHop(ctx, next, key, want)
+			})
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return LookupResult{}, fmt.Errorf("lookup %s: %w", key, ctx.Err())
+			}
+			st = Step{}
+		}
+	}
+	return LookupResult{Successors: st.Nodes, Hops: hops}, nil
+}
+
+// HandleFindSuccessor serves a recursive lookup addressed to vnode to.
+func (n *Node) HandleFindSuccessor(ctx context.Context, to ID, key ID, hops, want int) (LookupResult, error) {
+	v := n.local(to)
+	if v == nil {
+		return LookupResult{}, ErrUnknownVnode
+	}
+	return n.forward(ctx, func() Step { return n.step(v, key, want) }, key, hops, want)
+}
+
+// HandleNextHop serves one step of an iterative lookup.
+func (n *Node) HandleNextHop(_ context.Context, to ID, key ID, want int) (Step, error) {
+	v := n.local(to)
+	if v == nil {
+		return Step{}, ErrUnknownVnode
+	}
+	return n.step(v, key, want), nil
+}
+
+// HandleNeighbors serves a stabilization query.
+func (n *Node) HandleNeighbors(_ context.Context, to ID, known uint64) (Neighbors, error) {
+	v := n.local(to)
+	if v == nil {
+		return Neighbors{}, ErrUnknownVnode
+	}
+	nb := v.neighbors()
+	if known != 0 && known == nb.Digest {
+		nb.Successors, nb.Unchanged = nil, true
+	}
+	return nb, nil
+}
+
+// HandleNotify serves a notify: from believes it is to's predecessor.
+func (n *Node) HandleNotify(_ context.Context, to ID, from Ref) error {
+	v := n.local(to)
+	if v == nil {
+		return ErrUnknownVnode
+	}
+	v.notified(from)
+	return nil
+}
+
+// HandlePing answers a liveness check.
+func (n *Node) HandlePing(_ context.Context, to ID) error {
+	if n.local(to) == nil {
+		return ErrUnknownVnode
+	}
+	return nil
+}
+
+// neighborsOf asks s for its neighbours, short-cutting our own vnodes.
+func (n *Node) neighborsOf(ctx context.Context, s Ref, known uint64) (Neighbors, error) {
+	if s.Addr == n.addr {
+		return n.HandleNeighbors(ctx, s.ID, known)
+	}
+	return call(n, ctx, s, n.rtt.Timeout(s.Addr), func(ctx context.Context) (Neighbors, error) {
+		return n.tr.Neighbors(ctx, s, known)
+	})
+}
+
+func (n *Node) notify(ctx context.Context, s Ref, self Ref) {
+	if s.Addr == n.addr {
+		_ = n.HandleNotify(ctx, s.ID, self)
+		return
+	}
+	_, _ = call(n, ctx, s, n.rtt.Timeout(s.Addr), func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, n.tr.Notify(ctx, s, self)
+	})
+}
+
+// Stabilize runs one stabilization round on every vnode.
+func (n *Node) Stabilize(ctx context.Context) {
+	for _, v := range n.vnodes {
+		n.stabilize(ctx, v)
+	}
+}
+
+// stabilize is the paper's stabilize(): ask the successor for its
+// predecessor; if that node sits between us, it is our new successor. Copy
+// the successor's list, then notify it of us.
+func (n *Node) stabilize(ctx context.Context, v *vnode) {
+	s := v.successor()
+	if s.ID == v.self.ID {
+		// Alone: a predecessor learnt through notify is the way back in.
+		p := v.predecessor()
+		if p.IsZero() {
+			return
+		}
+		s = p
+	}
+	nb, err := n.neighborsOf(ctx, s, v.knownDigest(s))
+	if err != nil {
+		return // s was forgotten; the next successor is tried next round
+	}
+	if x := nb.Predecessor; !x.IsZero() && x.ID != v.self.ID && Between(v.self.ID, x.ID, s.ID) {
+		if nbx, err := n.neighborsOf(ctx, x, 0); err == nil {
+			s, nb = x, nbx
+		}
+	}
+	tail := nb.Successors
+	if nb.Unchanged {
+		tail = v.tailAfter(s)
+	}
+	v.setSuccessors(s, tail, nb.Digest, n.cfg.SuccessorListLen)
+	n.notify(ctx, s, v.self)
+}
+
+// CheckPredecessors pings every vnode's predecessor and clears dead ones, so
+// that a new predecessor can be accepted through notify.
+func (n *Node) CheckPredecessors(ctx context.Context) {
+	for _, v := range n.vnodes {
+		p := v.predecessor()
+		if p.IsZero() || p.Addr == n.addr {
+			continue
+		}
+		_, err := call(n, ctx, p, n.rtt.Timeout(p.Addr), func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, n.tr.Ping(ctx, p)
+		})
+		if err != nil {
+			v.clearPredecessor(p)
+		}
+	}
+}
+
+// FixFingers refreshes the next finger of every vnode, skipping ahead over
+// the fingers the same node covers (there are about log2 N distinct ones).
+func (n *Node) FixFingers(ctx context.Context) {
+	for _, v := range n.vnodes {
+		n.fixFinger(ctx, v)
+	}
+}
+
+func (n *Node) fixFinger(ctx context.Context, v *vnode) {
+	k := v.fingerToFix()
+	start := v.self.ID.AddPow2(k)
+	lctx, cancel := context.WithTimeout(ctx, n.cfg.LookupTimeout)
+	defer cancel()
+	var res LookupResult
+	var err error
+	if n.cfg.Lookup == Recursive {
+		res, err = n.forward(lctx, func() Step { return n.step(v, start, 1) }, start, 0, 1)
+	}
+	if n.cfg.Lookup == Iterative || err != nil {
+		res, err = n.lookupIterative(lctx, start, 1)
+	}
+	if err != nil || len(res.Successors) == 0 {
+		v.skipFinger(k) // keep the old entry; try the next one
+		return
+	}
+	v.setFingers(k, res.Successors[0])
+}
+
+// FixAllFingers refreshes every vnode's whole finger table now: a joining
+// node uses it, and tests use it to reach a converged ring in few steps.
+func (n *Node) FixAllFingers(ctx context.Context) {
+	for _, v := range n.vnodes {
+		for {
+			n.fixFinger(ctx, v)
+			if v.fingerToFix() == 0 {
+				break
+			}
+		}
+	}
+}

@@ -1,0 +1,263 @@
+package chord
+
+import (
+	"hash/fnv"
+	"slices"
+	"sync"
+)
+
+// vnode is the routing state of one ring position. Its mutex guards only this
+// state and is never held across a network call: the Node reads a snapshot,
+// talks to the network, then writes the outcome back.
+type vnode struct {
+	self Ref
+
+	mu         sync.Mutex
+	pred       Ref
+	succs      []Ref // successor list, closest first, no self, no duplicates
+	succFrom   ID    // the successor whose list we last copied ...
+	succDigest uint64
+	fingers    [Bits]*Ref // fingers[k] = successor(self + 2^k); nil: unknown
+	nextFinger int
+}
+
+func newVnode(self Ref) *vnode { return &vnode{self: self} }
+
+// successor is the first live successor, or self when the vnode knows no
+// other node (alone on its ring).
+func (v *vnode) successor() Ref {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.succs) == 0 {
+		return v.self
+	}
+	return v.succs[0]
+}
+
+func (v *vnode) predecessor() Ref {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.pred
+}
+
+// setSuccessors installs s and, after it, the list s reported (its own
+// successors), trimmed to max entries without self or repeats.
+func (v *vnode) setSuccessors(s Ref, tail []Ref, digest uint64, max int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	list := make([]Ref, 0, max)
+	seen := map[ID]bool{v.self.ID: true}
+	for _, r := range append([]Ref{s}, tail...) {
+		if len(list) == max {
+			break
+		}
+		if r.IsZero() || seen[r.ID] {
+			continue
+		}
+		seen[r.ID] = true
+		list = append(list, r)
+	}
+	v.succs = list
+	v.succFrom, v.succDigest = s.ID, digest
+}
+
+// knownDigest is the digest to send when asking s for its neighbours: the one
+// it gave last time, if s is still the successor whose list we hold.
+func (v *vnode) knownDigest(s Ref) uint64 {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.succFrom == s.ID && len(v.succs) > 0 && v.succs[0].ID == s.ID {
+		return v.succDigest
+	}
+	return 0
+}
+
+// tail returns the successors after the first, used when a stabilization
+// answer says the successor's list has not changed.
+func (v *vnode) tailAfter(s Ref) []Ref {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.succs) > 0 && v.succs[0].ID == s.ID {
+		return slices.Clone(v.succs[1:])
+	}
+	return nil
+}
+
+func (v *vnode) neighbors() Neighbors {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	succs := v.succs
+	if len(succs) == 0 {
+		succs = []Ref{v.self}
+	}
+	return Neighbors{Predecessor: v.pred, Successors: slices.Clone(succs), Digest: digestOf(succs)}
+}
+
+// notified applies the notify rule: n becomes the predecessor if it is closer
+// than the current one. A vnode alone on its ring also takes n as successor,
+// which joins a two-node ring in one step.
+func (v *vnode) notified(n Ref) {
+	if n.ID == v.self.ID {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.pred.IsZero() || Between(v.pred.ID, n.ID, v.self.ID) {
+		v.pred = n
+	}
+	if len(v.succs) == 0 {
+		v.succs = []Ref{n}
+	}
+}
+
+func (v *vnode) clearPredecessor(p Ref) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.pred.ID == p.ID {
+		v.pred = Ref{}
+	}
+}
+
+// setFingers records that f is the successor of the start of finger k, and so
+// of every later finger whose start falls in (self, f]. It returns the next
+// finger index to refresh.
+func (v *vnode) setFingers(k int, f Ref) int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var ref *Ref
+	if f.ID != v.self.ID {
+		ref = &f
+	}
+	j := k
+	for ; j < Bits; j++ {
+		if j > k && !BetweenRightIncl(v.self.ID, v.self.ID.AddPow2(j), f.ID) {
+			break
+		}
+		v.fingers[j] = ref
+	}
+	if j >= Bits {
+		j = 0
+	}
+	v.nextFinger = j
+	return j
+}
+
+func (v *vnode) skipFinger(k int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.nextFinger = (k + 1) % Bits
+}
+
+func (v *vnode) fingerToFix() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return v.nextFinger
+}
+
+// forget removes every reference to nodes matching dead from the routing state.
+func (v *vnode) forget(dead func(Ref) bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.pred.IsZero() && dead(v.pred) {
+		v.pred = Ref{}
+	}
+	v.succs = slices.DeleteFunc(v.succs, dead)
+	for k, f := range v.fingers {
+		if f != nil && dead(*f) {
+			v.fingers[k] = nil
+		}
+	}
+}
+
+// candidates returns up to max known nodes on the arc (self, key), closest to
+// the key first: the next hops a lookup can take from here.
+func (v *vnode) candidates(key ID, max int, out []Ref) []Ref {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var last *Ref
+	for k := Bits - 1; k >= 0; k-- {
+		f := v.fingers[k]
+		if f == nil || f == last {
+			continue
+		}
+		last = f
+		if Between(v.self.ID, f.ID, key) {
+			out = append(out, *f)
+		}
+	}
+	for _, s := range v.succs {
+		if Between(v.self.ID, s.ID, key) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// ownsSuccessor reports whether the vnode can name key's successor itself:
+// key falls between it and one of its successors. Using the whole list, not
+// only the first entry, saves the last hops of most lookups and answers
+// correctly when the key's predecessor has died and no one has noticed yet.
+// An answer from deep in the list is given only if the list still holds want
+// entries from there on; otherwise the query goes on to the key's predecessor.
+func (v *vnode) ownsSuccessor(key ID, want int) ([]Ref, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.succs) == 0 {
+		// Alone: every key is ours.
+		return []Ref{v.self}, true
+	}
+	want = max(want, 1)
+	prev := v.self.ID
+	for i, s := range v.succs {
+		if BetweenRightIncl(prev, key, s.ID) {
+			if i > 0 && len(v.succs)-i < want {
+				return nil, false
+			}
+			return slices.Clone(v.succs[i:min(i+want, len(v.succs))]), true
+		}
+		prev = s.ID
+	}
+	return nil, false
+}
+
+// State is a copy of a vnode's routing state, for status pages and tests.
+type State struct {
+	Self        Ref
+	Predecessor Ref
+	Successors  []Ref
+	// Fingers lists each distinct finger once, with the lowest finger index
+	// (k: the entry covers self + 2^k) it serves.
+	Fingers []Finger
+}
+
+// Finger is one distinct entry of a finger table.
+type Finger struct {
+	K    int
+	Node Ref
+}
+
+func (v *vnode) state() State {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	st := State{Self: v.self, Predecessor: v.pred, Successors: slices.Clone(v.succs)}
+	var last *Ref
+	for k, f := range v.fingers {
+		if f != nil && f != last {
+			st.Fingers = append(st.Fingers, Finger{K: k, Node: *f})
+		}
+		last = f
+	}
+	return st
+}
+
+func digestOf(refs []Ref) uint64 {
+	h := fnv.New64a()
+	for _, r := range refs {
+		h.Write(r.ID[:])
+	}
+	d := h.Sum64()
+	if d == 0 {
+		d = 1 // 0 means "no digest known"
+	}
+	return d
+}
