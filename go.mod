@@ -1,6 +1,6 @@
 module chordshare
 
-go 1.26.8
+go 1.26.0
 
 require (
 	filippo.io/bigmod v0.1.1-0.20260103110540-f8a47775ebe5 // indirect

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 )
 
@@ -504,4 +506,34 @@ func (n *Node) FixAllFingers(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// Run keeps the ring correct until ctx ends: stabilization, finger fixing
+// and predecessor checks each on their own timer, each re-armed at a random
+// point in [interval/2, 3·interval/2) so that peers do not fall into step.
+// The three loops are owned by Run, which returns when all have stopped.
+func (n *Node) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	every := func(interval time.Duration, work func(context.Context)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-n.clock.After(jitter(interval)):
+					work(ctx)
+				}
+			}
+		}()
+	}
+	every(n.cfg.StabilizeInterval, n.Stabilize)
+	every(n.cfg.FixFingerInterval, n.FixFingers)
+	every(n.cfg.CheckPredecessorInterval, n.CheckPredecessors)
+	wg.Wait()
+}
+
+func jitter(d time.Duration) time.Duration {
+	return d/2 + rand.N(d)
 }
