@@ -108,8 +108,11 @@ func (n *Node) Join(ctx context.Context, boot Ref) error {
 	return nil
 }
 
-// call runs one RPC to peer with a timeout from its round-trip estimate,
-// feeds the estimator, and turns a failure into forgetting the peer.
+// call runs one RPC to peer with a timeout from its round-trip estimate and
+// feeds the estimator. A peer that fails is dropped from the finger tables,
+// which are only routing hints; successor lists and predecessors change only
+// through stabilization and predecessor checks, so a peer that was merely
+// slow for one lookup does not make later answers wrong.
 func call[T any](n *Node, ctx context.Context, to Ref, timeout time.Duration, f func(context.Context) (T, error)) (T, error) {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -121,12 +124,16 @@ func call[T any](n *Node, ctx context.Context, to Ref, timeout time.Duration, f 
 	case ctx.Err() != nil:
 		// Our caller gave up; says nothing about the peer.
 	case errors.Is(err, ErrUnknownVnode):
-		n.forgetVnode(to)
+		// Definitive: the peer is up but does not run that vnode (it
+		// restarted with a lower capacity).
+		n.forget(func(r Ref) bool { return r.ID == to.ID })
 	default:
 		if cctx.Err() != nil {
 			n.rtt.TimedOut(to.Addr)
 		}
-		n.forgetPeer(to.Addr)
+		for _, v := range n.vnodes {
+			v.dropFingers(to.Addr)
+		}
 	}
 	return res, err
 }
@@ -135,17 +142,10 @@ func (n *Node) call(ctx context.Context, to Ref, f func(context.Context) (Lookup
 	return call(n, ctx, to, n.rtt.Timeout(to.Addr), f)
 }
 
-// forgetPeer drops a peer that did not answer from every vnode's state. It
-// comes back through stabilization if it was only slow.
-func (n *Node) forgetPeer(addr string) {
+// forget removes matching nodes from every vnode's state.
+func (n *Node) forget(match func(Ref) bool) {
 	for _, v := range n.vnodes {
-		v.forget(func(r Ref) bool { return r.Addr == addr })
-	}
-}
-
-func (n *Node) forgetVnode(r Ref) {
-	for _, v := range n.vnodes {
-		v.forget(func(x Ref) bool { return x.ID == r.ID })
+		v.forget(match)
 	}
 }
 
@@ -285,7 +285,10 @@ func (n *Node) forward(ctx context.Context, step func() Step, key ID, hops, want
 			return LookupResult{}, ctx.Err()
 		}
 		lastErr = err
-		if errors.Is(err, ErrTooManyHops) {
+		if errors.Is(err, ErrTooManyHops) || errors.Is(err, ErrNoRoute) {
+			// The next hop was alive and failed further on; trying its
+			// siblings would retry that whole subtree. The asker falls
+			// back to an iterative lookup instead.
 			break
 		}
 	}
@@ -435,7 +438,10 @@ func (n *Node) stabilize(ctx context.Context, v *vnode) {
 	}
 	nb, err := n.neighborsOf(ctx, s, v.knownDigest(s))
 	if err != nil {
-		return // s was forgotten; the next successor is tried next round
+		// The successor is gone (or too slow to keep): the next one in the
+		// list takes its place, and is asked next round.
+		v.dropSuccessor(s)
+		return
 	}
 	if x := nb.Predecessor; !x.IsZero() && x.ID != v.self.ID && Between(v.self.ID, x.ID, s.ID) {
 		if nbx, err := n.neighborsOf(ctx, x, 0); err == nil {

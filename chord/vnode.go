@@ -41,14 +41,17 @@ func (v *vnode) predecessor() Ref {
 }
 
 // setSuccessors installs s and, after it, the list s reported (its own
-// successors), trimmed to max entries without self or repeats.
+// successors), trimmed to max entries and cut where it comes back to us.
 func (v *vnode) setSuccessors(s Ref, tail []Ref, digest uint64, max int) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	list := make([]Ref, 0, max)
-	seen := map[ID]bool{v.self.ID: true}
+	seen := map[ID]bool{}
 	for _, r := range append([]Ref{s}, tail...) {
-		if len(list) == max {
+		// Reaching ourselves means the list went all the way round a small
+		// ring; what follows would only repeat it (and keep repeating a dead
+		// node's entry forever, each node copying it from the next).
+		if len(list) == max || r.ID == v.self.ID {
 			break
 		}
 		if r.IsZero() || seen[r.ID] {
@@ -169,6 +172,24 @@ func (v *vnode) forget(dead func(Ref) bool) {
 	}
 }
 
+// dropFingers clears every finger on the peer at addr.
+func (v *vnode) dropFingers(addr string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for k, f := range v.fingers {
+		if f != nil && f.Addr == addr {
+			v.fingers[k] = nil
+		}
+	}
+}
+
+// dropSuccessor removes s from the successor list.
+func (v *vnode) dropSuccessor(s Ref) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.succs = slices.DeleteFunc(v.succs, func(r Ref) bool { return r.ID == s.ID })
+}
+
 // candidates returns up to max known nodes on the arc (self, key), closest to
 // the key first: the next hops a lookup can take from here.
 func (v *vnode) candidates(key ID, max int, out []Ref) []Ref {
@@ -197,8 +218,10 @@ func (v *vnode) candidates(key ID, max int, out []Ref) []Ref {
 // key falls between it and one of its successors. Using the whole list, not
 // only the first entry, saves the last hops of most lookups and answers
 // correctly when the key's predecessor has died and no one has noticed yet.
-// An answer from deep in the list is given only if the list still holds want
-// entries from there on; otherwise the query goes on to the key's predecessor.
+// An answer from deep in the list must still hold want successors, or half
+// a list if want is more: fewer, and a few dead entries could leave the
+// asker with no live one; more, and only the key's immediate predecessor
+// could answer, a dead end if it has failed.
 func (v *vnode) ownsSuccessor(key ID, want int) ([]Ref, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
@@ -207,10 +230,11 @@ func (v *vnode) ownsSuccessor(key ID, want int) ([]Ref, bool) {
 		return []Ref{v.self}, true
 	}
 	want = max(want, 1)
+	need := min(want, max(len(v.succs)/2, 1))
 	prev := v.self.ID
 	for i, s := range v.succs {
 		if BetweenRightIncl(prev, key, s.ID) {
-			if i > 0 && len(v.succs)-i < want {
+			if i > 0 && len(v.succs)-i < need {
 				return nil, false
 			}
 			return slices.Clone(v.succs[i:min(i+want, len(v.succs))]), true

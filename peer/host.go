@@ -1,0 +1,82 @@
+package peer
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// Connection manager watermarks. A ring node needs its successors,
+// predecessor and fingers (a few dozen peers per vnode at most) and these
+// are protected from trimming; the rest are short-lived lookup hops.
+const (
+	connLow   = 128
+	connHigh  = 512
+	connGrace = time.Minute
+)
+
+// ringLimits raises libp2p's scaled defaults to what a ring node needs: one
+// short stream per RPC, to a few hundred peers, bursty while a lookup fans
+// out or a 64-node loopback testnet starts at once.
+func ringLimits() rcmgr.ConcreteLimitConfig {
+	partial := rcmgr.PartialLimitConfig{
+		System: rcmgr.ResourceLimits{
+			Conns: 4096, ConnsInbound: 2048, ConnsOutbound: 2048,
+			Streams: 16384, StreamsInbound: 8192, StreamsOutbound: 8192,
+			FD: 4096,
+		},
+		Transient: rcmgr.ResourceLimits{
+			Conns: 1024, ConnsInbound: 512, ConnsOutbound: 512,
+			Streams: 2048, StreamsInbound: 1024, StreamsOutbound: 1024,
+		},
+		PeerDefault: rcmgr.ResourceLimits{
+			Conns: 16, ConnsInbound: 8, ConnsOutbound: 8,
+			Streams: 1024, StreamsInbound: 512, StreamsOutbound: 512,
+		},
+		ProtocolDefault: rcmgr.ResourceLimits{
+			Streams: 8192, StreamsInbound: 4096, StreamsOutbound: 4096,
+		},
+		ProtocolPeerDefault: rcmgr.ResourceLimits{
+			Streams: 512, StreamsInbound: 256, StreamsOutbound: 256,
+		},
+	}
+	return partial.Build(rcmgr.DefaultLimits.AutoScale())
+}
+
+// NewHost makes the libp2p host of a ring node: TCP and QUIC, Noise, yamux,
+// with the connection and resource managers set for the ring.
+func NewHost(priv crypto.PrivKey, listen []ma.Multiaddr) (host.Host, error) {
+	cm, err := connmgr.NewConnManager(connLow, connHigh, connmgr.WithGracePeriod(connGrace))
+	if err != nil {
+		return nil, fmt.Errorf("connection manager: %w", err)
+	}
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(ringLimits()))
+	if err != nil {
+		return nil, fmt.Errorf("resource manager: %w", err)
+	}
+	h, err := libp2p.New(
+		libp2p.Identity(priv),
+		libp2p.ListenAddrs(listen...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ConnectionManager(cm),
+		libp2p.ResourceManager(rm),
+		libp2p.DisableRelay(),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("libp2p host: %w", err)
+	}
+	return h, nil
+}

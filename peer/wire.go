@@ -1,0 +1,186 @@
+package peer
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	ma "github.com/multiformats/go-multiaddr"
+	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
+
+	"chordshare/chord"
+	"chordshare/peer/pb"
+
+	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
+)
+
+// RingProtocol is the stream protocol of the ring RPCs.
+const RingProtocol = "/chordshare/ring/1.0.0"
+
+const (
+	// maxRingMessage caps one ring message. The largest legitimate one is a
+	// successor list of 16 refs with a few addresses each, about 3 KiB.
+	maxRingMessage = 16 << 10
+	// maxAddrsPerRef and maxAddrLen bound the dialing hints in a ref.
+	maxAddrsPerRef = 8
+	maxAddrLen     = 256
+	// maxRefsPerMessage bounds any list of refs.
+	maxRefsPerMessage = 64
+	// addrHintTTL is how long addresses learned from a ref are kept.
+	addrHintTTL = 10 * time.Minute
+)
+
+// Stream reset codes for ring streams.
+const (
+	resetBadMessage network.StreamErrorCode = 1
+	resetTimeout    network.StreamErrorCode = 2
+)
+
+var errBadMessage = errors.New("malformed ring message")
+
+// writeMsg and readMsg frame a protobuf message with a varint length.
+func writeMsg(s network.Stream, m proto.Message) error {
+	w := bufio.NewWriter(s)
+	if _, err := protodelim.MarshalTo(w, m); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+func readMsg(r *bufio.Reader, m proto.Message) error {
+	if err := (protodelim.UnmarshalOptions{MaxSize: maxRingMessage}).UnmarshalFrom(r, m); err != nil {
+		return fmt.Errorf("%w: %v", errBadMessage, err)
+	}
+	return nil
+}
+
+// bound ties a stream to ctx: the stream is reset when ctx ends. Deadlines
+// are set too where the transport supports them (mocknet does not).
+func bound(ctx context.Context, s network.Stream) (stop func() bool) {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = s.SetDeadline(dl)
+	}
+	return context.AfterFunc(ctx, func() { _ = s.ResetWithError(resetTimeout) })
+}
+
+// refCodec turns chord refs into wire refs and back, carrying dialing hints
+// through the peerstore.
+type refCodec struct {
+	ps peerstore.Peerstore
+}
+
+func (c refCodec) encode(r chord.Ref) *pb.NodeRef {
+	if r.IsZero() {
+		return nil
+	}
+	out := &pb.NodeRef{Peer: []byte(r.Addr), Vnode: r.Vnode}
+	for i, a := range c.ps.Addrs(p2ppeer.ID(r.Addr)) {
+		if i == maxAddrsPerRef {
+			break
+		}
+		out.Addrs = append(out.Addrs, a.Bytes())
+	}
+	return out
+}
+
+func (c refCodec) encodeAll(refs []chord.Ref) []*pb.NodeRef {
+	out := make([]*pb.NodeRef, 0, len(refs))
+	for _, r := range refs {
+		out = append(out, c.encode(r))
+	}
+	return out
+}
+
+// decode validates a wire ref and rebuilds the chord ref from it; the
+// position is derived from the peer ID, never taken from the sender.
+func (c refCodec) decode(w *pb.NodeRef) (chord.Ref, error) {
+	if w == nil {
+		return chord.Ref{}, nil
+	}
+	id, err := p2ppeer.IDFromBytes(w.GetPeer())
+	if err != nil {
+		return chord.Ref{}, fmt.Errorf("%w: bad peer id: %v", errBadMessage, err)
+	}
+	if w.GetVnode() >= chord.MaxVnodes {
+		return chord.Ref{}, fmt.Errorf("%w: vnode %d out of range", errBadMessage, w.GetVnode())
+	}
+	if len(w.GetAddrs()) > maxAddrsPerRef {
+		return chord.Ref{}, fmt.Errorf("%w: %d addresses in one ref", errBadMessage, len(w.GetAddrs()))
+	}
+	var addrs []ma.Multiaddr
+	for _, b := range w.GetAddrs() {
+		if len(b) > maxAddrLen {
+			return chord.Ref{}, fmt.Errorf("%w: address too long", errBadMessage)
+		}
+		a, err := ma.NewMultiaddrBytes(b)
+		if err != nil {
+			return chord.Ref{}, fmt.Errorf("%w: bad address: %v", errBadMessage, err)
+		}
+		addrs = append(addrs, a)
+	}
+	if len(addrs) > 0 {
+		c.ps.AddAddrs(id, addrs, addrHintTTL)
+	}
+	return chord.MakeRef(string(id), w.GetVnode()), nil
+}
+
+func (c refCodec) decodeAll(ws []*pb.NodeRef) ([]chord.Ref, error) {
+	if len(ws) > maxRefsPerMessage {
+		return nil, fmt.Errorf("%w: %d refs", errBadMessage, len(ws))
+	}
+	out := make([]chord.Ref, 0, len(ws))
+	for _, w := range ws {
+		r, err := c.decode(w)
+		if err != nil {
+			return nil, err
+		}
+		if r.IsZero() {
+			return nil, fmt.Errorf("%w: empty ref in list", errBadMessage)
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func decodeKey(b []byte) (chord.ID, error) {
+	var id chord.ID
+	if len(b) != len(id) {
+		return id, fmt.Errorf("%w: key of %d bytes", errBadMessage, len(b))
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+// Errors the wire carries as a status, so both ends agree on what happened.
+func statusOf(err error) pb.Response_Status {
+	switch {
+	case err == nil:
+		return pb.Response_OK
+	case errors.Is(err, chord.ErrUnknownVnode):
+		return pb.Response_UNKNOWN_VNODE
+	case errors.Is(err, chord.ErrTooManyHops):
+		return pb.Response_TOO_MANY_HOPS
+	case errors.Is(err, chord.ErrNoRoute):
+		return pb.Response_NO_ROUTE
+	}
+	return pb.Response_ERROR
+}
+
+func errorOf(resp *pb.Response) error {
+	switch resp.GetStatus() {
+	case pb.Response_OK:
+		return nil
+	case pb.Response_UNKNOWN_VNODE:
+		return chord.ErrUnknownVnode
+	case pb.Response_TOO_MANY_HOPS:
+		return chord.ErrTooManyHops
+	case pb.Response_NO_ROUTE:
+		return fmt.Errorf("remote: %w", chord.ErrNoRoute)
+	}
+	return fmt.Errorf("remote error: %.200s", resp.GetError())
+}
