@@ -1,0 +1,129 @@
+package peer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
+
+	"chordshare/chord"
+	"chordshare/peer/pb"
+)
+
+func frame(m proto.Message) []byte {
+	var b bytes.Buffer
+	if _, err := protodelim.MarshalTo(&b, m); err != nil {
+		panic(err)
+	}
+	return b.Bytes()
+}
+
+// A peer that sends malformed, oversized or truncated ring messages gets its
+// stream reset; the node keeps answering everyone else.
+func TestBadRingMessagesResetOnlyTheirStream(t *testing.T) {
+	r := newMockRing(t, testConfig())
+	nodes := r.add(2)
+	r.join(nodes[0], nil)
+	r.join(nodes[1], nodes[0])
+	r.converge(20)
+	victim, bystander := nodes[0], nodes[1]
+	attacker, err := r.mn.GenPeer() // a bare host, not a ring node
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := attacker.Connect(context.Background(), addrInfo(victim)); err != nil {
+		t.Fatal(err)
+	}
+
+	huge := binary.AppendUvarint(nil, 1<<30)
+	valid := frame(&pb.Request{Type: pb.Request_PING})
+	cases := map[string][]byte{
+		"garbage protobuf":      append(binary.AppendUvarint(nil, 5), 0xff, 0xff, 0xff, 0xff, 0xff),
+		"oversized length":      append(huge, make([]byte, 64)...),
+		"over the size cap":     frame(&pb.Request{Type: pb.Request_NEXT_HOP, Key: make([]byte, maxRingMessage+1)}),
+		"truncated":             valid[:len(valid)-1],
+		"empty stream":          nil,
+		"unknown request type":  frame(&pb.Request{Type: 99}),
+		"short key":             frame(&pb.Request{Type: pb.Request_NEXT_HOP, Key: []byte{1, 2, 3}}),
+		"vnode out of range":    frame(&pb.Request{Type: pb.Request_PING, ToVnode: chord.MaxVnodes}),
+		"notify for other peer": frame(&pb.Request{Type: pb.Request_NOTIFY, Self: &pb.NodeRef{Peer: []byte(bystander.Host().ID())}}),
+		"notify bad peer id":    frame(&pb.Request{Type: pb.Request_NOTIFY, Self: &pb.NodeRef{Peer: []byte("not a peer id")}}),
+		"too many addrs":        frame(&pb.Request{Type: pb.Request_NOTIFY, Self: &pb.NodeRef{Peer: []byte(attacker.ID()), Addrs: make([][]byte, maxAddrsPerRef+1)}}),
+	}
+	for name, payload := range cases {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			s, err := attacker.NewStream(ctx, victim.Host().ID(), RingProtocol)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.Write(payload); err != nil {
+				t.Fatal(err)
+			}
+			_ = s.CloseWrite()
+			got, err := io.ReadAll(bufio.NewReader(s))
+			if err == nil {
+				t.Fatalf("stream not reset; got %d bytes of answer", len(got))
+			}
+			// The victim still serves the others.
+			st := victim.Chord().Vnodes()[0]
+			if err := bystander.tr.Ping(ctx, st); err != nil {
+				t.Fatalf("victim stopped serving after %s: %v", name, err)
+			}
+		})
+	}
+	if got := victim.Stats().BadStreams.Load(); got != int64(len(cases)) {
+		t.Errorf("victim counted %d bad streams, want %d", got, len(cases))
+	}
+}
+
+// FuzzRingRequest feeds arbitrary bytes to the request decoder and handler:
+// they may refuse, never panic.
+func FuzzRingRequest(f *testing.F) {
+	f.Add(frame(&pb.Request{Type: pb.Request_PING}))
+	f.Add(frame(&pb.Request{Type: pb.Request_NEXT_HOP, Key: make([]byte, 32), Want: 3}))
+	f.Add(frame(&pb.Request{Type: pb.Request_FIND_SUCCESSOR, Key: make([]byte, 32), Hops: 70, BudgetMs: 5}))
+	f.Add(frame(&pb.Request{Type: pb.Request_NEIGHBORS, KnownDigest: 7}))
+	f.Add(frame(&pb.Request{Type: pb.Request_NOTIFY, Self: &pb.NodeRef{Peer: []byte("x"), Vnode: 3, Addrs: [][]byte{{4, 127, 0, 0, 1}}}}))
+	r := newMockRing(&testing.T{}, testConfig())
+	nodes := r.add(2)
+	if err := nodes[0].Join(context.Background(), nil); err != nil {
+		f.Fatal(err)
+	}
+	from := nodes[1].Host().ID()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		req := &pb.Request{}
+		if err := readMsg(bufio.NewReader(bytes.NewReader(data)), req); err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		resp, err := nodes[0].tr.handle(ctx, from, req)
+		if err == nil && resp == nil {
+			t.Fatal("no response and no error")
+		}
+	})
+}
+
+// A ref's position is derived from its peer ID, never taken from the wire.
+func TestDecodedRefPositionIsDerived(t *testing.T) {
+	r := newMockRing(t, testConfig())
+	n := r.add(1)[0]
+	codec := refCodec{ps: n.Host().Peerstore()}
+	want := chord.MakeRef(string(n.Host().ID()), 5)
+	got, err := codec.decode(codec.encode(want))
+	if err != nil || got != want {
+		t.Fatalf("round trip: %v %v, want %v", got, err, want)
+	}
+}
