@@ -90,9 +90,12 @@ func TestConfig() Config {
 	c.StabilizeInterval = 50 * time.Millisecond
 	c.FixFingerInterval = 50 * time.Millisecond
 	c.CheckPredecessorInterval = 100 * time.Millisecond
-	c.InitialRTO = 500 * time.Millisecond
-	c.MinRTO = 20 * time.Millisecond
-	c.MaxRTO = 2 * time.Second
+	// Round trips in process are microseconds, but a loaded test machine
+	// (the race detector, two cores) stalls goroutines for far longer; a
+	// timeout must not mistake that for a dead peer.
+	c.InitialRTO = time.Second
+	c.MinRTO = 500 * time.Millisecond
+	c.MaxRTO = 4 * time.Second
 	c.LookupTimeout = 10 * time.Second
 	return c
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,10 +23,31 @@ import (
 // Config configures a Node.
 type Config struct {
 	Chord chord.Config
+	// Replicas (r) is how many distinct peers hold each block.
+	Replicas int
+	// WriteQuorum (W) is how many durable acknowledgements a put waits for;
+	// the other r-W replicas are written in the background.
+	WriteQuorum int
+	// Store is where this peer keeps the blocks it is responsible for; nil
+	// for a client that stores nothing.
+	Store BlockStore
 }
 
 // DefaultConfig is what a daemon runs with unless told otherwise.
-func DefaultConfig() Config { return Config{Chord: chord.DefaultConfig()} }
+func DefaultConfig() Config {
+	return Config{Chord: chord.DefaultConfig(), Replicas: 3, WriteQuorum: 2}
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	if err := c.Chord.Validate(); err != nil {
+		return err
+	}
+	if c.Replicas < 1 || c.WriteQuorum < 1 || c.WriteQuorum > c.Replicas {
+		return fmt.Errorf("replication: want 1 <= W (%d) <= r (%d)", c.WriteQuorum, c.Replicas)
+	}
+	return nil
+}
 
 // protectTag marks ring neighbours in the connection manager.
 const protectTag = "chordshare-ring"
@@ -38,6 +60,12 @@ type Node struct {
 	ring    *chord.Node
 	started time.Time
 
+	// life ends at Close; bg holds the work that outlives a request (the
+	// replica writes a put did not wait for).
+	life context.Context
+	stop context.CancelFunc
+	bg   sync.WaitGroup
+
 	mu        sync.Mutex
 	protected map[p2ppeer.ID]bool
 }
@@ -45,6 +73,9 @@ type Node struct {
 // NewNode puts a ring node on h and starts serving the ring protocol. It
 // is on no ring until Join.
 func NewNode(h host.Host, cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	tr := newRingTransport(h)
 	ring, err := chord.NewNode(string(h.ID()), tr, nil, cfg.Chord)
 	if err != nil {
@@ -52,7 +83,9 @@ func NewNode(h host.Host, cfg Config) (*Node, error) {
 	}
 	tr.node = ring
 	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}}
+	n.life, n.stop = context.WithCancel(context.Background())
 	h.SetStreamHandler(RingProtocol, tr.serve)
+	h.SetStreamHandler(BlockProtocol, n.serveBlock)
 	return n, nil
 }
 
@@ -95,7 +128,7 @@ func (n *Node) Join(ctx context.Context, bootstrap []p2ppeer.AddrInfo) error {
 	if len(errs) == 0 {
 		return errors.New("join: no bootstrap peer other than ourselves")
 	}
-	return fmt.Errorf("join: %w", errors.Join(errs...))
+	return fmt.Errorf("join: %s", oneLine(errs))
 }
 
 // Run maintains the ring until ctx ends.
@@ -115,10 +148,33 @@ func (n *Node) Run(ctx context.Context) {
 	wg.Wait()
 }
 
-// Close stops serving the ring protocol. The host is the caller's to close.
+// Close stops serving and waits for background replica writes to end.
+// The host is the caller's to close.
 func (n *Node) Close() error {
 	n.h.RemoveStreamHandler(RingProtocol)
+	n.h.RemoveStreamHandler(BlockProtocol)
+	done := make(chan struct{})
+	go func() { n.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(closeGrace):
+		n.stop()
+		<-done
+	}
+	n.stop()
 	return nil
+}
+
+// closeGrace is how long Close lets unfinished replica writes complete.
+const closeGrace = 10 * time.Second
+
+// oneLine joins errors for a message a user reads on one line.
+func oneLine(errs []error) string {
+	parts := make([]string, len(errs))
+	for i, err := range errs {
+		parts[i] = err.Error()
+	}
+	return strings.Join(parts, "; ")
 }
 
 // protectNeighbours keeps connections to the current ring neighbours from

@@ -23,6 +23,8 @@ type mockRing struct {
 	cfg   Config
 	nodes []*Node
 	dead  map[*Node]bool
+	// beforeNode, if set, adjusts each new node's config (a store, say).
+	beforeNode func(*Config)
 }
 
 func newMockRing(t *testing.T, cfg Config) *mockRing {
@@ -40,7 +42,11 @@ func (r *mockRing) add(count int) []*Node {
 		if err != nil {
 			r.t.Fatal(err)
 		}
-		n, err := NewNode(h, r.cfg)
+		cfg := r.cfg
+		if r.beforeNode != nil {
+			r.beforeNode(&cfg)
+		}
+		n, err := NewNode(h, cfg)
 		if err != nil {
 			r.t.Fatal(err)
 		}
@@ -153,13 +159,27 @@ func randomKey(rng *rand.Rand) chord.ID {
 	return id
 }
 
-func testConfig() Config { return Config{Chord: chord.TestConfig()} }
+func testConfig() Config {
+	c := DefaultConfig()
+	c.Chord = chord.TestConfig()
+	return c
+}
 
+// The race detector slows mocknet about tenfold: under it (and -short) the
+// rings are smaller and fewer lookups are checked; the default run does the
+// full 64 peers and 1,000 lookups per peer and mode.
 func lookupsPerPeer(t *testing.T) int {
 	if testing.Short() || raceEnabled {
 		return 100
 	}
 	return 1000
+}
+
+func ringPeers() int {
+	if testing.Short() || raceEnabled {
+		return 24
+	}
+	return 64
 }
 
 // Issue 2's story on mocknet: 64 peers join one at a time; the ring is
@@ -169,7 +189,8 @@ func lookupsPerPeer(t *testing.T) int {
 func TestMocknetRingJoinCrashRejoin(t *testing.T) {
 	r := newMockRing(t, testConfig())
 	rng := rand.New(rand.NewPCG(1, 2))
-	for i, n := range r.add(64) {
+	peers := ringPeers()
+	for i, n := range r.add(peers) {
 		var via *Node
 		if i > 0 {
 			via = r.nodes[rng.IntN(i)]
@@ -177,26 +198,26 @@ func TestMocknetRingJoinCrashRejoin(t *testing.T) {
 		r.join(n, via)
 		chord.Round(context.Background(), r.chords()[:i+1])
 	}
-	t.Logf("64 joined one at a time: converged in %d more rounds", r.converge(100))
+	t.Logf("%d joined one at a time: converged in %d more rounds", peers, r.converge(100))
 	r.lookups(lookupsPerPeer(t), 1)
 
-	for _, i := range rng.Perm(64)[:16] {
+	for _, i := range rng.Perm(peers)[:peers/4] {
 		r.crash(r.nodes[i])
 	}
-	t.Logf("16 of 64 crashed at once: converged in %d rounds", r.converge(100))
+	t.Logf("%d of %d crashed at once: converged in %d rounds", peers/4, peers, r.converge(100))
 	r.lookups(lookupsPerPeer(t), 2)
 
 	live := r.live()
-	for _, n := range r.add(16) {
+	for _, n := range r.add(peers / 4) {
 		r.join(n, live[rng.IntN(len(live))])
 	}
-	t.Logf("16 joined in the gaps: converged in %d rounds", r.converge(100))
+	t.Logf("%d joined in the gaps: converged in %d rounds", peers/4, r.converge(100))
 	r.lookups(lookupsPerPeer(t), 3)
 }
 
 func TestMocknetRingAllJoinAtOnce(t *testing.T) {
 	r := newMockRing(t, testConfig())
-	nodes := r.add(64)
+	nodes := r.add(ringPeers())
 	r.join(nodes[0], nil)
 	var wg sync.WaitGroup
 	for _, n := range nodes[1:] {
@@ -207,7 +228,7 @@ func TestMocknetRingAllJoinAtOnce(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	t.Logf("63 joined at once: converged in %d rounds", r.converge(300))
+	t.Logf("%d joined at once: converged in %d rounds", len(nodes)-1, r.converge(300))
 	r.lookups(lookupsPerPeer(t), 4)
 }
 

@@ -1,0 +1,163 @@
+package peer
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"chordshare/chord"
+
+	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Replicas returns the preference list of block c: the first r distinct
+// peers clockwise from its key (Dynamo-style; vnodes of one peer count once).
+func (n *Node) Replicas(ctx context.Context, c cid.Cid) ([]p2ppeer.ID, error) {
+	key := chord.KeyID(c.Hash())
+	res, err := n.ring.Lookup(ctx, key, n.cfg.Chord.SuccessorListLen)
+	if err != nil {
+		return nil, fmt.Errorf("replicas of %s: %w", c, err)
+	}
+	var out []p2ppeer.ID
+	for _, s := range res.Successors {
+		p := p2ppeer.ID(s.Addr)
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+		if len(out) == n.cfg.Replicas {
+			break
+		}
+	}
+	return out, nil
+}
+
+// Put stores block c on its r replicas and returns once W of them have
+// acknowledged a durable write; the others finish in the background, owned
+// by the node. It implements share.Putter.
+func (n *Node) Put(ctx context.Context, c cid.Cid, data []byte) error {
+	if len(data) > maxBlockSize {
+		return fmt.Errorf("put %s: block of %d bytes exceeds %d", c, len(data), maxBlockSize)
+	}
+	if err := verify(c, data); err != nil {
+		return fmt.Errorf("put %s: %w", c, err)
+	}
+	peers, err := n.Replicas(ctx, c)
+	if err != nil {
+		return fmt.Errorf("put %s: %w", c, err)
+	}
+	need := min(n.cfg.WriteQuorum, len(peers))
+	if need < n.cfg.WriteQuorum {
+		return fmt.Errorf("put %s: the ring has %d peers, fewer than the write quorum %d", c, len(peers), n.cfg.WriteQuorum)
+	}
+	acks := make(chan error, len(peers))
+	for _, p := range peers {
+		// Detached from ctx: a replica write the caller no longer waits for
+		// still completes, bounded by the node's lifetime and its timeout.
+		n.bg.Go(func() { acks <- n.storeAt(n.life, p, c, data) })
+	}
+	var errs []error
+	for ok := 0; ok < need; {
+		select {
+		case err := <-acks:
+			if err != nil {
+				errs = append(errs, err)
+				if len(errs) > len(peers)-need {
+					return fmt.Errorf("put %s: only %d of %d replicas acknowledged, %d needed: %s",
+						c, ok, len(peers), need, oneLine(errs))
+				}
+				continue
+			}
+			ok++
+		case <-ctx.Done():
+			return fmt.Errorf("put %s: %w", c, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// Get fetches block c: from the local store if it holds it, else from its
+// replicas, fastest first, with a hedged request to the next replica when
+// the first is slow to answer. Bytes that do not match c are never returned;
+// that replica is skipped. It implements share.Getter.
+func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
+	if n.cfg.Store != nil {
+		if data, err := n.cfg.Store.Get(c); err == nil {
+			return data, nil
+		}
+	}
+	peers, err := n.Replicas(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", c, err)
+	}
+	peers = slices.DeleteFunc(peers, func(p p2ppeer.ID) bool { return p == n.h.ID() })
+	if len(peers) == 0 {
+		return nil, fmt.Errorf("get %s: %w (no other replica)", c, ErrBlockNotFound)
+	}
+	n.byRTT(peers)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type result struct {
+		data []byte
+		err  error
+	}
+	results := make(chan result, len(peers))
+	launched := 0
+	launch := func() {
+		p := peers[launched]
+		launched++
+		go func() {
+			data, err := n.fetchFrom(ctx, p, c)
+			results <- result{data, err}
+		}()
+	}
+	launch()
+	var errs []error
+	hedge := time.NewTimer(n.hedgeDelay(peers[0]))
+	defer hedge.Stop()
+	for len(errs) < len(peers) {
+		select {
+		case r := <-results:
+			if r.err == nil {
+				return r.data, nil
+			}
+			errs = append(errs, r.err)
+			if launched < len(peers) {
+				launch()
+			}
+		case <-hedge.C:
+			if launched < len(peers) {
+				launch()
+				hedge.Reset(n.hedgeDelay(peers[launched-1]))
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("get %s: %w", c, ctx.Err())
+		}
+	}
+	return nil, fmt.Errorf("get %s: none of %d replicas served it: %s", c, len(peers), oneLine(errs))
+}
+
+// byRTT orders peers fastest first; peers never measured go last.
+func (n *Node) byRTT(peers []p2ppeer.ID) {
+	rtt := func(p p2ppeer.ID) time.Duration {
+		if d, ok := n.ring.RTT(string(p)); ok {
+			return d
+		}
+		return time.Hour
+	}
+	slices.SortStableFunc(peers, func(a, b p2ppeer.ID) int { return int(rtt(a) - rtt(b)) })
+}
+
+// hedgeDelay is how long to wait for p before asking another replica too:
+// a few round trips plus the time a block takes at a modest rate, so a
+// healthy peer is rarely doubled up on and a stalled one costs little.
+func (n *Node) hedgeDelay(p p2ppeer.ID) time.Duration {
+	const blockAtModestRate = 100 * time.Millisecond // 256 KiB at ~20 Mbit/s
+	if d, ok := n.ring.RTT(string(p)); ok {
+		return 3*d + blockAtModestRate
+	}
+	return 500 * time.Millisecond
+}

@@ -1,0 +1,162 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
+
+	"chordshare/blocks"
+)
+
+func rawBlock(t testing.TB, data []byte) cid.Cid {
+	c, err := cid.V1Builder{Codec: cid.Raw, MhType: mh.SHA2_256}.Sum(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// storedRing is a mocknet ring whose nodes keep blocks in real stores.
+func storedRing(t *testing.T, peers int) (*mockRing, map[*Node]*blocks.Store) {
+	r := newMockRing(t, testConfig())
+	stores := map[*Node]*blocks.Store{}
+	r.beforeNode = func(cfg *Config) {
+		st, err := blocks.Open(t.TempDir(), blocks.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		cfg.Store = st
+	}
+	nodes := r.add(peers)
+	for _, n := range nodes {
+		stores[n] = n.cfg.Store.(*blocks.Store)
+	}
+	r.join(nodes[0], nil)
+	for _, n := range nodes[1:] {
+		r.join(n, nodes[0])
+	}
+	r.converge(200)
+	return r, stores
+}
+
+// A put lands on the first r distinct peers after the key, any peer can get
+// it, and it survives the loss of all but one replica.
+func TestPutReplicatesToPreferenceList(t *testing.T) {
+	r, stores := storedRing(t, 8)
+	ctx := context.Background()
+	data := bytes.Repeat([]byte("chordshare "), 1000)
+	c := rawBlock(t, data)
+	writer := r.nodes[0]
+	if err := writer.Put(ctx, c, data); err != nil {
+		t.Fatal(err)
+	}
+	writer.bg.Wait() // the background replica write
+	replicas, err := r.nodes[1].Replicas(ctx, c)
+	if err != nil || len(replicas) != 3 {
+		t.Fatalf("replicas: %v %v", replicas, err)
+	}
+	holders := 0
+	for n, st := range stores {
+		want := false
+		for _, p := range replicas {
+			want = want || p == n.Host().ID()
+		}
+		if st.Has(c) != want {
+			t.Errorf("peer %s holds block: %v, want %v", n.Host().ID().ShortString(), st.Has(c), want)
+		}
+		if st.Has(c) {
+			holders++
+		}
+	}
+	if holders != 3 {
+		t.Fatalf("%d holders, want 3", holders)
+	}
+	// Crash two of the three holders: a fetch still succeeds from the third.
+	crashed := 0
+	for _, n := range r.live() {
+		if stores[n].Has(c) && crashed < 2 {
+			r.crash(n)
+			crashed++
+		}
+	}
+	var reader *Node
+	for _, n := range r.live() {
+		if !stores[n].Has(c) {
+			reader = n
+			break
+		}
+	}
+	r.converge(200)
+	got, err := reader.Get(ctx, c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get after losing 2 of 3 replicas: %v", err)
+	}
+}
+
+// A replica that answers with bytes that are not the block is skipped.
+func TestGetSkipsReplicaServingWrongBytes(t *testing.T) {
+	r, stores := storedRing(t, 6)
+	ctx := context.Background()
+	data := []byte("the real block")
+	c := rawBlock(t, data)
+	if err := r.nodes[0].Put(ctx, c, data); err != nil {
+		t.Fatal(err)
+	}
+	r.nodes[0].bg.Wait()
+	replicas, _ := r.nodes[0].Replicas(ctx, c)
+	// Damage the copy on the first replica by swapping the node's store
+	// for one that lies.
+	for _, n := range r.nodes {
+		if n.Host().ID() == replicas[0] {
+			n.cfg.Store = lyingStore{stores[n]}
+		}
+	}
+	for _, n := range r.nodes {
+		if !stores[n].Has(c) {
+			got, err := n.Get(ctx, c)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("get with one lying replica: %v", err)
+			}
+			return
+		}
+	}
+}
+
+type lyingStore struct{ *blocks.Store }
+
+func (l lyingStore) Get(c cid.Cid) ([]byte, error) { return []byte("forged bytes"), nil }
+
+// With fewer than W replicas reachable, a put reports failure.
+func TestPutFailsWithoutWriteQuorum(t *testing.T) {
+	r, _ := storedRing(t, 4)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(5, 5))
+	data := make([]byte, 1000)
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	c := rawBlock(t, data)
+	writer := r.nodes[0]
+	replicas, _ := writer.Replicas(ctx, c)
+	// Cut the writer off from every replica but itself.
+	for _, p := range replicas {
+		if p != writer.Host().ID() {
+			_ = r.mn.UnlinkPeers(writer.Host().ID(), p)
+			_ = r.mn.DisconnectPeers(writer.Host().ID(), p)
+		}
+	}
+	err := writer.Put(ctx, c, data)
+	if err == nil {
+		t.Fatal("put succeeded with fewer than W replicas reachable")
+	}
+	t.Log(err)
+	if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal("put hung until a timeout instead of failing")
+	}
+}
