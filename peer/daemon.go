@@ -1,0 +1,380 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+	"github.com/multiformats/go-multiaddr"
+
+	"chordshare/chord"
+	"chordshare/peer/api"
+)
+
+// DaemonOptions is what `peer daemon` asks for. Zero fields mean "as the repo
+// config says" (RepoConfig); set ones override it for this run only.
+type DaemonOptions struct {
+	// Repo is the repo directory, already resolved (api.ResolveRepo).
+	Repo string
+	// Listen and Bootstrap are multiaddrs; nil: the repo config's.
+	Listen    []string
+	Bootstrap []string
+	// Capacity is the number of vnodes; nil: the repo config's.
+	Capacity *int
+	// Lookup is "recursive" or "iterative"; empty: the repo config's.
+	Lookup string
+
+	// BootstrapAttempts is how many times to try joining through the
+	// bootstrap peers before giving up; zero: DefaultBootstrapAttempts.
+	BootstrapAttempts int
+	// BootstrapBackoff is the wait after the first failed attempt, doubled
+	// after each further one; zero: DefaultBootstrapBackoff.
+	BootstrapBackoff time.Duration
+	// JoinTimeout bounds one join attempt; zero: the chord LookupTimeout.
+	JoinTimeout time.Duration
+
+	// Log receives progress lines (join retries, API errors); nil: discarded.
+	Log io.Writer
+}
+
+// Bootstrap retry defaults: 5 attempts, waiting 0.5 + 1 + 2 + 4 s between
+// them, so a daemon started together with its bootstrap peer (a testnet, a
+// reboot) waits about 7.5 s for it before it gives up.
+const (
+	DefaultBootstrapAttempts = 5
+	DefaultBootstrapBackoff  = 500 * time.Millisecond
+)
+
+// apiShutdownGrace bounds how long the API waits for answers in flight when
+// the daemon stops. Their contexts are cancelled at once, so it is short.
+const apiShutdownGrace = 2 * time.Second
+
+// Daemon is a running peer: the repo it holds, its libp2p host, its ring
+// node and the local API on the repo's Unix socket.
+type Daemon struct {
+	repo *Repo
+	host host.Host
+	node *Node
+	cfg  Config
+	sock string
+	ln   net.Listener
+	api  *http.Server
+	log  io.Writer
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// StartDaemon opens (or creates) the repo, starts the host and the ring node,
+// joins the ring through the bootstrap peers (or starts a new ring when there
+// are none) and opens the API socket. It returns once the daemon can answer;
+// Run then serves until its context ends. On error everything it opened is
+// closed again.
+func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error) {
+	logw := opts.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	// Check the socket path first: a too-long repo path should fail before
+	// the repo is created.
+	sock, err := api.SocketPath(opts.Repo)
+	if err != nil {
+		return nil, err
+	}
+	repo, err := OpenRepo(opts.Repo)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			repo.Close()
+		}
+	}()
+
+	rc := repo.Config()
+	if opts.Listen != nil {
+		rc.Listen = opts.Listen
+	}
+	if opts.Bootstrap != nil {
+		rc.Bootstrap = opts.Bootstrap
+	}
+	if opts.Capacity != nil {
+		rc.Capacity = *opts.Capacity
+	}
+	if opts.Lookup != "" {
+		rc.Lookup = opts.Lookup
+	}
+	if err := rc.Validate(); err != nil {
+		return nil, err
+	}
+	if len(rc.Listen) == 0 {
+		return nil, errors.New("no listen address: give --listen or set listen in the repo config")
+	}
+	listen := make([]multiaddr.Multiaddr, len(rc.Listen))
+	for i, s := range rc.Listen {
+		if listen[i], err = multiaddr.NewMultiaddr(s); err != nil {
+			return nil, fmt.Errorf("listen address %q: %w", s, err)
+		}
+	}
+	boot, err := ParseBootstrap(rc.Bootstrap)
+	if err != nil {
+		return nil, err
+	}
+	cfg := DefaultConfig()
+	cfg.Chord.Vnodes = rc.Capacity
+	if cfg.Chord.Lookup, err = chord.ParseLookupMode(rc.Lookup); err != nil {
+		return nil, err
+	}
+	if err := cfg.Chord.Validate(); err != nil {
+		return nil, fmt.Errorf("ring config: %w", err)
+	}
+
+	h, err := NewHost(repo.Identity(), listen)
+	if err != nil {
+		return nil, fmt.Errorf("start libp2p host on %s: %w", strings.Join(rc.Listen, ", "), err)
+	}
+	defer func() {
+		if err != nil {
+			h.Close()
+		}
+	}()
+	node, err := NewNode(h, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("start ring node: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			node.Close()
+		}
+	}()
+
+	// A config shared by several peers may list this peer among its
+	// bootstrap peers: joining through oneself is no join.
+	boot = withoutPeer(boot, h.ID())
+	if err := joinRing(ctx, node, boot, opts, cfg.Chord.LookupTimeout, logw, func() { clearDialBackoff(h, boot) }); err != nil {
+		return nil, err
+	}
+
+	ln, err := listenAPI(sock)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{repo: repo, host: h, node: node, cfg: cfg, sock: sock, ln: ln, log: logw}
+	d.api = newAPIServer(node, cfg.Chord.LookupTimeout, logw)
+	return d, nil
+}
+
+// Run maintains the ring and serves the API until ctx ends, then stops both,
+// closes the node and the host and releases the repo. It returns nil after a
+// clean stop. Call it once.
+func (d *Daemon) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var wg sync.WaitGroup
+	wg.Go(func() { d.node.Run(ctx) })
+	// Answers in flight (a slow lookup) are cancelled as soon as we stop.
+	d.api.BaseContext = func(net.Listener) context.Context { return ctx }
+	served := make(chan error, 1)
+	go func() { served <- d.api.Serve(d.ln) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-served:
+		served = nil
+		err = fmt.Errorf("api server: %w", err)
+	}
+	cancel()
+
+	sctx, scancel := context.WithTimeout(context.Background(), apiShutdownGrace)
+	defer scancel()
+	if serr := d.api.Shutdown(sctx); serr != nil {
+		d.api.Close()
+	}
+	if served != nil {
+		<-served // http.ErrServerClosed
+	}
+	wg.Wait()
+	return errors.Join(err, d.Close())
+}
+
+// Close stops everything without waiting for answers in flight: the API
+// socket (removing its file), the node, the host, and the repo lock. Run
+// calls it; call it yourself only if Run never ran.
+func (d *Daemon) Close() error {
+	d.closeOnce.Do(func() {
+		var errs []error
+		// After Serve the server owns the listener and has closed it; closing
+		// it again only reports that.
+		if err := d.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close api socket: %w", err))
+		}
+		if err := d.node.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close ring node: %w", err))
+		}
+		if err := d.host.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close libp2p host: %w", err))
+		}
+		if err := d.repo.Close(); err != nil {
+			errs = append(errs, err)
+		}
+		d.closeErr = errors.Join(errs...)
+	})
+	return d.closeErr
+}
+
+// ID is the daemon's peer ID.
+func (d *Daemon) ID() libp2ppeer.ID { return d.host.ID() }
+
+// Addrs are the daemon's listen addresses with /p2p/<id> appended: what
+// another peer passes as --bootstrap.
+func (d *Daemon) Addrs() []string {
+	ai := libp2ppeer.AddrInfo{ID: d.host.ID(), Addrs: d.host.Addrs()}
+	mas, err := libp2ppeer.AddrInfoToP2pAddrs(&ai)
+	if err != nil {
+		return nil
+	}
+	out := make([]string, len(mas))
+	for i, m := range mas {
+		out[i] = m.String()
+	}
+	return out
+}
+
+// SocketPath is the API socket.
+func (d *Daemon) SocketPath() string { return d.sock }
+
+// Repo is the repo the daemon holds.
+func (d *Daemon) Repo() *Repo { return d.repo }
+
+// Config is the node config the daemon runs with.
+func (d *Daemon) Config() Config { return d.cfg }
+
+// Node is the daemon's ring node.
+func (d *Daemon) Node() *Node { return d.node }
+
+// ParseBootstrap reads bootstrap multiaddrs, each ending in /p2p/<peer id>,
+// and groups them by peer.
+func ParseBootstrap(addrs []string) ([]libp2ppeer.AddrInfo, error) {
+	mas := make([]multiaddr.Multiaddr, 0, len(addrs))
+	for _, s := range addrs {
+		m, err := multiaddr.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("bootstrap address %q: %w", s, err)
+		}
+		if _, id := libp2ppeer.SplitAddr(m); id == "" {
+			return nil, fmt.Errorf("bootstrap address %q: must end in /p2p/<peer id> (as `peer status` prints)", s)
+		}
+		mas = append(mas, m)
+	}
+	infos, err := libp2ppeer.AddrInfosFromP2pAddrs(mas...)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap addresses: %w", err)
+	}
+	return infos, nil
+}
+
+func withoutPeer(infos []libp2ppeer.AddrInfo, self libp2ppeer.ID) []libp2ppeer.AddrInfo {
+	out := infos[:0:0]
+	for _, ai := range infos {
+		if ai.ID != self {
+			out = append(out, ai)
+		}
+	}
+	return out
+}
+
+// joiner is the part of Node that joinRing needs.
+type joiner interface {
+	Join(ctx context.Context, bootstrap []libp2ppeer.AddrInfo) error
+}
+
+// clearDialBackoff forgets failed dials to the bootstrap peers. After a
+// failed dial libp2p refuses to dial that address again for a while ("dial
+// backoff"), which would make every retry fail without trying.
+func clearDialBackoff(h host.Host, boot []libp2ppeer.AddrInfo) {
+	sw, ok := h.Network().(*swarm.Swarm)
+	if !ok {
+		return
+	}
+	for _, ai := range boot {
+		sw.Backoff().Clear(ai.ID)
+	}
+}
+
+// joinRing joins through boot, or creates a ring when boot is empty. A
+// bootstrap peer that is not up yet is retried with exponential backoff,
+// calling beforeRetry before each retry; when every attempt failed it gives
+// up with the last error rather than starting a ring of its own, which would
+// split the network.
+func joinRing(ctx context.Context, n joiner, boot []libp2ppeer.AddrInfo, opts DaemonOptions, defaultTimeout time.Duration, logw io.Writer, beforeRetry func()) error {
+	if len(boot) == 0 {
+		if err := n.Join(ctx, nil); err != nil {
+			return fmt.Errorf("create a new ring: %w", err)
+		}
+		return nil
+	}
+	attempts := opts.BootstrapAttempts
+	if attempts <= 0 {
+		attempts = DefaultBootstrapAttempts
+	}
+	wait := opts.BootstrapBackoff
+	if wait <= 0 {
+		wait = DefaultBootstrapBackoff
+	}
+	timeout := opts.JoinTimeout
+	if timeout <= 0 {
+		timeout = defaultTimeout
+	}
+	names := make([]string, len(boot))
+	for i, ai := range boot {
+		names[i] = ai.ID.String()
+	}
+	via := strings.Join(names, ", ")
+
+	var err error
+	for i := 1; ; i++ {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		err = n.Join(actx, boot)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("join the ring through %s: %w", via, ctx.Err())
+		}
+		if i == attempts {
+			break
+		}
+		fmt.Fprintf(logw, "join through %s failed (attempt %d of %d), retrying in %v: %s\n",
+			via, i, attempts, wait, OneLine(err.Error()))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("join the ring through %s: %w", via, ctx.Err())
+		case <-t.C:
+		}
+		wait *= 2
+		if beforeRetry != nil {
+			beforeRetry()
+		}
+	}
+	return fmt.Errorf("join the ring through %s: gave up after %d attempts: %w", via, attempts, err)
+}
+
+// OneLine folds a multi-line message (libp2p's dial errors list every
+// address tried, one per line) into one line.
+func OneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

@@ -1,0 +1,189 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
+
+	"chordshare/peer/api"
+)
+
+func loopbackOptions(dir string) DaemonOptions {
+	one := 1
+	return DaemonOptions{Repo: dir, Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Capacity: &one}
+}
+
+func TestDaemonServesAndStops(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := shortDir(t)
+	d, err := StartDaemon(ctx, loopbackOptions(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	ran := make(chan error, 1)
+	go func() { ran <- d.Run(runCtx) }()
+
+	// A second daemon on the same repo is refused and leaves the first alone.
+	if d2, err := StartDaemon(ctx, loopbackOptions(dir)); !errors.Is(err, ErrRepoLocked) {
+		if err == nil {
+			d2.Close()
+		}
+		t.Errorf("second daemon: err = %v, want ErrRepoLocked", err)
+	}
+
+	c, err := api.NewClient(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.ID != d.ID().String() || s.Capacity != 1 || len(s.Positions) != 1 {
+		t.Errorf("status = %+v, want our ID, capacity 1, one position", s)
+	}
+	if len(s.Addrs) == 0 {
+		t.Error("status lists no addresses")
+	}
+	for _, a := range s.Addrs {
+		if !strings.HasSuffix(a, "/p2p/"+s.ID) {
+			t.Errorf("address %s does not end in /p2p/<id>", a)
+		}
+	}
+	if _, err := ParseBootstrap(d.Addrs()); err != nil {
+		t.Errorf("Addrs() are not usable as --bootstrap: %v", err)
+	}
+	r, err := c.Ring(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ID != s.ID || len(r.Vnodes) != 1 {
+		t.Errorf("ring = %+v, want one vnode of ours", r)
+	}
+	// Alone on its ring, the peer is the successor of every key.
+	l, err := c.Lookup(ctx, strings.Repeat("5a", 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Successors) == 0 || l.Successors[0].Peer != s.ID {
+		t.Errorf("lookup = %+v, want ourselves first", l)
+	}
+
+	stop()
+	select {
+	case err := <-ran:
+		if err != nil {
+			t.Errorf("Run after cancel: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after its context ended")
+	}
+	if _, err := os.Lstat(d.SocketPath()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket left after a clean stop: %v", err)
+	}
+	if _, err := c.Status(ctx); !errors.Is(err, api.ErrNoDaemon) {
+		t.Errorf("status after stop: err = %v, want ErrNoDaemon", err)
+	}
+	// The repo is free again, and keeps its identity.
+	key := d.Repo().Identity()
+	repo, err := OpenRepo(dir)
+	if err != nil {
+		t.Fatalf("repo still held after stop: %v", err)
+	}
+	defer repo.Close()
+	if !repo.Identity().Equals(key) {
+		t.Error("identity changed across restarts")
+	}
+}
+
+func TestDaemonGivesUpOnUnreachableBootstrap(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, pub, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := libp2ppeer.IDFromPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := shortDir(t)
+	opts := loopbackOptions(dir)
+	// Port 1 on loopback: nothing listens, the dial is refused at once.
+	opts.Bootstrap = []string{"/ip4/127.0.0.1/tcp/1/p2p/" + id.String()}
+	opts.BootstrapAttempts = 3
+	opts.BootstrapBackoff = 10 * time.Millisecond
+	var log strings.Builder
+	opts.Log = &log
+
+	d, err := StartDaemon(ctx, opts)
+	if err == nil {
+		d.Close()
+		t.Fatal("joined through a peer that does not exist")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, "gave up after 3 attempts") || !strings.Contains(msg, id.String()) {
+		t.Errorf("err = %q, want it to name the bootstrap peer and the attempts", msg)
+	}
+	// Every attempt really dialed: libp2p's dial backoff was cleared.
+	if strings.Contains(msg, "dial backoff") || strings.Contains(log.String(), "dial backoff") {
+		t.Errorf("a retry was refused by libp2p's dial backoff instead of dialing:\n%s\n%s", log.String(), msg)
+	}
+	if n := strings.Count(log.String(), "retrying"); n != 2 {
+		t.Errorf("log has %d retry lines, want 2:\n%s", n, log.String())
+	}
+	// Everything was released: the repo opens, no socket was made.
+	repo, err := OpenRepo(dir)
+	if err != nil {
+		t.Fatalf("repo held after a failed start: %v", err)
+	}
+	repo.Close()
+	if _, err := os.Lstat(filepath.Join(dir, api.SocketName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("failed start left a socket: %v", err)
+	}
+}
+
+func TestDaemonRefusesBadOptions(t *testing.T) {
+	ctx := context.Background()
+	t.Run("repo path too long for a socket", func(t *testing.T) {
+		dir := filepath.Join(shortDir(t), strings.Repeat("x", 110))
+		_, err := StartDaemon(ctx, loopbackOptions(dir))
+		if !errors.Is(err, api.ErrSocketPathTooLong) {
+			t.Fatalf("err = %v, want ErrSocketPathTooLong", err)
+		}
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the repo was created although the daemon cannot run on it")
+		}
+	})
+	t.Run("bad listen address", func(t *testing.T) {
+		opts := loopbackOptions(shortDir(t))
+		opts.Listen = []string{"/ip4/not-an-ip/tcp/0"}
+		if _, err := StartDaemon(ctx, opts); err == nil || !strings.Contains(err.Error(), "not-an-ip") {
+			t.Errorf("err = %v, want it to name the address", err)
+		}
+	})
+	t.Run("bootstrap without /p2p/", func(t *testing.T) {
+		opts := loopbackOptions(shortDir(t))
+		opts.Bootstrap = []string{"/ip4/127.0.0.1/tcp/4001"}
+		if _, err := StartDaemon(ctx, opts); err == nil || !strings.Contains(err.Error(), "/p2p/<peer id>") {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("bad lookup mode", func(t *testing.T) {
+		opts := loopbackOptions(shortDir(t))
+		opts.Lookup = "sideways"
+		if _, err := StartDaemon(ctx, opts); err == nil || !strings.Contains(err.Error(), "sideways") {
+			t.Errorf("err = %v", err)
+		}
+	})
+}

@@ -1,0 +1,309 @@
+package peer
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/multiformats/go-multiaddr"
+
+	"chordshare/chord"
+)
+
+// Files in a repo.
+const (
+	IdentityFile = "identity.key" // the libp2p private key, protobuf (crypto.MarshalPrivateKey), 0600
+	ConfigFile   = "config.json"  // RepoConfig
+	LockFile     = "repo.lock"    // flock'ed by the daemon that owns the repo; holds its pid
+)
+
+// RepoVersion is the layout version written to a new repo's config.
+const RepoVersion = 1
+
+// ErrRepoLocked: another daemon holds the repo.
+var ErrRepoLocked = errors.New("repo is in use by another daemon")
+
+// RepoLockedError says which repo is held and by which process.
+type RepoLockedError struct {
+	Dir string
+	PID int // 0 if the holder has not written its pid yet
+}
+
+func (e *RepoLockedError) Error() string {
+	if e.PID == 0 {
+		return fmt.Sprintf("repo %s is in use by another daemon", e.Dir)
+	}
+	return fmt.Sprintf("repo %s is in use by another daemon (pid %d)", e.Dir, e.PID)
+}
+
+// Is makes errors.Is(err, ErrRepoLocked) true.
+func (e *RepoLockedError) Is(target error) bool { return target == ErrRepoLocked }
+
+// RepoConfig is the repo's config.json: what the daemon does when a flag does
+// not say otherwise. A new repo gets the defaults written out, so a user can
+// see and edit them; flags override them for one run and are not saved.
+type RepoConfig struct {
+	Version int `json:"version"`
+	// Listen: multiaddrs to listen on. The default is every IPv4 interface,
+	// TCP and QUIC, on ports the system picks at each start; a peer that
+	// others bootstrap from should set fixed ports here.
+	Listen []string `json:"listen"`
+	// Bootstrap: multiaddrs ending in /p2p/<id> of peers to join the ring
+	// through. Empty: start a new ring.
+	Bootstrap []string `json:"bootstrap"`
+	// Capacity is the number of vnodes (0: a client that stores nothing).
+	Capacity int `json:"capacity"`
+	// Lookup is "recursive" or "iterative".
+	Lookup string `json:"lookup"`
+}
+
+// DefaultListen are the listen addresses of a new repo.
+var DefaultListen = []string{"/ip4/0.0.0.0/tcp/0", "/ip4/0.0.0.0/udp/0/quic-v1"}
+
+// DefaultRepoConfig is the config written to a new repo.
+func DefaultRepoConfig() RepoConfig {
+	c := chord.DefaultConfig()
+	return RepoConfig{
+		Version:   RepoVersion,
+		Listen:    append([]string(nil), DefaultListen...),
+		Bootstrap: []string{},
+		Capacity:  c.Vnodes,
+		Lookup:    c.Lookup.String(),
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c RepoConfig) Validate() error {
+	if c.Version != RepoVersion {
+		return fmt.Errorf("version %d: this peer reads version %d", c.Version, RepoVersion)
+	}
+	for _, s := range c.Listen {
+		if _, err := multiaddr.NewMultiaddr(s); err != nil {
+			return fmt.Errorf("listen address %q: %w", s, err)
+		}
+	}
+	if _, err := ParseBootstrap(c.Bootstrap); err != nil {
+		return err
+	}
+	if c.Capacity < 0 || c.Capacity > chord.MaxVnodes {
+		return fmt.Errorf("capacity %d: want 0..%d", c.Capacity, chord.MaxVnodes)
+	}
+	if _, err := chord.ParseLookupMode(c.Lookup); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Repo is an open repo, held exclusively by this process until Close.
+type Repo struct {
+	dir    string
+	lock   *os.File
+	key    crypto.PrivKey
+	config RepoConfig
+}
+
+// OpenRepo opens the repo at dir, creating it (mode 0700) with a new identity
+// and the default config if it does not exist yet, and takes its lock. If
+// another daemon holds the lock it fails at once with a *RepoLockedError.
+func OpenRepo(dir string) (_ *Repo, err error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create repo %s: %w", dir, err)
+	}
+	lock, err := lockRepo(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			unlockRepo(lock)
+		}
+	}()
+	// Only the lock holder creates files, so two daemons started at once on a
+	// new repo cannot each write an identity. The config comes first: a
+	// config that does not parse leaves a new repo without an identity yet.
+	cfg, err := loadOrCreateConfig(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		return nil, fmt.Errorf("repo %s: %w", dir, err)
+	}
+	key, err := loadOrCreateIdentity(filepath.Join(dir, IdentityFile))
+	if err != nil {
+		return nil, fmt.Errorf("repo %s: %w", dir, err)
+	}
+	return &Repo{dir: dir, lock: lock, key: key, config: cfg}, nil
+}
+
+// Dir is the repo's directory.
+func (r *Repo) Dir() string { return r.dir }
+
+// Identity is the peer's private key.
+func (r *Repo) Identity() crypto.PrivKey { return r.key }
+
+// Config is the repo's config.json as read at open.
+func (r *Repo) Config() RepoConfig { return r.config }
+
+// Close releases the repo's lock. The lock file stays: removing it would let
+// a second daemon lock a fresh file while a third still holds the old one.
+func (r *Repo) Close() error {
+	if r.lock == nil {
+		return nil
+	}
+	err := unlockRepo(r.lock)
+	r.lock = nil
+	if err != nil {
+		return fmt.Errorf("release repo %s: %w", r.dir, err)
+	}
+	return nil
+}
+
+// lockRepo takes an exclusive flock on the repo's lock file and writes our
+// pid into it. The kernel drops the lock when the process dies however it
+// dies, so a crashed daemon never leaves its repo locked.
+func lockRepo(dir string) (*os.File, error) {
+	path := filepath.Join(dir, LockFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open lock %s: %w", path, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		defer f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, &RepoLockedError{Dir: dir, PID: readPID(f)}
+		}
+		return nil, fmt.Errorf("lock %s: %w", path, err)
+	}
+	pid := []byte(strconv.Itoa(os.Getpid()) + "\n")
+	if err := f.Truncate(0); err == nil {
+		_, err = f.WriteAt(pid, 0)
+	}
+	if err != nil {
+		unlockRepo(f)
+		return nil, fmt.Errorf("write pid to %s: %w", path, err)
+	}
+	return f, nil
+}
+
+func unlockRepo(f *os.File) error {
+	uerr := syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+	cerr := f.Close()
+	return errors.Join(uerr, cerr)
+}
+
+func readPID(f *os.File) int {
+	var buf [32]byte
+	n, _ := f.ReadAt(buf[:], 0)
+	pid, err := strconv.Atoi(strings.TrimSpace(string(buf[:n])))
+	if err != nil || pid <= 0 {
+		return 0
+	}
+	return pid
+}
+
+// loadOrCreateIdentity reads the key at path, or makes a new Ed25519 key and
+// writes it there if there is none. An existing key is never replaced: a key
+// that cannot be read is an error, not a reason to become another peer.
+func loadOrCreateIdentity(path string) (crypto.PrivKey, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		key, _, err := crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			return nil, fmt.Errorf("generate identity: %w", err)
+		}
+		data, err := crypto.MarshalPrivateKey(key)
+		if err != nil {
+			return nil, fmt.Errorf("marshal identity: %w", err)
+		}
+		if err := writeFileAtomic(path, data, 0o600); err != nil {
+			return nil, fmt.Errorf("write identity: %w", err)
+		}
+		return key, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read identity: %w", err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("read identity: %w", err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return nil, fmt.Errorf("identity %s has mode %04o: others can read it; run chmod 600 %s", path, perm, path)
+	}
+	key, err := crypto.UnmarshalPrivateKey(data)
+	if err != nil {
+		return nil, fmt.Errorf("identity %s: %w", path, err)
+	}
+	return key, nil
+}
+
+func loadOrCreateConfig(path string) (RepoConfig, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		cfg := DefaultRepoConfig()
+		data, err := json.MarshalIndent(cfg, "", "  ")
+		if err != nil {
+			return RepoConfig{}, fmt.Errorf("encode config: %w", err)
+		}
+		if err := writeFileAtomic(path, append(data, '\n'), 0o600); err != nil {
+			return RepoConfig{}, fmt.Errorf("write config: %w", err)
+		}
+		return cfg, nil
+	}
+	if err != nil {
+		return RepoConfig{}, fmt.Errorf("read config: %w", err)
+	}
+	var cfg RepoConfig
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return RepoConfig{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	if err := cfg.Validate(); err != nil {
+		return RepoConfig{}, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// writeFileAtomic writes data to path so that a reader (or a crash) sees the
+// old file or the whole new one, never a part: a temp file in the same
+// directory, fsync, rename over path, fsync the directory.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if err := f.Chmod(perm); err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
