@@ -3,6 +3,7 @@ package share
 import (
 	"fmt"
 	"math/bits"
+	"strings"
 
 	"github.com/ipfs/boxo/ipld/merkledag"
 	unixfs "github.com/ipfs/boxo/ipld/unixfs"
@@ -38,7 +39,7 @@ func decodeFileNode(raw []byte) (*fileNode, error) {
 	switch t := fs.GetType(); t {
 	case unixfspb.Data_File, unixfspb.Data_Raw:
 	default:
-		return nil, fmt.Errorf("%w: UnixFS %s", ErrNotFile, t)
+		return nil, fmt.Errorf("%w: it is a UnixFS %s", ErrNotFile, strings.ToLower(t.String()))
 	}
 	links := pn.Links()
 	if len(links) > maxLinks {

@@ -632,3 +632,50 @@ func TestFetchDagPBLeaves(t *testing.T) {
 		t.Errorf("fetch to Writer = %q", got)
 	}
 }
+
+// aheadReader fails the test if the importer reads more than limit bytes
+// ahead of the file bytes whose puts have completed.
+type aheadReader struct {
+	t         *testing.T
+	r         io.Reader
+	read      int64
+	completed *atomic.Int64
+	limit     int64
+}
+
+func (a *aheadReader) Read(p []byte) (int, error) {
+	n, err := a.r.Read(p)
+	a.read += int64(n)
+	if ahead := a.read - a.completed.Load(); ahead > a.limit {
+		a.t.Errorf("read %d bytes ahead of completed puts, limit %d", ahead, a.limit)
+	}
+	return n, err
+}
+
+// TestImportStreams checks that Import pipelines: with slow puts, it reads
+// only as far as the chunks in flight plus the one or two the importer
+// holds, never the whole file.
+func TestImportStreams(t *testing.T) {
+	const chunk, parallelism = 4 << 10, 4
+	data := randomBytes(300*chunk, 12)
+	var completed atomic.Int64
+	s := slowStore(newMemStore())
+	slow := s.hook
+	s.hook = func(ctx context.Context, c cid.Cid) error {
+		err := slow(ctx, c)
+		if c.Type() == cid.Raw {
+			// Counted before the put returns, which is conservative:
+			// the importer cannot use this slot yet.
+			completed.Add(chunk)
+		}
+		return err
+	}
+	r := &aheadReader{t: t, r: bytes.NewReader(data), completed: &completed, limit: (parallelism + 2) * chunk}
+	root, err := Import(context.Background(), r, s, ImportOptions{ChunkSize: chunk, Parallelism: parallelism})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !root.Equals(refRoot(data, chunk)) {
+		t.Fatal("root differs from the reference")
+	}
+}
