@@ -1,0 +1,138 @@
+package blocks
+
+import (
+	"bufio"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+)
+
+// crashDirEnv, when set, turns TestCrashHelper into the victim process: it
+// puts blocks into the store in that directory until it is killed.
+const crashDirEnv = "BLOCKS_CRASH_HELPER_DIR"
+
+// TestCrashHelper is the process TestCrash kills. Four writers put random
+// blocks of up to 1 MiB; each prints "put CID" once its Put has returned.
+func TestCrashHelper(t *testing.T) {
+	dir := os.Getenv(crashDirEnv)
+	if dir == "" {
+		t.Skip("runs only as TestCrash's subprocess")
+	}
+	s, err := Open(dir, Options{})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	var out sync.Mutex
+	for w := range 4 {
+		go func() {
+			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(w)))
+			for {
+				data, c := randBlock(t, rng, 1+rng.IntN(1<<20))
+				if err := s.Put(c, data); err != nil {
+					fmt.Println("error", err)
+					os.Exit(1)
+				}
+				out.Lock()
+				fmt.Println("put", c)
+				out.Unlock()
+			}
+		}()
+	}
+	select {}
+}
+
+// TestCrash SIGKILLs a process in the middle of writing blocks, several
+// times over the same store. After each crash every block the store lists is
+// whole and valid, every put that returned is there, and the temp files of
+// the interrupted puts are gone.
+func TestCrash(t *testing.T) {
+	if os.Getenv(crashDirEnv) != "" {
+		t.Skip("already the subprocess")
+	}
+	dir := t.TempDir()
+	acked := map[cid.Cid]bool{}
+	rng := rand.New(rand.NewPCG(31, 32))
+	leftovers := 0
+	// At least 4 rounds, and more until a kill has landed mid-put.
+	for round := 0; round < 4 || leftovers == 0; round++ {
+		if round == 20 {
+			t.Fatal("20 kills, none in the middle of a put")
+		}
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$")
+		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
+		cmd.Stderr = os.Stderr
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { // if the test fails before the kill
+			cmd.Process.Kill()
+			cmd.Wait()
+		})
+		// Kill after a random number of acknowledged puts, while the four
+		// writers are busy with the next ones.
+		n := 5 + rng.IntN(20)
+		lines := bufio.NewScanner(stdout)
+		for got := 0; got < n; {
+			if !lines.Scan() {
+				t.Fatalf("round %d: helper stopped after %d puts: %v", round, got, lines.Err())
+			}
+			switch f := strings.Fields(lines.Text()); {
+			case len(f) == 2 && f[0] == "put":
+				acked[cid.MustParse(f[1])] = true
+				got++
+			case strings.HasPrefix(lines.Text(), "error"):
+				t.Fatalf("helper: %s", lines.Text())
+			}
+		}
+		// Aim the kill at a put between its temp file and its rename.
+		for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); {
+			if tmp, _ := filepath.Glob(filepath.Join(dir, "*", "tmp-*")); len(tmp) > 0 {
+				break
+			}
+		}
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Wait()
+		tmp, err := filepath.Glob(filepath.Join(dir, "*", "tmp-*"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		leftovers += len(tmp)
+
+		s, err := Open(dir, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tmp, _ := filepath.Glob(filepath.Join(dir, "*", "tmp-*")); len(tmp) != 0 {
+			t.Fatalf("round %d: temp files survive Open: %v", round, tmp)
+		}
+		listed := all(s)
+		for _, c := range listed {
+			if _, err := s.Get(c); err != nil {
+				t.Fatalf("round %d: listed block %s: %v", round, c, err)
+			}
+		}
+		for c := range acked {
+			if !s.Has(c) {
+				t.Fatalf("round %d: acknowledged put of %s lost", round, c)
+			}
+		}
+		t.Logf("round %d: %d blocks listed and valid, %d acknowledged", round, len(listed), len(acked))
+		s.Close()
+	}
+	t.Logf("%d interrupted puts left temp files, all removed at Open", leftovers)
+}
