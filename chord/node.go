@@ -298,7 +298,7 @@ func (n *Node) forward(ctx context.Context, step func() Step, key ID, hops, want
 func (n *Node) forwardTimeout(ctx context.Context) time.Duration {
 	d := n.cfg.LookupTimeout
 	if dl, ok := ctx.Deadline(); ok {
-		d = dl.Sub(n.clock.Now())
+		d = time.Until(dl) // context deadlines are wall-clock time
 	}
 	return max(d*3/4, n.cfg.MinRTO)
 }
@@ -453,7 +453,11 @@ func (n *Node) stabilize(ctx context.Context, v *vnode) {
 		tail = v.tailAfter(s)
 	}
 	v.setSuccessors(s, tail, nb.Digest, n.cfg.SuccessorListLen)
-	n.notify(ctx, s, v.self)
+	// A successor that already names us as its predecessor needs no notify:
+	// on a quiet ring this halves the stabilization messages.
+	if nb.Predecessor.ID != v.self.ID {
+		n.notify(ctx, s, v.self)
+	}
 }
 
 // CheckPredecessors pings every vnode's predecessor and clears dead ones, so
