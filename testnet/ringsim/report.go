@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"chordshare/chord"
+)
+
+// table is one result table, printed aligned on a terminal or as markdown.
+type table struct {
+	title, note string
+	head        []string
+	rows        [][]string
+}
+
+func (t *table) add(cells ...any) {
+	row := make([]string, len(cells))
+	for i, c := range cells {
+		row[i] = fmt.Sprint(c)
+	}
+	t.rows = append(t.rows, row)
+}
+
+func (t *table) addSummary(n int, killed string, mode chord.LookupMode, want int, s chord.Summary) {
+	t.add(n, killed, mode, want, s.Lookups, s.Errors, pct(s.FirstLiveShare), pct(s.RightShare),
+		f2(s.MeanHops), s.P99Hops, f2(s.CallsPerLookup), f2(s.FailedPerLookup), s.Fallbacks)
+}
+
+func (t *table) text(w io.Writer) {
+	if len(t.rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%s\n", t.title)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, strings.Join(t.head, "\t")+"\t")
+	for _, r := range t.rows {
+		fmt.Fprintln(tw, strings.Join(r, "\t")+"\t")
+	}
+	tw.Flush()
+}
+
+func (t *table) markdown(w io.Writer) {
+	if len(t.rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n## %s\n\n%s\n\n", t.title, t.note)
+	fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(t.head, " | "), strings.Repeat(" ---: |", len(t.head)))
+	for _, r := range t.rows {
+		fmt.Fprintf(w, "| %s |\n", strings.Join(r, " | "))
+	}
+}
+
+type report struct {
+	o                        options
+	args                     []string
+	build, hops, maint, fail *table
+	targetsMet               bool
+	load                     string // 1-minute load average when the run started
+}
+
+func newReport(o options, args []string) *report {
+	return &report{
+		o: o, args: args, targetsMet: true, load: loadAverage(),
+		build: &table{
+			title: "Build",
+			note: "Peers join one at a time through the real Join; the vnodes whose successor lists a newcomer " +
+				"enters then stabilize, the newcomer fixes its fingers, and a last pass fixes every peer's fingers " +
+				"(chord.NewSim). Every ring is verified before it is measured: every vnode's predecessor, whole " +
+				"successor list and all 256 finger entries equal the true ring's (check time).",
+			head: []string{"N", "vnodes", "build", "check", "RPCs", "RPCs/peer", "converged"},
+		},
+		hops: &table{
+			title: "Lookup path length",
+			note: fmt.Sprintf("Hops: LookupResult.Hops, the remote nodes a lookup visits after its origin "+
+				"(recursive: forwards; iterative: nodes asked). %d lookups per row of random keys from random "+
+				"peers, each asking for %d successor(s); every one checked against the true ring (all right). "+
+				"Targets (issue 2): mean <= ½·log2 N + 0.5, p99 <= log2 N + 1. p50/p99 are nearest-rank. "+
+				"RPCs/lookup: FindSuccessor plus NextHop calls.", o.lookups, o.want),
+			head: []string{"N", "mode", "lookups", "mean", "p50", "p99", "max", "mean target", "p99 target", "met", "RPCs/lookup"},
+		},
+		maint: &table{
+			title: "Maintenance at steady state",
+			note: "RPCs per peer per round. Neighbors, Notify and Ping are counted over -rounds chord.Round " +
+				"calls on the converged ring (stabilize and check-predecessor on every peer). Fix-fingers " +
+				"refreshes one finger per round and skips the entries the same node covers, so a pass over the " +
+				"table takes as many rounds as there are distinct fingers (pass), and its cost per round " +
+				"(finger RPCs: lookup hops) is one whole pass's RPCs divided by that: the near fingers are " +
+				"answered from the successor list for free, the far ones take hops. A round is one period of " +
+				"each timer (DefaultConfig: stabilize and fix-fingers every 2 s, check-predecessor every 4 s, " +
+				"so Ping is half as frequent in a deployment as here).",
+			head: []string{"N", "rounds", "Neighbors", "Notify", "Ping", "finger pass", "finger RPCs", "total", "ring still correct"},
+		},
+		fail: &table{
+			title: "Lookups right after a mass failure, no repair",
+			note: fmt.Sprintf("The share -fail of the peers is killed at once (MemNet.Kill); no maintenance runs "+
+				"after. Lookups run one after another, so a peer that found a node dead in one lookup has "+
+				"dropped it from its fingers for the next (successor lists change only through "+
+				"stabilization, which does not run). Each asks for the successor list (want = %d). "+
+				"first live right: the first live node of the answer is the true successor among live peers "+
+				"(CheckFirstLive); first right: the first node returned is. Failed calls: RPCs that found their "+
+				"peer dead (each a timeout on a real network). Mean hops is LookupResult.Hops, which counts "+
+				"those failed calls in iterative lookups but not in recursive ones. fallbacks: recursive lookups that failed and were "+
+				"redone iteratively. Rows with 0 killed are the same ring just before.", o.failWant),
+			head: []string{"N", "killed", "mode", "want", "lookups", "errors", "first live right", "first right",
+				"mean hops", "p99 hops", "RPCs/lookup", "failed calls/lookup", "fallbacks"},
+		},
+	}
+}
+
+func (r *report) tables() []*table { return []*table{r.build, r.hops, r.maint, r.fail} }
+
+func (r *report) verdict() string {
+	if r.targetsMet {
+		return "Path-length targets met for every N and both modes."
+	}
+	return "Path-length targets NOT met for some rows (see the met column)."
+}
+
+func (r *report) text(w io.Writer) {
+	for _, t := range r.tables() {
+		t.text(w)
+	}
+	fmt.Fprintf(w, "\n%s\n", r.verdict())
+}
+
+func (r *report) markdown(w io.Writer) {
+	cmd := []string{"go", "run", "./testnet/ringsim"}
+	for _, a := range r.args {
+		if a == "" || strings.ContainsAny(a, " \t'\"$") {
+			a = strconv.Quote(a) // as typed in a shell
+		}
+		cmd = append(cmd, a)
+	}
+	fmt.Fprintf(w, "# ringsim report\n\nGenerated by:\n\n```\n%s\n```\n\n", strings.Join(cmd, " "))
+	fmt.Fprintf(w, "Machine: %s, nproc %d, %s %s/%s; load average %s at the start (times are wall clock, "+
+		"shared with whatever else ran). Date: %s.\n\n", cpuModel(), runtime.NumCPU(), runtime.Version(),
+		runtime.GOOS, runtime.GOARCH, r.load, time.Now().UTC().Format("2006-01-02"))
+	fmt.Fprintf(w, "Config: chord.SimConfig (DefaultConfig with timeouts no in-memory call reaches) with %d "+
+		"vnode(s) per peer and a successor list of %d; "+
+		"MemNet (in memory: no latency, a call to a dead peer fails at once); seed %d.\n\n**%s**\n",
+		r.o.vnodes, r.o.succList, r.o.seed, r.verdict())
+	for _, t := range r.tables() {
+		t.markdown(w)
+	}
+}
+
+// cpuModel is the processor's name from /proc/cpuinfo, where there is one.
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if k, v, ok := strings.Cut(sc.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+// loadAverage is the 1-minute load average from /proc/loadavg, where there is one.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "unknown"
+}
