@@ -20,8 +20,10 @@ type MemNet struct {
 	nodes map[string]*Node
 	down  map[string]bool
 
-	// Calls counts RPCs attempted, by kind.
-	Calls struct{ FindSuccessor, NextHop, Neighbors, Notify, Ping atomic.Int64 }
+	// Calls counts RPCs attempted, by kind, and those that failed because
+	// their peer was dead: on MemNet such a call fails at once, on a real
+	// network each costs a timeout.
+	Calls struct{ FindSuccessor, NextHop, Neighbors, Notify, Ping, Unreachable atomic.Int64 }
 }
 
 // ErrUnreachable is what a call to a dead or unknown address returns.
@@ -70,6 +72,7 @@ func (m *MemNet) dest(ctx context.Context, to Ref) (*Node, error) {
 	defer m.mu.RUnlock()
 	n, ok := m.nodes[to.Addr]
 	if !ok || m.down[to.Addr] {
+		m.Calls.Unreachable.Add(1)
 		return nil, fmt.Errorf("%s: %w", to.Addr, ErrUnreachable)
 	}
 	return n, nil

@@ -184,11 +184,6 @@ func (n *Node) step(v *vnode, key ID, want int) Step {
 		break
 	}
 	cands := v.candidates(key, candidatesPerHop, nil)
-	sortByCloseness(cands, key)
-	cands = dedupe(cands)
-	if len(cands) > candidatesPerHop {
-		cands = cands[:candidatesPerHop]
-	}
 	if len(cands) == 0 {
 		// No finger precedes the key but our successor does not own it
 		// either: the state is inconsistent; our successor is the best bet.
@@ -250,7 +245,7 @@ func (n *Node) lookupRecursive(ctx context.Context, key ID, want int) (LookupRes
 func (n *Node) forward(ctx context.Context, step func() Step, key ID, hops, want int) (LookupResult, error) {
 	tried := map[ID]bool{}
 	var lastErr error = ErrNoRoute
-	for attempt := 0; attempt <= candidatesPerHop; attempt++ {
+	for {
 		st := step()
 		if st.Done {
 			return LookupResult{Successors: st.Nodes, Hops: hops}, nil
@@ -322,7 +317,7 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 		if len(cands) == 0 {
 			return LookupResult{}, fmt.Errorf("lookup %s: %w", key, ErrNoRoute)
 		}
-		if hops >= n.cfg.MaxHops {
+		if len(visited) >= n.cfg.MaxHops {
 			return LookupResult{}, fmt.Errorf("lookup %s: %w", key, ErrTooManyHops)
 		}
 		next := cands[0]
@@ -332,16 +327,23 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 		if next.Addr == n.addr {
 			st, err = n.HandleNextHop(ctx, next.ID, key, want)
 		} else {
-			hops++
 			st, err = call(n, ctx, next, n.rtt.Timeout(next.Addr), func(ctx context.Context) (Step, error) {
 				return n.tr.NextHop(ctx, next, key, want)
 			})
+			// Hops count the nodes that answered, as in recursive mode;
+			// calls to dead nodes are failures, not path length.
+			if err == nil {
+				hops++
+			}
 		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return LookupResult{}, fmt.Errorf("lookup %s: %w", key, ctx.Err())
 			}
-			st = Step{}
+			// call dropped our fingers to the dead peer, so our own next
+			// hops may have changed: merge them in (visited ones are
+			// skipped), or a first step of dead fingers ends the walk.
+			st = n.firstStep(key, want)
 		}
 	}
 	return LookupResult{Successors: st.Nodes, Hops: hops}, nil
@@ -460,8 +462,9 @@ func (n *Node) stabilize(ctx context.Context, v *vnode) {
 	}
 }
 
-// CheckPredecessors pings every vnode's predecessor and clears dead ones, so
-// that a new predecessor can be accepted through notify.
+// CheckPredecessors pings every vnode's predecessor and clears one that
+// failed twice in a row, so that a new predecessor can be accepted through
+// notify. One missed answer is not enough: a slow peer is not a dead one.
 func (n *Node) CheckPredecessors(ctx context.Context) {
 	for _, v := range n.vnodes {
 		p := v.predecessor()
@@ -471,9 +474,7 @@ func (n *Node) CheckPredecessors(ctx context.Context) {
 		_, err := call(n, ctx, p, n.rtt.Timeout(p.Addr), func(ctx context.Context) (struct{}, error) {
 			return struct{}{}, n.tr.Ping(ctx, p)
 		})
-		if err != nil {
-			v.clearPredecessor(p)
-		}
+		v.predecessorAnswered(p, err == nil)
 	}
 }
 

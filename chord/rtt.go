@@ -39,10 +39,13 @@ func (e *rttEstimator) rto(c *Config) time.Duration {
 	if e.measured {
 		d = e.srtt + 4*e.rttvar
 	}
+	// Clamp first, then back off, as RFC 6298 does: a 1 ms peer that
+	// stops answering waits MinRTO, then twice that, and so on.
+	d = max(d, c.MinRTO)
 	for i := 0; i < e.backoff && d < c.MaxRTO; i++ {
 		d *= 2
 	}
-	return min(max(d, c.MinRTO), c.MaxRTO)
+	return min(d, c.MaxRTO)
 }
 
 // rttTable holds one estimator per peer address.

@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -28,7 +27,6 @@ type Sim struct {
 	BuildCalls           int64
 
 	cfg    Config
-	tr     *failCounter
 	ring   []simVnode // every vnode, sorted by ID
 	oracle *Oracle    // the live ring
 }
@@ -36,53 +34,6 @@ type Sim struct {
 type simVnode struct {
 	n *Node
 	v *vnode
-}
-
-// failCounter is the transport of simulated peers: MemNet, counting the calls
-// that fail. On MemNet a call to a dead peer fails at once; on a real network
-// each would cost a timeout, so the count is what failures cost a lookup.
-type failCounter struct {
-	*MemNet
-	failed atomic.Int64
-}
-
-// count records a call that failed because its peer is dead. A recursive
-// FindSuccessor to a live peer also fails when every route beyond it does;
-// those later calls are counted where they are made.
-func (f *failCounter) count(to Ref, err error) {
-	if err != nil && !f.Alive(to.Addr) {
-		f.failed.Add(1)
-	}
-}
-
-func (f *failCounter) FindSuccessor(ctx context.Context, to Ref, key ID, hops, want int) (LookupResult, error) {
-	res, err := f.MemNet.FindSuccessor(ctx, to, key, hops, want)
-	f.count(to, err)
-	return res, err
-}
-
-func (f *failCounter) NextHop(ctx context.Context, to Ref, key ID, want int) (Step, error) {
-	st, err := f.MemNet.NextHop(ctx, to, key, want)
-	f.count(to, err)
-	return st, err
-}
-
-func (f *failCounter) Neighbors(ctx context.Context, to Ref, known uint64) (Neighbors, error) {
-	nb, err := f.MemNet.Neighbors(ctx, to, known)
-	f.count(to, err)
-	return nb, err
-}
-
-func (f *failCounter) Notify(ctx context.Context, to Ref, self Ref) error {
-	err := f.MemNet.Notify(ctx, to, self)
-	f.count(to, err)
-	return err
-}
-
-func (f *failCounter) Ping(ctx context.Context, to Ref) error {
-	err := f.MemNet.Ping(ctx, to)
-	f.count(to, err)
-	return err
 }
 
 // SimConfig is DefaultConfig with vnodes positions per peer and timeouts no
@@ -115,7 +66,6 @@ func SimConfig(vnodes int) Config {
 func NewSim(ctx context.Context, cfg Config, peers int, seed uint64) (*Sim, error) {
 	start := time.Now()
 	s := &Sim{Net: NewMemNet(), cfg: cfg}
-	s.tr = &failCounter{MemNet: s.Net}
 	rng := rand.New(rand.NewPCG(seed, seed))
 	for i := range peers {
 		if err := s.join(ctx, fmt.Sprintf("sim%d-%d", seed, i), rng); err != nil {
@@ -135,15 +85,10 @@ func NewSim(ctx context.Context, cfg Config, peers int, seed uint64) (*Sim, erro
 }
 
 func (s *Sim) join(ctx context.Context, addr string, rng *rand.Rand) error {
-	n, err := NewNode(addr, s.tr, nil, s.cfg)
+	n, err := s.Net.Add(addr, s.cfg)
 	if err != nil {
 		return err
 	}
-	// MemNet.Add would make MemNet itself the node's transport; the node
-	// must speak through the failure counter, so it is registered here.
-	s.Net.mu.Lock()
-	s.Net.nodes[addr] = n
-	s.Net.mu.Unlock()
 	if len(s.ring) == 0 {
 		n.Create()
 	} else if err := n.Join(ctx, s.ring[rng.IntN(len(s.ring))].v.self); err != nil {
@@ -313,7 +258,7 @@ func (s *Sim) CallCount() int64 {
 }
 
 // FailedCalls is the number of RPCs so far that found their peer dead.
-func (s *Sim) FailedCalls() int64 { return s.tr.failed.Load() }
+func (s *Sim) FailedCalls() int64 { return s.Net.Calls.Unreachable.Load() }
 
 // Sample is the outcome of one lookup.
 type Sample struct {

@@ -12,13 +12,14 @@ import (
 type vnode struct {
 	self Ref
 
-	mu         sync.Mutex
-	pred       Ref
-	succs      []Ref // successor list, closest first, no self, no duplicates
-	succFrom   ID    // the successor whose list we last copied ...
-	succDigest uint64
-	fingers    [Bits]*Ref // fingers[k] = successor(self + 2^k); nil: unknown
-	nextFinger int
+	mu           sync.Mutex
+	pred         Ref
+	predFailures int   // consecutive missed pings of pred
+	succs        []Ref // successor list, closest first, no self, no duplicates
+	succFrom     ID    // the successor whose list we last copied ...
+	succDigest   uint64
+	fingers      [Bits]*Ref // fingers[k] = successor(self + 2^k); nil: unknown
+	nextFinger   int
 }
 
 func newVnode(self Ref) *vnode { return &vnode{self: self} }
@@ -106,18 +107,31 @@ func (v *vnode) notified(n Ref) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.pred.IsZero() || Between(v.pred.ID, n.ID, v.self.ID) {
-		v.pred = n
+		v.pred, v.predFailures = n, 0
 	}
 	if len(v.succs) == 0 {
 		v.succs = []Ref{n}
 	}
 }
 
-func (v *vnode) clearPredecessor(p Ref) {
+// predecessorFailuresToClear is how many pings in a row the predecessor
+// may miss before it is taken for dead.
+const predecessorFailuresToClear = 2
+
+// predecessorAnswered records whether a ping of predecessor p succeeded.
+func (v *vnode) predecessorAnswered(p Ref, ok bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.pred.ID == p.ID {
-		v.pred = Ref{}
+	if v.pred.ID != p.ID {
+		return // replaced meanwhile
+	}
+	if ok {
+		v.predFailures = 0
+		return
+	}
+	v.predFailures++
+	if v.predFailures >= predecessorFailuresToClear {
+		v.pred, v.predFailures = Ref{}, 0
 	}
 }
 
@@ -191,24 +205,46 @@ func (v *vnode) dropSuccessor(s Ref) {
 }
 
 // candidates returns up to max known nodes on the arc (self, key), closest to
-// the key first: the next hops a lookup can take from here.
+// the key first: the next hops a lookup can take from here. Fingers read
+// from the top down and successors read from the last one back are each
+// already in that order, so one merge gives it without sorting.
 func (v *vnode) candidates(key ID, max int, out []Ref) []Ref {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	var last *Ref
-	for k := Bits - 1; k >= 0; k-- {
-		f := v.fingers[k]
-		if f == nil || f == last {
-			continue
-		}
-		last = f
-		if Between(v.self.ID, f.ID, key) {
-			out = append(out, *f)
-		}
+	s := len(v.succs) // v.succs[:s] are the successors before key
+	for s > 0 && !Between(v.self.ID, v.succs[s-1].ID, key) {
+		s--
 	}
-	for _, s := range v.succs {
-		if Between(v.self.ID, s.ID, key) {
-			out = append(out, s)
+	if s < len(v.succs) {
+		// The key's predecessor is in the list: offer every entry before
+		// the key, or a run of dead ones just before it (no one noticed
+		// yet) would hide the live predecessor behind them.
+		max = len(v.succs)
+	}
+	k := Bits - 1
+	nextFinger := func() *Ref {
+		for ; k >= 0; k-- {
+			if f := v.fingers[k]; f != nil && Between(v.self.ID, f.ID, key) {
+				return f
+			}
+		}
+		return nil
+	}
+	f := nextFinger()
+	for len(out) < max && (f != nil || s > 0) {
+		var next Ref
+		if f != nil && (s == 0 || Between(v.succs[s-1].ID, f.ID, key)) {
+			next = *f
+			for k >= 0 && v.fingers[k] == f {
+				k--
+			}
+			f = nextFinger()
+		} else {
+			next = v.succs[s-1]
+			s--
+		}
+		if n := len(out); n == 0 || out[n-1].ID != next.ID {
+			out = append(out, next)
 		}
 	}
 	return out
