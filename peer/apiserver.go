@@ -13,70 +13,121 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 
 	"chordshare/chord"
 	"chordshare/peer/api"
+	"chordshare/share"
 )
 
-// ringAPI is what the local API serves; *Node implements it.
+// ringAPI is the ring part of what the local API serves; *Node implements
+// it.
 type ringAPI interface {
 	Status() api.Status
 	Ring() api.Ring
 	Lookup(ctx context.Context, key chord.ID) (api.Lookup, error)
 }
 
-// newAPIServer serves the local API of n (see package api). Lookups are
-// bounded by lookupTimeout on top of the request's own context.
-func newAPIServer(n ringAPI, lookupTimeout time.Duration, logw io.Writer) *http.Server {
+// apiBackend is everything the local API serves: the ring, and blocks to
+// share files into and fetch them from. The daemon's is its node with the
+// block store's counts added to the status.
+type apiBackend interface {
+	ringAPI
+	blockService
+}
+
+// apiConfig configures the local API.
+type apiConfig struct {
+	// LookupTimeout bounds /v1/lookup on top of the request's context.
+	LookupTimeout time.Duration
+	// Nodes, if set, keeps the internal nodes of fetched DAGs
+	// (share.FetchOptions.Nodes): the peer's block store.
+	Nodes share.NodeStore
+	// Log receives a line per transfer; nil: discarded.
+	Log io.Writer
+}
+
+// apiHandler routes the API's endpoints. Every answer that is not a
+// transfer's stream, errors included, is JSON: an api.Error with a status
+// code that says whose fault it was.
+type apiHandler struct {
+	b      apiBackend
+	cfg    apiConfig
+	routes map[string]route
+	// transfers are the share and fetch requests being served: Wait lets
+	// the daemon see them end before it closes the node and the store.
+	transfers sync.WaitGroup
+}
+
+type route struct {
+	method string
+	serve  http.HandlerFunc
+}
+
+// newAPIServer serves h, logging server errors to logw.
+func newAPIServer(h http.Handler, logw io.Writer) *http.Server {
 	return &http.Server{
-		Handler:           newAPIHandler(n, lookupTimeout),
+		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       time.Minute,
 		ErrorLog:          log.New(logw, "api: ", 0),
 	}
 }
 
-// newAPIHandler routes the API's endpoints. Every answer, errors included,
-// is JSON: an api.Error with a status code that says whose fault it was.
-func newAPIHandler(n ringAPI, lookupTimeout time.Duration) http.Handler {
-	routes := map[string]http.HandlerFunc{
-		"/v1/status": func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusOK, n.Status())
-		},
-		"/v1/ring": func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusOK, n.Ring())
-		},
-		"/v1/lookup": func(w http.ResponseWriter, r *http.Request) {
-			q := r.URL.Query().Get("key")
-			key, err := parseKey(q)
-			if err != nil {
-				writeError(w, http.StatusBadRequest, err.Error())
-				return
-			}
-			ctx, cancel := context.WithTimeout(r.Context(), lookupTimeout)
-			defer cancel()
-			l, err := n.Lookup(ctx, key)
-			if err != nil {
-				writeError(w, lookupStatus(err), fmt.Sprintf("lookup %s: %s", q, OneLine(err.Error())))
-				return
-			}
-			writeJSON(w, http.StatusOK, l)
-		},
+func newAPIHandler(b apiBackend, cfg apiConfig) *apiHandler {
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, ok := routes[r.URL.Path]
-		if !ok {
-			writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s", r.URL.Path))
-			return
-		}
-		if r.Method != http.MethodGet {
-			w.Header().Set("Allow", http.MethodGet)
-			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: only GET", r.Method, r.URL.Path))
-			return
-		}
-		h(w, r)
-	})
+	h := &apiHandler{b: b, cfg: cfg}
+	h.routes = map[string]route{
+		"/v1/status": {http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, b.Status())
+		}},
+		"/v1/ring": {http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, b.Ring())
+		}},
+		"/v1/lookup": {http.MethodGet, h.lookup},
+		"/v1/share":  {http.MethodPost, h.share},
+		"/v1/fetch":  {http.MethodPost, h.fetch},
+		"/v1/cat":    {http.MethodGet, h.cat},
+	}
+	return h
+}
+
+func (h *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rt, ok := h.routes[r.URL.Path]
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s", r.URL.Path))
+		return
+	}
+	if r.Method != rt.method {
+		w.Header().Set("Allow", rt.method)
+		writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s %s: only %s", r.Method, r.URL.Path, rt.method))
+		return
+	}
+	rt.serve(w, r)
+}
+
+// Wait returns once no transfer is being served. Transfers end when their
+// request's context does, so cancel that first (stop the server).
+func (h *apiHandler) Wait() { h.transfers.Wait() }
+
+func (h *apiHandler) lookup(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query().Get("key")
+	key, err := parseKey(q)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.LookupTimeout)
+	defer cancel()
+	l, err := h.b.Lookup(ctx, key)
+	if err != nil {
+		writeError(w, lookupStatus(err), fmt.Sprintf("lookup %s: %s", q, OneLine(err.Error())))
+		return
+	}
+	writeJSON(w, http.StatusOK, l)
 }
 
 // parseKey reads a ring position: 64 hex digits.

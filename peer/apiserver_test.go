@@ -23,8 +23,10 @@ import (
 )
 
 // fakeRing answers the API from fixed values; Lookup returns lookupErr or
-// echoes the key, and blocks while block is open.
+// echoes the key, and blocks while block is open. Its blocks are a
+// memBlocks.
 type fakeRing struct {
+	memBlocks
 	lookupErr error
 	block     chan struct{}
 	gotKey    chord.ID
@@ -65,7 +67,7 @@ func do(t *testing.T, h http.Handler, method, target string) (int, []byte) {
 
 func TestAPIHandlerAnswers(t *testing.T) {
 	f := &fakeRing{}
-	h := newAPIHandler(f, time.Second)
+	h := newAPIHandler(f, apiConfig{LookupTimeout: time.Second})
 
 	code, body := do(t, h, "GET", "/v1/status")
 	var s api.Status
@@ -109,7 +111,7 @@ func TestAPIHandlerErrors(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			code, body := do(t, newAPIHandler(tc.ring, time.Second), tc.method, tc.target)
+			code, body := do(t, newAPIHandler(tc.ring, apiConfig{LookupTimeout: time.Second}), tc.method, tc.target)
 			var e api.Error
 			if err := json.Unmarshal(body, &e); err != nil {
 				t.Fatalf("body %q is not an api.Error: %v", body, err)
@@ -126,7 +128,7 @@ func TestAPIHandlerErrors(t *testing.T) {
 
 func TestAPIHandlerBoundsLookups(t *testing.T) {
 	f := &fakeRing{block: make(chan struct{})}
-	code, body := do(t, newAPIHandler(f, 20*time.Millisecond), "GET", "/v1/lookup?key="+strings.Repeat("00", 32))
+	code, body := do(t, newAPIHandler(f, apiConfig{LookupTimeout: 20 * time.Millisecond}), "GET", "/v1/lookup?key="+strings.Repeat("00", 32))
 	if code != http.StatusGatewayTimeout {
 		t.Errorf("got %d %s, want 504 once the lookup timeout passed", code, body)
 	}
@@ -168,7 +170,7 @@ func TestListenAPI(t *testing.T) {
 	}
 
 	// Served end to end through the real client.
-	srv := newAPIServer(&fakeRing{}, time.Second, io.Discard)
+	srv := newAPIServer(newAPIHandler(&fakeRing{}, apiConfig{LookupTimeout: time.Second}), io.Discard)
 	var wg sync.WaitGroup
 	wg.Go(func() { _ = srv.Serve(ln) })
 	c, err := api.NewClient(dir)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/multiformats/go-multiaddr"
 
+	"chordshare/blocks"
 	"chordshare/chord"
 	"chordshare/peer/api"
 )
@@ -32,6 +34,9 @@ type DaemonOptions struct {
 	Capacity *int
 	// Lookup is "recursive" or "iterative"; empty: the repo config's.
 	Lookup string
+	// StorageMax caps the block store's bytes (0: no limit); nil: the
+	// repo config's.
+	StorageMax *int64
 
 	// BootstrapAttempts is how many times to try joining through the
 	// bootstrap peers before giving up; zero: DefaultBootstrapAttempts.
@@ -61,14 +66,16 @@ const apiShutdownGrace = 2 * time.Second
 // Daemon is a running peer: the repo it holds, its libp2p host, its ring
 // node and the local API on the repo's Unix socket.
 type Daemon struct {
-	repo *Repo
-	host host.Host
-	node *Node
-	cfg  Config
-	sock string
-	ln   net.Listener
-	api  *http.Server
-	log  io.Writer
+	repo  *Repo
+	store *blocks.Store // nil for a client (capacity 0)
+	host  host.Host
+	node  *Node
+	cfg   Config
+	sock  string
+	ln    net.Listener
+	api   *http.Server
+	apih  *apiHandler
+	log   io.Writer
 
 	closeOnce sync.Once
 	closeErr  error
@@ -113,6 +120,9 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 	if opts.Lookup != "" {
 		rc.Lookup = opts.Lookup
 	}
+	if opts.StorageMax != nil {
+		rc.StorageMax = ByteSize(*opts.StorageMax)
+	}
 	if err := rc.Validate(); err != nil {
 		return nil, err
 	}
@@ -136,6 +146,22 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 	}
 	if err := cfg.Chord.Validate(); err != nil {
 		return nil, fmt.Errorf("ring config: %w", err)
+	}
+
+	// A peer with ring positions stores the blocks that land on them; a
+	// client (capacity 0) has no positions and keeps no store.
+	var store *blocks.Store
+	if rc.Capacity > 0 {
+		store, err = blocks.Open(filepath.Join(repo.Dir(), BlocksDir), blocks.Options{MaxBytes: int64(rc.StorageMax)})
+		if err != nil {
+			return nil, err
+		}
+		defer func() {
+			if err != nil {
+				store.Close()
+			}
+		}()
+		cfg.Store = store
 	}
 
 	h, err := NewHost(repo.Identity(), listen)
@@ -168,8 +194,13 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{repo: repo, host: h, node: node, cfg: cfg, sock: sock, ln: ln, log: logw}
-	d.api = newAPIServer(node, cfg.Chord.LookupTimeout, logw)
+	d := &Daemon{repo: repo, store: store, host: h, node: node, cfg: cfg, sock: sock, ln: ln, log: logw}
+	acfg := apiConfig{LookupTimeout: cfg.Chord.LookupTimeout, Log: logw}
+	if store != nil {
+		acfg.Nodes = storeNodes{store}
+	}
+	d.apih = newAPIHandler(daemonBackend{Node: node, store: store}, acfg)
+	d.api = newAPIServer(d.apih, logw)
 	return d, nil
 }
 
@@ -204,6 +235,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if served != nil {
 		<-served // http.ErrServerClosed
 	}
+	// Transfers still running were cancelled with ctx; they must be over
+	// before the node and the store they use are closed.
+	d.apih.Wait()
 	wg.Wait()
 	return errors.Join(err, d.Close())
 }
@@ -224,6 +258,13 @@ func (d *Daemon) Close() error {
 		}
 		if err := d.host.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close libp2p host: %w", err))
+		}
+		// After the node: its unfinished replica writes and inbound puts
+		// go to the store until then.
+		if d.store != nil {
+			if err := d.store.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("close block store: %w", err))
+			}
 		}
 		if err := d.repo.Close(); err != nil {
 			errs = append(errs, err)
@@ -262,6 +303,25 @@ func (d *Daemon) Config() Config { return d.cfg }
 
 // Node is the daemon's ring node.
 func (d *Daemon) Node() *Node { return d.node }
+
+// Store is the daemon's block store; nil for a client (capacity 0).
+func (d *Daemon) Store() *blocks.Store { return d.store }
+
+// daemonBackend is what the daemon's API serves: its node, with the block
+// store's counts in the status.
+type daemonBackend struct {
+	*Node
+	store *blocks.Store // nil for a client
+}
+
+func (b daemonBackend) Status() api.Status {
+	st := b.Node.Status()
+	if b.store != nil {
+		s := b.store.Stats()
+		st.BlocksStored, st.BytesUsed, st.StorageMax = s.Count, s.Bytes, s.MaxBytes
+	}
+	return st
+}
 
 // ParseBootstrap reads bootstrap multiaddrs, each ending in /p2p/<peer id>,
 // and groups them by peer.

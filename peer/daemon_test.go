@@ -187,3 +187,85 @@ func TestDaemonRefusesBadOptions(t *testing.T) {
 		}
 	})
 }
+
+// runDaemon starts a daemon with opts and stops it when the test ends.
+func runDaemon(t *testing.T, opts DaemonOptions) *Daemon {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := StartDaemon(ctx, opts)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	ran := make(chan error, 1)
+	go func() { ran <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-ran; err != nil {
+			t.Errorf("daemon on %s: %v", opts.Repo, err)
+		}
+	})
+	return d
+}
+
+func TestDaemonBlockStore(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// A stores blocks, up to its limit...
+	dirA := shortDir(t)
+	optsA := loopbackOptions(dirA)
+	limit := int64(1 << 20)
+	optsA.StorageMax = &limit
+	a := runDaemon(t, optsA)
+	if a.Store() == nil {
+		t.Fatal("a peer with capacity 1 has no block store")
+	}
+	if fi, err := os.Stat(filepath.Join(dirA, BlocksDir)); err != nil || !fi.IsDir() {
+		t.Fatalf("no block store in the repo: %v", err)
+	}
+	data := []byte("hello chord\n")
+	if err := a.Store().Put(rawBlock(t, data), data); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := api.NewClient(dirA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ca.Close()
+	s, err := ca.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.BlocksStored != 1 || s.BytesUsed != int64(len(data)) || s.StorageMax != limit {
+		t.Errorf("status: %d blocks, %d bytes, max %d; want 1, %d, %d", s.BlocksStored, s.BytesUsed, s.StorageMax, len(data), limit)
+	}
+
+	// ...B is a client: no store, nothing in its repo.
+	dirB := shortDir(t)
+	optsB := loopbackOptions(dirB)
+	zero := 0
+	optsB.Capacity = &zero
+	optsB.Bootstrap = a.Addrs()
+	b := runDaemon(t, optsB)
+	if b.Store() != nil {
+		t.Error("a client (capacity 0) opened a block store")
+	}
+	if _, err := os.Stat(filepath.Join(dirB, BlocksDir)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a client made a block store: %v", err)
+	}
+	cb, err := api.NewClient(dirB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cb.Close()
+	if s, err := cb.Status(ctx); err != nil || s.BlocksStored != 0 || s.StorageMax != 0 {
+		t.Errorf("client status %+v, %v", s, err)
+	}
+	// One storing peer cannot give a block the write quorum of 2: the
+	// share fails and says why.
+	_, err = cb.Share(ctx, strings.NewReader("hello chord\n"), 12, api.TransferOptions{})
+	if err == nil || !strings.Contains(err.Error(), "fewer than the write quorum 2") {
+		t.Errorf("share on a one-peer ring: err = %v, want a quorum failure", err)
+	}
+}

@@ -23,6 +23,7 @@ const (
 	IdentityFile = "identity.key" // the libp2p private key, protobuf (crypto.MarshalPrivateKey), 0600
 	ConfigFile   = "config.json"  // RepoConfig
 	LockFile     = "repo.lock"    // flock'ed by the daemon that owns the repo; holds its pid
+	BlocksDir    = "blocks"       // the block store (package blocks)
 )
 
 // RepoVersion is the layout version written to a new repo's config.
@@ -63,6 +64,10 @@ type RepoConfig struct {
 	Capacity int `json:"capacity"`
 	// Lookup is "recursive" or "iterative".
 	Lookup string `json:"lookup"`
+	// StorageMax caps the bytes of blocks this peer stores ("500MB",
+	// "2GiB", or a number of bytes); 0 means no limit. A put beyond it is
+	// refused with "store full".
+	StorageMax ByteSize `json:"storage_max"`
 }
 
 // DefaultListen are the listen addresses of a new repo.
@@ -98,6 +103,9 @@ func (c RepoConfig) Validate() error {
 	}
 	if _, err := chord.ParseLookupMode(c.Lookup); err != nil {
 		return err
+	}
+	if c.StorageMax < 0 {
+		return fmt.Errorf("storage_max %d: want 0 (no limit) or more", int64(c.StorageMax))
 	}
 	return nil
 }

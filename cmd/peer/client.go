@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"chordshare/peer"
 	"chordshare/peer/api"
 )
 
@@ -107,6 +108,11 @@ func printStatus(w io.Writer, s api.Status) {
 		}
 		row(k, p)
 	}
+	if s.Capacity > 0 {
+		row("blocks", fmt.Sprintf("%s, %s of %s", plural(s.BlocksStored, "block"), peer.FormatSize(s.BytesUsed), storageLimit(s.StorageMax)))
+	} else {
+		row("blocks", "none (a client stores nothing)")
+	}
 	row("ring size", "~"+plural(s.RingSizeEstimate, "peer"))
 	row("connected", plural(s.ConnectedPeers, "peer"))
 	row("lookups", s.LookupMode)
@@ -126,7 +132,7 @@ func printRing(w io.Writer, r api.Ring) {
 		return fmt.Sprintf("%s/%d", n.Peer, n.Vnode)
 	}
 	for _, v := range r.Vnodes {
-		fmt.Fprintf(w, "\nvnode %s\n", v.ID)
+		fmt.Fprintf(w, "\nvnode %d at %s\n", v.Index, v.ID)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		row := func(role string, n api.Neighbour) {
 			rtt := "-"

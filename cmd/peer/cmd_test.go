@@ -142,6 +142,9 @@ func TestStatusAndRingOutput(t *testing.T) {
 		ConnectedPeers:   1,
 		LookupMode:       "iterative",
 		UptimeSeconds:    75.4,
+		BlocksStored:     3,
+		BytesUsed:        1 << 20,
+		StorageMax:       2 << 30,
 	}
 	other := api.Neighbour{Peer: otherID, Vnode: 0, ID: strings.Repeat("92", 32), RTTMillis: 1.25}
 	ring := api.Ring{ID: selfID, Vnodes: []api.Vnode{{
@@ -161,6 +164,7 @@ func TestStatusAndRingOutput(t *testing.T) {
 		"addresses  /ip4/127.0.0.1/tcp/4001/p2p/" + selfID + "\n",
 		"           /ip4/127.0.0.1/udp/4001/quic-v1/p2p/" + selfID + "\n",
 		"capacity   1 vnode\n",
+		"blocks     3 blocks, 1.00 MiB of 2.00 GiB\n",
 		"ring size  ~2 peers\n",
 		"connected  1 peer\n",
 		"lookups    iterative\n",
@@ -183,7 +187,7 @@ func TestStatusAndRingOutput(t *testing.T) {
 	}
 	for _, want := range []string{
 		"peer " + selfID + ", 1 vnode\n",
-		"vnode " + strings.Repeat("12", 32) + "\n",
+		"vnode 0 at " + strings.Repeat("12", 32) + "\n",
 		"predecessor  " + otherID + "/0  9292929292929292  1.2 ms",
 		"successor 1  " + otherID + "/0  9292929292929292  1.2 ms",
 		"successor 2  self/0",

@@ -19,7 +19,7 @@ type command struct {
 }
 
 // commands is the table `peer` dispatches on, in the order help lists them.
-// share, fetch and tui join it as they are built.
+// tui joins it when it is built.
 var commands []*command
 
 // Commands' run functions name their own command (for its usage), so they
@@ -29,8 +29,10 @@ func init() {
 	daemonCmd.run = runDaemon
 	statusCmd.run = runStatus
 	ringCmd.run = runRing
+	shareCmd.run = runShare
+	fetchCmd.run = runFetch
 	helpCmd.run = runHelp
-	commands = []*command{daemonCmd, statusCmd, ringCmd, helpCmd}
+	commands = []*command{daemonCmd, shareCmd, fetchCmd, statusCmd, ringCmd, helpCmd}
 }
 
 func lookupCommand(name string) *command {
@@ -140,6 +142,42 @@ func parseFlags(fs *flag.FlagSet, args []string, maxArgs int) error {
 		return errUsage
 	}
 	return nil
+}
+
+// parseArgs parses args with flags before, between and after the
+// positional arguments (`peer fetch CID -o PATH`), which the flag package
+// alone stops at; after "--" everything is positional. It wants between
+// minArgs and maxArgs positional arguments, named by what in the message.
+func parseArgs(fs *flag.FlagSet, args []string, minArgs, maxArgs int, what string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, errHelp
+			}
+			return nil, errUsage // the flag package printed the error and the usage
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	switch {
+	case len(pos) < minArgs:
+		fmt.Fprintf(fs.Output(), "%s: missing %s\n", fs.Name(), what)
+	case len(pos) > maxArgs:
+		fmt.Fprintf(fs.Output(), "%s: unexpected argument %q\n", fs.Name(), pos[maxArgs])
+	default:
+		return pos, nil
+	}
+	fs.Usage()
+	return nil, errUsage
 }
 
 // stringList is a repeatable string flag.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 	"strings"
 
 	"chordshare/chord"
@@ -13,13 +14,17 @@ import (
 
 var daemonCmd = &command{
 	name:  "daemon",
-	args:  "[--repo DIR] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--capacity N] [--lookup MODE]",
+	args:  "[--repo DIR] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--capacity N] [--storage-max SIZE] [--lookup MODE]",
 	short: "run a peer: join (or start) a ring and serve the local API",
 	long: `Runs a peer until interrupted (SIGINT or SIGTERM). The repo is created on
 first start, with a new identity key and a config.json holding the defaults;
 flags override that config for this run. Without --bootstrap (here or in the
 config) the peer starts a new ring. An unreachable bootstrap peer is retried
 for about 7.5 s before the daemon gives up.
+
+A peer with capacity keeps the blocks it is responsible for in DIR/blocks,
+at most --storage-max of them (puts beyond it are refused as "store full",
+and the share that wanted them fails unless other replicas take them).
 
 The daemon prints its addresses on stderr, one per line; 'peer status --json'
 lists them too. The local API listens on DIR/api.sock.`,
@@ -34,6 +39,12 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Var(&bootstrap, "bootstrap", "join the ring through the peer at `MULTIADDR`, which ends in /p2p/<peer id>;\nrepeatable (default: the repo config's, initially none: start a new ring)")
 	// Flag defaults are left zero: an unset flag means "the repo config's".
 	capacity := fs.Int("capacity", 0, fmt.Sprintf("run `N` vnodes (ring positions); 0 for a client that stores nothing\n(default: the repo config's, initially %d)", chord.DefaultConfig().Vnodes))
+	var storageMax *int64
+	fs.Func("storage-max", "store at most `SIZE` of blocks: bytes or a number with a unit (500MB, 2GiB);\n0 for no limit (default: the repo config's, initially 0)", func(v string) error {
+		n, err := peer.ParseSize(v)
+		storageMax = &n
+		return err
+	})
 	lookup := fs.String("lookup", "", "lookup `MODE`: recursive or iterative (default: the repo config's, initially "+chord.DefaultConfig().Lookup.String()+")")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -53,6 +64,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if set["capacity"] {
 		opts.Capacity = capacity
 	}
+	opts.StorageMax = storageMax
 	if set["lookup"] {
 		if _, err := chord.ParseLookupMode(*lookup); err != nil {
 			return fmt.Errorf("--lookup: %w", err)
@@ -66,6 +78,13 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	cfg := d.Config().Chord
 	fmt.Fprintf(stderr, "peer %s: repo %s, %s, %s lookups\n", d.ID(), dir, plural(cfg.Vnodes, "vnode"), cfg.Lookup)
+	if st := d.Store(); st != nil {
+		s := st.Stats()
+		fmt.Fprintf(stderr, "blocks: %s (%s) in %s, limit %s\n", plural(s.Count, "block"), peer.FormatSize(s.Bytes),
+			filepath.Join(dir, peer.BlocksDir), storageLimit(s.MaxBytes))
+	} else {
+		fmt.Fprintln(stderr, "blocks: none stored (a client, capacity 0)")
+	}
 	for _, a := range d.Addrs() {
 		fmt.Fprintf(stderr, "listening on %s\n", a)
 	}
@@ -76,4 +95,12 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	fmt.Fprintln(stderr, "stopped")
 	return nil
+}
+
+// storageLimit prints a --storage-max value.
+func storageLimit(max int64) string {
+	if max == 0 {
+		return "none"
+	}
+	return peer.FormatSize(max)
 }

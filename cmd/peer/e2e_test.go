@@ -138,10 +138,17 @@ func (p *proc) exited(d time.Duration) (exitCode int, ok bool) {
 // peerCmd runs a client command to completion.
 func peerCmd(t *testing.T, env []string, args ...string) (stdout, stderr string, exitCode int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	return peerCmdIn(t, env, "", args...)
+}
+
+// peerCmdIn runs a client command in directory dir ("" for the test's).
+func peerCmdIn(t *testing.T, env []string, dir string, args ...string) (stdout, stderr string, exitCode int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, peerBinary(t), args...)
 	cmd.Env = env
+	cmd.Dir = dir
 	var out, errb bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &errb

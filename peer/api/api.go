@@ -3,6 +3,8 @@
 // to a running daemon, over a Unix socket in the repo (never a network port).
 package api
 
+import "time"
+
 // SocketName is the API socket's file name inside the repo.
 const SocketName = "api.sock"
 
@@ -26,6 +28,12 @@ type Status struct {
 	LookupMode string `json:"lookup_mode"`
 	// UptimeSeconds since the daemon started.
 	UptimeSeconds float64 `json:"uptime_seconds"`
+	// BlocksStored and BytesUsed describe the local block store; both are
+	// 0 for a client (capacity 0), which stores nothing.
+	BlocksStored int   `json:"blocks_stored"`
+	BytesUsed    int64 `json:"bytes_used"`
+	// StorageMax is the store's limit in bytes (--storage-max); 0: none.
+	StorageMax int64 `json:"storage_max"`
 }
 
 // Neighbour names one vnode of another (or this) peer.
@@ -45,6 +53,7 @@ type Finger struct {
 
 // Vnode is the routing state of one of this peer's positions.
 type Vnode struct {
+	Index       uint32      `json:"index"` // vnode index on this peer
 	ID          string      `json:"id"`
 	Predecessor *Neighbour  `json:"predecessor"` // null while unknown
 	Successors  []Neighbour `json:"successors"`
@@ -69,3 +78,60 @@ type Lookup struct {
 type Error struct {
 	Error string `json:"error"`
 }
+
+// Transfers. Share and fetch answer with NDJSON: one Event per line, a
+// progress event every so often, and a last event that carries the result
+// or the error. An answer that ends without that last event failed (the
+// daemon stopped). Cat answers with the file's bytes instead.
+//
+//	POST /v1/share?size=N&stall=DUR       body: the file; N (optional) is its size, for progress
+//	POST /v1/fetch?cid=CID&path=ABS&stall=DUR
+//	GET  /v1/cat?cid=CID&stall=DUR        the bytes; SizeHeader, then StatusTrailer
+//
+// stall (optional, a Go duration such as 90s) is how long a transfer may go
+// without progress before the daemon gives up on it; default
+// DefaultStallTimeout.
+
+// DefaultStallTimeout is the stall timeout of a transfer that names none:
+// far longer than a 256 KiB block takes on the slowest link a ring admits
+// with a few blocks in flight, far shorter than a person waits.
+const DefaultStallTimeout = 2 * time.Minute
+
+// Event is one line of a share's or a fetch's answer. The last line has
+// exactly one of Share, Fetch and Error set; earlier lines have none.
+type Event struct {
+	// Done is the bytes stored (share: acknowledged by the write quorum)
+	// or written (fetch) so far; Total is the file's size, -1 while
+	// unknown.
+	Done  int64 `json:"done"`
+	Total int64 `json:"total"`
+
+	Share *ShareResult `json:"share,omitempty"`
+	Fetch *FetchResult `json:"fetch,omitempty"`
+	Error string       `json:"error,omitempty"`
+}
+
+// Final reports whether e is the last event of an answer.
+func (e Event) Final() bool { return e.Share != nil || e.Fetch != nil || e.Error != "" }
+
+// ShareResult is what a share made.
+type ShareResult struct {
+	CID  string `json:"cid"`  // the root CID
+	Size int64  `json:"size"` // the file's size in bytes
+}
+
+// FetchResult is what a fetch wrote.
+type FetchResult struct {
+	CID  string `json:"cid"`
+	Path string `json:"path"`
+	Size int64  `json:"size"`
+}
+
+// Cat's answer: SizeHeader holds the file's size before the bytes; the
+// StatusTrailer after them is StatusOK, or the error that cut the answer
+// short. An answer without the trailer was cut short too.
+const (
+	SizeHeader    = "X-Chordshare-Size"
+	StatusTrailer = "X-Chordshare-Status"
+	StatusOK      = "ok"
+)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +12,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // RepoEnv is the environment variable that names the repo when --repo is not
@@ -145,20 +149,9 @@ func (c *Client) Lookup(ctx context.Context, keyHex string) (Lookup, error) {
 const maxBody = 64 << 20
 
 func (c *Client) get(ctx context.Context, path string, q url.Values, out any) error {
-	u := url.URL{Scheme: "http", Host: "daemon", Path: path, RawQuery: q.Encode()}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	resp, err := c.do(ctx, http.MethodGet, path, q, nil)
 	if err != nil {
-		return fmt.Errorf("GET %s: %w", path, err)
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		if noDaemon(err) {
-			return &NoDaemonError{Repo: c.repo}
-		}
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return fmt.Errorf("GET %s from daemon on repo %s: %w", path, c.repo, ctxErr)
-		}
-		return fmt.Errorf("GET %s from daemon on repo %s: %w", path, c.repo, err)
+		return err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
@@ -168,17 +161,237 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, out any) er
 	if len(body) > maxBody {
 		return fmt.Errorf("GET %s: answer over %d bytes", path, maxBody)
 	}
-	if resp.StatusCode/100 != 2 {
-		var e Error
-		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return &HTTPError{StatusCode: resp.StatusCode, Message: e.Error}
-		}
-		return &HTTPError{StatusCode: resp.StatusCode, Message: fmt.Sprintf("GET %s: %s", path, resp.Status)}
-	}
 	if err := json.Unmarshal(body, out); err != nil {
 		return fmt.Errorf("GET %s: decode answer: %w", path, err)
 	}
 	return nil
+}
+
+// do sends a request and returns a 2xx answer for the caller to read and
+// close; any other answer becomes an *HTTPError with the daemon's message.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body io.Reader) (*http.Response, error) {
+	u := url.URL{Scheme: "http", Host: "daemon", Path: path, RawQuery: q.Encode()}
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if noDaemon(err) {
+			return nil, &NoDaemonError{Repo: c.repo}
+		}
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return nil, fmt.Errorf("%s %s from daemon on repo %s: %w", method, path, c.repo, ctxErr)
+		}
+		return nil, fmt.Errorf("%s %s from daemon on repo %s: %w", method, path, c.repo, err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	msg, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	if err == nil && len(msg) <= maxBody {
+		var e Error
+		if json.Unmarshal(msg, &e) == nil && e.Error != "" {
+			return nil, &HTTPError{StatusCode: resp.StatusCode, Message: e.Error}
+		}
+	}
+	return nil, &HTTPError{StatusCode: resp.StatusCode, Message: fmt.Sprintf("%s %s: %s", method, path, resp.Status)}
+}
+
+// TransferOptions tune a share or a fetch.
+type TransferOptions struct {
+	// Stall is how long the daemon lets the transfer go without progress
+	// before it gives up; 0: DefaultStallTimeout.
+	Stall time.Duration
+	// Progress, if set, is called as the transfer moves with the bytes
+	// done and the file's size (-1 while unknown).
+	Progress func(done, total int64)
+}
+
+func (o TransferOptions) query() url.Values {
+	q := url.Values{}
+	if o.Stall > 0 {
+		q.Set("stall", o.Stall.String())
+	}
+	return q
+}
+
+func (o TransferOptions) progress(done, total int64) {
+	if o.Progress != nil {
+		o.Progress(done, total)
+	}
+}
+
+// Share has the daemon share r's bytes on the ring and returns the root
+// CID once every block has its write quorum. size is the number of bytes
+// r holds, for progress; -1 if unknown. A failure to read r is returned as
+// such.
+func (c *Client) Share(ctx context.Context, r io.Reader, size int64, opts TransferOptions) (ShareResult, error) {
+	// The transport sends the body from a goroutine of its own, which may
+	// still run for a moment after an early answer: it ends with ctx.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	q := opts.query()
+	if size >= 0 {
+		q.Set("size", strconv.FormatInt(size, 10))
+	}
+	body := &readRecorder{r: r}
+	resp, err := c.do(ctx, http.MethodPost, "/v1/share", q, body)
+	if err != nil {
+		if rerr := body.failed(); rerr != nil {
+			return ShareResult{}, rerr
+		}
+		return ShareResult{}, err
+	}
+	defer resp.Body.Close()
+	e, err := readEvents(resp.Body, opts)
+	if rerr := body.failed(); rerr != nil {
+		return ShareResult{}, rerr
+	}
+	if err != nil {
+		return ShareResult{}, err
+	}
+	if e.Share == nil {
+		return ShareResult{}, errors.New(e.Error)
+	}
+	return *e.Share, nil
+}
+
+// readRecorder keeps the first error of reading the body being sent, which
+// the transport would otherwise report as a broken request.
+type readRecorder struct {
+	r   io.Reader
+	err atomic.Pointer[error]
+}
+
+func (b *readRecorder) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("read the file to share: %w", err)
+		b.err.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+func (b *readRecorder) failed() error {
+	if p := b.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Fetch has the daemon write the file root names to path, which must be
+// absolute. An existing file there is overwritten, except that the parts
+// of it that already hold the right bytes are kept rather than fetched
+// again: a fetch that was interrupted resumes.
+func (c *Client) Fetch(ctx context.Context, root, path string, opts TransferOptions) (FetchResult, error) {
+	q := opts.query()
+	q.Set("cid", root)
+	q.Set("path", path)
+	resp, err := c.do(ctx, http.MethodPost, "/v1/fetch", q, nil)
+	if err != nil {
+		return FetchResult{}, err
+	}
+	defer resp.Body.Close()
+	e, err := readEvents(resp.Body, opts)
+	if err != nil {
+		return FetchResult{}, err
+	}
+	if e.Fetch == nil {
+		return FetchResult{}, errors.New(e.Error)
+	}
+	return *e.Fetch, nil
+}
+
+// maxEventLine bounds one line of a transfer's answer.
+const maxEventLine = 1 << 20
+
+// readEvents reads a transfer's answer up to its final event, reporting
+// progress on the way.
+func readEvents(body io.Reader, opts TransferOptions) (Event, error) {
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 0, 4096), maxEventLine)
+	for sc.Scan() {
+		var e Event
+		if err := json.Unmarshal(sc.Bytes(), &e); err != nil {
+			return Event{}, fmt.Errorf("daemon's answer: %w", err)
+		}
+		opts.progress(e.Done, e.Total)
+		if e.Final() {
+			return e, nil
+		}
+	}
+	err := sc.Err()
+	if err == nil {
+		err = io.ErrUnexpectedEOF
+	}
+	return Event{}, fmt.Errorf("the daemon's answer ended before the result (did the daemon stop?): %w", err)
+}
+
+// ErrTruncated: a fetch's bytes stopped before the end of the file.
+var ErrTruncated = errors.New("the daemon's answer was cut short")
+
+// Cat writes the verified bytes of the file root names to w, in order, and
+// returns how many it wrote. It succeeds only if the daemon confirmed the
+// whole file (StatusTrailer) and the count matches its size: bytes already
+// written to w when it fails are a prefix of the file, never the whole
+// answer.
+func (c *Client) Cat(ctx context.Context, root string, w io.Writer, opts TransferOptions) (int64, error) {
+	q := opts.query()
+	q.Set("cid", root)
+	resp, err := c.do(ctx, http.MethodGet, "/v1/cat", q, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	size := int64(-1)
+	if s := resp.Header.Get(SizeHeader); s != "" {
+		if size, err = strconv.ParseInt(s, 10, 64); err != nil || size < 0 {
+			return 0, fmt.Errorf("daemon's answer: bad %s %q", SizeHeader, s)
+		}
+	}
+	opts.progress(0, size)
+	out := &writeRecorder{w: w, size: size, opts: opts}
+	_, err = io.Copy(out, resp.Body)
+	switch {
+	case out.err != nil:
+		return out.n, out.err
+	case err != nil:
+		return out.n, fmt.Errorf("%w after %d bytes: %v", ErrTruncated, out.n, err)
+	}
+	switch status := resp.Trailer.Get(StatusTrailer); status {
+	case StatusOK:
+	case "":
+		return out.n, fmt.Errorf("%w after %d bytes: no status trailer", ErrTruncated, out.n)
+	default:
+		return out.n, errors.New(status)
+	}
+	if size >= 0 && out.n != size {
+		return out.n, fmt.Errorf("%w: %d of %d bytes", ErrTruncated, out.n, size)
+	}
+	return out.n, nil
+}
+
+// writeRecorder counts and reports the bytes written and keeps the first
+// write error apart from the answer's read errors.
+type writeRecorder struct {
+	w    io.Writer
+	n    int64
+	size int64
+	opts TransferOptions
+	err  error
+}
+
+func (o *writeRecorder) Write(p []byte) (int, error) {
+	n, err := o.w.Write(p)
+	o.n += int64(n)
+	if err != nil {
+		o.err = fmt.Errorf("write output: %w", err)
+		return n, o.err
+	}
+	o.opts.progress(o.n, o.size)
+	return n, nil
 }
 
 // noDaemon reports whether a dial error means nobody listens on the socket:

@@ -1,0 +1,177 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"chordshare/blocks"
+	"chordshare/share"
+)
+
+// errStalled ends a transfer that made no progress for its stall timeout.
+var errStalled = errors.New("stalled")
+
+// stallGuard tells a transfer that is moving from one that is stuck. A
+// transfer touches it at every block stored or fetched; while a write to
+// the API client is blocked (a slow reader of `peer fetch` output) it is
+// busy, which is the client's pace and not a stall.
+type stallGuard struct {
+	start time.Time
+	last  atomic.Int64 // time of the last progress, as nanoseconds since start
+	busy  atomic.Int32
+}
+
+func (g *stallGuard) touch() { g.last.Store(int64(time.Since(g.start))) }
+
+func (g *stallGuard) idle() time.Duration {
+	return time.Since(g.start) - time.Duration(g.last.Load())
+}
+
+// watchStalls returns a context that is cancelled with an errStalled cause
+// once the guard has seen no progress for timeout. stop ends the watcher
+// and waits for it; call it when the transfer is over.
+func watchStalls(ctx context.Context, timeout time.Duration) (_ context.Context, _ *stallGuard, stop func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	g := &stallGuard{start: time.Now()}
+	tick := max(min(timeout/4, time.Second), time.Millisecond)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(tick)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if g.busy.Load() > 0 {
+					g.touch()
+					continue
+				}
+				if g.idle() >= timeout {
+					cancel(fmt.Errorf("%w: no progress for %v", errStalled, timeout))
+					return
+				}
+			}
+		}
+	}()
+	return ctx, g, func() { cancel(nil); <-done }
+}
+
+// stallCause replaces the error of a transfer that the stall watcher ended
+// (which reads "context canceled" from deep inside) with the reason.
+func stallCause(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, errStalled) {
+		return cause
+	}
+	return err
+}
+
+// blockService is what transfers need of the node; *Node implements it.
+type blockService interface {
+	share.Putter
+	share.Getter
+}
+
+type putterFunc func(ctx context.Context, c cid.Cid, data []byte) error
+
+func (f putterFunc) Put(ctx context.Context, c cid.Cid, data []byte) error { return f(ctx, c, data) }
+
+type getterFunc func(ctx context.Context, c cid.Cid) ([]byte, error)
+
+func (f getterFunc) Get(ctx context.Context, c cid.Cid) ([]byte, error) { return f(ctx, c) }
+
+// importStream shares r through svc: every block goes to the ring, and the
+// root is returned once all of them have their write quorum. stored counts
+// the file bytes (raw leaves) acknowledged so far.
+func importStream(ctx context.Context, svc share.Putter, r io.Reader, g *stallGuard, stored *atomic.Int64) (root cid.Cid, size int64, err error) {
+	put := putterFunc(func(ctx context.Context, c cid.Cid, data []byte) error {
+		if err := svc.Put(ctx, c, data); err != nil {
+			return err
+		}
+		if c.Type() == cid.Raw {
+			stored.Add(int64(len(data)))
+		}
+		g.touch()
+		return nil
+	})
+	br := &busyReader{r: r, g: g}
+	root, err = share.Import(ctx, br, put, share.ImportOptions{})
+	return root, br.n, err
+}
+
+// busyReader marks the guard busy while it waits for the client's bytes.
+type busyReader struct {
+	r io.Reader
+	g *stallGuard
+	n int64
+}
+
+func (b *busyReader) Read(p []byte) (int, error) {
+	b.g.busy.Add(1)
+	n, err := b.r.Read(p)
+	b.g.busy.Add(-1)
+	b.n += int64(n)
+	return n, err
+}
+
+// progressGetter touches the guard at every block that arrives.
+func progressGetter(svc share.Getter, g *stallGuard) share.Getter {
+	return getterFunc(func(ctx context.Context, c cid.Cid) ([]byte, error) {
+		data, err := svc.Get(ctx, c)
+		if err == nil {
+			g.touch()
+		}
+		return data, err
+	})
+}
+
+// openOutput opens path for a fetch without truncating it, so that a fetch
+// into a partial file resumes (share.ToWriterAt). created says whether the
+// file is new, and so whether a fetch that wrote nothing should remove it.
+func openOutput(path string) (f *os.File, created bool, err error) {
+	f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err == nil {
+		return f, true, nil
+	}
+	if !errors.Is(err, fs.ErrExist) {
+		return nil, false, err
+	}
+	f, err = os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, false, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, false, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, false, fmt.Errorf("%s is not a regular file", path)
+	}
+	return f, false, nil
+}
+
+// storeNodes lets a fetch keep the internal nodes of a DAG in the peer's
+// block store (share.FetchOptions.Nodes), so that resuming a fetch asks the
+// ring only for what is missing. It is a cache: a full store is no reason
+// to fail the fetch.
+type storeNodes struct{ s *blocks.Store }
+
+func (n storeNodes) Get(_ context.Context, c cid.Cid) ([]byte, error) { return n.s.Get(c) }
+
+func (n storeNodes) Put(_ context.Context, c cid.Cid, data []byte) error {
+	if err := n.s.Put(c, data); err != nil && !errors.Is(err, blocks.ErrFull) {
+		return err
+	}
+	return nil
+}
