@@ -374,6 +374,7 @@ func TestE2EKillDuringReceive(t *testing.T) {
 
 	share := exec.Command(peerBinary(t), "share", "--repo", peers[0].repo, path)
 	share.Env = env
+	dieWithTest(share)
 	var shareOut, shareErr bytes.Buffer
 	share.Stdout, share.Stderr = &shareOut, &shareErr
 	if err := share.Start(); err != nil {

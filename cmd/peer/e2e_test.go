@@ -101,6 +101,7 @@ func startDaemon(t *testing.T, env []string, repo string, args ...string) *proc 
 	t.Helper()
 	cmd := exec.Command(peerBinary(t), append([]string{"daemon", "--repo", repo}, args...)...)
 	cmd.Env = env
+	dieWithTest(cmd)
 	p := &proc{cmd: cmd, output: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stdout = p.output
 	cmd.Stderr = p.output
