@@ -292,7 +292,7 @@ func (n *Node) ringSizeEstimate() int {
 func (n *Node) Ring() api.Ring {
 	out := api.Ring{ID: n.h.ID().String()}
 	for _, st := range n.ring.States() {
-		v := api.Vnode{ID: st.Self.ID.Hex(), Successors: n.neighbours(st.Successors)}
+		v := api.Vnode{Index: st.Self.Vnode, ID: st.Self.ID.Hex(), Successors: n.neighbours(st.Successors)}
 		if !st.Predecessor.IsZero() {
 			p := n.neighbour(st.Predecessor)
 			v.Predecessor = &p
