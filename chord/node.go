@@ -174,7 +174,7 @@ func (n *Node) startFor(key ID) *vnode {
 // count as free hops: routing moves to the closest local vnode first.
 func (n *Node) step(v *vnode, key ID, want int) Step {
 	for {
-		if succs, ok := v.ownsSuccessor(key, want); ok {
+		if succs, ok := v.ownsSuccessor(key, want, n.cfg.SuccessorListLen); ok {
 			return Step{Done: true, Nodes: succs}
 		}
 		if next := n.startFor(key); next != nil && next != v && Between(v.self.ID, next.self.ID, key) {

@@ -183,3 +183,37 @@ func TestLookupsRouteAroundFailuresBeforeRepair(t *testing.T) {
 		t.Logf("%s, 20%% dead, no repair: first live successor right %d/%d, first entry right %d/%d", mode, ok, total, first, total)
 	}
 }
+
+// On a ring smaller than a successor list, every answer names the whole
+// ring in order from the key's successor, however deep in a list it was
+// found: replication needs r distinct peers from any lookup.
+func TestSmallRingAnswersWrapAround(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	cfg := TestConfig()
+	cfg.Vnodes = 1
+	r := newRing(t, cfg)
+	for range 3 {
+		r.join(rng)
+	}
+	r.converge(50)
+	o := NewOracle(r.nodes)
+	for _, n := range r.nodes {
+		for range 200 {
+			key := randomID(rng)
+			res, err := n.Lookup(context.Background(), key, 3)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Successors) != 3 {
+				t.Fatalf("lookup %s: %d successors on a 3-node ring, want 3", key, len(res.Successors))
+			}
+			want := o.Successor(key)
+			for _, s := range res.Successors {
+				if s.ID != want.ID {
+					t.Fatalf("lookup %s: successors %v out of ring order", key, res.Successors)
+				}
+				want = o.Successor(want.ID.AddPow2(0))
+			}
+		}
+	}
+}

@@ -257,8 +257,10 @@ func (v *vnode) candidates(key ID, max int, out []Ref) []Ref {
 // An answer from deep in the list must still hold want successors, or half
 // a list if want is more: fewer, and a few dead entries could leave the
 // asker with no live one; more, and only the key's immediate predecessor
-// could answer, a dead end if it has failed.
-func (v *vnode) ownsSuccessor(key ID, want int) ([]Ref, bool) {
+// could answer, a dead end if it has failed. A list shorter than listLen
+// went all the way round a small ring, so it continues with ourselves and
+// the entries before the key, and any answer from it can be complete.
+func (v *vnode) ownsSuccessor(key ID, want, listLen int) ([]Ref, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if len(v.succs) == 0 {
@@ -266,16 +268,23 @@ func (v *vnode) ownsSuccessor(key ID, want int) ([]Ref, bool) {
 		return []Ref{v.self}, true
 	}
 	want = max(want, 1)
+	wrapped := len(v.succs) < listLen
 	need := min(want, max(len(v.succs)/2, 1))
 	prev := v.self.ID
 	for i, s := range v.succs {
-		if BetweenRightIncl(prev, key, s.ID) {
-			if i > 0 && len(v.succs)-i < need {
-				return nil, false
-			}
-			return slices.Clone(v.succs[i:min(i+want, len(v.succs))]), true
+		if !BetweenRightIncl(prev, key, s.ID) {
+			prev = s.ID
+			continue
 		}
-		prev = s.ID
+		if i > 0 && !wrapped && len(v.succs)-i < need {
+			return nil, false
+		}
+		out := slices.Clone(v.succs[i:min(i+want, len(v.succs))])
+		if wrapped && len(out) < want {
+			out = append(out, v.self)
+			out = append(out, v.succs[:min(i, want-len(out))]...)
+		}
+		return out, true
 	}
 	return nil, false
 }

@@ -87,7 +87,7 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, fmt.Errorf("%w: %v", errBadMessage, err)
+		return nil, readError(err)
 	}
 	switch resp.GetStatus() {
 	case pb.BlockResponse_OK:

@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -15,21 +16,32 @@ import (
 
 // Replicas returns the preference list of block c: the first r distinct
 // peers clockwise from its key (Dynamo-style; vnodes of one peer count once).
+// When one answer's successors hold fewer distinct peers (a peer's vnodes
+// can sit side by side), the walk goes on from the last one, until r peers
+// are found or it comes back round.
 func (n *Node) Replicas(ctx context.Context, c cid.Cid) ([]p2ppeer.ID, error) {
 	key := chord.KeyID(c.Hash())
-	res, err := n.ring.Lookup(ctx, key, n.cfg.Chord.SuccessorListLen)
-	if err != nil {
-		return nil, fmt.Errorf("replicas of %s: %w", c, err)
-	}
 	var out []p2ppeer.ID
-	for _, s := range res.Successors {
-		p := p2ppeer.ID(s.Addr)
-		if !slices.Contains(out, p) {
-			out = append(out, p)
+	seen := map[chord.ID]bool{}
+	for len(out) < n.cfg.Replicas {
+		res, err := n.ring.Lookup(ctx, key, n.cfg.Chord.SuccessorListLen)
+		if err != nil {
+			return nil, fmt.Errorf("replicas of %s: %w", c, err)
 		}
-		if len(out) == n.cfg.Replicas {
-			break
+		progress := false
+		for _, s := range res.Successors {
+			if seen[s.ID] {
+				continue
+			}
+			seen[s.ID], progress = true, true
+			if p := p2ppeer.ID(s.Addr); !slices.Contains(out, p) && len(out) < n.cfg.Replicas {
+				out = append(out, p)
+			}
 		}
+		if !progress || len(res.Successors) == 0 {
+			break // round the whole ring: it has fewer than r peers
+		}
+		key = res.Successors[len(res.Successors)-1].ID.AddPow2(0)
 	}
 	return out, nil
 }
@@ -65,8 +77,7 @@ func (n *Node) Put(ctx context.Context, c cid.Cid, data []byte) error {
 			if err != nil {
 				errs = append(errs, err)
 				if len(errs) > len(peers)-need {
-					return fmt.Errorf("put %s: only %d of %d replicas acknowledged, %d needed: %s",
-						c, ok, len(peers), need, oneLine(errs))
+					return &ReplicaError{Op: "put", CID: c, OK: ok, Tried: len(peers), Need: need, Errs: errs}
 				}
 				continue
 			}
@@ -90,11 +101,11 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	}
 	peers, err := n.Replicas(ctx, c)
 	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", c, err)
+		return nil, err
 	}
 	peers = slices.DeleteFunc(peers, func(p p2ppeer.ID) bool { return p == n.h.ID() })
 	if len(peers) == 0 {
-		return nil, fmt.Errorf("get %s: %w (no other replica)", c, ErrBlockNotFound)
+		return nil, fmt.Errorf("%w (no other replica)", ErrBlockNotFound)
 	}
 	n.byRTT(peers)
 
@@ -134,10 +145,10 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 				hedge.Reset(n.hedgeDelay(peers[launched-1]))
 			}
 		case <-ctx.Done():
-			return nil, fmt.Errorf("get %s: %w", c, ctx.Err())
+			return nil, ctx.Err()
 		}
 	}
-	return nil, fmt.Errorf("get %s: none of %d replicas served it: %s", c, len(peers), oneLine(errs))
+	return nil, &ReplicaError{Op: "get", CID: c, Tried: len(peers), Need: 1, Errs: errs}
 }
 
 // byRTT orders peers fastest first; peers never measured go last.
@@ -160,4 +171,38 @@ func (n *Node) hedgeDelay(p p2ppeer.ID) time.Duration {
 		return 3*d + blockAtModestRate
 	}
 	return 500 * time.Millisecond
+}
+
+// ReplicaError says how a put or get fared with a block's replicas. It
+// matches the replicas' errors with errors.Is (ErrStoreFull,
+// ErrBlockNotFound, ...), so callers can tell "nobody has it" from "the
+// disks are full".
+type ReplicaError struct {
+	Op    string // "put" or "get"
+	CID   cid.Cid
+	OK    int // acknowledgements (put)
+	Tried int
+	Need  int
+	Errs  []error
+}
+
+func (e *ReplicaError) Error() string {
+	if e.Op == "get" {
+		return fmt.Sprintf("none of %d replicas served it: %s", e.Tried, oneLine(e.Errs))
+	}
+	return fmt.Sprintf("put %s: only %d of %d replicas acknowledged, %d needed: %s", e.CID, e.OK, e.Tried, e.Need, oneLine(e.Errs))
+}
+
+// Unwrap exposes the replicas' errors to errors.Is and errors.As.
+func (e *ReplicaError) Unwrap() []error { return e.Errs }
+
+// NotFound reports whether no replica had the block (as opposed to replicas
+// being unreachable): the answer to "is this CID on the ring?".
+func (e *ReplicaError) NotFound() bool {
+	for _, err := range e.Errs {
+		if !errors.Is(err, ErrBlockNotFound) {
+			return false
+		}
+	}
+	return len(e.Errs) > 0
 }

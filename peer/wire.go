@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -54,9 +55,20 @@ func writeMsg(s network.Stream, m proto.Message) error {
 
 func readMsg(r *bufio.Reader, m proto.Message) error {
 	if err := (protodelim.UnmarshalOptions{MaxSize: maxRingMessage}).UnmarshalFrom(r, m); err != nil {
-		return fmt.Errorf("%w: %v", errBadMessage, err)
+		return readError(err)
 	}
 	return nil
+}
+
+// readError tells a peer that went away (the stream reset or closed early:
+// the peer's fault or the network's, not the bytes') from a message that
+// arrived and was bad.
+func readError(err error) error {
+	var se *network.StreamError
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, network.ErrReset) || errors.As(err, &se) {
+		return fmt.Errorf("stream ended early: %w", err)
+	}
+	return fmt.Errorf("%w: %v", errBadMessage, err)
 }
 
 // bound ties a stream to ctx: the stream is reset when ctx ends. Deadlines
