@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// blockSize is share's chunk size: the unit the block store writes and
+// fsyncs, and what the CPU micro-benchmarks work on.
+const blockSize = 256 << 10
+
+// limits are the same-run measurements the transfers are compared with.
+// Rates are bytes per second; a zero rate was not measured, and the
+// matching ...Err says why.
+type limits struct {
+	TCP      float64 // iperf3, one TCP stream over 127.0.0.1
+	TCPErr   string
+	TCPTool  string  // iperf3's version line
+	DiskSync float64 // 256 KiB files, each written and fsync'd, one writer
+	// DiskSyncParallel is the same with parallelWriters at once, as the
+	// ring's daemons write their replicas at once.
+	DiskSyncParallel float64
+	DiskSeq          float64 // one big file written sequentially, one fsync
+	ChaCha           float64 // ChaCha20-Poly1305 seal, one core
+	AESGCM           float64 // AES-256-GCM seal, one core
+	SHA256           float64 // one core
+}
+
+const parallelWriters = 8
+
+// measureTCP runs an iperf3 server and client on 127.0.0.1 for secs
+// seconds and returns the receiver's rate. An iperf3 that is not installed
+// is not an error: the report says so.
+func measureTCP(ctx context.Context, env []string, dir string, secs int) (rate float64, tool string, err error) {
+	bin, err := exec.LookPath("iperf3")
+	if err != nil {
+		return 0, "", fmt.Errorf("iperf3 not found on $PATH (apt-get install -y iperf3)")
+	}
+	if out, err := output(command(ctx, env, bin, "--version")); err == nil {
+		tool, _, _ = strings.Cut(strings.TrimSpace(string(out)), "\n")
+	}
+	port, err := freePort()
+	if err != nil {
+		return 0, tool, err
+	}
+	srv, err := startDaemon("iperf3 server", filepath.Join(dir, "iperf3-server.log"), env, bin, "-s", "-B", "127.0.0.1", "-p", port)
+	if err != nil {
+		return 0, tool, err
+	}
+	defer srv.stop(time.Second)
+
+	// The server is listening once a client connects; until then a client
+	// is refused, which is retried rather than probed with a bare connect
+	// (that would cost the server a test).
+	var res iperfResult
+	err = poll(ctx, "iperf3 client connects", 5*time.Second, 100*time.Millisecond, func() (bool, string, error) {
+		if err := srv.exited(); err != nil {
+			return false, "", err
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Duration(secs+20)*time.Second)
+		defer cancel()
+		out, _ := output(command(cctx, env, bin, "-c", "127.0.0.1", "-p", port, "-t", strconv.Itoa(secs), "-J"))
+		res = iperfResult{}
+		if err := json.Unmarshal(out, &res); err != nil {
+			return false, "", fmt.Errorf("iperf3 -J printed no JSON: %w", err)
+		}
+		if res.Error != "" {
+			if strings.Contains(res.Error, "refused") {
+				return false, res.Error, nil
+			}
+			return false, "", fmt.Errorf("iperf3: %s", res.Error)
+		}
+		return true, "", nil
+	})
+	if err != nil {
+		return 0, tool, err
+	}
+	return res.End.SumReceived.BitsPerSecond / 8, tool, nil
+}
+
+// iperfResult is the part of `iperf3 -J` that is used.
+type iperfResult struct {
+	End struct {
+		SumReceived struct {
+			BitsPerSecond float64 `json:"bits_per_second"`
+		} `json:"sum_received"`
+	} `json:"end"`
+	Error string `json:"error"`
+}
+
+func freePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port), nil
+}
+
+// measureDisk measures write+fsync three ways, size bytes each, in a new
+// directory under dir. The files stay until dir goes at the end of the
+// program: on ext4 without a journal (as here) a new inode is not taken
+// from those deleted in the last minutes, and the search past thousands of
+// them would cost the block stores' next file creations CPU that a fresh
+// disk does not.
+func measureDisk(ctx context.Context, dir string, size int64, l *limits) error {
+	d, err := os.MkdirTemp(dir, "disk")
+	if err != nil {
+		return err
+	}
+	buf := randomBytes(blockSize)
+	blocks := int(max(1, size/blockSize))
+	if l.DiskSync, err = timedWrite(ctx, d, "sync", blocks, 1, buf); err != nil {
+		return err
+	}
+	if l.DiskSyncParallel, err = timedWrite(ctx, d, "psync", blocks, parallelWriters, buf); err != nil {
+		return err
+	}
+	l.DiskSeq, err = sequentialWrite(d, int64(blocks)*blockSize, buf)
+	return err
+}
+
+// timedWrite writes blocks files of buf from writers goroutines, each file
+// created, written and fsync'd as the block store makes a block durable
+// (less its rename and directory fsync, which are the store's own cost),
+// and returns bytes per second.
+func timedWrite(ctx context.Context, dir, name string, blocks, writers int, buf []byte) (float64, error) {
+	d := filepath.Join(dir, name)
+	if err := os.Mkdir(d, 0o700); err != nil {
+		return 0, err
+	}
+	next := make(chan int)
+	errs := make(chan error, writers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range writers {
+		wg.Go(func() {
+			for i := range next {
+				if err := writeFsync(filepath.Join(d, strconv.Itoa(i)), buf); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	var err error
+feed:
+	for i := range blocks {
+		select {
+		case next <- i:
+		case err = <-errs:
+			break feed
+		case <-ctx.Done():
+			err = context.Cause(ctx)
+			break feed
+		}
+	}
+	close(next)
+	wg.Wait()
+	elapsed := time.Since(start)
+	if err == nil && len(errs) > 0 {
+		err = <-errs
+	}
+	if err != nil {
+		return 0, fmt.Errorf("disk baseline: %w", err)
+	}
+	return float64(blocks*len(buf)) / elapsed.Seconds(), nil
+}
+
+func writeFsync(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// sequentialWrite writes size bytes to one file and fsyncs once: the most
+// the disk takes when nothing asks for durability along the way.
+func sequentialWrite(dir string, size int64, buf []byte) (float64, error) {
+	path := filepath.Join(dir, "seq")
+	start := time.Now()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	for n := int64(0); n < size; n += int64(len(buf)) {
+		if _, err := f.Write(buf); err != nil {
+			f.Close()
+			return 0, fmt.Errorf("disk baseline: %w", err)
+		}
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return 0, fmt.Errorf("disk baseline: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return 0, err
+	}
+	return float64(size) / time.Since(start).Seconds(), nil
+}
+
+// measureCPU runs the per-byte work of the pipeline on one core, each for
+// about d: the transport's cipher (Noise in libp2p uses ChaCha20-Poly1305;
+// AES-GCM is what TLS would pick) and SHA-256, which names and verifies
+// every block.
+func measureCPU(d time.Duration, l *limits) error {
+	buf := randomBytes(blockSize)
+	key := randomBytes(32)
+	chacha, err := chacha20poly1305.New(key)
+	if err != nil {
+		return err
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return err
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		return err
+	}
+	l.ChaCha = perCore(d, len(buf), sealer(chacha, buf))
+	l.AESGCM = perCore(d, len(buf), sealer(gcm, buf))
+	l.SHA256 = perCore(d, len(buf), func() { sha256.Sum256(buf) })
+	return nil
+}
+
+// sealer seals buf again and again into one reused buffer. The fixed
+// nonce would be fatal in use; the cost per byte does not depend on it.
+func sealer(aead cipher.AEAD, buf []byte) func() {
+	nonce := make([]byte, aead.NonceSize())
+	dst := make([]byte, 0, len(buf)+aead.Overhead())
+	return func() { dst = aead.Seal(dst[:0], nonce, buf, nil) }
+}
+
+// perCore calls f (which handles n bytes) on this goroutine for about d in
+// five rounds and returns the median round's bytes per second: on a shared
+// machine one round can lose its core to a neighbour.
+func perCore(d time.Duration, n int, f func()) float64 {
+	f() // warm up: tables, first-touch page faults
+	rates := make([]float64, 5)
+	for r := range rates {
+		start := time.Now()
+		calls := 0
+		for time.Since(start) < d/time.Duration(len(rates)) {
+			f()
+			calls++
+		}
+		rates[r] = float64(calls*n) / time.Since(start).Seconds()
+	}
+	return median(rates)
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// randomBytes is incompressible data: nothing on the way may shortcut it.
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.NewChaCha8([32]byte{byte(n), byte(n >> 8), byte(n >> 16), 'x', 'b'}).Read(b)
+	return b
+}
