@@ -163,12 +163,10 @@ func (n *Node) serveBlock(s network.Stream) {
 		}
 		resp.Data = data
 	case pb.BlockRequest_PUT:
-		// Verified before it is stored or passed on: a peer cannot plant
-		// bytes under a CID they do not hash to.
-		if err := verify(c, req.GetData()); err != nil {
-			resp.Status, resp.Error = pb.BlockResponse_BAD_BLOCK, err.Error()
-			break
-		}
+		// The store verifies the bytes against the CID before it writes
+		// anything (blocks.ErrMismatch): a peer cannot plant bytes under a
+		// CID they do not hash to. Hashing here as well would only double
+		// the work on every replica.
 		if err := n.storeLocal(c, req.GetData()); err != nil {
 			resp.Status, resp.Error = blockStatus(err), err.Error()
 		}
@@ -191,6 +189,8 @@ func blockStatus(err error) pb.BlockResponse_Status {
 		return pb.BlockResponse_NOT_FOUND
 	case errors.Is(err, blocks.ErrFull):
 		return pb.BlockResponse_FULL
+	case errors.Is(err, blocks.ErrMismatch), errors.Is(err, blocks.ErrBadCID), errors.Is(err, blocks.ErrTooLarge):
+		return pb.BlockResponse_BAD_BLOCK
 	}
 	return pb.BlockResponse_ERROR
 }

@@ -160,3 +160,18 @@ func TestPutFailsWithoutWriteQuorum(t *testing.T) {
 		t.Fatal("put hung until a timeout instead of failing")
 	}
 }
+
+// A peer that PUTs bytes which do not hash to the CID is refused, and the
+// receiver stores nothing.
+func TestForgedPutIsRefused(t *testing.T) {
+	r, stores := storedRing(t, 2)
+	c := rawBlock(t, []byte("the real block"))
+	from, to := r.nodes[0], r.nodes[1]
+	err := from.storeAt(context.Background(), to.Host().ID(), c, []byte("forged bytes"))
+	if !errors.Is(err, ErrBadBlock) {
+		t.Fatalf("forged put: %v, want ErrBadBlock", err)
+	}
+	if stores[to].Has(c) {
+		t.Fatal("forged block stored")
+	}
+}
