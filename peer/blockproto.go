@@ -67,27 +67,9 @@ func verify(c cid.Cid, data []byte) error {
 func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockRequest, size int) (*pb.BlockResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, transferTimeout(size))
 	defer cancel()
-	s, err := n.h.NewStream(ctx, p, BlockProtocol)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
-	defer bound(ctx, s)()
-	if err := writeMsg(s, req); err != nil {
-		s.Reset()
-		return nil, err
-	}
-	if err := s.CloseWrite(); err != nil {
-		s.Reset()
-		return nil, err
-	}
 	resp := &pb.BlockResponse{}
-	if err := (protodelim.UnmarshalOptions{MaxSize: maxBlockMessage}).UnmarshalFrom(bufio.NewReader(s), resp); err != nil {
-		s.Reset()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, readError(err)
+	if err := requestResponse(ctx, n.h, p, BlockProtocol, req, resp, maxBlockMessage); err != nil {
+		return nil, err
 	}
 	switch resp.GetStatus() {
 	case pb.BlockResponse_OK:

@@ -55,26 +55,8 @@ func (t *ringTransport) roundTrip(ctx context.Context, to chord.Ref, req *pb.Req
 
 func (t *ringTransport) exchange(ctx context.Context, to chord.Ref, req *pb.Request) (*pb.Response, error) {
 	req.ToVnode = to.Vnode
-	s, err := t.h.NewStream(ctx, p2ppeer.ID(to.Addr), RingProtocol)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
-	defer bound(ctx, s)()
-	if err := writeMsg(s, req); err != nil {
-		s.Reset()
-		return nil, err
-	}
-	if err := s.CloseWrite(); err != nil {
-		s.Reset()
-		return nil, err
-	}
 	resp := &pb.Response{}
-	if err := readMsg(bufio.NewReader(s), resp); err != nil {
-		s.Reset()
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
+	if err := requestResponse(ctx, t.h, p2ppeer.ID(to.Addr), RingProtocol, req, resp, maxRingMessage); err != nil {
 		return nil, err
 	}
 	t.stats.BytesOut.Add(int64(proto.Size(req)))

@@ -8,8 +8,10 @@ import (
 	"io"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
@@ -55,6 +57,34 @@ func writeMsg(s network.Stream, m proto.Message) error {
 
 func readMsg(r *bufio.Reader, m proto.Message) error {
 	if err := (protodelim.UnmarshalOptions{MaxSize: maxRingMessage}).UnmarshalFrom(r, m); err != nil {
+		return readError(err)
+	}
+	return nil
+}
+
+// requestResponse is one RPC on a stream of its own: open it, send req,
+// close our side, read one response of at most maxSize bytes. The stream is
+// bounded by ctx and reset on any failure.
+func requestResponse(ctx context.Context, h host.Host, p p2ppeer.ID, pid protocol.ID, req, resp proto.Message, maxSize int64) error {
+	s, err := h.NewStream(ctx, p, pid)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	defer bound(ctx, s)()
+	if err := writeMsg(s, req); err != nil {
+		s.Reset()
+		return err
+	}
+	if err := s.CloseWrite(); err != nil {
+		s.Reset()
+		return err
+	}
+	if err := (protodelim.UnmarshalOptions{MaxSize: maxSize}).UnmarshalFrom(bufio.NewReader(s), resp); err != nil {
+		s.Reset()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return readError(err)
 	}
 	return nil
