@@ -130,8 +130,8 @@ func rank[T any](sorted []T, p float64) T {
 	return sorted[max(int(math.Ceil(p*float64(len(sorted))))-1, 0)]
 }
 
-// Query is one lookup to make: from the live peer at index From of Live(),
-// for Key.
+// Query is one lookup to make: from the live peer at index From of Live()
+// as it was when the query was drawn (draw again after a crash), for Key.
 type Query struct {
 	From int
 	Key  chord.ID

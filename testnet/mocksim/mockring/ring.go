@@ -133,9 +133,9 @@ type BuildStats struct {
 //
 // Joining all peers first and then running maintenance rounds is not a way
 // to build a large ring: each later joiner looks itself up on a ring that
-// does not know the earlier ones yet, and stabilization then corrects one
-// vnode per gap per round (measured: 1,000 peers with one vnode each on
-// chord.MemNet are not converged after 500 rounds). Instead, after each
+// does not know the earlier ones yet, and stabilization then corrects about
+// one vnode per gap and round, so the rounds needed grow with the ring
+// (REPORT.md has the figures). Instead, after each
 // join the vnodes whose successor lists the newcomer belongs in stabilize,
 // sweeping counter-clockwise from the newcomer so that each copies a list
 // already right, and the newcomer fixes its fingers so later joiners that
