@@ -87,7 +87,7 @@ func (rep *report) memory(rows []memRow) {
 		rep.p("| %s | %s | %s | %.1f | %s | %s |", r.name, kib(h), kib(sys), g, r.links, r.conns)
 	}
 	rep.p("")
-	rep.p("After two garbage collections; per peer = (figure − figure it is measured from) ÷ %d. Links and connections are mocknet's; conns/peer counts both ends.", rep.o.peers)
+	rep.p("After two garbage collections; per peer = (figure − figure it is measured from) ÷ %d. Links and connections are mocknet's; conns/peer is the connections a peer has open.", rep.o.peers)
 	rep.p("")
 }
 
@@ -123,7 +123,7 @@ func (rep *report) failure(killed, preRounds int, rows []mockring.LookupReport) 
 		rep.p("| %s | %d | %d | %s | %s | %d | %.2f | %d | %s | %s | %.2f | %.2f | %s / %s |",
 			l.Mode, l.Want, l.Lookups, pct(l.Right, l.Lookups), pct(l.FirstLive, l.Lookups), l.Errors,
 			l.MeanHops, l.P99Hops, ms(l.Latency.P50), ms(l.Latency.P99), l.CallsPerLookup(),
-			float64(l.FailedCalls)/float64(l.Lookups), ms(l.Lateness.P99), ms(l.Lateness.Max))
+			float64(l.FailedCalls)/float64(max(l.Lookups, 1)), ms(l.Lateness.P99), ms(l.Lateness.Max))
 	}
 	rep.p("")
 	for _, l := range rows {
@@ -143,7 +143,12 @@ func ratio(a, b time.Duration) float64 {
 	return float64(a) / float64(b)
 }
 
-func pct(k, n int) string { return fmt.Sprintf("%.2f%%", 100*float64(k)/float64(n)) }
+func pct(k, n int) string {
+	if n == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f%%", 100*float64(k)/float64(n))
+}
 
 func kib(b float64) string { return fmt.Sprintf("%.1f KiB", b/1024) }
 

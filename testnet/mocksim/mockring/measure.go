@@ -165,23 +165,28 @@ type LookupReport struct {
 	Latency     Dist  // of the lookups that returned an answer
 	Calls       int64 // ring RPCs sent by all peers during the batch
 	FailedCalls int64
-	Elapsed     time.Duration
 	FirstError  error
 	// Lateness is how late the simulator's timers ran during the batch.
 	Lateness Dist
 }
 
 // CallsPerLookup is the mean number of ring RPCs per lookup.
-func (l LookupReport) CallsPerLookup() float64 { return float64(l.Calls) / float64(l.Lookups) }
+func (l LookupReport) CallsPerLookup() float64 {
+	if l.Lookups == 0 {
+		return 0
+	}
+	return float64(l.Calls) / float64(l.Lookups)
+}
 
 // Lookups runs qs in the given mode, concurrency at a time, each asking for
 // want successors, and checks each answer against the true ring of live
 // peers. Nothing else may use the ring meanwhile: the RPC counts are
-// network-wide.
+// network-wide. If ctx ends first, the report covers the lookups made.
 func (r *Ring) Lookups(ctx context.Context, qs []Query, mode chord.LookupMode, want, concurrency int) LookupReport {
 	live := r.Live()
 	o := r.Oracle()
 	type result struct {
+		done        bool
 		hops        int
 		latency     time.Duration
 		err         error
@@ -189,7 +194,6 @@ func (r *Ring) Lookups(ctx context.Context, qs []Query, mode chord.LookupMode, w
 	}
 	results := make([]result, len(qs))
 	before := Totals(r.Nodes)
-	start := time.Now()
 	late := lateness(ctx)
 	work := make(chan int)
 	var wg sync.WaitGroup
@@ -199,7 +203,7 @@ func (r *Ring) Lookups(ctx context.Context, qs []Query, mode chord.LookupMode, w
 				q := qs[i]
 				t := time.Now()
 				res, err := live[q.From].Chord().LookupMode(ctx, q.Key, want, mode)
-				results[i] = result{hops: res.Hops, latency: time.Since(t), err: err}
+				results[i] = result{done: true, hops: res.Hops, latency: time.Since(t), err: err}
 				if err == nil {
 					results[i].right = o.CheckLookup(q.Key, res) == nil
 					results[i].live = o.CheckFirstLive(q.Key, res, r.alive) == nil
@@ -217,12 +221,16 @@ feed:
 	}
 	close(work)
 	wg.Wait()
-	rep := LookupReport{Mode: mode, Want: want, Lookups: len(qs), Elapsed: time.Since(start), Lateness: late()}
+	rep := LookupReport{Mode: mode, Want: want, Lateness: late()}
 	d := Totals(r.Nodes).minus(before)
 	rep.Calls, rep.FailedCalls = d.CallsOut, d.FailedCalls
 	var hops []int
 	var lat []time.Duration
 	for _, x := range results {
+		if !x.done {
+			continue
+		}
+		rep.Lookups++
 		if x.err != nil {
 			if rep.Errors++; rep.FirstError == nil {
 				rep.FirstError = x.err
