@@ -174,7 +174,7 @@ func (n *Node) startFor(key ID) *vnode {
 // count as free hops: routing moves to the closest local vnode first.
 func (n *Node) step(v *vnode, key ID, want int) Step {
 	for {
-		if succs, ok := v.ownsSuccessor(key, want, n.cfg.SuccessorListLen); ok {
+		if succs, ok := v.ownsSuccessor(key, want); ok {
 			return Step{Done: true, Nodes: succs}
 		}
 		if next := n.startFor(key); next != nil && next != v && Between(v.self.ID, next.self.ID, key) {
@@ -440,6 +440,9 @@ func (n *Node) stabilize(ctx context.Context, v *vnode) {
 	}
 	nb, err := n.neighborsOf(ctx, s, v.knownDigest(s))
 	if err != nil {
+		if ctx.Err() != nil {
+			return // we are stopping; says nothing about the successor
+		}
 		// The successor is gone (or too slow to keep): the next one in the
 		// list takes its place, and is asked next round.
 		v.dropSuccessor(s)
@@ -474,6 +477,9 @@ func (n *Node) CheckPredecessors(ctx context.Context) {
 		_, err := call(n, ctx, p, n.rtt.Timeout(p.Addr), func(ctx context.Context) (struct{}, error) {
 			return struct{}{}, n.tr.Ping(ctx, p)
 		})
+		if ctx.Err() != nil {
+			return // we are stopping; not a missed ping
+		}
 		v.predecessorAnswered(p, err == nil)
 	}
 }

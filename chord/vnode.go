@@ -16,6 +16,7 @@ type vnode struct {
 	pred         Ref
 	predFailures int   // consecutive missed pings of pred
 	succs        []Ref // successor list, closest first, no self, no duplicates
+	wrapped      bool  // succs went all the way round the ring back to us
 	succFrom     ID    // the successor whose list we last copied ...
 	succDigest   uint64
 	fingers      [Bits]*Ref // fingers[k] = successor(self + 2^k); nil: unknown
@@ -48,7 +49,11 @@ func (v *vnode) setSuccessors(s Ref, tail []Ref, digest uint64, max int) {
 	defer v.mu.Unlock()
 	list := make([]Ref, 0, max)
 	seen := map[ID]bool{}
+	v.wrapped = false
 	for _, r := range append([]Ref{s}, tail...) {
+		if r.ID == v.self.ID && len(list) < max {
+			v.wrapped = true
+		}
 		// Reaching ourselves means the list went all the way round a small
 		// ring; what follows would only repeat it (and keep repeating a dead
 		// node's entry forever, each node copying it from the next).
@@ -82,7 +87,11 @@ func (v *vnode) tailAfter(s Ref) []Ref {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if len(v.succs) > 0 && v.succs[0].ID == s.ID {
-		return slices.Clone(v.succs[1:])
+		tail := slices.Clone(v.succs[1:])
+		if v.wrapped {
+			tail = append(tail, v.self) // keeps the list marked as wrapped
+		}
+		return tail
 	}
 	return nil
 }
@@ -178,7 +187,10 @@ func (v *vnode) forget(dead func(Ref) bool) {
 	if !v.pred.IsZero() && dead(v.pred) {
 		v.pred = Ref{}
 	}
-	v.succs = slices.DeleteFunc(v.succs, dead)
+	if n := len(v.succs); n > 0 {
+		v.succs = slices.DeleteFunc(v.succs, dead)
+		v.wrapped = v.wrapped && len(v.succs) == n
+	}
 	for k, f := range v.fingers {
 		if f != nil && dead(*f) {
 			v.fingers[k] = nil
@@ -202,6 +214,7 @@ func (v *vnode) dropSuccessor(s Ref) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.succs = slices.DeleteFunc(v.succs, func(r Ref) bool { return r.ID == s.ID })
+	v.wrapped = false // a list with a hole no longer names the whole ring
 }
 
 // candidates returns up to max known nodes on the arc (self, key), closest to
@@ -257,10 +270,10 @@ func (v *vnode) candidates(key ID, max int, out []Ref) []Ref {
 // An answer from deep in the list must still hold want successors, or half
 // a list if want is more: fewer, and a few dead entries could leave the
 // asker with no live one; more, and only the key's immediate predecessor
-// could answer, a dead end if it has failed. A list shorter than listLen
-// went all the way round a small ring, so it continues with ourselves and
-// the entries before the key, and any answer from it can be complete.
-func (v *vnode) ownsSuccessor(key ID, want, listLen int) ([]Ref, bool) {
+// could answer, a dead end if it has failed. A list that went all the way
+// round a small ring continues with ourselves and the entries before the
+// key, so any answer from it can be complete.
+func (v *vnode) ownsSuccessor(key ID, want int) ([]Ref, bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if len(v.succs) == 0 {
@@ -268,7 +281,7 @@ func (v *vnode) ownsSuccessor(key ID, want, listLen int) ([]Ref, bool) {
 		return []Ref{v.self}, true
 	}
 	want = max(want, 1)
-	wrapped := len(v.succs) < listLen
+	wrapped := v.wrapped
 	need := min(want, max(len(v.succs)/2, 1))
 	prev := v.self.ID
 	for i, s := range v.succs {
