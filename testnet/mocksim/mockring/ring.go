@@ -31,6 +31,17 @@ type Options struct {
 	// once. Default: 2 per CPU, since without latency the steps are CPU
 	// bound, and more of them only make calls slower and risk timeouts.
 	Workers int
+	// ConfigFor, when set, gives peer i (in join order) its own config in
+	// place of Config: its capacity (vnodes, 0 for a client) or its store.
+	ConfigFor func(i int, id p2ppeer.ID) peer.Config
+}
+
+// configOf is the config of peer i.
+func (o Options) configOf(i int, id p2ppeer.ID) peer.Config {
+	if o.ConfigFor != nil {
+		return o.ConfigFor(i, id)
+	}
+	return o.Config
 }
 
 // Ring is a ring of peer.Node on one mocknet.
@@ -58,7 +69,7 @@ func NewRing(opts Options) (*Ring, error) {
 	if err := opts.Config.Validate(); err != nil {
 		return nil, err
 	}
-	if opts.Config.Chord.Vnodes < 1 {
+	if opts.ConfigFor == nil && opts.Config.Chord.Vnodes < 1 {
 		return nil, errors.New("every simulated peer needs at least one vnode")
 	}
 	if opts.Workers <= 0 {
@@ -147,12 +158,15 @@ func (r *Ring) Build(ctx context.Context, maxRounds int) (BuildStats, error) {
 	if len(r.Nodes) > 0 {
 		return st, errors.New("ring already built")
 	}
-	for _, h := range r.hosts {
-		n, err := peer.NewNode(h, r.opts.Config)
+	for i, h := range r.hosts {
+		n, err := peer.NewNode(h, r.opts.configOf(i, h.ID()))
 		if err != nil {
 			return st, err
 		}
 		r.Nodes = append(r.Nodes, n)
+	}
+	if len(r.Nodes[0].Chord().Vnodes()) == 0 {
+		return st, errors.New("the first peer starts the ring: it needs at least one vnode")
 	}
 	start := time.Now()
 	var ring []owned // every joined vnode, by ID
@@ -162,7 +176,7 @@ func (r *Ring) Build(ctx context.Context, maxRounds int) (BuildStats, error) {
 		}
 		var boot []p2ppeer.AddrInfo
 		if i > 0 {
-			b := r.Nodes[r.rng.IntN(i)].Host()
+			b := r.Nodes[r.storingBefore(i)].Host()
 			boot = append(boot, p2ppeer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()})
 		}
 		if err := n.Join(ctx, boot); err != nil {
@@ -172,7 +186,9 @@ func (r *Ring) Build(ctx context.Context, maxRounds int) (BuildStats, error) {
 			j, _ := slices.BinarySearchFunc(ring, v.ID, func(x owned, id chord.ID) int { return x.id.Cmp(id) })
 			ring = slices.Insert(ring, j, owned{v.ID, n.Chord()})
 		}
-		r.refresh(ctx, ring, n.Chord())
+		if len(n.Chord().Vnodes()) > 0 {
+			r.refresh(ctx, ring, n.Chord())
+		}
 		n.Chord().FixAllFingers(ctx)
 	}
 	st.JoinTime = time.Since(start)
@@ -201,6 +217,74 @@ func (r *Ring) Build(ctx context.Context, maxRounds int) (BuildStats, error) {
 	st.Calls = Totals(r.Live()).CallsOut
 	return st, nil
 }
+
+// storingBefore picks a random peer among the first i that has a vnode, to
+// join through: a client (capacity 0) is on no ring position to start from.
+func (r *Ring) storingBefore(i int) int {
+	for {
+		j := r.rng.IntN(i)
+		if len(r.Nodes[j].Chord().Vnodes()) > 0 {
+			return j
+		}
+	}
+}
+
+// AddNode puts a new peer with a new identity on the network and joins it
+// to the ring through a random live peer that has a vnode, as a peer
+// arriving with timers running does: nothing else is stepped for it.
+func (r *Ring) AddNode(ctx context.Context, cfg peer.Config) (*peer.Node, error) {
+	r.mu.Lock()
+	hosts, err := r.Net.AddPeers(1, r.rng)
+	r.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	registerEcho(hosts[0])
+	n, err := peer.NewNode(hosts[0], cfg)
+	if err != nil {
+		return nil, err
+	}
+	var storing []*peer.Node
+	for _, m := range r.Live() {
+		if len(m.Chord().Vnodes()) > 0 {
+			storing = append(storing, m)
+		}
+	}
+	if len(storing) == 0 {
+		return nil, errors.New("no live peer with a vnode to join through")
+	}
+	r.mu.Lock()
+	b := storing[r.rng.IntN(len(storing))].Host()
+	r.mu.Unlock()
+	if err := n.Join(ctx, []p2ppeer.AddrInfo{{ID: b.ID(), Addrs: b.Addrs()}}); err != nil {
+		_ = r.Net.Crash(hosts[0])
+		return nil, err
+	}
+	r.mu.Lock()
+	r.Nodes = append(r.Nodes, n)
+	r.hosts = append(r.hosts, hosts[0])
+	r.mu.Unlock()
+	return n, nil
+}
+
+// CrashNode kills one peer with no goodbye.
+func (r *Ring) CrashNode(n *peer.Node) error {
+	r.mu.Lock()
+	r.dead[n] = true
+	r.mu.Unlock()
+	return r.Net.Crash(n.Host())
+}
+
+// Dead reports whether the peer has crashed.
+func (r *Ring) Dead(n *peer.Node) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dead[n]
+}
+
+// Rand is the ring's seeded random source, for callers that draw their
+// own choices from the same seed (not safe for concurrent use).
+func (r *Ring) Rand() *rand.Rand { return r.rng }
 
 // maxFingerPasses bounds Build's passes of fixing every finger.
 const maxFingerPasses = 5
