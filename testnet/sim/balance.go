@@ -2,10 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"flag"
 	"fmt"
 	"io"
-	"crypto/ed25519"
 	"math"
 	"math/rand/v2"
 	"slices"

@@ -36,12 +36,12 @@ type kadReport struct {
 }
 
 type kadMaint struct {
-	Sample              int
-	BytesPerRefresh     float64 // kad bytes, all peers, caused by one peer's refresh
-	MessagesPerRefresh  float64
-	BytesPerPeerSecond  float64 // ÷ the refresh interval
-	RefreshInterval     time.Duration
-	RoutingTableMean    float64
+	Sample             int
+	BytesPerRefresh    float64 // kad bytes, all peers, caused by one peer's refresh
+	MessagesPerRefresh float64
+	BytesPerPeerSecond float64 // ÷ the refresh interval
+	RefreshInterval    time.Duration
+	RoutingTableMean   float64
 }
 
 // runKad runs kad-dht v0.42.0 on a mocknet with the same peer IDs and the

@@ -10,6 +10,7 @@ import (
 	"chordshare/chord"
 	"chordshare/peer"
 	"chordshare/testnet/mocksim/mockring"
+	"chordshare/testnet/sim/netshape"
 )
 
 type lookupsFlags struct {
@@ -32,7 +33,10 @@ func lookupsCmd(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	header(out, fmt.Sprintf("Lookups: %d peers × %d vnodes, profile %s", f.peers, f.vnodes, f.profile), append([]string{"lookups"}, args...))
+	if err := f.parse(); err != nil {
+		return err
+	}
+	header(out, fmt.Sprintf("Lookups: %d peers, %s, profile %s", f.peers, f.vnodesDesc(), f.profile), append([]string{"lookups"}, args...))
 	rep, err := runLookups(ctx, f, out)
 	if err != nil {
 		return err
@@ -44,10 +48,10 @@ func lookupsCmd(ctx context.Context, args []string, out io.Writer) error {
 
 // lookupsResult is what the tests check.
 type lookupsResult struct {
-	RTT   mockring.Dist
-	Chord []mockring.LookupReport
-	Kad   []kadReport
-	Maint maintFigures
+	RTT      mockring.Dist
+	Chord    []mockring.LookupReport
+	Kad      []kadReport
+	Maint    maintFigures
 	KadMaint kadMaint
 }
 
@@ -60,7 +64,11 @@ func runLookups(ctx context.Context, f lookupsFlags, out io.Writer) (lookupsResu
 	base := peer.DefaultConfig()
 	base.Chord.Vnodes = f.vnodes
 	start := time.Now()
-	s, st, err := buildRing(ctx, f.common, base, nil)
+	s, st, err := buildRing(ctx, f.common, base, func(_ int, a netshape.Access) peer.Config {
+		cfg := base
+		cfg.Chord.Vnodes = f.vnodesOf(a)
+		return cfg
+	})
 	if err != nil {
 		return res, err
 	}

@@ -22,11 +22,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"runtime"
 	"strings"
 	"time"
+
+	"chordshare/testnet/sim/netshape"
 )
 
 func main() {
@@ -59,6 +62,12 @@ type common struct {
 	profile string
 	seed    uint64
 	vnodes  int
+	// byCapacity, when set, replaces vnodes: peers with an uplink below
+	// below bytes/s are clients (0 vnodes), the others run per vnodes per
+	// below bytes/s of uplink, at most most.
+	byCapacity string
+	below, per float64
+	most       int
 }
 
 func (c *common) register(fs *flag.FlagSet, peers int) {
@@ -66,6 +75,41 @@ func (c *common) register(fs *flag.FlagSet, peers int) {
 	fs.StringVar(&c.profile, "profile", "heterogeneous", "link profile: lan, wan or heterogeneous")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of peer IDs, links and every random choice")
 	fs.IntVar(&c.vnodes, "vnodes", 1, "virtual nodes per peer")
+	fs.StringVar(&c.byCapacity, "capacity-vnodes", "", "BELOW:PER:MAX: vnodes from each peer's uplink instead of -vnodes: clients (0) below BELOW bytes/s, else PER per BELOW bytes/s, at most MAX (e.g. 250e3:1:8)")
+}
+
+// parse reads -capacity-vnodes.
+func (c *common) parse() error {
+	if c.byCapacity == "" {
+		return nil
+	}
+	if _, err := fmt.Sscanf(strings.ReplaceAll(c.byCapacity, ":", " "), "%g %g %d", &c.below, &c.per, &c.most); err != nil || c.below <= 0 || c.per <= 0 || c.most < 1 {
+		return fmt.Errorf("-capacity-vnodes %q: want BELOW:PER:MAX, all positive", c.byCapacity)
+	}
+	return nil
+}
+
+// vnodesOf is how many vnodes a peer with access link a runs.
+func (c *common) vnodesOf(a netshape.Access) int {
+	if c.byCapacity == "" {
+		return c.vnodes
+	}
+	if a.Up != 0 && a.Up < c.below {
+		return 0
+	}
+	rate := a.Up
+	if rate == 0 {
+		rate = c.below // an unshaped profile: every peer the smallest storing one
+	}
+	return max(1, min(c.most, int(math.Round(c.per*rate/c.below))))
+}
+
+// vnodesDesc says how vnodes were chosen, for report titles.
+func (c *common) vnodesDesc() string {
+	if c.byCapacity == "" {
+		return fmt.Sprintf("%d vnodes", c.vnodes)
+	}
+	return fmt.Sprintf("vnodes by capacity (%s)", c.byCapacity)
 }
 
 // header is the line every report starts with: what ran, where.

@@ -165,22 +165,32 @@ func (r *Ring) Build(ctx context.Context, maxRounds int) (BuildStats, error) {
 		}
 		r.Nodes = append(r.Nodes, n)
 	}
-	if len(r.Nodes[0].Chord().Vnodes()) == 0 {
-		return st, errors.New("the first peer starts the ring: it needs at least one vnode")
+	// The first peer with a vnode starts the ring; the others join in
+	// order, each through a random peer already on it that has a vnode (a
+	// client, capacity 0, is on no position to start a lookup from).
+	first := slices.IndexFunc(r.Nodes, func(n *peer.Node) bool { return len(n.Chord().Vnodes()) > 0 })
+	if first < 0 {
+		return st, errors.New("no peer has a vnode: a ring needs at least one")
 	}
+	order := append([]*peer.Node{r.Nodes[first]}, r.Nodes[:first]...)
+	order = append(order, r.Nodes[first+1:]...)
 	start := time.Now()
 	var ring []owned // every joined vnode, by ID
-	for i, n := range r.Nodes {
+	var storing []*peer.Node
+	for i, n := range order {
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
 		var boot []p2ppeer.AddrInfo
 		if i > 0 {
-			b := r.Nodes[r.storingBefore(i)].Host()
+			b := storing[r.rng.IntN(len(storing))].Host()
 			boot = append(boot, p2ppeer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()})
 		}
 		if err := n.Join(ctx, boot); err != nil {
 			return st, fmt.Errorf("peer %d: %w", i, err)
+		}
+		if len(n.Chord().Vnodes()) > 0 {
+			storing = append(storing, n)
 		}
 		for _, v := range n.Chord().Vnodes() {
 			j, _ := slices.BinarySearchFunc(ring, v.ID, func(x owned, id chord.ID) int { return x.id.Cmp(id) })
@@ -218,21 +228,11 @@ func (r *Ring) Build(ctx context.Context, maxRounds int) (BuildStats, error) {
 	return st, nil
 }
 
-// storingBefore picks a random peer among the first i that has a vnode, to
-// join through: a client (capacity 0) is on no ring position to start from.
-func (r *Ring) storingBefore(i int) int {
-	for {
-		j := r.rng.IntN(i)
-		if len(r.Nodes[j].Chord().Vnodes()) > 0 {
-			return j
-		}
-	}
-}
-
 // AddNode puts a new peer with a new identity on the network and joins it
 // to the ring through a random live peer that has a vnode, as a peer
 // arriving with timers running does: nothing else is stepped for it.
-func (r *Ring) AddNode(ctx context.Context, cfg peer.Config) (*peer.Node, error) {
+// before, if set, is called with the new host before it sends anything.
+func (r *Ring) AddNode(ctx context.Context, cfg peer.Config, before func(host.Host)) (*peer.Node, error) {
 	r.mu.Lock()
 	hosts, err := r.Net.AddPeers(1, r.rng)
 	r.mu.Unlock()
@@ -240,6 +240,9 @@ func (r *Ring) AddNode(ctx context.Context, cfg peer.Config) (*peer.Node, error)
 		return nil, err
 	}
 	registerEcho(hosts[0])
+	if before != nil {
+		before(hosts[0])
+	}
 	n, err := peer.NewNode(hosts[0], cfg)
 	if err != nil {
 		return nil, err
