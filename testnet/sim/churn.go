@@ -30,12 +30,12 @@ import (
 
 type churnFlags struct {
 	common
-	scale                    float64
-	duration, session, down  time.Duration
-	quiet                    float64
-	lookupRate, putRate      float64
-	blockSize                int
-	mode                     string
+	scale                   float64
+	duration, session, down time.Duration
+	quiet                   float64
+	lookupRate, putRate     float64
+	blockSize               int
+	mode                    string
 }
 
 func churnCmd(ctx context.Context, args []string, out io.Writer) error {
@@ -83,10 +83,10 @@ type churnReport struct {
 	Latency                                 mockring.Dist
 	FirstLookupError                        error
 	// Blocks.
-	Puts, Acked                    int
-	FirstPutError                  error
-	WithLiveCopy, Retrievable      int
-	Lateness                       mockring.Dist
+	Puts, Acked               int
+	FirstPutError             error
+	WithLiveCopy, Retrievable int
+	Lateness                  mockring.Dist
 }
 
 func (r churnReport) write(out io.Writer, f churnFlags) {
@@ -127,9 +127,9 @@ type churnNet struct {
 	dir    string
 	stores sync.Map // *peer.Node -> *blocks.Store
 
-	mu      sync.Mutex
-	stops   map[*peer.Node]context.CancelFunc
-	timers  sync.WaitGroup
+	mu                           sync.Mutex
+	stops                        map[*peer.Node]context.CancelFunc
+	timers                       sync.WaitGroup
 	crashes, joins, joinFailures int
 }
 
