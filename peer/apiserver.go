@@ -46,6 +46,9 @@ type apiConfig struct {
 	Nodes share.NodeStore
 	// Log receives a line per transfer; nil: discarded.
 	Log io.Writer
+	// Events is the node's event log, which GET /v1/events streams and
+	// transfers publish to; nil: a log of the API's own (transfers only).
+	Events *eventBus
 }
 
 // apiHandler routes the API's endpoints. Every answer that is not a
@@ -79,6 +82,9 @@ func newAPIHandler(b apiBackend, cfg apiConfig) *apiHandler {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
+	if cfg.Events == nil {
+		cfg.Events = newEventBus()
+	}
 	h := &apiHandler{b: b, cfg: cfg}
 	h.routes = map[string]route{
 		"/v1/status": {http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
@@ -91,6 +97,7 @@ func newAPIHandler(b apiBackend, cfg apiConfig) *apiHandler {
 		"/v1/share":  {http.MethodPost, h.share},
 		"/v1/fetch":  {http.MethodPost, h.fetch},
 		"/v1/cat":    {http.MethodGet, h.cat},
+		"/v1/events": {http.MethodGet, h.events},
 	}
 	return h
 }

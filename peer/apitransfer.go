@@ -79,10 +79,15 @@ func (s *eventStream) flush() {
 }
 
 func (s *eventStream) send(e api.Event) {
-	if s.err == nil {
-		s.err = s.enc.Encode(e)
-	}
+	s.sendAny(e)
 	s.flush()
+}
+
+// sendAny writes one line without flushing it.
+func (s *eventStream) sendAny(v any) {
+	if s.err == nil {
+		s.err = s.enc.Encode(v)
+	}
 }
 
 // run runs op in a goroutine of its own and sends progress() every

@@ -66,8 +66,12 @@ type Node struct {
 	stop context.CancelFunc
 	bg   sync.WaitGroup
 
+	// events is the log GET /v1/events serves (events.go).
+	events *eventBus
+
 	mu        sync.Mutex
 	protected map[p2ppeer.ID]bool
+	lastRing  ringView // what watchRing saw last
 }
 
 // NewNode puts a ring node on h and starts serving the ring protocol. It
@@ -82,7 +86,7 @@ func NewNode(h host.Host, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	tr.node = ring
-	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}}
+	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}, events: newEventBus()}
 	n.life, n.stop = context.WithCancel(context.Background())
 	h.SetStreamHandler(RingProtocol, tr.serve)
 	h.SetStreamHandler(BlockProtocol, n.serveBlock)
@@ -106,6 +110,7 @@ func (n *Node) Join(ctx context.Context, bootstrap []p2ppeer.AddrInfo) error {
 			return errors.New("a client-only node (capacity 0) needs a bootstrap peer")
 		}
 		n.ring.Create()
+		n.Publish(api.NodeEvent{Kind: api.EventJoined, Message: "started a new ring"})
 		return nil
 	}
 	var errs []error
@@ -121,6 +126,7 @@ func (n *Node) Join(ctx context.Context, bootstrap []p2ppeer.AddrInfo) error {
 		err := n.ring.Join(ctx, chord.MakeRef(string(b.ID), 0))
 		if err == nil {
 			n.protectNeighbours()
+			n.Publish(api.NodeEvent{Kind: api.EventJoined, Peer: b.ID.String(), Message: "joined the ring through " + shortPeer(string(b.ID))})
 			return nil
 		}
 		errs = append(errs, err)
@@ -142,6 +148,7 @@ func (n *Node) Run(ctx context.Context) {
 				return
 			case <-time.After(n.cfg.Chord.StabilizeInterval):
 				n.protectNeighbours()
+				n.watchRing()
 			}
 		}
 	})

@@ -135,3 +135,46 @@ const (
 	StatusTrailer = "X-Chordshare-Status"
 	StatusOK      = "ok"
 )
+
+// NodeEvent is one line of GET /v1/events: something that happened to the
+// peer, for a person to read (the TUI's log) or a script to react to.
+//
+//	GET /v1/events?since=SEQ
+//
+// The answer is NDJSON that does not end: first the recent events the
+// daemon still remembers with a Seq above since (all of them for since=0),
+// then each new event as it happens. A client that falls too far behind is
+// cut off; it reconnects with since set to the last Seq it saw and misses
+// nothing the daemon still remembers.
+type NodeEvent struct {
+	// Seq numbers the daemon's events from 1, without gaps.
+	Seq  uint64    `json:"seq"`
+	Time time.Time `json:"time"`
+	// Kind is one of the Event* constants; new kinds may appear.
+	Kind string `json:"kind"`
+	// Message says what happened in words, on one line.
+	Message string `json:"message"`
+	// Peer is the other peer concerned (a new successor, a failed
+	// neighbour), if any.
+	Peer string `json:"peer,omitempty"`
+	// CID is the root of the file concerned (transfers), if any.
+	CID string `json:"cid,omitempty"`
+	// Count is a number the event is about (blocks moved by a repair,
+	// bytes shared), if any.
+	Count int64 `json:"count,omitempty"`
+}
+
+// Kinds of NodeEvent.
+const (
+	EventJoined             = "joined"
+	EventSuccessorChanged   = "successor_changed"
+	EventPredecessorChanged = "predecessor_changed"
+	EventPeerFailed         = "peer_failed"
+	EventShareStarted       = "share_started"
+	EventShareFinished      = "share_finished"
+	EventShareFailed        = "share_failed"
+	EventFetchStarted       = "fetch_started"
+	EventFetchFinished      = "fetch_finished"
+	EventFetchFailed        = "fetch_failed"
+	EventRepair             = "repair"
+)

@@ -404,3 +404,47 @@ func noDaemon(err error) bool {
 	}
 	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOTDIR)
 }
+
+// EventStream is an open GET /v1/events answer: Next returns its events one
+// by one. Close it when done (or cancel the context it was opened with).
+type EventStream struct {
+	body io.ReadCloser
+	sc   *bufio.Scanner
+}
+
+// Events opens the daemon's event stream: first the remembered events with
+// a Seq above since, then new ones as they happen.
+func (c *Client) Events(ctx context.Context, since uint64) (*EventStream, error) {
+	q := url.Values{}
+	if since > 0 {
+		q.Set("since", strconv.FormatUint(since, 10))
+	}
+	resp, err := c.do(ctx, http.MethodGet, "/v1/events", q, nil)
+	if err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 4096), maxEventLine)
+	return &EventStream{body: resp.Body, sc: sc}, nil
+}
+
+// Next blocks until the next event. It returns an error once the stream
+// ended: the daemon stopped, the client fell behind and was cut off (open
+// it again with since), or the stream was closed.
+func (s *EventStream) Next() (NodeEvent, error) {
+	if !s.sc.Scan() {
+		err := s.sc.Err()
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		return NodeEvent{}, fmt.Errorf("event stream ended: %w", err)
+	}
+	var e NodeEvent
+	if err := json.Unmarshal(s.sc.Bytes(), &e); err != nil {
+		return NodeEvent{}, fmt.Errorf("event stream: %w", err)
+	}
+	return e, nil
+}
+
+// Close ends the stream.
+func (s *EventStream) Close() error { return s.body.Close() }
