@@ -61,6 +61,8 @@ type apiHandler struct {
 	// transfers are the share and fetch requests being served: Wait lets
 	// the daemon see them end before it closes the node and the store.
 	transfers sync.WaitGroup
+	// xfers lists them for GET /v1/transfers.
+	xfers *transferLog
 }
 
 type route struct {
@@ -85,7 +87,7 @@ func newAPIHandler(b apiBackend, cfg apiConfig) *apiHandler {
 	if cfg.Events == nil {
 		cfg.Events = newEventBus()
 	}
-	h := &apiHandler{b: b, cfg: cfg}
+	h := &apiHandler{b: b, cfg: cfg, xfers: newTransferLog()}
 	h.routes = map[string]route{
 		"/v1/status": {http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, b.Status())
@@ -98,6 +100,12 @@ func newAPIHandler(b apiBackend, cfg apiConfig) *apiHandler {
 		"/v1/fetch":  {http.MethodPost, h.fetch},
 		"/v1/cat":    {http.MethodGet, h.cat},
 		"/v1/events": {http.MethodGet, h.events},
+		"/v1/transfers": {http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, h.xfers.list())
+		}},
+		"/v1/peers": {http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, peersOf(b))
+		}},
 	}
 	return h
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -31,6 +32,9 @@ type Config struct {
 	// Store is where this peer keeps the blocks it is responsible for; nil
 	// for a client that stores nothing.
 	Store BlockStore
+	// Bandwidth, if set, is the host's byte counter (NewHost's
+	// libp2p.BandwidthReporter): the status's and the peers' rates.
+	Bandwidth *metrics.BandwidthCounter
 }
 
 // DefaultConfig is what a daemon runs with unless told otherwise.
@@ -149,6 +153,7 @@ func (n *Node) Run(ctx context.Context) {
 			case <-time.After(n.cfg.Chord.StabilizeInterval):
 				n.protectNeighbours()
 				n.watchRing()
+				n.trimBandwidth()
 			}
 		}
 	})
@@ -257,6 +262,10 @@ func (n *Node) Status() api.Status {
 		LookupMode:       n.cfg.Chord.Lookup.String(),
 		UptimeSeconds:    time.Since(n.started).Seconds(),
 	}
+	if n.cfg.Bandwidth != nil {
+		t := n.cfg.Bandwidth.GetBandwidthTotals()
+		st.BytesIn, st.BytesOut, st.RateIn, st.RateOut = t.TotalIn, t.TotalOut, t.RateIn, t.RateOut
+	}
 	for _, v := range n.ring.Vnodes() {
 		st.Positions = append(st.Positions, v.ID.Hex())
 	}
@@ -313,7 +322,7 @@ func (n *Node) Ring() api.Ring {
 }
 
 func (n *Node) neighbour(r chord.Ref) api.Neighbour {
-	nb := api.Neighbour{Peer: p2ppeer.ID(r.Addr).String(), Vnode: r.Vnode, ID: r.ID.Hex()}
+	nb := api.Neighbour{Peer: p2ppeer.ID(r.Addr).String(), Vnode: r.Vnode, ID: r.ID.Hex(), State: n.neighbourState(r.Addr)}
 	if rtt, ok := n.ring.RTT(r.Addr); ok {
 		nb.RTTMillis = float64(rtt.Microseconds()) / 1000
 	}

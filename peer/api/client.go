@@ -137,6 +137,20 @@ func (c *Client) Ring(ctx context.Context) (Ring, error) {
 	return r, err
 }
 
+// Transfers is GET /v1/transfers.
+func (c *Client) Transfers(ctx context.Context) (Transfers, error) {
+	var t Transfers
+	err := c.get(ctx, "/v1/transfers", nil, &t)
+	return t, err
+}
+
+// Peers is GET /v1/peers.
+func (c *Client) Peers(ctx context.Context) (Peers, error) {
+	var p Peers
+	err := c.get(ctx, "/v1/peers", nil, &p)
+	return p, err
+}
+
 // Lookup is GET /v1/lookup?key=HEX: keyHex is a 64-digit hex ring position.
 func (c *Client) Lookup(ctx context.Context, keyHex string) (Lookup, error) {
 	var l Lookup
@@ -207,6 +221,9 @@ type TransferOptions struct {
 	// Progress, if set, is called as the transfer moves with the bytes
 	// done and the file's size (-1 while unknown).
 	Progress func(done, total int64)
+	// Name, for a share, is the file's name as the daemon's transfer list
+	// shows it; optional.
+	Name string
 }
 
 func (o TransferOptions) query() url.Values {
@@ -233,6 +250,9 @@ func (c *Client) Share(ctx context.Context, r io.Reader, size int64, opts Transf
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	q := opts.query()
+	if opts.Name != "" {
+		q.Set("name", opts.Name)
+	}
 	if size >= 0 {
 		q.Set("size", strconv.FormatInt(size, 10))
 	}
