@@ -49,11 +49,11 @@ func balanceCmd(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "A peer's capacity is its uplink rate in the profile. Keys per peer: the share of the key space its vnodes own (exact arc lengths, as with infinitely many keys). Raw: keys per storing peer ÷ their mean, blind to capacity. Fair: (the peer's share of keys) ÷ (its share of the storing peers' capacity), 1 = exactly its share.\n\n")
-	fmt.Fprintf(out, "| vnodes | storing peers | clients | vnodes in all | clients' share of capacity | raw p99/mean | raw max/mean | fair mean | fair p99 | fair max |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(out, "A peer's capacity is its uplink rate in the profile. Keys per peer: the share of the key space its vnodes own (exact arc lengths, as with infinitely many keys). Keys per peer: over the storing peers, blind to capacity. Keys per capacity: each storing peer's keys ÷ its capacity, p99 and max over the mean of that (the target: p99 <= 1.5). Last column: (the peer's share of keys) ÷ (its share of the storing peers' capacity), 1 = exactly its share: with the same vnodes for all, the slow peers carry tens to hundreds of times their share.\n\n")
+	fmt.Fprintf(out, "| vnodes | storing peers | clients | vnodes in all | clients' share of capacity | keys per peer p99/mean | max/mean | **keys per capacity p99/mean** | **max/mean** | share of keys ÷ share of capacity: mean / p99 / max |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(out, "| %s | %d | %d | %d | %.1f%% | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
-			r.Scheme, r.Storing, r.Clients, r.Vnodes, 100*r.ClientCapacityShare, r.RawP99, r.RawMax, r.FairMean, r.FairP99, r.FairMax)
+		fmt.Fprintf(out, "| %s | %d | %d | %d | %.1f%% | %.2f | %.2f | %.2f | %.2f | %.2f / %.2f / %.2f |\n",
+			r.Scheme, r.Storing, r.Clients, r.Vnodes, 100*r.ClientCapacityShare, r.RawP99, r.RawMax, r.FairP99/r.FairMean, r.FairMax/r.FairMean, r.FairMean, r.FairP99, r.FairMax)
 	}
 	fmt.Fprintln(out)
 	return nil
