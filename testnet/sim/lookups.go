@@ -16,6 +16,7 @@ import (
 type lookupsFlags struct {
 	common
 	lookups, concurrency, rtts, rounds int
+	warmup                             int
 	kad                                bool
 	kadRefreshSample                   int
 }
@@ -28,6 +29,7 @@ func lookupsCmd(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&f.concurrency, "concurrency", 16, "lookups in flight")
 	fs.IntVar(&f.rtts, "rtts", 300, "random pairs whose direct round trip is measured")
 	fs.IntVar(&f.rounds, "rounds", 10, "stepped maintenance rounds counted")
+	fs.IntVar(&f.warmup, "warmup", 2, "stepped maintenance rounds on the shaped network before measuring")
 	fs.BoolVar(&f.kad, "kad", true, "also run go-libp2p-kad-dht on the same network")
 	fs.IntVar(&f.kadRefreshSample, "kad-refresh-sample", 20, "kad-dht peers whose routing-table refresh is counted")
 	if err := fs.Parse(args); err != nil {
@@ -100,6 +102,11 @@ func runLookups(ctx context.Context, f lookupsFlags, out io.Writer) (lookupsResu
 	}
 
 	s.shape()
+	warm, rounds, err := s.warmUp(ctx, f.warmup, 30)
+	fmt.Fprintf(out, "Links shaped; then %d stepped maintenance rounds on the shaped network so that round-trip estimates (timeouts, fingers) have seen the links, and rounds until the ring checked right again: %d (%v in all).\n\n", f.warmup, rounds, warm.Round(time.Millisecond))
+	if err != nil {
+		return res, fmt.Errorf("after shaping: %w", err)
+	}
 	rtt, err := s.EchoRTT(ctx, f.rtts)
 	if err != nil {
 		return res, fmt.Errorf("round trips: %w", err)

@@ -57,6 +57,21 @@ func (s *simRing) shape() {
 	s.Net.Shape(s.shaper.LinkOptions, s.shaper.Wrap)
 }
 
+// warmUp runs stepped maintenance rounds on the shaped network: the ring
+// was built with no delays, so every round-trip estimate starts near zero,
+// and the timeouts, replica order (and proximity fingers) it drives would
+// be wrong until the estimators have seen the links.
+// A call that outlasts its stale timeout can make stabilization drop a
+// live successor, so the rounds go on until the ring checks right again
+// (at most maxRounds more); the error says if it did not.
+func (s *simRing) warmUp(ctx context.Context, rounds, maxRounds int) (time.Duration, int, error) {
+	start := time.Now()
+	s.SetWorkers(64)
+	s.PhaseCalls(ctx, rounds)
+	n, err := s.Converge(ctx, maxRounds)
+	return time.Since(start), n, err
+}
+
 // counts is a snapshot of one protocol's traffic.
 type counts struct{ bytes, messages, streams int64 }
 

@@ -16,7 +16,7 @@ func TestLookupsTiny(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	f := lookupsFlags{common: common{peers: 16, profile: "wan", seed: 3, vnodes: 2},
-		lookups: 40, concurrency: 8, rtts: 20, rounds: 2, kad: true, kadRefreshSample: 2}
+		lookups: 40, concurrency: 8, rtts: 20, rounds: 2, warmup: 1, kad: true, kadRefreshSample: 2}
 	res, err := runLookups(ctx, f, io.Discard)
 	if err != nil {
 		t.Fatal(err)

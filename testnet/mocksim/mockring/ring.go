@@ -285,6 +285,11 @@ func (r *Ring) Dead(n *peer.Node) bool {
 	return r.dead[n]
 }
 
+// SetWorkers changes how many nodes a parallel step works on at once: on a
+// network with delays the steps wait more than they compute, and more
+// workers keep them short.
+func (r *Ring) SetWorkers(n int) { r.opts.Workers = max(n, 1) }
+
 // Rand is the ring's seeded random source, for callers that draw their
 // own choices from the same seed (not safe for concurrent use).
 func (r *Ring) Rand() *rand.Rand { return r.rng }

@@ -106,8 +106,14 @@ func (s *Shaper) Wrap(st network.Stream) network.Stream {
 	return w
 }
 
-// pacer is a FIFO queue of bytes at a fixed rate: each write is sent once
-// the ones before it are, taking len/rate (a link's serialization delay).
+// pacer is a queue of bytes at a fixed rate: each write is sent once the
+// ones before it are, taking len/rate (a link's serialization delay). A
+// small write (at most smallWrite bytes: a ring call, a request) does not
+// wait behind the bulk queued before it, as a short flow's packets
+// interleave with a long flow's on a real link; it still takes its own
+// serialization time and delays the bulk by as much. Without that, one
+// 256 KiB block queued on a 32 kbit/s uplink would hold every ring call of
+// that peer for a minute.
 type pacer struct {
 	rate float64 // bytes per second; 0: not limited
 
@@ -123,13 +129,23 @@ func (p *pacer) through(from time.Time, n int) time.Time {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	d := time.Duration(float64(n) / p.rate * float64(time.Second))
+	if n <= smallWrite {
+		if p.next.After(from) {
+			p.next = p.next.Add(d)
+		}
+		return from.Add(d)
+	}
 	start := from
 	if p.next.After(start) {
 		start = p.next
 	}
-	p.next = start.Add(time.Duration(float64(n) / p.rate * float64(time.Second)))
+	p.next = start.Add(d)
 	return p.next
 }
+
+// smallWrite is the largest write that does not queue behind bulk data.
+const smallWrite = 2048
 
 type shapedStream struct {
 	network.Stream
