@@ -12,6 +12,7 @@ import (
 	dht "github.com/libp2p/go-libp2p-kad-dht"
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 
@@ -145,7 +146,7 @@ func runKad(ctx context.Context, f lookupsFlags, qs []mockring.Query, rtt mockri
 			}
 		}
 	}
-	fmt.Fprintf(out, "\nRight (GetClosestPeers): the key's true closest peer by XOR distance (other than the asker, which kad-dht never returns) is among the peers returned; (FindPeer): the target peer was found. Targets of FindPeer are random peers, other than the origin.\n\n")
+	fmt.Fprintf(out, "\nRight (GetClosestPeers): the key's true closest peer by XOR distance (other than the asker, which kad-dht never returns) is among the peers returned; (FindPeer): the target peer was found. Targets of FindPeer are random peers the asker has no connection to (kad-dht answers a connected peer at once, without a lookup).\n\n")
 	return reps, km, nil
 }
 
@@ -174,8 +175,10 @@ func kadLookups(ctx context.Context, op string, dhts []*dht.IpfsDHT, hosts []hos
 						r.right = slices.Contains(ps, closest(hosts, q.From, q.Key[:]))
 					}
 				default:
+					// A peer the asker is connected to is answered at
+					// once, without a lookup: take the next one that is not.
 					target := targets[i]
-					if target == q.From {
+					for k := 0; k < len(hosts) && (target == q.From || hosts[q.From].Network().Connectedness(hosts[target].ID()) == network.Connected); k++ {
 						target = (target + 1) % len(hosts)
 					}
 					ai, err := dhts[q.From].FindPeer(lctx, hosts[target].ID())
