@@ -151,3 +151,35 @@ func TestShapedRateIsPerPeer(t *testing.T) {
 		t.Fatalf("fast sender to a 50 KB/s downlink got %.0f B/s (ratio %.2f)", rate, r)
 	}
 }
+
+// TestSmallWritesPassBulk: a small request from a peer whose uplink is
+// busy with bulk data is not queued behind it, as a short flow's packets
+// interleave with a long one's on a real link.
+func TestSmallWritesPassBulk(t *testing.T) {
+	fast := netshape.Access{RTT: 2 * time.Millisecond, Up: 10e6, Down: 10e6}
+	hosts := shapedNet(t, []netshape.Access{{RTT: 2 * time.Millisecond, Up: 50e3, Down: 10e6}, fast, fast})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, h := range hosts[1:] {
+		if _, err := send(ctx, hosts[0], h, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bulk := make(chan error, 1)
+	go func() { // 100 KB: 2 s of the uplink
+		_, err := send(ctx, hosts[0], hosts[1], 100e3)
+		bulk <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	d, err := send(ctx, hosts[0], hosts[2], 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a 100-byte exchange while 100 KB queue on a 50 KB/s uplink: %v", d)
+	if d > 500*time.Millisecond {
+		t.Errorf("small exchange took %v behind bulk data, want well under the 2 s the bulk needs", d)
+	}
+	if err := <-bulk; err != nil {
+		t.Fatal(err)
+	}
+}
