@@ -23,7 +23,7 @@ type MemNet struct {
 	// Calls counts RPCs attempted, by kind, and those that failed because
 	// their peer was dead: on MemNet such a call fails at once, on a real
 	// network each costs a timeout.
-	Calls struct{ FindSuccessor, NextHop, Neighbors, Notify, Ping, Unreachable atomic.Int64 }
+	Calls struct{ FindSuccessor, NextHop, Neighbors, Changed, Owns, Ping, Unreachable atomic.Int64 }
 }
 
 // ErrUnreachable is what a call to a dead or unknown address returns.
@@ -96,22 +96,31 @@ func (m *MemNet) NextHop(ctx context.Context, to Ref, key ID, want int) (Step, e
 	return n.HandleNextHop(ctx, to.ID, key, want)
 }
 
-func (m *MemNet) Neighbors(ctx context.Context, to Ref, known uint64) (Neighbors, error) {
+func (m *MemNet) Neighbors(ctx context.Context, to, from Ref, known uint64) (Neighbors, error) {
 	m.Calls.Neighbors.Add(1)
 	n, err := m.dest(ctx, to)
 	if err != nil {
 		return Neighbors{}, err
 	}
-	return n.HandleNeighbors(ctx, to.ID, known)
+	return n.HandleNeighbors(ctx, to.ID, from, known)
 }
 
-func (m *MemNet) Notify(ctx context.Context, to Ref, self Ref) error {
-	m.Calls.Notify.Add(1)
+func (m *MemNet) Changed(ctx context.Context, to Ref) error {
+	m.Calls.Changed.Add(1)
 	n, err := m.dest(ctx, to)
 	if err != nil {
 		return err
 	}
-	return n.HandleNotify(ctx, to.ID, self)
+	return n.HandleChanged(ctx, to.ID)
+}
+
+func (m *MemNet) Owns(ctx context.Context, to Ref, key ID) (bool, error) {
+	m.Calls.Owns.Add(1)
+	n, err := m.dest(ctx, to)
+	if err != nil {
+		return false, err
+	}
+	return n.HandleOwns(ctx, to.ID, key)
 }
 
 func (m *MemNet) Ping(ctx context.Context, to Ref) error {

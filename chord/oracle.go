@@ -53,6 +53,11 @@ func (o *Oracle) Check(nodes []*Node) error {
 			if len(st.Successors) != wantLen {
 				return fmt.Errorf("vnode %s: %d successors, want %d", st.Self, len(st.Successors), wantLen)
 			}
+			// Answers from a list that names the whole ring continue round
+			// it; that needs the vnode to know.
+			if wrap := wantLen < n.cfg.SuccessorListLen; st.Wrapped != wrap {
+				return fmt.Errorf("vnode %s: list wrapped %v, want %v", st.Self, st.Wrapped, wrap)
+			}
 			for k, got := range st.Successors {
 				if want := o.ring[(i+1+k)%len(o.ring)]; got.ID != want.ID {
 					return fmt.Errorf("vnode %s: successor %d is %s, want %s", st.Self, k, got, want)

@@ -199,8 +199,9 @@ func (s *Sim) Live() []*Node {
 
 // Check verifies every live vnode against the true ring of live peers:
 // predecessor and whole successor list (Oracle.Check), and every one of the
-// Bits finger entries (the successor of self + 2^k, or none when that is the
-// vnode itself).
+// Bits finger entries (the successor of self + 2^k, or with proximity any
+// live node in [self+2^k, self+2^(k+1)) if there is one; none when that is
+// the vnode itself).
 func (s *Sim) Check() error {
 	live := s.Live()
 	if err := s.oracle.Check(live); err != nil {
@@ -228,9 +229,16 @@ func (s *Sim) checkFingers(v *vnode) error {
 		if want.IsZero() || !BetweenRightIncl(v.self.ID, start, want.ID) {
 			want = s.oracle.Successor(start)
 		}
+		// With proximity, any live node in the finger's interval will do;
+		// only an empty interval leaves the successor of the start.
+		proximate := s.cfg.Proximity && want.ID != v.self.ID && inFinger(v, k, want.ID)
 		switch {
 		case want.ID == v.self.ID && got != nil:
 			return fmt.Errorf("vnode %s: finger %d is %s, want none", v.self, k, *got)
+		case proximate:
+			if got == nil || !inFinger(v, k, got.ID) || s.oracle.Successor(got.ID).ID != got.ID {
+				return fmt.Errorf("vnode %s: finger %d is %v, want a live node in its interval", v.self, k, got)
+			}
 		case want.ID != v.self.ID && (got == nil || got.ID != want.ID):
 			return fmt.Errorf("vnode %s: finger %d is %v, want %s", v.self, k, got, want)
 		}
@@ -254,7 +262,7 @@ func (s *Sim) Kill(count int, rng *rand.Rand) []*Node {
 // CallCount is the number of RPCs sent so far, every kind together.
 func (s *Sim) CallCount() int64 {
 	c := &s.Net.Calls
-	return c.FindSuccessor.Load() + c.NextHop.Load() + c.Neighbors.Load() + c.Notify.Load() + c.Ping.Load()
+	return c.FindSuccessor.Load() + c.NextHop.Load() + c.Neighbors.Load() + c.Changed.Load() + c.Owns.Load() + c.Ping.Load()
 }
 
 // FailedCalls is the number of RPCs so far that found their peer dead.
