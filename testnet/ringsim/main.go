@@ -103,7 +103,7 @@ func parse(args []string) (options, error) {
 	fs.IntVar(&o.lookups, "lookups", 10000, "lookups per ring size and mode")
 	fs.IntVar(&o.want, "want", 1, "successors each lookup asks for (1: the paper's lookup)")
 	fs.IntVar(&o.failWant, "fail-want", 0, "successors each lookup asks for in the failure experiment (0: the successor list length)")
-	fs.IntVar(&o.rounds, "rounds", 5, "maintenance rounds counted at steady state")
+	fs.IntVar(&o.rounds, "rounds", 64, "maintenance rounds counted at steady state (quiet vnodes back off up to Config.Backoff rounds)")
 	fs.Float64Var(&o.failShare, "fail", 0.2, "share of peers killed at once in the failure experiment")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of ring layouts, keys and lookup origins")
 	fs.StringVar(&o.report, "report", "", "also write a markdown report to this file")
@@ -170,7 +170,6 @@ func measure(ctx context.Context, r *report, cfg chord.Config, o options, n int)
 	}
 
 	if o.rounds > 0 {
-		rate, cycle := fingerCycle(ctx, sim, peers)
 		c := counts(sim.Net)
 		for range o.rounds {
 			chord.Round(ctx, peers)
@@ -181,8 +180,9 @@ func measure(ctx context.Context, r *report, cfg chord.Config, o options, n int)
 		if err := sim.Check(); err != nil {
 			correct = "NO: " + err.Error()
 		}
-		r.maint.add(n, o.rounds, f2(per(d.neighbors)), f2(per(d.notify)), f2(per(d.ping)), f1(cycle), f2(rate),
-			f2(per(d.neighbors)+per(d.notify)+per(d.ping)+rate), correct)
+		lookupRPCs := d.findSuccessor + d.nextHop
+		r.maint.add(n, o.rounds, f2(per(d.neighbors)), f2(per(d.changed)), f2(per(d.ping)), f2(per(d.owns)), f2(per(lookupRPCs)),
+			f2(per(d.neighbors+d.changed+d.ping+d.owns+lookupRPCs)), correct)
 	}
 
 	if !slices.Contains(o.failAt, n) {
@@ -201,33 +201,6 @@ func measure(ctx context.Context, r *report, cfg chord.Config, o options, n int)
 	return nil
 }
 
-// fingerCycle measures what fix-fingers costs a peer per round at steady
-// state. Each round a vnode refreshes one finger and skips the entries the
-// same node covers, so one pass over its table takes as many rounds as it
-// has distinct fingers, and the calls of a pass vary widely: the near
-// fingers are answered from the successor list, the far ones take hops.
-// Counting a few rounds of peers that all start their pass together (as
-// after a build) would see only the cheap near ones, so this runs exactly
-// one whole pass per peer (FixAllFingers: NewSim leaves every pass at its
-// start) and divides by its length in rounds. It returns the mean RPCs per
-// peer per round and the mean pass length in rounds. With several vnodes
-// per peer the vnodes' passes are averaged into one.
-func fingerCycle(ctx context.Context, sim *chord.Sim, peers []*chord.Node) (rate, rounds float64) {
-	for _, p := range peers {
-		c := counts(sim.Net)
-		p.FixAllFingers(ctx)
-		d := counts(sim.Net).minus(c)
-		fingers := 0
-		for _, st := range p.States() {
-			fingers += len(st.Fingers)
-		}
-		pass := float64(fingers) / float64(len(p.Vnodes()))
-		rate += float64(d.findSuccessor+d.nextHop) / pass
-		rounds += pass
-	}
-	return rate / float64(len(peers)), rounds / float64(len(peers))
-}
-
 func randomKey(rng *rand.Rand) chord.ID {
 	var id chord.ID
 	for i := range id {
@@ -236,20 +209,20 @@ func randomKey(rng *rand.Rand) chord.ID {
 	return id
 }
 
-type callCounts struct{ findSuccessor, nextHop, neighbors, notify, ping int64 }
+type callCounts struct{ findSuccessor, nextHop, neighbors, changed, owns, ping int64 }
 
 func counts(m *chord.MemNet) callCounts {
 	return callCounts{m.Calls.FindSuccessor.Load(), m.Calls.NextHop.Load(), m.Calls.Neighbors.Load(),
-		m.Calls.Notify.Load(), m.Calls.Ping.Load()}
+		m.Calls.Changed.Load(), m.Calls.Owns.Load(), m.Calls.Ping.Load()}
 }
 
 func (a callCounts) minus(b callCounts) callCounts {
 	return callCounts{a.findSuccessor - b.findSuccessor, a.nextHop - b.nextHop, a.neighbors - b.neighbors,
-		a.notify - b.notify, a.ping - b.ping}
+		a.changed - b.changed, a.owns - b.owns, a.ping - b.ping}
 }
 
 func (a callCounts) total() int64 {
-	return a.findSuccessor + a.nextHop + a.neighbors + a.notify + a.ping
+	return a.findSuccessor + a.nextHop + a.neighbors + a.changed + a.owns + a.ping
 }
 
 func f1(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) }

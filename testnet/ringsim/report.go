@@ -88,15 +88,15 @@ func newReport(o options, args []string) *report {
 		},
 		maint: &table{
 			title: "Maintenance at steady state",
-			note: "RPCs per peer per round. Neighbors, Notify and Ping are counted over -rounds chord.Round " +
-				"calls on the converged ring (stabilize and check-predecessor on every peer). Fix-fingers " +
-				"refreshes one finger per round and skips the entries the same node covers, so a pass over the " +
-				"table takes as many rounds as there are distinct fingers (pass), and its cost per round " +
-				"(finger RPCs: lookup hops) is one whole pass's RPCs divided by that: the near fingers are " +
-				"answered from the successor list for free, the far ones take hops. A round is one period of " +
-				"each timer (DefaultConfig: stabilize and fix-fingers every 2 s, check-predecessor every 4 s, " +
-				"so Ping is half as frequent in a deployment as here).",
-			head: []string{"N", "rounds", "Neighbors", "Notify", "Ping", "finger pass", "finger RPCs", "total", "ring still correct"},
+			note: "RPCs per peer per round, counted over -rounds chord.Round calls on the converged ring " +
+				"(stabilize, check-predecessor and fix-fingers on every peer, each with its adaptive backoff: a " +
+				"quiet vnode runs a task every 2, 4, ... up to Config.Backoff rounds). Neighbors: stabilization " +
+				"(notify rides on it); Changed: a vnode telling its predecessor its list changed; Ping: " +
+				"predecessor checks not answered by the predecessor's own stabilization, and finger checks " +
+				"(proximity); Owns: finger checks of exact fingers; lookup RPCs: fingers looked up again. A round " +
+				"is one period of each timer (DefaultConfig: stabilize and fix-fingers every 2 s, " +
+				"check-predecessor every 4 s).",
+			head: []string{"N", "rounds", "Neighbors", "Changed", "Ping", "Owns", "lookup RPCs", "total", "ring still correct"},
 		},
 		fail: &table{
 			title: "Lookups right after a mass failure, no repair",
