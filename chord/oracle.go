@@ -68,6 +68,27 @@ func (o *Oracle) Check(nodes []*Node) error {
 	return nil
 }
 
+// CheckFingers verifies each distinct finger the nodes list (State.Fingers):
+// finger k must be the true successor of self+2^k or, with proximity, any
+// live node in [self+2^k, self+2^(k+1)).
+func (o *Oracle) CheckFingers(nodes []*Node) error {
+	for _, n := range nodes {
+		for _, st := range n.States() {
+			for _, f := range st.Fingers {
+				want := o.Successor(st.Self.ID.AddPow2(f.K))
+				live := o.Successor(f.Node.ID).ID == f.Node.ID
+				switch {
+				case f.Node.ID == want.ID:
+				case n.cfg.Proximity && live && highBit(Distance(st.Self.ID, f.Node.ID)) == f.K:
+				default:
+					return fmt.Errorf("vnode %s: finger %d is %s, want %s", st.Self, f.K, f.Node, want)
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // CheckLookup verifies that a lookup result names the true successor.
 func (o *Oracle) CheckLookup(key ID, res LookupResult) error {
 	want := o.Successor(key)

@@ -157,13 +157,17 @@ func (s *Sim) refresh(ctx context.Context, n *Node) {
 	}
 }
 
-// stabilizeFully repeats stabilize while it moves the successor: one
+// stabilizeFully repeats stabilize (and sends the Changed messages it
+// queues) while it moves the successor: one
 // stabilize only steps to the successor's predecessor, and a peer with
 // several vnodes can put more than one between a vnode and its successor.
 func stabilizeFully(ctx context.Context, x simVnode) {
 	for {
 		before := x.v.successor()
 		x.n.stabilize(ctx, x.v)
+		for _, to := range x.v.takeChanged() {
+			x.n.sendChanged(ctx, to)
+		}
 		if x.v.successor() == before {
 			return
 		}
