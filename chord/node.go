@@ -24,9 +24,15 @@ type Node struct {
 	rtt    *rttTable
 	vnodes []*vnode // sorted by ID; fixed after NewNode
 
-	// gateway is the ring node a client-only node (no vnodes) asks.
-	gateway Ref
+	// gateways are the ring nodes a client-only node (no vnodes) asks:
+	// its bootstrap, then nodes its lookups returned, newest first, so
+	// that it keeps working when its bootstrap peer leaves.
+	gwMu     sync.Mutex
+	gateways []Ref
 }
+
+// maxGateways bounds a client's list of ring nodes to ask.
+const maxGateways = 8
 
 // candidatesPerHop is how many next hops a node offers or tries for one
 // lookup step: the best and a few fall-backs if it turns out to be dead.
@@ -101,8 +107,20 @@ func (n *Node) Create() {
 
 // Join enters the ring that boot is on: every vnode looks up its own
 // successor through boot, then one stabilization round tells the successors.
+// A client (no vnodes) only checks that boot answers lookups and keeps the
+// nodes of the answer as gateways.
 func (n *Node) Join(ctx context.Context, boot Ref) error {
-	n.gateway = boot
+	n.learnGateways([]Ref{boot})
+	if len(n.vnodes) == 0 {
+		res, err := call(n, ctx, boot, n.rtt.Timeout(boot.Addr), false, func(ctx context.Context) (LookupResult, error) {
+			return n.tr.FindSuccessor(ctx, boot, KeyID([]byte(n.addr)), 0, maxGateways)
+		})
+		if err != nil {
+			return fmt.Errorf("join via %s: %w", boot.Addr, err)
+		}
+		n.learnGateways(res.Successors)
+		return nil
+	}
 	for _, v := range n.vnodes {
 		res, err := call(n, ctx, boot, n.rtt.Timeout(boot.Addr), false, func(ctx context.Context) (LookupResult, error) {
 			return n.tr.FindSuccessor(ctx, boot, v.self.ID, 0, n.cfg.SuccessorListLen)
@@ -151,6 +169,7 @@ func call[T any](n *Node, ctx context.Context, to Ref, timeout time.Duration, sa
 			v.dropFingers(to.Addr)
 			v.suspect(to.Addr)
 		}
+		n.dropGateway(to.Addr)
 	}
 	return res, err
 }
@@ -159,6 +178,38 @@ func call[T any](n *Node, ctx context.Context, to Ref, timeout time.Duration, sa
 // one round trip to it.
 func direct[T any](n *Node, ctx context.Context, to Ref, f func(context.Context) (T, error)) (T, error) {
 	return call(n, ctx, to, n.rtt.Timeout(to.Addr), true, f)
+}
+
+// learnGateways puts refs at the front of a client's gateway list.
+func (n *Node) learnGateways(refs []Ref) {
+	if len(n.vnodes) > 0 {
+		return
+	}
+	n.gwMu.Lock()
+	defer n.gwMu.Unlock()
+	list := slices.Clone(refs)
+	for _, g := range n.gateways {
+		if !slices.ContainsFunc(list, func(r Ref) bool { return r.ID == g.ID }) {
+			list = append(list, g)
+		}
+	}
+	n.gateways = list[:min(len(list), maxGateways)]
+}
+
+// dropGateway removes the gateways on the peer at addr, unless none would
+// be left: a client always keeps one node to try.
+func (n *Node) dropGateway(addr string) {
+	n.gwMu.Lock()
+	defer n.gwMu.Unlock()
+	if kept := slices.DeleteFunc(slices.Clone(n.gateways), func(r Ref) bool { return r.Addr == addr }); len(kept) > 0 {
+		n.gateways = kept
+	}
+}
+
+func (n *Node) gatewayStep() Step {
+	n.gwMu.Lock()
+	defer n.gwMu.Unlock()
+	return Step{Nodes: slices.Clone(n.gateways)}
 }
 
 // forget removes matching nodes from every vnode's state.
@@ -234,6 +285,14 @@ func (n *Node) Lookup(ctx context.Context, key ID, want int) (LookupResult, erro
 func (n *Node) LookupMode(ctx context.Context, key ID, want int, mode LookupMode) (LookupResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.LookupTimeout)
 	defer cancel()
+	res, err := n.lookupMode(ctx, key, want, mode)
+	if err == nil {
+		n.learnGateways(res.Successors)
+	}
+	return res, err
+}
+
+func (n *Node) lookupMode(ctx context.Context, key ID, want int, mode LookupMode) (LookupResult, error) {
 	if mode == Recursive {
 		res, err := n.lookupRecursive(ctx, key, want)
 		if err == nil || ctx.Err() != nil {
@@ -247,13 +306,13 @@ func (n *Node) firstStep(key ID, want int) Step {
 	if v := n.startFor(key); v != nil {
 		return n.step(v, key, want)
 	}
-	return Step{Nodes: []Ref{n.gateway}}
+	return n.gatewayStep()
 }
 
 func (n *Node) lookupRecursive(ctx context.Context, key ID, want int) (LookupResult, error) {
 	v := n.startFor(key)
 	if v == nil {
-		return n.forward(ctx, func() Step { return Step{Nodes: []Ref{n.gateway}} }, key, 0, want)
+		return n.forward(ctx, n.gatewayStep, key, 0, want)
 	}
 	return n.forward(ctx, func() Step { return n.step(v, key, want) }, key, 0, want)
 }
