@@ -33,6 +33,9 @@ type options struct {
 	lookups        int
 	want, failWant int
 	rounds         int
+	backoff        int
+	proximity      bool
+	latencyN       int
 	failShare      float64
 	seed           uint64
 	report         string
@@ -54,6 +57,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	cfg := chord.SimConfig(o.vnodes)
 	cfg.SuccessorListLen = o.succList
+	cfg.Backoff, cfg.Proximity = o.backoff, o.proximity
 	if o.failWant == 0 {
 		o.failWant = o.succList
 	}
@@ -73,6 +77,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(os.Stderr, "ringsim: N=%d ...\n", n)
 		if err := measure(ctx, r, cfg, o, n); err != nil {
 			return fmt.Errorf("N=%d: %w", n, err)
+		}
+	}
+	if o.latencyN > 0 {
+		fmt.Fprintf(os.Stderr, "ringsim: latency, N=%d ...\n", o.latencyN)
+		if err := measureLatency(ctx, r, cfg, o); err != nil {
+			return fmt.Errorf("latency: %w", err)
 		}
 	}
 	r.text(stdout)
@@ -104,6 +114,9 @@ func parse(args []string) (options, error) {
 	fs.IntVar(&o.want, "want", 1, "successors each lookup asks for (1: the paper's lookup)")
 	fs.IntVar(&o.failWant, "fail-want", 0, "successors each lookup asks for in the failure experiment (0: the successor list length)")
 	fs.IntVar(&o.rounds, "rounds", 64, "maintenance rounds counted at steady state (quiet vnodes back off up to Config.Backoff rounds)")
+	fs.IntVar(&o.backoff, "backoff", chord.DefaultConfig().Backoff, "chord Backoff: quiet vnodes run maintenance every 2, 4, ... up to this many rounds")
+	fs.BoolVar(&o.proximity, "proximity", chord.DefaultConfig().Proximity, "proximity neighbour selection for fingers")
+	fs.IntVar(&o.latencyN, "latency", 0, "also measure lookup latency with and without proximity on a ring of this many peers with 1-1000 ms round trips (0: skip)")
 	fs.Float64Var(&o.failShare, "fail", 0.2, "share of peers killed at once in the failure experiment")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of ring layouts, keys and lookup origins")
 	fs.StringVar(&o.report, "report", "", "also write a markdown report to this file")
@@ -197,6 +210,58 @@ func measure(ctx context.Context, r *report, cfg chord.Config, o options, n int)
 	peers = sim.Live()
 	for _, mode := range []chord.LookupMode{chord.Recursive, chord.Iterative} {
 		r.fail.addSummary(n, fmt.Sprintf("%d (%s)", killed, pct(o.failShare)), mode, o.failWant, lookups(o.failWant, mode))
+	}
+	rounds, err := chord.Converge(ctx, peers, 1000)
+	if err != nil {
+		return fmt.Errorf("after the failure: %w", err)
+	}
+	r.reconverge.add(n, killed, cfg.Backoff, rounds)
+	return nil
+}
+
+// measureLatency builds two rings of o.latencyN peers whose round trips
+// are drawn from 1 to 1000 ms (chord.AccessDelays: each peer's access
+// delay log-uniform in [0.5, 500] ms, a round trip the sum of the two),
+// one without and one with proximity neighbour selection, and times
+// lookups on the virtual clock, as multiples of the median round trip
+// between two random peers.
+func measureLatency(ctx context.Context, r *report, cfg chord.Config, o options) error {
+	delay := chord.AccessDelays(500*time.Microsecond, 500*time.Millisecond, o.seed)
+	for _, pns := range []bool{false, true} {
+		c := cfg
+		c.Proximity = pns
+		sim, err := chord.NewLatencySim(ctx, c, o.latencyN, o.seed, delay)
+		if err != nil {
+			return err
+		}
+		peers := sim.Live()
+		rng := rand.New(rand.NewPCG(o.seed, 99))
+		var rtts []time.Duration
+		for range 10000 {
+			a, b := peers[rng.IntN(len(peers))], peers[rng.IntN(len(peers))]
+			if a != b {
+				rtts = append(rtts, delay(a.Addr(), b.Addr())+delay(b.Addr(), a.Addr()))
+			}
+		}
+		slices.Sort(rtts)
+		medRTT := rtts[len(rtts)/2]
+		for _, mode := range []chord.LookupMode{chord.Recursive, chord.Iterative} {
+			var lat []time.Duration
+			hops := 0
+			for range o.lookups {
+				s := sim.Lookup(ctx, peers[rng.IntN(len(peers))], randomKey(rng), o.want, mode)
+				if s.Err != nil || !s.Right {
+					return fmt.Errorf("lookup failed or wrong: %v", s.Err)
+				}
+				lat = append(lat, s.Latency)
+				hops += s.Hops
+			}
+			slices.Sort(lat)
+			p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+			ms := func(d time.Duration) string { return f1(float64(d.Microseconds()) / 1000) }
+			r.latency.add(o.latencyN, mode, pns, o.lookups, f2(float64(hops)/float64(o.lookups)), ms(medRTT),
+				ms(p50), ms(p99), f2(float64(p50)/float64(medRTT)), f2(float64(p99)/float64(medRTT)))
+		}
 	}
 	return nil
 }

@@ -62,6 +62,7 @@ type report struct {
 	o                        options
 	args                     []string
 	build, hops, maint, fail *table
+	reconverge, latency      *table
 	targetsMet               bool
 	load                     string // 1-minute load average when the run started
 }
@@ -112,10 +113,28 @@ func newReport(o options, args []string) *report {
 			head: []string{"N", "killed", "mode", "want", "lookups", "errors", "first live right", "first right",
 				"mean hops", "p99 hops", "RPCs/lookup", "failed calls/lookup", "fallbacks"},
 		},
+		reconverge: &table{
+			title: "Reconvergence after the mass failure",
+			note: "chord.Round on every live peer, after the failure's lookups, until every live vnode's " +
+				"predecessor and successor list is right (chord.Oracle.Check). The failure hit a ring that had " +
+				"run -rounds quiet rounds, so vnodes were at their backed-off intervals (up to backoff rounds). " +
+				"A round is one period of each timer (2 s by default).",
+			head: []string{"N", "killed", "backoff", "rounds to right"},
+		},
+		latency: &table{
+			title: "Lookup latency with and without proximity neighbour selection",
+			note: "Virtual-clock MemNet (chord.NewLatencySim): each peer's access delay log-uniform in [0.5, 500] ms, " +
+				"a round trip the sum of the two peers' (1-1000 ms); the ring is built and fingers chosen " +
+				"through the protocol, round trips measured by its own calls. Latency as a multiple of the " +
+				"median round trip between two random peers.",
+			head: []string{"N", "mode", "proximity", "lookups", "mean hops", "median RTT ms", "p50 ms", "p99 ms", "p50/RTT", "p99/RTT"},
+		},
 	}
 }
 
-func (r *report) tables() []*table { return []*table{r.build, r.hops, r.maint, r.fail} }
+func (r *report) tables() []*table {
+	return []*table{r.build, r.hops, r.maint, r.fail, r.reconverge, r.latency}
+}
 
 func (r *report) verdict() string {
 	if r.targetsMet {
