@@ -31,11 +31,13 @@ type Config struct {
 	// Store is where this peer keeps the blocks it is responsible for; nil
 	// for a client that stores nothing.
 	Store BlockStore
+	// Repair times and paces re-replication (repair.go).
+	Repair RepairConfig
 }
 
 // DefaultConfig is what a daemon runs with unless told otherwise.
 func DefaultConfig() Config {
-	return Config{Chord: chord.DefaultConfig(), Replicas: 3, WriteQuorum: 2}
+	return Config{Chord: chord.DefaultConfig(), Replicas: 3, WriteQuorum: 2, Repair: DefaultRepairConfig()}
 }
 
 // Validate reports the first setting that cannot work.
@@ -68,6 +70,8 @@ type Node struct {
 
 	mu        sync.Mutex
 	protected map[p2ppeer.ID]bool
+
+	rep *repairState
 }
 
 // NewNode puts a ring node on h and starts serving the ring protocol. It
@@ -82,10 +86,11 @@ func NewNode(h host.Host, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	tr.node = ring
-	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}}
+	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}, rep: newRepairState(cfg.Repair)}
 	n.life, n.stop = context.WithCancel(context.Background())
 	h.SetStreamHandler(RingProtocol, tr.serve)
 	h.SetStreamHandler(BlockProtocol, n.serveBlock)
+	h.SetStreamHandler(RepairProtocol, n.serveRepair)
 	return n, nil
 }
 
@@ -135,6 +140,7 @@ func (n *Node) Join(ctx context.Context, bootstrap []p2ppeer.AddrInfo) error {
 func (n *Node) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { n.ring.Run(ctx) })
+	wg.Go(func() { n.runRepair(ctx) })
 	wg.Go(func() {
 		for {
 			select {
@@ -153,6 +159,7 @@ func (n *Node) Run(ctx context.Context) {
 func (n *Node) Close() error {
 	n.h.RemoveStreamHandler(RingProtocol)
 	n.h.RemoveStreamHandler(BlockProtocol)
+	n.h.RemoveStreamHandler(RepairProtocol)
 	done := make(chan struct{})
 	go func() { n.bg.Wait(); close(done) }()
 	select {
@@ -253,6 +260,7 @@ func (n *Node) Status() api.Status {
 	for _, v := range n.ring.Vnodes() {
 		st.Positions = append(st.Positions, v.ID.Hex())
 	}
+	n.repairStatus(&st)
 	return st
 }
 
