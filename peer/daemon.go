@@ -239,7 +239,25 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// before the node and the store they use are closed.
 	d.apih.Wait()
 	wg.Wait()
+	d.leave()
 	return errors.Join(err, d.Close())
+}
+
+// leaveGrace bounds a graceful leave: the blocks not handed on by then
+// are left to the other replicas' repair.
+const leaveGrace = 30 * time.Second
+
+// leave hands this peer's blocks on and tells its neighbours before the
+// daemon stops (SIGINT, SIGTERM).
+func (d *Daemon) leave() {
+	ctx, cancel := context.WithTimeout(context.Background(), leaveGrace)
+	defer cancel()
+	start := time.Now()
+	rs, err := d.node.Leave(ctx)
+	fmt.Fprintf(d.log, "leaving: handed %d blocks (%s) on in %v\n", rs.Blocks, FormatSize(rs.Bytes), time.Since(start).Round(time.Millisecond))
+	if err != nil {
+		fmt.Fprintf(d.log, "leaving: %v\n", err)
+	}
 }
 
 // Close stops everything without waiting for answers in flight: the API
