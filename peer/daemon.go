@@ -12,7 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/metrics"
 	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/multiformats/go-multiaddr"
@@ -164,7 +166,8 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 		cfg.Store = store
 	}
 
-	h, err := NewHost(repo.Identity(), listen)
+	cfg.Bandwidth = metrics.NewBandwidthCounter()
+	h, err := NewHost(repo.Identity(), listen, libp2p.BandwidthReporter(cfg.Bandwidth))
 	if err != nil {
 		return nil, fmt.Errorf("start libp2p host on %s: %w", strings.Join(rc.Listen, ", "), err)
 	}
@@ -195,7 +198,7 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 		return nil, err
 	}
 	d := &Daemon{repo: repo, store: store, host: h, node: node, cfg: cfg, sock: sock, ln: ln, log: logw}
-	acfg := apiConfig{LookupTimeout: cfg.Chord.LookupTimeout, Log: logw}
+	acfg := apiConfig{LookupTimeout: cfg.Chord.LookupTimeout, Log: logw, Events: node.events}
 	if store != nil {
 		acfg.Nodes = storeNodes{store}
 	}

@@ -14,6 +14,7 @@ import (
 	"chordshare/blocks"
 	"chordshare/chord"
 	"chordshare/merkle"
+	"chordshare/peer/api"
 	"chordshare/peer/pb"
 
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
@@ -158,6 +159,8 @@ func (n *Node) deliverHints(ctx context.Context) {
 			if err == nil {
 				n.rep.blocks.Add(1)
 				n.rep.bytes.Add(int64(len(data)))
+				n.Publish(api.NodeEvent{Kind: api.EventHandoff, Peer: p.String(), Count: 1,
+					Message: fmt.Sprintf("hinted block %s delivered to %s", c, p.ShortString())})
 			}
 			n.dropHint(p, c)
 			if list, lerr := n.Replicas(ctx, c); lerr == nil && len(list) == n.cfg.Replicas && !slices.Contains(list, n.h.ID()) && slices.Contains(list, p) {
@@ -226,6 +229,8 @@ func (n *Node) Leave(ctx context.Context) (RoundStats, error) {
 	}
 	n.h.RemoveStreamHandler(RingProtocol)
 	n.tellNeighbours(ctx)
+	n.Publish(api.NodeEvent{Kind: api.EventHandoff, Count: rs.Blocks,
+		Message: fmt.Sprintf("leaving: handed %d blocks (%s) on", rs.Blocks, FormatSize(rs.Bytes))})
 	return rs, err
 }
 

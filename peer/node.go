@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -33,6 +34,9 @@ type Config struct {
 	Store BlockStore
 	// Repair times and paces re-replication (repair.go).
 	Repair RepairConfig
+	// Bandwidth, if set, is the host's byte counter (NewHost's
+	// libp2p.BandwidthReporter): the status's and the peers' rates.
+	Bandwidth *metrics.BandwidthCounter
 }
 
 // DefaultConfig is what a daemon runs with unless told otherwise.
@@ -68,8 +72,12 @@ type Node struct {
 	stop context.CancelFunc
 	bg   sync.WaitGroup
 
+	// events is the log GET /v1/events serves (events.go).
+	events *eventBus
+
 	mu        sync.Mutex
 	protected map[p2ppeer.ID]bool
+	lastRing  ringView // what watchRing saw last
 
 	rep *repairState
 }
@@ -86,7 +94,7 @@ func NewNode(h host.Host, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	tr.node = ring
-	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}, rep: newRepairState(cfg.Repair)}
+	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}, events: newEventBus(), rep: newRepairState(cfg.Repair)}
 	n.life, n.stop = context.WithCancel(context.Background())
 	h.SetStreamHandler(RingProtocol, tr.serve)
 	h.SetStreamHandler(BlockProtocol, n.serveBlock)
@@ -111,6 +119,7 @@ func (n *Node) Join(ctx context.Context, bootstrap []p2ppeer.AddrInfo) error {
 			return errors.New("a client-only node (capacity 0) needs a bootstrap peer")
 		}
 		n.ring.Create()
+		n.Publish(api.NodeEvent{Kind: api.EventJoined, Message: "started a new ring"})
 		return nil
 	}
 	var errs []error
@@ -126,6 +135,7 @@ func (n *Node) Join(ctx context.Context, bootstrap []p2ppeer.AddrInfo) error {
 		err := n.ring.Join(ctx, chord.MakeRef(string(b.ID), 0))
 		if err == nil {
 			n.protectNeighbours()
+			n.Publish(api.NodeEvent{Kind: api.EventJoined, Peer: b.ID.String(), Message: "joined the ring through " + shortPeer(string(b.ID))})
 			return nil
 		}
 		errs = append(errs, err)
@@ -148,6 +158,8 @@ func (n *Node) Run(ctx context.Context) {
 				return
 			case <-time.After(n.cfg.Chord.StabilizeInterval):
 				n.protectNeighbours()
+				n.watchRing()
+				n.trimBandwidth()
 			}
 		}
 	})
@@ -257,6 +269,10 @@ func (n *Node) Status() api.Status {
 		LookupMode:       n.cfg.Chord.Lookup.String(),
 		UptimeSeconds:    time.Since(n.started).Seconds(),
 	}
+	if n.cfg.Bandwidth != nil {
+		t := n.cfg.Bandwidth.GetBandwidthTotals()
+		st.BytesIn, st.BytesOut, st.RateIn, st.RateOut = t.TotalIn, t.TotalOut, t.RateIn, t.RateOut
+	}
 	for _, v := range n.ring.Vnodes() {
 		st.Positions = append(st.Positions, v.ID.Hex())
 	}
@@ -314,7 +330,7 @@ func (n *Node) Ring() api.Ring {
 }
 
 func (n *Node) neighbour(r chord.Ref) api.Neighbour {
-	nb := api.Neighbour{Peer: p2ppeer.ID(r.Addr).String(), Vnode: r.Vnode, ID: r.ID.Hex()}
+	nb := api.Neighbour{Peer: p2ppeer.ID(r.Addr).String(), Vnode: r.Vnode, ID: r.ID.Hex(), State: n.neighbourState(r.Addr)}
 	if rtt, ok := n.ring.RTT(r.Addr); ok {
 		nb.RTTMillis = float64(rtt.Microseconds()) / 1000
 	}

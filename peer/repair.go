@@ -263,6 +263,18 @@ func (n *Node) RepairRound(ctx context.Context) (RoundStats, error) {
 	n.rep.lastRound = time.Now()
 	n.rep.mu.Unlock()
 	n.rep.rounds.Add(1)
+	if total.Blocks > 0 {
+		n.Publish(api.NodeEvent{Kind: api.EventRepair, Count: total.Blocks,
+			Message: fmt.Sprintf("repair moved %d blocks (%s)", total.Blocks, FormatSize(total.Bytes))})
+	}
+	var left int64
+	for _, c := range under {
+		left += c
+	}
+	if left > 0 {
+		n.Publish(api.NodeEvent{Kind: api.EventUnderReplicated, Count: left,
+			Message: fmt.Sprintf("%d block copies still missing from their replicas after a repair round", left)})
+	}
 	if len(errs) > 0 {
 		return total, fmt.Errorf("repair: %w", errors.Join(errs...))
 	}
