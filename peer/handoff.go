@@ -260,27 +260,31 @@ func (n *Node) handOff(ctx context.Context, st rangeStore) (RoundStats, error) {
 		for j < len(keys) && arc.Contains(keys[j]) {
 			j++
 		}
-		var targets []p2ppeer.ID
+		// The first r other peers that answer: a successor that has
+		// crashed or left unnoticed is passed over for the next one.
+		var tried []p2ppeer.ID
+		var failed []error
+		done := 0
 		for _, s := range res.Successors {
 			p := p2ppeer.ID(s.Addr)
-			if p != self && !slices.Contains(targets, p) && !n.rep.isLeaving(p) && len(targets) < n.cfg.Replicas {
-				targets = append(targets, p)
+			if done == n.cfg.Replicas || ctx.Err() != nil {
+				break
 			}
+			if p == self || slices.Contains(tried, p) || n.rep.isLeaving(p) {
+				continue
+			}
+			tried = append(tried, p)
+			rs, err := n.syncArc(ctx, st, arc, p, false)
+			total.add(rs)
+			if err != nil {
+				failed = append(failed, fmt.Errorf("to %s: %w", p.ShortString(), err))
+				continue
+			}
+			done++
 		}
-		var wg sync.WaitGroup
-		var mu sync.Mutex
-		for _, p := range targets {
-			wg.Go(func() {
-				rs, err := n.syncArc(ctx, st, arc, p, false)
-				mu.Lock()
-				defer mu.Unlock()
-				total.add(rs)
-				if err != nil {
-					errs = append(errs, fmt.Errorf("to %s: %w", p.ShortString(), err))
-				}
-			})
+		if done < n.cfg.Replicas && len(failed) > 0 {
+			errs = append(errs, failed...)
 		}
-		wg.Wait()
 		if ctx.Err() != nil {
 			break
 		}
