@@ -122,8 +122,10 @@ type repairState struct {
 
 	mu        sync.Mutex
 	lastRound time.Time
+	lastTick  time.Time // the clock of RepairTick when it last ran a round
 	lastScrub time.Time
-	lastViews []arcView
+	lastViews []arcView // as of the last round
+	prevViews []arcView // as of the previous tick
 	under     map[underKey]int64
 	leaving   map[p2ppeer.ID]time.Time
 	hints     map[p2ppeer.ID]map[blocks.Key]cid.Cid
@@ -566,15 +568,12 @@ func (n *Node) scrubIfIdle(st rangeStore) {
 // scrubEvery bounds how often summary requests make a peer check its files.
 const scrubEvery = time.Second
 
-// runRepair is the repair loop: at every Check it delivers hints and runs
-// a round when an arc or its replica peers changed since the last round (a
-// join, a leave, a crash noticed by stabilization) and has stayed so for
-// one check, or when Interval has passed.
+// runRepair is the repair loop: RepairTick at every Check (jittered),
+// and at once on a leave notice.
 func (n *Node) runRepair(ctx context.Context) {
 	if _, ok := n.rangeStore(); !ok || n.rep.cfg.Check <= 0 {
 		return
 	}
-	var prev []arcView
 	for {
 		select {
 		case <-ctx.Done():
@@ -585,30 +584,41 @@ func (n *Node) runRepair(ctx context.Context) {
 		if n.rep.left.Load() {
 			return
 		}
-		n.deliverHints(ctx)
-		views := n.arcViews()
-		n.rep.mu.Lock()
-		changed := !sameViews(views, n.rep.lastViews)
-		due := n.rep.cfg.Interval > 0 && time.Since(n.rep.lastRound) >= n.rep.cfg.Interval
-		n.rep.mu.Unlock()
-		settled := sameViews(views, prev)
-		prev = views
-		if (changed && settled) || due {
-			_, _ = n.RepairRound(ctx) // failures are retried next check: the views still differ
-			if ctx.Err() != nil {
-				return
-			}
-			n.rep.mu.Lock()
-			if n.rep.under != nil {
-				for _, c := range n.rep.under {
-					if c > 0 {
-						// Not all moved: compare again at the next check.
-						n.rep.lastViews = nil
-						break
-					}
-				}
-			}
-			n.rep.mu.Unlock()
+		n.RepairTick(ctx, time.Now())
+	}
+}
+
+// RepairTick is one check of the repair loop at time now: it delivers
+// hints, then runs a round if an arc or its replica peers changed since
+// the last round (a join, a leave, a crash noticed by stabilization) and
+// has stayed so since the previous tick, or if Interval has passed since
+// the last round. A round that left copies unmoved is tried again at the
+// next tick. Run calls it on a timer; simulators call it on a virtual
+// clock.
+func (n *Node) RepairTick(ctx context.Context, now time.Time) {
+	if n.rep.left.Load() {
+		return
+	}
+	n.deliverHints(ctx)
+	views := n.arcViews()
+	r := n.rep
+	r.mu.Lock()
+	changed := !sameViews(views, r.lastViews)
+	settled := sameViews(views, r.prevViews)
+	r.prevViews = views
+	due := r.cfg.Interval > 0 && now.Sub(r.lastTick) >= r.cfg.Interval
+	r.mu.Unlock()
+	if !(changed && settled) && !due {
+		return
+	}
+	_, _ = n.RepairRound(ctx) // what failed is retried: see below
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lastTick = now
+	for _, c := range r.under {
+		if c > 0 {
+			r.lastViews = nil // not all moved: compare again next tick
+			break
 		}
 	}
 }

@@ -14,12 +14,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -37,6 +35,9 @@ type options struct {
 	crashBlocks                 []int
 	crashRuns                   int
 	skipChurn, skipCrash        bool
+	tick                        time.Duration
+	lookupsPerTick              int
+	fetchesPerTick              int
 }
 
 func main() {
@@ -46,7 +47,10 @@ func main() {
 	flag.IntVar(&o.blocks, "blocks", 10000, "blocks stored (r = 3) in the churn runs")
 	flag.IntVar(&o.size, "size", 1024, "block size in bytes")
 	flag.IntVar(&o.vnodes, "vnodes", 1, "vnodes per peer")
-	flag.Float64Var(&o.scale, "scale", 10, "simulated seconds per wall-clock second")
+	flag.Float64Var(&o.scale, "scale", 10, "crash runs: simulated seconds per wall-clock second")
+	flag.DurationVar(&o.tick, "tick", time.Second, "churn runs: simulated time step")
+	flag.IntVar(&o.lookupsPerTick, "lookups", 20, "churn runs: lookups per tick")
+	flag.IntVar(&o.fetchesPerTick, "fetches", 5, "churn runs: fetches per tick")
 	flag.StringVar(&medians, "medians", "10m,2.8m,1.4m,40s,20s", "median session times (simulated), one churn run each")
 	flag.DurationVar(&o.duration, "duration", 10*time.Minute, "simulated length of each churn run")
 	flag.Uint64Var(&o.seed, "seed", 1, "random seed")
@@ -137,19 +141,19 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	fmt.Fprintf(out, "`go run ./testnet/churnsim %s`\n\n", strings.Join(os.Args[1:], " "))
 	fmt.Fprintf(out, "Run %s on %s/%s, %d CPUs (GOMAXPROCS %d), shared with other work.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0))
-	cfg := scaledConfig(o)
-	fmt.Fprintf(out, "Time scale: 1 wall second = %g simulated seconds. Simulated intervals (the daemon's defaults): "+
-		"stabilize 2 s, fix-fingers 2 s, check-predecessor 4 s, repair check 2 s, full repair round 60 s; "+
-		"repair rate %d B/s per peer (wall clock). Wall-clock timeouts: RTO %v..%v, lookup %v. "+
-		"Links: mocknet, no added latency. r = %d, %d vnode(s) per peer, blocks of %d bytes.\n\n",
-		o.scale, cfg.Repair.Rate, cfg.Chord.MinRTO, cfg.Chord.MaxRTO, cfg.Chord.LookupTimeout, cfg.Replicas, o.vnodes, o.size)
+	fmt.Fprintf(out, "Links: mocknet, no added latency. r = 3, %d vnode(s) per peer, blocks of %d bytes, stored in real "+
+		"block stores (tmpfs). Intervals are the daemon's defaults: stabilize 2 s, fix-fingers 2 s, check-predecessor 4 s, "+
+		"repair check 2 s, full repair round 60 s.\n\n", o.vnodes, o.size)
 	if !o.skipChurn {
+		cfg := peer.DefaultConfig()
+		cfg.Chord.Vnodes = o.vnodes
+		cfg.Repair.Rate = 0 // RPCs take no simulated time; bytes are counted instead
 		if err := churnRuns(ctx, o, cfg, out); err != nil {
 			return err
 		}
 	}
 	if !o.skipCrash {
-		if err := crashRuns(ctx, o, cfg, out); err != nil {
+		if err := crashRuns(ctx, o, scaledConfig(o), out); err != nil {
 			return err
 		}
 	}
@@ -169,6 +173,10 @@ type churnResult struct {
 
 func churnRuns(ctx context.Context, o options, cfg peer.Config, out io.Writer) error {
 	fmt.Fprintf(out, "## Continuous churn: %d peers, %d blocks, %v simulated per run\n\n", o.peers, o.blocks, o.duration)
+	fmt.Fprintf(out, "Simulated time in steps of %v: in each step, sessions that ended crash, every live peer runs each "+
+		"maintenance step (stabilize, check-predecessor, fix-fingers, repair check) with probability step/interval, "+
+		"then %d lookups and %d fetches probe the ring. RPCs take no simulated time (a dead peer fails at once on mocknet), "+
+		"so the figures do not depend on the machine's load. ", o.tick, o.lookupsPerTick, o.fetchesPerTick)
 	fmt.Fprintf(out, "Each peer lives an exponentially distributed session, then crashes (no goodbye) and a new peer "+
 		"with an empty store joins through a random live peer, so the ring keeps %d peers. "+
 		"Lookups: a random live peer looks up a random key (answered: no error; right: the first live peer of the answer "+
@@ -200,6 +208,12 @@ func pct(a, b int64) string {
 	return fmt.Sprintf("%.2f%% of %d", 100*float64(a)/float64(b), b)
 }
 
+// churnRun steps a ring through simulated time, one tick at a time:
+// sessions that end crash their peer and a new one joins; each live peer
+// runs each maintenance step with the probability that its interval gives
+// (a timer re-armed at random, as the daemon's are); then probes run on
+// the ring as it stands. RPCs take no simulated time, so the figures do
+// not depend on how loaded the machine is.
 func churnRun(ctx context.Context, o options, cfg peer.Config, median time.Duration) (churnResult, error) {
 	res := churnResult{median: median}
 	s, err := newSim(cfg, o.seed, o.scale)
@@ -213,56 +227,38 @@ func churnRun(ctx context.Context, o options, cfg peer.Config, median time.Durat
 	if err := s.seed(o.blocks, o.size); err != nil {
 		return res, err
 	}
-	wall := func(d time.Duration) time.Duration { return time.Duration(float64(d) / o.scale) }
-	now := time.Now()
+	now := time.Unix(0, 0).UTC() // the simulated clock
 	for _, p := range s.live {
-		s.start(p)
-		p.dies = now.Add(wall(exp(s.rng, median)))
+		p.dies = now.Add(exp(s.rng, median))
 	}
 	ring0, rep0 := s.traffic()
-	cpu0 := cpuTime()
-	start := time.Now()
-	end := start.Add(wall(o.duration))
-
-	pctx, stopProbes := context.WithCancel(ctx)
+	cpu0, wall0 := cpuTime(), time.Now()
 	var pr probes
-	var wg sync.WaitGroup
-	for i := range 4 {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(o.seed, uint64(100+i)))
-			for pctx.Err() == nil {
-				if i%2 == 0 {
-					s.lookupProbe(pctx, &pr, rng)
-				} else {
-					s.fetchProbe(pctx, &pr, rng)
-				}
-				sleep(pctx, 20*time.Millisecond)
-			}
-		})
-	}
-	for time.Now().Before(end) && ctx.Err() == nil {
-		sleep(ctx, 10*time.Millisecond)
-		now := time.Now()
+	ticks := int(o.duration / o.tick)
+	for range ticks {
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+		now = now.Add(o.tick)
 		for _, p := range s.liveSnapshot() {
 			if p.dies.After(now) {
 				continue
 			}
 			s.crash(p)
 			res.deaths++
-			np, err := s.joinNew(ctx)
+			np, err := s.joinNew(ctx, false)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "churnsim: join failed: %v\n", err)
 				continue
 			}
-			np.dies = now.Add(wall(exp(s.rng, median)))
+			np.dies = now.Add(exp(s.rng, median))
 		}
+		s.maintain(ctx, cfg, o.tick, now)
+		s.probe(ctx, &pr, o.lookupsPerTick, o.fetchesPerTick)
 	}
-	stopProbes()
-	wg.Wait()
-	res.wall = time.Since(start)
-	res.cpu = cpuTime() - cpu0
+	res.wall, res.cpu = time.Since(wall0), cpuTime()-cpu0
 	ring1, rep1 := s.traffic()
-	simSeconds := res.wall.Seconds() * o.scale
+	simSeconds := o.duration.Seconds()
 	res.ringBps = float64(ring1-ring0) / float64(o.peers) / simSeconds
 	res.repairBps = float64(rep1-rep0) / float64(o.peers) / simSeconds
 	res.lost, res.missingEnd = s.copies()
@@ -270,21 +266,23 @@ func churnRun(ctx context.Context, o options, cfg peer.Config, median time.Durat
 	res.fetches, res.fetchOK = pr.fetches.Load(), pr.fetchOK.Load()
 
 	// Churn stops: how long until every block has r copies again.
-	settleStart := time.Now()
 	res.missingSettled = res.missingEnd
-	for res.missingSettled > 0 && time.Since(settleStart) < wall(5*time.Minute) && ctx.Err() == nil {
-		sleep(ctx, 200*time.Millisecond)
+	for res.settle = 0; res.missingSettled > 0 && res.settle < 10*time.Minute && ctx.Err() == nil; res.settle += o.tick {
+		now = now.Add(o.tick)
+		s.maintain(ctx, cfg, o.tick, now)
 		_, res.missingSettled = s.copies()
 	}
-	res.settle = time.Duration(float64(time.Since(settleStart)) * o.scale)
-	fmt.Fprintf(os.Stderr, "median %v: %d deaths, lost %d, missing %d -> %d, lookups %d/%d/%d, fetches %d/%d, wall %v\n",
-		median, res.deaths, res.lost, res.missingEnd, res.missingSettled, res.lookupRight, res.lookupOK, res.lookups,
+	fmt.Fprintf(os.Stderr, "median %v: %d deaths, lost %d, missing %d -> %d in %v, lookups %d/%d/%d, fetches %d/%d, wall %v\n",
+		median, res.deaths, res.lost, res.missingEnd, res.missingSettled, res.settle, res.lookupRight, res.lookupOK, res.lookups,
 		res.fetchOK, res.fetches, res.wall.Round(time.Second))
 	return res, ctx.Err()
 }
 
 func crashRuns(ctx context.Context, o options, cfg peer.Config, out io.Writer) error {
 	fmt.Fprintf(out, "## Crash to full replication: %d peers, one crash at a time\n\n", o.crashPeers)
+	fmt.Fprintf(out, "Real timers here (peer.Node.Run), every interval divided by %g: 1 wall second = %g simulated seconds; "+
+		"repair paced at %d B/s per peer of wall clock. RTO %v..%v (wall, not scaled). ",
+		o.scale, o.scale, cfg.Repair.Rate, cfg.Chord.MinRTO, cfg.Chord.MaxRTO)
 	fmt.Fprintf(out, "A stable ring with its timers running; a random peer crashes; time until every block is back on "+
 		"all r peers of its true preference list (polled every %v wall), in simulated seconds. The dead peer held the "+
 		"blocks counted; about 2/3 of its copies are restored by pushes from arcs' first replicas and 1/3 by the new first "+

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -28,13 +29,12 @@ import (
 // simPeer is one peer of the simulation: a ring node with a block store of
 // its own, running its timers until it crashes.
 type simPeer struct {
-	n      *peer.Node
-	st     *blocks.Store
-	dir    string
-	stop   context.CancelFunc
-	done   chan struct{}
-	dies   time.Time // wall clock
-	joined time.Time
+	n    *peer.Node
+	st   *blocks.Store
+	dir  string
+	stop context.CancelFunc
+	done chan struct{}
+	dies time.Time // on the simulated clock
 }
 
 // sim is a ring of simPeers on a mocknet whose peers can crash for good.
@@ -76,8 +76,10 @@ func (s *sim) close() {
 	live := slices.Clone(s.live)
 	s.mu.Unlock()
 	for _, p := range live {
-		p.stop()
-		<-p.done
+		if p.stop != nil {
+			p.stop()
+			<-p.done
+		}
 	}
 	s.net.Close()
 	os.RemoveAll(s.base)
@@ -213,7 +215,6 @@ func (s *sim) seed(count, size int) error {
 func (s *sim) start(p *simPeer) {
 	ctx, stop := context.WithCancel(context.Background())
 	p.stop, p.done = stop, make(chan struct{})
-	p.joined = time.Now()
 	go func() {
 		defer close(p.done)
 		p.n.Run(ctx)
@@ -226,6 +227,12 @@ func (s *sim) crash(p *simPeer) {
 	s.live = slices.DeleteFunc(s.live, func(q *simPeer) bool { return q == p })
 	s.mu.Unlock()
 	_ = s.net.Crash(p.n.Host())
+	if p.stop == nil { // stepped, never started
+		p.n.Close()
+		p.st.Close()
+		os.RemoveAll(p.dir)
+		return
+	}
 	p.stop()
 	go func() {
 		<-p.done
@@ -235,8 +242,9 @@ func (s *sim) crash(p *simPeer) {
 	}()
 }
 
-// joinNew starts a new peer that joins through a random live one.
-func (s *sim) joinNew(ctx context.Context) (*simPeer, error) {
+// joinNew makes a new peer join through a random live one; with run, its
+// timers start too.
+func (s *sim) joinNew(ctx context.Context, run bool) (*simPeer, error) {
 	p, err := s.newPeer()
 	if err != nil {
 		return nil, err
@@ -253,7 +261,9 @@ func (s *sim) joinNew(ctx context.Context) (*simPeer, error) {
 			s.live = append(s.live, p)
 			s.all = append(s.all, p)
 			s.mu.Unlock()
-			s.start(p)
+			if run {
+				s.start(p)
+			}
 			return p, nil
 		}
 		errs = append(errs, err)
@@ -325,13 +335,7 @@ type probes struct {
 // lookupProbe: a random live peer looks up a random key. OK: it answered;
 // right: the first live peer of its answer is the true successor among
 // the live peers at that moment.
-func (s *sim) lookupProbe(ctx context.Context, pr *probes, rng *rand.Rand) {
-	live := s.liveSnapshot()
-	p := live[rng.IntN(len(live))]
-	var key chord.ID
-	for i := range key {
-		key[i] = byte(rng.Uint32())
-	}
+func (s *sim) lookupProbe(ctx context.Context, pr *probes, p *simPeer, key chord.ID) {
 	lctx, cancel := context.WithTimeout(ctx, s.cfg.Chord.LookupTimeout)
 	res, err := p.n.Chord().Lookup(lctx, key, s.cfg.Replicas)
 	cancel()
@@ -355,10 +359,7 @@ func (s *sim) lookupProbe(ctx context.Context, pr *probes, rng *rand.Rand) {
 }
 
 // fetchProbe: a random live peer fetches a random block.
-func (s *sim) fetchProbe(ctx context.Context, pr *probes, rng *rand.Rand) {
-	live := s.liveSnapshot()
-	p := live[rng.IntN(len(live))]
-	c := s.blocks[rng.IntN(len(s.blocks))]
+func (s *sim) fetchProbe(ctx context.Context, pr *probes, p *simPeer, c cid.Cid) {
 	fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	data, err := p.n.Get(fctx, c)
 	cancel()
@@ -369,4 +370,70 @@ func (s *sim) fetchProbe(ctx context.Context, pr *probes, rng *rand.Rand) {
 	if err == nil && string(data) == string(s.data[c]) {
 		pr.fetchOK.Add(1)
 	}
+}
+
+// maintain runs one tick of every live peer's timers: each step with the
+// probability tick/interval, peers in parallel.
+func (s *sim) maintain(ctx context.Context, cfg peer.Config, tick time.Duration, now time.Time) {
+	type work struct {
+		p                           *simPeer
+		stab, check, finger, repair bool
+	}
+	chance := func(interval time.Duration) bool { return s.rng.Float64() < float64(tick)/float64(interval) }
+	var jobs []work
+	for _, p := range s.liveSnapshot() {
+		jobs = append(jobs, work{p, chance(cfg.Chord.StabilizeInterval), chance(cfg.Chord.CheckPredecessorInterval),
+			chance(cfg.Chord.FixFingerInterval), chance(cfg.Repair.Check)})
+	}
+	ch := make(chan work)
+	var wg sync.WaitGroup
+	for range 2 * runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for w := range ch {
+				c := w.p.n.Chord()
+				if w.stab {
+					c.Stabilize(ctx)
+				}
+				if w.check {
+					c.CheckPredecessors(ctx)
+				}
+				if w.finger {
+					c.FixFingers(ctx)
+				}
+				if w.repair {
+					w.p.n.RepairTick(ctx, now)
+				}
+			}
+		})
+	}
+	for _, j := range jobs {
+		ch <- j
+	}
+	close(ch)
+	wg.Wait()
+}
+
+// probe makes lookups and fetches from random live peers, in parallel.
+func (s *sim) probe(ctx context.Context, pr *probes, lookups, fetches int) {
+	live := s.liveSnapshot()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 2*runtime.GOMAXPROCS(0))
+	for i := range lookups + fetches {
+		p := live[s.rng.IntN(len(live))]
+		var key chord.ID
+		for j := range key {
+			key[j] = byte(s.rng.Uint32())
+		}
+		c := s.blocks[s.rng.IntN(len(s.blocks))]
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if i < lookups {
+				s.lookupProbe(ctx, pr, p, key)
+			} else {
+				s.fetchProbe(ctx, pr, p, c)
+			}
+		})
+	}
+	wg.Wait()
 }
