@@ -39,6 +39,9 @@ type DaemonOptions struct {
 	// StorageMax caps the block store's bytes (0: no limit); nil: the
 	// repo config's.
 	StorageMax *int64
+	// RepairRate caps repair's bytes per second (0: no limit); nil: the
+	// repo config's.
+	RepairRate *int64
 
 	// BootstrapAttempts is how many times to try joining through the
 	// bootstrap peers before giving up; zero: DefaultBootstrapAttempts.
@@ -125,6 +128,10 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 	if opts.StorageMax != nil {
 		rc.StorageMax = ByteSize(*opts.StorageMax)
 	}
+	if opts.RepairRate != nil {
+		r := ByteSize(*opts.RepairRate)
+		rc.RepairRate = &r
+	}
 	if err := rc.Validate(); err != nil {
 		return nil, err
 	}
@@ -143,6 +150,9 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 	}
 	cfg := DefaultConfig()
 	cfg.Chord.Vnodes = rc.Capacity
+	if rc.RepairRate != nil {
+		cfg.Repair.Rate = int64(*rc.RepairRate)
+	}
 	if cfg.Chord.Lookup, err = chord.ParseLookupMode(rc.Lookup); err != nil {
 		return nil, err
 	}
