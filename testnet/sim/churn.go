@@ -143,7 +143,7 @@ func runChurn(ctx context.Context, f churnFlags) (churnReport, error) {
 		return rep, err
 	}
 	defer os.RemoveAll(dir)
-	base := scaled(peer.DefaultConfig(), f.scale)
+	base := scaled(f.chordConfig(peer.DefaultConfig()), f.scale)
 	cn := &churnNet{f: f, base: base, dir: dir, stops: map[*peer.Node]context.CancelFunc{}}
 	start := time.Now()
 	var storeErr error

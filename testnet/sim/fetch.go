@@ -147,7 +147,7 @@ func runFetch(ctx context.Context, f fetchFlags, out io.Writer) ([]fetchResult, 
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	base := peer.DefaultConfig()
+	base := f.chordConfig(peer.DefaultConfig())
 	var stores []*blocks.Store
 	var openErr error
 	s, _, err := buildRing(ctx, f.common, base, func(i int, a netshape.Access) peer.Config {

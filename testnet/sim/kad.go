@@ -146,7 +146,7 @@ func runKad(ctx context.Context, f lookupsFlags, qs []mockring.Query, rtt mockri
 			}
 		}
 	}
-	fmt.Fprintf(out, "\nRight (GetClosestPeers): the key's true closest peer by XOR distance (other than the asker, which kad-dht never returns) is among the peers returned; (FindPeer): the target peer was found. Targets of FindPeer are random peers the asker has no connection to (kad-dht answers a connected peer at once, without a lookup).\n\n")
+	fmt.Fprintf(out, "\nRight (GetClosestPeers): the key's true closest peer by XOR distance (other than the asker, which kad-dht never returns) is among the peers returned; (FindPeer): the target peer was found. Targets of FindPeer are random peers the asker has no connection to where there is one (kad-dht answers a connected peer at once, without a lookup).\n\n")
 	return reps, km, nil
 }
 
@@ -178,8 +178,15 @@ func kadLookups(ctx context.Context, op string, dhts []*dht.IpfsDHT, hosts []hos
 					// A peer the asker is connected to is answered at
 					// once, without a lookup: take the next one that is not.
 					target := targets[i]
-					for k := 0; k < len(hosts) && (target == q.From || hosts[q.From].Network().Connectedness(hosts[target].ID()) == network.Connected); k++ {
+					if target == q.From {
 						target = (target + 1) % len(hosts)
+					}
+					for k := range len(hosts) {
+						t := (targets[i] + k) % len(hosts)
+						if t != q.From && hosts[q.From].Network().Connectedness(hosts[t].ID()) != network.Connected {
+							target = t
+							break
+						}
 					}
 					ai, err := dhts[q.From].FindPeer(lctx, hosts[target].ID())
 					r = result{done: true, latency: time.Since(t), err: err}

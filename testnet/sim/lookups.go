@@ -16,7 +16,7 @@ import (
 type lookupsFlags struct {
 	common
 	lookups, concurrency, rtts, rounds int
-	warmup                             int
+	warmup, phaseWarmup                int
 	kad                                bool
 	kadRefreshSample                   int
 }
@@ -28,7 +28,8 @@ func lookupsCmd(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&f.lookups, "lookups", 1000, "lookups per mode and pass")
 	fs.IntVar(&f.concurrency, "concurrency", 16, "lookups in flight")
 	fs.IntVar(&f.rtts, "rtts", 300, "random pairs whose direct round trip is measured")
-	fs.IntVar(&f.rounds, "rounds", 10, "stepped maintenance rounds counted")
+	fs.IntVar(&f.rounds, "rounds", 16, "stepped maintenance rounds counted")
+	fs.IntVar(&f.phaseWarmup, "phase-warmup", 2*chord.DefaultConfig().Backoff, "stepped rounds before the count, uncounted, so quiet vnodes have backed off")
 	fs.IntVar(&f.warmup, "warmup", 2, "stepped maintenance rounds on the shaped network before measuring")
 	fs.BoolVar(&f.kad, "kad", true, "also run go-libp2p-kad-dht on the same network")
 	fs.IntVar(&f.kadRefreshSample, "kad-refresh-sample", 20, "kad-dht peers whose routing-table refresh is counted")
@@ -63,7 +64,7 @@ type maintFigures struct {
 
 func runLookups(ctx context.Context, f lookupsFlags, out io.Writer) (lookupsResult, error) {
 	var res lookupsResult
-	base := peer.DefaultConfig()
+	base := f.chordConfig(peer.DefaultConfig())
 	base.Chord.Vnodes = f.vnodes
 	start := time.Now()
 	s, st, err := buildRing(ctx, f.common, base, func(_ int, a netshape.Access) peer.Config {
@@ -75,15 +76,15 @@ func runLookups(ctx context.Context, f lookupsFlags, out io.Writer) (lookupsResu
 		return res, err
 	}
 	defer s.Close()
-	fmt.Fprintf(out, "Built (no delays, stepped) in %v: %d ring RPCs, %d rounds after the joins; every predecessor, successor list and finger checked against the true ring. Config: successor list %d, stabilize %v, fix-fingers %v, check-predecessor %v.\n\n",
-		time.Since(start).Round(time.Millisecond), st.Calls, st.Rounds, base.Chord.SuccessorListLen, base.Chord.StabilizeInterval, base.Chord.FixFingerInterval, base.Chord.CheckPredecessorInterval)
+	fmt.Fprintf(out, "Built (no delays, stepped) in %v: %d ring RPCs, %d rounds after the joins; every predecessor, successor list and finger checked against the true ring. Config: successor list %d, stabilize %v, fix-fingers %v, check-predecessor %v, backoff %d, proximity %v.\n\n",
+		time.Since(start).Round(time.Millisecond), st.Calls, st.Rounds, base.Chord.SuccessorListLen, base.Chord.StabilizeInterval, base.Chord.FixFingerInterval, base.Chord.CheckPredecessorInterval, base.Chord.Backoff, base.Chord.Proximity)
 
 	// Maintenance, stepped on the unshaped network: per round and phase,
 	// divided by the timer intervals (mockring.Phases), so the figure
 	// does not depend on whether the simulator keeps up with 1,000 peers'
 	// timers on two cores.
 	wire0 := s.counts(peer.RingProtocol)
-	ph := s.PhaseCalls(ctx, f.rounds)
+	ph := s.PhaseCalls(ctx, f.phaseWarmup, f.rounds)
 	wire := s.counts(peer.RingProtocol).minus(wire0)
 	calls, payload := ph.PerPeerSecond(base.Chord)
 	totalPayload := ph.Stabilize.BytesOut + ph.CheckPred.BytesOut + ph.FixFinger.BytesOut
@@ -91,8 +92,8 @@ func runLookups(ctx context.Context, f lookupsFlags, out io.Writer) (lookupsResu
 	if totalPayload > 0 {
 		res.Maint.WireBytes = payload * float64(wire.bytes) / float64(totalPayload)
 	}
-	fmt.Fprintf(out, "### Maintenance traffic per peer (chordshare)\n\n%d stepped rounds on all %d peers, each phase's traffic divided by its timer interval. Payload: the ring's protobuf messages (RingStats); wire: what the ring streams carry (the same with their length prefixes). Both directions of every call are counted once, at the peer that sends them, so per peer it is what it sends.\n\n",
-		f.rounds, f.peers)
+	fmt.Fprintf(out, "### Maintenance traffic per peer (chordshare)\n\n%d stepped rounds on all %d peers after %d uncounted ones, each phase's traffic divided by its timer interval. Payload: the ring's protobuf messages (RingStats); wire: what the ring streams carry (the same with their length prefixes). Both directions of every call are counted once, at the peer that sends them, so per peer it is what it sends.\n\n",
+		f.rounds, f.peers, f.phaseWarmup)
 	fmt.Fprintf(out, "| calls/peer/s | payload B/peer/s | wire B/peer/s | per round and peer: stabilize / check-pred / fix-fingers calls |\n|---|---|---|---|\n")
 	k := float64(ph.Peers * ph.Rounds)
 	fmt.Fprintf(out, "| %.2f | %.0f | %.0f | %.2f / %.2f / %.2f |\n\n", calls, payload, res.Maint.WireBytes,

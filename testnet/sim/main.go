@@ -29,6 +29,8 @@ import (
 	"strings"
 	"time"
 
+	"chordshare/chord"
+	"chordshare/peer"
 	"chordshare/testnet/sim/netshape"
 )
 
@@ -68,6 +70,9 @@ type common struct {
 	byCapacity string
 	below, per float64
 	most       int
+	// chord's switches
+	proximity bool
+	backoff   int
 }
 
 func (c *common) register(fs *flag.FlagSet, peers int) {
@@ -75,12 +80,21 @@ func (c *common) register(fs *flag.FlagSet, peers int) {
 	fs.StringVar(&c.profile, "profile", "heterogeneous", "link profile: lan, wan or heterogeneous")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of peer IDs, links and every random choice")
 	fs.IntVar(&c.vnodes, "vnodes", 1, "virtual nodes per peer")
-	fs.StringVar(&c.byCapacity, "capacity-vnodes", "", "BELOW:PER:MAX: vnodes from each peer's uplink instead of -vnodes: clients (0) below BELOW bytes/s, else PER per BELOW bytes/s, at most MAX (e.g. 250e3:1:8)")
+	fs.StringVar(&c.byCapacity, "capacity-vnodes", "", "vnodes from each peer's uplink instead of -vnodes: \"log\" for chord.CapacityForBandwidth (1 at 32 kbit/s to 8 at 100 Mbit/s, log-scaled), or BELOW:PER:MAX: clients (0) below BELOW bytes/s, else PER per BELOW bytes/s, at most MAX (e.g. 250e3:1:8)")
+	fs.BoolVar(&c.proximity, "proximity", chord.DefaultConfig().Proximity, "proximity neighbour selection for fingers")
+	fs.IntVar(&c.backoff, "backoff", chord.DefaultConfig().Backoff, "chord Backoff: quiet vnodes run maintenance every 2, 4, ... up to this many intervals (1: every interval)")
+}
+
+// chordConfig applies the chord switches to cfg.
+func (c *common) chordConfig(cfg peer.Config) peer.Config {
+	cfg.Chord.Proximity = c.proximity
+	cfg.Chord.Backoff = c.backoff
+	return cfg
 }
 
 // parse reads -capacity-vnodes.
 func (c *common) parse() error {
-	if c.byCapacity == "" {
+	if c.byCapacity == "" || c.byCapacity == "log" {
 		return nil
 	}
 	if _, err := fmt.Sscanf(strings.ReplaceAll(c.byCapacity, ":", " "), "%g %g %d", &c.below, &c.per, &c.most); err != nil || c.below <= 0 || c.per <= 0 || c.most < 1 {
@@ -91,8 +105,14 @@ func (c *common) parse() error {
 
 // vnodesOf is how many vnodes a peer with access link a runs.
 func (c *common) vnodesOf(a netshape.Access) int {
-	if c.byCapacity == "" {
+	switch c.byCapacity {
+	case "":
 		return c.vnodes
+	case "log":
+		if a.Up == 0 {
+			return chord.DefaultConfig().Vnodes
+		}
+		return chord.CapacityForBandwidth(8 * a.Up)
 	}
 	if a.Up != 0 && a.Up < c.below {
 		return 0
@@ -106,10 +126,14 @@ func (c *common) vnodesOf(a netshape.Access) int {
 
 // vnodesDesc says how vnodes were chosen, for report titles.
 func (c *common) vnodesDesc() string {
-	if c.byCapacity == "" {
-		return fmt.Sprintf("%d vnodes", c.vnodes)
+	pns := "proximity fingers"
+	if !c.proximity {
+		pns = "no proximity"
 	}
-	return fmt.Sprintf("vnodes by capacity (%s)", c.byCapacity)
+	if c.byCapacity == "" {
+		return fmt.Sprintf("%d vnodes, %s, backoff %d", c.vnodes, pns, c.backoff)
+	}
+	return fmt.Sprintf("vnodes by capacity (%s), %s, backoff %d", c.byCapacity, pns, c.backoff)
 }
 
 // header is the line every report starts with: what ran, where.

@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 
+	"chordshare/chord"
 	"chordshare/peer"
 	"chordshare/testnet/mocksim/mockring"
 	"chordshare/testnet/sim/netshape"
@@ -49,25 +50,28 @@ func buildRing(ctx context.Context, c common, base peer.Config, cfgFor func(i in
 	return s, st, nil
 }
 
-// shape gives every built peer its access link.
+// shape gives every built peer its access link. Round-trip estimates made
+// on the undelayed network are dropped: they would give every call to a
+// slow peer a timeout of MinRTO, and proximity a meaningless choice.
 func (s *simRing) shape() {
 	for i, n := range s.Nodes[:len(s.access)] {
 		s.shaper.Set(n.Host().ID(), s.access[i])
+		n.Chord().ForgetRTTs()
 	}
 	s.Net.Shape(s.shaper.LinkOptions, s.shaper.Wrap)
 }
 
-// warmUp runs stepped maintenance rounds on the shaped network: the ring
-// was built with no delays, so every round-trip estimate starts near zero,
-// and the timeouts, replica order (and proximity fingers) it drives would
-// be wrong until the estimators have seen the links.
+// warmUp runs stepped maintenance rounds on the shaped network, then fixes
+// every finger once: the estimators learn the links, and with proximity the
+// fingers are chosen by the round trips measured.
 // A call that outlasts its stale timeout can make stabilization drop a
 // live successor, so the rounds go on until the ring checks right again
 // (at most maxRounds more); the error says if it did not.
 func (s *simRing) warmUp(ctx context.Context, rounds, maxRounds int) (time.Duration, int, error) {
 	start := time.Now()
 	s.SetWorkers(64)
-	s.PhaseCalls(ctx, rounds)
+	s.PhaseCalls(ctx, 0, rounds)
+	s.Parallel(ctx, (*chord.Node).FixAllFingers)
 	n, err := s.Converge(ctx, maxRounds)
 	return time.Since(start), n, err
 }

@@ -15,8 +15,8 @@ import (
 func TestLookupsTiny(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	f := lookupsFlags{common: common{peers: 16, profile: "wan", seed: 3, vnodes: 2},
-		lookups: 40, concurrency: 8, rtts: 20, rounds: 2, warmup: 1, kad: true, kadRefreshSample: 2}
+	f := lookupsFlags{common: common{peers: 16, profile: "wan", seed: 3, vnodes: 2, proximity: true, backoff: 8},
+		lookups: 40, concurrency: 8, rtts: 20, rounds: 2, phaseWarmup: 2, warmup: 1, kad: true, kadRefreshSample: 2}
 	res, err := runLookups(ctx, f, io.Discard)
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +56,7 @@ func TestLookupsTiny(t *testing.T) {
 func TestChurnTiny(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	f := churnFlags{common: common{peers: 16, profile: "wan", seed: 5, vnodes: 1},
+	f := churnFlags{common: common{peers: 16, profile: "wan", seed: 5, vnodes: 1, proximity: true, backoff: 8},
 		scale: 20, duration: 2 * time.Minute, session: 90 * time.Second, down: 20 * time.Second, quiet: 0.3,
 		lookupRate: 10, putRate: 4, blockSize: 1024, mode: "iterative"}
 	rep, err := runChurn(ctx, f)
@@ -87,7 +87,7 @@ func TestChurnTiny(t *testing.T) {
 func TestFetchTiny(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	f := fetchFlags{common: common{peers: 8, profile: "wan", seed: 2, vnodes: 2}, size: 1 << 20, ranks: "1"}
+	f := fetchFlags{common: common{peers: 8, profile: "wan", seed: 2, vnodes: 2, proximity: true, backoff: 8}, size: 1 << 20, ranks: "1"}
 	res, err := runFetch(ctx, f, io.Discard)
 	if err != nil {
 		t.Fatal(err)

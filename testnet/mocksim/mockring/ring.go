@@ -418,6 +418,11 @@ func (r *Ring) Converge(ctx context.Context, maxRounds int) (int, error) {
 	return maxRounds, fmt.Errorf("not converged after %d rounds: %w", maxRounds, err)
 }
 
+// Parallel runs step on every live node, Workers at a time.
+func (r *Ring) Parallel(ctx context.Context, step func(*chord.Node, context.Context)) {
+	r.parallel(ctx, step)
+}
+
 // parallel runs step on every live node, Workers at a time.
 func (r *Ring) parallel(ctx context.Context, step func(*chord.Node, context.Context)) {
 	nodes := r.Chords()
