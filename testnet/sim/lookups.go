@@ -40,11 +40,9 @@ func lookupsCmd(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	header(out, fmt.Sprintf("Lookups: %d peers, %s, profile %s", f.peers, f.vnodesDesc(), f.profile), append([]string{"lookups"}, args...))
-	rep, err := runLookups(ctx, f, out)
-	if err != nil {
+	if _, err := runLookups(ctx, f, out); err != nil {
 		return err
 	}
-	_ = rep
 	fmt.Fprintf(out, "Load average at the end: %s.\n", loadavg())
 	return nil
 }
