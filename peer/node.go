@@ -66,6 +66,8 @@ type Node struct {
 	stop context.CancelFunc
 	bg   sync.WaitGroup
 
+	blocks *blockClient // reused block streams, replica speeds
+
 	mu        sync.Mutex
 	protected map[p2ppeer.ID]bool
 }
@@ -82,7 +84,7 @@ func NewNode(h host.Host, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	tr.node = ring
-	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}}
+	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}, blocks: newBlockClient()}
 	n.life, n.stop = context.WithCancel(context.Background())
 	h.SetStreamHandler(RingProtocol, tr.serve)
 	h.SetStreamHandler(BlockProtocol, n.serveBlock)
@@ -162,6 +164,7 @@ func (n *Node) Close() error {
 		<-done
 	}
 	n.stop()
+	n.blocks.close()
 	return nil
 }
 
