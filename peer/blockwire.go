@@ -125,6 +125,10 @@ func putBuf(b []byte) {
 	bufPools[c].Put(&b)
 }
 
+// ReleaseBlock hands a block that Node.Get returned back to the node's
+// buffer pool, for the next block to reuse. b must not be used after.
+func ReleaseBlock(b []byte) { putBuf(b) }
+
 // blockStream is one outbound block stream and its reader, kept between
 // exchanges.
 type blockStream struct {

@@ -94,12 +94,11 @@ func (n *Node) Put(ctx context.Context, c cid.Cid, data []byte) error {
 // the many Gets of a fetch spread over the replicas and favour the faster
 // ones; a hedged request goes to the next replica when the first is slow to
 // answer. Bytes that do not match c are never returned; that replica is
-// skipped. It implements share.Getter.
+// skipped. It implements share.Getter; the caller owns the bytes and may
+// hand them to ReleaseBlock once done.
 func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
-	if n.cfg.Store != nil {
-		if data, err := n.cfg.Store.Get(c); err == nil {
-			return data, nil
-		}
+	if data, _, err := n.readLocal(c); err == nil {
+		return data, nil
 	}
 	peers, err := n.Replicas(ctx, c)
 	if err != nil {
