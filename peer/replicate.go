@@ -126,9 +126,17 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 		began := time.Now()
 		go func() {
 			data, err := n.fetchFrom(ctx, p, c)
-			// A request cancelled because another replica answered first
-			// says nothing about this one.
-			done(time.Since(began), err == nil, err != nil && ctx.Err() == nil && !errors.Is(err, ErrBlockNotFound))
+			how := fetchOK
+			switch {
+			case err == nil:
+			case ctx.Err() != nil:
+				how = fetchOutrun
+			case errors.Is(err, ErrBlockNotFound):
+				how = fetchLacked
+			default:
+				how = fetchFailed
+			}
+			done(time.Since(began), how)
 			results <- result{data, err}
 		}()
 	}
@@ -160,20 +168,9 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 }
 
 // fastestReplica is the index of the peer whose next block should arrive
-// first. A peer not measured yet counts its round-trip time as its block
-// time, so each is tried early; one never measured at all goes last.
+// first (replicaRates.pick).
 func (n *Node) fastestReplica(peers []p2ppeer.ID) int {
-	best, bestCost := 0, time.Duration(0)
-	for i, p := range peers {
-		prior, ok := n.ring.RTT(string(p))
-		if !ok {
-			prior = time.Hour
-		}
-		if cost := n.blocks.rates.cost(p, prior); i == 0 || cost < bestCost {
-			best, bestCost = i, cost
-		}
-	}
-	return best
+	return n.blocks.rates.pick(peers, func(p p2ppeer.ID) (time.Duration, bool) { return n.ring.RTT(string(p)) })
 }
 
 // hedgeDelay is how long to wait for p before asking another replica too:
