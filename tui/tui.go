@@ -384,7 +384,7 @@ func (m *Model) onShareDone(msg shareDoneMsg) {
 		return
 	}
 	m.lastShared = msg.res.CID
-	m.setFlash(fmt.Sprintf("shared %s (%s): %s  [c copies it]", msg.name, bytesText(msg.res.Size), msg.res.CID), false)
+	m.setFlash(fmt.Sprintf("shared %s: %s", msg.name, msg.res.CID), false)
 }
 
 func (m *Model) onFetchDone(msg fetchDoneMsg) {
