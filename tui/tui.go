@@ -115,6 +115,7 @@ type Model struct {
 	completion []string // the candidates the last tab offered
 	flash      string
 	flashErr   bool
+	flashAt    time.Time
 
 	// Selections.
 	transferSel int
@@ -309,6 +310,7 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 }
 
 func (m *Model) onTick(now time.Time) tea.Cmd {
+	m.expireFlash(m.opts.Now())
 	cmds := []tea.Cmd{m.tick()}
 	if !m.refreshing && !now.Before(m.nextTry) {
 		m.refreshing = true
@@ -375,7 +377,24 @@ func (m *Model) addEvent(e api.NodeEvent) {
 }
 
 func (m *Model) setFlash(msg string, isErr bool) {
-	m.flash, m.flashErr = oneLine(msg), isErr
+	m.flash, m.flashErr, m.flashAt = oneLine(msg), isErr, m.opts.Now()
+}
+
+// How long a message stays on the status line: errors longer, to be read.
+const (
+	flashTime      = 10 * time.Second
+	flashErrorTime = 30 * time.Second
+)
+
+// expireFlash clears an old message, unless a prompt it is about is open.
+func (m *Model) expireFlash(now time.Time) {
+	keep := flashTime
+	if m.flashErr {
+		keep = flashErrorTime
+	}
+	if m.flash != "" && m.prompt == promptNone && now.Sub(m.flashAt) >= keep {
+		m.flash = ""
+	}
 }
 
 func (m *Model) onShareDone(msg shareDoneMsg) {

@@ -200,6 +200,13 @@ func TestTransfersSelectAndCopy(t *testing.T) {
 	press(m, "down")
 	v = checkFrame(t, m, 80, 24)
 	mustContain(t, v, "> fetch ..ek43r4ce -> /home/me~", "CID   "+testCID, "Error no replica of the root answered")
+	// A long error is shown in full, wrapped.
+	long := "fetch " + testCID + ": get " + testCID + ": no replica answered: block not found on any of 3 peers"
+	m.transfers[1].Error = long
+	v = checkFrame(t, m, 80, 24)
+	if got := strings.Join(strings.Fields(v[strings.Index(v, "Error "):]), " "); !strings.Contains(got, "Error "+long) {
+		t.Fatalf("long error not shown in full:\n%s", v)
+	}
 	press(m, "c")
 	want := "\x1b]52;c;" + base64.StdEncoding.EncodeToString([]byte(testCID)) + "\x07"
 	if clip.String() != want {
@@ -335,6 +342,18 @@ func TestSharePrompt(t *testing.T) {
 	mustContain(t, m.View(), "shared photo.jpg: "+testCID)
 	m.Update(shareDoneMsg{name: "photo.jpg", err: errors.New("not enough replicas: 1 of 2")})
 	mustContain(t, m.View(), "! share photo.jpg failed: not enough replicas: 1 of 2")
+	// Messages go after a while; errors stay longer.
+	now := t0
+	m.opts.Now = func() time.Time { return now }
+	m.setFlash("an error", true)
+	now = now.Add(flashTime)
+	m.onTick(now)
+	mustContain(t, m.View(), "! an error")
+	now = now.Add(flashErrorTime)
+	m.onTick(now)
+	if m.flash != "" {
+		t.Fatalf("message not cleared after %v", flashErrorTime)
+	}
 }
 
 func TestTabCompletion(t *testing.T) {

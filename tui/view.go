@@ -378,10 +378,25 @@ func (m *Model) transfersView(w, h int) []string {
 	if len(m.transfers) == 0 {
 		return []string{"", "  No transfers yet: s shares a file, f fetches a CID."}
 	}
+	t := m.transfers[m.transferSel]
+	var details []string
+	if t.Error != "" {
+		// The error in full, over as many lines as it needs (up to 4).
+		wrapped := strings.Split(lipgloss.NewStyle().Width(w-6).Render(t.Error), "\n")
+		for i, l := range wrapped[:min(len(wrapped), 4)] {
+			prefix := "      "
+			if i == 0 {
+				prefix = "Error "
+			}
+			details = append(details, styleErr.Render(prefix+strings.TrimRight(l, " ")))
+		}
+	} else if t.Name != "" {
+		details = append(details, "Name  "+t.Name)
+	}
 	nameW := max(8, w-2-6-16-6-11-7-8)
 	head := fmt.Sprintf("  %-6s%-*s%-16s%-5s%-11s%-7s%s", "KIND", nameW, "NAME", "PROGRESS", "", "RATE", "ETA", "STATE")
 	lines := []string{styleDim.Render(head)}
-	rows := h - 1 - 4 // room for the details
+	rows := h - 1 - 3 - len(details) // room for the details
 	first := max(0, min(m.transferSel-rows/2, len(m.transfers)-rows))
 	for i := first; i < len(m.transfers) && i < first+rows; i++ {
 		t := m.transfers[i]
@@ -421,10 +436,9 @@ func (m *Model) transfersView(w, h int) []string {
 		}
 		lines = append(lines, line)
 	}
-	for len(lines) < h-4 {
+	for len(lines) < h-3-len(details) {
 		lines = append(lines, "")
 	}
-	t := m.transfers[m.transferSel]
 	cidText := t.CID
 	if cidText == "" {
 		cidText = "(known when the share ends)"
@@ -432,12 +446,7 @@ func (m *Model) transfersView(w, h int) []string {
 	lines = append(lines, strings.Repeat("-", w),
 		"CID   "+cidText,
 		fmt.Sprintf("%s %s: %s of %s, started %s", t.Kind, t.State, bytesText(t.Done), totalText(t.Total), t.Started.Local().Format("15:04:05")))
-	if t.Error != "" {
-		lines = append(lines, styleErr.Render("Error "+t.Error))
-	} else if t.Name != "" {
-		lines = append(lines, "Name  "+t.Name)
-	}
-	return wrapLines(lines, w)
+	return wrapLines(append(lines, details...), w)
 }
 
 func totalText(n int64) string {

@@ -398,4 +398,24 @@ func TestE2ETUIInTmux(t *testing.T) {
 	if _, errs, code := peerCmd(t, env, "status", "--repo", peers[0].repo); code != 0 {
 		t.Fatalf("daemon 1 after its UI quit: %s", errs)
 	}
+
+	// peer daemon --tui: a fourth peer joins with the UI attached, its log
+	// in the repo; q stops both.
+	repo := repoDir(t, "tui4")
+	tx.must("new-session", "-d", "-s", "d4", "-x", "80", "-y", "24", peerBinary(t), "daemon", "--tui", "--repo", repo,
+		"--listen", "/ip4/127.0.0.1/tcp/0", "--capacity", "2", "--bootstrap", peers[0].status.Addrs[0])
+	tx.waitScreen("d4", "the attached UI shows the joined peer", hasAll("connected", "joined the ring through", "quit+stop daemon"))
+	tx.key("d4", "2", "[2 Ring]")
+	tx.must("send-keys", "-t", "d4", "q")
+	poll(t, 15*time.Second, "daemon --tui stops on q", func() (bool, string) {
+		_, err := tx.run("has-session", "-t", "d4")
+		return err != nil, tx.screen("d4")
+	})
+	log, err := os.ReadFile(filepath.Join(repo, daemonLogName))
+	if err != nil || !strings.Contains(string(log), "listening on ") || !strings.HasSuffix(string(log), "stopped\n") {
+		t.Fatalf("daemon.log (%v):\n%s", err, log)
+	}
+	if _, errs, code := peerCmd(t, env, "status", "--repo", repo); code == 0 || !strings.Contains(errs, "no daemon running") {
+		t.Fatalf("after q the daemon still answers: exit %d, %s", code, errs)
+	}
 }
