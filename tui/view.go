@@ -90,7 +90,7 @@ func (m *Model) statusLine(w int) string {
 		return m.flashText()
 	}
 	if !m.connected && m.everSeen {
-		return styleErr.Render("! lost the daemon"+m.retryText()+": "+m.connErr)
+		return styleErr.Render("! lost the daemon" + m.retryText() + ": " + m.connErr)
 	}
 	return ""
 }

@@ -222,6 +222,7 @@ func withoutRecentEvents(screen string) string {
 // TestTUIGolden pins the main screens of the UI against a real 3-peer ring
 // whose peers have fixed identities, at 80x24 without colour.
 func TestTUIGolden(t *testing.T) {
+	t.Parallel()
 	lipgloss.SetColorProfile(termenv.Ascii)
 	env := testEnv(t)
 	base := shortTempDir(t)
@@ -347,6 +348,7 @@ var screenCID = regexp.MustCompile(`CID +(b[a-z2-7]{58})`)
 // would: share a file through the prompt, see it in Transfers, read its CID
 // off the screen, fetch it through the UI of another peer, quit with q.
 func TestE2ETUIInTmux(t *testing.T) {
+	t.Parallel()
 	env := testEnv(t)
 	tx := newTmux(t, env)
 	peers := startRing(t, env, 3, "--capacity", "2")
