@@ -12,6 +12,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/charmbracelet/bubbles/cursor"
 	"github.com/charmbracelet/bubbles/textinput"
 	tea "github.com/charmbracelet/bubbletea"
 
@@ -139,6 +140,9 @@ func New(ctx context.Context, c *api.Client, opts Options) *Model {
 	}
 	in := textinput.New()
 	in.Prompt = ""
+	// A steady cursor: a blinking one would redraw the screen twice a
+	// second for nothing.
+	in.Cursor.SetMode(cursor.CursorStatic)
 	in.CharLimit = 4096
 	return &Model{ctx: ctx, client: c, opts: opts, width: 80, height: 24, input: in, backoff: minBackoff}
 }
