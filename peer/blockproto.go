@@ -29,6 +29,10 @@ const BlockProtocol = "/chordshare/block/1.1.0"
 const (
 	// maxBlockSize is the largest block the network carries.
 	maxBlockSize = 2 << 20
+	// maxBlockMessage leaves room for a CID and framing around a block in
+	// one protobuf message (repair's hints; the block protocol carries
+	// blocks as raw payload).
+	maxBlockMessage = maxBlockSize + 4<<10
 	// blockStreamBase and slowestLink bound a block transfer: a fixed part
 	// for the round trips plus the time the slowest link the network
 	// admits (32 kbit/s) needs for the bytes.

@@ -54,8 +54,9 @@ func ringLimits() rcmgr.ConcreteLimitConfig {
 }
 
 // NewHost makes the libp2p host of a ring node: TCP and QUIC, Noise, yamux,
-// with the connection and resource managers set for the ring.
-func NewHost(priv crypto.PrivKey, listen []ma.Multiaddr) (host.Host, error) {
+// with the connection and resource managers set for the ring. extra options
+// (a libp2p.BandwidthReporter) are applied after these.
+func NewHost(priv crypto.PrivKey, listen []ma.Multiaddr, extra ...libp2p.Option) (host.Host, error) {
 	cm, err := connmgr.NewConnManager(connLow, connHigh, connmgr.WithGracePeriod(connGrace))
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
@@ -64,7 +65,7 @@ func NewHost(priv crypto.PrivKey, listen []ma.Multiaddr) (host.Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}
-	h, err := libp2p.New(
+	opts := []libp2p.Option{
 		libp2p.Identity(priv),
 		libp2p.ListenAddrs(listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
@@ -74,7 +75,8 @@ func NewHost(priv crypto.PrivKey, listen []ma.Multiaddr) (host.Host, error) {
 		libp2p.ConnectionManager(cm),
 		libp2p.ResourceManager(rm),
 		libp2p.DisableRelay(),
-	)
+	}
+	h, err := libp2p.New(append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("libp2p host: %w", err)
 	}
