@@ -216,11 +216,24 @@ func (m *Model) overview(w, h int) []string {
 		storage += " (no limit)"
 	}
 	lines = append(lines, row("Storage", storage))
-	under := plural(s.UnderReplicated, "block") + " below r replicas"
+	under := fmt.Sprintf("%d block copies missing", s.UnderReplicated)
+	if s.UnderReplicated == 1 {
+		under = "1 block copy missing"
+	}
 	if s.UnderReplicated > 0 {
 		under = styleErr.Render(under)
 	}
-	lines = append(lines, row("Repair", under))
+	r := s.Repair
+	lines = append(lines, row("Repair", fmt.Sprintf("%s; %s, %s (%s) moved", under,
+		plural(r.Rounds, "round"), plural(r.BlocksMoved, "block"), bytesText(r.BytesMoved))))
+	last := "no round yet"
+	if !r.LastRound.IsZero() {
+		last = "last round " + durationText(m.opts.Now().Sub(r.LastRound)) + " ago"
+	}
+	if r.InProgress {
+		last += ", one running"
+	}
+	lines = append(lines, strings.Repeat(" ", 13)+fmt.Sprintf("%s pending handoff, %s", plural(r.HintsPending, "hint"), last))
 	lines = append(lines,
 		row("Traffic", fmt.Sprintf("in  %-10s (%s total)", rateText(s.RateIn), bytesText(s.BytesIn))),
 		strings.Repeat(" ", 13)+fmt.Sprintf("out %-10s (%s total)", rateText(s.RateOut), bytesText(s.BytesOut)),
@@ -255,8 +268,10 @@ func (m *Model) eventLines(w, n, skip int) []string {
 		switch e.Kind {
 		case api.EventPeerFailed, api.EventShareFailed, api.EventFetchFailed:
 			line = styleErr.Render(cut(line, w))
-		case api.EventRepair:
+		case api.EventRepair, api.EventHandoff:
 			line = styleAccent.Render(cut(line, w))
+		case api.EventUnderReplicated:
+			line = styleErr.Render(cut(line, w))
 		}
 		out = append(out, line)
 	}
