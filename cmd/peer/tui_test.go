@@ -173,9 +173,9 @@ var (
 	// The label of a row whose value is volatile: uptime, and repair,
 	// which runs on its own timers.
 	volatileRow = regexp.MustCompile(`^( Uptime +| Repair +| {13}(\d+ hints? pending))`)
-	port    = regexp.MustCompile(`/(tcp|udp)/\d+`)
-	peerRow = regexp.MustCompile(`^[> ] \.\.\S+ +\S+ +RTT +`)
-	bytesRe = regexp.MustCompile(`\d+(\.\d)? (B|KiB|MiB|GiB)\b *`)
+	port        = regexp.MustCompile(`/(tcp|udp)/\d+`)
+	peerRow     = regexp.MustCompile(`^[> ] \.\.\S+ +\S+ +RTT +`)
+	bytesRe     = regexp.MustCompile(`\d+(\.\d)? (B|KiB|MiB|GiB)\b *`)
 )
 
 // padTo replaces every match of re in s with what, padded with spaces to
