@@ -265,7 +265,7 @@ func (m *Model) fetch(root, path string) tea.Cmd {
 	ctx, c := m.ctx, m.client
 	return func() tea.Msg {
 		res, err := c.Fetch(ctx, root, path, api.TransferOptions{})
-		return fetchDoneMsg{cid: root, path: path, res: res, err: err}
+		return fetchDoneMsg{cid: root, res: res, err: err}
 	}
 }
 

@@ -191,9 +191,9 @@ type (
 		err  error
 	}
 	fetchDoneMsg struct {
-		cid, path string
-		res       api.FetchResult
-		err       error
+		cid string
+		res api.FetchResult
+		err error
 	}
 )
 
