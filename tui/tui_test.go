@@ -480,7 +480,8 @@ func TestWaitingForDaemon(t *testing.T) {
 	m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
 	m.Update(snapshotMsg{err: &api.NoDaemonError{Repo: "/tmp/no-repo"}})
 	v := checkFrame(t, m, 80, 24)
-	mustContain(t, v, "DISCONNECTED", "Waiting for the daemon on repo /tmp/no-repo", "no daemon running on repo /tmp/no-repo")
+	mustContain(t, v, "DISCONNECTED", "Waiting for the daemon on repo /tmp/no-repo", "no daemon running on repo /tmp/no-repo",
+		"(start one with: peer daemon --repo", "/tmp/no-repo)", "(retrying in 1s)")
 	// Keys work while waiting.
 	press(m, "3")
 	checkFrame(t, m, 80, 24)

@@ -148,7 +148,13 @@ func (m *Model) body(w, h int) []string {
 	if !m.everSeen {
 		lines := []string{"", "  Waiting for the daemon on repo " + m.client.Repo() + " ..."}
 		if m.connErr != "" {
-			lines = append(lines, "", "  "+styleErr.Render(m.connErr)+m.retryText())
+			// The error in full: it says how to start a daemon.
+			wrapped := lipgloss.NewStyle().Width(w - 4).Render(m.connErr)
+			lines = append(lines, "")
+			for _, l := range strings.Split(wrapped, "\n") {
+				lines = append(lines, "  "+styleErr.Render(strings.TrimRight(l, " ")))
+			}
+			lines = append(lines, "  "+strings.TrimSpace(m.retryText()))
 		}
 		return wrapLines(lines, w)
 	}
