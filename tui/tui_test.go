@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -251,9 +252,23 @@ func TestLogViewScrolls(t *testing.T) {
 	if strings.Contains(v, "change 38") {
 		t.Fatalf("scrolled view shows the newest:\n%s", v)
 	}
+	// A long message wraps in the Log, in full; the overview cuts it.
+	long := "fetch " + testCID + ": get " + testCID + ": none of 2 replicas served it"
+	m.Update(streamEventMsg{gen: m.streamGen, e: api.NodeEvent{Seq: 41, Time: t0, Kind: api.EventFetchFailed, Message: long}})
+	if m.logScroll != 4 {
+		t.Fatalf("a new event moved the lines being read: scroll %d, want 4", m.logScroll)
+	}
+	press(m, "down", "down", "down", "down")
+	v = checkFrame(t, m, 80, 24)
+	if got := strings.Join(strings.Fields(v), " "); !strings.Contains(got, long) || strings.Contains(v, "scrolled back") {
+		t.Fatalf("long event not wrapped in full at the bottom:\n%s", v)
+	}
+	press(m, "1")
+	mustContain(t, checkFrame(t, m, 80, 24), "fetch_failed        fetch "+testCID[:30])
+	press(m, "5")
 	// An event from an older stream is ignored.
-	m.Update(streamEventMsg{gen: m.streamGen - 1, e: api.NodeEvent{Seq: 41, Message: "stale"}})
-	if strings.Contains(m.View(), "stale") || m.lastSeq != 40 {
+	m.Update(streamEventMsg{gen: m.streamGen - 1, e: api.NodeEvent{Seq: 42, Message: "stale"}})
+	if strings.Contains(m.View(), "stale") || m.lastSeq != 41 {
 		t.Fatal("event of a stale stream shown")
 	}
 }
@@ -485,6 +500,23 @@ func TestWaitingForDaemon(t *testing.T) {
 	// Keys work while waiting.
 	press(m, "3")
 	checkFrame(t, m, 80, 24)
+}
+
+func TestWordWrap(t *testing.T) {
+	for _, c := range []struct {
+		s           string
+		first, rest int
+		want        []string
+	}{
+		{"", 5, 5, []string{""}},
+		{"a bb ccc", 4, 8, []string{"a bb", "ccc"}},
+		{"abcdefghij klm", 4, 6, []string{"abcd", "efghij", "klm"}},
+		{"xy abcdefghij", 4, 4, []string{"xy", "abcd", "efgh", "ij"}},
+	} {
+		if got := wordWrap(c.s, c.first, c.rest); !slices.Equal(got, c.want) {
+			t.Errorf("wordWrap(%q, %d, %d) = %q, want %q", c.s, c.first, c.rest, got, c.want)
+		}
+	}
 }
 
 func TestFormat(t *testing.T) {
