@@ -50,13 +50,13 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		storageMax = &n
 		return err
 	})
-	withTUI := fs.Bool("tui", false, "run the terminal UI attached; the log goes to DIR/"+daemonLogName)
 	var repairRate *int64
 	fs.Func("repair-rate", "re-replicate at most `SIZE` per second (blocks and range summaries), e.g. 4KB\nfor a 32 kbit/s link; 0 for no limit (default: the repo config's, initially 1MiB)", func(v string) error {
 		n, err := peer.ParseSize(v)
 		repairRate = &n
 		return err
 	})
+	withTUI := fs.Bool("tui", false, "run the terminal UI attached; the log goes to DIR/"+daemonLogName)
 	lookup := fs.String("lookup", "", "lookup `MODE`: recursive or iterative (default: the repo config's, initially "+chord.DefaultConfig().Lookup.String()+")")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
