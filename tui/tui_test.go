@@ -448,7 +448,10 @@ func TestDisconnectReconnect(t *testing.T) {
 	m.Update(streamEventMsg{gen: m.streamGen, e: api.NodeEvent{Seq: 9, Time: t0, Kind: api.EventJoined, Message: "joined"}})
 	fail := snapshotMsg{err: &api.NoDaemonError{Repo: "/r"}}
 
-	m.Update(fail)
+	_, retry := m.Update(fail)
+	if retry == nil {
+		t.Fatal("a failed read scheduled no retry")
+	}
 	v := checkFrame(t, m, 80, 24)
 	mustContain(t, v, "DISCONNECTED", "(disconnected: the last state read, 0s ago)", "! lost the daemon (retrying in 1s): no daemon running on repo /r")
 	if m.streamBusy || m.backoff != 2*minBackoff {
@@ -460,7 +463,15 @@ func TestDisconnectReconnect(t *testing.T) {
 	if m.backoff != maxBackoff {
 		t.Fatalf("backoff %v, want the cap %v", m.backoff, maxBackoff)
 	}
-	// No retry before its time; one after.
+	// The retry timer reads the daemon again, unless a read is under way.
+	m.refreshing = false
+	if _, cmd := m.Update(retryMsg{}); cmd == nil || !m.refreshing {
+		t.Fatal("the retry timer did not read the daemon")
+	}
+	if _, cmd := m.Update(retryMsg{}); cmd != nil {
+		t.Fatal("a second read started while one was under way")
+	}
+	// The clock's ticks also retry, not before the backoff has run out.
 	m.refreshing = false
 	m.onTick(now)
 	if m.refreshing {
