@@ -54,8 +54,10 @@ func ringLimits() rcmgr.ConcreteLimitConfig {
 }
 
 // NewHost makes the libp2p host of a ring node: TCP and QUIC, Noise, yamux,
-// with the connection and resource managers set for the ring.
-func NewHost(priv crypto.PrivKey, listen []ma.Multiaddr) (host.Host, error) {
+// with the connection and resource managers set for the ring. A non-empty
+// announce replaces the listen addresses the host tells others (a node
+// behind a proxy or a port forward, e.g. the testnet's link shaper).
+func NewHost(priv crypto.PrivKey, listen, announce []ma.Multiaddr) (host.Host, error) {
 	cm, err := connmgr.NewConnManager(connLow, connHigh, connmgr.WithGracePeriod(connGrace))
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
@@ -64,7 +66,7 @@ func NewHost(priv crypto.PrivKey, listen []ma.Multiaddr) (host.Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("resource manager: %w", err)
 	}
-	h, err := libp2p.New(
+	opts := []libp2p.Option{
 		libp2p.Identity(priv),
 		libp2p.ListenAddrs(listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
@@ -74,7 +76,11 @@ func NewHost(priv crypto.PrivKey, listen []ma.Multiaddr) (host.Host, error) {
 		libp2p.ConnectionManager(cm),
 		libp2p.ResourceManager(rm),
 		libp2p.DisableRelay(),
-	)
+	}
+	if len(announce) > 0 {
+		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
+	}
+	h, err := libp2p.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("libp2p host: %w", err)
 	}
