@@ -167,8 +167,12 @@ func pipe(r, w net.Conn, from, to *node, abort func()) {
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
-			sent := from.up.reserve(time.Now(), n)
+			now := time.Now()
+			sent := from.up.reserve(now, n)
 			sleepUntil(sent)
+			// The pacer's slack may put sent in the past; the bytes were
+			// read now, so their delay counts from now.
+			sent = later(sent, now)
 			from.bytesUp.Add(int64(n))
 			q <- chunk{b: append([]byte(nil), buf[:n]...), sent: sent}
 		}
@@ -192,4 +196,11 @@ func slowest(a, b float64) float64 {
 		return a
 	}
 	return min(a, b)
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
