@@ -471,7 +471,7 @@ cmd_churn() {
 			victim=${up[RANDOM % ${#up[@]}]}
 			stop_node "$victim" "$sig"
 			took+=("$victim")
-			say "node $victim $([[ $sig == KILL ]] && echo killed || echo stopped) (down now: ${down[*]} $victim)"
+			say "node $victim $([[ $sig == KILL ]] && echo killed || echo stopped) (down now: $(echo ${down[*]} $victim))"
 		elif ((${#down[@]})); then
 			victim=${down[RANDOM % ${#down[@]}]}
 			if (start_node "$victim") 2>>"$clog"; then

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -298,3 +299,156 @@ func (n *net) storedBlocks(nodes int) map[string][]int {
 	}
 	return held
 }
+
+// links reads the shaper's links file: node -> (RTT in ms, rate in bit/s).
+func (n *net) links() map[int][2]float64 {
+	n.t.Helper()
+	b, err := os.ReadFile(filepath.Join(n.dir, "links"))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	out := map[int][2]float64{}
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var i int
+		var node, proxy string
+		var rtt, rate float64
+		if _, err := fmt.Sscan(line, &i, &node, &proxy, &rtt, &rate); err != nil {
+			n.t.Fatalf("links line %q: %v", line, err)
+		}
+		out[i] = [2]float64{rtt, rate}
+	}
+	return out
+}
+
+// shaperBytes reads node i's bytes up and down from the shaper's stats.
+func (n *net) shaperBytes(i int) (up, down int64) {
+	n.t.Helper()
+	b, err := os.ReadFile(filepath.Join(n.dir, "shaper.stats"))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		var node int
+		var conns int64
+		if _, err := fmt.Sscan(line, &node, &conns, &up, &down); err == nil && node == i {
+			return up, down
+		}
+	}
+	n.t.Fatalf("no stats for node %d", i)
+	return 0, 0
+}
+
+// TestProfileRTT (opt-in: TESTNET_PROFILES=1; about a minute) measures, on
+// a wan testnet of real daemons, the round trips the ring itself measured
+// between each pair of nodes (`peer ring --json`, smoothed RTT of ring
+// RPCs) against what the profile claims, (RTT_i + RTT_j) / 2.
+func TestProfileRTT(t *testing.T) {
+	if os.Getenv("TESTNET_PROFILES") == "" {
+		t.Skip("set TESTNET_PROFILES=1 to measure the profiles through real daemons")
+	}
+	n := newNet(t)
+	n.must(4*time.Minute, "up", "5", "--profile", "wan", "--seed", "1", "--capacity", "2")
+	links := n.links()
+	byID := map[string]int{}
+	for _, s := range n.status() {
+		byID[s.ID] = s.Node
+	}
+	type neighbour struct {
+		Peer  string   `json:"peer"`
+		RTTms *float64 `json:"rtt_ms"`
+	}
+	var ratios []float64
+	for i := 1; i <= 5; i++ {
+		var ring struct {
+			Vnodes []struct {
+				Predecessor *neighbour  `json:"predecessor"`
+				Successors  []neighbour `json:"successors"`
+				Fingers     []neighbour `json:"fingers"`
+			} `json:"vnodes"`
+		}
+		if err := json.Unmarshal([]byte(n.must(30*time.Second, "peer", strconv.Itoa(i), "ring", "--json")), &ring); err != nil {
+			t.Fatal(err)
+		}
+		seen := map[int]float64{}
+		for _, v := range ring.Vnodes {
+			all := append(append([]neighbour{}, v.Successors...), v.Fingers...)
+			if v.Predecessor != nil {
+				all = append(all, *v.Predecessor)
+			}
+			for _, nb := range all {
+				if j := byID[nb.Peer]; j != 0 && j != i && nb.RTTms != nil && *nb.RTTms > 0 {
+					seen[j] = *nb.RTTms
+				}
+			}
+		}
+		for j, got := range seen {
+			claimed := (links[i][0] + links[j][0]) / 2
+			ratios = append(ratios, got/claimed)
+			t.Logf("ring RTT node %d -> %d: claimed %.1f ms, measured %.1f ms, ratio %.3f", i, j, claimed, got, got/claimed)
+		}
+	}
+	if len(ratios) < 10 {
+		t.Fatalf("only %d pairs measured", len(ratios))
+	}
+	slices.Sort(ratios)
+	t.Logf("measured/claimed over %d pairs: min %.3f, median %.3f, max %.3f", len(ratios), ratios[0], ratios[len(ratios)/2], ratios[len(ratios)-1])
+	if med := ratios[len(ratios)/2]; med < 0.95 || med > 1.3 {
+		t.Errorf("median measured/claimed RTT %.3f", med)
+	}
+}
+
+// TestProfileSlowFetch (opt-in: TESTNET_PROFILES=1) fetches a file on the
+// slowest node of a heterogeneous testnet and compares the rate with its
+// bottleneck: the smaller of its downlink and the sum of the uplinks of
+// the nodes holding the blocks.
+func TestProfileSlowFetch(t *testing.T) {
+	if os.Getenv("TESTNET_PROFILES") == "" {
+		t.Skip("set TESTNET_PROFILES=1 to measure the profiles through real daemons")
+	}
+	n := newNet(t)
+	// Seed 3 draws 5 nodes from 8.7 to 345 ms and 80 kbit/s to 22 Mbit/s.
+	n.must(4*time.Minute, "up", "5", "--profile", "heterogeneous", "--seed", "3", "--capacity", "2")
+	links := n.links()
+	slow, fast := 1, 1
+	for i, l := range links {
+		if l[1] < links[slow][1] {
+			slow = i
+		}
+		if l[1] > links[fast][1] {
+			fast = i
+		}
+	}
+	// About 8 s of the slow node's downlink.
+	size := int(links[slow][1] / 8 * 8)
+	path, data := randomFile(t, size)
+	cid := strings.TrimSpace(n.must(5*time.Minute, "peer", strconv.Itoa(fast), "share", path))
+	time.Sleep(3 * time.Second) // the third replicas, in the background
+	var uplinks float64
+	holders := map[int]bool{}
+	for _, nodes := range n.storedBlocks(5) {
+		for _, h := range nodes {
+			if h != slow {
+				holders[h] = true
+			}
+		}
+	}
+	for h := range holders {
+		uplinks += links[h][1]
+	}
+	bottleneck := min(links[slow][1], uplinks)
+	_, down0 := n.shaperBytes(slow)
+	start := time.Now()
+	n.fetch(slow, cid, data)
+	took := time.Since(start)
+	time.Sleep(1100 * time.Millisecond) // the stats file is written every second
+	_, down1 := n.shaperBytes(slow)
+	payload := float64(size) * 8 / took.Seconds()
+	wire := float64(down1-down0) * 8 / took.Seconds()
+	t.Logf("node %d (downlink %s, RTT %.0f ms) fetched %d bytes from nodes %v in %v: payload %.1f kbit/s, on its link %.1f kbit/s; bottleneck %.1f kbit/s: payload/bottleneck %.3f, link/bottleneck %.3f",
+		slow, fmtRate(links[slow][1]), links[slow][0], size, holders, took.Round(time.Millisecond), payload/1e3, wire/1e3, bottleneck/1e3, payload/bottleneck, wire/bottleneck)
+	if r := payload / bottleneck; r < 0.5 || r > 1.05 {
+		t.Errorf("payload/bottleneck %.3f", r)
+	}
+}
+
+func fmtRate(bps float64) string { return fmt.Sprintf("%.1f kbit/s", bps/1e3) }
