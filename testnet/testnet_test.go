@@ -477,4 +477,3 @@ func (n *net) freshShaperBytes(i int) (up, down int64) {
 }
 
 func fmtRate(bps float64) string { return fmt.Sprintf("%.1f kbit/s", bps/1e3) }
-
