@@ -83,6 +83,10 @@ func (r *rig) dial(i int) net.Conn {
 
 func echo(c net.Conn) { io.Copy(c, c) }
 
+// sweep (SHAPER_SWEEP=1) adds the profiles' extremes and checks the
+// claims tightly: a measurement to run on an idle machine.
+var sweep = os.Getenv("SHAPER_SWEEP") != ""
+
 // sink reads everything and, once the sender closes its side, answers with
 // the nanoseconds between the first and the last read and the bytes
 // received after the first read: the rate the receiver saw.
@@ -163,7 +167,7 @@ func measureRate(t *testing.T, conns []net.Conn, size int) float64 {
 // the profile's claim (RTT_a + RTT_b) / 2.
 func TestShaperDelay(t *testing.T) {
 	cases := [][2]time.Duration{{time.Millisecond, time.Millisecond}, {20 * time.Millisecond, 100 * time.Millisecond}}
-	if os.Getenv("SHAPER_SWEEP") != "" {
+	if sweep {
 		cases = append(cases, [2]time.Duration{200 * time.Millisecond, 200 * time.Millisecond}, [2]time.Duration{time.Millisecond, time.Second})
 	}
 	for _, c := range cases {
@@ -173,11 +177,20 @@ func TestShaperDelay(t *testing.T) {
 		got := measureRTT(t, conn, 15)
 		ratio := float64(got) / float64(claimed)
 		t.Logf("RTT %v + %v: claimed %v, measured median %v, ratio %.3f", c[0], c[1], claimed, got.Round(10*time.Microsecond), ratio)
+		// Never faster than the claim, whatever the load.
+		if got < claimed {
+			t.Errorf("RTT %v + %v: measured %v, below the claimed %v", c[0], c[1], got, claimed)
+		}
 		// Over the claim a round trip costs four loopback hops and two
 		// sleeps' overshoot; a sleep under 1 ms takes about 1 ms here (the
 		// runtime's timer granularity), so a 1 ms round trip measures about
-		// 2-3 ms. Allow 4 ms for that on a busy machine.
-		if got < claimed || got > claimed*11/10+4*time.Millisecond {
+		// 2-3 ms. A busy machine adds more: the default run only checks
+		// that the delay is there at all; SHAPER_SWEEP=1 checks the claim.
+		slack := claimed + 50*time.Millisecond
+		if sweep {
+			slack = claimed/10 + 4*time.Millisecond
+		}
+		if got > claimed+slack {
 			t.Errorf("RTT %v + %v: measured %v, claimed %v", c[0], c[1], got, claimed)
 		}
 	}
@@ -200,7 +213,7 @@ func TestShaperRate(t *testing.T) {
 		{"downlink 2 Mbit/s", []profile.Link{{RTT: 10 * ms, Rate: 50e6}, {RTT: 10 * ms, Rate: 2e6}}, []int{2}, 256 << 10, 2e6},
 		{"uplink 4 Mbit/s shared by 2", []profile.Link{{RTT: 10 * ms, Rate: 4e6}, {}, {}}, []int{2, 3}, 256 << 10, 4e6},
 	}
-	if os.Getenv("SHAPER_SWEEP") != "" {
+	if sweep {
 		cases = append(cases,
 			rateCase{"32 kbit/s", []profile.Link{{RTT: 100 * ms, Rate: 32e3}, {}}, []int{2}, 40 << 10, 32e3},
 			rateCase{"100 Mbit/s, RTT 200 ms", []profile.Link{{RTT: 200 * ms, Rate: 100e6}, {RTT: 200 * ms, Rate: 100e6}}, []int{2}, 64 << 20, 100e6},
@@ -215,7 +228,13 @@ func TestShaperRate(t *testing.T) {
 		got := measureRate(t, conns, c.size) * 8
 		ratio := got / c.claimedBits
 		t.Logf("%s: claimed %s, measured %s, ratio %.3f", c.name, profile.FormatRate(c.claimedBits), profile.FormatRate(got), ratio)
-		if ratio < 0.9 || ratio > 1.1 {
+		// Never above the claim, whatever the load; below it only as far
+		// as a busy machine explains (SHAPER_SWEEP=1: within 10%).
+		low := 0.5
+		if sweep {
+			low = 0.9
+		}
+		if ratio < low || ratio > 1.05 {
 			t.Errorf("%s: measured %s, claimed %s", c.name, profile.FormatRate(got), profile.FormatRate(c.claimedBits))
 		}
 	}
