@@ -46,6 +46,9 @@ type apiConfig struct {
 	Nodes share.NodeStore
 	// Log receives a line per transfer; nil: discarded.
 	Log io.Writer
+	// Events is the node's event log, which GET /v1/events streams and
+	// transfers publish to; nil: a log of the API's own (transfers only).
+	Events *eventBus
 }
 
 // apiHandler routes the API's endpoints. Every answer that is not a
@@ -58,6 +61,8 @@ type apiHandler struct {
 	// transfers are the share and fetch requests being served: Wait lets
 	// the daemon see them end before it closes the node and the store.
 	transfers sync.WaitGroup
+	// xfers lists them for GET /v1/transfers.
+	xfers *transferLog
 }
 
 type route struct {
@@ -79,7 +84,10 @@ func newAPIHandler(b apiBackend, cfg apiConfig) *apiHandler {
 	if cfg.Log == nil {
 		cfg.Log = io.Discard
 	}
-	h := &apiHandler{b: b, cfg: cfg}
+	if cfg.Events == nil {
+		cfg.Events = newEventBus()
+	}
+	h := &apiHandler{b: b, cfg: cfg, xfers: newTransferLog()}
 	h.routes = map[string]route{
 		"/v1/status": {http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, b.Status())
@@ -91,6 +99,13 @@ func newAPIHandler(b apiBackend, cfg apiConfig) *apiHandler {
 		"/v1/share":  {http.MethodPost, h.share},
 		"/v1/fetch":  {http.MethodPost, h.fetch},
 		"/v1/cat":    {http.MethodGet, h.cat},
+		"/v1/events": {http.MethodGet, h.events},
+		"/v1/transfers": {http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, h.xfers.list())
+		}},
+		"/v1/peers": {http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, peersOf(b))
+		}},
 	}
 	return h
 }

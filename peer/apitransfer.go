@@ -79,10 +79,15 @@ func (s *eventStream) flush() {
 }
 
 func (s *eventStream) send(e api.Event) {
-	if s.err == nil {
-		s.err = s.enc.Encode(e)
-	}
+	s.sendAny(e)
 	s.flush()
+}
+
+// sendAny writes one line without flushing it.
+func (s *eventStream) sendAny(v any) {
+	if s.err == nil {
+		s.err = s.enc.Encode(v)
+	}
 }
 
 // run runs op in a goroutine of its own and sends progress() every
@@ -147,6 +152,8 @@ func (h *apiHandler) share(w http.ResponseWriter, r *http.Request) {
 
 	var stored atomic.Int64
 	start := time.Now()
+	name := displayName(q.Get("name"))
+	id := h.startTransfer("share", name, "", func() (int64, int64) { return stored.Load(), total })
 	ev := startEvents(w, rc)
 	ev.run(func() api.Event {
 		return api.Event{Done: stored.Load(), Total: total}
@@ -155,9 +162,12 @@ func (h *apiHandler) share(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			msg := "share: " + OneLine(stallCause(ctx, err).Error())
 			fmt.Fprintf(h.cfg.Log, "%s (after %s)\n", msg, FormatSize(size))
+			h.endTransfer(id, "share", name, "", size, msg)
 			return api.Event{Done: stored.Load(), Total: total, Error: msg}
 		}
 		fmt.Fprintf(h.cfg.Log, "shared %s: %s in %v\n", root, FormatSize(size), time.Since(start).Round(time.Millisecond))
+		total = size // a share without ?size= learns it here
+		h.endTransfer(id, "share", name, root.String(), size, "")
 		return api.Event{Done: size, Total: size, Share: &api.ShareResult{CID: root.String(), Size: size}}
 	})
 }
@@ -191,6 +201,7 @@ func (h *apiHandler) fetch(w http.ResponseWriter, r *http.Request) {
 	var done, total atomic.Int64
 	total.Store(-1)
 	start := time.Now()
+	id := h.startTransfer("fetch", path, p.cid.String(), func() (int64, int64) { return done.Load(), total.Load() })
 	ev := startEvents(w, http.NewResponseController(w))
 	ev.run(func() api.Event {
 		return api.Event{Done: done.Load(), Total: total.Load()}
@@ -222,10 +233,12 @@ func (h *apiHandler) fetch(w http.ResponseWriter, r *http.Request) {
 				msg += fmt.Sprintf(" (the partial file %s is kept: fetch again to resume)", path)
 			}
 			fmt.Fprintf(h.cfg.Log, "%s\n", msg)
+			h.endTransfer(id, "fetch", path, p.cid.String(), done.Load(), msg)
 			return api.Event{Done: done.Load(), Total: total.Load(), Error: msg}
 		}
 		size := total.Load()
 		fmt.Fprintf(h.cfg.Log, "fetched %s to %s: %s in %v\n", p.cid, path, FormatSize(size), time.Since(start).Round(time.Millisecond))
+		h.endTransfer(id, "fetch", path, p.cid.String(), size, "")
 		return api.Event{Done: size, Total: size, Fetch: &api.FetchResult{CID: p.cid.String(), Path: path, Size: size}}
 	})
 }
@@ -245,7 +258,9 @@ func (h *apiHandler) cat(w http.ResponseWriter, r *http.Request) {
 	ctx, guard, stop := watchStalls(r.Context(), p.stall)
 	defer stop()
 	out := &catWriter{w: w, g: guard}
+	out.total.Store(-1)
 	start := time.Now()
+	id := h.startTransfer("cat", "", p.cid.String(), func() (int64, int64) { return out.sent.Load(), out.total.Load() })
 	err = share.Fetch(ctx, p.cid, progressGetter(h.b, guard), share.ToWriter(out), share.FetchOptions{
 		Progress: func(_, t int64) {
 			out.total.Store(t)
@@ -257,6 +272,7 @@ func (h *apiHandler) cat(w http.ResponseWriter, r *http.Request) {
 		err = stallCause(ctx, err)
 		msg := OneLine(err.Error())
 		fmt.Fprintf(h.cfg.Log, "cat: %s\n", msg)
+		h.endTransfer(id, "cat", "", p.cid.String(), out.sent.Load(), msg)
 		if !out.started {
 			writeError(w, fetchStatus(err), msg)
 			return
@@ -266,6 +282,7 @@ func (h *apiHandler) cat(w http.ResponseWriter, r *http.Request) {
 	}
 	out.begin() // an empty file is never written to
 	w.Header().Set(api.StatusTrailer, api.StatusOK)
+	h.endTransfer(id, "cat", "", p.cid.String(), out.sent.Load(), "")
 	fmt.Fprintf(h.cfg.Log, "sent %s: %s in %v\n", p.cid, FormatSize(out.total.Load()), time.Since(start).Round(time.Millisecond))
 }
 
@@ -275,6 +292,7 @@ type catWriter struct {
 	w       http.ResponseWriter
 	g       *stallGuard
 	total   atomic.Int64
+	sent    atomic.Int64
 	started bool // set and read under share's ordered-output lock, and after Fetch returns
 }
 
@@ -295,7 +313,9 @@ func (c *catWriter) Write(p []byte) (int, error) {
 	c.begin()
 	c.g.busy.Add(1)
 	defer c.g.busy.Add(-1)
-	return c.w.Write(p)
+	n, err := c.w.Write(p)
+	c.sent.Add(int64(n))
+	return n, err
 }
 
 // fetchStatus is the status code of a fetch that failed before its first

@@ -68,6 +68,12 @@ func (m *memBlocks) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 // serveAPI serves b's API on a socket in a new dir and returns a client.
 func serveAPI(t *testing.T, b apiBackend) *api.Client {
 	t.Helper()
+	return serveAPIConfig(t, b, apiConfig{LookupTimeout: time.Second})
+}
+
+// serveAPIConfig is serveAPI with the API configured by cfg.
+func serveAPIConfig(t *testing.T, b apiBackend, cfg apiConfig) *api.Client {
+	t.Helper()
 	dir := shortDir(t)
 	sock, err := api.SocketPath(dir)
 	if err != nil {
@@ -77,7 +83,7 @@ func serveAPI(t *testing.T, b apiBackend) *api.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newAPIHandler(b, apiConfig{LookupTimeout: time.Second})
+	h := newAPIHandler(b, cfg)
 	srv := newAPIServer(h, io.Discard)
 	served := make(chan struct{})
 	go func() {

@@ -54,10 +54,9 @@ func ringLimits() rcmgr.ConcreteLimitConfig {
 }
 
 // NewHost makes the libp2p host of a ring node: TCP and QUIC, Noise, yamux,
-// with the connection and resource managers set for the ring. A non-empty
-// announce replaces the listen addresses the host tells others (a node
-// behind a proxy or a port forward, e.g. the testnet's link shaper).
-func NewHost(priv crypto.PrivKey, listen, announce []ma.Multiaddr) (host.Host, error) {
+// with the connection and resource managers set for the ring. extra options
+// (a libp2p.BandwidthReporter) are applied after these.
+func NewHost(priv crypto.PrivKey, listen []ma.Multiaddr, extra ...libp2p.Option) (host.Host, error) {
 	cm, err := connmgr.NewConnManager(connLow, connHigh, connmgr.WithGracePeriod(connGrace))
 	if err != nil {
 		return nil, fmt.Errorf("connection manager: %w", err)
@@ -77,12 +76,16 @@ func NewHost(priv crypto.PrivKey, listen, announce []ma.Multiaddr) (host.Host, e
 		libp2p.ResourceManager(rm),
 		libp2p.DisableRelay(),
 	}
-	if len(announce) > 0 {
-		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return announce }))
-	}
-	h, err := libp2p.New(opts...)
+	h, err := libp2p.New(append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("libp2p host: %w", err)
 	}
 	return h, nil
+}
+
+// Announce makes a host tell others addrs instead of its listen addresses
+// (a node behind a proxy or a port forward, e.g. the testnet's link
+// shaper); for NewHost's extra options.
+func Announce(addrs []ma.Multiaddr) libp2p.Option {
+	return libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return addrs })
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	ma "github.com/multiformats/go-multiaddr"
 
@@ -31,11 +32,16 @@ type Config struct {
 	// Store is where this peer keeps the blocks it is responsible for; nil
 	// for a client that stores nothing.
 	Store BlockStore
+	// Repair times and paces re-replication (repair.go).
+	Repair RepairConfig
+	// Bandwidth, if set, is the host's byte counter (NewHost's
+	// libp2p.BandwidthReporter): the status's and the peers' rates.
+	Bandwidth *metrics.BandwidthCounter
 }
 
 // DefaultConfig is what a daemon runs with unless told otherwise.
 func DefaultConfig() Config {
-	return Config{Chord: chord.DefaultConfig(), Replicas: 3, WriteQuorum: 2}
+	return Config{Chord: chord.DefaultConfig(), Replicas: 3, WriteQuorum: 2, Repair: DefaultRepairConfig()}
 }
 
 // Validate reports the first setting that cannot work.
@@ -66,8 +72,14 @@ type Node struct {
 	stop context.CancelFunc
 	bg   sync.WaitGroup
 
+	// events is the log GET /v1/events serves (events.go).
+	events *eventBus
+
 	mu        sync.Mutex
 	protected map[p2ppeer.ID]bool
+	lastRing  ringView // what watchRing saw last
+
+	rep *repairState
 }
 
 // NewNode puts a ring node on h and starts serving the ring protocol. It
@@ -82,10 +94,11 @@ func NewNode(h host.Host, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	tr.node = ring
-	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}}
+	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}, events: newEventBus(), rep: newRepairState(cfg.Repair)}
 	n.life, n.stop = context.WithCancel(context.Background())
 	h.SetStreamHandler(RingProtocol, tr.serve)
 	h.SetStreamHandler(BlockProtocol, n.serveBlock)
+	h.SetStreamHandler(RepairProtocol, n.serveRepair)
 	return n, nil
 }
 
@@ -106,6 +119,7 @@ func (n *Node) Join(ctx context.Context, bootstrap []p2ppeer.AddrInfo) error {
 			return errors.New("a client-only node (capacity 0) needs a bootstrap peer")
 		}
 		n.ring.Create()
+		n.Publish(api.NodeEvent{Kind: api.EventJoined, Message: "started a new ring"})
 		return nil
 	}
 	var errs []error
@@ -121,6 +135,7 @@ func (n *Node) Join(ctx context.Context, bootstrap []p2ppeer.AddrInfo) error {
 		err := n.ring.Join(ctx, chord.MakeRef(string(b.ID), 0))
 		if err == nil {
 			n.protectNeighbours()
+			n.Publish(api.NodeEvent{Kind: api.EventJoined, Peer: b.ID.String(), Message: "joined the ring through " + shortPeer(string(b.ID))})
 			return nil
 		}
 		errs = append(errs, err)
@@ -135,6 +150,7 @@ func (n *Node) Join(ctx context.Context, bootstrap []p2ppeer.AddrInfo) error {
 func (n *Node) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { n.ring.Run(ctx) })
+	wg.Go(func() { n.runRepair(ctx) })
 	wg.Go(func() {
 		for {
 			select {
@@ -142,6 +158,8 @@ func (n *Node) Run(ctx context.Context) {
 				return
 			case <-time.After(n.cfg.Chord.StabilizeInterval):
 				n.protectNeighbours()
+				n.watchRing()
+				n.trimBandwidth()
 			}
 		}
 	})
@@ -153,6 +171,7 @@ func (n *Node) Run(ctx context.Context) {
 func (n *Node) Close() error {
 	n.h.RemoveStreamHandler(RingProtocol)
 	n.h.RemoveStreamHandler(BlockProtocol)
+	n.h.RemoveStreamHandler(RepairProtocol)
 	done := make(chan struct{})
 	go func() { n.bg.Wait(); close(done) }()
 	select {
@@ -250,9 +269,14 @@ func (n *Node) Status() api.Status {
 		LookupMode:       n.cfg.Chord.Lookup.String(),
 		UptimeSeconds:    time.Since(n.started).Seconds(),
 	}
+	if n.cfg.Bandwidth != nil {
+		t := n.cfg.Bandwidth.GetBandwidthTotals()
+		st.BytesIn, st.BytesOut, st.RateIn, st.RateOut = t.TotalIn, t.TotalOut, t.RateIn, t.RateOut
+	}
 	for _, v := range n.ring.Vnodes() {
 		st.Positions = append(st.Positions, v.ID.Hex())
 	}
+	n.repairStatus(&st)
 	return st
 }
 
@@ -306,7 +330,7 @@ func (n *Node) Ring() api.Ring {
 }
 
 func (n *Node) neighbour(r chord.Ref) api.Neighbour {
-	nb := api.Neighbour{Peer: p2ppeer.ID(r.Addr).String(), Vnode: r.Vnode, ID: r.ID.Hex()}
+	nb := api.Neighbour{Peer: p2ppeer.ID(r.Addr).String(), Vnode: r.Vnode, ID: r.ID.Hex(), State: n.neighbourState(r.Addr)}
 	if rtt, ok := n.ring.RTT(r.Addr); ok {
 		nb.RTTMillis = float64(rtt.Microseconds()) / 1000
 	}

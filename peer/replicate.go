@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -20,28 +21,9 @@ import (
 // can sit side by side), the walk goes on from the last one, until r peers
 // are found or it comes back round.
 func (n *Node) Replicas(ctx context.Context, c cid.Cid) ([]p2ppeer.ID, error) {
-	key := chord.KeyID(c.Hash())
-	var out []p2ppeer.ID
-	seen := map[chord.ID]bool{}
-	for len(out) < n.cfg.Replicas {
-		res, err := n.ring.Lookup(ctx, key, n.cfg.Chord.SuccessorListLen)
-		if err != nil {
-			return nil, fmt.Errorf("replicas of %s: %w", c, err)
-		}
-		progress := false
-		for _, s := range res.Successors {
-			if seen[s.ID] {
-				continue
-			}
-			seen[s.ID], progress = true, true
-			if p := p2ppeer.ID(s.Addr); !slices.Contains(out, p) && len(out) < n.cfg.Replicas {
-				out = append(out, p)
-			}
-		}
-		if !progress || len(res.Successors) == 0 {
-			break // round the whole ring: it has fewer than r peers
-		}
-		key = res.Successors[len(res.Successors)-1].ID.AddPow2(0)
+	out, err := n.preferenceList(ctx, chord.KeyID(c.Hash()), n.cfg.Replicas)
+	if err != nil {
+		return nil, fmt.Errorf("replicas of %s: %w", c, err)
 	}
 	return out, nil
 }
@@ -64,10 +46,12 @@ func (n *Node) Put(ctx context.Context, c cid.Cid, data []byte) error {
 		return fmt.Errorf("put %s: the ring has %d peers, fewer than the write quorum %d", c, len(peers), n.cfg.WriteQuorum)
 	}
 	acks := make(chan error, len(peers))
+	var fallbacks atomic.Int32
 	for _, p := range peers {
 		// Detached from ctx: a replica write the caller no longer waits for
 		// still completes, bounded by the node's lifetime and its timeout.
-		n.bg.Go(func() { acks <- n.storeAt(n.life, p, c, data) })
+		// A replica that fails is replaced by a hinted handoff (handoff.go).
+		n.bg.Go(func() { acks <- n.putReplica(n.life, p, c, data, peers, &fallbacks) })
 	}
 	var errs []error
 	for ok := 0; ok < need; {

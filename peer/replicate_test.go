@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/ipfs/go-cid"
@@ -143,13 +144,11 @@ func TestPutFailsWithoutWriteQuorum(t *testing.T) {
 	}
 	c := rawBlock(t, data)
 	writer := r.nodes[0]
-	replicas, _ := writer.Replicas(ctx, c)
-	// Cut the writer off from every replica but itself.
-	for _, p := range replicas {
-		if p != writer.Host().ID() {
-			_ = r.mn.UnlinkPeers(writer.Host().ID(), p)
-			_ = r.mn.DisconnectPeers(writer.Host().ID(), p)
-		}
+	// Cut the writer off from every other peer: neither the replicas nor a
+	// hinted handoff past them can take the block.
+	for _, n := range r.nodes[1:] {
+		_ = r.mn.UnlinkPeers(writer.Host().ID(), n.Host().ID())
+		_ = r.mn.DisconnectPeers(writer.Host().ID(), n.Host().ID())
 	}
 	err := writer.Put(ctx, c, data)
 	if err == nil {
@@ -173,5 +172,43 @@ func TestForgedPutIsRefused(t *testing.T) {
 	}
 	if stores[to].Has(c) {
 		t.Fatal("forged block stored")
+	}
+}
+
+// A client (capacity 0, no store) shares and fetches through the ring: its
+// puts land on the ring's peers, never on itself, and it still fetches when
+// the peer it bootstrapped from has crashed.
+func TestClientPutsAndGetsThroughTheRing(t *testing.T) {
+	r, stores := storedRing(t, 5)
+	r.beforeNode = nil
+	r.cfg.Chord.Vnodes = 0
+	client := r.add(1)[0]
+	boot := r.nodes[1]
+	r.join(client, boot)
+	ctx := context.Background()
+	data := bytes.Repeat([]byte("client "), 500)
+	c := rawBlock(t, data)
+	if err := client.Put(ctx, c, data); err != nil {
+		t.Fatal(err)
+	}
+	client.bg.Wait()
+	replicas, err := client.Replicas(ctx, c)
+	if err != nil || len(replicas) != 3 || slices.Contains(replicas, client.Host().ID()) {
+		t.Fatalf("replicas seen by the client: %v %v", replicas, err)
+	}
+	holders := 0
+	for _, st := range stores {
+		if st.Has(c) {
+			holders++
+		}
+	}
+	if holders != 3 {
+		t.Fatalf("%d ring peers hold the client's block, want 3", holders)
+	}
+	r.crash(boot)
+	r.converge(200)
+	got, err := client.Get(ctx, c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("client get after its bootstrap peer crashed: %v", err)
 	}
 }

@@ -14,7 +14,7 @@ import (
 
 var daemonCmd = &command{
 	name:  "daemon",
-	args:  "[--repo DIR] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--announce MULTIADDR]... [--capacity N] [--storage-max SIZE] [--lookup MODE]",
+	args:  "[--repo DIR] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--announce MULTIADDR]... [--capacity N] [--storage-max SIZE] [--repair-rate SIZE] [--lookup MODE]",
 	short: "run a peer: join (or start) a ring and serve the local API",
 	long: `Runs a peer until interrupted (SIGINT or SIGTERM). The repo is created on
 first start, with a new identity key and a config.json holding the defaults;
@@ -46,6 +46,12 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		storageMax = &n
 		return err
 	})
+	var repairRate *int64
+	fs.Func("repair-rate", "re-replicate at most `SIZE` per second (blocks and range summaries), e.g. 4KB\nfor a 32 kbit/s link; 0 for no limit (default: the repo config's, initially 1MiB)", func(v string) error {
+		n, err := peer.ParseSize(v)
+		repairRate = &n
+		return err
+	})
 	lookup := fs.String("lookup", "", "lookup `MODE`: recursive or iterative (default: the repo config's, initially "+chord.DefaultConfig().Lookup.String()+")")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -66,6 +72,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		opts.Capacity = capacity
 	}
 	opts.StorageMax = storageMax
+	opts.RepairRate = repairRate
 	if set["lookup"] {
 		if _, err := chord.ParseLookupMode(*lookup); err != nil {
 			return fmt.Errorf("--lookup: %w", err)

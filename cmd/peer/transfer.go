@@ -102,7 +102,7 @@ func runShare(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer client.Close()
 	bar := newProgressBar(stderr, "share")
-	res, err := client.Share(ctx, f, size, api.TransferOptions{Stall: *stall, Progress: bar.update})
+	res, err := client.Share(ctx, f, size, api.TransferOptions{Stall: *stall, Progress: bar.update, Name: filepath.Base(name)})
 	if err != nil {
 		bar.clear()
 		if ctx.Err() != nil {

@@ -34,6 +34,31 @@ type Status struct {
 	BytesUsed    int64 `json:"bytes_used"`
 	// StorageMax is the store's limit in bytes (--storage-max); 0: none.
 	StorageMax int64 `json:"storage_max"`
+	// UnderReplicated is the number of block copies this peer knows to be
+	// missing from a replica it syncs with and not yet restored.
+	UnderReplicated int64 `json:"under_replicated"`
+	// BytesIn and BytesOut count the libp2p stream bytes since the daemon
+	// started; RateIn and RateOut are their recent rates in bytes/s.
+	BytesIn  int64   `json:"bytes_in"`
+	BytesOut int64   `json:"bytes_out"`
+	RateIn   float64 `json:"rate_in"`
+	RateOut  float64 `json:"rate_out"`
+	// Repair is this peer's anti-entropy and handoff progress.
+	Repair Repair `json:"repair"`
+}
+
+// Repair counts the work of keeping every block at r replicas (issue 5):
+// rounds of range comparisons with the replicas of this peer's arcs, and
+// the blocks those rounds, hinted handoff and graceful leave moved.
+type Repair struct {
+	Rounds       int64 `json:"rounds"`
+	BlocksMoved  int64 `json:"blocks_moved"`
+	BytesMoved   int64 `json:"bytes_moved"`
+	SummaryBytes int64 `json:"summary_bytes"` // range summaries sent and received
+	HintsPending int64 `json:"hints_pending"` // blocks held for a peer that was unreachable
+	// LastRound is when the last round ended (zero time: none yet).
+	LastRound  time.Time `json:"last_round"`
+	InProgress bool      `json:"in_progress"`
 }
 
 // Neighbour names one vnode of another (or this) peer.
@@ -43,6 +68,10 @@ type Neighbour struct {
 	ID    string `json:"id"`    // ring position, hex
 	// RTTMillis is the smoothed round trip to the peer; 0 if not measured.
 	RTTMillis float64 `json:"rtt_ms,omitempty"`
+	// State is "alive" (connected, or this peer) or "suspected" (in the
+	// tables but not connected now: the next RPC will tell). A neighbour
+	// found dead leaves the tables, with a peer_failed event.
+	State string `json:"state,omitempty"`
 }
 
 // Finger is one distinct finger table entry: it covers self + 2^K onwards.
@@ -135,3 +164,113 @@ const (
 	StatusTrailer = "X-Chordshare-Status"
 	StatusOK      = "ok"
 )
+
+// NodeEvent is one line of GET /v1/events: something that happened to the
+// peer, for a person to read (the TUI's log) or a script to react to.
+//
+//	GET /v1/events?since=SEQ
+//
+// The answer is NDJSON that does not end: first the recent events the
+// daemon still remembers with a Seq above since (all of them for since=0),
+// then each new event as it happens. A client that falls too far behind is
+// cut off; it reconnects with since set to the last Seq it saw and misses
+// nothing the daemon still remembers.
+type NodeEvent struct {
+	// Seq numbers the daemon's events from 1, without gaps.
+	Seq  uint64    `json:"seq"`
+	Time time.Time `json:"time"`
+	// Kind is one of the Event* constants; new kinds may appear.
+	Kind string `json:"kind"`
+	// Message says what happened in words, on one line.
+	Message string `json:"message"`
+	// Peer is the other peer concerned (a new successor, a failed
+	// neighbour), if any.
+	Peer string `json:"peer,omitempty"`
+	// CID is the root of the file concerned (transfers), if any.
+	CID string `json:"cid,omitempty"`
+	// Count is a number the event is about (blocks moved by a repair,
+	// bytes shared), if any.
+	Count int64 `json:"count,omitempty"`
+}
+
+// Kinds of NodeEvent.
+const (
+	EventJoined             = "joined"
+	EventSuccessorChanged   = "successor_changed"
+	EventPredecessorChanged = "predecessor_changed"
+	EventPeerFailed         = "peer_failed"
+	EventShareStarted       = "share_started"
+	EventShareFinished      = "share_finished"
+	EventShareFailed        = "share_failed"
+	EventFetchStarted       = "fetch_started"
+	EventFetchFinished      = "fetch_finished"
+	EventFetchFailed        = "fetch_failed"
+	EventRepair             = "repair"           // a repair round moved blocks (Count)
+	EventHandoff            = "handoff"          // blocks handed on at a leave or delivered from hints (Count)
+	EventUnderReplicated    = "under_replicated" // a round left copies missing (Count)
+)
+
+// Transfers is GET /v1/transfers: the shares and fetches being served, then
+// the most recent finished ones, newest first within each group.
+type Transfers struct {
+	Transfers []Transfer `json:"transfers"`
+}
+
+// Transfer states.
+const (
+	TransferRunning = "running"
+	TransferDone    = "done"
+	TransferFailed  = "failed"
+)
+
+// Transfer is one share, fetch or cat the daemon serves or served.
+type Transfer struct {
+	ID   uint64 `json:"id"`
+	Kind string `json:"kind"` // "share", "fetch" or "cat"
+	// Name is what the client called the file (a share's file name), or
+	// the destination path of a fetch.
+	Name string `json:"name,omitempty"`
+	// CID is the root: known from the start for a fetch, at the end for a
+	// share.
+	CID   string `json:"cid,omitempty"`
+	State string `json:"state"` // a Transfer* constant
+	// Done and Total are bytes, as in Event; Total is -1 while unknown.
+	Done  int64 `json:"done"`
+	Total int64 `json:"total"`
+	// Rate is bytes/s: over the last few seconds while running, the
+	// average once over.
+	Rate    float64    `json:"rate"`
+	Started time.Time  `json:"started"`
+	Ended   *time.Time `json:"ended,omitempty"`
+	Error   string     `json:"error,omitempty"`
+}
+
+// Peers is GET /v1/peers: the peers this one has a connection to.
+type Peers struct {
+	Peers []Peer `json:"peers"`
+}
+
+// Peer roles.
+const (
+	RoleSuccessor   = "successor"
+	RolePredecessor = "predecessor"
+	RoleFinger      = "finger"
+)
+
+// Peer is one connected peer.
+type Peer struct {
+	ID   string `json:"id"`
+	Addr string `json:"addr"` // the remote address of one connection
+	// RTTMillis is the ring's smoothed round trip, else libp2p's latency
+	// estimate; 0 if neither has measured it.
+	RTTMillis float64 `json:"rtt_ms,omitempty"`
+	// BytesIn and BytesOut count the stream bytes exchanged with the peer;
+	// RateIn and RateOut are their recent rates in bytes/s.
+	BytesIn  int64   `json:"bytes_in"`
+	BytesOut int64   `json:"bytes_out"`
+	RateIn   float64 `json:"rate_in"`
+	RateOut  float64 `json:"rate_out"`
+	// Roles are the ways this peer's ring tables use the peer (Role*
+	// constants); none for a peer met only in lookups or transfers.
+	Roles []string `json:"roles,omitempty"`
+}

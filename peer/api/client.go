@@ -137,6 +137,20 @@ func (c *Client) Ring(ctx context.Context) (Ring, error) {
 	return r, err
 }
 
+// Transfers is GET /v1/transfers.
+func (c *Client) Transfers(ctx context.Context) (Transfers, error) {
+	var t Transfers
+	err := c.get(ctx, "/v1/transfers", nil, &t)
+	return t, err
+}
+
+// Peers is GET /v1/peers.
+func (c *Client) Peers(ctx context.Context) (Peers, error) {
+	var p Peers
+	err := c.get(ctx, "/v1/peers", nil, &p)
+	return p, err
+}
+
 // Lookup is GET /v1/lookup?key=HEX: keyHex is a 64-digit hex ring position.
 func (c *Client) Lookup(ctx context.Context, keyHex string) (Lookup, error) {
 	var l Lookup
@@ -207,6 +221,9 @@ type TransferOptions struct {
 	// Progress, if set, is called as the transfer moves with the bytes
 	// done and the file's size (-1 while unknown).
 	Progress func(done, total int64)
+	// Name, for a share, is the file's name as the daemon's transfer list
+	// shows it; optional.
+	Name string
 }
 
 func (o TransferOptions) query() url.Values {
@@ -233,6 +250,9 @@ func (c *Client) Share(ctx context.Context, r io.Reader, size int64, opts Transf
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	q := opts.query()
+	if opts.Name != "" {
+		q.Set("name", opts.Name)
+	}
 	if size >= 0 {
 		q.Set("size", strconv.FormatInt(size, 10))
 	}
@@ -404,3 +424,47 @@ func noDaemon(err error) bool {
 	}
 	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOTDIR)
 }
+
+// EventStream is an open GET /v1/events answer: Next returns its events one
+// by one. Close it when done (or cancel the context it was opened with).
+type EventStream struct {
+	body io.ReadCloser
+	sc   *bufio.Scanner
+}
+
+// Events opens the daemon's event stream: first the remembered events with
+// a Seq above since, then new ones as they happen.
+func (c *Client) Events(ctx context.Context, since uint64) (*EventStream, error) {
+	q := url.Values{}
+	if since > 0 {
+		q.Set("since", strconv.FormatUint(since, 10))
+	}
+	resp, err := c.do(ctx, http.MethodGet, "/v1/events", q, nil)
+	if err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 4096), maxEventLine)
+	return &EventStream{body: resp.Body, sc: sc}, nil
+}
+
+// Next blocks until the next event. It returns an error once the stream
+// ended: the daemon stopped, the client fell behind and was cut off (open
+// it again with since), or the stream was closed.
+func (s *EventStream) Next() (NodeEvent, error) {
+	if !s.sc.Scan() {
+		err := s.sc.Err()
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		return NodeEvent{}, fmt.Errorf("event stream ended: %w", err)
+	}
+	var e NodeEvent
+	if err := json.Unmarshal(s.sc.Bytes(), &e); err != nil {
+		return NodeEvent{}, fmt.Errorf("event stream: %w", err)
+	}
+	return e, nil
+}
+
+// Close ends the stream.
+func (s *EventStream) Close() error { return s.body.Close() }

@@ -345,20 +345,10 @@ func (r *Ring) parallel(ctx context.Context, step func(*chord.Node, context.Cont
 	wg.Wait()
 }
 
-// CheckFingers verifies every finger the nodes list: finger k of a vnode
-// must be the true successor of self + 2^k.
+// CheckFingers verifies every finger the nodes list against the true ring
+// (chord.Oracle.CheckFingers).
 func CheckFingers(nodes []*chord.Node) error {
-	o := chord.NewOracle(nodes)
-	for _, n := range nodes {
-		for _, st := range n.States() {
-			for _, f := range st.Fingers {
-				if want := o.Successor(st.Self.ID.AddPow2(f.K)); f.Node.ID != want.ID {
-					return fmt.Errorf("vnode %s: finger %d is %s, want %s", st.Self, f.K, f.Node, want)
-				}
-			}
-		}
-	}
-	return nil
+	return chord.NewOracle(nodes).CheckFingers(nodes)
 }
 
 // Crash kills share of the live peers at once, chosen at random, and
