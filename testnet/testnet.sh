@@ -388,7 +388,7 @@ cmd_status() {
 	((asjson)) && printf '{"dir": "%s", "profile": "%s", "seed": %s, "nodes": [' "$dir" "$profile" "$seed"
 	((asjson)) || {
 		echo "testnet in $dir: $n nodes, profile $profile (seed $seed)$(
-			[[ $profile == lan ]] || { ours "$(readpid "$dir/shaper.pid")" && echo ", shaper pid $(cat "$dir/shaper.pid")" || echo ", shaper NOT RUNNING"; }
+			[[ $profile == lan ]] || { ours "$(readpid "$dir/shaper.pid")" && echo ", shaper pid $(cat "$dir/shaper.pid") ($(grep -m1 '^unattributed' "$dir/shaper.stats" 2>/dev/null || echo 'unattributed 0') connections)" || echo ", shaper NOT RUNNING"; }
 		)"
 		printf '%-4s %-9s %-8s %-14s %-26s %-9s %-12s %s\n' NODE STATE PID "PEER ID" ADDRESS RTT RATE BLOCKS
 	}
