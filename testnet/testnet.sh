@@ -8,7 +8,7 @@
 #   testnet/testnet.sh start I             start node I again (same identity, address and blocks)
 #   testnet/testnet.sh status [--json]     a table of the whole net
 #   testnet/testnet.sh wait [--timeout D]  until the running nodes' ring has converged
-#   testnet/testnet.sh churn [--duration D] [--interval T] [--seed S] [--max-down K] [--graceful]
+#   testnet/testnet.sh churn [--duration D] [--interval T] [--seed S] [--max-down K] [--spare I,J] [--graceful]
 #   testnet/testnet.sh down                stop every process of the testnet
 #
 # All state lives in $TESTNET_DIR (default ./.testnet): the binaries it
@@ -200,18 +200,21 @@ stop_node() {
 
 # settled: every running node's vnodes have the next running positions on
 # the circle as their successors (all of them, at most 16) and the one
-# before as their predecessor (`peer ring` prints positions as 16 hex digits).
+# before as their predecessor (`peer ring` prints positions as 16 hex
+# digits). Sets $unsettled to the first thing found wrong.
+unsettled=
 settled() {
-	local i all want out pairs preds
+	local i all want out pairs
 	all=$(for ((i = 1; i <= n; i++)); do
 		node_up "$i" || continue
-		PEER_REPO=$(ndir "$i")/repo "$bin/peer" status --json | grep -oE '"[0-9a-f]{64}"' | tr -d '"' | cut -c1-16 || return 1
-	done | sort)
+		PEER_REPO=$(ndir "$i")/repo "$bin/peer" status --json | grep -oE '"[0-9a-f]{64}"' | tr -d '"' | cut -c1-16 ||
+			{ echo "node $i does not answer"; return 1; }
+	done | sort) || { unsettled=$all; return 1; }
 	[[ -n $all ]] || return 0
 	want=$(($(wc -l <<<"$all") - 1))
 	((want > 16)) && want=16
-	# "position successor-k=position" for every position and k, and
-	# "position pred=position".
+	# "position sK position" for every position and its k-th successor,
+	# "position p position" for its predecessor.
 	pairs=$(awk -v w="$want" '{ p[NR - 1] = $0 } END {
 		for (i = 0; i < NR; i++) {
 			for (k = 1; k <= w; k++) print p[i], "s" k, p[(i + k) % NR]
@@ -219,14 +222,17 @@ settled() {
 		} }' <<<"$all")
 	for ((i = 1; i <= n; i++)); do
 		node_up "$i" || continue
-		out=$(PEER_REPO=$(ndir "$i")/repo "$bin/peer" ring 2>/dev/null) || return 1
-		# Fails unless every vnode's lines are expected and complete.
-		awk -v w="$want" 'NR == FNR { ok[$0] = 1; next }
-			/^vnode / { if (v != "" && c != w) bad = 1; v = substr($4, 1, 16); c = 0; pred = 0 }
-			/^  predecessor / { if (!ok[v " p " $3]) bad = 1 }
-			/^  successor / { c++; if (!ok[v " s" $2 " " $4]) bad = 1 }
-			END { if (v == "" || c != w) bad = 1; exit bad }' <(echo "$pairs") <(echo "$out") || return 1
+		out=$(PEER_REPO=$(ndir "$i")/repo "$bin/peer" ring 2>/dev/null) || { unsettled="node $i does not answer"; return 1; }
+		# Fails, saying why, unless every vnode's lines are expected and complete.
+		unsettled=$(awk -v w="$want" -v node="$i" 'NR == FNR { ok[$0] = 1; next }
+			function fail(why) { if (!bad) print "node " node ", vnode " v ": " why; bad = 1 }
+			function count() { if (v != "" && c != w) fail(c " successors, want " w) }
+			/^vnode / { count(); v = substr($4, 1, 16); c = 0 }
+			/^  predecessor / { if (!ok[v " p " $3]) fail("predecessor " $3 " is not the previous position") }
+			/^  successor / { c++; if (!ok[v " s" $2 " " $4]) fail("successor " $2 " " $4 " is not the next running position") }
+			END { count(); if (v == "") fail("no vnodes"); exit bad }' <(echo "$pairs") <(echo "$out")) || return 1
 	done
+	unsettled=
 }
 
 cmd_wait() {
@@ -240,7 +246,7 @@ cmd_wait() {
 	load_net
 	local start=$SECONDS deadline=$((SECONDS + timeout))
 	until settled; do
-		((SECONDS < deadline)) || die "the ring did not converge within ${timeout}s (see testnet/testnet.sh status, and the logs in $dir/node*/log)"
+		((SECONDS < deadline)) || die "the ring did not converge within ${timeout}s: $unsettled (logs in $dir/node*/log)"
 		sleep 0.5
 	done
 	log "ring converged ($((SECONDS - start)) s)"
@@ -436,9 +442,10 @@ cmd_status() {
 }
 
 cmd_churn() {
-	local duration=60 interval=10 churn_seed=1 maxdown=1 sig=KILL
+	local duration=60 interval=10 churn_seed=1 maxdown=1 sig=KILL spare=,
 	while (($#)); do
 		case $1 in
+		--spare) spare+=${2:?--spare needs node numbers, e.g. 1,2},; shift 2 ;;
 		--duration) duration=$(seconds "${2:?--duration needs a duration}"); shift 2 ;;
 		--interval) interval=$(seconds "${2:?--interval needs a duration}"); shift 2 ;;
 		--seed) churn_seed=${2:?--seed needs a number}; shift 2 ;;
@@ -460,14 +467,21 @@ cmd_churn() {
 	}
 	RANDOM=$churn_seed
 	local end=$((SECONDS + duration)) took=() i up down victim next
+	[[ $spare == , ]] || say "sparing nodes ${spare:1:-1}"
 	say "for ${duration}s, a step every ${interval}s, at most $maxdown down at once, seed $churn_seed, $([[ $sig == KILL ]] && echo SIGKILL || echo SIGTERM)"
 	while ((SECONDS < end)); do
 		next=$((SECONDS + interval))
 		up=() down=()
-		for ((i = 1; i <= n; i++)); do node_up "$i" && up+=("$i") || down+=("$i"); done
+		for ((i = 1; i <= n; i++)); do
+			if node_up "$i"; then
+				[[ $spare == *",$i,"* ]] || up+=("$i")
+			else
+				down+=("$i")
+			fi
+		done
 		# Take one down while fewer than max-down are, else (or by a coin
 		# flip when both are possible) bring one back.
-		if ((${#down[@]} < maxdown && ${#up[@]} > 1)) && { ((${#down[@]} == 0)) || ((RANDOM % 2)); }; then
+		if ((${#down[@]} < maxdown && ${#up[@]} > 0)) && { ((${#down[@]} == 0)) || ((RANDOM % 2)); }; then
 			victim=${up[RANDOM % ${#up[@]}]}
 			stop_node "$victim" "$sig"
 			took+=("$victim")
