@@ -15,7 +15,7 @@ import (
 
 var daemonCmd = &command{
 	name:  "daemon",
-	args:  "[--repo DIR] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--capacity N] [--storage-max SIZE] [--repair-rate SIZE] [--lookup MODE] [--tui]",
+	args:  "[--repo DIR] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--announce MULTIADDR]... [--capacity N] [--storage-max SIZE] [--repair-rate SIZE] [--lookup MODE] [--tui]",
 	short: "run a peer: join (or start) a ring and serve the local API",
 	long: `Runs a peer until interrupted (SIGINT or SIGTERM). The repo is created on
 first start, with a new identity key and a config.json holding the defaults;
@@ -38,10 +38,11 @@ the daemon.`,
 func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet(daemonCmd, stderr)
 	repo := fs.String("repo", "", "repo `DIR` (default $PEER_REPO, else ~/.chordshare)")
-	var listen, bootstrap stringList
+	var listen, bootstrap, announce stringList
 	fs.Var(&listen, "listen", "listen on `MULTIADDR`; repeatable (default: the repo config's, initially\n"+
 		strings.Join(peer.DefaultListen, " and ")+")")
 	fs.Var(&bootstrap, "bootstrap", "join the ring through the peer at `MULTIADDR`, which ends in /p2p/<peer id>;\nrepeatable (default: the repo config's, initially none: start a new ring)")
+	fs.Var(&announce, "announce", "tell other peers `MULTIADDR` instead of the listen addresses (behind a proxy\nor port forward); repeatable; this run only (default: the listen addresses)")
 	// Flag defaults are left zero: an unset flag means "the repo config's".
 	capacity := fs.Int("capacity", 0, fmt.Sprintf("run `N` vnodes (ring positions); 0 for a client that stores nothing\n(default: the repo config's, initially %d)", chord.DefaultConfig().Vnodes))
 	var storageMax *int64
@@ -75,7 +76,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		logw = logf
 		fmt.Fprintf(stderr, "starting the peer (its log: %s)\n", logf.Name())
 	}
-	opts := peer.DaemonOptions{Repo: dir, Log: logw}
+	opts := peer.DaemonOptions{Repo: dir, Log: logw, Announce: announce}
 	set := setFlags(fs)
 	if set["listen"] {
 		opts.Listen = listen
