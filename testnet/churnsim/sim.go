@@ -437,3 +437,17 @@ func (s *sim) probe(ctx context.Context, pr *probes, lookups, fetches int) {
 	}
 	wg.Wait()
 }
+
+// moved sums the repair counters of every peer that ever ran: rounds and
+// blocks moved.
+func (s *sim) moved() (rounds, blocks int64) {
+	s.mu.Lock()
+	all := slices.Clone(s.all)
+	s.mu.Unlock()
+	for _, p := range all {
+		_, r := p.n.RepairStatus()
+		rounds += r.Rounds
+		blocks += r.BlocksMoved
+	}
+	return rounds, blocks
+}
