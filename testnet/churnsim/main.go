@@ -36,6 +36,8 @@ type options struct {
 	crashRuns                   int
 	skipChurn, skipCrash        bool
 	skipTimers                  bool
+	crashSize                   int
+	crashRate                   int64
 	tick                        time.Duration
 	lookupsPerTick              int
 	fetchesPerTick              int
@@ -60,6 +62,8 @@ func main() {
 	flag.IntVar(&o.crashRuns, "crash-runs", 3, "crashes per crash-to-replication run")
 	flag.BoolVar(&o.skipChurn, "no-churn", false, "skip the churn runs")
 	flag.BoolVar(&o.skipCrash, "no-crash", false, "skip the crash-to-replication runs")
+	flag.IntVar(&o.crashSize, "crash-size", 4096, "block size in the crash runs with real timers")
+	flag.Int64Var(&o.crashRate, "crash-rate", 256<<10, "repair rate (bytes/s per peer, wall clock) in the crash runs with real timers")
 	flag.BoolVar(&o.skipTimers, "no-timers", false, "skip the crash-to-replication runs with real timers")
 	flag.StringVar(&report, "report", "", "also write a Markdown report to this file")
 	flag.Parse()
@@ -133,7 +137,7 @@ func scaledConfig(o options) peer.Config {
 	r := peer.DefaultRepairConfig()
 	cfg.Repair.Check = sc(r.Check)
 	cfg.Repair.Interval = sc(r.Interval)
-	cfg.Repair.Rate = r.Rate
+	cfg.Repair.Rate = o.crashRate
 	cfg.Repair.LeaveMemory = sc(r.LeaveMemory)
 	return cfg
 }
@@ -292,14 +296,12 @@ func churnRun(ctx context.Context, o options, cfg peer.Config, median time.Durat
 func crashRuns(ctx context.Context, o options, cfg peer.Config, out io.Writer) error {
 	fmt.Fprintf(out, "## Crash to full replication: %d peers, one crash at a time\n\n", o.crashPeers)
 	fmt.Fprintf(out, "Real timers here (peer.Node.Run), every interval divided by %g: 1 wall second = %g simulated seconds; "+
-		"repair paced at %d B/s per peer of wall clock. RTO %v..%v (wall, not scaled). ",
-		o.scale, o.scale, cfg.Repair.Rate, cfg.Chord.MinRTO, cfg.Chord.MaxRTO)
+		"repair paced at %d B/s per peer of wall clock; blocks of %d bytes. RTO %v..%v (wall, not scaled). ",
+		o.scale, o.scale, cfg.Repair.Rate, o.crashSize, cfg.Chord.MinRTO, cfg.Chord.MaxRTO)
 	fmt.Fprintf(out, "A stable ring with its timers running; a random peer crashes; time until every block is back on "+
-		"all r peers of its true preference list (polled every %v wall), in simulated seconds. The dead peer held the "+
-		"blocks counted; about 2/3 of its copies are restored by pushes from arcs' first replicas and 1/3 by the new first "+
-		"replica pulling.\n\n", 50*time.Millisecond)
-	fmt.Fprintln(out, "| blocks on the ring | blocks the dead peer held | time to full replication (simulated) | wall |")
-	fmt.Fprintln(out, "| ---: | ---: | ---: | ---: |")
+		"all r peers of its true preference list (polled every %v wall), in simulated seconds.\n\n", 50*time.Millisecond)
+	fmt.Fprintln(out, "| blocks on the ring | blocks the dead peer held | their bytes | time to full replication (simulated) | wall |")
+	fmt.Fprintln(out, "| ---: | ---: | ---: | ---: | ---: |")
 	for _, count := range o.crashBlocks {
 		s, err := newSim(cfg, o.seed+uint64(count), o.scale)
 		if err != nil {
@@ -309,7 +311,7 @@ func crashRuns(ctx context.Context, o options, cfg peer.Config, out io.Writer) e
 			s.close()
 			return err
 		}
-		if err := s.seed(count, o.size); err != nil {
+		if err := s.seed(count, o.crashSize); err != nil {
 			s.close()
 			return err
 		}
@@ -332,7 +334,8 @@ func crashRuns(ctx context.Context, o options, cfg peer.Config, out io.Writer) e
 			if missing > 0 {
 				state = fmt.Sprintf(" (not done: %d copies missing)", missing)
 			}
-			fmt.Fprintf(out, "| %d | %d | %.1f s%s | %v |\n", count, held, took.Seconds()*o.scale, state, took.Round(10*time.Millisecond))
+			fmt.Fprintf(out, "| %d | %d | %s | %.1f s%s | %v |\n", count, held, peer.FormatSize(int64(held*o.crashSize)),
+				took.Seconds()*o.scale, state, took.Round(10*time.Millisecond))
 		}
 		s.close()
 		if ctx.Err() != nil {
