@@ -54,8 +54,22 @@ type Config struct {
 	// FixFingerInterval: how often one finger (and every later finger the same
 	// node covers) is refreshed.
 	FixFingerInterval time.Duration
-	// CheckPredecessorInterval: how often the predecessor is pinged.
+	// CheckPredecessorInterval: how often each vnode checks its predecessor.
+	// A predecessor heard from since (its stabilization reaches us) is not
+	// pinged.
 	CheckPredecessorInterval time.Duration
+	// Backoff (adaptive intervals): a vnode whose stabilization or finger
+	// check found nothing changed waits twice as many intervals before the
+	// next one, up to Backoff intervals; any change, a failed call to a
+	// neighbour or a Changed message from its successor snaps it back to
+	// every interval. 1 turns it off. Quiet rings cost about 1/Backoff of
+	// the traffic; a crash is noticed up to Backoff intervals later.
+	Backoff int
+	// Proximity (proximity neighbour selection): finger k may be any node
+	// in [self+2^k, self+2^(k+1)); among the first candidates there the
+	// one with the lowest measured round trip is taken, so each hop of a
+	// lookup is short. Off: finger k is the successor of self+2^k.
+	Proximity bool
 	// RTT estimator bounds (RFC 6298 style). InitialRTO applies to a peer
 	// never measured; MaxRTO caps timeouts so a dead peer is found in bounded
 	// time, and is well above the 1000 ms round trips of the slowest peers.
@@ -76,6 +90,8 @@ func DefaultConfig() Config {
 		StabilizeInterval:        2 * time.Second,
 		FixFingerInterval:        2 * time.Second,
 		CheckPredecessorInterval: 4 * time.Second,
+		Backoff:                  8,
+		Proximity:                true,
 		InitialRTO:               2 * time.Second,
 		MinRTO:                   200 * time.Millisecond,
 		MaxRTO:                   8 * time.Second,
@@ -100,6 +116,10 @@ func TestConfig() Config {
 	return c
 }
 
+// maxBackoff bounds Config.Backoff: a quiet vnode still checks its
+// neighbours every few minutes at the default intervals.
+const maxBackoff = 64
+
 // MaxVnodes bounds Vnodes, and the vnode index a peer will accept on the wire.
 const MaxVnodes = 1024
 
@@ -114,6 +134,8 @@ func (c Config) Validate() error {
 		return errors.New("max hops must be at least 1")
 	case c.StabilizeInterval <= 0 || c.FixFingerInterval <= 0 || c.CheckPredecessorInterval <= 0:
 		return errors.New("maintenance intervals must be positive")
+	case c.Backoff < 1 || c.Backoff > maxBackoff:
+		return fmt.Errorf("backoff %d: want 1..%d", c.Backoff, maxBackoff)
 	case c.MinRTO <= 0 || c.MinRTO > c.MaxRTO || c.InitialRTO < c.MinRTO || c.InitialRTO > c.MaxRTO:
 		return errors.New("want 0 < MinRTO <= InitialRTO <= MaxRTO")
 	case c.LookupTimeout <= 0:

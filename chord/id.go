@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"math/big"
+	"math/bits"
 )
 
 // Bits is the size of the identifier space: positions are 0 .. 2^Bits-1.
@@ -104,4 +105,15 @@ func Distance(a, b ID) ID {
 func (a ID) Fraction() float64 {
 	f, _ := new(big.Float).SetInt(new(big.Int).SetBytes(a[:])).Float64()
 	return f / 0x1p256
+}
+
+// highBit is the index of the highest set bit of a (bit 0 is the lowest),
+// or -1 for zero: the finger interval [2^k, 2^(k+1)) a distance falls in.
+func highBit(a ID) int {
+	for i, b := range a {
+		if b != 0 {
+			return (len(a)-1-i)*8 + bits.Len8(b) - 1
+		}
+	}
+	return -1
 }

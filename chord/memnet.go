@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // MemNet is an in-memory network of Nodes: calls are plain function calls
 // into the receiving node, so a test or a simulation of 10,000+ nodes runs
 // with no sockets, goroutines or sleeps. Nodes can be killed (they stop
-// answering, as after a crash) and calls are counted by kind.
+// answering, as after a crash) and calls are counted by kind. A MemNet
+// made with NewLatencyMemNet also delays each message on a virtual clock.
 //
 // It ships outside _test files so other packages' tests and the simulator
 // can use it.
@@ -20,10 +22,15 @@ type MemNet struct {
 	nodes map[string]*Node
 	down  map[string]bool
 
+	// delay and clock, if set: each message from a to b advances clock
+	// by delay(a, b).
+	delay func(from, to string) time.Duration
+	clock *VirtualClock
+
 	// Calls counts RPCs attempted, by kind, and those that failed because
 	// their peer was dead: on MemNet such a call fails at once, on a real
 	// network each costs a timeout.
-	Calls struct{ FindSuccessor, NextHop, Neighbors, Notify, Ping, Unreachable atomic.Int64 }
+	Calls struct{ FindSuccessor, NextHop, Neighbors, Changed, Owns, Ping, Unreachable atomic.Int64 }
 }
 
 // ErrUnreachable is what a call to a dead or unknown address returns.
@@ -34,9 +41,26 @@ func NewMemNet() *MemNet {
 	return &MemNet{nodes: make(map[string]*Node), down: make(map[string]bool)}
 }
 
+// NewLatencyMemNet returns an empty network whose messages from a to b
+// take delay(a, b) on a virtual clock, which its nodes use as theirs. The
+// clock is shared: only a simulation that makes one call at a time (no
+// parallel maintenance, no concurrent lookups) measures true latencies.
+func NewLatencyMemNet(delay func(from, to string) time.Duration) *MemNet {
+	m := NewMemNet()
+	m.delay, m.clock = delay, &VirtualClock{}
+	return m
+}
+
+// Clock is the network's virtual clock; nil without link delays.
+func (m *MemNet) Clock() *VirtualClock { return m.clock }
+
 // Add creates a node at addr on this network.
 func (m *MemNet) Add(addr string, cfg Config) (*Node, error) {
-	n, err := NewNode(addr, m, nil, cfg)
+	var clock Clock
+	if m.clock != nil {
+		clock = m.clock
+	}
+	n, err := NewNode(addr, memEndpoint{m, addr}, clock, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -64,61 +88,94 @@ func (m *MemNet) Alive(addr string) bool {
 	return ok && !m.down[addr]
 }
 
-func (m *MemNet) dest(ctx context.Context, to Ref) (*Node, error) {
+// dest finds the node a call from from to to reaches and delays the
+// request; the returned done delays the answer.
+func (m *MemNet) dest(ctx context.Context, from string, to Ref) (n *Node, done func(), err error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	m.mu.RLock()
-	defer m.mu.RUnlock()
 	n, ok := m.nodes[to.Addr]
-	if !ok || m.down[to.Addr] {
-		m.Calls.Unreachable.Add(1)
-		return nil, fmt.Errorf("%s: %w", to.Addr, ErrUnreachable)
+	alive := ok && !m.down[to.Addr]
+	m.mu.RUnlock()
+	if m.clock != nil {
+		m.clock.Advance(m.delay(from, to.Addr))
 	}
-	return n, nil
+	if !alive {
+		m.Calls.Unreachable.Add(1)
+		return nil, nil, fmt.Errorf("%s: %w", to.Addr, ErrUnreachable)
+	}
+	done = func() {
+		if m.clock != nil {
+			m.clock.Advance(m.delay(to.Addr, from))
+		}
+	}
+	return n, done, nil
 }
 
-func (m *MemNet) FindSuccessor(ctx context.Context, to Ref, key ID, hops, want int) (LookupResult, error) {
-	m.Calls.FindSuccessor.Add(1)
-	n, err := m.dest(ctx, to)
+// memEndpoint is one node's Transport on a MemNet: the network, and who
+// is calling.
+type memEndpoint struct {
+	m    *MemNet
+	from string
+}
+
+func (e memEndpoint) FindSuccessor(ctx context.Context, to Ref, key ID, hops, want int) (LookupResult, error) {
+	e.m.Calls.FindSuccessor.Add(1)
+	n, done, err := e.m.dest(ctx, e.from, to)
 	if err != nil {
 		return LookupResult{}, err
 	}
+	defer done()
 	return n.HandleFindSuccessor(ctx, to.ID, key, hops, want)
 }
 
-func (m *MemNet) NextHop(ctx context.Context, to Ref, key ID, want int) (Step, error) {
-	m.Calls.NextHop.Add(1)
-	n, err := m.dest(ctx, to)
+func (e memEndpoint) NextHop(ctx context.Context, to Ref, key ID, want int) (Step, error) {
+	e.m.Calls.NextHop.Add(1)
+	n, done, err := e.m.dest(ctx, e.from, to)
 	if err != nil {
 		return Step{}, err
 	}
+	defer done()
 	return n.HandleNextHop(ctx, to.ID, key, want)
 }
 
-func (m *MemNet) Neighbors(ctx context.Context, to Ref, known uint64) (Neighbors, error) {
-	m.Calls.Neighbors.Add(1)
-	n, err := m.dest(ctx, to)
+func (e memEndpoint) Neighbors(ctx context.Context, to, from Ref, known uint64) (Neighbors, error) {
+	e.m.Calls.Neighbors.Add(1)
+	n, done, err := e.m.dest(ctx, e.from, to)
 	if err != nil {
 		return Neighbors{}, err
 	}
-	return n.HandleNeighbors(ctx, to.ID, known)
+	defer done()
+	return n.HandleNeighbors(ctx, to.ID, from, known)
 }
 
-func (m *MemNet) Notify(ctx context.Context, to Ref, self Ref) error {
-	m.Calls.Notify.Add(1)
-	n, err := m.dest(ctx, to)
+func (e memEndpoint) Changed(ctx context.Context, to Ref) error {
+	e.m.Calls.Changed.Add(1)
+	n, done, err := e.m.dest(ctx, e.from, to)
 	if err != nil {
 		return err
 	}
-	return n.HandleNotify(ctx, to.ID, self)
+	defer done()
+	return n.HandleChanged(ctx, to.ID)
 }
 
-func (m *MemNet) Ping(ctx context.Context, to Ref) error {
-	m.Calls.Ping.Add(1)
-	n, err := m.dest(ctx, to)
+func (e memEndpoint) Owns(ctx context.Context, to Ref, key ID) (bool, error) {
+	e.m.Calls.Owns.Add(1)
+	n, done, err := e.m.dest(ctx, e.from, to)
+	if err != nil {
+		return false, err
+	}
+	defer done()
+	return n.HandleOwns(ctx, to.ID, key)
+}
+
+func (e memEndpoint) Ping(ctx context.Context, to Ref) error {
+	e.m.Calls.Ping.Add(1)
+	n, done, err := e.m.dest(ctx, e.from, to)
 	if err != nil {
 		return err
 	}
+	defer done()
 	return n.HandlePing(ctx, to.ID)
 }

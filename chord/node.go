@@ -24,13 +24,30 @@ type Node struct {
 	rtt    *rttTable
 	vnodes []*vnode // sorted by ID; fixed after NewNode
 
-	// gateway is the ring node a client-only node (no vnodes) asks.
-	gateway Ref
+	// gateways are the ring nodes a client-only node (no vnodes) asks:
+	// its bootstrap, then nodes its lookups returned, newest first, so
+	// that it keeps working when its bootstrap peer leaves.
+	gwMu     sync.Mutex
+	gateways []Ref
 }
+
+// maxGateways bounds a client's list of ring nodes to ask.
+const maxGateways = 8
 
 // candidatesPerHop is how many next hops a node offers or tries for one
 // lookup step: the best and a few fall-backs if it turns out to be dead.
 const candidatesPerHop = 4
+
+// proximityCandidates is how many successors of a finger's start are
+// looked up for proximity neighbour selection; those inside the finger's
+// interval are the candidates. Dabek et al. (NSDI 2004) found 16 samples
+// take most of the gain; 8 halve the bytes of each refresh.
+const proximityCandidates = 8
+
+// proximityRefresh: every this many finger checks of a vnode, the finger
+// is looked up again rather than only pinged, so nodes that joined or got
+// closer are considered.
+const proximityRefresh = 8
 
 // NewNode makes a node for the peer at addr. It is not on any ring until
 // Create or Join.
@@ -83,17 +100,29 @@ func (n *Node) Create() {
 	for i, v := range n.vnodes {
 		if len(n.vnodes) > 1 {
 			next := n.vnodes[(i+1)%len(n.vnodes)].self
-			v.setSuccessors(next, nil, 0, n.cfg.SuccessorListLen)
+			v.setSuccessors(next, nil, Ref{}, 0, n.cfg.SuccessorListLen)
 		}
 	}
 }
 
 // Join enters the ring that boot is on: every vnode looks up its own
 // successor through boot, then one stabilization round tells the successors.
+// A client (no vnodes) only checks that boot answers lookups and keeps the
+// nodes of the answer as gateways.
 func (n *Node) Join(ctx context.Context, boot Ref) error {
-	n.gateway = boot
+	n.learnGateways([]Ref{boot})
+	if len(n.vnodes) == 0 {
+		res, err := call(n, ctx, boot, n.rtt.Timeout(boot.Addr), false, func(ctx context.Context) (LookupResult, error) {
+			return n.tr.FindSuccessor(ctx, boot, KeyID([]byte(n.addr)), 0, maxGateways)
+		})
+		if err != nil {
+			return fmt.Errorf("join via %s: %w", boot.Addr, err)
+		}
+		n.learnGateways(res.Successors)
+		return nil
+	}
 	for _, v := range n.vnodes {
-		res, err := n.call(ctx, boot, func(ctx context.Context) (LookupResult, error) {
+		res, err := call(n, ctx, boot, n.rtt.Timeout(boot.Addr), false, func(ctx context.Context) (LookupResult, error) {
 			return n.tr.FindSuccessor(ctx, boot, v.self.ID, 0, n.cfg.SuccessorListLen)
 		})
 		if err != nil {
@@ -102,25 +131,30 @@ func (n *Node) Join(ctx context.Context, boot Ref) error {
 		if len(res.Successors) == 0 {
 			return fmt.Errorf("join via %s: empty answer", boot.Addr)
 		}
-		v.setSuccessors(res.Successors[0], res.Successors[1:], 0, n.cfg.SuccessorListLen)
+		v.setSuccessors(res.Successors[0], res.Successors[1:], Ref{}, 0, n.cfg.SuccessorListLen)
 	}
 	n.Stabilize(ctx)
 	return nil
 }
 
-// call runs one RPC to peer with a timeout from its round-trip estimate and
-// feeds the estimator. A peer that fails is dropped from the finger tables,
-// which are only routing hints; successor lists and predecessors change only
-// through stabilization and predecessor checks, so a peer that was merely
-// slow for one lookup does not make later answers wrong.
-func call[T any](n *Node, ctx context.Context, to Ref, timeout time.Duration, f func(context.Context) (T, error)) (T, error) {
+// call runs one RPC to peer with a timeout and, if sample is set, feeds the
+// round-trip estimator with its duration: only for calls the peer answers
+// itself, not recursive lookups, whose time includes the rest of the path.
+// A peer that fails is dropped from the finger tables, which are only
+// routing hints; successor lists and predecessors change only through
+// stabilization and predecessor checks, so a peer that was merely slow for
+// one lookup does not make later answers wrong, but those checks run at
+// the next round.
+func call[T any](n *Node, ctx context.Context, to Ref, timeout time.Duration, sample bool, f func(context.Context) (T, error)) (T, error) {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := n.clock.Now()
 	res, err := f(cctx)
 	switch {
 	case err == nil:
-		n.rtt.Observe(to.Addr, n.clock.Now().Sub(start))
+		if sample {
+			n.rtt.Observe(to.Addr, n.clock.Now().Sub(start))
+		}
 	case ctx.Err() != nil:
 		// Our caller gave up; says nothing about the peer.
 	case errors.Is(err, ErrUnknownVnode):
@@ -133,13 +167,49 @@ func call[T any](n *Node, ctx context.Context, to Ref, timeout time.Duration, f 
 		}
 		for _, v := range n.vnodes {
 			v.dropFingers(to.Addr)
+			v.suspect(to.Addr)
 		}
+		n.dropGateway(to.Addr)
 	}
 	return res, err
 }
 
-func (n *Node) call(ctx context.Context, to Ref, f func(context.Context) (LookupResult, error)) (LookupResult, error) {
-	return call(n, ctx, to, n.rtt.Timeout(to.Addr), f)
+// direct is call for an RPC the peer answers itself, with the timeout of
+// one round trip to it.
+func direct[T any](n *Node, ctx context.Context, to Ref, f func(context.Context) (T, error)) (T, error) {
+	return call(n, ctx, to, n.rtt.Timeout(to.Addr), true, f)
+}
+
+// learnGateways puts refs at the front of a client's gateway list.
+func (n *Node) learnGateways(refs []Ref) {
+	if len(n.vnodes) > 0 {
+		return
+	}
+	n.gwMu.Lock()
+	defer n.gwMu.Unlock()
+	list := slices.Clone(refs)
+	for _, g := range n.gateways {
+		if !slices.ContainsFunc(list, func(r Ref) bool { return r.ID == g.ID }) {
+			list = append(list, g)
+		}
+	}
+	n.gateways = list[:min(len(list), maxGateways)]
+}
+
+// dropGateway removes the gateways on the peer at addr, unless none would
+// be left: a client always keeps one node to try.
+func (n *Node) dropGateway(addr string) {
+	n.gwMu.Lock()
+	defer n.gwMu.Unlock()
+	if kept := slices.DeleteFunc(slices.Clone(n.gateways), func(r Ref) bool { return r.Addr == addr }); len(kept) > 0 {
+		n.gateways = kept
+	}
+}
+
+func (n *Node) gatewayStep() Step {
+	n.gwMu.Lock()
+	defer n.gwMu.Unlock()
+	return Step{Nodes: slices.Clone(n.gateways)}
 }
 
 // forget removes matching nodes from every vnode's state.
@@ -215,6 +285,14 @@ func (n *Node) Lookup(ctx context.Context, key ID, want int) (LookupResult, erro
 func (n *Node) LookupMode(ctx context.Context, key ID, want int, mode LookupMode) (LookupResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, n.cfg.LookupTimeout)
 	defer cancel()
+	res, err := n.lookupMode(ctx, key, want, mode)
+	if err == nil {
+		n.learnGateways(res.Successors)
+	}
+	return res, err
+}
+
+func (n *Node) lookupMode(ctx context.Context, key ID, want int, mode LookupMode) (LookupResult, error) {
 	if mode == Recursive {
 		res, err := n.lookupRecursive(ctx, key, want)
 		if err == nil || ctx.Err() != nil {
@@ -228,13 +306,13 @@ func (n *Node) firstStep(key ID, want int) Step {
 	if v := n.startFor(key); v != nil {
 		return n.step(v, key, want)
 	}
-	return Step{Nodes: []Ref{n.gateway}}
+	return n.gatewayStep()
 }
 
 func (n *Node) lookupRecursive(ctx context.Context, key ID, want int) (LookupResult, error) {
 	v := n.startFor(key)
 	if v == nil {
-		return n.forward(ctx, func() Step { return Step{Nodes: []Ref{n.gateway}} }, key, 0, want)
+		return n.forward(ctx, n.gatewayStep, key, 0, want)
 	}
 	return n.forward(ctx, func() Step { return n.step(v, key, want) }, key, 0, want)
 }
@@ -270,7 +348,7 @@ func (n *Node) forward(ctx context.Context, step func() Step, key ID, hops, want
 		// The rest of the path is unknown in length, so the next hop gets
 		// most, not all, of the remaining time: if it hangs, a fall-back
 		// still has time to answer.
-		res, err := call(n, ctx, next, n.forwardTimeout(ctx), func(ctx context.Context) (LookupResult, error) {
+		res, err := call(n, ctx, next, n.forwardTimeout(ctx), false, func(ctx context.Context) (LookupResult, error) {
 			return n.tr.FindSuccessor(ctx, next, key, hops+1, want)
 		})
 		if err == nil {
@@ -327,7 +405,7 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 		if next.Addr == n.addr {
 			st, err = n.HandleNextHop(ctx, next.ID, key, want)
 		} else {
-			st, err = call(n, ctx, next, n.rtt.Timeout(next.Addr), func(ctx context.Context) (Step, error) {
+			st, err = direct(n, ctx, next, func(ctx context.Context) (Step, error) {
 				return n.tr.NextHop(ctx, next, key, want)
 			})
 			// Hops count the nodes that answered, as in recursive mode;
@@ -367,27 +445,41 @@ func (n *Node) HandleNextHop(_ context.Context, to ID, key ID, want int) (Step, 
 	return n.step(v, key, want), nil
 }
 
-// HandleNeighbors serves a stabilization query.
-func (n *Node) HandleNeighbors(_ context.Context, to ID, known uint64) (Neighbors, error) {
+// HandleNeighbors serves a stabilization query from vnode from (zero if
+// the asker is not a vnode), applying the notify rule to it first.
+func (n *Node) HandleNeighbors(_ context.Context, to ID, from Ref, known uint64) (Neighbors, error) {
 	v := n.local(to)
 	if v == nil {
 		return Neighbors{}, ErrUnknownVnode
 	}
+	if !from.IsZero() {
+		v.notified(from)
+	}
 	nb := v.neighbors()
 	if known != 0 && known == nb.Digest {
-		nb.Successors, nb.Unchanged = nil, true
+		nb.Predecessor, nb.Successors, nb.Unchanged = Ref{}, nil, true
 	}
 	return nb, nil
 }
 
-// HandleNotify serves a notify: from believes it is to's predecessor.
-func (n *Node) HandleNotify(_ context.Context, to ID, from Ref) error {
+// HandleChanged serves a Changed message: to's successor changed its
+// neighbourhood, so to stabilizes at its next round.
+func (n *Node) HandleChanged(_ context.Context, to ID) error {
 	v := n.local(to)
 	if v == nil {
 		return ErrUnknownVnode
 	}
-	v.notified(from)
+	v.changedNearby()
 	return nil
+}
+
+// HandleOwns answers whether vnode to is responsible for key.
+func (n *Node) HandleOwns(_ context.Context, to ID, key ID) (bool, error) {
+	v := n.local(to)
+	if v == nil {
+		return false, ErrUnknownVnode
+	}
+	return v.owns(key), nil
 }
 
 // HandlePing answers a liveness check.
@@ -398,85 +490,112 @@ func (n *Node) HandlePing(_ context.Context, to ID) error {
 	return nil
 }
 
-// neighborsOf asks s for its neighbours, short-cutting our own vnodes.
-func (n *Node) neighborsOf(ctx context.Context, s Ref, known uint64) (Neighbors, error) {
+// neighborsOf asks s for its neighbours on behalf of vnode self (which
+// notifies s), short-cutting our own vnodes.
+func (n *Node) neighborsOf(ctx context.Context, s, self Ref, known uint64) (Neighbors, error) {
 	if s.Addr == n.addr {
-		return n.HandleNeighbors(ctx, s.ID, known)
+		return n.HandleNeighbors(ctx, s.ID, self, known)
 	}
-	return call(n, ctx, s, n.rtt.Timeout(s.Addr), func(ctx context.Context) (Neighbors, error) {
-		return n.tr.Neighbors(ctx, s, known)
+	return direct(n, ctx, s, func(ctx context.Context) (Neighbors, error) {
+		return n.tr.Neighbors(ctx, s, self, known)
 	})
 }
 
-func (n *Node) notify(ctx context.Context, s Ref, self Ref) {
-	if s.Addr == n.addr {
-		_ = n.HandleNotify(ctx, s.ID, self)
+func (n *Node) sendChanged(ctx context.Context, to Ref) {
+	if to.Addr == n.addr {
+		_ = n.HandleChanged(ctx, to.ID)
 		return
 	}
-	_, _ = call(n, ctx, s, n.rtt.Timeout(s.Addr), func(ctx context.Context) (struct{}, error) {
-		return struct{}{}, n.tr.Notify(ctx, s, self)
+	_, _ = direct(n, ctx, to, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, n.tr.Changed(ctx, to)
 	})
 }
 
-// Stabilize runs one stabilization round on every vnode.
+func (n *Node) ping(ctx context.Context, to Ref) error {
+	if to.Addr == n.addr {
+		return n.HandlePing(ctx, to.ID)
+	}
+	_, err := direct(n, ctx, to, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, n.tr.Ping(ctx, to)
+	})
+	return err
+}
+
+func (n *Node) owns(ctx context.Context, to Ref, key ID) bool {
+	if to.Addr == n.addr {
+		ok, err := n.HandleOwns(ctx, to.ID, key)
+		return err == nil && ok
+	}
+	ok, err := direct(n, ctx, to, func(ctx context.Context) (bool, error) {
+		return n.tr.Owns(ctx, to, key)
+	})
+	return err == nil && ok
+}
+
+// Stabilize runs one stabilization round on every vnode: each not backed
+// off stabilizes, then its queued Changed messages go out.
 func (n *Node) Stabilize(ctx context.Context) {
 	for _, v := range n.vnodes {
-		n.stabilize(ctx, v)
+		if v.stabilizeDue() {
+			v.stabilized(n.stabilize(ctx, v), n.cfg.Backoff)
+		}
+		for _, to := range v.takeChanged() {
+			n.sendChanged(ctx, to)
+		}
 	}
 }
 
-// stabilize is the paper's stabilize(): ask the successor for its
-// predecessor; if that node sits between us, it is our new successor. Copy
-// the successor's list, then notify it of us.
-func (n *Node) stabilize(ctx context.Context, v *vnode) {
+// stabilize is the paper's stabilize() and notify() in one call: ask the
+// successor for its neighbours, telling it about us; if its predecessor sits
+// between us, that node is our new successor. Copy the successor's list. It
+// reports whether anything changed, which keeps the vnode stabilizing every
+// round.
+func (n *Node) stabilize(ctx context.Context, v *vnode) bool {
 	s := v.successor()
 	if s.ID == v.self.ID {
 		// Alone: a predecessor learnt through notify is the way back in.
 		p := v.predecessor()
 		if p.IsZero() {
-			return
+			return false
 		}
 		s = p
 	}
-	nb, err := n.neighborsOf(ctx, s, v.knownDigest(s))
+	nb, err := n.neighborsOf(ctx, s, v.self, v.knownDigest(s))
 	if err != nil {
 		if ctx.Err() != nil {
-			return // we are stopping; says nothing about the successor
+			return false // we are stopping; says nothing about the successor
 		}
 		// The successor is gone (or too slow to keep): the next one in the
 		// list takes its place, and is asked next round.
 		v.dropSuccessor(s)
-		return
+		return true
 	}
+	if nb.Unchanged {
+		nb.Predecessor, nb.Successors = v.unchanged(s)
+	}
+	moved := false
 	if x := nb.Predecessor; !x.IsZero() && x.ID != v.self.ID && Between(v.self.ID, x.ID, s.ID) {
-		if nbx, err := n.neighborsOf(ctx, x, 0); err == nil {
-			s, nb = x, nbx
+		if nbx, err := n.neighborsOf(ctx, x, v.self, 0); err == nil {
+			s, nb, moved = x, nbx, true
 		}
 	}
-	tail := nb.Successors
-	if nb.Unchanged {
-		tail = v.tailAfter(s)
-	}
-	v.setSuccessors(s, tail, nb.Digest, n.cfg.SuccessorListLen)
-	// A successor that already names us as its predecessor needs no notify:
-	// on a quiet ring this halves the stabilization messages.
-	if nb.Predecessor.ID != v.self.ID {
-		n.notify(ctx, s, v.self)
-	}
+	listChanged := v.setSuccessors(s, nb.Successors, nb.Predecessor, nb.Digest, n.cfg.SuccessorListLen)
+	return moved || listChanged || !nb.Unchanged || nb.Predecessor.ID != v.self.ID
 }
 
-// CheckPredecessors pings every vnode's predecessor and clears one that
-// failed twice in a row, so that a new predecessor can be accepted through
-// notify. One missed answer is not enough: a slow peer is not a dead one.
+// CheckPredecessors runs one predecessor check on every vnode. A
+// predecessor that called us since the last check (its stabilization does)
+// is alive; one silent for longer than its backed-off stabilization could
+// explain, or suspected dead, is pinged, and cleared after failing twice
+// in a row so that a new predecessor can be accepted through notify. One
+// missed answer is not enough: a slow peer is not a dead one.
 func (n *Node) CheckPredecessors(ctx context.Context) {
 	for _, v := range n.vnodes {
-		p := v.predecessor()
-		if p.IsZero() || p.Addr == n.addr {
+		p, due := v.predecessorToCheck(n.cfg.Backoff)
+		if !due {
 			continue
 		}
-		_, err := call(n, ctx, p, n.rtt.Timeout(p.Addr), func(ctx context.Context) (struct{}, error) {
-			return struct{}{}, n.tr.Ping(ctx, p)
-		})
+		err := n.ping(ctx, p)
 		if ctx.Err() != nil {
 			return // we are stopping; not a missed ping
 		}
@@ -484,32 +603,116 @@ func (n *Node) CheckPredecessors(ctx context.Context) {
 	}
 }
 
-// FixFingers refreshes the next finger of every vnode, skipping ahead over
-// the fingers the same node covers (there are about log2 N distinct ones).
+// FixFingers runs one finger round on every vnode: each not backed off
+// checks its next finger, skipping ahead over the fingers the same node
+// covers (there are about log2 N distinct ones).
 func (n *Node) FixFingers(ctx context.Context) {
 	for _, v := range n.vnodes {
-		n.fixFinger(ctx, v)
+		if v.fixDue() {
+			v.fixed(n.fixFinger(ctx, v), n.cfg.Backoff)
+		}
 	}
 }
 
-func (n *Node) fixFinger(ctx context.Context, v *vnode) {
+// fixFinger checks v's next finger and reports whether it changed. A
+// finger our successor list covers costs nothing. A known finger is checked
+// with one message to it: still in the finger's interval and alive
+// (proximity), or still the successor of its start. Only a finger that
+// fails the check, or a proximity choice due for a refresh, is looked up.
+func (n *Node) fixFinger(ctx context.Context, v *vnode) bool {
 	k := v.fingerToFix()
 	start := v.self.ID.AddPow2(k)
+	if succs, ok := v.ownsSuccessor(start, 1); ok {
+		return v.setFingers(k, succs[0])
+	}
+	old, known, refresh := v.finger(k)
+	if known && !(n.cfg.Proximity && refresh) && n.fingerValid(ctx, v, k, start, old) {
+		return v.setFingers(k, old)
+	}
+	want := 1
+	if n.cfg.Proximity {
+		want = proximityCandidates
+	}
 	lctx, cancel := context.WithTimeout(ctx, n.cfg.LookupTimeout)
 	defer cancel()
 	var res LookupResult
 	var err error
 	if n.cfg.Lookup == Recursive {
-		res, err = n.forward(lctx, func() Step { return n.step(v, start, 1) }, start, 0, 1)
+		res, err = n.forward(lctx, func() Step { return n.step(v, start, want) }, start, 0, want)
 	}
 	if n.cfg.Lookup == Iterative || err != nil {
-		res, err = n.lookupIterative(lctx, start, 1)
+		res, err = n.lookupIterative(lctx, start, want)
 	}
 	if err != nil || len(res.Successors) == 0 {
 		v.skipFinger(k) // keep the old entry; try the next one
-		return
+		return true
 	}
-	v.setFingers(k, res.Successors[0])
+	return v.setFingers(k, n.chooseFinger(ctx, v, k, old, res.Successors))
+}
+
+// inFinger reports whether id lies in finger k's interval of v:
+// [self+2^k, self+2^(k+1)).
+func inFinger(v *vnode, k int, id ID) bool {
+	return highBit(Distance(v.self.ID, id)) == k
+}
+
+// fingerValid checks a known finger with one message.
+func (n *Node) fingerValid(ctx context.Context, v *vnode, k int, start ID, f Ref) bool {
+	if n.cfg.Proximity && inFinger(v, k, f.ID) {
+		return n.ping(ctx, f) == nil
+	}
+	return n.owns(ctx, f, start)
+}
+
+// chooseFinger picks finger k among the successors of its start: the
+// first, or with proximity the one with the lowest round trip among those
+// inside the interval, measuring unknown ones with a ping. The current
+// finger stays unless another is clearly (20%) closer, so noise in the
+// estimates does not flip fingers back and forth.
+func (n *Node) chooseFinger(ctx context.Context, v *vnode, k int, old Ref, succs []Ref) Ref {
+	if !n.cfg.Proximity {
+		return succs[0]
+	}
+	var best Ref
+	var bestRTT, oldRTT time.Duration
+	oldFound := false
+	for _, c := range succs {
+		if c.ID == v.self.ID || !inFinger(v, k, c.ID) {
+			continue
+		}
+		rtt, ok := n.proximity(ctx, c)
+		if !ok {
+			continue
+		}
+		if c.ID == old.ID {
+			oldRTT, oldFound = rtt, true
+		}
+		if best.IsZero() || rtt < bestRTT {
+			best, bestRTT = c, rtt
+		}
+	}
+	switch {
+	case best.IsZero():
+		return succs[0]
+	case oldFound && bestRTT*5 > oldRTT*4:
+		return old
+	}
+	return best
+}
+
+// proximity is the round trip to c's peer (zero for our own), measured
+// with a ping if unknown; false if c did not answer.
+func (n *Node) proximity(ctx context.Context, c Ref) (time.Duration, bool) {
+	if c.Addr == n.addr {
+		return 0, true
+	}
+	if rtt, ok := n.rtt.SRTT(c.Addr); ok {
+		return rtt, true
+	}
+	if n.ping(ctx, c) != nil {
+		return 0, false
+	}
+	return n.rtt.SRTT(c.Addr)
 }
 
 // FixAllFingers refreshes every vnode's whole finger table now: a joining

@@ -53,9 +53,35 @@ func (o *Oracle) Check(nodes []*Node) error {
 			if len(st.Successors) != wantLen {
 				return fmt.Errorf("vnode %s: %d successors, want %d", st.Self, len(st.Successors), wantLen)
 			}
+			// Answers from a list that names the whole ring continue round
+			// it; that needs the vnode to know.
+			if wrap := wantLen < n.cfg.SuccessorListLen; st.Wrapped != wrap {
+				return fmt.Errorf("vnode %s: list wrapped %v, want %v", st.Self, st.Wrapped, wrap)
+			}
 			for k, got := range st.Successors {
 				if want := o.ring[(i+1+k)%len(o.ring)]; got.ID != want.ID {
 					return fmt.Errorf("vnode %s: successor %d is %s, want %s", st.Self, k, got, want)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// CheckFingers verifies each distinct finger the nodes list (State.Fingers):
+// finger k must be the true successor of self+2^k or, with proximity, any
+// live node in [self+2^k, self+2^(k+1)).
+func (o *Oracle) CheckFingers(nodes []*Node) error {
+	for _, n := range nodes {
+		for _, st := range n.States() {
+			for _, f := range st.Fingers {
+				want := o.Successor(st.Self.ID.AddPow2(f.K))
+				live := o.Successor(f.Node.ID).ID == f.Node.ID
+				switch {
+				case f.Node.ID == want.ID:
+				case n.cfg.Proximity && live && highBit(Distance(st.Self.ID, f.Node.ID)) == f.K:
+				default:
+					return fmt.Errorf("vnode %s: finger %d is %s, want %s", st.Self, f.K, f.Node, want)
 				}
 			}
 		}

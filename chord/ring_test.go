@@ -2,8 +2,10 @@ package chord
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -215,5 +217,69 @@ func TestSmallRingAnswersWrapAround(t *testing.T) {
 				want = o.Successor(want.ID.AddPow2(0))
 			}
 		}
+	}
+}
+
+// A client (no vnodes) looks up through the ring without being on it: no
+// vnode ever names it, its answers are right, and it keeps working when the
+// peer it bootstrapped from crashes. A client cannot bootstrap another.
+func TestClientLooksUpThroughTheRing(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	r := newRing(t, TestConfig())
+	for range 8 {
+		r.join(rng)
+	}
+	r.converge(100)
+	ccfg := TestConfig()
+	ccfg.Vnodes = 0
+	client, err := r.net.Add("client", ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot := r.nodes[0]
+	if err := client.Join(context.Background(), boot.Vnodes()[0]); err != nil {
+		t.Fatal(err)
+	}
+	check := func() {
+		t.Helper()
+		o := NewOracle(r.live())
+		for _, mode := range []LookupMode{Recursive, Iterative} {
+			for range 50 {
+				key := randomID(rng)
+				res, err := client.LookupMode(context.Background(), key, 3, mode)
+				if err == nil {
+					err = o.CheckLookup(key, res)
+				}
+				if err != nil {
+					t.Fatalf("client %s lookup: %v", mode, err)
+				}
+			}
+		}
+	}
+	check()
+	r.converge(100)
+	for _, n := range r.live() {
+		for _, st := range n.States() {
+			refs := append(slices.Clone(st.Successors), st.Predecessor)
+			for _, f := range st.Fingers {
+				refs = append(refs, f.Node)
+			}
+			for _, x := range refs {
+				if x.Addr == "client" {
+					t.Fatalf("vnode %s names the client", st.Self)
+				}
+			}
+		}
+	}
+	r.net.Kill(boot.Addr())
+	r.converge(100)
+	check()
+
+	other, err := r.net.Add("client-2", ccfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Join(context.Background(), MakeRef("client", 0)); !errors.Is(err, ErrUnknownVnode) {
+		t.Errorf("joining through a client: %v, want ErrUnknownVnode", err)
 	}
 }

@@ -2,6 +2,7 @@ package chord
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -64,8 +65,20 @@ func SimConfig(vnodes int) Config {
 // every peer makes all fingers exact. NewSim fails unless the result passes
 // Check.
 func NewSim(ctx context.Context, cfg Config, peers int, seed uint64) (*Sim, error) {
+	return newSim(ctx, cfg, peers, seed, NewMemNet())
+}
+
+// NewLatencySim is NewSim on a MemNet whose messages take delay(from, to)
+// on a virtual clock: round trips are measured exactly (proximity
+// neighbour selection sees them) and Sample.Latency is each lookup's time.
+// All its work runs one call at a time.
+func NewLatencySim(ctx context.Context, cfg Config, peers int, seed uint64, delay func(from, to string) time.Duration) (*Sim, error) {
+	return newSim(ctx, cfg, peers, seed, NewLatencyMemNet(delay))
+}
+
+func newSim(ctx context.Context, cfg Config, peers int, seed uint64, net *MemNet) (*Sim, error) {
 	start := time.Now()
-	s := &Sim{Net: NewMemNet(), cfg: cfg}
+	s := &Sim{Net: net, cfg: cfg}
 	rng := rand.New(rand.NewPCG(seed, seed))
 	for i := range peers {
 		if err := s.join(ctx, fmt.Sprintf("sim%d-%d", seed, i), rng); err != nil {
@@ -157,13 +170,17 @@ func (s *Sim) refresh(ctx context.Context, n *Node) {
 	}
 }
 
-// stabilizeFully repeats stabilize while it moves the successor: one
+// stabilizeFully repeats stabilize (and sends the Changed messages it
+// queues) while it moves the successor: one
 // stabilize only steps to the successor's predecessor, and a peer with
 // several vnodes can put more than one between a vnode and its successor.
 func stabilizeFully(ctx context.Context, x simVnode) {
 	for {
 		before := x.v.successor()
 		x.n.stabilize(ctx, x.v)
+		for _, to := range x.v.takeChanged() {
+			x.n.sendChanged(ctx, to)
+		}
 		if x.v.successor() == before {
 			return
 		}
@@ -176,6 +193,13 @@ func stabilizeFully(ctx context.Context, x simVnode) {
 // every lookup finds the right node whichever fingers, old or new, it
 // crosses on the way.
 func (s *Sim) parallel(f func(*Node)) {
+	if s.Net.clock != nil {
+		// One virtual clock: calls must not overlap.
+		for _, n := range s.Live() {
+			f(n)
+		}
+		return
+	}
 	var wg sync.WaitGroup
 	work := make(chan *Node)
 	for range runtime.GOMAXPROCS(0) {
@@ -199,8 +223,9 @@ func (s *Sim) Live() []*Node {
 
 // Check verifies every live vnode against the true ring of live peers:
 // predecessor and whole successor list (Oracle.Check), and every one of the
-// Bits finger entries (the successor of self + 2^k, or none when that is the
-// vnode itself).
+// Bits finger entries (the successor of self + 2^k, or with proximity any
+// live node in [self+2^k, self+2^(k+1)) if there is one; none when that is
+// the vnode itself).
 func (s *Sim) Check() error {
 	live := s.Live()
 	if err := s.oracle.Check(live); err != nil {
@@ -228,9 +253,16 @@ func (s *Sim) checkFingers(v *vnode) error {
 		if want.IsZero() || !BetweenRightIncl(v.self.ID, start, want.ID) {
 			want = s.oracle.Successor(start)
 		}
+		// With proximity, any live node in the finger's interval will do;
+		// only an empty interval leaves the successor of the start.
+		proximate := s.cfg.Proximity && want.ID != v.self.ID && inFinger(v, k, want.ID)
 		switch {
 		case want.ID == v.self.ID && got != nil:
 			return fmt.Errorf("vnode %s: finger %d is %s, want none", v.self, k, *got)
+		case proximate:
+			if got == nil || !inFinger(v, k, got.ID) || s.oracle.Successor(got.ID).ID != got.ID {
+				return fmt.Errorf("vnode %s: finger %d is %v, want a live node in its interval", v.self, k, got)
+			}
 		case want.ID != v.self.ID && (got == nil || got.ID != want.ID):
 			return fmt.Errorf("vnode %s: finger %d is %v, want %s", v.self, k, got, want)
 		}
@@ -254,7 +286,7 @@ func (s *Sim) Kill(count int, rng *rand.Rand) []*Node {
 // CallCount is the number of RPCs sent so far, every kind together.
 func (s *Sim) CallCount() int64 {
 	c := &s.Net.Calls
-	return c.FindSuccessor.Load() + c.NextHop.Load() + c.Neighbors.Load() + c.Notify.Load() + c.Ping.Load()
+	return c.FindSuccessor.Load() + c.NextHop.Load() + c.Neighbors.Load() + c.Changed.Load() + c.Owns.Load() + c.Ping.Load()
 }
 
 // FailedCalls is the number of RPCs so far that found their peer dead.
@@ -273,6 +305,8 @@ type Sample struct {
 	// Right: the first successor returned is the key's true successor among
 	// live peers. FirstLive: the first live node returned is.
 	Right, FirstLive bool
+	// Latency is the lookup's time on a NewLatencySim, else zero.
+	Latency time.Duration
 }
 
 // Lookup runs one lookup of key from n and checks it against the live ring.
@@ -281,7 +315,15 @@ type Sample struct {
 func (s *Sim) Lookup(ctx context.Context, n *Node, key ID, want int, mode LookupMode) Sample {
 	c := &s.Net.Calls
 	fs, nh, failed := c.FindSuccessor.Load(), c.NextHop.Load(), s.FailedCalls()
+	var start time.Time
+	if s.Net.clock != nil {
+		start = s.Net.clock.Now()
+	}
 	res, err := n.LookupMode(ctx, key, want, mode)
+	var latency time.Duration
+	if s.Net.clock != nil {
+		latency = s.Net.clock.Now().Sub(start)
+	}
 	nextHops := c.NextHop.Load() - nh
 	sm := Sample{
 		Err:      err,
@@ -289,6 +331,7 @@ func (s *Sim) Lookup(ctx context.Context, n *Node, key ID, want int, mode Lookup
 		Calls:    c.FindSuccessor.Load() - fs + nextHops,
 		Failed:   s.FailedCalls() - failed,
 		Fallback: mode == Recursive && nextHops > 0,
+		Latency:  latency,
 	}
 	if err == nil {
 		sm.Right = s.oracle.CheckLookup(key, res) == nil
@@ -350,4 +393,26 @@ func Summarize(samples []Sample) Summary {
 		sum.P50Hops, sum.P99Hops, sum.Max = rank(0.50), rank(0.99), hops[len(hops)-1]
 	}
 	return sum
+}
+
+// AccessDelays is a delay model for NewLatencySim: each peer gets an
+// access delay drawn log-uniformly from [lo, hi], reproducibly from seed
+// and its address, and a message from a to b takes half the sum of theirs,
+// so the round trip between a and b is the sum: between 2·lo and 2·hi.
+func AccessDelays(lo, hi time.Duration, seed uint64) func(from, to string) time.Duration {
+	var mu sync.Mutex
+	access := map[string]time.Duration{}
+	of := func(addr string) time.Duration {
+		mu.Lock()
+		defer mu.Unlock()
+		d, ok := access[addr]
+		if !ok {
+			h := KeyID(fmt.Appendf(nil, "%d/%s", seed, addr))
+			u := float64(binary.BigEndian.Uint64(h[:8])) / 0x1p64
+			d = time.Duration(float64(lo) * math.Pow(float64(hi)/float64(lo), u))
+			access[addr] = d
+		}
+		return d
+	}
+	return func(from, to string) time.Duration { return (of(from) + of(to)) / 2 }
 }

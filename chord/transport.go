@@ -40,12 +40,18 @@ type Transport interface {
 	FindSuccessor(ctx context.Context, to Ref, key ID, hops, want int) (LookupResult, error)
 	// NextHop is one step of an iterative lookup.
 	NextHop(ctx context.Context, to Ref, key ID, want int) (Step, error)
-	// Neighbors returns to's predecessor and successor list. If the list's
-	// digest equals known, the list is left out (Unchanged), which keeps
-	// stabilization traffic to a few bytes on a quiet ring.
-	Neighbors(ctx context.Context, to Ref, known uint64) (Neighbors, error)
-	// Notify tells to that self might be its predecessor.
-	Notify(ctx context.Context, to Ref, self Ref) error
+	// Neighbors returns to's predecessor and successor list. from, if not
+	// zero, is the asking vnode, which might be to's predecessor: the call
+	// carries the paper's notify, and tells to that from is alive. If the
+	// digest of to's predecessor and list equals known, both are left out
+	// (Unchanged), which keeps stabilization to a few bytes on a quiet ring.
+	Neighbors(ctx context.Context, to, from Ref, known uint64) (Neighbors, error)
+	// Changed tells to that its successor's neighbourhood changed, so it
+	// stabilizes at its next round instead of after its backed-off interval.
+	Changed(ctx context.Context, to Ref) error
+	// Owns reports whether to is responsible for key (key is in (its
+	// predecessor, to]): a one-message check that a finger is still right.
+	Owns(ctx context.Context, to Ref, key ID) (bool, error)
 	// Ping checks that to is alive.
 	Ping(ctx context.Context, to Ref) error
 }
@@ -68,8 +74,8 @@ type Step struct {
 type Neighbors struct {
 	Predecessor Ref // zero if unknown
 	Successors  []Ref
-	Digest      uint64
-	Unchanged   bool // Successors left out: the digest matched
+	Digest      uint64 // of Predecessor and Successors
+	Unchanged   bool   // Predecessor and Successors left out: the digest matched
 }
 
 var (

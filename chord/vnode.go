@@ -15,13 +15,53 @@ type vnode struct {
 	mu           sync.Mutex
 	pred         Ref
 	predFailures int   // consecutive missed pings of pred
+	predHeard    bool  // pred called us since the last predecessor check
+	predSilent   int   // predecessor checks in a row pred was not heard from
+	predSuspect  bool  // ping pred at the next check, heard from or not
 	succs        []Ref // successor list, closest first, no self, no duplicates
 	wrapped      bool  // succs went all the way round the ring back to us
-	succFrom     ID    // the successor whose list we last copied ...
+	succFrom     ID    // the successor whose neighbours we last copied ...
 	succDigest   uint64
-	fingers      [Bits]*Ref // fingers[k] = successor(self + 2^k); nil: unknown
+	succPred     Ref        // ... and the predecessor it reported
+	fingers      [Bits]*Ref // fingers[k]: a node in [self+2^k, self+2^(k+1)), or successor(self+2^k); nil: unknown
 	nextFinger   int
+	fingerVisits int // fingers checked, to refresh proximity choices now and then
+
+	// Adaptive intervals: rounds each task skips while nothing changes.
+	stab, fix backoff
+	// changedTo are vnodes to send Changed at our next stabilization
+	// round: our predecessor when our list changed, a former predecessor
+	// when a node joined between it and us.
+	changedTo []Ref
 }
+
+// backoff is one task's adaptive interval, counted in its rounds: after a
+// run that found nothing changed the task skips twice as many rounds as
+// before, up to max-1; a change makes it run every round again.
+type backoff struct {
+	shift int // the task runs every 2^shift rounds
+	wait  int // rounds still to skip
+}
+
+func (b *backoff) skip() bool {
+	if b.wait > 0 {
+		b.wait--
+		return true
+	}
+	return false
+}
+
+func (b *backoff) ran(changed bool, max int) {
+	switch {
+	case changed:
+		b.shift = 0
+	case 2<<b.shift <= max:
+		b.shift++
+	}
+	b.wait = 1<<b.shift - 1
+}
+
+func (b *backoff) reset() { b.shift, b.wait = 0, 0 }
 
 func newVnode(self Ref) *vnode { return &vnode{self: self} }
 
@@ -44,15 +84,17 @@ func (v *vnode) predecessor() Ref {
 
 // setSuccessors installs s and, after it, the list s reported (its own
 // successors), trimmed to max entries and cut where it comes back to us.
-func (v *vnode) setSuccessors(s Ref, tail []Ref, digest uint64, max int) {
+// sPred and digest are what s reported of its neighbourhood. It reports
+// whether the list changed.
+func (v *vnode) setSuccessors(s Ref, tail []Ref, sPred Ref, digest uint64, max int) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	list := make([]Ref, 0, max)
 	seen := map[ID]bool{}
-	v.wrapped = false
+	wrapped := false
 	for _, r := range append([]Ref{s}, tail...) {
 		if r.ID == v.self.ID && len(list) < max {
-			v.wrapped = true
+			wrapped = true
 		}
 		// Reaching ourselves means the list went all the way round a small
 		// ring; what follows would only repeat it (and keep repeating a dead
@@ -66,8 +108,35 @@ func (v *vnode) setSuccessors(s Ref, tail []Ref, digest uint64, max int) {
 		seen[r.ID] = true
 		list = append(list, r)
 	}
-	v.succs = list
-	v.succFrom, v.succDigest = s.ID, digest
+	changed := !slices.EqualFunc(list, v.succs, func(a, b Ref) bool { return a.ID == b.ID }) || wrapped != v.wrapped
+	v.succs, v.wrapped = list, wrapped
+	v.succFrom, v.succDigest, v.succPred = s.ID, digest, sPred
+	if changed {
+		v.listChanged()
+	}
+	return changed
+}
+
+// listChanged queues a Changed message for the predecessor, whose list is
+// ours shifted by one. Called with v.mu held.
+func (v *vnode) listChanged() {
+	v.queueChanged(v.pred)
+}
+
+func (v *vnode) queueChanged(r Ref) {
+	if r.IsZero() || r.ID == v.self.ID || slices.ContainsFunc(v.changedTo, func(x Ref) bool { return x.ID == r.ID }) {
+		return
+	}
+	v.changedTo = append(v.changedTo, r)
+}
+
+// takeChanged returns and clears the queued Changed messages.
+func (v *vnode) takeChanged() []Ref {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	out := v.changedTo
+	v.changedTo = nil
+	return out
 }
 
 // knownDigest is the digest to send when asking s for its neighbours: the one
@@ -81,19 +150,20 @@ func (v *vnode) knownDigest(s Ref) uint64 {
 	return 0
 }
 
-// tail returns the successors after the first, used when a stabilization
-// answer says the successor's list has not changed.
-func (v *vnode) tailAfter(s Ref) []Ref {
+// unchanged returns what s reported last time (its predecessor, and the
+// successors after it in our list), used when a stabilization answer says
+// nothing changed.
+func (v *vnode) unchanged(s Ref) (pred Ref, tail []Ref) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if len(v.succs) > 0 && v.succs[0].ID == s.ID {
+	if len(v.succs) > 0 && v.succs[0].ID == s.ID && v.succFrom == s.ID {
 		tail := slices.Clone(v.succs[1:])
 		if v.wrapped {
 			tail = append(tail, v.self) // keeps the list marked as wrapped
 		}
-		return tail
+		return v.succPred, tail
 	}
-	return nil
+	return Ref{}, nil
 }
 
 func (v *vnode) neighbors() Neighbors {
@@ -103,24 +173,56 @@ func (v *vnode) neighbors() Neighbors {
 	if len(succs) == 0 {
 		succs = []Ref{v.self}
 	}
-	return Neighbors{Predecessor: v.pred, Successors: slices.Clone(succs), Digest: digestOf(succs)}
+	return Neighbors{Predecessor: v.pred, Successors: slices.Clone(succs), Digest: digestOf(v.pred, succs)}
 }
 
 // notified applies the notify rule: n becomes the predecessor if it is closer
 // than the current one. A vnode alone on its ring also takes n as successor,
-// which joins a two-node ring in one step.
+// which joins a two-node ring in one step. A call from the predecessor shows
+// it alive; a node that believes it precedes us while our predecessor has
+// gone quiet suggests the predecessor died, so it is checked next round.
 func (v *vnode) notified(n Ref) {
 	if n.ID == v.self.ID {
 		return
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.pred.IsZero() || Between(v.pred.ID, n.ID, v.self.ID) {
-		v.pred, v.predFailures = n, 0
+	switch {
+	case n.ID == v.pred.ID:
+		v.predHeard = true
+	case v.pred.IsZero() || Between(v.pred.ID, n.ID, v.self.ID):
+		// The former predecessor's successor is now n: tell it.
+		v.queueChanged(v.pred)
+		v.pred, v.predFailures, v.predHeard, v.predSilent = n, 0, true, 0
+	case !v.predHeard:
+		v.predSuspect = true
 	}
 	if len(v.succs) == 0 {
 		v.succs = []Ref{n}
+		v.stab.reset()
 	}
+}
+
+// predecessorToCheck returns the predecessor if it should be pinged now:
+// it was not heard from in more than silentLimit checks, it failed the last
+// ping, or it is suspected dead.
+func (v *vnode) predecessorToCheck(silentLimit int) (Ref, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.pred.IsZero() {
+		return Ref{}, false
+	}
+	if v.predHeard && !v.predSuspect {
+		v.predHeard, v.predSilent, v.predFailures = false, 0, 0
+		return v.pred, false
+	}
+	v.predHeard = false
+	v.predSilent++
+	if v.predSuspect || v.predFailures > 0 || v.predSilent > silentLimit {
+		v.predSuspect = false
+		return v.pred, true
+	}
+	return v.pred, false
 }
 
 // predecessorFailuresToClear is how many pings in a row the predecessor
@@ -144,12 +246,72 @@ func (v *vnode) predecessorAnswered(p Ref, ok bool) {
 	}
 }
 
-// setFingers records that f is the successor of the start of finger k, and so
-// of every later finger whose start falls in (self, f]. It returns the next
-// finger index to refresh.
-func (v *vnode) setFingers(k int, f Ref) int {
+// suspect reacts to a failed call to the peer at addr: if it runs our
+// successor or predecessor, check that neighbour next round rather than
+// after a backed-off interval.
+func (v *vnode) suspect(addr string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if len(v.succs) > 0 && v.succs[0].Addr == addr {
+		v.stab.reset()
+	}
+	if v.pred.Addr == addr {
+		v.predSuspect = true
+	}
+}
+
+// stabilizeDue reports whether this round's stabilization runs, counting
+// down the backed-off rounds.
+func (v *vnode) stabilizeDue() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return !v.stab.skip()
+}
+
+func (v *vnode) stabilized(changed bool, max int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.stab.ran(changed, max)
+}
+
+// changedNearby serves a Changed message: stabilize next round.
+func (v *vnode) changedNearby() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.stab.reset()
+}
+
+func (v *vnode) fixDue() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return !v.fix.skip()
+}
+
+func (v *vnode) fixed(changed bool, max int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.fix.ran(changed, max)
+}
+
+// owns reports whether key is in (pred, self]; false while the
+// predecessor is unknown, as then nobody can tell.
+func (v *vnode) owns(key ID) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.succs) == 0 {
+		return true // alone: every key is ours
+	}
+	return !v.pred.IsZero() && BetweenRightIncl(v.pred.ID, key, v.self.ID)
+}
+
+// setFingers records f as finger k, and as every later finger whose start
+// falls in (self, f] (f is the successor of those starts too), and moves on
+// to the finger after them. It reports whether finger k changed.
+func (v *vnode) setFingers(k int, f Ref) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	old := v.fingers[k]
+	changed := (old == nil) != (f.ID == v.self.ID) || (old != nil && old.ID != f.ID)
 	var ref *Ref
 	if f.ID != v.self.ID {
 		ref = &f
@@ -165,7 +327,20 @@ func (v *vnode) setFingers(k int, f Ref) int {
 		j = 0
 	}
 	v.nextFinger = j
-	return j
+	return changed
+}
+
+// finger returns finger k, if known, and whether a proximity choice is due
+// for a refresh (every proximityRefresh-th check of a finger).
+func (v *vnode) finger(k int) (f Ref, ok, refresh bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.fingerVisits++
+	refresh = v.fingerVisits%proximityRefresh == 0
+	if p := v.fingers[k]; p != nil {
+		return *p, true, refresh
+	}
+	return Ref{}, false, refresh
 }
 
 func (v *vnode) skipFinger(k int) {
@@ -190,6 +365,10 @@ func (v *vnode) forget(dead func(Ref) bool) {
 	if n := len(v.succs); n > 0 {
 		v.succs = slices.DeleteFunc(v.succs, dead)
 		v.wrapped = v.wrapped && len(v.succs) == n
+		if len(v.succs) != n {
+			v.listChanged()
+			v.stab.reset()
+		}
 	}
 	for k, f := range v.fingers {
 		if f != nil && dead(*f) {
@@ -215,6 +394,7 @@ func (v *vnode) dropSuccessor(s Ref) {
 	defer v.mu.Unlock()
 	v.succs = slices.DeleteFunc(v.succs, func(r Ref) bool { return r.ID == s.ID })
 	v.wrapped = false // a list with a hole no longer names the whole ring
+	v.listChanged()
 }
 
 // candidates returns up to max known nodes on the arc (self, key), closest to
@@ -307,6 +487,8 @@ type State struct {
 	Self        Ref
 	Predecessor Ref
 	Successors  []Ref
+	// Wrapped: the successor list goes all the way round a small ring.
+	Wrapped bool
 	// Fingers lists each distinct finger once, with the lowest finger index
 	// (k: the entry covers self + 2^k) it serves.
 	Fingers []Finger
@@ -321,7 +503,7 @@ type Finger struct {
 func (v *vnode) state() State {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	st := State{Self: v.self, Predecessor: v.pred, Successors: slices.Clone(v.succs)}
+	st := State{Self: v.self, Predecessor: v.pred, Successors: slices.Clone(v.succs), Wrapped: v.wrapped}
 	var last *Ref
 	for k, f := range v.fingers {
 		if f != nil && f != last {
@@ -332,8 +514,10 @@ func (v *vnode) state() State {
 	return st
 }
 
-func digestOf(refs []Ref) uint64 {
+// digestOf summarizes a neighbourhood: the predecessor and successor list.
+func digestOf(pred Ref, refs []Ref) uint64 {
 	h := fnv.New64a()
+	h.Write(pred.ID[:])
 	for _, r := range refs {
 		h.Write(r.ID[:])
 	}

@@ -32,6 +32,9 @@ type DaemonOptions struct {
 	// Listen and Bootstrap are multiaddrs; nil: the repo config's.
 	Listen    []string
 	Bootstrap []string
+	// Announce, if set, are the addresses told to other peers instead of
+	// the listen addresses (this run only; not in the repo config).
+	Announce []string
 	// Capacity is the number of vnodes; nil: the repo config's.
 	Capacity *int
 	// Lookup is "recursive" or "iterative"; empty: the repo config's.
@@ -144,6 +147,12 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 			return nil, fmt.Errorf("listen address %q: %w", s, err)
 		}
 	}
+	announce := make([]multiaddr.Multiaddr, len(opts.Announce))
+	for i, s := range opts.Announce {
+		if announce[i], err = multiaddr.NewMultiaddr(s); err != nil {
+			return nil, fmt.Errorf("announce address %q: %w", s, err)
+		}
+	}
 	boot, err := ParseBootstrap(rc.Bootstrap)
 	if err != nil {
 		return nil, err
@@ -177,7 +186,11 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 	}
 
 	cfg.Bandwidth = metrics.NewBandwidthCounter()
-	h, err := NewHost(repo.Identity(), listen, libp2p.BandwidthReporter(cfg.Bandwidth))
+	hostOpts := []libp2p.Option{libp2p.BandwidthReporter(cfg.Bandwidth)}
+	if len(announce) > 0 {
+		hostOpts = append(hostOpts, Announce(announce))
+	}
+	h, err := NewHost(repo.Identity(), listen, hostOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("start libp2p host on %s: %w", strings.Join(rc.Listen, ", "), err)
 	}
@@ -208,7 +221,7 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 		return nil, err
 	}
 	d := &Daemon{repo: repo, store: store, host: h, node: node, cfg: cfg, sock: sock, ln: ln, log: logw}
-	acfg := apiConfig{LookupTimeout: cfg.Chord.LookupTimeout, Log: logw, Events: node.events}
+	acfg := apiConfig{LookupTimeout: cfg.Chord.LookupTimeout, Log: logw, Events: node.events, VerifiedBlocks: true}
 	if store != nil {
 		acfg.Nodes = storeNodes{store}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/ipfs/go-cid"
@@ -132,6 +133,8 @@ type lyingStore struct{ *blocks.Store }
 
 func (l lyingStore) Get(c cid.Cid) ([]byte, error) { return []byte("forged bytes"), nil }
 
+func (l lyingStore) GetWith(c cid.Cid, _ func(int) []byte) ([]byte, error) { return l.Get(c) }
+
 // With fewer than W replicas reachable, a put reports failure.
 func TestPutFailsWithoutWriteQuorum(t *testing.T) {
 	r, _ := storedRing(t, 4)
@@ -171,5 +174,43 @@ func TestForgedPutIsRefused(t *testing.T) {
 	}
 	if stores[to].Has(c) {
 		t.Fatal("forged block stored")
+	}
+}
+
+// A client (capacity 0, no store) shares and fetches through the ring: its
+// puts land on the ring's peers, never on itself, and it still fetches when
+// the peer it bootstrapped from has crashed.
+func TestClientPutsAndGetsThroughTheRing(t *testing.T) {
+	r, stores := storedRing(t, 5)
+	r.beforeNode = nil
+	r.cfg.Chord.Vnodes = 0
+	client := r.add(1)[0]
+	boot := r.nodes[1]
+	r.join(client, boot)
+	ctx := context.Background()
+	data := bytes.Repeat([]byte("client "), 500)
+	c := rawBlock(t, data)
+	if err := client.Put(ctx, c, data); err != nil {
+		t.Fatal(err)
+	}
+	client.bg.Wait()
+	replicas, err := client.Replicas(ctx, c)
+	if err != nil || len(replicas) != 3 || slices.Contains(replicas, client.Host().ID()) {
+		t.Fatalf("replicas seen by the client: %v %v", replicas, err)
+	}
+	holders := 0
+	for _, st := range stores {
+		if st.Has(c) {
+			holders++
+		}
+	}
+	if holders != 3 {
+		t.Fatalf("%d ring peers hold the client's block, want 3", holders)
+	}
+	r.crash(boot)
+	r.converge(200)
+	got, err := client.Get(ctx, c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("client get after its bootstrap peer crashed: %v", err)
 	}
 }

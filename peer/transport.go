@@ -95,8 +95,17 @@ func (t *ringTransport) NextHop(ctx context.Context, to chord.Ref, key chord.ID,
 	return chord.Step{Done: resp.GetDone(), Nodes: nodes}, nil
 }
 
-func (t *ringTransport) Neighbors(ctx context.Context, to chord.Ref, known uint64) (chord.Neighbors, error) {
-	resp, err := t.roundTrip(ctx, to, &pb.Request{Type: pb.Request_NEIGHBORS, KnownDigest: known})
+func (t *ringTransport) Neighbors(ctx context.Context, to, from chord.Ref, known uint64) (chord.Neighbors, error) {
+	req := &pb.Request{Type: pb.Request_NEIGHBORS, KnownDigest: known}
+	if !from.IsZero() {
+		// Only our own vnodes ask: the receiver takes the peer from the
+		// secure channel, so the index alone names the vnode.
+		if from.Addr != string(t.h.ID()) {
+			return chord.Neighbors{}, fmt.Errorf("neighbors on behalf of another peer's vnode")
+		}
+		req.FromVnode = from.Vnode + 1
+	}
+	resp, err := t.roundTrip(ctx, to, req)
 	if err != nil {
 		return chord.Neighbors{}, err
 	}
@@ -111,9 +120,17 @@ func (t *ringTransport) Neighbors(ctx context.Context, to chord.Ref, known uint6
 	return chord.Neighbors{Predecessor: pred, Successors: succs, Digest: resp.GetDigest(), Unchanged: resp.GetUnchanged()}, nil
 }
 
-func (t *ringTransport) Notify(ctx context.Context, to chord.Ref, self chord.Ref) error {
-	_, err := t.roundTrip(ctx, to, &pb.Request{Type: pb.Request_NOTIFY, Self: t.codec.encode(self)})
+func (t *ringTransport) Changed(ctx context.Context, to chord.Ref) error {
+	_, err := t.roundTrip(ctx, to, &pb.Request{Type: pb.Request_CHANGED})
 	return err
+}
+
+func (t *ringTransport) Owns(ctx context.Context, to chord.Ref, key chord.ID) (bool, error) {
+	resp, err := t.roundTrip(ctx, to, &pb.Request{Type: pb.Request_OWNS, Key: key[:]})
+	if err != nil {
+		return false, err
+	}
+	return resp.GetDone(), nil
 }
 
 func (t *ringTransport) Ping(ctx context.Context, to chord.Ref) error {
@@ -189,21 +206,26 @@ func (t *ringTransport) handle(ctx context.Context, from p2ppeer.ID, req *pb.Req
 		st, opErr = t.node.HandleNextHop(ctx, to, key, wantOf(req))
 		resp.Done, resp.Nodes = st.Done, t.codec.encodeAll(st.Nodes)
 	case pb.Request_NEIGHBORS:
+		var self chord.Ref
+		if fv := req.GetFromVnode(); fv > 0 {
+			if fv > chord.MaxVnodes {
+				return nil, fmt.Errorf("%w: from vnode %d", errBadMessage, fv-1)
+			}
+			// The asker is a vnode of the peer the secure channel proved.
+			self = chord.MakeRef(string(from), fv-1)
+		}
 		var nb chord.Neighbors
-		nb, opErr = t.node.HandleNeighbors(ctx, to, req.GetKnownDigest())
+		nb, opErr = t.node.HandleNeighbors(ctx, to, self, req.GetKnownDigest())
 		resp.Predecessor = t.codec.encode(nb.Predecessor)
 		resp.Nodes, resp.Digest, resp.Unchanged = t.codec.encodeAll(nb.Successors), nb.Digest, nb.Unchanged
-	case pb.Request_NOTIFY:
-		self, err := t.codec.decode(req.GetSelf())
+	case pb.Request_CHANGED:
+		opErr = t.node.HandleChanged(ctx, to)
+	case pb.Request_OWNS:
+		key, err := decodeKey(req.GetKey())
 		if err != nil {
 			return nil, err
 		}
-		// Only a peer itself may claim to be a predecessor: the secure
-		// channel proved who sent this.
-		if self.IsZero() || p2ppeer.ID(self.Addr) != from {
-			return nil, fmt.Errorf("%w: notify for another peer", errBadMessage)
-		}
-		opErr = t.node.HandleNotify(ctx, to, self)
+		resp.Done, opErr = t.node.HandleOwns(ctx, to, key)
 	case pb.Request_PING:
 		opErr = t.node.HandlePing(ctx, to)
 	default:

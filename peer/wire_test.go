@@ -47,17 +47,16 @@ func TestBadRingMessagesResetOnlyTheirStream(t *testing.T) {
 	huge := binary.AppendUvarint(nil, 1<<30)
 	valid := frame(&pb.Request{Type: pb.Request_PING})
 	cases := map[string][]byte{
-		"garbage protobuf":      append(binary.AppendUvarint(nil, 5), 0xff, 0xff, 0xff, 0xff, 0xff),
-		"oversized length":      append(huge, make([]byte, 64)...),
-		"over the size cap":     frame(&pb.Request{Type: pb.Request_NEXT_HOP, Key: make([]byte, maxRingMessage+1)}),
-		"truncated":             valid[:len(valid)-1],
-		"empty stream":          nil,
-		"unknown request type":  frame(&pb.Request{Type: 99}),
-		"short key":             frame(&pb.Request{Type: pb.Request_NEXT_HOP, Key: []byte{1, 2, 3}}),
-		"vnode out of range":    frame(&pb.Request{Type: pb.Request_PING, ToVnode: chord.MaxVnodes}),
-		"notify for other peer": frame(&pb.Request{Type: pb.Request_NOTIFY, Self: &pb.NodeRef{Peer: []byte(bystander.Host().ID())}}),
-		"notify bad peer id":    frame(&pb.Request{Type: pb.Request_NOTIFY, Self: &pb.NodeRef{Peer: []byte("not a peer id")}}),
-		"too many addrs":        frame(&pb.Request{Type: pb.Request_NOTIFY, Self: &pb.NodeRef{Peer: []byte(attacker.ID()), Addrs: make([][]byte, maxAddrsPerRef+1)}}),
+		"garbage protobuf":        append(binary.AppendUvarint(nil, 5), 0xff, 0xff, 0xff, 0xff, 0xff),
+		"oversized length":        append(huge, make([]byte, 64)...),
+		"over the size cap":       frame(&pb.Request{Type: pb.Request_NEXT_HOP, Key: make([]byte, maxRingMessage+1)}),
+		"truncated":               valid[:len(valid)-1],
+		"empty stream":            nil,
+		"unknown request type":    frame(&pb.Request{Type: 99}),
+		"short key":               frame(&pb.Request{Type: pb.Request_NEXT_HOP, Key: []byte{1, 2, 3}}),
+		"vnode out of range":      frame(&pb.Request{Type: pb.Request_PING, ToVnode: chord.MaxVnodes}),
+		"from vnode out of range": frame(&pb.Request{Type: pb.Request_NEIGHBORS, FromVnode: chord.MaxVnodes + 1}),
+		"owns short key":          frame(&pb.Request{Type: pb.Request_OWNS, Key: []byte{1, 2, 3}}),
 	}
 	for name, payload := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -95,7 +94,9 @@ func FuzzRingRequest(f *testing.F) {
 	f.Add(frame(&pb.Request{Type: pb.Request_NEXT_HOP, Key: make([]byte, 32), Want: 3}))
 	f.Add(frame(&pb.Request{Type: pb.Request_FIND_SUCCESSOR, Key: make([]byte, 32), Hops: 70, BudgetMs: 5}))
 	f.Add(frame(&pb.Request{Type: pb.Request_NEIGHBORS, KnownDigest: 7}))
-	f.Add(frame(&pb.Request{Type: pb.Request_NOTIFY, Self: &pb.NodeRef{Peer: []byte("x"), Vnode: 3, Addrs: [][]byte{{4, 127, 0, 0, 1}}}}))
+	f.Add(frame(&pb.Request{Type: pb.Request_NEIGHBORS, FromVnode: 3}))
+	f.Add(frame(&pb.Request{Type: pb.Request_OWNS, Key: make([]byte, 32)}))
+	f.Add(frame(&pb.Request{Type: pb.Request_CHANGED, ToVnode: 1}))
 	r := newMockRing(&testing.T{}, testConfig())
 	nodes := r.add(2)
 	if err := nodes[0].Join(context.Background(), nil); err != nil {
@@ -125,5 +126,22 @@ func TestDecodedRefPositionIsDerived(t *testing.T) {
 	got, err := codec.decode(codec.encode(want))
 	if err != nil || got != want {
 		t.Fatalf("round trip: %v %v, want %v", got, err, want)
+	}
+}
+
+// Refs in answers are bounded: too many addresses or a bad peer ID refuse
+// the whole answer.
+func TestDecodeRefRejectsBadRefs(t *testing.T) {
+	r := newMockRing(t, testConfig())
+	n := r.add(1)[0]
+	codec := refCodec{ps: n.Host().Peerstore()}
+	for name, w := range map[string]*pb.NodeRef{
+		"bad peer id":    {Peer: []byte("not a peer id")},
+		"too many addrs": {Peer: []byte(n.Host().ID()), Addrs: make([][]byte, maxAddrsPerRef+1)},
+		"vnode range":    {Peer: []byte(n.Host().ID()), Vnode: chord.MaxVnodes},
+	} {
+		if _, err := codec.decode(w); err == nil {
+			t.Errorf("%s: decoded", name)
+		}
 	}
 }

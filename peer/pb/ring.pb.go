@@ -30,9 +30,10 @@ const (
 	Request_UNKNOWN        Request_Type = 0
 	Request_FIND_SUCCESSOR Request_Type = 1 // recursive lookup
 	Request_NEXT_HOP       Request_Type = 2 // one iterative lookup step
-	Request_NEIGHBORS      Request_Type = 3 // predecessor and successor list
-	Request_NOTIFY         Request_Type = 4 // "I might be your predecessor"
+	Request_NEIGHBORS      Request_Type = 3 // predecessor and successor list; carries notify
 	Request_PING           Request_Type = 5
+	Request_CHANGED        Request_Type = 6 // "my neighbourhood changed: stabilize with me soon"
+	Request_OWNS           Request_Type = 7 // is key in (your predecessor, you]? answer in done
 )
 
 // Enum value maps for Request_Type.
@@ -42,16 +43,18 @@ var (
 		1: "FIND_SUCCESSOR",
 		2: "NEXT_HOP",
 		3: "NEIGHBORS",
-		4: "NOTIFY",
 		5: "PING",
+		6: "CHANGED",
+		7: "OWNS",
 	}
 	Request_Type_value = map[string]int32{
 		"UNKNOWN":        0,
 		"FIND_SUCCESSOR": 1,
 		"NEXT_HOP":       2,
 		"NEIGHBORS":      3,
-		"NOTIFY":         4,
 		"PING":           5,
+		"CHANGED":        6,
+		"OWNS":           7,
 	}
 )
 
@@ -200,15 +203,18 @@ func (x *NodeRef) GetAddrs() [][]byte {
 }
 
 type Request struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Type          Request_Type           `protobuf:"varint,1,opt,name=type,proto3,enum=chordshare.ring.Request_Type" json:"type,omitempty"`
-	ToVnode       uint32                 `protobuf:"varint,2,opt,name=to_vnode,json=toVnode,proto3" json:"to_vnode,omitempty"`              // which of the receiver's vnodes is asked
-	Key           []byte                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`                                      // 32 bytes: FIND_SUCCESSOR, NEXT_HOP
-	Hops          uint32                 `protobuf:"varint,4,opt,name=hops,proto3" json:"hops,omitempty"`                                   // FIND_SUCCESSOR: hops taken so far
-	Want          uint32                 `protobuf:"varint,5,opt,name=want,proto3" json:"want,omitempty"`                                   // how many successors to return
-	KnownDigest   uint64                 `protobuf:"fixed64,6,opt,name=known_digest,json=knownDigest,proto3" json:"known_digest,omitempty"` // NEIGHBORS: digest of the list the asker holds
-	Self          *NodeRef               `protobuf:"bytes,7,opt,name=self,proto3" json:"self,omitempty"`                                    // NOTIFY: the sender's vnode (must be the sender)
-	BudgetMs      uint32                 `protobuf:"varint,8,opt,name=budget_ms,json=budgetMs,proto3" json:"budget_ms,omitempty"`           // FIND_SUCCESSOR: time left for the whole lookup
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Type        Request_Type           `protobuf:"varint,1,opt,name=type,proto3,enum=chordshare.ring.Request_Type" json:"type,omitempty"`
+	ToVnode     uint32                 `protobuf:"varint,2,opt,name=to_vnode,json=toVnode,proto3" json:"to_vnode,omitempty"`              // which of the receiver's vnodes is asked
+	Key         []byte                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`                                      // 32 bytes: FIND_SUCCESSOR, NEXT_HOP, OWNS
+	Hops        uint32                 `protobuf:"varint,4,opt,name=hops,proto3" json:"hops,omitempty"`                                   // FIND_SUCCESSOR: hops taken so far
+	Want        uint32                 `protobuf:"varint,5,opt,name=want,proto3" json:"want,omitempty"`                                   // how many successors to return
+	KnownDigest uint64                 `protobuf:"fixed64,6,opt,name=known_digest,json=knownDigest,proto3" json:"known_digest,omitempty"` // NEIGHBORS: digest of the neighbourhood the asker holds
+	BudgetMs    uint32                 `protobuf:"varint,8,opt,name=budget_ms,json=budgetMs,proto3" json:"budget_ms,omitempty"`           // FIND_SUCCESSOR: time left for the whole lookup
+	// NEIGHBORS: the asking vnode is from_vnode + 1 of the sending peer (the
+	// peer the secure channel proved), which might be our predecessor; 0:
+	// the asker is not a vnode. No peer ID or addresses are sent.
+	FromVnode     uint32 `protobuf:"varint,9,opt,name=from_vnode,json=fromVnode,proto3" json:"from_vnode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -285,16 +291,16 @@ func (x *Request) GetKnownDigest() uint64 {
 	return 0
 }
 
-func (x *Request) GetSelf() *NodeRef {
-	if x != nil {
-		return x.Self
-	}
-	return nil
-}
-
 func (x *Request) GetBudgetMs() uint32 {
 	if x != nil {
 		return x.BudgetMs
+	}
+	return 0
+}
+
+func (x *Request) GetFromVnode() uint32 {
+	if x != nil {
+		return x.FromVnode
 	}
 	return 0
 }
@@ -303,11 +309,11 @@ type Response struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Status        Response_Status        `protobuf:"varint,1,opt,name=status,proto3,enum=chordshare.ring.Response_Status" json:"status,omitempty"`
 	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
-	Done          bool                   `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`              // NEXT_HOP: nodes are the key's successors
+	Done          bool                   `protobuf:"varint,3,opt,name=done,proto3" json:"done,omitempty"`              // NEXT_HOP: nodes are the key's successors; OWNS: yes
 	Nodes         []*NodeRef             `protobuf:"bytes,4,rep,name=nodes,proto3" json:"nodes,omitempty"`             // successors, next hops, or successor list
 	Predecessor   *NodeRef               `protobuf:"bytes,5,opt,name=predecessor,proto3" json:"predecessor,omitempty"` // NEIGHBORS
-	Digest        uint64                 `protobuf:"fixed64,6,opt,name=digest,proto3" json:"digest,omitempty"`         // NEIGHBORS
-	Unchanged     bool                   `protobuf:"varint,7,opt,name=unchanged,proto3" json:"unchanged,omitempty"`    // NEIGHBORS: list left out, digest matched
+	Digest        uint64                 `protobuf:"fixed64,6,opt,name=digest,proto3" json:"digest,omitempty"`         // NEIGHBORS: of predecessor and successors
+	Unchanged     bool                   `protobuf:"varint,7,opt,name=unchanged,proto3" json:"unchanged,omitempty"`    // NEIGHBORS: predecessor and list left out, digest matched
 	Hops          uint32                 `protobuf:"varint,8,opt,name=hops,proto3" json:"hops,omitempty"`              // FIND_SUCCESSOR
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -408,24 +414,25 @@ const file_ring_proto_rawDesc = "" +
 	"\aNodeRef\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\fR\x04peer\x12\x14\n" +
 	"\x05vnode\x18\x02 \x01(\rR\x05vnode\x12\x14\n" +
-	"\x05addrs\x18\x03 \x03(\fR\x05addrs\"\xdb\x02\n" +
+	"\x05addrs\x18\x03 \x03(\fR\x05addrs\"\xe3\x02\n" +
 	"\aRequest\x121\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1d.chordshare.ring.Request.TypeR\x04type\x12\x19\n" +
 	"\bto_vnode\x18\x02 \x01(\rR\atoVnode\x12\x10\n" +
 	"\x03key\x18\x03 \x01(\fR\x03key\x12\x12\n" +
 	"\x04hops\x18\x04 \x01(\rR\x04hops\x12\x12\n" +
 	"\x04want\x18\x05 \x01(\rR\x04want\x12!\n" +
-	"\fknown_digest\x18\x06 \x01(\x06R\vknownDigest\x12,\n" +
-	"\x04self\x18\a \x01(\v2\x18.chordshare.ring.NodeRefR\x04self\x12\x1b\n" +
-	"\tbudget_ms\x18\b \x01(\rR\bbudgetMs\"Z\n" +
+	"\fknown_digest\x18\x06 \x01(\x06R\vknownDigest\x12\x1b\n" +
+	"\tbudget_ms\x18\b \x01(\rR\bbudgetMs\x12\x1d\n" +
+	"\n" +
+	"from_vnode\x18\t \x01(\rR\tfromVnode\"k\n" +
 	"\x04Type\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x12\n" +
 	"\x0eFIND_SUCCESSOR\x10\x01\x12\f\n" +
 	"\bNEXT_HOP\x10\x02\x12\r\n" +
-	"\tNEIGHBORS\x10\x03\x12\n" +
-	"\n" +
-	"\x06NOTIFY\x10\x04\x12\b\n" +
-	"\x04PING\x10\x05\"\xf5\x02\n" +
+	"\tNEIGHBORS\x10\x03\x12\b\n" +
+	"\x04PING\x10\x05\x12\v\n" +
+	"\aCHANGED\x10\x06\x12\b\n" +
+	"\x04OWNS\x10\a\"\x04\b\x04\x10\x04J\x04\b\a\x10\b\"\xf5\x02\n" +
 	"\bResponse\x128\n" +
 	"\x06status\x18\x01 \x01(\x0e2 .chordshare.ring.Response.StatusR\x06status\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x12\x12\n" +
@@ -465,15 +472,14 @@ var file_ring_proto_goTypes = []any{
 }
 var file_ring_proto_depIdxs = []int32{
 	0, // 0: chordshare.ring.Request.type:type_name -> chordshare.ring.Request.Type
-	2, // 1: chordshare.ring.Request.self:type_name -> chordshare.ring.NodeRef
-	1, // 2: chordshare.ring.Response.status:type_name -> chordshare.ring.Response.Status
-	2, // 3: chordshare.ring.Response.nodes:type_name -> chordshare.ring.NodeRef
-	2, // 4: chordshare.ring.Response.predecessor:type_name -> chordshare.ring.NodeRef
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	1, // 1: chordshare.ring.Response.status:type_name -> chordshare.ring.Response.Status
+	2, // 2: chordshare.ring.Response.nodes:type_name -> chordshare.ring.NodeRef
+	2, // 3: chordshare.ring.Response.predecessor:type_name -> chordshare.ring.NodeRef
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_ring_proto_init() }

@@ -42,6 +42,8 @@ type options struct {
 	failShare              float64
 	seed                   uint64
 	maxRounds, phaseRounds int
+	phaseWarmup, backoff   int
+	proximity              bool
 	timersGOGC             int
 	skipMaint, skipFail    bool
 }
@@ -72,6 +74,9 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of peer IDs, bootstrap choices, lookups and crashes")
 	fs.IntVar(&o.maxRounds, "max-rounds", 50, "maintenance rounds allowed for the built ring to check right")
 	fs.IntVar(&o.phaseRounds, "phase-rounds", 30, "maintenance rounds stepped to count each phase's traffic (fix-fingers needs a whole cycle of fingers)")
+	fs.IntVar(&o.phaseWarmup, "phase-warmup", 2*chord.DefaultConfig().Backoff, "rounds stepped, uncounted, before the stepped count and before the crash, so quiet vnodes have backed off")
+	fs.IntVar(&o.backoff, "backoff", chord.DefaultConfig().Backoff, "chord Backoff: quiet vnodes run maintenance every 2, 4, ... up to this many intervals (1: every interval)")
+	fs.BoolVar(&o.proximity, "proximity", chord.DefaultConfig().Proximity, "proximity neighbour selection for fingers")
 	fs.IntVar(&o.timersGOGC, "timers-gogc", 400, "GOGC while the timers run")
 	fs.BoolVar(&o.skipMaint, "skip-maintenance", false, "do not run the timers")
 	fs.BoolVar(&o.skipFail, "skip-failure", false, "do not crash peers")
@@ -107,6 +112,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	cfg := peer.DefaultConfig()
 	cfg.Chord.Vnodes = o.capacity
+	cfg.Chord.Backoff = o.backoff
+	cfg.Chord.Proximity = o.proximity
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	progress := func(format string, a ...any) {
 		fmt.Fprintf(stderr, "mocksim: "+format+"\n", a...)
 	}
@@ -157,9 +167,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if !o.skipMaint {
 		// Stepped rounds send the same calls at any latency; without it
 		// they take seconds instead of minutes.
-		progress("%d stepped maintenance rounds ...", o.phaseRounds)
+		progress("%d + %d stepped maintenance rounds ...", o.phaseWarmup, o.phaseRounds)
 		r.SetLatency(0)
-		phases := r.PhaseCalls(ctx, o.phaseRounds)
+		phases := r.PhaseCalls(ctx, o.phaseWarmup, o.phaseRounds)
 		r.SetLatency(o.latency)
 		progress("timers running: %v warm-up, %v window ...", o.warmup, o.window)
 		before := loadavg()
@@ -185,6 +195,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("before the crash: %w", err)
 		}
+		// Quiet rounds first, so the crash meets vnodes at their
+		// backed-off intervals, as it would on a quiet ring.
+		r.PhaseCalls(ctx, o.phaseWarmup, 0)
 		r.SetLatency(o.latency)
 		killed, err := r.Crash(o.failShare)
 		if err != nil {
@@ -198,7 +211,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				rows = append(rows, r.Lookups(ctx, qs, mode, want, o.parallel))
 			}
 		}
-		rep.failure(len(killed), rounds, rows)
+		progress("stepped rounds until the ring is right again ...")
+		r.SetLatency(0)
+		after, err := r.Converge(ctx, o.maxRounds)
+		if err != nil {
+			return fmt.Errorf("after the crash: %w", err)
+		}
+		rep.failure(len(killed), rounds, rows, after)
 	}
 	rep.p("Load average at the end: %s.", loadavg())
 	return ctx.Err()

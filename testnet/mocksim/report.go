@@ -25,9 +25,9 @@ func (rep *report) header(args []string, goVersion string, cpus, procs int, load
 	o, cfg := rep.o, rep.cfg
 	rep.p("## mocksim: %d peers × %d vnodes, %v links", o.peers, o.capacity, o.latency)
 	rep.p("")
-	rep.p("`mocksim %s` — %s, %d CPUs (GOMAXPROCS %d), load average %s at the start; successor list %d, stabilize %v, fix-fingers %v, check-predecessor %v; links: %s; seed %d.",
+	rep.p("`mocksim %s` — %s, %d CPUs (GOMAXPROCS %d), load average %s at the start; successor list %d, stabilize %v, fix-fingers %v, check-predecessor %v, backoff up to %d×, proximity fingers %v; links: %s; seed %d.",
 		strings.Join(args, " "), goVersion, cpus, procs, load, cfg.SuccessorListLen,
-		cfg.StabilizeInterval, cfg.FixFingerInterval, cfg.CheckPredecessorInterval, o.links, o.seed)
+		cfg.StabilizeInterval, cfg.FixFingerInterval, cfg.CheckPredecessorInterval, cfg.Backoff, cfg.Proximity, o.links, o.seed)
 	rep.p("")
 }
 
@@ -112,7 +112,7 @@ func (rep *report) maintenance(m mockring.MaintenanceReport, ph mockring.Phases,
 	rep.p("")
 }
 
-func (rep *report) failure(killed, preRounds int, rows []mockring.LookupReport) {
+func (rep *report) failure(killed, preRounds int, rows []mockring.LookupReport, afterRounds int) {
 	rep.p("### After %d of %d peers (%.0f%%) crashed at once, before any repair", killed, rep.o.peers, 100*rep.o.failShare)
 	rep.p("")
 	rep.p("The ring was checked right (%d stepped round(s)) just before the crash. Batches run in the order shown; a lookup that finds a finger dead drops it, so later batches meet fewer dead fingers. Right: the first node returned is the key's true live successor (Oracle.CheckLookup); first live right: the first live node returned is (Oracle.CheckFirstLive).", preRounds)
@@ -132,6 +132,9 @@ func (rep *report) failure(killed, preRounds int, rows []mockring.LookupReport) 
 			rep.p("")
 		}
 	}
+	rep.p("Reconvergence: after these lookups, %d stepped round(s) until every live predecessor and successor list was right again (chord.Oracle.Check); a round is one period of each timer, so about %v at the configured intervals.",
+		afterRounds, time.Duration(afterRounds)*rep.cfg.StabilizeInterval)
+	rep.p("")
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }

@@ -33,6 +33,9 @@ type options struct {
 	lookups        int
 	want, failWant int
 	rounds         int
+	backoff        int
+	proximity      bool
+	latencyN       int
 	failShare      float64
 	seed           uint64
 	report         string
@@ -54,6 +57,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	cfg := chord.SimConfig(o.vnodes)
 	cfg.SuccessorListLen = o.succList
+	cfg.Backoff, cfg.Proximity = o.backoff, o.proximity
 	if o.failWant == 0 {
 		o.failWant = o.succList
 	}
@@ -73,6 +77,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(os.Stderr, "ringsim: N=%d ...\n", n)
 		if err := measure(ctx, r, cfg, o, n); err != nil {
 			return fmt.Errorf("N=%d: %w", n, err)
+		}
+	}
+	if o.latencyN > 0 {
+		fmt.Fprintf(os.Stderr, "ringsim: latency, N=%d ...\n", o.latencyN)
+		if err := measureLatency(ctx, r, cfg, o); err != nil {
+			return fmt.Errorf("latency: %w", err)
 		}
 	}
 	r.text(stdout)
@@ -103,7 +113,10 @@ func parse(args []string) (options, error) {
 	fs.IntVar(&o.lookups, "lookups", 10000, "lookups per ring size and mode")
 	fs.IntVar(&o.want, "want", 1, "successors each lookup asks for (1: the paper's lookup)")
 	fs.IntVar(&o.failWant, "fail-want", 0, "successors each lookup asks for in the failure experiment (0: the successor list length)")
-	fs.IntVar(&o.rounds, "rounds", 5, "maintenance rounds counted at steady state")
+	fs.IntVar(&o.rounds, "rounds", 64, "maintenance rounds counted at steady state (quiet vnodes back off up to Config.Backoff rounds)")
+	fs.IntVar(&o.backoff, "backoff", chord.DefaultConfig().Backoff, "chord Backoff: quiet vnodes run maintenance every 2, 4, ... up to this many rounds")
+	fs.BoolVar(&o.proximity, "proximity", chord.DefaultConfig().Proximity, "proximity neighbour selection for fingers")
+	fs.IntVar(&o.latencyN, "latency", 0, "also measure lookup latency with and without proximity on a ring of this many peers with 1-1000 ms round trips (0: skip)")
 	fs.Float64Var(&o.failShare, "fail", 0.2, "share of peers killed at once in the failure experiment")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed of ring layouts, keys and lookup origins")
 	fs.StringVar(&o.report, "report", "", "also write a markdown report to this file")
@@ -170,7 +183,6 @@ func measure(ctx context.Context, r *report, cfg chord.Config, o options, n int)
 	}
 
 	if o.rounds > 0 {
-		rate, cycle := fingerCycle(ctx, sim, peers)
 		c := counts(sim.Net)
 		for range o.rounds {
 			chord.Round(ctx, peers)
@@ -181,8 +193,9 @@ func measure(ctx context.Context, r *report, cfg chord.Config, o options, n int)
 		if err := sim.Check(); err != nil {
 			correct = "NO: " + err.Error()
 		}
-		r.maint.add(n, o.rounds, f2(per(d.neighbors)), f2(per(d.notify)), f2(per(d.ping)), f1(cycle), f2(rate),
-			f2(per(d.neighbors)+per(d.notify)+per(d.ping)+rate), correct)
+		lookupRPCs := d.findSuccessor + d.nextHop
+		r.maint.add(n, o.rounds, f2(per(d.neighbors)), f2(per(d.changed)), f2(per(d.ping)), f2(per(d.owns)), f2(per(lookupRPCs)),
+			f2(per(d.neighbors+d.changed+d.ping+d.owns+lookupRPCs)), correct)
 	}
 
 	if !slices.Contains(o.failAt, n) {
@@ -198,34 +211,59 @@ func measure(ctx context.Context, r *report, cfg chord.Config, o options, n int)
 	for _, mode := range []chord.LookupMode{chord.Recursive, chord.Iterative} {
 		r.fail.addSummary(n, fmt.Sprintf("%d (%s)", killed, pct(o.failShare)), mode, o.failWant, lookups(o.failWant, mode))
 	}
+	rounds, err := chord.Converge(ctx, peers, 1000)
+	if err != nil {
+		return fmt.Errorf("after the failure: %w", err)
+	}
+	r.reconverge.add(n, killed, cfg.Backoff, rounds)
 	return nil
 }
 
-// fingerCycle measures what fix-fingers costs a peer per round at steady
-// state. Each round a vnode refreshes one finger and skips the entries the
-// same node covers, so one pass over its table takes as many rounds as it
-// has distinct fingers, and the calls of a pass vary widely: the near
-// fingers are answered from the successor list, the far ones take hops.
-// Counting a few rounds of peers that all start their pass together (as
-// after a build) would see only the cheap near ones, so this runs exactly
-// one whole pass per peer (FixAllFingers: NewSim leaves every pass at its
-// start) and divides by its length in rounds. It returns the mean RPCs per
-// peer per round and the mean pass length in rounds. With several vnodes
-// per peer the vnodes' passes are averaged into one.
-func fingerCycle(ctx context.Context, sim *chord.Sim, peers []*chord.Node) (rate, rounds float64) {
-	for _, p := range peers {
-		c := counts(sim.Net)
-		p.FixAllFingers(ctx)
-		d := counts(sim.Net).minus(c)
-		fingers := 0
-		for _, st := range p.States() {
-			fingers += len(st.Fingers)
+// measureLatency builds two rings of o.latencyN peers whose round trips
+// are drawn from 1 to 1000 ms (chord.AccessDelays: each peer's access
+// delay log-uniform in [0.5, 500] ms, a round trip the sum of the two),
+// one without and one with proximity neighbour selection, and times
+// lookups on the virtual clock, as multiples of the median round trip
+// between two random peers.
+func measureLatency(ctx context.Context, r *report, cfg chord.Config, o options) error {
+	delay := chord.AccessDelays(500*time.Microsecond, 500*time.Millisecond, o.seed)
+	for _, pns := range []bool{false, true} {
+		c := cfg
+		c.Proximity = pns
+		sim, err := chord.NewLatencySim(ctx, c, o.latencyN, o.seed, delay)
+		if err != nil {
+			return err
 		}
-		pass := float64(fingers) / float64(len(p.Vnodes()))
-		rate += float64(d.findSuccessor+d.nextHop) / pass
-		rounds += pass
+		peers := sim.Live()
+		rng := rand.New(rand.NewPCG(o.seed, 99))
+		var rtts []time.Duration
+		for range 10000 {
+			a, b := peers[rng.IntN(len(peers))], peers[rng.IntN(len(peers))]
+			if a != b {
+				rtts = append(rtts, delay(a.Addr(), b.Addr())+delay(b.Addr(), a.Addr()))
+			}
+		}
+		slices.Sort(rtts)
+		medRTT := rtts[len(rtts)/2]
+		for _, mode := range []chord.LookupMode{chord.Recursive, chord.Iterative} {
+			var lat []time.Duration
+			hops := 0
+			for range o.lookups {
+				s := sim.Lookup(ctx, peers[rng.IntN(len(peers))], randomKey(rng), o.want, mode)
+				if s.Err != nil || !s.Right {
+					return fmt.Errorf("lookup failed or wrong: %v", s.Err)
+				}
+				lat = append(lat, s.Latency)
+				hops += s.Hops
+			}
+			slices.Sort(lat)
+			p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+			ms := func(d time.Duration) string { return f1(float64(d.Microseconds()) / 1000) }
+			r.latency.add(o.latencyN, mode, pns, o.lookups, f2(float64(hops)/float64(o.lookups)), ms(medRTT),
+				ms(p50), ms(p99), f2(float64(p50)/float64(medRTT)), f2(float64(p99)/float64(medRTT)))
+		}
 	}
-	return rate / float64(len(peers)), rounds / float64(len(peers))
+	return nil
 }
 
 func randomKey(rng *rand.Rand) chord.ID {
@@ -236,20 +274,20 @@ func randomKey(rng *rand.Rand) chord.ID {
 	return id
 }
 
-type callCounts struct{ findSuccessor, nextHop, neighbors, notify, ping int64 }
+type callCounts struct{ findSuccessor, nextHop, neighbors, changed, owns, ping int64 }
 
 func counts(m *chord.MemNet) callCounts {
 	return callCounts{m.Calls.FindSuccessor.Load(), m.Calls.NextHop.Load(), m.Calls.Neighbors.Load(),
-		m.Calls.Notify.Load(), m.Calls.Ping.Load()}
+		m.Calls.Changed.Load(), m.Calls.Owns.Load(), m.Calls.Ping.Load()}
 }
 
 func (a callCounts) minus(b callCounts) callCounts {
 	return callCounts{a.findSuccessor - b.findSuccessor, a.nextHop - b.nextHop, a.neighbors - b.neighbors,
-		a.notify - b.notify, a.ping - b.ping}
+		a.changed - b.changed, a.owns - b.owns, a.ping - b.ping}
 }
 
 func (a callCounts) total() int64 {
-	return a.findSuccessor + a.nextHop + a.neighbors + a.notify + a.ping
+	return a.findSuccessor + a.nextHop + a.neighbors + a.changed + a.owns + a.ping
 }
 
 func f1(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) }

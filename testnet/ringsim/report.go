@@ -62,6 +62,7 @@ type report struct {
 	o                        options
 	args                     []string
 	build, hops, maint, fail *table
+	reconverge, latency      *table
 	targetsMet               bool
 	load                     string // 1-minute load average when the run started
 }
@@ -88,15 +89,15 @@ func newReport(o options, args []string) *report {
 		},
 		maint: &table{
 			title: "Maintenance at steady state",
-			note: "RPCs per peer per round. Neighbors, Notify and Ping are counted over -rounds chord.Round " +
-				"calls on the converged ring (stabilize and check-predecessor on every peer). Fix-fingers " +
-				"refreshes one finger per round and skips the entries the same node covers, so a pass over the " +
-				"table takes as many rounds as there are distinct fingers (pass), and its cost per round " +
-				"(finger RPCs: lookup hops) is one whole pass's RPCs divided by that: the near fingers are " +
-				"answered from the successor list for free, the far ones take hops. A round is one period of " +
-				"each timer (DefaultConfig: stabilize and fix-fingers every 2 s, check-predecessor every 4 s, " +
-				"so Ping is half as frequent in a deployment as here).",
-			head: []string{"N", "rounds", "Neighbors", "Notify", "Ping", "finger pass", "finger RPCs", "total", "ring still correct"},
+			note: "RPCs per peer per round, counted over -rounds chord.Round calls on the converged ring " +
+				"(stabilize, check-predecessor and fix-fingers on every peer, each with its adaptive backoff: a " +
+				"quiet vnode runs a task every 2, 4, ... up to Config.Backoff rounds). Neighbors: stabilization " +
+				"(notify rides on it); Changed: a vnode telling its predecessor its list changed; Ping: " +
+				"predecessor checks not answered by the predecessor's own stabilization, and finger checks " +
+				"(proximity); Owns: finger checks of exact fingers; lookup RPCs: fingers looked up again. A round " +
+				"is one period of each timer (DefaultConfig: stabilize and fix-fingers every 2 s, " +
+				"check-predecessor every 4 s).",
+			head: []string{"N", "rounds", "Neighbors", "Changed", "Ping", "Owns", "lookup RPCs", "total", "ring still correct"},
 		},
 		fail: &table{
 			title: "Lookups right after a mass failure, no repair",
@@ -112,10 +113,28 @@ func newReport(o options, args []string) *report {
 			head: []string{"N", "killed", "mode", "want", "lookups", "errors", "first live right", "first right",
 				"mean hops", "p99 hops", "RPCs/lookup", "failed calls/lookup", "fallbacks"},
 		},
+		reconverge: &table{
+			title: "Reconvergence after the mass failure",
+			note: "chord.Round on every live peer, after the failure's lookups, until every live vnode's " +
+				"predecessor and successor list is right (chord.Oracle.Check). The failure hit a ring that had " +
+				"run -rounds quiet rounds, so vnodes were at their backed-off intervals (up to backoff rounds). " +
+				"A round is one period of each timer (2 s by default).",
+			head: []string{"N", "killed", "backoff", "rounds to right"},
+		},
+		latency: &table{
+			title: "Lookup latency with and without proximity neighbour selection",
+			note: "Virtual-clock MemNet (chord.NewLatencySim): each peer's access delay log-uniform in [0.5, 500] ms, " +
+				"a round trip the sum of the two peers' (1-1000 ms); the ring is built and fingers chosen " +
+				"through the protocol, round trips measured by its own calls. Latency as a multiple of the " +
+				"median round trip between two random peers.",
+			head: []string{"N", "mode", "proximity", "lookups", "mean hops", "median RTT ms", "p50 ms", "p99 ms", "p50/RTT", "p99/RTT"},
+		},
 	}
 }
 
-func (r *report) tables() []*table { return []*table{r.build, r.hops, r.maint, r.fail} }
+func (r *report) tables() []*table {
+	return []*table{r.build, r.hops, r.maint, r.fail, r.reconverge, r.latency}
+}
 
 func (r *report) verdict() string {
 	if r.targetsMet {

@@ -336,6 +336,10 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// Lateness starts measuring how late the process's timers run (see
+// lateness); the function it returns stops and reports.
+func Lateness(ctx context.Context) (stop func() Dist) { return lateness(ctx) }
+
 // lateness measures how late a goroutine that sleeps 10 ms at a time
 // wakes up, until stop is called: when the simulator's process is short of
 // CPU (its own work, garbage collection, other processes), every timer and
@@ -414,12 +418,19 @@ type Phases struct {
 	Stabilize, CheckPred, FixFinger Traffic
 }
 
-// PhaseCalls steps rounds maintenance rounds on the live peers, one phase
-// at a time on all of them, and counts each phase's traffic. Divided by
-// the timer intervals it gives the traffic the timers should cause, which
-// cross-checks Maintenance when the simulator cannot keep up with them.
-func (r *Ring) PhaseCalls(ctx context.Context, rounds int) Phases {
+// PhaseCalls steps warmup uncounted rounds (so that quiet vnodes reach
+// their backed-off intervals), then rounds maintenance rounds on the live
+// peers, one phase at a time on all of them, and counts each phase's
+// traffic. Divided by the timer intervals it gives the traffic the timers
+// should cause, which cross-checks Maintenance when the simulator cannot
+// keep up with them.
+func (r *Ring) PhaseCalls(ctx context.Context, warmup, rounds int) Phases {
 	live := r.Live()
+	for range warmup {
+		r.parallel(ctx, (*chord.Node).Stabilize)
+		r.parallel(ctx, (*chord.Node).CheckPredecessors)
+		r.parallel(ctx, (*chord.Node).FixFingers)
+	}
 	ph := Phases{Peers: len(live), Rounds: rounds}
 	step := func(into *Traffic, f func(*chord.Node, context.Context)) {
 		before := Totals(live)

@@ -1,0 +1,98 @@
+package chord
+
+import (
+	"math"
+	"slices"
+	"sort"
+)
+
+// PeerLoad describes one peer for a load-balance measurement: its address
+// (which fixes its vnode positions), its declared capacity and how many
+// vnodes it runs. With capacity-weighted vnodes Vnodes equals Capacity.
+type PeerLoad struct {
+	Addr     string
+	Capacity float64
+	Vnodes   int
+}
+
+// Balance is how evenly keys fall on peers relative to their capacity:
+// each peer's keys per unit of capacity, as a multiple of the mean of that
+// over all peers. 1 everywhere is perfect balance.
+type Balance struct {
+	Peers, Keys   int
+	P50, P99, Max float64
+}
+
+// KeyBalance places keys on the ring the peers form, each on the first
+// replicas distinct peers from its successor vnode on (1: the primary
+// owner only), and measures the balance. Peers with no capacity or no
+// vnodes (clients) hold nothing and are left out.
+func KeyBalance(peers []PeerLoad, keys []ID, replicas int) Balance {
+	type pos struct {
+		id   ID
+		peer int
+	}
+	var ring []pos
+	var members []int
+	for i, p := range peers {
+		if p.Capacity <= 0 || p.Vnodes <= 0 {
+			continue
+		}
+		members = append(members, i)
+		for v := range p.Vnodes {
+			ring = append(ring, pos{VnodeID([]byte(p.Addr), uint32(v)), i})
+		}
+	}
+	if len(ring) == 0 {
+		return Balance{Keys: len(keys)}
+	}
+	sort.Slice(ring, func(i, j int) bool { return ring[i].id.Cmp(ring[j].id) < 0 })
+	count := make([]int, len(peers))
+	replicas = min(max(replicas, 1), len(members))
+	held := make([]int, 0, replicas)
+	for _, k := range keys {
+		i := sort.Search(len(ring), func(i int) bool { return ring[i].id.Cmp(k) >= 0 })
+		held = held[:0]
+		for j := i; len(held) < replicas; j++ {
+			if p := ring[j%len(ring)].peer; !slices.Contains(held, p) {
+				held = append(held, p)
+				count[p]++
+			}
+		}
+	}
+	ratios := make([]float64, 0, len(members))
+	mean := 0.0
+	for _, i := range members {
+		r := float64(count[i]) / peers[i].Capacity
+		ratios = append(ratios, r)
+		mean += r
+	}
+	mean /= float64(len(ratios))
+	slices.Sort(ratios)
+	rank := func(p float64) float64 { return ratios[int(math.Ceil(p*float64(len(ratios))))-1] / mean }
+	return Balance{Peers: len(ratios), Keys: len(keys), P50: rank(0.50), P99: rank(0.99), Max: ratios[len(ratios)-1] / mean}
+}
+
+// Bandwidth bounds of CapacityForBandwidth: the slowest and fastest links
+// the network is built for.
+const (
+	minBandwidth = 32e3  // bit/s
+	maxBandwidth = 100e6 // bit/s
+)
+
+// CapacityForBandwidth suggests a capacity (vnode count) for a peer whose
+// upload bandwidth is bitsPerSecond: 1 at 32 kbit/s, DefaultConfig's
+// Vnodes at 100 Mbit/s and above, log-scaled between (each doubling of
+// bandwidth adds the same number of vnodes), so a slow peer owns a
+// smaller share of the ring and of the keys without being left out.
+func CapacityForBandwidth(bitsPerSecond float64) int {
+	top := DefaultConfig().Vnodes
+	if bitsPerSecond <= minBandwidth {
+		return 1
+	}
+	if bitsPerSecond >= maxBandwidth {
+		return top
+	}
+	f := math.Log(bitsPerSecond/minBandwidth) / math.Log(maxBandwidth/minBandwidth)
+	return 1 + int(math.Round(f*float64(top-1)))
+}
