@@ -212,7 +212,9 @@ func (h *apiHandler) fetch(w http.ResponseWriter, r *http.Request) {
 				total.Store(t)
 				guard.touch()
 			},
-			Nodes: h.cfg.Nodes,
+			Nodes:    h.cfg.Nodes,
+			Verified: h.cfg.VerifiedBlocks,
+			Release:  h.release(),
 		})
 		if err == nil {
 			// Verified is not enough: the bytes are on disk before we say so.
@@ -243,6 +245,14 @@ func (h *apiHandler) fetch(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// release is what a fetch hands the blocks it is done with.
+func (h *apiHandler) release() func([]byte) {
+	if h.cfg.VerifiedBlocks {
+		return ReleaseBlock
+	}
+	return nil
+}
+
 // cat streams a file's bytes: GET /v1/cat. The size goes in a header before
 // the bytes; whether they are all there goes in a trailer after them, since
 // a failure after the first byte can no longer change the status code.
@@ -266,7 +276,9 @@ func (h *apiHandler) cat(w http.ResponseWriter, r *http.Request) {
 			out.total.Store(t)
 			guard.touch()
 		},
-		Nodes: h.cfg.Nodes,
+		Nodes:    h.cfg.Nodes,
+		Verified: h.cfg.VerifiedBlocks,
+		Release:  h.release(),
 	})
 	if err != nil {
 		err = stallCause(ctx, err)

@@ -72,6 +72,8 @@ type Node struct {
 	stop context.CancelFunc
 	bg   sync.WaitGroup
 
+	blocks *blockClient // reused block streams, replica speeds
+
 	// events is the log GET /v1/events serves (events.go).
 	events *eventBus
 
@@ -94,7 +96,7 @@ func NewNode(h host.Host, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	tr.node = ring
-	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}, events: newEventBus(), rep: newRepairState(cfg.Repair)}
+	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}, events: newEventBus(), rep: newRepairState(cfg.Repair), blocks: newBlockClient()}
 	n.life, n.stop = context.WithCancel(context.Background())
 	h.SetStreamHandler(RingProtocol, tr.serve)
 	h.SetStreamHandler(BlockProtocol, n.serveBlock)
@@ -181,6 +183,7 @@ func (n *Node) Close() error {
 		<-done
 	}
 	n.stop()
+	n.blocks.close()
 	return nil
 }
 

@@ -133,6 +133,8 @@ type lyingStore struct{ *blocks.Store }
 
 func (l lyingStore) Get(c cid.Cid) ([]byte, error) { return []byte("forged bytes"), nil }
 
+func (l lyingStore) GetWith(c cid.Cid, _ func(int) []byte) ([]byte, error) { return l.Get(c) }
+
 // With fewer than W replicas reachable, a put reports failure.
 func TestPutFailsWithoutWriteQuorum(t *testing.T) {
 	r, _ := storedRing(t, 4)
