@@ -276,16 +276,21 @@ func TestScript(t *testing.T) {
 	n.must(2*time.Minute, "wait")
 	n.fetch(fetcher, cid, data)
 
-	// A graceful stop, and a killed node back with its identity.
-	n.must(30*time.Second, "stop", "5")
+	// A graceful stop of another survivor, and a killed node back with
+	// its identity.
+	stopped := 5
+	for stopped == victim || stopped == fetcher {
+		stopped--
+	}
+	n.must(30*time.Second, "stop", strconv.Itoa(stopped))
 	n.must(time.Minute, "start", "1")
 	for _, s := range n.status() {
-		want := map[int]string{1: "up", victim: "killed", 5: "stopped"}[s.Node]
+		want := map[int]string{1: "up", victim: "killed", stopped: "stopped"}[s.Node]
 		if want == "" {
 			want = "up"
 		}
 		if s.State != want || s.ID != st[s.Node-1].ID {
-			t.Errorf("after stop 5 and start 1: node %d is %q with ID %s, want %q with ID %s", s.Node, s.State, s.ID, want, st[s.Node-1].ID)
+			t.Errorf("after stop %d and start 1: node %d is %q with ID %s, want %q with ID %s", stopped, s.Node, s.State, s.ID, want, st[s.Node-1].ID)
 		}
 		if s.State == "up" {
 			pids[s.Node] = *s.PID
