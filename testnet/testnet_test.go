@@ -193,9 +193,9 @@ func (n *net) fetch(i int, cid string, want []byte) {
 // identical bytes, and no process left.
 func TestScript(t *testing.T) {
 	n := newNet(t)
-	// 2 vnodes per peer: a 10-vnode ring converges in a few stabilization
+	// 1 vnode per peer: a 5-position ring converges in a few stabilization
 	// rounds, which keeps this test short.
-	n.must(3*time.Minute, "up", "5", "--capacity", "2")
+	n.must(3*time.Minute, "up", "5", "--capacity", "1")
 	st := n.status()
 	pids := map[int]int{}
 	for _, s := range st {
