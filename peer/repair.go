@@ -81,7 +81,7 @@ type RepairConfig struct {
 
 // DefaultRepairConfig is what a daemon runs with.
 func DefaultRepairConfig() RepairConfig {
-	return RepairConfig{Interval: time.Minute, Check: 2 * time.Second, Rate: 1 << 20, LeaveMemory: time.Minute}
+	return RepairConfig{Interval: time.Minute, Check: time.Second, Rate: 1 << 20, LeaveMemory: time.Minute}
 }
 
 // RoundStats is what a repair round (or a handoff) did.
@@ -125,7 +125,6 @@ type repairState struct {
 	lastTick  time.Time // the clock of RepairTick when it last ran a round
 	lastScrub time.Time
 	lastViews []arcView // as of the last round
-	prevViews []arcView // as of the previous tick
 	under     map[underKey]int64
 	leaving   map[p2ppeer.ID]time.Time
 	hints     map[p2ppeer.ID]map[blocks.Key]cid.Cid
@@ -590,9 +589,12 @@ func (n *Node) runRepair(ctx context.Context) {
 
 // RepairTick is one check of the repair loop at time now: it delivers
 // hints, then runs a round if an arc or its replica peers changed since
-// the last round (a join, a leave, a crash noticed by stabilization) and
-// has stayed so since the previous tick, or if Interval has passed since
-// the last round. A round that left copies unmoved is tried again at the
+// the last round (a join, a leave, a crash noticed by stabilization), or
+// if Interval has passed since the last round. It does not wait for a
+// changing view to settle: the time from a crash to the round that
+// restores its copies is what decides whether blocks survive churn
+// (testnet/churnsim/REPORT.md), and a round over unchanged arcs costs one
+// summary per replica. A round that left copies unmoved is tried again at the
 // next tick. Run calls it on a timer; simulators call it on a virtual
 // clock.
 func (n *Node) RepairTick(ctx context.Context, now time.Time) {
@@ -600,15 +602,14 @@ func (n *Node) RepairTick(ctx context.Context, now time.Time) {
 		return
 	}
 	n.deliverHints(ctx)
+	n.checkLostNeighbours(ctx)
 	views := n.arcViews()
 	r := n.rep
 	r.mu.Lock()
 	changed := !sameViews(views, r.lastViews)
-	settled := sameViews(views, r.prevViews)
-	r.prevViews = views
 	due := r.cfg.Interval > 0 && now.Sub(r.lastTick) >= r.cfg.Interval
 	r.mu.Unlock()
-	if !(changed && settled) && !due {
+	if !changed && !due {
 		return
 	}
 	_, _ = n.RepairRound(ctx) // what failed is retried: see below
@@ -620,6 +621,37 @@ func (n *Node) RepairTick(ctx context.Context, now time.Time) {
 			r.lastViews = nil // not all moved: compare again next tick
 			break
 		}
+	}
+}
+
+// checkLostNeighbours asks chord to stabilize and to check predecessors
+// now, rather than at its next timers, when a vnode's successor or
+// predecessor has lost its connection. The arc of a crashed first replica
+// has no one to repair it until its successor gives up on it (two missed
+// pings) and its predecessor has dropped it and notified the next one: that
+// wait is most of the time from a crash to full replication
+// (testnet/churnsim/REPORT.md). A peer that is only disconnected answers
+// and stays.
+func (n *Node) checkLostNeighbours(ctx context.Context) {
+	self := string(n.h.ID())
+	lost := func(r chord.Ref) bool {
+		return !r.IsZero() && r.Addr != self && n.h.Network().Connectedness(p2ppeer.ID(r.Addr)) != network.Connected
+	}
+	var pred, succ bool
+	for _, st := range n.ring.States() {
+		pred = pred || lost(st.Predecessor)
+		succ = succ || (len(st.Successors) > 0 && lost(st.Successors[0]))
+	}
+	if succ {
+		// The first round drops the lost successor, the second takes the
+		// next one's list and notifies it.
+		n.ring.Stabilize(ctx)
+		n.ring.Stabilize(ctx)
+	}
+	if pred {
+		// Chord clears a predecessor after two missed pings in a row.
+		n.ring.CheckPredecessors(ctx)
+		n.ring.CheckPredecessors(ctx)
 	}
 }
 

@@ -35,6 +35,9 @@ type options struct {
 	crashBlocks                 []int
 	crashRuns                   int
 	skipChurn, skipCrash        bool
+	skipTimers                  bool
+	crashSize                   int
+	crashRate                   int64
 	tick                        time.Duration
 	lookupsPerTick              int
 	fetchesPerTick              int
@@ -59,6 +62,9 @@ func main() {
 	flag.IntVar(&o.crashRuns, "crash-runs", 3, "crashes per crash-to-replication run")
 	flag.BoolVar(&o.skipChurn, "no-churn", false, "skip the churn runs")
 	flag.BoolVar(&o.skipCrash, "no-crash", false, "skip the crash-to-replication runs")
+	flag.IntVar(&o.crashSize, "crash-size", 4096, "block size in the crash runs with real timers")
+	flag.Int64Var(&o.crashRate, "crash-rate", 256<<10, "repair rate (bytes/s per peer, wall clock) in the crash runs with real timers")
+	flag.BoolVar(&o.skipTimers, "no-timers", false, "skip the crash-to-replication runs with real timers")
 	flag.StringVar(&report, "report", "", "also write a Markdown report to this file")
 	flag.Parse()
 	var err error
@@ -131,7 +137,7 @@ func scaledConfig(o options) peer.Config {
 	r := peer.DefaultRepairConfig()
 	cfg.Repair.Check = sc(r.Check)
 	cfg.Repair.Interval = sc(r.Interval)
-	cfg.Repair.Rate = r.Rate
+	cfg.Repair.Rate = o.crashRate
 	cfg.Repair.LeaveMemory = sc(r.LeaveMemory)
 	return cfg
 }
@@ -143,7 +149,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), loadAvg())
 	fmt.Fprintf(out, "Links: mocknet, no added latency. r = 3, %d vnode(s) per peer, blocks of %d bytes, stored in real "+
 		"block stores (tmpfs). Intervals are the daemon's defaults: stabilize 2 s, fix-fingers 2 s, check-predecessor 4 s, "+
-		"repair check 2 s, full repair round 60 s.\n\n", o.vnodes, o.size)
+		"repair check 1 s, full repair round 60 s.\n\n", o.vnodes, o.size)
 	if !o.skipChurn {
 		cfg := peer.DefaultConfig()
 		cfg.Chord.Vnodes = o.vnodes
@@ -153,6 +159,15 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 	}
 	if !o.skipCrash {
+		cfg := peer.DefaultConfig()
+		cfg.Chord.Vnodes = o.vnodes
+		cfg.Repair.Rate = 0
+		if err := crashSteppedRuns(ctx, o, cfg, out); err != nil {
+			return err
+		}
+		if o.skipTimers {
+			return nil
+		}
 		if err := crashRuns(ctx, o, scaledConfig(o), out); err != nil {
 			return err
 		}
@@ -281,14 +296,12 @@ func churnRun(ctx context.Context, o options, cfg peer.Config, median time.Durat
 func crashRuns(ctx context.Context, o options, cfg peer.Config, out io.Writer) error {
 	fmt.Fprintf(out, "## Crash to full replication: %d peers, one crash at a time\n\n", o.crashPeers)
 	fmt.Fprintf(out, "Real timers here (peer.Node.Run), every interval divided by %g: 1 wall second = %g simulated seconds; "+
-		"repair paced at %d B/s per peer of wall clock. RTO %v..%v (wall, not scaled). ",
-		o.scale, o.scale, cfg.Repair.Rate, cfg.Chord.MinRTO, cfg.Chord.MaxRTO)
+		"repair paced at %d B/s per peer of wall clock; blocks of %d bytes. RTO %v..%v (wall, not scaled). ",
+		o.scale, o.scale, cfg.Repair.Rate, o.crashSize, cfg.Chord.MinRTO, cfg.Chord.MaxRTO)
 	fmt.Fprintf(out, "A stable ring with its timers running; a random peer crashes; time until every block is back on "+
-		"all r peers of its true preference list (polled every %v wall), in simulated seconds. The dead peer held the "+
-		"blocks counted; about 2/3 of its copies are restored by pushes from arcs' first replicas and 1/3 by the new first "+
-		"replica pulling.\n\n", 50*time.Millisecond)
-	fmt.Fprintln(out, "| blocks on the ring | blocks the dead peer held | time to full replication (simulated) | wall |")
-	fmt.Fprintln(out, "| ---: | ---: | ---: | ---: |")
+		"all r peers of its true preference list (polled every %v wall), in simulated seconds.\n\n", 50*time.Millisecond)
+	fmt.Fprintln(out, "| blocks on the ring | blocks the dead peer held | their bytes | time to full replication (simulated) | wall |")
+	fmt.Fprintln(out, "| ---: | ---: | ---: | ---: | ---: |")
 	for _, count := range o.crashBlocks {
 		s, err := newSim(cfg, o.seed+uint64(count), o.scale)
 		if err != nil {
@@ -298,7 +311,7 @@ func crashRuns(ctx context.Context, o options, cfg peer.Config, out io.Writer) e
 			s.close()
 			return err
 		}
-		if err := s.seed(count, o.size); err != nil {
+		if err := s.seed(count, o.crashSize); err != nil {
 			s.close()
 			return err
 		}
@@ -321,7 +334,8 @@ func crashRuns(ctx context.Context, o options, cfg peer.Config, out io.Writer) e
 			if missing > 0 {
 				state = fmt.Sprintf(" (not done: %d copies missing)", missing)
 			}
-			fmt.Fprintf(out, "| %d | %d | %.1f s%s | %v |\n", count, held, took.Seconds()*o.scale, state, took.Round(10*time.Millisecond))
+			fmt.Fprintf(out, "| %d | %d | %s | %.1f s%s | %v |\n", count, held, peer.FormatSize(int64(held*o.crashSize)),
+				took.Seconds()*o.scale, state, took.Round(10*time.Millisecond))
 		}
 		s.close()
 		if ctx.Err() != nil {
@@ -356,4 +370,65 @@ func loadAvg() string {
 		return "?"
 	}
 	return strings.Fields(string(b))[0]
+}
+
+// crashSteppedRuns crash one peer at a time on a stepped ring (as the
+// churn runs step it) and count the simulated seconds until every block is
+// on its r replicas again: the time failure detection and repair
+// scheduling take, transfers being instant.
+func crashSteppedRuns(ctx context.Context, o options, cfg peer.Config, out io.Writer) error {
+	fmt.Fprintf(out, "## Crash to full replication on the simulated clock: %d peers\n\n", o.crashPeers)
+	fmt.Fprintf(out, "Stepped as the churn runs are (steps of %v); RPCs and transfers take no simulated time, so this is "+
+		"the time failure detection and repair scheduling take. Each row: one crash of a random peer, the ring "+
+		"quiet before it.\n\n", o.tick)
+	fmt.Fprintln(out, "| blocks on the ring | blocks the dead peer held | copies to restore | time to full replication (simulated) | blocks moved |")
+	fmt.Fprintln(out, "| ---: | ---: | ---: | ---: | ---: |")
+	for _, count := range o.crashBlocks {
+		s, err := newSim(cfg, o.seed+uint64(count), o.scale)
+		if err != nil {
+			return err
+		}
+		err = func() error {
+			defer s.close()
+			if err := s.build(ctx, o.crashPeers); err != nil {
+				return err
+			}
+			if err := s.seed(count, o.size); err != nil {
+				return err
+			}
+			now := time.Unix(0, 0).UTC()
+			for range 5 { // every peer's first (due) round
+				now = now.Add(o.tick)
+				s.maintain(ctx, cfg, o.tick, now)
+			}
+			for range o.crashRuns {
+				live := s.liveSnapshot()
+				victim := live[s.rng.IntN(len(live))]
+				held := victim.st.Stats().Count
+				_, moved0 := s.moved()
+				s.crash(victim)
+				_, missing := s.copies()
+				restore := missing
+				var took time.Duration
+				for missing > 0 && took < 10*time.Minute && ctx.Err() == nil {
+					now = now.Add(o.tick)
+					took += o.tick
+					s.maintain(ctx, cfg, o.tick, now)
+					_, missing = s.copies()
+				}
+				_, moved1 := s.moved()
+				state := ""
+				if missing > 0 {
+					state = fmt.Sprintf(" (not done: %d missing)", missing)
+				}
+				fmt.Fprintf(out, "| %d | %d | %d | %v%s | %d |\n", count, held, restore, took, state, moved1-moved0)
+			}
+			return ctx.Err()
+		}()
+		if err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(out)
+	return nil
 }

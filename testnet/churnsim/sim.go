@@ -129,7 +129,17 @@ func (s *sim) build(ctx context.Context, count int) error {
 		}
 		s.live = append(s.live, p)
 		s.all = append(s.all, p)
-		chord.Round(ctx, s.chords())
+		// The newcomer notifies its successor and its predecessor takes
+		// it in; the rest of the ring learns of it in the rounds below.
+		// A round over every peer after each join would cost O(N²).
+		p.n.Chord().Stabilize(ctx)
+		ring := trueRing(s.live)
+		for _, v := range p.n.Chord().Vnodes() {
+			i := sort.Search(len(ring), func(i int) bool { return ring[i].id.Cmp(v.ID) >= 0 })
+			pred := ring[(i+len(ring)-1)%len(ring)].p
+			pred.n.Chord().Stabilize(ctx)
+		}
+		p.n.Chord().FixAllFingers(ctx)
 	}
 	if _, err := chord.Converge(ctx, s.chords(), 500); err != nil {
 		return err
@@ -436,4 +446,18 @@ func (s *sim) probe(ctx context.Context, pr *probes, lookups, fetches int) {
 		})
 	}
 	wg.Wait()
+}
+
+// moved sums the repair counters of every peer that ever ran: rounds and
+// blocks moved.
+func (s *sim) moved() (rounds, blocks int64) {
+	s.mu.Lock()
+	all := slices.Clone(s.all)
+	s.mu.Unlock()
+	for _, p := range all {
+		_, r := p.n.RepairStatus()
+		rounds += r.Rounds
+		blocks += r.BlocksMoved
+	}
+	return rounds, blocks
 }
