@@ -246,7 +246,7 @@ func runChurn(ctx context.Context, f churnFlags) (churnReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	w := newWorkload(cn, mode)
+	w := newWorkload(runCtx, cn, mode)
 	w.run(churnCtx, f.lookupRate, f.putRate)
 	places.Wait()
 	rep.Wall = time.Since(start)
@@ -392,6 +392,9 @@ func (cn *churnNet) place(ctx context.Context, i int, n *peer.Node, rng *mrand.R
 
 // workload makes lookups and puts at fixed rates from random live peers.
 type workload struct {
+	// life bounds every request: it outlives the scenario's end, so work in
+	// flight then completes, and ends with the run.
+	life context.Context
 	cn   *churnNet
 	mode chord.LookupMode
 
@@ -412,8 +415,8 @@ type lookupResult struct {
 	right, live bool
 }
 
-func newWorkload(cn *churnNet, mode chord.LookupMode) *workload {
-	return &workload{cn: cn, mode: mode, rng: mrand.New(mrand.NewPCG(cn.f.seed, 0x776f726b))}
+func newWorkload(life context.Context, cn *churnNet, mode chord.LookupMode) *workload {
+	return &workload{life: life, cn: cn, mode: mode, rng: mrand.New(mrand.NewPCG(cn.f.seed, 0x776f726b))}
 }
 
 // run issues work until ctx ends, then waits for what is in flight.
@@ -458,7 +461,7 @@ func (w *workload) lookup() {
 	n := w.pick(false)
 	var key chord.ID
 	_, _ = rand.Read(key[:])
-	ctx, cancel := context.WithTimeout(context.Background(), w.cn.base.Chord.LookupTimeout)
+	ctx, cancel := context.WithTimeout(w.life, w.cn.base.Chord.LookupTimeout)
 	defer cancel()
 	t := time.Now()
 	res, err := n.Chord().LookupMode(ctx, key, 1, w.mode)
@@ -499,7 +502,7 @@ func (w *workload) put() {
 		return
 	}
 	c := cid.NewCidV1(cid.Raw, sum)
-	ctx, cancel := context.WithTimeout(context.Background(), w.cn.base.Chord.LookupTimeout)
+	ctx, cancel := context.WithTimeout(w.life, w.cn.base.Chord.LookupTimeout)
 	defer cancel()
 	err = n.Put(ctx, c, data)
 	w.mu.Lock()
