@@ -349,6 +349,13 @@ func (s *Store) write(k Key, c cid.Cid, data []byte) (err error) {
 // that no longer matches its CID is removed and reported as ErrCorrupt.
 // The caller owns the returned slice.
 func (s *Store) Get(c cid.Cid) ([]byte, error) {
+	return s.GetWith(c, nil)
+}
+
+// GetWith is Get, reading the block into alloc(size) rather than a new
+// slice, so that a caller with a buffer pool does not allocate a block per
+// read. alloc must return a slice of length size. nil means make.
+func (s *Store) GetWith(c cid.Cid, alloc func(size int) []byte) ([]byte, error) {
 	k := KeyOf(c)
 	s.mu.RLock()
 	closed := s.closed
@@ -361,7 +368,7 @@ func (s *Store) Get(c cid.Cid) ([]byte, error) {
 		return nil, fmt.Errorf("get %s: %w", c, ErrNotFound)
 	}
 	path := s.path(e)
-	data, err := readBlock(path)
+	data, err := readBlock(path, alloc)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		s.drop(e, false)
@@ -406,8 +413,9 @@ func (s *Store) drop(e entry, removeFile bool) error {
 // errOversize: a block file bigger than any Put writes, hence damaged.
 var errOversize = errors.New("file larger than the largest block")
 
-// readBlock reads a block file, refusing to read more than MaxBlockSize.
-func readBlock(path string) ([]byte, error) {
+// readBlock reads a block file into alloc(its size), refusing to read more
+// than MaxBlockSize.
+func readBlock(path string, alloc func(int) []byte) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -420,7 +428,10 @@ func readBlock(path string) ([]byte, error) {
 	if info.Size() > MaxBlockSize {
 		return nil, fmt.Errorf("%w: %d bytes", errOversize, info.Size())
 	}
-	data := make([]byte, info.Size())
+	if alloc == nil {
+		alloc = func(n int) []byte { return make([]byte, n) }
+	}
+	data := alloc(int(info.Size()))
 	if _, err := io.ReadFull(f, data); err != nil {
 		return nil, err
 	}

@@ -133,10 +133,14 @@ func (n *Node) Join(ctx context.Context, boot Ref) error {
 		if err != nil {
 			return fmt.Errorf("join via %s: %w", boot.Addr, err)
 		}
-		if len(res.Successors) == 0 {
+		// A peer back from a crash before the ring forgot it is named as
+		// the successor of its own position: its old incarnation. Its
+		// successors are the ones after that.
+		succs := slices.DeleteFunc(res.Successors, func(r Ref) bool { return r.ID == v.self.ID })
+		if len(succs) == 0 {
 			return fmt.Errorf("join via %s: empty answer", boot.Addr)
 		}
-		v.setSuccessors(res.Successors[0], res.Successors[1:], Ref{}, 0, n.cfg.SuccessorListLen)
+		v.setSuccessors(succs[0], succs[1:], Ref{}, 0, n.cfg.SuccessorListLen)
 	}
 	n.Stabilize(ctx)
 	return nil

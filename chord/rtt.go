@@ -109,3 +109,16 @@ func (t *rttTable) Forget(addr string) {
 	defer t.mu.Unlock()
 	delete(t.byPeer, addr)
 }
+
+// forgetAll drops every estimate.
+func (t *rttTable) forgetAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	clear(t.byPeer)
+}
+
+// ForgetRTTs drops every round-trip estimate, as when the node's network
+// changed under it: each peer is timed from InitialRTO again, and
+// proximity measures it afresh. The simulator (testnet/sim) builds its ring
+// on an undelayed network and shapes the links afterwards.
+func (n *Node) ForgetRTTs() { n.rtt.forgetAll() }

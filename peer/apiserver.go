@@ -44,6 +44,11 @@ type apiConfig struct {
 	// Nodes, if set, keeps the internal nodes of fetched DAGs
 	// (share.FetchOptions.Nodes): the peer's block store.
 	Nodes share.NodeStore
+	// VerifiedBlocks says the backend's Get returns only blocks it has
+	// checked against their CIDs, in buffers the caller may hand to
+	// ReleaseBlock (a Node's): fetches then neither hash them again nor
+	// leave them to the garbage collector.
+	VerifiedBlocks bool
 	// Log receives a line per transfer; nil: discarded.
 	Log io.Writer
 	// Events is the node's event log, which GET /v1/events streams and

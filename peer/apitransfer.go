@@ -166,7 +166,6 @@ func (h *apiHandler) share(w http.ResponseWriter, r *http.Request) {
 			return api.Event{Done: stored.Load(), Total: total, Error: msg}
 		}
 		fmt.Fprintf(h.cfg.Log, "shared %s: %s in %v\n", root, FormatSize(size), time.Since(start).Round(time.Millisecond))
-		total = size // a share without ?size= learns it here
 		h.endTransfer(id, "share", name, root.String(), size, "")
 		return api.Event{Done: size, Total: size, Share: &api.ShareResult{CID: root.String(), Size: size}}
 	})
@@ -212,7 +211,9 @@ func (h *apiHandler) fetch(w http.ResponseWriter, r *http.Request) {
 				total.Store(t)
 				guard.touch()
 			},
-			Nodes: h.cfg.Nodes,
+			Nodes:    h.cfg.Nodes,
+			Verified: h.cfg.VerifiedBlocks,
+			Release:  h.release(),
 		})
 		if err == nil {
 			// Verified is not enough: the bytes are on disk before we say so.
@@ -243,6 +244,14 @@ func (h *apiHandler) fetch(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// release is what a fetch hands the blocks it is done with.
+func (h *apiHandler) release() func([]byte) {
+	if h.cfg.VerifiedBlocks {
+		return ReleaseBlock
+	}
+	return nil
+}
+
 // cat streams a file's bytes: GET /v1/cat. The size goes in a header before
 // the bytes; whether they are all there goes in a trailer after them, since
 // a failure after the first byte can no longer change the status code.
@@ -266,7 +275,9 @@ func (h *apiHandler) cat(w http.ResponseWriter, r *http.Request) {
 			out.total.Store(t)
 			guard.touch()
 		},
-		Nodes: h.cfg.Nodes,
+		Nodes:    h.cfg.Nodes,
+		Verified: h.cfg.VerifiedBlocks,
+		Release:  h.release(),
 	})
 	if err != nil {
 		err = stallCause(ctx, err)

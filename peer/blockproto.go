@@ -5,11 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
-	"google.golang.org/protobuf/encoding/protodelim"
 
 	"chordshare/blocks"
 	"chordshare/peer/pb"
@@ -18,12 +20,18 @@ import (
 )
 
 // BlockProtocol is the stream protocol for block get / put / has.
-const BlockProtocol = "/chordshare/block/1.0.0"
+//
+// 1.1.0 (this one) carries many exchanges per stream, with blocks as raw
+// payload after a small header; 1.0.0, one protobuf-wrapped exchange per
+// stream, was never released and is not served.
+const BlockProtocol = "/chordshare/block/1.1.0"
 
 const (
 	// maxBlockSize is the largest block the network carries.
 	maxBlockSize = 2 << 20
-	// maxBlockMessage leaves room for the CID and framing around a block.
+	// maxBlockMessage leaves room for a CID and framing around a block in
+	// one protobuf message (repair's hints; the block protocol carries
+	// blocks as raw payload).
 	maxBlockMessage = maxBlockSize + 4<<10
 	// blockStreamBase and slowestLink bound a block transfer: a fixed part
 	// for the round trips plus the time the slowest link the network
@@ -63,37 +71,116 @@ func verify(c cid.Cid, data []byte) error {
 	return nil
 }
 
-// blockExchange sends one block request to p and returns the response.
-func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockRequest, size int) (*pb.BlockResponse, error) {
-	ctx, cancel := context.WithTimeout(ctx, transferTimeout(size))
-	defer cancel()
-	resp := &pb.BlockResponse{}
-	if err := requestResponse(ctx, n.h, p, BlockProtocol, req, resp, maxBlockMessage); err != nil {
-		return nil, err
-	}
-	switch resp.GetStatus() {
-	case pb.BlockResponse_OK:
-		return resp, nil
-	case pb.BlockResponse_NOT_FOUND:
-		return nil, ErrBlockNotFound
-	case pb.BlockResponse_FULL:
-		return nil, fmt.Errorf("%w: %.200s", ErrStoreFull, resp.GetError())
-	case pb.BlockResponse_BAD_BLOCK:
-		return nil, ErrBadBlock
-	}
-	return nil, fmt.Errorf("remote error: %.200s", resp.GetError())
+// blockClient is a node's outbound side of the block protocol: the idle
+// streams it reuses and what it has measured of each replica.
+type blockClient struct {
+	streams *blockStreams
+	rates   *replicaRates
+	// BadStreams counts inbound block streams reset for a malformed
+	// request.
+	badStreams atomic.Int64
 }
 
-// fetchFrom gets block c from p and verifies it.
+func newBlockClient() *blockClient {
+	return &blockClient{streams: newBlockStreams(), rates: newReplicaRates()}
+}
+
+func (b *blockClient) close() { b.streams.close() }
+
+// blockExchange sends one block request, with payload for a PUT, to p and
+// returns the response and its payload, a pooled buffer the caller hands
+// back with putBuf (nil if the response carries none). It reuses an idle
+// stream to p when there is one; an idle stream the peer has meanwhile
+// closed costs a retry on the next one, never a failure.
+func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockRequest, payload []byte, size int) (*pb.BlockResponse, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, transferTimeout(size))
+	defer cancel()
+	for {
+		bs := n.blocks.streams.get(p)
+		reused := bs != nil
+		if !reused {
+			s, err := n.h.NewStream(ctx, p, BlockProtocol)
+			if err != nil {
+				return nil, nil, err
+			}
+			bs = &blockStream{s: s, r: bufio.NewReaderSize(s, 4<<10)}
+		}
+		resp, data, err := bs.exchange(ctx, req, payload)
+		if err == nil {
+			n.blocks.streams.put(p, bs)
+			if err := responseError(resp); err != nil {
+				putBuf(data)
+				return nil, nil, err
+			}
+			return resp, data, nil
+		}
+		_ = bs.s.Reset()
+		if !reused || ctx.Err() != nil || errors.Is(err, errBadMessage) {
+			return nil, nil, err
+		}
+	}
+}
+
+// exchange is one request and its response on bs, bounded by ctx.
+func (bs *blockStream) exchange(ctx context.Context, req *pb.BlockRequest, payload []byte) (*pb.BlockResponse, []byte, error) {
+	stop := bound(ctx, bs.s)
+	resp, data, err := bs.roundTrip(req, payload)
+	if !stop() {
+		// ctx ended and reset the stream: whatever came back is moot.
+		putBuf(data)
+		return nil, nil, fmt.Errorf("block exchange: %w", context.Cause(ctx))
+	}
+	return resp, data, err
+}
+
+func (bs *blockStream) roundTrip(req *pb.BlockRequest, payload []byte) (*pb.BlockResponse, []byte, error) {
+	if err := writeBlockMsg(bs.s, req, payload); err != nil {
+		return nil, nil, err
+	}
+	resp := &pb.BlockResponse{}
+	if err := readBlockHeader(bs.r, resp); err != nil {
+		return nil, nil, err
+	}
+	if resp.GetSize() > maxBlockSize {
+		return nil, nil, fmt.Errorf("%w: a %d-byte block, the limit is %d", errBadMessage, resp.GetSize(), maxBlockSize)
+	}
+	if resp.GetSize() == 0 {
+		return resp, nil, nil
+	}
+	data, err := readPayload(bs.r, resp.GetSize())
+	if err != nil {
+		return nil, nil, err
+	}
+	return resp, data, nil
+}
+
+// responseError is the error a response's status stands for.
+func responseError(resp *pb.BlockResponse) error {
+	switch resp.GetStatus() {
+	case pb.BlockResponse_OK:
+		return nil
+	case pb.BlockResponse_NOT_FOUND:
+		return ErrBlockNotFound
+	case pb.BlockResponse_FULL:
+		return fmt.Errorf("%w: %.200s", ErrStoreFull, resp.GetError())
+	case pb.BlockResponse_BAD_BLOCK:
+		return ErrBadBlock
+	}
+	return fmt.Errorf("remote error: %.200s", resp.GetError())
+}
+
+// fetchFrom gets block c from p and verifies it. The block is in a pooled
+// buffer: the caller may hand it back with putBuf once done with it.
 func (n *Node) fetchFrom(ctx context.Context, p p2ppeer.ID, c cid.Cid) ([]byte, error) {
-	resp, err := n.blockExchange(ctx, p, &pb.BlockRequest{Type: pb.BlockRequest_GET, Cid: c.Bytes()}, maxBlockSize)
+	_, data, err := n.blockExchange(ctx, p, &pb.BlockRequest{Type: pb.BlockRequest_GET, Cid: c.Bytes()}, nil, maxBlockSize)
 	if err != nil {
 		return nil, fmt.Errorf("get %s from %s: %w", c, p.ShortString(), err)
 	}
-	if err := verify(c, resp.GetData()); err != nil {
+	if err := verify(c, data); err != nil {
+		putBuf(data)
 		return nil, fmt.Errorf("get %s from %s: %w", c, p.ShortString(), err)
 	}
-	return resp.GetData(), nil
+	return data, nil
 }
 
 // storeAt puts block c on p.
@@ -101,7 +188,9 @@ func (n *Node) storeAt(ctx context.Context, p p2ppeer.ID, c cid.Cid, data []byte
 	if p == n.h.ID() {
 		return n.storeLocal(c, data)
 	}
-	_, err := n.blockExchange(ctx, p, &pb.BlockRequest{Type: pb.BlockRequest_PUT, Cid: c.Bytes(), Data: data}, len(data))
+	req := &pb.BlockRequest{Type: pb.BlockRequest_PUT, Cid: c.Bytes(), Size: uint32(len(data))}
+	_, extra, err := n.blockExchange(ctx, p, req, data, len(data))
+	putBuf(extra)
 	if err != nil {
 		return fmt.Errorf("put %s on %s: %w", c, p.ShortString(), err)
 	}
@@ -115,54 +204,130 @@ func (n *Node) storeLocal(c cid.Cid, data []byte) error {
 	return n.cfg.Store.Put(c, data)
 }
 
-// serveBlock answers one inbound block stream. Like ring streams, a bad
-// request resets the stream and nothing else.
+// serveBlock answers the requests of one inbound block stream, one after
+// the other, until the peer closes it, leaves it idle for serveBlockIdle,
+// or the node closes. Like ring streams, a bad request resets the stream
+// and nothing else.
 func (n *Node) serveBlock(s network.Stream) {
-	ctx, cancel := context.WithTimeout(context.Background(), transferTimeout(maxBlockSize))
-	defer cancel()
-	defer bound(ctx, s)()
-	req := &pb.BlockRequest{}
-	if err := (protodelim.UnmarshalOptions{MaxSize: maxBlockMessage}).UnmarshalFrom(bufio.NewReader(s), req); err != nil {
-		_ = s.ResetWithError(resetBadMessage)
-		return
+	r := bufio.NewReaderSize(s, 4<<10)
+	for n.awaitBlockRequest(s, r) && n.serveBlockRequest(s, r) {
 	}
-	_, c, err := cid.CidFromBytes(req.GetCid())
-	if err != nil || len(req.GetData()) > maxBlockSize {
+}
+
+// awaitBlockRequest waits for the next request to start arriving. It
+// reports false when the stream is over (closed, idle too long, reset).
+func (n *Node) awaitBlockRequest(s network.Stream, r *bufio.Reader) bool {
+	ctx, cancel := context.WithTimeout(n.life, serveBlockIdle)
+	defer cancel()
+	stop := bound(ctx, s)
+	_, err := r.Peek(1)
+	if !stop() {
+		return false // ctx reset the stream
+	}
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			_ = s.Close()
+		} else {
+			_ = s.Reset()
+		}
+		return false
+	}
+	return true
+}
+
+// serveBlockRequest reads one request and answers it, within the time the
+// largest block needs at the slowest link the network admits.
+func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
+	ctx, cancel := context.WithTimeout(n.life, transferTimeout(maxBlockSize))
+	defer cancel()
+	stop := bound(ctx, s)
+	defer stop()
+	req := &pb.BlockRequest{}
+	err := readBlockHeader(r, req)
+	var c cid.Cid
+	if err == nil {
+		_, c, err = cid.CidFromBytes(req.GetCid())
+	}
+	if err == nil && (req.GetSize() > maxBlockSize || req.GetSize() > 0 && req.GetType() != pb.BlockRequest_PUT) {
+		err = fmt.Errorf("%w: %d bytes of payload", errBadMessage, req.GetSize())
+	}
+	if err != nil {
+		n.blocks.badStreams.Add(1)
 		_ = s.ResetWithError(resetBadMessage)
-		return
+		return false
 	}
 	resp := &pb.BlockResponse{}
+	var payload []byte
+	pooled := false
 	switch req.GetType() {
 	case pb.BlockRequest_GET:
-		if n.cfg.Store == nil {
-			resp.Status = pb.BlockResponse_NOT_FOUND
-			break
-		}
-		data, err := n.cfg.Store.Get(c)
+		payload, pooled, err = n.readLocal(c)
 		if err != nil {
-			resp.Status, resp.Error = blockStatus(err), err.Error()
+			resp.Status, resp.Error = blockStatus(err), errorText(err)
 			break
 		}
-		resp.Data = data
+		resp.Size = uint32(len(payload))
 	case pb.BlockRequest_PUT:
+		data, err := readPayload(r, req.GetSize())
+		if err != nil {
+			_ = s.Reset()
+			return false
+		}
 		// The store verifies the bytes against the CID before it writes
 		// anything (blocks.ErrMismatch): a peer cannot plant bytes under a
 		// CID they do not hash to. Hashing here as well would only double
 		// the work on every replica.
-		if err := n.storeLocal(c, req.GetData()); err != nil {
-			resp.Status, resp.Error = blockStatus(err), err.Error()
+		if err := n.storeLocal(c, data); err != nil {
+			resp.Status, resp.Error = blockStatus(err), errorText(err)
 		}
+		putBuf(data)
 	case pb.BlockRequest_HAS:
 		resp.Has = n.cfg.Store != nil && n.cfg.Store.Has(c)
 	default:
+		n.blocks.badStreams.Add(1)
 		_ = s.ResetWithError(resetBadMessage)
-		return
+		return false
 	}
-	if err := writeMsg(s, resp); err != nil {
-		s.Reset()
-		return
+	err = writeBlockMsg(s, resp, payload)
+	if pooled {
+		putBuf(payload)
 	}
-	_ = s.Close()
+	if err != nil {
+		_ = s.Reset()
+		return false
+	}
+	return true
+}
+
+// readLocal reads block c from the store, into a pooled buffer when the
+// store can do that (pooled).
+func (n *Node) readLocal(c cid.Cid) (data []byte, pooled bool, err error) {
+	switch st := n.cfg.Store.(type) {
+	case nil:
+		return nil, false, ErrBlockNotFound
+	case bufferedStore:
+		data, err = st.GetWith(c, getBuf)
+		return data, true, err
+	default:
+		data, err = st.Get(c)
+		return data, false, err
+	}
+}
+
+// bufferedStore is a store that reads a block into a buffer of the
+// caller's (blocks.Store).
+type bufferedStore interface {
+	GetWith(c cid.Cid, alloc func(n int) []byte) ([]byte, error)
+}
+
+// errorText is an error as a response carries it: cut, so that the header
+// stays under maxBlockHeader.
+func errorText(err error) string {
+	s := err.Error()
+	if len(s) > errorTextLen {
+		s = s[:errorTextLen]
+	}
+	return strings.ToValidUTF8(s, "?")
 }
 
 func blockStatus(err error) pb.BlockResponse_Status {

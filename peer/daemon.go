@@ -32,6 +32,9 @@ type DaemonOptions struct {
 	// Listen and Bootstrap are multiaddrs; nil: the repo config's.
 	Listen    []string
 	Bootstrap []string
+	// Announce, if set, are the addresses told to other peers instead of
+	// the listen addresses (this run only; not in the repo config).
+	Announce []string
 	// Capacity is the number of vnodes; nil: the repo config's.
 	Capacity *int
 	// Lookup is "recursive" or "iterative"; empty: the repo config's.
@@ -39,6 +42,9 @@ type DaemonOptions struct {
 	// StorageMax caps the block store's bytes (0: no limit); nil: the
 	// repo config's.
 	StorageMax *int64
+	// RepairRate caps repair's bytes per second (0: no limit); nil: the
+	// repo config's.
+	RepairRate *int64
 
 	// BootstrapAttempts is how many times to try joining through the
 	// bootstrap peers before giving up; zero: DefaultBootstrapAttempts.
@@ -125,6 +131,10 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 	if opts.StorageMax != nil {
 		rc.StorageMax = ByteSize(*opts.StorageMax)
 	}
+	if opts.RepairRate != nil {
+		r := ByteSize(*opts.RepairRate)
+		rc.RepairRate = &r
+	}
 	if err := rc.Validate(); err != nil {
 		return nil, err
 	}
@@ -137,12 +147,21 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 			return nil, fmt.Errorf("listen address %q: %w", s, err)
 		}
 	}
+	announce := make([]multiaddr.Multiaddr, len(opts.Announce))
+	for i, s := range opts.Announce {
+		if announce[i], err = multiaddr.NewMultiaddr(s); err != nil {
+			return nil, fmt.Errorf("announce address %q: %w", s, err)
+		}
+	}
 	boot, err := ParseBootstrap(rc.Bootstrap)
 	if err != nil {
 		return nil, err
 	}
 	cfg := DefaultConfig()
 	cfg.Chord.Vnodes = rc.Capacity
+	if rc.RepairRate != nil {
+		cfg.Repair.Rate = int64(*rc.RepairRate)
+	}
 	if cfg.Chord.Lookup, err = chord.ParseLookupMode(rc.Lookup); err != nil {
 		return nil, err
 	}
@@ -167,7 +186,11 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 	}
 
 	cfg.Bandwidth = metrics.NewBandwidthCounter()
-	h, err := NewHost(repo.Identity(), listen, libp2p.BandwidthReporter(cfg.Bandwidth))
+	hostOpts := []libp2p.Option{libp2p.BandwidthReporter(cfg.Bandwidth)}
+	if len(announce) > 0 {
+		hostOpts = append(hostOpts, Announce(announce))
+	}
+	h, err := NewHost(repo.Identity(), listen, hostOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("start libp2p host on %s: %w", strings.Join(rc.Listen, ", "), err)
 	}
@@ -198,7 +221,7 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 		return nil, err
 	}
 	d := &Daemon{repo: repo, store: store, host: h, node: node, cfg: cfg, sock: sock, ln: ln, log: logw}
-	acfg := apiConfig{LookupTimeout: cfg.Chord.LookupTimeout, Log: logw, Events: node.events}
+	acfg := apiConfig{LookupTimeout: cfg.Chord.LookupTimeout, Log: logw, Events: node.events, VerifiedBlocks: true}
 	if store != nil {
 		acfg.Nodes = storeNodes{store}
 	}
@@ -242,7 +265,25 @@ func (d *Daemon) Run(ctx context.Context) error {
 	// before the node and the store they use are closed.
 	d.apih.Wait()
 	wg.Wait()
+	d.leave()
 	return errors.Join(err, d.Close())
+}
+
+// leaveGrace bounds a graceful leave: the blocks not handed on by then
+// are left to the other replicas' repair.
+const leaveGrace = 30 * time.Second
+
+// leave hands this peer's blocks on and tells its neighbours before the
+// daemon stops (SIGINT, SIGTERM).
+func (d *Daemon) leave() {
+	ctx, cancel := context.WithTimeout(context.Background(), leaveGrace)
+	defer cancel()
+	start := time.Now()
+	rs, err := d.node.Leave(ctx)
+	fmt.Fprintf(d.log, "leaving: handed %d blocks (%s) on in %v\n", rs.Blocks, FormatSize(rs.Bytes), time.Since(start).Round(time.Millisecond))
+	if err != nil {
+		fmt.Fprintf(d.log, "leaving: %v\n", err)
+	}
 }
 
 // Close stops everything without waiting for answers in flight: the API

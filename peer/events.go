@@ -151,7 +151,7 @@ func (n *Node) watchRing() {
 		if r.IsZero() {
 			return "none"
 		}
-		return shortPeer(r.Addr)
+		return shortPeer(r.Addr) + "/" + strconv.Itoa(int(r.Vnode))
 	}
 	for _, vn := range slices.Sorted(maps.Keys(cur.succ)) {
 		if s, old := cur.succ[vn], prev.succ[vn]; s.ID != old.ID {

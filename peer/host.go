@@ -82,3 +82,10 @@ func NewHost(priv crypto.PrivKey, listen []ma.Multiaddr, extra ...libp2p.Option)
 	}
 	return h, nil
 }
+
+// Announce makes a host tell others addrs instead of its listen addresses
+// (a node behind a proxy or a port forward, e.g. the testnet's link
+// shaper); for NewHost's extra options.
+func Announce(addrs []ma.Multiaddr) libp2p.Option {
+	return libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return addrs })
+}

@@ -32,6 +32,8 @@ type Config struct {
 	// Store is where this peer keeps the blocks it is responsible for; nil
 	// for a client that stores nothing.
 	Store BlockStore
+	// Repair times and paces re-replication (repair.go).
+	Repair RepairConfig
 	// Bandwidth, if set, is the host's byte counter (NewHost's
 	// libp2p.BandwidthReporter): the status's and the peers' rates.
 	Bandwidth *metrics.BandwidthCounter
@@ -39,7 +41,7 @@ type Config struct {
 
 // DefaultConfig is what a daemon runs with unless told otherwise.
 func DefaultConfig() Config {
-	return Config{Chord: chord.DefaultConfig(), Replicas: 3, WriteQuorum: 2}
+	return Config{Chord: chord.DefaultConfig(), Replicas: 3, WriteQuorum: 2, Repair: DefaultRepairConfig()}
 }
 
 // Validate reports the first setting that cannot work.
@@ -70,12 +72,16 @@ type Node struct {
 	stop context.CancelFunc
 	bg   sync.WaitGroup
 
+	blocks *blockClient // reused block streams, replica speeds
+
 	// events is the log GET /v1/events serves (events.go).
 	events *eventBus
 
 	mu        sync.Mutex
 	protected map[p2ppeer.ID]bool
 	lastRing  ringView // what watchRing saw last
+
+	rep *repairState
 }
 
 // NewNode puts a ring node on h and starts serving the ring protocol. It
@@ -90,10 +96,11 @@ func NewNode(h host.Host, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	tr.node = ring
-	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}, events: newEventBus()}
+	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}, events: newEventBus(), rep: newRepairState(cfg.Repair), blocks: newBlockClient()}
 	n.life, n.stop = context.WithCancel(context.Background())
 	h.SetStreamHandler(RingProtocol, tr.serve)
 	h.SetStreamHandler(BlockProtocol, n.serveBlock)
+	h.SetStreamHandler(RepairProtocol, n.serveRepair)
 	return n, nil
 }
 
@@ -145,6 +152,7 @@ func (n *Node) Join(ctx context.Context, bootstrap []p2ppeer.AddrInfo) error {
 func (n *Node) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { n.ring.Run(ctx) })
+	wg.Go(func() { n.runRepair(ctx) })
 	wg.Go(func() {
 		for {
 			select {
@@ -165,6 +173,7 @@ func (n *Node) Run(ctx context.Context) {
 func (n *Node) Close() error {
 	n.h.RemoveStreamHandler(RingProtocol)
 	n.h.RemoveStreamHandler(BlockProtocol)
+	n.h.RemoveStreamHandler(RepairProtocol)
 	done := make(chan struct{})
 	go func() { n.bg.Wait(); close(done) }()
 	select {
@@ -174,6 +183,7 @@ func (n *Node) Close() error {
 		<-done
 	}
 	n.stop()
+	n.blocks.close()
 	return nil
 }
 
@@ -269,6 +279,7 @@ func (n *Node) Status() api.Status {
 	for _, v := range n.ring.Vnodes() {
 		st.Positions = append(st.Positions, v.ID.Hex())
 	}
+	n.repairStatus(&st)
 	return st
 }
 

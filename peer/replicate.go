@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -20,28 +21,9 @@ import (
 // can sit side by side), the walk goes on from the last one, until r peers
 // are found or it comes back round.
 func (n *Node) Replicas(ctx context.Context, c cid.Cid) ([]p2ppeer.ID, error) {
-	key := chord.KeyID(c.Hash())
-	var out []p2ppeer.ID
-	seen := map[chord.ID]bool{}
-	for len(out) < n.cfg.Replicas {
-		res, err := n.ring.Lookup(ctx, key, n.cfg.Chord.SuccessorListLen)
-		if err != nil {
-			return nil, fmt.Errorf("replicas of %s: %w", c, err)
-		}
-		progress := false
-		for _, s := range res.Successors {
-			if seen[s.ID] {
-				continue
-			}
-			seen[s.ID], progress = true, true
-			if p := p2ppeer.ID(s.Addr); !slices.Contains(out, p) && len(out) < n.cfg.Replicas {
-				out = append(out, p)
-			}
-		}
-		if !progress || len(res.Successors) == 0 {
-			break // round the whole ring: it has fewer than r peers
-		}
-		key = res.Successors[len(res.Successors)-1].ID.AddPow2(0)
+	out, err := n.preferenceList(ctx, chord.KeyID(c.Hash()), n.cfg.Replicas)
+	if err != nil {
+		return nil, fmt.Errorf("replicas of %s: %w", c, err)
 	}
 	return out, nil
 }
@@ -64,10 +46,12 @@ func (n *Node) Put(ctx context.Context, c cid.Cid, data []byte) error {
 		return fmt.Errorf("put %s: the ring has %d peers, fewer than the write quorum %d", c, len(peers), n.cfg.WriteQuorum)
 	}
 	acks := make(chan error, len(peers))
+	var fallbacks atomic.Int32
 	for _, p := range peers {
 		// Detached from ctx: a replica write the caller no longer waits for
 		// still completes, bounded by the node's lifetime and its timeout.
-		n.bg.Go(func() { acks <- n.storeAt(n.life, p, c, data) })
+		// A replica that fails is replaced by a hinted handoff (handoff.go).
+		n.bg.Go(func() { acks <- n.putReplica(n.life, p, c, data, peers, &fallbacks) })
 	}
 	var errs []error
 	for ok := 0; ok < need; {
@@ -89,14 +73,16 @@ func (n *Node) Put(ctx context.Context, c cid.Cid, data []byte) error {
 }
 
 // Get fetches block c: from the local store if it holds it, else from its
-// replicas, fastest first, with a hedged request to the next replica when
-// the first is slow to answer. Bytes that do not match c are never returned;
-// that replica is skipped. It implements share.Getter.
+// replicas. Each request goes to the replica expected to answer first given
+// what is in flight to each and how fast each has been (replicaRates), so
+// the many Gets of a fetch spread over the replicas and favour the faster
+// ones; a hedged request goes to the next replica when the first is slow to
+// answer. Bytes that do not match c are never returned; that replica is
+// skipped. It implements share.Getter; the caller owns the bytes and may
+// hand them to ReleaseBlock once done.
 func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
-	if n.cfg.Store != nil {
-		if data, err := n.cfg.Store.Get(c); err == nil {
-			return data, nil
-		}
+	if data, _, err := n.readLocal(c); err == nil {
+		return data, nil
 	}
 	peers, err := n.Replicas(ctx, c)
 	if err != nil {
@@ -106,7 +92,6 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	if len(peers) == 0 {
 		return nil, fmt.Errorf("%w (no other replica)", ErrBlockNotFound)
 	}
-	n.byRTT(peers)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -115,50 +100,61 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 		err  error
 	}
 	results := make(chan result, len(peers))
-	launched := 0
+	var last p2ppeer.ID
 	launch := func() {
-		p := peers[launched]
-		launched++
+		i := n.fastestReplica(peers)
+		p := peers[i]
+		peers = slices.Delete(peers, i, i+1)
+		last = p
+		done := n.blocks.rates.start(p)
+		began := time.Now()
 		go func() {
 			data, err := n.fetchFrom(ctx, p, c)
+			how := fetchOK
+			switch {
+			case err == nil:
+			case ctx.Err() != nil:
+				how = fetchOutrun
+			case errors.Is(err, ErrBlockNotFound):
+				how = fetchLacked
+			default:
+				how = fetchFailed
+			}
+			done(time.Since(began), how)
 			results <- result{data, err}
 		}()
 	}
+	tried := len(peers)
 	launch()
 	var errs []error
-	hedge := time.NewTimer(n.hedgeDelay(peers[0]))
+	hedge := time.NewTimer(n.hedgeDelay(last))
 	defer hedge.Stop()
-	for len(errs) < len(peers) {
+	for len(errs) < tried {
 		select {
 		case r := <-results:
 			if r.err == nil {
 				return r.data, nil
 			}
 			errs = append(errs, r.err)
-			if launched < len(peers) {
+			if len(peers) > 0 {
 				launch()
 			}
 		case <-hedge.C:
-			if launched < len(peers) {
+			if len(peers) > 0 {
 				launch()
-				hedge.Reset(n.hedgeDelay(peers[launched-1]))
+				hedge.Reset(n.hedgeDelay(last))
 			}
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
-	return nil, &ReplicaError{Op: "get", CID: c, Tried: len(peers), Need: 1, Errs: errs}
+	return nil, &ReplicaError{Op: "get", CID: c, Tried: tried, Need: 1, Errs: errs}
 }
 
-// byRTT orders peers fastest first; peers never measured go last.
-func (n *Node) byRTT(peers []p2ppeer.ID) {
-	rtt := func(p p2ppeer.ID) time.Duration {
-		if d, ok := n.ring.RTT(string(p)); ok {
-			return d
-		}
-		return time.Hour
-	}
-	slices.SortStableFunc(peers, func(a, b p2ppeer.ID) int { return int(rtt(a) - rtt(b)) })
+// fastestReplica is the index of the peer whose next block should arrive
+// first (replicaRates.pick).
+func (n *Node) fastestReplica(peers []p2ppeer.ID) int {
+	return n.blocks.rates.pick(peers, func(p p2ppeer.ID) (time.Duration, bool) { return n.ring.RTT(string(p)) })
 }
 
 // hedgeDelay is how long to wait for p before asking another replica too:

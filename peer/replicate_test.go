@@ -133,6 +133,8 @@ type lyingStore struct{ *blocks.Store }
 
 func (l lyingStore) Get(c cid.Cid) ([]byte, error) { return []byte("forged bytes"), nil }
 
+func (l lyingStore) GetWith(c cid.Cid, _ func(int) []byte) ([]byte, error) { return l.Get(c) }
+
 // With fewer than W replicas reachable, a put reports failure.
 func TestPutFailsWithoutWriteQuorum(t *testing.T) {
 	r, _ := storedRing(t, 4)
@@ -144,13 +146,11 @@ func TestPutFailsWithoutWriteQuorum(t *testing.T) {
 	}
 	c := rawBlock(t, data)
 	writer := r.nodes[0]
-	replicas, _ := writer.Replicas(ctx, c)
-	// Cut the writer off from every replica but itself.
-	for _, p := range replicas {
-		if p != writer.Host().ID() {
-			_ = r.mn.UnlinkPeers(writer.Host().ID(), p)
-			_ = r.mn.DisconnectPeers(writer.Host().ID(), p)
-		}
+	// Cut the writer off from every other peer: neither the replicas nor a
+	// hinted handoff past them can take the block.
+	for _, n := range r.nodes[1:] {
+		_ = r.mn.UnlinkPeers(writer.Host().ID(), n.Host().ID())
+		_ = r.mn.DisconnectPeers(writer.Host().ID(), n.Host().ID())
 	}
 	err := writer.Put(ctx, c, data)
 	if err == nil {

@@ -68,6 +68,10 @@ type RepoConfig struct {
 	// "2GiB", or a number of bytes); 0 means no limit. A put beyond it is
 	// refused with "store full".
 	StorageMax ByteSize `json:"storage_max"`
+	// RepairRate caps the bytes per second repair sends and receives
+	// (blocks re-replicated, range summaries); 0 means no limit. Absent:
+	// the default, 1 MiB/s.
+	RepairRate *ByteSize `json:"repair_rate,omitempty"`
 }
 
 // DefaultListen are the listen addresses of a new repo.
@@ -106,6 +110,9 @@ func (c RepoConfig) Validate() error {
 	}
 	if c.StorageMax < 0 {
 		return fmt.Errorf("storage_max %d: want 0 (no limit) or more", int64(c.StorageMax))
+	}
+	if c.RepairRate != nil && *c.RepairRate < 0 {
+		return fmt.Errorf("repair_rate %d: want 0 (no limit) or more", int64(*c.RepairRate))
 	}
 	return nil
 }

@@ -37,6 +37,14 @@ type FetchOptions struct {
 	// at all for what it already has. A failing Get counts as a miss;
 	// a failing Put fails the fetch, since it is the caller's store.
 	Nodes NodeStore
+	// Verified says the Getter returns only bytes it has itself checked
+	// against the CID (peer's node does: its store and its block protocol
+	// both verify). Fetch then does not hash them a second time.
+	Verified bool
+	// Release, if set, is handed each raw leaf's bytes once they are
+	// written out and Fetch is done with them, so that a Getter with a
+	// buffer pool can reuse them.
+	Release func([]byte)
 }
 
 func (o FetchOptions) withDefaults() (FetchOptions, error) {
@@ -86,9 +94,10 @@ func Fetch(ctx context.Context, root cid.Cid, get Getter, out Output, opts Fetch
 		nodes:    opts.Nodes,
 		attempts: opts.Attempts,
 		progress: opts.Progress,
+		verified: opts.Verified,
 		slots:    make(chan struct{}, opts.Window),
 	}
-	f.sink, err = out.sink(f.release)
+	f.sink, err = out.sink(f.release, opts.Release)
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", root, err)
 	}
@@ -111,6 +120,7 @@ type fetcher struct {
 	get      Getter
 	nodes    NodeStore
 	attempts int
+	verified bool // the Getter's blocks need no second check
 	sink     sink
 	resume   resumer // nil when the output cannot be read back
 
@@ -166,7 +176,7 @@ func (f *fetcher) walkRoot(ctx context.Context, root cid.Cid) error {
 			f.release()
 			return err
 		}
-		if err := f.sink.write(f.next(), 0, data); err != nil {
+		if err := f.sink.write(f.next(), 0, data, false); err != nil {
 			return err
 		}
 		f.report(f.total)
@@ -197,7 +207,7 @@ func (f *fetcher) walk(ctx context.Context, n *fileNode, off int64, depth int) e
 		if err := f.acquire(ctx); err != nil {
 			return err
 		}
-		if err := f.sink.write(f.next(), off, n.data); err != nil {
+		if err := f.sink.write(f.next(), off, n.data, false); err != nil {
 			return err
 		}
 		f.report(int64(len(n.data)))
@@ -258,7 +268,7 @@ func (f *fetcher) leaf(ctx context.Context, seq int64, c cid.Cid, off, size int6
 		f.release()
 		return fmt.Errorf("%w: leaf %s is %d bytes, its parent says %d", ErrMalformed, c, len(data), size)
 	}
-	if err := f.sink.write(seq, off, data); err != nil {
+	if err := f.sink.write(seq, off, data, true); err != nil {
 		return err
 	}
 	f.report(size)
@@ -306,6 +316,9 @@ func (f *fetcher) fetch(ctx context.Context, c cid.Cid) ([]byte, error) {
 		data, gerr := f.get.Get(ctx, c)
 		if gerr != nil {
 			return nil, fmt.Errorf("get %s: %w", c, gerr)
+		}
+		if f.verified && len(data) <= MaxBlockSize {
+			return data, nil
 		}
 		if err = verify(c, data); err == nil {
 			return data, nil

@@ -44,8 +44,9 @@ type sink interface {
 	start(size int64) error
 	// write takes piece seq (pieces are numbered in file order) of the
 	// file, at offset off, and frees the piece's window slot (release)
-	// once the piece is written.
-	write(seq, off int64, data []byte) error
+	// once the piece is written; a leaf's bytes (leaf) then go to the
+	// caller's Release.
+	write(seq, off int64, data []byte, leaf bool) error
 	// finish is called after every piece was written.
 	finish() error
 }
@@ -55,12 +56,15 @@ type resumer interface {
 	have(c cid.Cid, off, size int64) (bool, error)
 }
 
-func (o Output) sink(release func()) (sink, error) {
+func (o Output) sink(release func(), give func([]byte)) (sink, error) {
+	if give == nil {
+		give = func([]byte) {}
+	}
 	switch {
 	case o.at != nil:
-		return &atSink{w: o.at, release: release}, nil
+		return &atSink{w: o.at, release: release, give: give}, nil
 	case o.w != nil:
-		return &streamSink{w: o.w, release: release, pending: make(map[int64][]byte)}, nil
+		return &streamSink{w: o.w, release: release, give: give, pending: make(map[int64]piece)}, nil
 	}
 	return nil, errors.New("no output: use ToWriterAt or ToWriter")
 }
@@ -69,6 +73,7 @@ func (o Output) sink(release func()) (sink, error) {
 type atSink struct {
 	w       io.WriterAt
 	release func()
+	give    func([]byte) // FetchOptions.Release
 	// prior is the output's size before this fetch: only bytes below it
 	// can be left over from an earlier one.
 	prior int64
@@ -107,11 +112,14 @@ func (s *atSink) have(c cid.Cid, off, size int64) (bool, error) {
 	return verify(c, buf) == nil, nil
 }
 
-func (s *atSink) write(_, off int64, data []byte) error {
+func (s *atSink) write(_, off int64, data []byte, leaf bool) error {
 	if _, err := s.w.WriteAt(data, off); err != nil {
 		return fmt.Errorf("output: write at %d: %w", off, err)
 	}
 	s.release()
+	if leaf {
+		s.give(data)
+	}
 	return nil
 }
 
@@ -121,12 +129,18 @@ func (s *atSink) finish() error { return nil }
 type streamSink struct {
 	w       io.Writer
 	release func()
+	give    func([]byte) // FetchOptions.Release
 
 	mu      sync.Mutex // held across the Write, which keeps writes in order
 	next    int64      // sequence number of the piece to write next
 	written int64
 	size    int64
-	pending map[int64][]byte // by sequence number, all > next
+	pending map[int64]piece // by sequence number, all > next
+}
+
+type piece struct {
+	data []byte
+	leaf bool
 }
 
 func (s *streamSink) start(size int64) error {
@@ -134,22 +148,26 @@ func (s *streamSink) start(size int64) error {
 	return nil
 }
 
-func (s *streamSink) write(seq, _ int64, data []byte) error {
+func (s *streamSink) write(seq, _ int64, data []byte, leaf bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	p := piece{data, leaf}
 	if seq != s.next {
-		s.pending[seq] = data
+		s.pending[seq] = p
 		return nil
 	}
 	for {
-		if _, err := s.w.Write(data); err != nil {
+		if _, err := s.w.Write(p.data); err != nil {
 			return fmt.Errorf("output: write at %d: %w", s.written, err)
 		}
-		s.written += int64(len(data))
+		s.written += int64(len(p.data))
 		s.next++
 		s.release()
+		if p.leaf {
+			s.give(p.data)
+		}
 		var ok bool
-		if data, ok = s.pending[s.next]; !ok {
+		if p, ok = s.pending[s.next]; !ok {
 			return nil
 		}
 		delete(s.pending, s.next)

@@ -679,3 +679,59 @@ func TestImportStreams(t *testing.T) {
 		t.Fatal("root differs from the reference")
 	}
 }
+
+// copyingGetter hands out a fresh copy of each block, as a pooled Getter
+// would, and records which buffers it gave.
+type copyingGetter struct {
+	s     *memStore
+	mu    sync.Mutex
+	given map[*byte]bool
+}
+
+func (g *copyingGetter) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
+	data, err := g.s.Get(ctx, c)
+	if err != nil || len(data) == 0 {
+		return data, err
+	}
+	cp := bytes.Clone(data)
+	g.mu.Lock()
+	g.given[&cp[0]] = true
+	g.mu.Unlock()
+	return cp, nil
+}
+
+// Release receives every raw leaf once, after it is written, whichever the
+// output; scribbling over a released buffer does not change the output.
+func TestReleaseGetsEachLeafOnceWritten(t *testing.T) {
+	data := randomBytes(40*DefaultChunkSize+123, 7)
+	root, s := importBytes(t, data, ImportOptions{})
+	leaves := len(leafCIDs(t, s, root))
+	for _, ordered := range []bool{false, true} {
+		g := &copyingGetter{s: s, given: map[*byte]bool{}}
+		var mu sync.Mutex
+		released := map[*byte]int{}
+		opts := FetchOptions{Window: 5, Release: func(b []byte) {
+			mu.Lock()
+			defer mu.Unlock()
+			released[&b[0]]++
+			clear(b) // the pool would reuse it at once
+		}}
+		var got []byte
+		if ordered {
+			got = fetchStream(t, root, g, opts)
+		} else {
+			got = fetchBytes(t, root, g, opts)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("ordered=%v: output differs from the input", ordered)
+		}
+		if len(released) != leaves {
+			t.Errorf("ordered=%v: %d buffers released, want %d leaves", ordered, len(released), leaves)
+		}
+		for b, n := range released {
+			if n != 1 || !g.given[b] {
+				t.Errorf("ordered=%v: a buffer released %d times, given by the getter: %v", ordered, n, g.given[b])
+			}
+		}
+	}
+}

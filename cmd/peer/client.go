@@ -113,6 +113,9 @@ func printStatus(w io.Writer, s api.Status) {
 	} else {
 		row("blocks", "none (a client stores nothing)")
 	}
+	if s.Capacity > 0 {
+		row("repair", repairLine(s))
+	}
 	row("ring size", "~"+plural(s.RingSizeEstimate, "peer"))
 	row("connected", plural(s.ConnectedPeers, "peer"))
 	row("lookups", s.LookupMode)
@@ -172,4 +175,20 @@ func plural(n int, word string) string {
 		return "1 " + word
 	}
 	return fmt.Sprintf("%d %ss", n, word)
+}
+
+// repairLine sums up repair for `peer status`.
+func repairLine(s api.Status) string {
+	r := s.Repair
+	state := "idle"
+	if r.InProgress {
+		state = "round in progress"
+	}
+	last := "no round yet"
+	if !r.LastRound.IsZero() {
+		last = "last round " + time.Since(r.LastRound).Round(time.Second).String() + " ago"
+	}
+	return fmt.Sprintf("%d block copies under-replicated, %s moved (%s) in %s, %s pending; %s, %s",
+		s.UnderReplicated, plural(int(r.BlocksMoved), "block"), peer.FormatSize(r.BytesMoved),
+		plural(int(r.Rounds), "round"), plural(int(r.HintsPending), "hint"), state, last)
 }

@@ -19,7 +19,6 @@ type command struct {
 }
 
 // commands is the table `peer` dispatches on, in the order help lists them.
-// tui joins it when it is built.
 var commands []*command
 
 // Commands' run functions name their own command (for its usage), so they
@@ -32,7 +31,8 @@ func init() {
 	shareCmd.run = runShare
 	fetchCmd.run = runFetch
 	helpCmd.run = runHelp
-	commands = []*command{daemonCmd, shareCmd, fetchCmd, statusCmd, ringCmd, helpCmd}
+	tuiCmd.run = runTUI
+	commands = []*command{daemonCmd, shareCmd, fetchCmd, statusCmd, ringCmd, tuiCmd, helpCmd}
 }
 
 func lookupCommand(name string) *command {

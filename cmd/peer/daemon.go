@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -14,7 +15,7 @@ import (
 
 var daemonCmd = &command{
 	name:  "daemon",
-	args:  "[--repo DIR] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--capacity N] [--storage-max SIZE] [--lookup MODE]",
+	args:  "[--repo DIR] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--announce MULTIADDR]... [--capacity N] [--storage-max SIZE] [--repair-rate SIZE] [--lookup MODE] [--tui]",
 	short: "run a peer: join (or start) a ring and serve the local API",
 	long: `Runs a peer until interrupted (SIGINT or SIGTERM). The repo is created on
 first start, with a new identity key and a config.json holding the defaults;
@@ -27,16 +28,21 @@ at most --storage-max of them (puts beyond it are refused as "store full",
 and the share that wanted them fails unless other replicas take them).
 
 The daemon prints its addresses on stderr, one per line; 'peer status --json'
-lists them too. The local API listens on DIR/api.sock.`,
+lists them too. The local API listens on DIR/api.sock.
+
+With --tui the terminal UI (as 'peer tui' opens it) runs attached to the
+daemon, whose log lines go to DIR/daemon.log instead; quitting the UI stops
+the daemon.`,
 }
 
 func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet(daemonCmd, stderr)
 	repo := fs.String("repo", "", "repo `DIR` (default $PEER_REPO, else ~/.chordshare)")
-	var listen, bootstrap stringList
+	var listen, bootstrap, announce stringList
 	fs.Var(&listen, "listen", "listen on `MULTIADDR`; repeatable (default: the repo config's, initially\n"+
 		strings.Join(peer.DefaultListen, " and ")+")")
 	fs.Var(&bootstrap, "bootstrap", "join the ring through the peer at `MULTIADDR`, which ends in /p2p/<peer id>;\nrepeatable (default: the repo config's, initially none: start a new ring)")
+	fs.Var(&announce, "announce", "tell other peers `MULTIADDR` instead of the listen addresses (behind a proxy\nor port forward); repeatable; this run only (default: the listen addresses)")
 	// Flag defaults are left zero: an unset flag means "the repo config's".
 	capacity := fs.Int("capacity", 0, fmt.Sprintf("run `N` vnodes (ring positions); 0 for a client that stores nothing\n(default: the repo config's, initially %d)", chord.DefaultConfig().Vnodes))
 	var storageMax *int64
@@ -45,6 +51,13 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		storageMax = &n
 		return err
 	})
+	var repairRate *int64
+	fs.Func("repair-rate", "re-replicate at most `SIZE` per second (blocks and range summaries), e.g. 4KB\nfor a 32 kbit/s link; 0 for no limit (default: the repo config's, initially 1MiB)", func(v string) error {
+		n, err := peer.ParseSize(v)
+		repairRate = &n
+		return err
+	})
+	withTUI := fs.Bool("tui", false, "run the terminal UI attached; the log goes to DIR/"+daemonLogName)
 	lookup := fs.String("lookup", "", "lookup `MODE`: recursive or iterative (default: the repo config's, initially "+chord.DefaultConfig().Lookup.String()+")")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -53,7 +66,17 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	opts := peer.DaemonOptions{Repo: dir, Log: stderr}
+	logw := stderr
+	var logf *os.File
+	if *withTUI {
+		if logf, err = openDaemonLog(dir); err != nil {
+			return err
+		}
+		defer logf.Close()
+		logw = logf
+		fmt.Fprintf(stderr, "starting the peer (its log: %s)\n", logf.Name())
+	}
+	opts := peer.DaemonOptions{Repo: dir, Log: logw, Announce: announce}
 	set := setFlags(fs)
 	if set["listen"] {
 		opts.Listen = listen
@@ -65,6 +88,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		opts.Capacity = capacity
 	}
 	opts.StorageMax = storageMax
+	opts.RepairRate = repairRate
 	if set["lookup"] {
 		if _, err := chord.ParseLookupMode(*lookup); err != nil {
 			return fmt.Errorf("--lookup: %w", err)
@@ -77,18 +101,21 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	cfg := d.Config().Chord
-	fmt.Fprintf(stderr, "peer %s: repo %s, %s, %s lookups\n", d.ID(), dir, plural(cfg.Vnodes, "vnode"), cfg.Lookup)
+	fmt.Fprintf(logw, "peer %s: repo %s, %s, %s lookups\n", d.ID(), dir, plural(cfg.Vnodes, "vnode"), cfg.Lookup)
 	if st := d.Store(); st != nil {
 		s := st.Stats()
-		fmt.Fprintf(stderr, "blocks: %s (%s) in %s, limit %s\n", plural(s.Count, "block"), peer.FormatSize(s.Bytes),
+		fmt.Fprintf(logw, "blocks: %s (%s) in %s, limit %s\n", plural(s.Count, "block"), peer.FormatSize(s.Bytes),
 			filepath.Join(dir, peer.BlocksDir), storageLimit(s.MaxBytes))
 	} else {
-		fmt.Fprintln(stderr, "blocks: none stored (a client, capacity 0)")
+		fmt.Fprintln(logw, "blocks: none stored (a client, capacity 0)")
 	}
 	for _, a := range d.Addrs() {
-		fmt.Fprintf(stderr, "listening on %s\n", a)
+		fmt.Fprintf(logw, "listening on %s\n", a)
 	}
-	fmt.Fprintf(stderr, "api on %s\n", d.SocketPath())
+	fmt.Fprintf(logw, "api on %s\n", d.SocketPath())
+	if *withTUI {
+		return runDaemonTUI(ctx, d, dir, logf)
+	}
 	err = d.Run(ctx)
 	if err != nil {
 		return err

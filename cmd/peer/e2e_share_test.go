@@ -40,7 +40,13 @@ type ringPeer struct {
 // waits until the ring has converged.
 func startRing(t *testing.T, env []string, n int, args ...string) []*ringPeer {
 	t.Helper()
-	base := shortTempDir(t)
+	return startRingIn(t, env, shortTempDir(t), n, args...)
+}
+
+// startRingIn is startRing with the repos in base/1 ... base/n, which may
+// hold what the daemons should find there (an identity).
+func startRingIn(t *testing.T, env []string, base string, n int, args ...string) []*ringPeer {
+	t.Helper()
 	peers := make([]*ringPeer, n)
 	loopback := append([]string{"--listen", "/ip4/127.0.0.1/tcp/0"}, args...)
 	start := func(i int, extra ...string) {

@@ -34,8 +34,8 @@ type Status struct {
 	BytesUsed    int64 `json:"bytes_used"`
 	// StorageMax is the store's limit in bytes (--storage-max); 0: none.
 	StorageMax int64 `json:"storage_max"`
-	// UnderReplicated is the number of stored blocks with fewer than r
-	// replicas that repair knows of.
+	// UnderReplicated is the number of block copies this peer knows to be
+	// missing from a replica it syncs with and not yet restored.
 	UnderReplicated int64 `json:"under_replicated"`
 	// BytesIn and BytesOut count the libp2p stream bytes since the daemon
 	// started; RateIn and RateOut are their recent rates in bytes/s.
@@ -43,6 +43,22 @@ type Status struct {
 	BytesOut int64   `json:"bytes_out"`
 	RateIn   float64 `json:"rate_in"`
 	RateOut  float64 `json:"rate_out"`
+	// Repair is this peer's anti-entropy and handoff progress.
+	Repair Repair `json:"repair"`
+}
+
+// Repair counts the work of keeping every block at r replicas (issue 5):
+// rounds of range comparisons with the replicas of this peer's arcs, and
+// the blocks those rounds, hinted handoff and graceful leave moved.
+type Repair struct {
+	Rounds       int64 `json:"rounds"`
+	BlocksMoved  int64 `json:"blocks_moved"`
+	BytesMoved   int64 `json:"bytes_moved"`
+	SummaryBytes int64 `json:"summary_bytes"` // range summaries sent and received
+	HintsPending int64 `json:"hints_pending"` // blocks held for a peer that was unreachable
+	// LastRound is when the last round ended (zero time: none yet).
+	LastRound  time.Time `json:"last_round"`
+	InProgress bool      `json:"in_progress"`
 }
 
 // Neighbour names one vnode of another (or this) peer.
@@ -189,7 +205,9 @@ const (
 	EventFetchStarted       = "fetch_started"
 	EventFetchFinished      = "fetch_finished"
 	EventFetchFailed        = "fetch_failed"
-	EventRepair             = "repair"
+	EventRepair             = "repair"           // a repair round moved blocks (Count)
+	EventHandoff            = "handoff"          // blocks handed on at a leave or delivered from hints (Count)
+	EventUnderReplicated    = "under_replicated" // a round left copies missing (Count)
 )
 
 // Transfers is GET /v1/transfers: the shares and fetches being served, then

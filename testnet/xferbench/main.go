@@ -157,7 +157,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 
 	logf("building peer in %s", dir)
 	bin := filepath.Join(dir, "peer")
-	build := command(ctx, env, "go", "build", "-o", bin, "./cmd/peer")
+	// The build keeps the caller's environment: under the children's HOME
+	// it would find no build or module cache and rebuild everything.
+	build := command(ctx, os.Environ(), "go", "build", "-o", bin, "./cmd/peer")
 	build.Dir = root
 	if _, err := output(build); err != nil {
 		return err

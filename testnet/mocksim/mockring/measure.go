@@ -336,6 +336,10 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// Lateness starts measuring how late the process's timers run (see
+// lateness); the function it returns stops and reports.
+func Lateness(ctx context.Context) (stop func() Dist) { return lateness(ctx) }
+
 // lateness measures how late a goroutine that sleeps 10 ms at a time
 // wakes up, until stop is called: when the simulator's process is short of
 // CPU (its own work, garbage collection, other processes), every timer and

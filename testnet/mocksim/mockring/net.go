@@ -68,6 +68,10 @@ type Net struct {
 	links    map[p2ppeer.ID]map[p2ppeer.ID]mocknet.Link // both directions
 	dead     map[p2ppeer.ID]bool
 	numLinks int
+	// linkFor, when set, gives each pair its own link options (Shape).
+	linkFor func(a, b p2ppeer.ID) mocknet.LinkOptions
+	// wrap, when set, wraps every stream opened or accepted from then on.
+	wrap func(network.Stream) network.Stream
 }
 
 // NewNet makes an empty network whose links carry opts.
@@ -143,6 +147,9 @@ func (n *Net) link(a, b p2ppeer.ID) error {
 	if err != nil {
 		return err
 	}
+	if n.linkFor != nil {
+		l.SetOptions(n.linkFor(a, b))
+	}
 	for _, p := range [][2]p2ppeer.ID{{a, b}, {b, a}} {
 		if n.links[p[0]] == nil {
 			n.links[p[0]] = map[p2ppeer.ID]mocknet.Link{}
@@ -163,6 +170,23 @@ func (n *Net) SetLinkOptions(opts mocknet.LinkOptions) {
 		for b, l := range m {
 			if a < b { // each link is in the map twice
 				l.SetOptions(opts)
+			}
+		}
+	}
+}
+
+// Shape gives every link, present and future, the options linkFor says for
+// its pair, and wraps every stream opened or accepted from now on with wrap
+// (nil: no wrapping). Streams already open keep their wrapping; ring calls
+// open a stream each, so they all see the change at once.
+func (n *Net) Shape(linkFor func(a, b p2ppeer.ID) mocknet.LinkOptions, wrap func(network.Stream) network.Stream) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.linkFor, n.wrap = linkFor, wrap
+	for a, m := range n.links {
+		for b, l := range m {
+			if a < b { // each link is in the map twice
+				l.SetOptions(linkFor(a, b))
 			}
 		}
 	}
@@ -253,12 +277,19 @@ func (n *Net) latency(a, b p2ppeer.ID) time.Duration {
 
 func (n *Net) delayClose(s network.Stream) network.Stream {
 	c := s.Conn()
-	return &delayedClose{
+	var out network.Stream = &delayedClose{
 		Stream:      s,
 		latency:     n.latency(c.LocalPeer(), c.RemotePeer()),
 		closedWrite: make(chan struct{}),
 		reset:       make(chan struct{}),
 	}
+	n.mu.Lock()
+	wrap := n.wrap
+	n.mu.Unlock()
+	if wrap != nil {
+		out = wrap(out)
+	}
+	return out
 }
 
 // delayedClose works around two ways mocknet streams (go-libp2p v0.51.0)

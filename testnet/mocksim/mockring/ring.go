@@ -31,6 +31,17 @@ type Options struct {
 	// once. Default: 2 per CPU, since without latency the steps are CPU
 	// bound, and more of them only make calls slower and risk timeouts.
 	Workers int
+	// ConfigFor, when set, gives peer i (in join order) its own config in
+	// place of Config: its capacity (vnodes, 0 for a client) or its store.
+	ConfigFor func(i int, id p2ppeer.ID) peer.Config
+}
+
+// configOf is the config of peer i.
+func (o Options) configOf(i int, id p2ppeer.ID) peer.Config {
+	if o.ConfigFor != nil {
+		return o.ConfigFor(i, id)
+	}
+	return o.Config
 }
 
 // Ring is a ring of peer.Node on one mocknet.
@@ -58,7 +69,7 @@ func NewRing(opts Options) (*Ring, error) {
 	if err := opts.Config.Validate(); err != nil {
 		return nil, err
 	}
-	if opts.Config.Chord.Vnodes < 1 {
+	if opts.ConfigFor == nil && opts.Config.Chord.Vnodes < 1 {
 		return nil, errors.New("every simulated peer needs at least one vnode")
 	}
 	if opts.Workers <= 0 {
@@ -147,32 +158,47 @@ func (r *Ring) Build(ctx context.Context, maxRounds int) (BuildStats, error) {
 	if len(r.Nodes) > 0 {
 		return st, errors.New("ring already built")
 	}
-	for _, h := range r.hosts {
-		n, err := peer.NewNode(h, r.opts.Config)
+	for i, h := range r.hosts {
+		n, err := peer.NewNode(h, r.opts.configOf(i, h.ID()))
 		if err != nil {
 			return st, err
 		}
 		r.Nodes = append(r.Nodes, n)
 	}
+	// The first peer with a vnode starts the ring; the others join in
+	// order, each through a random peer already on it that has a vnode (a
+	// client, capacity 0, is on no position to start a lookup from).
+	first := slices.IndexFunc(r.Nodes, func(n *peer.Node) bool { return len(n.Chord().Vnodes()) > 0 })
+	if first < 0 {
+		return st, errors.New("no peer has a vnode: a ring needs at least one")
+	}
+	order := append([]*peer.Node{r.Nodes[first]}, r.Nodes[:first]...)
+	order = append(order, r.Nodes[first+1:]...)
 	start := time.Now()
 	var ring []owned // every joined vnode, by ID
-	for i, n := range r.Nodes {
+	var storing []*peer.Node
+	for i, n := range order {
 		if err := ctx.Err(); err != nil {
 			return st, err
 		}
 		var boot []p2ppeer.AddrInfo
 		if i > 0 {
-			b := r.Nodes[r.rng.IntN(i)].Host()
+			b := storing[r.rng.IntN(len(storing))].Host()
 			boot = append(boot, p2ppeer.AddrInfo{ID: b.ID(), Addrs: b.Addrs()})
 		}
 		if err := n.Join(ctx, boot); err != nil {
 			return st, fmt.Errorf("peer %d: %w", i, err)
 		}
+		if len(n.Chord().Vnodes()) > 0 {
+			storing = append(storing, n)
+		}
 		for _, v := range n.Chord().Vnodes() {
 			j, _ := slices.BinarySearchFunc(ring, v.ID, func(x owned, id chord.ID) int { return x.id.Cmp(id) })
 			ring = slices.Insert(ring, j, owned{v.ID, n.Chord()})
 		}
-		r.refresh(ctx, ring, n.Chord())
+		if len(n.Chord().Vnodes()) > 0 {
+			r.refresh(ctx, ring, n.Chord())
+		}
 		n.Chord().FixAllFingers(ctx)
 	}
 	st.JoinTime = time.Since(start)
@@ -201,6 +227,72 @@ func (r *Ring) Build(ctx context.Context, maxRounds int) (BuildStats, error) {
 	st.Calls = Totals(r.Live()).CallsOut
 	return st, nil
 }
+
+// AddNode puts a new peer with a new identity on the network and joins it
+// to the ring through a random live peer that has a vnode, as a peer
+// arriving with timers running does: nothing else is stepped for it.
+// before, if set, is called with the new host before it sends anything.
+func (r *Ring) AddNode(ctx context.Context, cfg peer.Config, before func(host.Host)) (*peer.Node, error) {
+	r.mu.Lock()
+	hosts, err := r.Net.AddPeers(1, r.rng)
+	r.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	registerEcho(hosts[0])
+	if before != nil {
+		before(hosts[0])
+	}
+	n, err := peer.NewNode(hosts[0], cfg)
+	if err != nil {
+		return nil, err
+	}
+	var storing []*peer.Node
+	for _, m := range r.Live() {
+		if len(m.Chord().Vnodes()) > 0 {
+			storing = append(storing, m)
+		}
+	}
+	if len(storing) == 0 {
+		return nil, errors.New("no live peer with a vnode to join through")
+	}
+	r.mu.Lock()
+	b := storing[r.rng.IntN(len(storing))].Host()
+	r.mu.Unlock()
+	if err := n.Join(ctx, []p2ppeer.AddrInfo{{ID: b.ID(), Addrs: b.Addrs()}}); err != nil {
+		_ = r.Net.Crash(hosts[0])
+		return nil, err
+	}
+	r.mu.Lock()
+	r.Nodes = append(r.Nodes, n)
+	r.hosts = append(r.hosts, hosts[0])
+	r.mu.Unlock()
+	return n, nil
+}
+
+// CrashNode kills one peer with no goodbye.
+func (r *Ring) CrashNode(n *peer.Node) error {
+	r.mu.Lock()
+	r.dead[n] = true
+	r.mu.Unlock()
+	return r.Net.Crash(n.Host())
+}
+
+// Dead reports whether the peer has crashed.
+func (r *Ring) Dead(n *peer.Node) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dead[n]
+}
+
+// SetWorkers changes how many nodes a parallel step works on at once: on a
+// network with delays the steps wait more than they compute, and more
+// workers keep them short.
+func (r *Ring) SetWorkers(n int) { r.opts.Workers = max(n, 1) }
+
+// Rand is the ring's seeded random source, for callers that draw their
+// own choices from the same seed (not safe for concurrent use).
+func (r *Ring) Rand() *rand.Rand { return r.rng }
 
 // maxFingerPasses bounds Build's passes of fixing every finger.
 const maxFingerPasses = 5
@@ -324,6 +416,11 @@ func (r *Ring) Converge(ctx context.Context, maxRounds int) (int, error) {
 		}
 	}
 	return maxRounds, fmt.Errorf("not converged after %d rounds: %w", maxRounds, err)
+}
+
+// Parallel runs step on every live node, Workers at a time.
+func (r *Ring) Parallel(ctx context.Context, step func(*chord.Node, context.Context)) {
+	r.parallel(ctx, step)
 }
 
 // parallel runs step on every live node, Workers at a time.

@@ -1,0 +1,189 @@
+package merkle
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+func randomKey(rng *rand.Rand) Key {
+	var k Key
+	for i := range k {
+		k[i] = byte(rng.Uint32())
+	}
+	return k
+}
+
+func sorted(items []Item) Sorted {
+	s := slices.Clone(items)
+	slices.SortFunc(s, func(a, b Item) int { return bytes.Compare(a.Key[:], b.Key[:]) })
+	return s
+}
+
+// direct answers through Answers in process, counting queries.
+func direct(remote Source, leaf int) Exchange {
+	return func(_ context.Context, qs []Query) ([]Answer, error) {
+		return Answers(remote, qs, leaf), nil
+	}
+}
+
+func keysOf(items []Item) map[Key]bool {
+	m := map[Key]bool{}
+	for _, it := range items {
+		m[it.Key] = true
+	}
+	return m
+}
+
+func TestReconcileFindsExactDifferences(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	for _, tc := range []struct{ common, onlyA, onlyB int }{
+		{0, 0, 0}, {1000, 0, 0}, {0, 500, 0}, {0, 0, 500}, {5000, 3, 7}, {2000, 300, 300}, {10, 1, 1},
+	} {
+		var a, b, wantA, wantB []Item
+		for range tc.common {
+			it := Item{Key: randomKey(rng)}
+			a, b = append(a, it), append(b, it)
+		}
+		for range tc.onlyA {
+			it := Item{Key: randomKey(rng), Val: []byte("a")}
+			a, wantA = append(a, it), append(wantA, it)
+		}
+		for range tc.onlyB {
+			it := Item{Key: randomKey(rng), Val: []byte("b")}
+			b, wantB = append(b, it), append(wantB, it)
+		}
+		// A random arc, and the whole circle.
+		for _, r := range []Range{{}, {Lo: randomKey(rng), Hi: randomKey(rng)}} {
+			opt := DefaultOptions()
+			d, err := Reconcile(context.Background(), sorted(a), r, direct(sorted(b), opt.Leaf), opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in := func(items []Item) map[Key]bool {
+				m := map[Key]bool{}
+				for _, it := range items {
+					if r.Contains(it.Key) {
+						m[it.Key] = true
+					}
+				}
+				return m
+			}
+			if got, want := keysOf(d.OnlyLocal), in(wantA); !mapsEqual(got, want) {
+				t.Errorf("%+v: only local: %d keys, want %d", tc, len(got), len(want))
+			}
+			if got, want := keysOf(d.OnlyRemote), in(wantB); !mapsEqual(got, want) {
+				t.Errorf("%+v: only remote: %d keys, want %d", tc, len(got), len(want))
+			}
+			for _, it := range d.OnlyRemote {
+				if string(it.Val) != "b" {
+					t.Fatal("remote item lost its value")
+				}
+			}
+			t.Logf("%+v: %d exchanges, %d queries", tc, d.Exchanges, d.Queries)
+		}
+	}
+}
+
+func mapsEqual(a, b map[Key]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k := range a {
+		if !b[k] {
+			return false
+		}
+	}
+	return true
+}
+
+// Sets in sync cost one query, whatever their size.
+func TestInSyncCostsOneQuery(t *testing.T) {
+	rng := rand.New(rand.NewPCG(2, 2))
+	var a []Item
+	for range 10000 {
+		a = append(a, Item{Key: randomKey(rng)})
+	}
+	s := sorted(a)
+	opt := DefaultOptions()
+	d, err := Reconcile(context.Background(), s, Range{}, direct(s, opt.Leaf), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Exchanges != 1 || d.Queries != 1 || len(d.OnlyLocal)+len(d.OnlyRemote) != 0 {
+		t.Fatalf("in sync: %+v", d)
+	}
+}
+
+func TestSplitCoversArc(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 3))
+	for range 100 {
+		r := Range{Lo: randomKey(rng), Hi: randomKey(rng)}
+		parts := r.Split(16)
+		if parts[0].Lo != r.Lo || parts[len(parts)-1].Hi != r.Hi {
+			t.Fatal("split does not span the arc")
+		}
+		for i := 1; i < len(parts); i++ {
+			if parts[i].Lo != parts[i-1].Hi {
+				t.Fatal("split parts not contiguous")
+			}
+		}
+		for range 50 {
+			k := randomKey(rng)
+			n := 0
+			for _, p := range parts {
+				if p.Contains(k) {
+					n++
+				}
+			}
+			want := 0
+			if r.Contains(k) {
+				want = 1
+			}
+			if n != want {
+				t.Fatalf("key in %d parts, want %d", n, want)
+			}
+		}
+	}
+	var lo Key
+	lo[31] = 5
+	hi := lo
+	hi[31] = 8
+	if got := (Range{lo, hi}).Split(16); len(got) != 1 {
+		t.Fatalf("a 3-key arc split into %d", len(got))
+	}
+}
+
+// A remote that lists keys outside the range, too many, or keeps
+// differing forever is refused, not followed.
+func TestBadAnswersRefused(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	r := Range{Lo: randomKey(rng), Hi: randomKey(rng)}
+	opt := DefaultOptions()
+	outside := Key{}
+	for r.Contains(outside) {
+		outside = randomKey(rng)
+	}
+	cases := map[string]Exchange{
+		"outside": func(_ context.Context, qs []Query) ([]Answer, error) {
+			return []Answer{{Listed: true, Count: 1, Items: []Item{{Key: outside}}}}, nil
+		},
+		"count": func(_ context.Context, qs []Query) ([]Answer, error) { return nil, nil },
+		"endless": func(_ context.Context, qs []Query) ([]Answer, error) {
+			return make([]Answer, len(qs)), nil // never match, never list
+		},
+		"too many": func(_ context.Context, qs []Query) ([]Answer, error) {
+			return []Answer{{Listed: true, Items: make([]Item, opt.Leaf+1)}}, nil
+		},
+	}
+	for name, ex := range cases {
+		o := opt
+		o.Fanout, o.MaxDepth = 2, 10
+		if _, err := Reconcile(context.Background(), Sorted{}, r, ex, o); !errors.Is(err, ErrBadAnswer) {
+			t.Errorf("%s: %v, want ErrBadAnswer", name, err)
+		}
+	}
+}

@@ -1,0 +1,186 @@
+package peer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"io"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"chordshare/peer/pb"
+)
+
+// blockFrame is a block message as the wire carries it: header, payload.
+func blockFrame(hdr proto.Message, payload []byte) []byte {
+	b, err := proto.Marshal(hdr)
+	if err != nil {
+		panic(err)
+	}
+	out := binary.AppendUvarint(nil, uint64(len(b)))
+	return append(append(out, b...), payload...)
+}
+
+// A peer that sends malformed, oversized or truncated block requests gets
+// its stream reset and nothing stored; the node keeps serving blocks to
+// everyone else, on new streams and on reused ones.
+func TestBadBlockRequestsResetOnlyTheirStream(t *testing.T) {
+	r, stores := storedRing(t, 2)
+	victim, bystander := r.nodes[0], r.nodes[1]
+	attacker, err := r.mn.GenPeer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.mn.LinkAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := attacker.Connect(context.Background(), addrInfo(victim)); err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("a block the bystander reads back")
+	c := rawBlock(t, data)
+	if err := bystander.storeAt(context.Background(), victim.Host().ID(), c, data); err != nil {
+		t.Fatal(err)
+	}
+	planted := rawBlock(t, []byte("never stored"))
+	put := func(size uint32) *pb.BlockRequest {
+		return &pb.BlockRequest{Type: pb.BlockRequest_PUT, Cid: planted.Bytes(), Size: size}
+	}
+	huge := binary.AppendUvarint(nil, 1<<30)
+	cases := map[string][]byte{
+		"garbage header":           append(binary.AppendUvarint(nil, 5), 0xff, 0xff, 0xff, 0xff, 0xff),
+		"header over the cap":      append(binary.AppendUvarint(nil, maxBlockHeader+1), make([]byte, maxBlockHeader+1)...),
+		"huge header length":       append(huge, make([]byte, 64)...),
+		"payload over 2 MiB":       blockFrame(put(maxBlockSize+1), make([]byte, 64)),
+		"truncated payload":        blockFrame(put(1000), make([]byte, 999)),
+		"truncated header":         blockFrame(put(3), []byte("abc"))[:4],
+		"bad CID":                  blockFrame(&pb.BlockRequest{Type: pb.BlockRequest_GET, Cid: []byte("no cid")}, nil),
+		"unknown request type":     blockFrame(&pb.BlockRequest{Type: 99, Cid: c.Bytes()}, nil),
+		"payload on a GET":         blockFrame(&pb.BlockRequest{Type: pb.BlockRequest_GET, Cid: c.Bytes(), Size: 4}, []byte("abcd")),
+		"bad second request":       append(blockFrame(&pb.BlockRequest{Type: pb.BlockRequest_HAS, Cid: c.Bytes()}, nil), 0x05, 0xff),
+		"varint longer than 64bit": bytes.Repeat([]byte{0xff}, 11),
+	}
+	for name, payload := range cases {
+		t.Run(name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			defer cancel()
+			s, err := attacker.NewStream(ctx, victim.Host().ID(), BlockProtocol)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			if _, err := s.Write(payload); err != nil {
+				t.Fatal(err)
+			}
+			_ = s.CloseWrite()
+			if _, err := io.ReadAll(bufio.NewReader(s)); err == nil {
+				t.Fatal("stream not reset")
+			}
+			got, err := bystander.fetchFrom(ctx, victim.Host().ID(), c)
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("victim stopped serving after %s: %v", name, err)
+			}
+		})
+	}
+	if stores[victim].Has(planted) {
+		t.Error("a malformed put stored a block")
+	}
+	// A payload cut short is a peer gone rather than a bad message: every
+	// case but that one counts.
+	if got, want := victim.blocks.badStreams.Load(), int64(len(cases)-1); got != want {
+		t.Errorf("victim counted %d bad block streams, want %d", got, want)
+	}
+}
+
+// A stream carries exchange after exchange; a pooled stream the server has
+// closed in the meantime costs a retry, not a failure.
+func TestBlockStreamsAreReused(t *testing.T) {
+	r, _ := storedRing(t, 2)
+	a, b := r.nodes[0], r.nodes[1]
+	ctx := context.Background()
+	var cids [][]byte
+	for i := range 20 {
+		data := bytes.Repeat([]byte{byte(i)}, 1000+i)
+		c := rawBlock(t, data)
+		if err := a.storeAt(ctx, b.Host().ID(), c, data); err != nil {
+			t.Fatal(err)
+		}
+		got, err := a.fetchFrom(ctx, b.Host().ID(), c)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("block %d: %v", i, err)
+		}
+		cids = append(cids, c.Bytes())
+	}
+	streams := 0
+	for _, conn := range a.Host().Network().ConnsToPeer(b.Host().ID()) {
+		for _, s := range conn.GetStreams() {
+			if s.Protocol() == BlockProtocol {
+				streams++
+			}
+		}
+	}
+	if streams != 1 {
+		t.Fatalf("%d block streams open after 40 sequential exchanges, want 1", streams)
+	}
+	// The server side goes away (as after serveBlockIdle); the next
+	// exchange still succeeds.
+	for _, conn := range b.Host().Network().ConnsToPeer(a.Host().ID()) {
+		for _, s := range conn.GetStreams() {
+			if s.Protocol() == BlockProtocol {
+				_ = s.Reset()
+			}
+		}
+	}
+	data := []byte("after the reset")
+	c := rawBlock(t, data)
+	if err := a.storeAt(ctx, b.Host().ID(), c, data); err != nil {
+		t.Fatalf("put on a stream the server reset: %v", err)
+	}
+}
+
+// FuzzBlockHeader feeds arbitrary bytes to the block header decoder: it
+// may refuse, never panic, and never accepts a header over the cap.
+func FuzzBlockHeader(f *testing.F) {
+	f.Add(blockFrame(&pb.BlockRequest{Type: pb.BlockRequest_GET, Cid: make([]byte, 36)}, nil))
+	f.Add(blockFrame(&pb.BlockRequest{Type: pb.BlockRequest_PUT, Cid: make([]byte, 36), Size: 5}, []byte("hello")))
+	f.Add(blockFrame(&pb.BlockResponse{Status: pb.BlockResponse_FULL, Error: "full"}, nil))
+	f.Add(binary.AppendUvarint(nil, maxBlockHeader+1))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bufio.NewReader(bytes.NewReader(data))
+		req := &pb.BlockRequest{}
+		if err := readBlockHeader(r, req); err != nil {
+			return
+		}
+		if proto.Size(req) > maxBlockHeader {
+			t.Fatalf("accepted a header of %d bytes", proto.Size(req))
+		}
+		if req.GetSize() <= maxBlockSize {
+			if b, err := readPayload(r, req.GetSize()); err == nil {
+				if len(b) != int(req.GetSize()) {
+					t.Fatalf("payload of %d bytes, header says %d", len(b), req.GetSize())
+				}
+				putBuf(b)
+			}
+		}
+	})
+}
+
+// The pool hands out buffers of the asked length, in power-of-two
+// classes up to the largest block, and takes back only its own.
+func TestBufPool(t *testing.T) {
+	if maxBlockSize != 1<<maxBufShift {
+		t.Fatalf("maxBufShift %d does not match maxBlockSize %d", maxBufShift, maxBlockSize)
+	}
+	for _, n := range []int{0, 1, 4096, 4097, 256 << 10, 256<<10 + 1, maxBlockSize} {
+		b := getBuf(n)
+		if len(b) != n || cap(b) < n || cap(b)&(cap(b)-1) != 0 {
+			t.Fatalf("getBuf(%d): len %d cap %d", n, len(b), cap(b))
+		}
+		putBuf(b)
+	}
+	putBuf(make([]byte, 5000)) // not a class size: dropped, no panic
+	putBuf(nil)
+}

@@ -1,0 +1,338 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"chordshare/blocks"
+	"chordshare/chord"
+	"chordshare/merkle"
+	"chordshare/peer/api"
+	"chordshare/peer/pb"
+
+	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Hinted handoff and graceful leave.
+//
+// A put whose replica p cannot take the block gives it instead to the next
+// peer past the preference list, with a hint naming p (Dynamo's sloppy
+// quorum). The hint holder retries p at every repair check and, once p has
+// it, drops its own copy unless it is itself on the block's preference
+// list. Hints live in memory: a holder that restarts keeps the block, and
+// repair (not the hint) then gets it to its proper replicas.
+//
+// A graceful leave hands every block on to the peers that will replicate
+// it without us, stops answering ring calls and tells its neighbours, who
+// stabilize at once rather than wait for missed pings.
+
+// hintFallbacks is how many peers past the preference list a put tries
+// when replicas fail.
+const hintFallbacks = 3
+
+// preferenceList is the first count distinct peers clockwise from key
+// (vnodes of one peer count once). When one answer's successors hold
+// fewer distinct peers, the walk goes on from the last one, until count
+// peers are found or it comes back round.
+func (n *Node) preferenceList(ctx context.Context, key chord.ID, count int) ([]p2ppeer.ID, error) {
+	var out []p2ppeer.ID
+	seen := map[chord.ID]bool{}
+	for len(out) < count {
+		res, err := n.ring.Lookup(ctx, key, n.cfg.Chord.SuccessorListLen)
+		if err != nil {
+			return nil, err
+		}
+		progress := false
+		for _, s := range res.Successors {
+			if seen[s.ID] {
+				continue
+			}
+			seen[s.ID], progress = true, true
+			if p := p2ppeer.ID(s.Addr); !slices.Contains(out, p) && len(out) < count {
+				out = append(out, p)
+			}
+		}
+		if !progress || len(res.Successors) == 0 {
+			break // round the whole ring: it has fewer than count peers
+		}
+		key = res.Successors[len(res.Successors)-1].ID.AddPow2(0)
+	}
+	return out, nil
+}
+
+// putReplica stores c on p; if p cannot take it, it hands the block to a
+// peer past the preference list list, with a hint for p. fallbacks counts
+// the fallback peers this put has used, so two failed replicas use two
+// different ones.
+func (n *Node) putReplica(ctx context.Context, p p2ppeer.ID, c cid.Cid, data []byte, list []p2ppeer.ID, fallbacks *atomic.Int32) error {
+	err := n.storeAt(ctx, p, c, data)
+	if err == nil || errors.Is(err, ErrBadBlock) || ctx.Err() != nil {
+		return err
+	}
+	more, lerr := n.preferenceList(ctx, chord.KeyID(c.Hash()), len(list)+hintFallbacks)
+	if lerr != nil {
+		return err
+	}
+	more = slices.DeleteFunc(more, func(q p2ppeer.ID) bool { return slices.Contains(list, q) })
+	i := int(fallbacks.Add(1)) - 1
+	if i >= len(more) {
+		return err
+	}
+	if herr := n.hintAt(ctx, more[i], p, c, data); herr != nil {
+		return fmt.Errorf("%w; hinted handoff: %w", err, herr)
+	}
+	return nil
+}
+
+// hintAt gives block c to holder, to keep for target.
+func (n *Node) hintAt(ctx context.Context, holder, target p2ppeer.ID, c cid.Cid, data []byte) error {
+	if holder == n.h.ID() {
+		return n.holdHint(target, c, data)
+	}
+	req := &pb.RepairRequest{Type: pb.RepairRequest_HINT, Cid: c.Bytes(), Data: data, HintFor: []byte(target)}
+	if _, err := n.repairExchange(ctx, holder, req, transferTimeout(len(data))); err != nil {
+		return fmt.Errorf("hint %s on %s: %w", c, holder.ShortString(), err)
+	}
+	return nil
+}
+
+// holdHint stores c here for target.
+func (n *Node) holdHint(target p2ppeer.ID, c cid.Cid, data []byte) error {
+	r := n.rep
+	r.mu.Lock()
+	full := r.nhints >= maxHints
+	r.mu.Unlock()
+	if full {
+		return fmt.Errorf("holding %d hints already", maxHints)
+	}
+	if err := n.storeLocal(c, data); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.hints[target]
+	if m == nil {
+		m = map[blocks.Key]cid.Cid{}
+		r.hints[target] = m
+	}
+	if _, ok := m[blocks.KeyOf(c)]; !ok {
+		m[blocks.KeyOf(c)] = c
+		r.nhints++
+	}
+	return nil
+}
+
+// deliverHints moves hinted blocks to the peers they were meant for. A
+// target that fails is left for the next check.
+func (n *Node) deliverHints(ctx context.Context) {
+	st, ok := n.rangeStore()
+	if !ok {
+		return
+	}
+	n.rep.mu.Lock()
+	work := map[p2ppeer.ID][]cid.Cid{}
+	for p, m := range n.rep.hints {
+		for _, c := range m {
+			work[p] = append(work[p], c)
+		}
+	}
+	n.rep.mu.Unlock()
+	for p, cs := range work {
+		for _, c := range cs {
+			data, err := st.Get(c)
+			if err == nil {
+				if err = n.rep.pace.wait(ctx, len(data)); err != nil {
+					return
+				}
+				err = n.storeAt(ctx, p, c, data)
+			}
+			if err != nil && !errors.Is(err, blocks.ErrNotFound) && !errors.Is(err, blocks.ErrCorrupt) {
+				break // p still away: try again next check
+			}
+			if err == nil {
+				n.rep.blocks.Add(1)
+				n.rep.bytes.Add(int64(len(data)))
+				n.Publish(api.NodeEvent{Kind: api.EventHandoff, Peer: p.String(), Count: 1,
+					Message: fmt.Sprintf("hinted block %s delivered to %s", c, p.ShortString())})
+			}
+			n.dropHint(p, c)
+			if list, lerr := n.Replicas(ctx, c); lerr == nil && len(list) == n.cfg.Replicas && !slices.Contains(list, n.h.ID()) && slices.Contains(list, p) {
+				_ = st.Delete(c) // back where it belongs; we were only holding it
+			}
+		}
+	}
+}
+
+func (n *Node) dropHint(p p2ppeer.ID, c cid.Cid) {
+	n.rep.mu.Lock()
+	defer n.rep.mu.Unlock()
+	if m := n.rep.hints[p]; m != nil {
+		if _, ok := m[blocks.KeyOf(c)]; ok {
+			delete(m, blocks.KeyOf(c))
+			n.rep.nhints--
+		}
+		if len(m) == 0 {
+			delete(n.rep.hints, p)
+		}
+	}
+}
+
+func (r *repairState) isLeaving(p p2ppeer.ID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	t, ok := r.leaving[p]
+	if ok && time.Since(t) > r.cfg.LeaveMemory {
+		delete(r.leaving, p)
+		return false
+	}
+	return ok
+}
+
+// peerLeaving is a neighbour's leave notice: keep it out of replica sets,
+// stabilize now (its ring calls fail, so it drops out of our successor
+// lists and predecessors) and compare arcs at once.
+func (n *Node) peerLeaving(p p2ppeer.ID) {
+	n.rep.mu.Lock()
+	n.rep.leaving[p] = time.Now()
+	n.rep.mu.Unlock()
+	n.bg.Go(func() {
+		ctx, cancel := context.WithTimeout(n.life, n.cfg.Chord.LookupTimeout)
+		defer cancel()
+		n.ring.Stabilize(ctx)
+		// Two missed pings clear a predecessor.
+		n.ring.CheckPredecessors(ctx)
+		n.ring.CheckPredecessors(ctx)
+		select {
+		case n.rep.kick <- struct{}{}:
+		default:
+		}
+	})
+}
+
+// Leave hands this peer's blocks on to the peers that replicate them once
+// it is gone, stops serving ring calls and tells its neighbours. It is the
+// first half of a graceful stop; Close is the second. Blocks it could not
+// hand on are left to the other replicas' repair, and reported.
+func (n *Node) Leave(ctx context.Context) (RoundStats, error) {
+	n.rep.left.Store(true)
+	var rs RoundStats
+	var err error
+	if st, ok := n.rangeStore(); ok {
+		rs, err = n.handOff(ctx, st)
+	}
+	n.h.RemoveStreamHandler(RingProtocol)
+	n.tellNeighbours(ctx)
+	n.Publish(api.NodeEvent{Kind: api.EventHandoff, Count: rs.Blocks,
+		Message: fmt.Sprintf("leaving: handed %d blocks (%s) on", rs.Blocks, FormatSize(rs.Bytes))})
+	return rs, err
+}
+
+// handOff pushes every block this peer holds to the peers that will be its
+// preference list without us. Keys are taken in ring order, one lookup per
+// run of keys with the same successor; each target is compared by range
+// summary first, so a target that already has them costs one hash.
+func (n *Node) handOff(ctx context.Context, st rangeStore) (RoundStats, error) {
+	var keys []merkle.Key
+	st.Range(blocks.Key{}, blocks.Key{}, func(k blocks.Key, _ cid.Cid) bool {
+		keys = append(keys, merkle.Key(k))
+		return true
+	})
+	slices.SortFunc(keys, func(a, b merkle.Key) int { return blocks.Key(a).Cmp(blocks.Key(b)) })
+	var total RoundStats
+	var errs []error
+	self := n.h.ID()
+	for i := 0; i < len(keys); {
+		res, err := n.ring.Lookup(ctx, chord.ID(keys[i]), n.cfg.Chord.SuccessorListLen)
+		if err != nil || len(res.Successors) == 0 {
+			errs = append(errs, fmt.Errorf("lookup %s: %v", chord.ID(keys[i]).String(), err))
+			i++
+			continue
+		}
+		arc := merkle.Range{Lo: prevKey(keys[i]), Hi: merkle.Key(res.Successors[0].ID)}
+		j := i
+		for j < len(keys) && arc.Contains(keys[j]) {
+			j++
+		}
+		// The first r other peers that answer: a successor that has
+		// crashed or left unnoticed is passed over for the next one.
+		var tried []p2ppeer.ID
+		var failed []error
+		done := 0
+		for _, s := range res.Successors {
+			p := p2ppeer.ID(s.Addr)
+			if done == n.cfg.Replicas || ctx.Err() != nil {
+				break
+			}
+			if p == self || slices.Contains(tried, p) || n.rep.isLeaving(p) {
+				continue
+			}
+			tried = append(tried, p)
+			rs, err := n.syncArc(ctx, st, arc, p, false)
+			total.add(rs)
+			if err != nil {
+				failed = append(failed, fmt.Errorf("to %s: %w", p.ShortString(), err))
+				continue
+			}
+			done++
+		}
+		if done < n.cfg.Replicas && len(failed) > 0 {
+			errs = append(errs, failed...)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		i = max(j, i+1)
+	}
+	if len(errs) > 0 {
+		return total, fmt.Errorf("hand off: %w", errors.Join(errs...))
+	}
+	return total, ctx.Err()
+}
+
+// prevKey is k-1 on the ring.
+func prevKey(k merkle.Key) merkle.Key {
+	for i := len(k) - 1; i >= 0; i-- {
+		k[i]--
+		if k[i] != 0xff {
+			break
+		}
+	}
+	return k
+}
+
+// tellNeighbours sends a leave notice to every vnode's predecessor and
+// successors (each peer once, in parallel, best effort).
+func (n *Node) tellNeighbours(ctx context.Context) {
+	self := string(n.h.ID())
+	peers := map[p2ppeer.ID]bool{}
+	for _, st := range n.ring.States() {
+		if !st.Predecessor.IsZero() && st.Predecessor.Addr != self {
+			peers[p2ppeer.ID(st.Predecessor.Addr)] = true
+		}
+		for _, s := range st.Successors[:min(len(st.Successors), n.cfg.Replicas)] {
+			if s.Addr != self {
+				peers[p2ppeer.ID(s.Addr)] = true
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, leaveNoticeTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for p := range peers {
+		wg.Go(func() {
+			_, _ = n.repairExchange(ctx, p, &pb.RepairRequest{Type: pb.RepairRequest_LEAVING}, leaveNoticeTimeout)
+		})
+	}
+	wg.Wait()
+}
+
+// leaveNoticeTimeout bounds the leave notices: a neighbour that does not
+// answer learns of the leave through stabilization.
+const leaveNoticeTimeout = 3 * time.Second

@@ -1,0 +1,688 @@
+package peer
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"chordshare/blocks"
+	"chordshare/chord"
+	"chordshare/merkle"
+	"chordshare/peer/api"
+	"chordshare/peer/pb"
+
+	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Repair keeps every block at r replicas (DESIGN.md, "Churn, repair").
+//
+// Each vnode v is the first replica of the keys on its arc (pred(v), v]; the
+// preference list of those keys is this peer and the next r-1 distinct peers
+// of v's successor list. A repair round compares, for every vnode, the arc
+// with each of those peers by Merkle range summaries (package merkle): two
+// replicas in sync exchange one hash; where they differ, only the missing
+// blocks move, pushed to the replica that lacks them or pulled from the one
+// that has them. The same round is the join handoff (a new vnode's arc is
+// pulled from its successors, which held it) and the answer to a crash (the
+// dead peer drops out of the successor lists through stabilization, the
+// preference list gains the next peer, and the round fills it). A change in
+// a vnode's arc or replica peers starts a round at the next check; otherwise
+// rounds run every RepairConfig.Interval, which also catches blocks lost on
+// disk.
+
+// RepairProtocol is the stream protocol of range summaries, hinted
+// handoff and leave notices.
+const RepairProtocol = "/chordshare/repair/1.0.0"
+
+const (
+	// maxRepairQueries bounds the ranges in one SUMMARY request.
+	maxRepairQueries = 256
+	// maxListedCID bounds one listed CID (a SHA-256 CIDv1 is 36 bytes).
+	maxListedCID = 128
+	// maxRepairMessage: a HINT carries a block; a SUMMARY answer lists at
+	// most maxRepairQueries × leaf CIDs (2 MiB).
+	maxRepairMessage = maxBlockMessage + maxRepairQueries*64*(maxListedCID+2)
+	// maxHints bounds the blocks this peer holds for others.
+	maxHints = 100_000
+)
+
+// repairMerkle is the reconciliation shape; both sides must agree on Leaf.
+var repairMerkle = merkle.Options{Fanout: 16, Leaf: 64, Batch: maxRepairQueries, MaxDepth: 40}
+
+// RepairConfig times and paces repair.
+type RepairConfig struct {
+	// Interval is how often every arc is compared with its replicas when
+	// nothing seems to have changed. 0 turns periodic repair off (rounds
+	// then run only when called, as tests and simulators do).
+	Interval time.Duration
+	// Check is how often the repair loop looks for a changed arc or
+	// replica set and for hints to deliver.
+	Check time.Duration
+	// Rate is the most bytes per second repair sends and receives (blocks
+	// and summaries); 0 is no limit. Blocks move one at a time, so a slow
+	// link is also never asked for more than one block at once.
+	Rate int64
+	// LeaveMemory is how long a peer that announced its leave is kept out
+	// of replica sets, in case stabilization has not dropped it yet.
+	LeaveMemory time.Duration
+}
+
+// DefaultRepairConfig is what a daemon runs with.
+func DefaultRepairConfig() RepairConfig {
+	return RepairConfig{Interval: time.Minute, Check: time.Second, Rate: 1 << 20, LeaveMemory: time.Minute}
+}
+
+// RoundStats is what a repair round (or a handoff) did.
+type RoundStats struct {
+	Blocks, Bytes int64 // blocks moved and their bytes
+	SummaryBytes  int64 // summary requests and answers, framing included
+	// Missing counts the block copies found missing on one side of a
+	// comparison; Failed those that could not be moved.
+	Missing, Failed int64
+	Exchanges       int64 // summary round trips
+}
+
+func (s *RoundStats) add(o RoundStats) {
+	s.Blocks += o.Blocks
+	s.Bytes += o.Bytes
+	s.SummaryBytes += o.SummaryBytes
+	s.Missing += o.Missing
+	s.Failed += o.Failed
+	s.Exchanges += o.Exchanges
+}
+
+// rangeStore is a block store that lists ring ranges: blocks.Store.
+type rangeStore interface {
+	BlockStore
+	Range(from, to blocks.Key, fn func(blocks.Key, cid.Cid) bool)
+	Delete(c cid.Cid) error
+}
+
+// repairState is the node's repair bookkeeping.
+type repairState struct {
+	cfg    RepairConfig
+	pace   pacer
+	kick   chan struct{} // a leave notice: check now
+	active atomic.Bool   // a round is running
+	left   atomic.Bool   // this node is leaving: no more rounds
+
+	blocks, bytes, summary, rounds atomic.Int64
+
+	mu        sync.Mutex
+	lastRound time.Time
+	lastTick  time.Time // the clock of RepairTick when it last ran a round
+	lastScrub time.Time
+	lastViews []arcView // as of the last round
+	under     map[underKey]int64
+	leaving   map[p2ppeer.ID]time.Time
+	hints     map[p2ppeer.ID]map[blocks.Key]cid.Cid
+	nhints    int
+}
+
+type underKey struct {
+	vnode chord.ID
+	peer  p2ppeer.ID
+}
+
+func newRepairState(cfg RepairConfig) *repairState {
+	return &repairState{
+		cfg:     cfg,
+		pace:    pacer{rate: cfg.Rate},
+		kick:    make(chan struct{}, 1),
+		under:   map[underKey]int64{},
+		leaving: map[p2ppeer.ID]time.Time{},
+		hints:   map[p2ppeer.ID]map[blocks.Key]cid.Cid{},
+	}
+}
+
+// pacer spaces repair traffic to a byte rate: each transfer starts when
+// the ones before it have drained at that rate. No burst accumulates over
+// idle time, so a slow link never sees more than one block at once.
+type pacer struct {
+	rate int64
+	mu   sync.Mutex
+	next time.Time
+}
+
+func (p *pacer) wait(ctx context.Context, n int) error {
+	if p.rate <= 0 {
+		return ctx.Err()
+	}
+	p.mu.Lock()
+	now := time.Now()
+	start := now
+	if p.next.After(now) {
+		start = p.next
+	}
+	p.next = start.Add(time.Duration(int64(n) * int64(time.Second) / p.rate))
+	p.mu.Unlock()
+	if d := start.Sub(now); d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return ctx.Err()
+}
+
+// arcView is one vnode's arc and the other peers that replicate it.
+type arcView struct {
+	vnode chord.ID
+	arc   merkle.Range
+	peers []p2ppeer.ID
+}
+
+func sameViews(a, b []arcView) bool {
+	return slices.EqualFunc(a, b, func(x, y arcView) bool {
+		return x.vnode == y.vnode && x.arc == y.arc && slices.Equal(x.peers, y.peers)
+	})
+}
+
+func (n *Node) rangeStore() (rangeStore, bool) {
+	st, ok := n.cfg.Store.(rangeStore)
+	return st, ok
+}
+
+// arcViews lists the arcs this peer is first replica of: every vnode whose
+// predecessor is known.
+func (n *Node) arcViews() []arcView {
+	self := string(n.h.ID())
+	var out []arcView
+	for _, st := range n.ring.States() {
+		if st.Predecessor.IsZero() {
+			continue
+		}
+		v := arcView{vnode: st.Self.ID, arc: merkle.Range{Lo: merkle.Key(st.Predecessor.ID), Hi: merkle.Key(st.Self.ID)}}
+		for _, s := range st.Successors {
+			p := p2ppeer.ID(s.Addr)
+			if len(v.peers) == n.cfg.Replicas-1 {
+				break
+			}
+			if s.Addr != self && !slices.Contains(v.peers, p) && !n.rep.isLeaving(p) {
+				v.peers = append(v.peers, p)
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+var errRoundRunning = errors.New("a repair round is already running")
+
+// RepairRound compares every arc this peer is first replica of with the
+// arc's other replicas and moves the blocks either side lacks. It returns
+// what it did; an error names the comparisons that failed (the others
+// still ran). Only one round runs at a time.
+func (n *Node) RepairRound(ctx context.Context) (RoundStats, error) {
+	st, ok := n.rangeStore()
+	if !ok || n.rep.left.Load() {
+		return RoundStats{}, nil
+	}
+	if !n.rep.active.CompareAndSwap(false, true) {
+		return RoundStats{}, errRoundRunning
+	}
+	defer n.rep.active.Store(false)
+
+	views := n.arcViews()
+	n.scrub(st)
+	var total RoundStats
+	var errs []error
+	under := map[underKey]int64{}
+	for _, v := range views {
+		for _, p := range v.peers {
+			rs, err := n.syncArc(ctx, st, v.arc, p, true)
+			total.add(rs)
+			under[underKey{v.vnode, p}] = rs.Failed
+			if err != nil {
+				if ctx.Err() != nil {
+					return total, ctx.Err()
+				}
+				under[underKey{v.vnode, p}] = max(rs.Failed, 1)
+				errs = append(errs, fmt.Errorf("arc %s..%s with %s: %w",
+					chord.ID(v.arc.Lo).String(), chord.ID(v.arc.Hi).String(), p.ShortString(), err))
+			}
+		}
+	}
+	n.rep.mu.Lock()
+	n.rep.under = under
+	n.rep.lastViews = views
+	n.rep.lastRound = time.Now()
+	n.rep.mu.Unlock()
+	n.rep.rounds.Add(1)
+	if total.Blocks > 0 {
+		n.Publish(api.NodeEvent{Kind: api.EventRepair, Count: total.Blocks,
+			Message: fmt.Sprintf("repair moved %d blocks (%s)", total.Blocks, FormatSize(total.Bytes))})
+	}
+	var left int64
+	for _, c := range under {
+		left += c
+	}
+	if left > 0 {
+		n.Publish(api.NodeEvent{Kind: api.EventUnderReplicated, Count: left,
+			Message: fmt.Sprintf("%d block copies still missing from their replicas after a repair round", left)})
+	}
+	if len(errs) > 0 {
+		return total, fmt.Errorf("repair: %w", errors.Join(errs...))
+	}
+	return total, nil
+}
+
+// scrub forgets blocks whose files are gone from disk (Has checks), so
+// that the summaries this peer gives do not claim them and they are
+// fetched again.
+func (n *Node) scrub(st rangeStore) {
+	var gone []cid.Cid
+	st.Range(blocks.Key{}, blocks.Key{}, func(_ blocks.Key, c cid.Cid) bool {
+		gone = append(gone, c)
+		return true
+	})
+	for _, c := range gone {
+		st.Has(c) // drops the index entry of a missing file
+	}
+}
+
+// syncArc reconciles arc with p and moves what differs: the blocks p
+// lacks are pushed to it; with pull, the blocks it has and we lack are
+// fetched from it.
+func (n *Node) syncArc(ctx context.Context, st rangeStore, arc merkle.Range, p p2ppeer.ID, pull bool) (RoundStats, error) {
+	var rs RoundStats
+	ex := func(ctx context.Context, qs []merkle.Query) ([]merkle.Answer, error) {
+		req := &pb.RepairRequest{Type: pb.RepairRequest_SUMMARY, Queries: encodeQueries(qs)}
+		if err := n.rep.pace.wait(ctx, proto.Size(req)); err != nil {
+			return nil, err
+		}
+		resp, err := n.repairExchange(ctx, p, req, repairTimeout)
+		rs.Exchanges++
+		rs.SummaryBytes += int64(protoFramed(req))
+		if err != nil {
+			return nil, err
+		}
+		size := protoFramed(resp)
+		rs.SummaryBytes += int64(size)
+		n.rep.summary.Add(int64(protoFramed(req) + size))
+		if err := n.rep.pace.wait(ctx, size); err != nil {
+			return nil, err
+		}
+		return decodeAnswers(resp.GetAnswers(), len(qs))
+	}
+	d, err := merkle.Reconcile(ctx, storeSource{st}, arc, ex, repairMerkle)
+	if err != nil {
+		return rs, err
+	}
+	rs.Missing = int64(len(d.OnlyLocal))
+	if pull {
+		rs.Missing += int64(len(d.OnlyRemote))
+	}
+	var errs []error
+	for _, it := range d.OnlyLocal {
+		c, _ := cid.Cast(it.Val) // our own store's CIDs
+		data, err := st.Get(c)
+		if err != nil {
+			continue // lost here too (the scrub or the next round sees to it)
+		}
+		if err := n.rep.pace.wait(ctx, len(data)); err != nil {
+			return rs, err
+		}
+		if err := n.storeAt(ctx, p, c, data); err != nil {
+			rs.Failed++
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				return rs, ctx.Err()
+			}
+			continue
+		}
+		rs.moved(n, len(data))
+	}
+	if pull {
+		for _, it := range d.OnlyRemote {
+			c, _ := cid.Cast(it.Val) // decodeAnswers checked it
+			data, err := n.fetchFrom(ctx, p, c)
+			if err == nil {
+				err = n.storeLocal(c, data)
+			}
+			if err != nil {
+				rs.Failed++
+				errs = append(errs, err)
+				if ctx.Err() != nil {
+					return rs, ctx.Err()
+				}
+				continue
+			}
+			rs.moved(n, len(data))
+			if err := n.rep.pace.wait(ctx, len(data)); err != nil {
+				return rs, err
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return rs, fmt.Errorf("%d of %d blocks not moved: %w", len(errs), rs.Missing, errs[0])
+	}
+	return rs, nil
+}
+
+func (rs *RoundStats) moved(n *Node, size int) {
+	rs.Blocks++
+	rs.Bytes += int64(size)
+	n.rep.blocks.Add(1)
+	n.rep.bytes.Add(int64(size))
+}
+
+// repairTimeout bounds a summary exchange: its answer is at most a few
+// hundred KiB.
+const repairTimeout = 30 * time.Second
+
+// protoFramed is m's size on the wire with its varint length.
+func protoFramed(m proto.Message) int {
+	s := proto.Size(m)
+	return s + protowire.SizeVarint(uint64(s))
+}
+
+// repairExchange sends one repair request to p and checks the status.
+func (n *Node) repairExchange(ctx context.Context, p p2ppeer.ID, req *pb.RepairRequest, timeout time.Duration) (*pb.RepairResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	resp := &pb.RepairResponse{}
+	if err := requestResponse(ctx, n.h, p, RepairProtocol, req, resp, maxRepairMessage); err != nil {
+		return nil, err
+	}
+	switch resp.GetStatus() {
+	case pb.RepairResponse_OK:
+		return resp, nil
+	case pb.RepairResponse_FULL:
+		return nil, fmt.Errorf("%w: %.200s", ErrStoreFull, resp.GetError())
+	}
+	return nil, fmt.Errorf("remote error: %.200s", resp.GetError())
+}
+
+// storeSource lists a block store's ring range for package merkle.
+type storeSource struct{ st rangeStore }
+
+func (s storeSource) Each(r merkle.Range, fn func(merkle.Item) bool) {
+	s.st.Range(blocks.Key(r.Lo), blocks.Key(r.Hi), func(k blocks.Key, c cid.Cid) bool {
+		return fn(merkle.Item{Key: merkle.Key(k), Val: c.Bytes()})
+	})
+}
+
+// emptySource is a peer that stores nothing.
+type emptySource struct{}
+
+func (emptySource) Each(merkle.Range, func(merkle.Item) bool) {}
+
+func encodeQueries(qs []merkle.Query) []*pb.RangeQuery {
+	out := make([]*pb.RangeQuery, len(qs))
+	for i, q := range qs {
+		rq := &pb.RangeQuery{Lo: q.Range.Lo[:], Hi: q.Range.Hi[:], Count: uint32(q.Summary.Count)}
+		if q.Summary.Count > 0 {
+			rq.Hash = q.Summary.Hash[:]
+		}
+		out[i] = rq
+	}
+	return out
+}
+
+var errBadRepairMessage = errors.New("malformed repair message")
+
+func decodeQueries(in []*pb.RangeQuery) ([]merkle.Query, error) {
+	if len(in) > maxRepairQueries {
+		return nil, fmt.Errorf("%w: %d queries", errBadRepairMessage, len(in))
+	}
+	out := make([]merkle.Query, len(in))
+	for i, q := range in {
+		if len(q.GetLo()) != 32 || len(q.GetHi()) != 32 || (len(q.GetHash()) != 32 && len(q.GetHash()) != 0) {
+			return nil, fmt.Errorf("%w: bad range bounds or hash", errBadRepairMessage)
+		}
+		copy(out[i].Range.Lo[:], q.GetLo())
+		copy(out[i].Range.Hi[:], q.GetHi())
+		copy(out[i].Summary.Hash[:], q.GetHash())
+		out[i].Summary.Count = int(q.GetCount())
+	}
+	return out, nil
+}
+
+func encodeAnswers(as []merkle.Answer) []*pb.RangeAnswer {
+	out := make([]*pb.RangeAnswer, len(as))
+	for i, a := range as {
+		ra := &pb.RangeAnswer{Match: a.Match, Count: uint32(a.Count), Listed: a.Listed}
+		for _, it := range a.Items {
+			ra.Cids = append(ra.Cids, it.Val)
+		}
+		out[i] = ra
+	}
+	return out
+}
+
+// decodeAnswers turns listed CIDs into items keyed as the store keys them;
+// merkle.Reconcile checks that they lie in their ranges and in order.
+func decodeAnswers(in []*pb.RangeAnswer, want int) ([]merkle.Answer, error) {
+	if len(in) != want {
+		return nil, fmt.Errorf("%w: %d answers to %d queries", errBadRepairMessage, len(in), want)
+	}
+	out := make([]merkle.Answer, len(in))
+	for i, a := range in {
+		out[i] = merkle.Answer{Match: a.GetMatch(), Count: int(a.GetCount()), Listed: a.GetListed()}
+		if len(a.GetCids()) > repairMerkle.Leaf {
+			return nil, fmt.Errorf("%w: %d CIDs listed", errBadRepairMessage, len(a.GetCids()))
+		}
+		for _, b := range a.GetCids() {
+			if len(b) > maxListedCID {
+				return nil, fmt.Errorf("%w: CID of %d bytes", errBadRepairMessage, len(b))
+			}
+			c, err := cid.Cast(b)
+			if err != nil {
+				return nil, fmt.Errorf("%w: %v", errBadRepairMessage, err)
+			}
+			out[i].Items = append(out[i].Items, merkle.Item{Key: merkle.Key(blocks.KeyOf(c)), Val: b})
+		}
+	}
+	return out, nil
+}
+
+// serveRepair answers one inbound repair stream; a bad request resets the
+// stream and nothing else.
+func (n *Node) serveRepair(s network.Stream) {
+	ctx, cancel := context.WithTimeout(n.life, transferTimeout(maxBlockSize))
+	defer cancel()
+	defer bound(ctx, s)()
+	req := &pb.RepairRequest{}
+	if err := (protodelim.UnmarshalOptions{MaxSize: maxRepairMessage}).UnmarshalFrom(bufio.NewReader(s), req); err != nil {
+		_ = s.ResetWithError(resetBadMessage)
+		return
+	}
+	from := s.Conn().RemotePeer()
+	resp := &pb.RepairResponse{}
+	switch req.GetType() {
+	case pb.RepairRequest_SUMMARY:
+		qs, err := decodeQueries(req.GetQueries())
+		if err != nil {
+			_ = s.ResetWithError(resetBadMessage)
+			return
+		}
+		var src merkle.Source = emptySource{}
+		if st, ok := n.rangeStore(); ok {
+			n.scrubIfIdle(st)
+			src = storeSource{st}
+		}
+		resp.Answers = encodeAnswers(merkle.Answers(src, qs, repairMerkle.Leaf))
+		n.rep.summary.Add(int64(protoFramed(req) + protoFramed(resp)))
+	case pb.RepairRequest_HINT:
+		_, c, err := cid.CidFromBytes(req.GetCid())
+		target, terr := p2ppeer.IDFromBytes(req.GetHintFor())
+		if err != nil || terr != nil || len(req.GetData()) > maxBlockSize {
+			_ = s.ResetWithError(resetBadMessage)
+			return
+		}
+		if err := n.holdHint(target, c, req.GetData()); err != nil {
+			resp.Status, resp.Error = pb.RepairResponse_ERROR, err.Error()
+			if errors.Is(err, blocks.ErrFull) {
+				resp.Status = pb.RepairResponse_FULL
+			}
+		}
+	case pb.RepairRequest_LEAVING:
+		n.peerLeaving(from)
+	default:
+		_ = s.ResetWithError(resetBadMessage)
+		return
+	}
+	if err := writeMsg(s, resp); err != nil {
+		s.Reset()
+		return
+	}
+	_ = s.Close()
+}
+
+// scrubIfIdle: a peer asked for summaries checks first that its files are
+// there, unless its own round (which scrubs) is running. Without it, a peer
+// whose files were deleted would keep claiming them to the arc's first
+// replica until its own next round.
+func (n *Node) scrubIfIdle(st rangeStore) {
+	if n.rep.active.Load() {
+		return
+	}
+	n.rep.mu.Lock()
+	fresh := time.Since(n.rep.lastScrub) < scrubEvery
+	if !fresh {
+		n.rep.lastScrub = time.Now()
+	}
+	n.rep.mu.Unlock()
+	if !fresh {
+		n.scrub(st)
+	}
+}
+
+// scrubEvery bounds how often summary requests make a peer check its files.
+const scrubEvery = time.Second
+
+// runRepair is the repair loop: RepairTick at every Check (jittered),
+// and at once on a leave notice.
+func (n *Node) runRepair(ctx context.Context) {
+	if _, ok := n.rangeStore(); !ok || n.rep.cfg.Check <= 0 {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(jitter(n.rep.cfg.Check)):
+		case <-n.rep.kick:
+		}
+		if n.rep.left.Load() {
+			return
+		}
+		n.RepairTick(ctx, time.Now())
+	}
+}
+
+// RepairTick is one check of the repair loop at time now: it delivers
+// hints, then runs a round if an arc or its replica peers changed since
+// the last round (a join, a leave, a crash noticed by stabilization), or
+// if Interval has passed since the last round. It does not wait for a
+// changing view to settle: the time from a crash to the round that
+// restores its copies is what decides whether blocks survive churn
+// (testnet/churnsim/REPORT.md), and a round over unchanged arcs costs one
+// summary per replica. A round that left copies unmoved is tried again at the
+// next tick. Run calls it on a timer; simulators call it on a virtual
+// clock.
+func (n *Node) RepairTick(ctx context.Context, now time.Time) {
+	if n.rep.left.Load() {
+		return
+	}
+	n.deliverHints(ctx)
+	n.checkLostNeighbours(ctx)
+	views := n.arcViews()
+	r := n.rep
+	r.mu.Lock()
+	changed := !sameViews(views, r.lastViews)
+	due := r.cfg.Interval > 0 && now.Sub(r.lastTick) >= r.cfg.Interval
+	r.mu.Unlock()
+	if !changed && !due {
+		return
+	}
+	_, _ = n.RepairRound(ctx) // what failed is retried: see below
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lastTick = now
+	for _, c := range r.under {
+		if c > 0 {
+			r.lastViews = nil // not all moved: compare again next tick
+			break
+		}
+	}
+}
+
+// checkLostNeighbours asks chord to stabilize and to check predecessors
+// now, rather than at its next timers, when a vnode's successor or
+// predecessor has lost its connection. The arc of a crashed first replica
+// has no one to repair it until its successor gives up on it (two missed
+// pings) and its predecessor has dropped it and notified the next one: that
+// wait is most of the time from a crash to full replication
+// (testnet/churnsim/REPORT.md). A peer that is only disconnected answers
+// and stays.
+func (n *Node) checkLostNeighbours(ctx context.Context) {
+	self := string(n.h.ID())
+	lost := func(r chord.Ref) bool {
+		return !r.IsZero() && r.Addr != self && n.h.Network().Connectedness(p2ppeer.ID(r.Addr)) != network.Connected
+	}
+	var pred, succ bool
+	for _, st := range n.ring.States() {
+		pred = pred || lost(st.Predecessor)
+		succ = succ || (len(st.Successors) > 0 && lost(st.Successors[0]))
+	}
+	if succ {
+		// The first round drops the lost successor, the second takes the
+		// next one's list and notifies it.
+		n.ring.Stabilize(ctx)
+		n.ring.Stabilize(ctx)
+	}
+	if pred {
+		// Chord clears a predecessor after two missed pings in a row.
+		n.ring.CheckPredecessors(ctx)
+		n.ring.CheckPredecessors(ctx)
+	}
+}
+
+// jitter spreads d over [d/2, 3d/2), so peers' rounds do not line up.
+func jitter(d time.Duration) time.Duration {
+	return d/2 + time.Duration(rand.Int64N(int64(d)))
+}
+
+// repairStatus fills the status's repair fields.
+func (n *Node) repairStatus(st *api.Status) {
+	r := n.rep
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.under {
+		st.UnderReplicated += c
+	}
+	st.Repair = api.Repair{
+		Rounds:       r.rounds.Load(),
+		BlocksMoved:  r.blocks.Load(),
+		BytesMoved:   r.bytes.Load(),
+		SummaryBytes: r.summary.Load(),
+		HintsPending: int64(r.nhints),
+		LastRound:    r.lastRound,
+		InProgress:   r.active.Load(),
+	}
+}
+
+// RepairStatus is the repair part of Status, for simulators that hold
+// Nodes rather than daemons.
+func (n *Node) RepairStatus() (underReplicated int64, r api.Repair) {
+	var st api.Status
+	n.repairStatus(&st)
+	return st.UnderReplicated, st.Repair
+}

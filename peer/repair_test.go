@@ -1,0 +1,570 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+
+	"chordshare/blocks"
+	"chordshare/chord"
+)
+
+// storeDir is a directory for a test's block store: in /dev/shm where
+// there is one, since these tests write thousands of blocks and each put
+// fsyncs (the store's durability is blocks' tests' business).
+func storeDir(t *testing.T) string {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		if d, err := os.MkdirTemp("/dev/shm", "chordshare-test-"); err == nil {
+			t.Cleanup(func() { os.RemoveAll(d) })
+			return d
+		}
+	}
+	return t.TempDir()
+}
+
+// repairRing is a mocknet ring of nodes with real block stores, stepped
+// by the test: chord rounds and repair rounds, no timers.
+type repairRing struct {
+	*mockRing
+	stores map[*Node]*blocks.Store
+	dirs   map[*Node]string
+	blocks []cid.Cid
+	data   map[cid.Cid][]byte
+	// lastDir is the store directory of the node made last.
+	lastDir string
+}
+
+func newRepairRing(t *testing.T, peers int, cfg Config) *repairRing {
+	r := &repairRing{mockRing: newMockRing(t, cfg), stores: map[*Node]*blocks.Store{}, dirs: map[*Node]string{}, data: map[cid.Cid][]byte{}}
+	r.beforeNode = func(cfg *Config) {
+		dir := storeDir(t)
+		r.lastDir = dir
+		st, err := blocks.Open(dir, blocks.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		cfg.Store = st
+	}
+	for i := range peers {
+		n := r.addOne()
+		if i == 0 {
+			r.join(n, nil)
+		} else {
+			r.join(n, r.nodes[0])
+		}
+	}
+	r.converge(300)
+	return r
+}
+
+func (r *repairRing) addOne() *Node {
+	n := r.add(1)[0]
+	r.stores[n] = n.cfg.Store.(*blocks.Store)
+	r.dirs[n] = r.lastDir
+	return n
+}
+
+func repairTestConfig() Config {
+	c := testConfig()
+	c.Repair.Interval, c.Repair.Check, c.Repair.Rate = 0, 0, 0 // stepped by the test
+	return c
+}
+
+// share puts count random blocks of size bytes through random live nodes.
+func (r *repairRing) share(count, size int, seed uint64) {
+	r.t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 7))
+	live := r.live()
+	type job struct {
+		n    *Node
+		c    cid.Cid
+		data []byte
+	}
+	jobs := make(chan job)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for range 8 {
+		wg.Go(func() {
+			for j := range jobs {
+				if err := j.n.Put(context.Background(), j.c, j.data); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for range count {
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		c := rawBlock(r.t, data)
+		r.blocks = append(r.blocks, c)
+		r.data[c] = data
+		jobs <- job{live[rng.IntN(len(live))], c, data}
+	}
+	close(jobs)
+	wg.Wait()
+	for _, n := range live {
+		n.bg.Wait()
+	}
+	if len(errs) > 0 {
+		r.t.Fatalf("%d puts failed: %v", len(errs), errs[0])
+	}
+}
+
+// repairUntilQuiet runs repair rounds on every live node at once until a
+// round moves nothing and fails nowhere; it returns the rounds and blocks.
+func (r *repairRing) repairUntilQuiet(maxRounds int) (rounds int, moved int64) {
+	r.t.Helper()
+	for rounds = 1; rounds <= maxRounds; rounds++ {
+		var mu sync.Mutex
+		var total RoundStats
+		var errs []error
+		var wg sync.WaitGroup
+		for _, n := range r.live() {
+			wg.Go(func() {
+				rs, err := n.RepairRound(context.Background())
+				mu.Lock()
+				defer mu.Unlock()
+				total.add(rs)
+				if err != nil {
+					errs = append(errs, err)
+				}
+			})
+		}
+		wg.Wait()
+		moved += total.Blocks
+		if total.Blocks == 0 && total.Missing == 0 && len(errs) == 0 {
+			return rounds, moved
+		}
+	}
+	r.t.Fatalf("repair not quiet after %d rounds", maxRounds)
+	return
+}
+
+// preference is the true preference list of every block, from the live
+// nodes' vnodes (the oracle, not lookups).
+func (r *repairRing) preference(c cid.Cid) []*Node {
+	type pos struct {
+		id chord.ID
+		n  *Node
+	}
+	var ring []pos
+	for _, n := range r.live() {
+		for _, v := range n.Chord().Vnodes() {
+			ring = append(ring, pos{v.ID, n})
+		}
+	}
+	sort.Slice(ring, func(i, j int) bool { return ring[i].id.Cmp(ring[j].id) < 0 })
+	key := chord.KeyID(c.Hash())
+	i := sort.Search(len(ring), func(i int) bool { return ring[i].id.Cmp(key) >= 0 })
+	var out []*Node
+	for k := 0; k < len(ring) && len(out) < r.cfg.Replicas; k++ {
+		n := ring[(i+k)%len(ring)].n
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// checkReplicated: every block is on every peer of its preference list.
+func (r *repairRing) checkReplicated(when string) {
+	r.t.Helper()
+	missing := 0
+	for _, c := range r.blocks {
+		for _, n := range r.preference(c) {
+			if !r.stores[n].Has(c) {
+				missing++
+			}
+		}
+	}
+	if missing > 0 {
+		r.t.Fatalf("%s: %d block copies missing from their preference lists", when, missing)
+	}
+}
+
+// checkFetchable: every block can be fetched by a random live node.
+func (r *repairRing) checkFetchable(when string, seed uint64) {
+	r.t.Helper()
+	live := r.live()
+	rng := rand.New(rand.NewPCG(seed, 9))
+	var mu sync.Mutex
+	var failed []string
+	var wg sync.WaitGroup
+	work := make(chan cid.Cid)
+	for range 8 {
+		wg.Go(func() {
+			for c := range work {
+				mu.Lock()
+				n := live[rng.IntN(len(live))]
+				mu.Unlock()
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				got, err := n.Get(ctx, c)
+				cancel()
+				if err != nil || !bytes.Equal(got, r.data[c]) {
+					mu.Lock()
+					failed = append(failed, fmt.Sprintf("%s on %s: %v", c, n.Host().ID().ShortString(), err))
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for _, c := range r.blocks {
+		work <- c
+	}
+	close(work)
+	wg.Wait()
+	if len(failed) > 0 {
+		r.t.Fatalf("%s: %d of %d blocks not fetchable, e.g. %s", when, len(failed), len(r.blocks), failed[0])
+	}
+}
+
+func (r *repairRing) crashSome(count int, rng *rand.Rand) {
+	live := r.live()
+	for _, i := range rng.Perm(len(live))[:count] {
+		r.crash(live[i])
+	}
+}
+
+func churnSize(t *testing.T) (peers, blocks int) {
+	if testing.Short() || raceEnabled {
+		return 16, 300
+	}
+	return 32, 2000
+}
+
+// Issue 5's story: 32 peers, 2,000 blocks at r = 3. Two peers crash at
+// once, stabilization notices, repair restores r copies; again, until a
+// third of the peers are gone. New peers join and take their arcs over;
+// some leave gracefully, handing their blocks on. Every block is fetchable
+// at every step and on r peers once quiet.
+func TestRepairChurnStory(t *testing.T) {
+	peers, count := churnSize(t)
+	r := newRepairRing(t, peers, repairTestConfig())
+	rng := rand.New(rand.NewPCG(5, 5))
+	start := time.Now()
+	r.share(count, 512, 1)
+	t.Logf("%d peers, %d blocks shared in %v", peers, count, time.Since(start).Round(time.Millisecond))
+	r.checkReplicated("after share")
+
+	for step := 1; len(r.live()) > peers-peers/3; step++ {
+		r.crashSome(2, rng)
+		r.converge(200)
+		r.checkFetchable(fmt.Sprintf("crash step %d, before repair", step), uint64(step))
+		start := time.Now()
+		rounds, moved := r.repairUntilQuiet(10)
+		t.Logf("crash step %d: %d live, repair quiet after %d rounds, %d blocks moved, %v",
+			step, len(r.live()), rounds, moved, time.Since(start).Round(time.Millisecond))
+		r.checkReplicated(fmt.Sprintf("crash step %d", step))
+	}
+
+	live := r.live()
+	for range 4 {
+		n := r.addOne()
+		r.join(n, live[rng.IntN(len(live))])
+	}
+	r.converge(200)
+	r.checkFetchable("after joins", 100)
+	rounds, moved := r.repairUntilQuiet(10)
+	t.Logf("4 joined: repair quiet after %d rounds, %d blocks moved", rounds, moved)
+	r.checkReplicated("after joins")
+
+	for i, n := range r.live()[:2] {
+		rs, err := n.Leave(context.Background())
+		if err != nil {
+			t.Fatalf("leave: %v", err)
+		}
+		t.Logf("leave %d: %d blocks handed on, %d summary bytes", i, rs.Blocks, rs.SummaryBytes)
+		n.Close()
+		r.crash(n)
+	}
+	r.converge(200)
+	// Handed on before going: r copies without any repair round.
+	r.checkReplicated("after graceful leaves, before repair")
+	r.checkFetchable("after graceful leaves", 200)
+	rounds, moved = r.repairUntilQuiet(10)
+	t.Logf("2 left: repair quiet after %d rounds, %d blocks moved", rounds, moved)
+	r.checkReplicated("after graceful leaves")
+	var under int64
+	for _, n := range r.live() {
+		u, _ := n.RepairStatus()
+		under += u
+	}
+	if under != 0 {
+		t.Fatalf("quiet ring reports %d under-replicated copies", under)
+	}
+}
+
+// Two replicas in sync with 10,000 blocks each: a round moves nothing and
+// sends a few hundred bytes of summaries, not 10,000 keys (320 KB).
+func TestRepairInSyncExchangesOnlySummaries(t *testing.T) {
+	cfg := repairTestConfig()
+	cfg.Replicas, cfg.WriteQuorum = 2, 2
+	cfg.Chord.Vnodes = 1
+	r := newRepairRing(t, 2, cfg)
+	a, b := r.nodes[0], r.nodes[1]
+	rng := rand.New(rand.NewPCG(9, 9))
+	const count = 10000
+	var cids []cid.Cid
+	for range count {
+		data := make([]byte, 64)
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		c := rawBlock(t, data)
+		cids = append(cids, c)
+		for _, n := range []*Node{a, b} {
+			if err := r.stores[n].Put(c, data); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ctx := context.Background()
+	for _, n := range []*Node{a, b} {
+		rs, err := n.RepairRound(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("in sync: %+v", rs)
+		// One arc, one other replica: one exchange of one range.
+		if rs.Blocks != 0 || rs.Missing != 0 || rs.Exchanges != 1 || rs.SummaryBytes > 200 {
+			t.Fatalf("round between replicas in sync: %+v; want no blocks, 1 exchange, <= 200 summary bytes", rs)
+		}
+	}
+	// Ten blocks lost on b: only they move. Each difference costs about
+	// two levels of 16 range queries and a listed leaf of ~40 CIDs, some
+	// 3 KB at this size, still a tenth of b's key list.
+	for _, c := range cids[:10] {
+		if err := r.stores[b].Delete(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var rs RoundStats
+	for _, n := range []*Node{a, b} {
+		s, err := n.RepairRound(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs.add(s)
+	}
+	t.Logf("10 missing: %+v", rs)
+	if rs.Blocks != 10 || rs.SummaryBytes > 32<<10 {
+		t.Fatalf("10 missing: %+v; want 10 blocks moved for <= 32 KiB of summaries", rs)
+	}
+	if got := r.stores[b].Stats().Count; got != count {
+		t.Fatalf("b holds %d blocks, want %d", got, count)
+	}
+}
+
+// A peer whose block files were deleted under it gets them back.
+func TestRepairRestoresBlocksLostOnDisk(t *testing.T) {
+	r := newRepairRing(t, 8, repairTestConfig())
+	r.share(300, 256, 3)
+	victim := r.nodes[3]
+	before := r.stores[victim].Stats().Count
+	if before == 0 {
+		t.Fatal("victim holds no blocks")
+	}
+	shards, _ := filepath.Glob(filepath.Join(r.dirs[victim], "??", "*"))
+	for _, f := range shards {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rounds, moved := r.repairUntilQuiet(10)
+	t.Logf("%d files deleted; repair quiet after %d rounds, %d blocks moved", len(shards), rounds, moved)
+	if moved != int64(before) {
+		t.Errorf("moved %d blocks, want the %d lost", moved, before)
+	}
+	r.checkReplicated("after disk loss")
+	if got := r.stores[victim].Stats().Count; got != before {
+		t.Fatalf("victim holds %d blocks, had %d", got, before)
+	}
+}
+
+// A new peer takes the blocks of its arcs from its neighbours in its own
+// first round (join handoff).
+func TestRepairJoinHandoff(t *testing.T) {
+	r := newRepairRing(t, 8, repairTestConfig())
+	r.share(400, 256, 4)
+	n := r.addOne()
+	r.join(n, r.nodes[0])
+	r.converge(200)
+	rs, err := n.RepairRound(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every block whose first replica is n is now on n.
+	want := 0
+	for _, c := range r.blocks {
+		if r.preference(c)[0] == n {
+			want++
+			if !r.stores[n].Has(c) {
+				t.Fatalf("new peer lacks %s, which it is first replica of", c)
+			}
+		}
+	}
+	t.Logf("new peer is first replica of %d blocks; its first round pulled %d", want, rs.Blocks)
+	if want == 0 || rs.Blocks < int64(want) {
+		t.Fatalf("pulled %d blocks, first replica of %d", rs.Blocks, want)
+	}
+	r.repairUntilQuiet(10)
+	r.checkReplicated("after join")
+}
+
+// Repair keeps to its byte rate, and a repairer that dies midway leaves
+// nothing undone that the next rounds of the others do not finish.
+func TestRepairPacedAndSurvivesRepairerDying(t *testing.T) {
+	r := newRepairRing(t, 8, repairTestConfig())
+	r.share(200, 4096, 6)
+	rng := rand.New(rand.NewPCG(6, 6))
+	r.crashSome(2, rng)
+	r.converge(200)
+
+	// The node with the most to repair runs first, slowly.
+	var victim *Node
+	for _, n := range r.live() {
+		if victim == nil || r.stores[n].Stats().Count > r.stores[victim].Stats().Count {
+			victim = n
+		}
+	}
+	const rate = 32 << 10 // bytes per second
+	victim.rep.pace.rate = rate
+	done := make(chan RoundStats, 1)
+	start := time.Now()
+	go func() {
+		rs, _ := victim.RepairRound(context.Background())
+		done <- rs
+	}()
+	deadline := time.After(30 * time.Second)
+	for victim.rep.blocks.Load() < 8 {
+		select {
+		case rs := <-done:
+			t.Fatalf("round ended before it moved 8 blocks: %+v", rs)
+		case <-deadline:
+			t.Fatal("no progress")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	elapsed := time.Since(start)
+	_, rep := victim.RepairStatus()
+	if !rep.InProgress {
+		t.Fatal("status does not show the round in progress")
+	}
+	sent := rep.BytesMoved + rep.SummaryBytes
+	// The pacer lets one block through ahead of its time.
+	if limit := float64(rate)*elapsed.Seconds() + 4096 + 1024; float64(sent) > limit {
+		t.Fatalf("%d bytes in %v at %d B/s: more than the %0.f allowed", sent, elapsed, rate, limit)
+	}
+	t.Logf("paced: %d bytes in %v (%.0f B/s, budget %d)", sent, elapsed.Round(time.Millisecond), float64(sent)/elapsed.Seconds(), rate)
+
+	r.crash(victim) // dies mid-round
+	rs := <-done
+	t.Logf("repairer died after moving %d blocks", rs.Blocks)
+	r.converge(200)
+	rounds, moved := r.repairUntilQuiet(10)
+	t.Logf("the others finished in %d rounds, %d blocks", rounds, moved)
+	r.checkReplicated("after the repairer died")
+	r.checkFetchable("after the repairer died", 7)
+}
+
+// A put whose replica is unreachable lands on the next peer with a hint;
+// the block moves to the replica when it is back, and the holder lets go.
+func TestHintedHandoff(t *testing.T) {
+	r := newRepairRing(t, 8, repairTestConfig())
+	ctx := context.Background()
+	data := []byte("hinted handoff")
+	c := rawBlock(t, data)
+	list := r.preference(c)
+	var writer *Node
+	for _, n := range r.nodes {
+		if !slices.Contains(list, n) {
+			writer = n
+			break
+		}
+	}
+	away := list[2]
+	_ = r.mn.UnlinkPeers(writer.Host().ID(), away.Host().ID())
+	_ = r.mn.DisconnectPeers(writer.Host().ID(), away.Host().ID())
+	if err := writer.Put(ctx, c, data); err != nil {
+		t.Fatal(err)
+	}
+	writer.bg.Wait()
+	if r.stores[away].Has(c) {
+		t.Fatal("the unreachable replica has the block")
+	}
+	var holder *Node
+	for _, n := range r.nodes {
+		if _, rep := n.RepairStatus(); rep.HintsPending == 1 {
+			holder = n
+		}
+	}
+	if holder == nil || slices.Contains(list, holder) || !r.stores[holder].Has(c) {
+		t.Fatal("no peer past the preference list holds the block with a hint")
+	}
+	if _, err := r.mn.LinkPeers(writer.Host().ID(), away.Host().ID()); err != nil {
+		t.Fatal(err)
+	}
+	holder.deliverHints(ctx)
+	if !r.stores[away].Has(c) {
+		t.Fatal("hint not delivered")
+	}
+	if _, rep := holder.RepairStatus(); rep.HintsPending != 0 || r.stores[holder].Has(c) {
+		t.Fatalf("holder still has the hint (%d) or the block (%v)", rep.HintsPending, r.stores[holder].Has(c))
+	}
+	r.checkReplicated("after hinted handoff")
+}
+
+// With timers running (Run), a crash is noticed by stabilization and the
+// repair loop restores r copies with nobody stepping it.
+func TestRepairLoopAfterCrash(t *testing.T) {
+	cfg := repairTestConfig()
+	cfg.Repair.Check = 100 * time.Millisecond
+	cfg.Repair.Interval = 2 * time.Second
+	r := newRepairRing(t, 8, cfg)
+	r.share(200, 256, 8)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	for _, n := range r.nodes {
+		wg.Go(func() { n.Run(ctx) })
+	}
+	r.crashSome(2, rand.New(rand.NewPCG(8, 8)))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if err := chord.NewOracle(r.chords()).Check(r.chords()); err == nil && r.missing() == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not repaired by the loop in 30 s: %d copies missing", r.missing())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (r *repairRing) missing() int {
+	missing := 0
+	for _, c := range r.blocks {
+		for _, n := range r.preference(c) {
+			if !r.stores[n].Has(c) {
+				missing++
+			}
+		}
+	}
+	return missing
+}

@@ -1,0 +1,181 @@
+package peer
+
+import (
+	"math"
+	"sync"
+	"time"
+
+	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
+)
+
+// replicaRates is what a node has measured of the replicas it fetches
+// blocks from: how long each takes per block (an EWMA over the last few)
+// and how many requests to each are in flight. Get asks the replica whose
+// next block should arrive first, (in flight + 1) x time per block, so a
+// fetch with many blocks in flight pulls from several replicas at once, in
+// proportion to their measured speed, and shifts its requests towards the
+// faster ones as it learns them (the "least loaded, latency-weighted"
+// balancing of Finagle and Linkerd).
+//
+// A block's time is its request-to-arrival time divided by the requests
+// that were in flight to that replica with it: a replica that moves k
+// blocks at once in time T delivers one per T/k. For a replica bound by
+// its round trip rather than its bandwidth this keeps the expected wait
+// near the round trip however many requests share it.
+//
+// An estimate halves for every rateHalfLife without a new sample: a replica
+// avoided after a bad start (a cold stream, a burst of load) becomes worth
+// a try again, and is measured afresh.
+type replicaRates struct {
+	now   func() time.Time // time.Now; a test's clock
+	mu    sync.Mutex
+	peers map[p2ppeer.ID]*replicaRate
+}
+
+type replicaRate struct {
+	blockTime time.Duration // EWMA of the time per block; 0 until measured
+	sampled   time.Time     // when blockTime last took a sample
+	inflight  int
+	fetched   int64     // blocks received from it
+	avoid     time.Time // until then, count it as failurePenalty slow at least
+}
+
+const (
+	// rateWeight is the weight of a new sample in the EWMA: about the last
+	// five blocks count.
+	rateWeight   = 0.3
+	rateHalfLife = 100 * time.Millisecond
+	// A replica that failed for another reason than not holding the block
+	// counts as taking failurePenalty per block for failureMemory, so that
+	// the next blocks try the others first, and later ones try it again.
+	failurePenalty = time.Second
+	failureMemory  = 5 * time.Second
+	// maxRatePeers bounds the table; past it, peers with nothing in flight
+	// are forgotten.
+	maxRatePeers = 1024
+)
+
+func newReplicaRates() *replicaRates {
+	return &replicaRates{now: time.Now, peers: map[p2ppeer.ID]*replicaRate{}}
+}
+
+// pick returns the index of the peer whose next block should arrive
+// first: the least (in flight + 1) x time per block. A peer never measured
+// counts as fast as the fastest measured one, so that each replica gets
+// tried; when none is measured, the round-trip times (rtt) order them,
+// unknown ones last.
+func (r *replicaRates) pick(peers []p2ppeer.ID, rtt func(p2ppeer.ID) (time.Duration, bool)) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.now()
+	est := make([]time.Duration, len(peers))
+	best := time.Duration(-1)
+	for i, p := range peers {
+		if pr := r.peers[p]; pr != nil && pr.blockTime > 0 {
+			age := now.Sub(pr.sampled)
+			est[i] = time.Duration(float64(pr.blockTime) * math.Exp2(-float64(age)/float64(rateHalfLife)))
+			if best < 0 || est[i] < best {
+				best = est[i]
+			}
+		}
+	}
+	pick, pickCost := 0, time.Duration(0)
+	for i, p := range peers {
+		t, inflight := est[i], 0
+		pr := r.peers[p]
+		if pr != nil {
+			inflight = pr.inflight
+		}
+		if pr == nil || pr.blockTime == 0 {
+			switch d, ok := rtt(p); {
+			case best >= 0:
+				t = best
+			case ok:
+				t = d
+			default:
+				t = time.Hour
+			}
+		}
+		if pr != nil && now.Before(pr.avoid) {
+			t = max(t, failurePenalty)
+		}
+		if cost := time.Duration(inflight+1) * max(t, time.Microsecond); i == 0 || cost < pickCost {
+			pick, pickCost = i, cost
+		}
+	}
+	return pick
+}
+
+// fetchOutcome is how a request to a replica ended.
+type fetchOutcome int
+
+const (
+	fetchOK     fetchOutcome = iota // the block arrived: a sample
+	fetchLacked                     // the replica does not hold it: says nothing of its speed
+	fetchOutrun                     // cancelled when another replica answered first: the time so far is a lower bound
+	fetchFailed                     // any other failure: the replica is slow, gone or lying
+)
+
+// start records a request to p and returns the function that records how
+// it ended, after took.
+func (r *replicaRates) start(p p2ppeer.ID) (done func(took time.Duration, how fetchOutcome)) {
+	r.mu.Lock()
+	pr := r.peers[p]
+	if pr == nil {
+		if len(r.peers) >= maxRatePeers {
+			r.forgetIdle()
+		}
+		pr = &replicaRate{}
+		r.peers[p] = pr
+	}
+	pr.inflight++
+	sharing := pr.inflight
+	r.mu.Unlock()
+	return func(took time.Duration, how fetchOutcome) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		pr.inflight--
+		per := took / time.Duration(sharing)
+		switch how {
+		case fetchOK:
+			pr.fetched++
+			pr.sample(per, r.now())
+		case fetchOutrun:
+			// Lost a hedge race: it would have taken longer than this.
+			// Without it a replica that is always outrun would stay
+			// unmeasured, so always tried first, and always hedged.
+			if per > pr.blockTime {
+				pr.sample(per, r.now())
+			}
+		case fetchFailed:
+			pr.avoid = r.now().Add(failureMemory)
+		}
+	}
+}
+
+func (pr *replicaRate) sample(per time.Duration, now time.Time) {
+	if pr.blockTime == 0 {
+		pr.blockTime = per
+	} else {
+		pr.blockTime += time.Duration(rateWeight * float64(per-pr.blockTime))
+	}
+	pr.sampled = now
+}
+
+func (r *replicaRates) forgetIdle() {
+	for p, pr := range r.peers {
+		if pr.inflight == 0 {
+			delete(r.peers, p)
+		}
+	}
+}
+
+// fetched reports how many blocks came from p.
+func (r *replicaRates) fetched(p p2ppeer.ID) int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if pr := r.peers[p]; pr != nil {
+		return pr.fetched
+	}
+	return 0
+}

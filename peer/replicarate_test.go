@@ -1,0 +1,208 @@
+package peer
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+
+	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Requests go to the replica whose next block is due first: the expected
+// wait grows with the requests in flight and with the measured time per
+// block; an unmeasured replica counts as the fastest measured one; an
+// estimate fades without samples; a failure makes a replica the last
+// choice for a while, and a block it merely lacks does not.
+func TestReplicaRatesPick(t *testing.T) {
+	r := newReplicaRates()
+	clock := time.Unix(1000, 0)
+	r.now = func() time.Time { return clock }
+	fast, slow, fresh := p2ppeer.ID("fast"), p2ppeer.ID("slow"), p2ppeer.ID("fresh")
+	rtts := map[p2ppeer.ID]time.Duration{fast: time.Millisecond, slow: 5 * time.Millisecond}
+	rtt := func(p p2ppeer.ID) (time.Duration, bool) { d, ok := rtts[p]; return d, ok }
+	pick := func(peers ...p2ppeer.ID) p2ppeer.ID { return peers[r.pick(peers, rtt)] }
+
+	if got := pick(fresh, slow, fast); got != fast {
+		t.Fatalf("nothing measured: picked %s, want the lowest round trip", got)
+	}
+	r.start(fast)(time.Millisecond, fetchOK)
+	r.start(slow)(50*time.Millisecond, fetchOK)
+	// 10 blocks in flight to fast: its next is due after 11 ms, still
+	// before slow's; at 50 in flight, slow's is due first.
+	var ends []func(time.Duration, fetchOutcome)
+	for range 10 {
+		ends = append(ends, r.start(fast))
+	}
+	if got := pick(slow, fast); got != fast {
+		t.Fatalf("fast with 10 in flight: picked %s", got)
+	}
+	if got := pick(slow, fast, fresh); got != fresh {
+		t.Fatalf("an unmeasured replica next to a loaded fast one: picked %s", got)
+	}
+	for range 40 {
+		ends = append(ends, r.start(fast))
+	}
+	if got := pick(slow, fast); got != slow {
+		t.Fatalf("fast with 50 in flight: picked %s", got)
+	}
+	// The k-th of them shared the replica with k requests: ending the 10th
+	// after 10 ms is 1 ms a block, no change to the estimate.
+	for i, end := range ends {
+		how := fetchLacked
+		if i == 9 {
+			how = fetchOK
+		}
+		end(10*time.Millisecond, how)
+	}
+	if got := r.peers[fast].blockTime; got != time.Millisecond {
+		t.Fatalf("fast's time per block %v, want 1 ms", got)
+	}
+	r.start(fast)(3*time.Millisecond, fetchOK)
+	if got := r.peers[fast].blockTime; got <= time.Millisecond || got >= 3*time.Millisecond {
+		t.Fatalf("after one slower block fast's time is %v, want between 1 and 3 ms", got)
+	}
+	// Slow's 50 ms fades: 10 half-lives on, it is below fast's fresh one.
+	clock = clock.Add(10 * rateHalfLife)
+	r.start(fast)(time.Millisecond, fetchOK)
+	if got := pick(fast, slow); got != slow {
+		t.Fatalf("a stale slow estimate did not fade: picked %s", got)
+	}
+	r.start(slow)(50*time.Millisecond, fetchOK)
+	r.start(fast)(time.Millisecond, fetchLacked) // no penalty
+	if got := pick(slow, fast); got != fast {
+		t.Fatalf("a replica lacking a block was penalized: picked %s", got)
+	}
+	r.start(fast)(time.Millisecond, fetchFailed)
+	if got := pick(fast, slow); got != slow {
+		t.Fatalf("a failed replica was picked: %s", got)
+	}
+	clock = clock.Add(failureMemory)
+	if got := pick(fast, slow); got != fast {
+		t.Fatalf("a failure was held against a replica for more than %v", failureMemory)
+	}
+	// A replica outrun by a hedge after 200 ms is slower than that.
+	r.start(fresh)(200*time.Millisecond, fetchOutrun)
+	if got := r.peers[fresh].blockTime; got != 200*time.Millisecond {
+		t.Fatalf("outrun after 200 ms: time per block %v", got)
+	}
+	r.start(fast)(100*time.Microsecond, fetchOutrun) // faster than measured: no news
+	if got := r.peers[fast].blockTime; got < 500*time.Microsecond {
+		t.Fatalf("an outrun request lowered an estimate to %v", got)
+	}
+	if got := r.fetched(fast); got != 4 {
+		t.Fatalf("fetched %d from fast, want 4", got)
+	}
+}
+
+// A fetch of many blocks from three replicas, two with 8 MiB/s links to the
+// fetcher and one with a far 128 KiB/s link, pulls from both fast replicas
+// and takes few blocks from the slow one, so it does not wait for it.
+func TestGetSpreadsOverReplicasAndAvoidsSlowOne(t *testing.T) {
+	r, stores := storedRing(t, 4)
+	ctx := context.Background()
+	// Put blocks until one peer lacks 48 of them; that peer fetches them,
+	// and their replicas are the other three.
+	rng := rand.New(rand.NewPCG(9, 9))
+	const want = 48
+	var all []cid.Cid
+	content := map[cid.Cid][]byte{}
+	var fetcher *Node
+	var blocks []cid.Cid
+	for fetcher == nil {
+		var wg sync.WaitGroup
+		for range 16 {
+			data := make([]byte, 64<<10)
+			for i := range data {
+				data[i] = byte(rng.Uint32())
+			}
+			c := rawBlock(t, data)
+			all = append(all, c)
+			content[c] = data
+			wg.Go(func() {
+				if err := r.nodes[0].Put(ctx, c, data); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		r.nodes[0].bg.Wait()
+		if t.Failed() {
+			t.FailNow()
+		}
+		for _, n := range r.nodes {
+			blocks = slices.DeleteFunc(slices.Clone(all), stores[n].Has)
+			if len(blocks) >= want {
+				fetcher, blocks = n, blocks[:want]
+				break
+			}
+		}
+	}
+	var others []*Node
+	for _, n := range r.nodes {
+		if n != fetcher {
+			others = append(others, n)
+		}
+	}
+	slow := others[2]
+	for _, n := range others {
+		opts := mocknet.LinkOptions{Bandwidth: 8 << 20}
+		if n == slow {
+			opts = mocknet.LinkOptions{Latency: 20 * time.Millisecond, Bandwidth: 128 << 10}
+		}
+		for _, l := range r.mn.LinksBetweenPeers(fetcher.Host().ID(), n.Host().ID()) {
+			l.SetOptions(opts)
+		}
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	work := make(chan cid.Cid)
+	for range 8 { // share.Fetch's window, scaled down
+		wg.Go(func() {
+			for c := range work {
+				got, err := fetcher.Get(ctx, c)
+				if err != nil || !bytes.Equal(got, content[c]) {
+					t.Errorf("get %s: %v", c, err)
+				}
+			}
+		})
+	}
+	for _, c := range blocks {
+		work <- c
+	}
+	close(work)
+	wg.Wait()
+	took := time.Since(start)
+	rates := fetcher.blocks.rates
+	var total int64
+	counts := map[*Node]int64{}
+	for _, n := range others {
+		counts[n] = rates.fetched(n.Host().ID())
+		total += counts[n]
+	}
+	t.Logf("%d blocks in %v; from fast %d and %d, from slow %d", want, took, counts[others[0]], counts[others[1]], counts[slow])
+	if total < want {
+		t.Fatalf("%d blocks received, want at least %d", total, want)
+	}
+	// How the two fast replicas share the load depends on how fast each
+	// looked on this busy machine; each must take part.
+	for _, n := range others[:2] {
+		if counts[n] < want/8 {
+			t.Errorf("fast replica %s served %d of %d blocks: the load was not spread", n.Host().ID().ShortString(), counts[n], want)
+		}
+	}
+	// An even third from the slow replica would be 16 blocks, over 8 s
+	// at its link's rate; the fast ones need about 0.4 s for all of them.
+	if counts[slow] > want/8 {
+		t.Errorf("slow replica served %d of %d blocks", counts[slow], want)
+	}
+	if took > 4*time.Second {
+		t.Errorf("the fetch took %v: it waited for the slow replica", took)
+	}
+}

@@ -1,0 +1,185 @@
+package netshape_test
+
+import (
+	"context"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+
+	"chordshare/testnet/mocksim/mockring"
+	"chordshare/testnet/sim/netshape"
+)
+
+const sinkProto = "/netshape-test/sink/1.0.0"
+
+// shapedNet makes len(links) peers on a lazily linked mocknet shaped to
+// links. Every peer answers sinkProto: it reads everything, then writes one
+// byte back.
+func shapedNet(t *testing.T, links []netshape.Access) []host.Host {
+	t.Helper()
+	n := mockring.NewNet(mockring.LinkLazy, mocknet.LinkOptions{})
+	t.Cleanup(func() { n.Close() })
+	hosts, err := n.AddPeers(len(links), rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh := netshape.NewShaper()
+	for i, h := range hosts {
+		sh.Set(h.ID(), links[i])
+		h.SetStreamHandler(sinkProto, func(s network.Stream) {
+			defer s.Close()
+			if _, err := io.Copy(io.Discard, s); err != nil {
+				s.Reset()
+				return
+			}
+			_, _ = s.Write([]byte{1})
+		})
+	}
+	n.Shape(sh.LinkOptions, sh.Wrap)
+	return hosts
+}
+
+// send writes size bytes from a to b on a new stream and waits for b's
+// answer, returning how long that took.
+func send(ctx context.Context, a, b host.Host, size int) (time.Duration, error) {
+	start := time.Now()
+	s, err := a.NewStream(ctx, b.ID(), sinkProto)
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	stop := context.AfterFunc(ctx, func() { s.Reset() })
+	defer stop()
+	// 16 KiB writes, as a bulk sender's buffer would make them.
+	buf := make([]byte, 16<<10)
+	for left := size; left > 0; left -= len(buf) {
+		if _, err := s.Write(buf[:min(left, len(buf))]); err != nil {
+			return 0, err
+		}
+	}
+	if err := s.CloseWrite(); err != nil {
+		return 0, err
+	}
+	if _, err := io.ReadAll(s); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+// TestShapedDelay: a small exchange between peers of access RTTs 60 and
+// 100 ms takes their sum, 160 ms.
+func TestShapedDelay(t *testing.T) {
+	hosts := shapedNet(t, []netshape.Access{{RTT: 60 * time.Millisecond}, {RTT: 100 * time.Millisecond}})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := send(ctx, hosts[0], hosts[1], 10); err != nil { // opens the connection
+		t.Fatal(err)
+	}
+	var best time.Duration
+	for range 3 {
+		d, err := send(ctx, hosts[0], hosts[1], 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if best == 0 || d < best {
+			best = d
+		}
+	}
+	want := 160 * time.Millisecond
+	t.Logf("round trip %v, want %v", best, want)
+	if r := float64(best) / float64(want); r < 0.9 || r > 1.6 {
+		t.Fatalf("round trip %v, want about %v (ratio %.2f)", best, want, r)
+	}
+}
+
+// TestShapedRateIsPerPeer: a peer's uplink is shared by all its links. Peer
+// 0 (200 KB/s up) sends 100 KB to each of two fast peers at once: that
+// takes 1 s, not the 0.5 s two links of 200 KB/s would; and a slow
+// receiver's downlink (50 KB/s) limits what a fast sender gets through.
+func TestShapedRateIsPerPeer(t *testing.T) {
+	fast := netshape.Access{RTT: 2 * time.Millisecond, Up: 10e6, Down: 10e6}
+	hosts := shapedNet(t, []netshape.Access{
+		{RTT: 2 * time.Millisecond, Up: 200e3, Down: 10e6},
+		fast, fast,
+		{RTT: 2 * time.Millisecond, Up: 10e6, Down: 50e3},
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, h := range hosts[1:] {
+		if _, err := send(ctx, hosts[0], h, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // let the uplink's queue drain
+
+	const size = 100e3
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make(chan error, 2)
+	for _, h := range hosts[1:3] {
+		wg.Go(func() {
+			_, err := send(ctx, hosts[0], h, size)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	rate := 2 * size / time.Since(start).Seconds()
+	t.Logf("one uplink, two streams: %.0f B/s of 200000", rate)
+	if r := rate / 200e3; r < 0.7 || r > 1.1 {
+		t.Fatalf("two streams from one peer got %.0f B/s together, want about its uplink 200000 (ratio %.2f)", rate, r)
+	}
+
+	d, err := send(ctx, hosts[1], hosts[3], size/2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rate = size / 2 / d.Seconds()
+	t.Logf("to a slow downlink: %.0f B/s of 50000", rate)
+	if r := rate / 50e3; r < 0.7 || r > 1.1 {
+		t.Fatalf("fast sender to a 50 KB/s downlink got %.0f B/s (ratio %.2f)", rate, r)
+	}
+}
+
+// TestSmallWritesPassBulk: a small request from a peer whose uplink is
+// busy with bulk data is not queued behind it, as a short flow's packets
+// interleave with a long one's on a real link.
+func TestSmallWritesPassBulk(t *testing.T) {
+	fast := netshape.Access{RTT: 2 * time.Millisecond, Up: 10e6, Down: 10e6}
+	hosts := shapedNet(t, []netshape.Access{{RTT: 2 * time.Millisecond, Up: 50e3, Down: 10e6}, fast, fast})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, h := range hosts[1:] {
+		if _, err := send(ctx, hosts[0], h, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bulk := make(chan error, 1)
+	go func() { // 100 KB: 2 s of the uplink
+		_, err := send(ctx, hosts[0], hosts[1], 100e3)
+		bulk <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	d, err := send(ctx, hosts[0], hosts[2], 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("a 100-byte exchange while 100 KB queue on a 50 KB/s uplink: %v", d)
+	if d > 500*time.Millisecond {
+		t.Errorf("small exchange took %v behind bulk data, want well under the 2 s the bulk needs", d)
+	}
+	if err := <-bulk; err != nil {
+		t.Fatal(err)
+	}
+}
