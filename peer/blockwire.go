@@ -38,12 +38,14 @@ const headFrame = 4 << 10
 // writeBlockMsg sends hdr and then payload. The payload goes to the stream
 // as it is, past its first headFrame bytes: no copy into a message.
 func writeBlockMsg(s network.Stream, hdr proto.Message, payload []byte) error {
-	var buf [binary.MaxVarintLen64 + maxBlockHeader + headFrame]byte
 	n := proto.Size(hdr)
 	if n > maxBlockHeader {
 		return fmt.Errorf("block header of %d bytes exceeds %d", n, maxBlockHeader)
 	}
-	b := binary.AppendUvarint(buf[:0], uint64(n))
+	// The frame escapes to the stream: pooled, not on the stack.
+	frame := getBuf(binary.MaxVarintLen64 + maxBlockHeader + headFrame)
+	defer putBuf(frame)
+	b := binary.AppendUvarint(frame[:0], uint64(n))
 	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, hdr)
 	if err != nil {
 		return err
