@@ -73,6 +73,28 @@ func (m *MemNet) Add(addr string, cfg Config) (*Node, error) {
 	return n, nil
 }
 
+// Restart replaces the node at addr, which must have been killed, with a
+// new one (same address, so the same vnode IDs, and no state): a peer that
+// crashed and came back before the ring forgot it.
+func (m *MemNet) Restart(addr string, cfg Config) (*Node, error) {
+	var clock Clock
+	if m.clock != nil {
+		clock = m.clock
+	}
+	n, err := NewNode(addr, memEndpoint{m, addr}, clock, cfg)
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.nodes[addr]; !ok || !m.down[addr] {
+		return nil, fmt.Errorf("memnet: %q is not a killed node", addr)
+	}
+	m.nodes[addr] = n
+	delete(m.down, addr)
+	return n, nil
+}
+
 // Kill makes the node at addr stop answering, as if it had crashed.
 func (m *MemNet) Kill(addr string) {
 	m.mu.Lock()

@@ -44,6 +44,11 @@ const candidatesPerHop = 4
 // take most of the gain; 8 halve the bytes of each refresh.
 const proximityCandidates = 8
 
+// proximityProbes bounds the candidates of unknown round trip pinged for
+// one finger choice: each probe may open a connection, and the round trips
+// learnt stay known, so later refreshes widen the choice.
+const proximityProbes = 4
+
 // proximityRefresh: every this many finger checks of a vnode, the finger
 // is looked up again rather than only pinged, so nodes that joined or got
 // closer are considered.
@@ -128,10 +133,14 @@ func (n *Node) Join(ctx context.Context, boot Ref) error {
 		if err != nil {
 			return fmt.Errorf("join via %s: %w", boot.Addr, err)
 		}
-		if len(res.Successors) == 0 {
+		// A peer back from a crash before the ring forgot it is named as
+		// the successor of its own position: its old incarnation. Its
+		// successors are the ones after that.
+		succs := slices.DeleteFunc(res.Successors, func(r Ref) bool { return r.ID == v.self.ID })
+		if len(succs) == 0 {
 			return fmt.Errorf("join via %s: empty answer", boot.Addr)
 		}
-		v.setSuccessors(res.Successors[0], res.Successors[1:], Ref{}, 0, n.cfg.SuccessorListLen)
+		v.setSuccessors(succs[0], succs[1:], Ref{}, 0, n.cfg.SuccessorListLen)
 	}
 	n.Stabilize(ctx)
 	return nil
@@ -666,7 +675,7 @@ func (n *Node) fingerValid(ctx context.Context, v *vnode, k int, start ID, f Ref
 
 // chooseFinger picks finger k among the successors of its start: the
 // first, or with proximity the one with the lowest round trip among those
-// inside the interval, measuring unknown ones with a ping. The current
+// inside the interval, measuring a few unknown ones with a ping. The current
 // finger stays unless another is clearly (20%) closer, so noise in the
 // estimates does not flip fingers back and forth.
 func (n *Node) chooseFinger(ctx context.Context, v *vnode, k int, old Ref, succs []Ref) Ref {
@@ -676,11 +685,12 @@ func (n *Node) chooseFinger(ctx context.Context, v *vnode, k int, old Ref, succs
 	var best Ref
 	var bestRTT, oldRTT time.Duration
 	oldFound := false
+	probes := proximityProbes
 	for _, c := range succs {
 		if c.ID == v.self.ID || !inFinger(v, k, c.ID) {
 			continue
 		}
-		rtt, ok := n.proximity(ctx, c)
+		rtt, ok := n.proximity(ctx, c, &probes)
 		if !ok {
 			continue
 		}
@@ -701,14 +711,19 @@ func (n *Node) chooseFinger(ctx context.Context, v *vnode, k int, old Ref, succs
 }
 
 // proximity is the round trip to c's peer (zero for our own), measured
-// with a ping if unknown; false if c did not answer.
-func (n *Node) proximity(ctx context.Context, c Ref) (time.Duration, bool) {
+// with a ping if unknown and *probes allows; false if unknown or c did not
+// answer.
+func (n *Node) proximity(ctx context.Context, c Ref, probes *int) (time.Duration, bool) {
 	if c.Addr == n.addr {
 		return 0, true
 	}
 	if rtt, ok := n.rtt.SRTT(c.Addr); ok {
 		return rtt, true
 	}
+	if *probes == 0 {
+		return 0, false
+	}
+	*probes--
 	if n.ping(ctx, c) != nil {
 		return 0, false
 	}

@@ -117,6 +117,42 @@ func TestRingJoinCrashRejoin(t *testing.T) {
 	r.lookups(rng, 200)
 }
 
+// A peer that crashes and comes back (same address, so the same vnode
+// IDs) before the ring has noticed: its join lookups are answered with its
+// own old vnodes as their successors. It must still take its place.
+func TestRingRestartBeforeTheRingNoticed(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	cfg := TestConfig()
+	cfg.Vnodes = 2
+	r := newRing(t, cfg)
+	for range 8 {
+		r.join(rng)
+	}
+	r.converge(200)
+	for _, i := range []int{3, 6} {
+		addr := r.nodes[i].Addr()
+		r.net.Kill(addr)
+		n, err := r.net.Restart(addr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := n.Join(context.Background(), r.nodes[0].Vnodes()[0]); err != nil {
+			t.Fatal(err)
+		}
+		// The lookups named the old vnodes as their own successors; a
+		// vnode that took that answer would have no successor at all, and
+		// on a real network nobody might notify it again.
+		for _, st := range n.States() {
+			if len(st.Successors) == 0 {
+				t.Fatalf("%s vnode %s joined with no successor", addr, st.Self)
+			}
+		}
+		r.nodes[i] = n
+	}
+	t.Logf("2 of 8 restarted at once: converged in %d rounds", r.converge(200))
+	r.lookups(rng, 100)
+}
+
 func TestRingAllJoinAtOnce(t *testing.T) {
 	rng := rand.New(rand.NewPCG(8, 8))
 	r := newRing(t, TestConfig())

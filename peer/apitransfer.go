@@ -166,7 +166,6 @@ func (h *apiHandler) share(w http.ResponseWriter, r *http.Request) {
 			return api.Event{Done: stored.Load(), Total: total, Error: msg}
 		}
 		fmt.Fprintf(h.cfg.Log, "shared %s: %s in %v\n", root, FormatSize(size), time.Since(start).Round(time.Millisecond))
-		total = size // a share without ?size= learns it here
 		h.endTransfer(id, "share", name, root.String(), size, "")
 		return api.Event{Done: size, Total: size, Share: &api.ShareResult{CID: root.String(), Size: size}}
 	})

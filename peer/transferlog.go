@@ -77,8 +77,11 @@ func (l *transferLog) finish(id uint64, cid string, errText string) {
 		t.CID = cid
 	}
 	t.State, t.Error = api.TransferDone, errText
-	if errText != "" {
+	switch {
+	case errText != "":
 		t.State = api.TransferFailed
+	case t.Total < 0:
+		t.Total = t.Done // a share of unknown size: now it is known
 	}
 	if secs := now.Sub(t.Started).Seconds(); secs > 0 {
 		t.Rate = float64(t.Done) / secs

@@ -46,6 +46,12 @@ func TestTransferLogRatesAndOrder(t *testing.T) {
 	if s := got[1]; s.State != api.TransferDone || s.CID != "bafya" || s.Done != 1000 || s.Ended == nil || s.Rate != 1000.0/9 {
 		t.Fatalf("finished share (1000 B in 9 s): %+v", s)
 	}
+	// A share of unknown size has one once it is done.
+	c := l.start("share", "pipe", "", func() (int64, int64) { return 77, -1 })
+	l.finish(c, "bafyc", "")
+	if got := l.list().Transfers[0]; got.Total != 77 || got.Done != 77 {
+		t.Fatalf("share of unknown size, done: %+v", got)
+	}
 	for range finishedTransfers + 3 {
 		l.finish(l.start("cat", "", "c", func() (int64, int64) { return 0, 0 }), "", "")
 	}

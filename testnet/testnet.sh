@@ -23,8 +23,13 @@ set -euo pipefail
 
 readonly ROOT=$(cd "$(dirname "$0")/.." && pwd)
 dir=${TESTNET_DIR:-./.testnet}
-mkdir -p "$dir"
-dir=$(cd "$dir" && pwd)
+# Only up creates the dir; other commands say there is no testnet.
+[[ ${1:-} == up ]] && mkdir -p "$dir"
+if [[ -d $dir ]]; then
+	dir=$(cd "$dir" && pwd)
+elif [[ $dir != /* ]]; then
+	dir=$PWD/$dir
+fi
 readonly dir
 readonly bin=$dir/bin
 readonly MARKER=$dir/.testnet-dir

@@ -26,7 +26,6 @@ var promptLabels = map[promptMode]string{
 
 func (m *Model) openPrompt(mode promptMode, value string) {
 	m.prompt = mode
-	m.completion = nil
 	m.input.SetValue(value)
 	m.input.CursorEnd()
 	m.input.Focus()
@@ -34,7 +33,6 @@ func (m *Model) openPrompt(mode promptMode, value string) {
 
 func (m *Model) closePrompt() {
 	m.prompt = promptNone
-	m.completion = nil
 	m.input.Blur()
 	m.input.SetValue("")
 }
@@ -55,7 +53,6 @@ func (m *Model) onPromptKey(k tea.KeyMsg) (tea.Model, tea.Cmd) {
 	}
 	var cmd tea.Cmd
 	m.input, cmd = m.input.Update(k)
-	m.completion = nil
 	return m, cmd
 }
 
@@ -216,14 +213,11 @@ func (m *Model) complete() {
 	slices.Sort(names)
 	switch len(names) {
 	case 0:
-		m.completion = nil
 		m.setFlash("no file matches "+typed, true)
 		return
 	case 1:
-		m.completion = nil
 		m.setFlash("", false)
 	default:
-		m.completion = names
 		m.setFlash(strings.Join(names, "  "), false)
 	}
 	m.input.SetValue(dirPart + commonPrefix(names))
@@ -265,7 +259,7 @@ func (m *Model) fetch(root, path string) tea.Cmd {
 	ctx, c := m.ctx, m.client
 	return func() tea.Msg {
 		res, err := c.Fetch(ctx, root, path, api.TransferOptions{})
-		return fetchDoneMsg{cid: root, path: path, res: res, err: err}
+		return fetchDoneMsg{cid: root, res: res, err: err}
 	}
 }
 

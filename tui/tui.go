@@ -110,19 +110,18 @@ type Model struct {
 	streamBusy bool // opening or open
 
 	// Prompt and messages.
-	prompt     promptMode
-	input      textinput.Model
-	fetchCID   string
-	completion []string // the candidates the last tab offered
-	flash      string
-	flashErr   bool
-	flashAt    time.Time
+	prompt   promptMode
+	input    textinput.Model
+	fetchCID string
+	flash    string
+	flashErr bool
+	flashAt  time.Time
 
 	// Selections.
 	transferSel int
 	peerSel     int
 	vnodeSel    int
-	logScroll   int // lines scrolled back from the newest
+	logScroll   int // events scrolled back from the newest
 	lastShared  string
 }
 
@@ -166,6 +165,7 @@ func Run(ctx context.Context, c *api.Client, opts Options, popts ...tea.ProgramO
 // Messages.
 type (
 	tickMsg     time.Time
+	retryMsg    struct{} // the backoff after a failed read has run out
 	snapshotMsg struct {
 		status    api.Status
 		ring      api.Ring
@@ -191,9 +191,9 @@ type (
 		err  error
 	}
 	fetchDoneMsg struct {
-		cid, path string
-		res       api.FetchResult
-		err       error
+		cid string
+		res api.FetchResult
+		err error
 	}
 )
 
@@ -272,6 +272,12 @@ func (m *Model) Update(msg tea.Msg) (tea.Model, tea.Cmd) {
 		return m, m.onTick(time.Time(msg))
 	case snapshotMsg:
 		return m, m.onSnapshot(msg)
+	case retryMsg:
+		if m.connected || m.refreshing {
+			return m, nil
+		}
+		m.refreshing = true
+		return m, m.refresh()
 	case streamOpenedMsg:
 		if msg.gen != m.streamGen {
 			msg.stream.Close()
@@ -337,8 +343,9 @@ func (m *Model) onSnapshot(s snapshotMsg) tea.Cmd {
 		m.connected = false
 		m.connErr = oneLine(s.err.Error())
 		m.nextTry = now.Add(m.backoff)
+		retry := tea.Tick(m.backoff, func(time.Time) tea.Msg { return retryMsg{} })
 		m.backoff = min(2*m.backoff, maxBackoff)
-		return nil
+		return retry
 	}
 	start := now.Add(-time.Duration(s.status.UptimeSeconds * float64(time.Second)))
 	if m.everSeen && (s.status.ID != m.status.ID || start.Sub(m.daemonStart).Abs() > 2*time.Second) {

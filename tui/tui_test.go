@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -60,6 +61,7 @@ func fixture() snapshotMsg {
 			ConnectedPeers: 2, LookupMode: "recursive", UptimeSeconds: 3725,
 			BlocksStored: 12, BytesUsed: 3 << 20, StorageMax: 12 << 20, UnderReplicated: 4,
 			BytesIn: 5 << 20, BytesOut: 1 << 20, RateIn: 2048, RateOut: 100,
+			Repair: api.Repair{Rounds: 12, BlocksMoved: 3, BytesMoved: 768 << 10, HintsPending: 2, LastRound: t0.Add(-5 * time.Second), InProgress: true},
 		},
 		ring: api.Ring{ID: selfID, Vnodes: []api.Vnode{{
 			Index: 0, ID: "10" + strings.Repeat("0", 62),
@@ -150,7 +152,8 @@ func TestOverview(t *testing.T) {
 	v := checkFrame(t, m, 80, 24)
 	mustContain(t, v, "[1 Overview]", "connected", selfID, "/ip4/127.0.0.1/tcp/4001/p2p/",
 		"Uptime      1h02m", "about 3 peers; here 1 vnode, recursive lookups",
-		"12 blocks, 3.0 MiB of 12 MiB [###.......] 25%", "4 blocks below r replicas",
+		"12 blocks, 3.0 MiB of 12 MiB [###.......] 25%",
+		"Repair      4 block copies missing; 12 rounds, 3 blocks (768 KiB) moved", "2 hints pending handoff, last round 5s ago, one running",
 		"in  2.0 KiB/s", "(5.0 MiB total)", "out 100 B/s", "2 connected", "1 running, 1 done, 1 failed",
 		"Recent events", "repair moved 7 blocks", "s share", "f fetch", "c copy CID", "q quit")
 }
@@ -249,9 +252,23 @@ func TestLogViewScrolls(t *testing.T) {
 	if strings.Contains(v, "change 38") {
 		t.Fatalf("scrolled view shows the newest:\n%s", v)
 	}
+	// A long message wraps in the Log, in full; the overview cuts it.
+	long := "fetch " + testCID + ": get " + testCID + ": none of 2 replicas served it"
+	m.Update(streamEventMsg{gen: m.streamGen, e: api.NodeEvent{Seq: 41, Time: t0, Kind: api.EventFetchFailed, Message: long}})
+	if m.logScroll != 4 {
+		t.Fatalf("a new event moved the lines being read: scroll %d, want 4", m.logScroll)
+	}
+	press(m, "down", "down", "down", "down")
+	v = checkFrame(t, m, 80, 24)
+	if got := strings.Join(strings.Fields(v), " "); !strings.Contains(got, long) || strings.Contains(v, "scrolled back") {
+		t.Fatalf("long event not wrapped in full at the bottom:\n%s", v)
+	}
+	press(m, "1")
+	mustContain(t, checkFrame(t, m, 80, 24), "fetch_failed        fetch "+testCID[:30])
+	press(m, "5")
 	// An event from an older stream is ignored.
-	m.Update(streamEventMsg{gen: m.streamGen - 1, e: api.NodeEvent{Seq: 41, Message: "stale"}})
-	if strings.Contains(m.View(), "stale") || m.lastSeq != 40 {
+	m.Update(streamEventMsg{gen: m.streamGen - 1, e: api.NodeEvent{Seq: 42, Message: "stale"}})
+	if strings.Contains(m.View(), "stale") || m.lastSeq != 41 {
 		t.Fatal("event of a stale stream shown")
 	}
 }
@@ -431,7 +448,10 @@ func TestDisconnectReconnect(t *testing.T) {
 	m.Update(streamEventMsg{gen: m.streamGen, e: api.NodeEvent{Seq: 9, Time: t0, Kind: api.EventJoined, Message: "joined"}})
 	fail := snapshotMsg{err: &api.NoDaemonError{Repo: "/r"}}
 
-	m.Update(fail)
+	_, retry := m.Update(fail)
+	if retry == nil {
+		t.Fatal("a failed read scheduled no retry")
+	}
 	v := checkFrame(t, m, 80, 24)
 	mustContain(t, v, "DISCONNECTED", "(disconnected: the last state read, 0s ago)", "! lost the daemon (retrying in 1s): no daemon running on repo /r")
 	if m.streamBusy || m.backoff != 2*minBackoff {
@@ -443,7 +463,15 @@ func TestDisconnectReconnect(t *testing.T) {
 	if m.backoff != maxBackoff {
 		t.Fatalf("backoff %v, want the cap %v", m.backoff, maxBackoff)
 	}
-	// No retry before its time; one after.
+	// The retry timer reads the daemon again, unless a read is under way.
+	m.refreshing = false
+	if _, cmd := m.Update(retryMsg{}); cmd == nil || !m.refreshing {
+		t.Fatal("the retry timer did not read the daemon")
+	}
+	if _, cmd := m.Update(retryMsg{}); cmd != nil {
+		t.Fatal("a second read started while one was under way")
+	}
+	// The clock's ticks also retry, not before the backoff has run out.
 	m.refreshing = false
 	m.onTick(now)
 	if m.refreshing {
@@ -478,10 +506,28 @@ func TestWaitingForDaemon(t *testing.T) {
 	m.Update(tea.WindowSizeMsg{Width: 80, Height: 24})
 	m.Update(snapshotMsg{err: &api.NoDaemonError{Repo: "/tmp/no-repo"}})
 	v := checkFrame(t, m, 80, 24)
-	mustContain(t, v, "DISCONNECTED", "Waiting for the daemon on repo /tmp/no-repo", "no daemon running on repo /tmp/no-repo")
+	mustContain(t, v, "DISCONNECTED", "Waiting for the daemon on repo /tmp/no-repo", "no daemon running on repo /tmp/no-repo",
+		"(start one with: peer daemon --repo", "/tmp/no-repo)", "(retrying in 1s)")
 	// Keys work while waiting.
 	press(m, "3")
 	checkFrame(t, m, 80, 24)
+}
+
+func TestWordWrap(t *testing.T) {
+	for _, c := range []struct {
+		s           string
+		first, rest int
+		want        []string
+	}{
+		{"", 5, 5, []string{""}},
+		{"a bb ccc", 4, 8, []string{"a bb", "ccc"}},
+		{"abcdefghij klm", 4, 6, []string{"abcd", "efghij", "klm"}},
+		{"xy abcdefghij", 4, 4, []string{"xy", "abcd", "efgh", "ij"}},
+	} {
+		if got := wordWrap(c.s, c.first, c.rest); !slices.Equal(got, c.want) {
+			t.Errorf("wordWrap(%q, %d, %d) = %q, want %q", c.s, c.first, c.rest, got, c.want)
+		}
+	}
 }
 
 func TestFormat(t *testing.T) {

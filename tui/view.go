@@ -148,7 +148,13 @@ func (m *Model) body(w, h int) []string {
 	if !m.everSeen {
 		lines := []string{"", "  Waiting for the daemon on repo " + m.client.Repo() + " ..."}
 		if m.connErr != "" {
-			lines = append(lines, "", "  "+styleErr.Render(m.connErr)+m.retryText())
+			// The error in full: it says how to start a daemon.
+			wrapped := lipgloss.NewStyle().Width(w - 4).Render(m.connErr)
+			lines = append(lines, "")
+			for _, l := range strings.Split(wrapped, "\n") {
+				lines = append(lines, "  "+styleErr.Render(strings.TrimRight(l, " ")))
+			}
+			lines = append(lines, "  "+strings.TrimSpace(m.retryText()))
 		}
 		return wrapLines(lines, w)
 	}
@@ -216,11 +222,24 @@ func (m *Model) overview(w, h int) []string {
 		storage += " (no limit)"
 	}
 	lines = append(lines, row("Storage", storage))
-	under := plural(s.UnderReplicated, "block") + " below r replicas"
+	under := fmt.Sprintf("%d block copies missing", s.UnderReplicated)
+	if s.UnderReplicated == 1 {
+		under = "1 block copy missing"
+	}
 	if s.UnderReplicated > 0 {
 		under = styleErr.Render(under)
 	}
-	lines = append(lines, row("Repair", under))
+	r := s.Repair
+	lines = append(lines, row("Repair", fmt.Sprintf("%s; %s, %s (%s) moved", under,
+		plural(r.Rounds, "round"), plural(r.BlocksMoved, "block"), bytesText(r.BytesMoved))))
+	last := "no round yet"
+	if !r.LastRound.IsZero() {
+		last = "last round " + durationText(m.opts.Now().Sub(r.LastRound)) + " ago"
+	}
+	if r.InProgress {
+		last += ", one running"
+	}
+	lines = append(lines, strings.Repeat(" ", 13)+fmt.Sprintf("%s pending handoff, %s", plural(r.HintsPending, "hint"), last))
 	lines = append(lines,
 		row("Traffic", fmt.Sprintf("in  %-10s (%s total)", rateText(s.RateIn), bytesText(s.BytesIn))),
 		strings.Repeat(" ", 13)+fmt.Sprintf("out %-10s (%s total)", rateText(s.RateOut), bytesText(s.BytesOut)),
@@ -239,26 +258,43 @@ func (m *Model) overview(w, h int) []string {
 	lines = append(lines, row("Transfers", fmt.Sprintf("%d running, %d done, %d failed", running, done, failed)))
 	if room := h - len(lines) - 2; room > 0 && len(m.events) > 0 {
 		lines = append(lines, "", " "+styleHead.Render("Recent events"))
-		lines = append(lines, m.eventLines(w, room, 0)...)
+		lines = append(lines, m.eventLines(w, room, 0, false)...)
 	}
 	return wrapLines(lines, w)
 }
 
 // eventLines are the last n events (skipping the newest skip), oldest first.
-func (m *Model) eventLines(w, n, skip int) []string {
-	end := max(0, len(m.events)-skip)
-	start := max(0, end-n)
+// eventLines are the last n lines of events (skipping the newest skip
+// events), oldest first. With wrap each event's message is shown in full
+// over as many lines as it takes; without, one line each.
+func (m *Model) eventLines(w, n, skip int, wrap bool) []string {
+	const indent = 10 // continuation lines start under the kind
 	var out []string
-	for _, e := range m.events[start:end] {
-		t := e.Time.Local().Format("15:04:05")
-		line := fmt.Sprintf(" %s %-19s %s", t, e.Kind, e.Message)
-		switch e.Kind {
-		case api.EventPeerFailed, api.EventShareFailed, api.EventFetchFailed:
-			line = styleErr.Render(cut(line, w))
-		case api.EventRepair:
-			line = styleAccent.Render(cut(line, w))
+	for i := len(m.events) - 1 - skip; i >= 0 && len(out) < n; i-- {
+		e := m.events[i]
+		head := fmt.Sprintf(" %s %-19s ", e.Time.Local().Format("15:04:05"), e.Kind)
+		msg := []string{e.Message}
+		if wrap {
+			msg = wordWrap(e.Message, w-len(head), w-indent)
 		}
-		out = append(out, line)
+		lines := make([]string, len(msg))
+		for j, l := range msg {
+			if j == 0 {
+				lines[j] = cut(head+l, w)
+			} else {
+				lines[j] = strings.Repeat(" ", indent) + l
+			}
+			switch e.Kind {
+			case api.EventPeerFailed, api.EventShareFailed, api.EventFetchFailed, api.EventUnderReplicated:
+				lines[j] = styleErr.Render(lines[j])
+			case api.EventRepair, api.EventHandoff:
+				lines[j] = styleAccent.Render(lines[j])
+			}
+		}
+		out = append(lines, out...)
+	}
+	if len(out) > n {
+		out = out[len(out)-n:]
 	}
 	return out
 }
@@ -272,7 +308,7 @@ func (m *Model) logView(w, h int) []string {
 		header += fmt.Sprintf(" (scrolled back %d; down returns to the newest)", m.logScroll)
 	}
 	lines := []string{styleDim.Render(header)}
-	lines = append(lines, m.eventLines(w, h-1, m.logScroll)...)
+	lines = append(lines, m.eventLines(w, h-1, m.logScroll, true)...)
 	return wrapLines(lines, w)
 }
 
@@ -505,4 +541,35 @@ func rolesText(roles []string) string {
 		}
 	}
 	return strings.Join(short, ",")
+}
+
+// wordWrap breaks s into lines of at most first cells, then rest cells,
+// between words; a word longer than a line is cut.
+func wordWrap(s string, first, rest int) []string {
+	first, rest = max(first, 1), max(rest, 1)
+	var lines []string
+	line, width := "", first
+	for _, word := range strings.Fields(s) {
+		for len(word) > width && line == "" {
+			lines = append(lines, word[:width])
+			word, width = word[width:], rest
+		}
+		switch {
+		case line == "":
+			line = word
+		case len(line)+1+len(word) <= width:
+			line += " " + word
+		default:
+			lines = append(lines, line)
+			line, width = word, rest
+			for len(line) > width {
+				lines = append(lines, line[:width])
+				line = line[width:]
+			}
+		}
+	}
+	if line != "" || len(lines) == 0 {
+		lines = append(lines, line)
+	}
+	return lines
 }

@@ -156,7 +156,7 @@ func hasAll(want ...string) func(string) bool {
 }
 
 // What changes from run to run on a screen of a real ring: ports, clock
-// times, uptime, round trips, rates and traffic counts. normalizeScreen
+// times, uptime, repair progress, round trips, rates and traffic counts. normalizeScreen
 // replaces each with a placeholder padded to the width of the value and
 // the spaces after it, which is a table column's width, so the layout is
 // kept.
@@ -170,10 +170,12 @@ var (
 		{regexp.MustCompile(`\d+(\.\d)? (B|KiB|MiB|GiB)/s *`), "RATE"},
 		{regexp.MustCompile(`\(\d+(\.\d)? (B|KiB|MiB|GiB) total\) *`), "(BYTES total)"},
 	}
-	uptime  = regexp.MustCompile(`^( Uptime +)\S+ *`)
-	port    = regexp.MustCompile(`/(tcp|udp)/\d+`)
-	peerRow = regexp.MustCompile(`^[> ] \.\.\S+ +\S+ +RTT +`)
-	bytesRe = regexp.MustCompile(`\d+(\.\d)? (B|KiB|MiB|GiB)\b *`)
+	// The label of a row whose value is volatile: uptime, and repair,
+	// which runs on its own timers.
+	volatileRow = regexp.MustCompile(`^( Uptime +| Repair +| {13}(\d+ hints? pending))`)
+	port        = regexp.MustCompile(`/(tcp|udp)/\d+`)
+	peerRow     = regexp.MustCompile(`^[> ] \.\.\S+ +\S+ +RTT +`)
+	bytesRe     = regexp.MustCompile(`\d+(\.\d)? (B|KiB|MiB|GiB)\b *`)
 )
 
 // padTo replaces every match of re in s with what, padded with spaces to
@@ -195,8 +197,9 @@ func normalizeScreen(screen string) string {
 		for _, v := range volatile {
 			l = padTo(v.re, l, v.with)
 		}
-		if m := uptime.FindStringSubmatch(l); m != nil {
-			l = m[1] + padTo(regexp.MustCompile(`^\S+ *`), l[len(m[1]):], "UPTIME")
+		if m := volatileRow.FindStringSubmatch(l); m != nil {
+			label := strings.TrimSuffix(m[1], m[2])
+			l = label + padTo(regexp.MustCompile(`^.*$`), l[len(label):], "VALUE")
 		}
 		if peerRow.MatchString(l) {
 			l = padTo(bytesRe, l, "BYTES") // traffic with a peer

@@ -128,16 +128,17 @@ type chunk struct {
 
 // pipe moves bytes from r (sent by node from) to w (received by node to):
 // from's uplink paces the reads, the chunks then wait out the one-way
-// delay, and to's downlink paces the writes. The queue between holds a
-// bandwidth-delay product, so the delay does not cut the rate; when it is
-// full, reads stop and TCP pushes back on the sender.
+// delay, and to's downlink paces the writes. The queue between holds twice
+// the bandwidth-delay product (room for a writer that wakes late), so the
+// delay does not cut the rate; when it is full, reads stop and TCP pushes
+// back on the sender.
 func pipe(r, w net.Conn, from, to *node, abort func()) {
 	delay := oneWay(from, to)
 	rate := slowest(from.link.Rate, to.link.Rate) / 8
 	size := chunkSize(rate)
 	depth := 4
 	if rate > 0 {
-		depth += int(rate * delay.Seconds() / float64(size))
+		depth += int(2 * rate * delay.Seconds() / float64(size))
 	} else {
 		depth += int(delay / time.Millisecond) // unlimited rate: about one chunk per ms of delay
 	}

@@ -72,6 +72,8 @@ func balance(peers int, profile string, seed uint64, minV, maxV int, clientBelow
 	for _, v := range []int{1, 8, 20, 64} {
 		schemes = append(schemes, balanceScheme{fmt.Sprintf("%d each", v), func(float64) int { return v }})
 	}
+	schemes = append(schemes, balanceScheme{"chord.CapacityForBandwidth: log-scaled, 1 at 32 kbit/s to 8 at 100 Mbit/s",
+		func(c float64) int { return chord.CapacityForBandwidth(8 * c) }})
 	type weighted struct {
 		below float64
 		minV  int

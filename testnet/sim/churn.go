@@ -82,6 +82,9 @@ type churnReport struct {
 	Hops                                    float64
 	Latency                                 mockring.Dist
 	FirstLookupError                        error
+	FirstWrong                              error // the oracle's complaint about the first wrong answer not due to a newcomer
+	WrongNewcomer                           int   // wrong only because the true successor joined within newcomerWindow
+	OriginGone                              int   // lookups and failed puts whose asker crashed before the answer
 	// Blocks.
 	Puts, Acked               int
 	FirstPutError             error
@@ -96,18 +99,29 @@ func (r churnReport) write(out io.Writer, f churnFlags) {
 	fmt.Fprintf(out, "| crashes | joins | failed joins | live peers min / mean / max | timer lateness p50 / p99 / max |\n|---|---|---|---|---|\n| %d | %d | %d | %d / %.1f / %d | %s / %s / %s |\n\n",
 		r.Crashes, r.Joins, r.JoinFailures, r.LiveMin, r.LiveMean, r.LiveMax, ms(r.Lateness.P50), ms(r.Lateness.P99), ms(r.Lateness.Max))
 	fmt.Fprintf(out, "Maintenance alone (first %v simulated, no workload), per live peer and simulated second: **%.2f calls, %.0f B** of ring payload sent.\n\n", r.QuietSim.Round(time.Second), r.MaintCalls, r.MaintBytes)
-	fmt.Fprintf(out, "| lookups | right | first live right | errors | hops mean | latency p50 | p90 | p99 |\n|---|---|---|---|---|---|---|---|\n| %d | %.2f%% | %.2f%% | %d | %.2f | %s | %s | %s |\n\n",
-		r.Lookups, pct(r.Right, r.Lookups), pct(r.FirstLive, r.Lookups), r.LookupErrors, r.Hops, ms(r.Latency.P50), ms(r.Latency.P90), ms(r.Latency.P99))
+	fmt.Fprintf(out, "| lookups | right | wrong: the successor joined < %v before | first live right | errors | hops mean | latency p50 | p90 | p99 |\n|---|---|---|---|---|---|---|---|---|\n| %d | %.2f%% | %.2f%% | %.2f%% | %d | %.2f | %s | %s | %s |\n\n",
+		time.Duration(float64(newcomerWindowSim)).Round(time.Second), r.Lookups, pct(r.Right, r.Lookups), pct(r.WrongNewcomer, r.Lookups), pct(r.FirstLive, r.Lookups), r.LookupErrors, r.Hops, ms(r.Latency.P50), ms(r.Latency.P90), ms(r.Latency.P99))
+	fmt.Fprintf(out, "Not counted: %d lookups and failed puts whose asker crashed before the answer.\n\n", r.OriginGone)
 	fmt.Fprintf(out, "Right: the first node returned is the key's successor among the peers live when the answer came (Oracle.CheckLookup); first live right: the first live node returned is (CheckFirstLive). Latencies are wall clock: the network's delays are not scaled.\n\n")
 	fmt.Fprintf(out, "| blocks put | acknowledged (W = 2 of r = 3) | at the end: a live peer holds a copy | lost (no live copy) | retrievable by Get from a random live peer |\n|---|---|---|---|---|\n| %d | %d | %d | %d | %d |\n\n",
 		r.Puts, r.Acked, r.WithLiveCopy, r.Acked-r.WithLiveCopy, r.Retrievable)
 	if r.FirstLookupError != nil {
 		fmt.Fprintf(out, "First lookup error: %v\n\n", r.FirstLookupError)
 	}
+	if r.FirstWrong != nil {
+		fmt.Fprintf(out, "First wrong answer: %v\n\n", r.FirstWrong)
+	}
 	if r.FirstPutError != nil {
 		fmt.Fprintf(out, "First put error: %v\n\n", r.FirstPutError)
 	}
 }
+
+// newcomerWindowSim is how recent (simulated time) a join must be for a
+// lookup that misses the newcomer to be counted apart: a few stabilization
+// rounds, the time its predecessors need to learn of it.
+const newcomerWindowSim = 10 * time.Second
+
+func (cn *churnNet) newcomerWindow() time.Duration { return scaledDur(newcomerWindowSim, cn.f.scale) }
 
 func scaledDur(d time.Duration, scale float64) time.Duration {
 	return time.Duration(float64(d) / scale)
@@ -126,6 +140,7 @@ type churnNet struct {
 	base   peer.Config
 	dir    string
 	stores sync.Map // *peer.Node -> *blocks.Store
+	joined sync.Map // peer address -> time.Time it joined (absent: at the start)
 
 	mu                           sync.Mutex
 	stops                        map[*peer.Node]context.CancelFunc
@@ -364,6 +379,7 @@ func (cn *churnNet) place(ctx context.Context, i int, n *peer.Node, rng *mrand.R
 			if cfg.Store != nil {
 				cn.stores.Store(m, cfg.Store)
 			}
+			cn.joined.Store(string(m.Host().ID()), time.Now())
 			cn.mu.Lock()
 			cn.joins++
 			cn.mu.Unlock()
@@ -379,16 +395,18 @@ type workload struct {
 	cn   *churnNet
 	mode chord.LookupMode
 
-	mu       sync.Mutex
-	rng      *mrand.Rand
-	lookups  []lookupResult
-	puts     int
-	acked    []cid.Cid
-	firstPut error
+	mu         sync.Mutex
+	rng        *mrand.Rand
+	lookups    []lookupResult
+	originGone int // lookups and puts whose asker crashed before the answer: not counted
+	puts       int
+	acked      []cid.Cid
+	firstPut   error
 }
 
 type lookupResult struct {
-	err         error
+	newcomer    bool // wrong because the true successor joined within newcomerWindow
+	err, wrong  error
 	hops        int
 	latency     time.Duration
 	right, live bool
@@ -445,9 +463,23 @@ func (w *workload) lookup() {
 	t := time.Now()
 	res, err := n.Chord().LookupMode(ctx, key, 1, w.mode)
 	r := lookupResult{err: err, hops: res.Hops, latency: time.Since(t)}
+	if w.cn.Dead(n) {
+		w.mu.Lock()
+		w.originGone++
+		w.mu.Unlock()
+		return // the asker crashed meanwhile: its answer says nothing
+	}
 	if err == nil {
 		o := w.cn.Oracle()
-		r.right = o.CheckLookup(key, res) == nil
+		r.wrong = o.CheckLookup(key, res)
+		r.right = r.wrong == nil
+		if !r.right {
+			// A peer that joined moments ago is not yet in its
+			// predecessors' lists: count those misses apart.
+			if at, ok := w.cn.joined.Load(o.Successor(key).Addr); ok && time.Since(at.(time.Time)) < w.cn.newcomerWindow() {
+				r.newcomer = true
+			}
+		}
 		r.live = o.CheckFirstLive(key, res, func(ref chord.Ref) bool { return w.cn.Net.Alive(p2pID(ref.Addr)) }) == nil
 	}
 	w.mu.Lock()
@@ -472,6 +504,10 @@ func (w *workload) put() {
 	err = n.Put(ctx, c, data)
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if err != nil && w.cn.Dead(n) {
+		w.originGone++
+		return
+	}
 	w.puts++
 	if err != nil {
 		if w.firstPut == nil {
@@ -497,8 +533,13 @@ func (w *workload) report(rep *churnReport) {
 		}
 		lat = append(lat, r.latency)
 		hops += r.hops
-		if r.right {
+		switch {
+		case r.right:
 			rep.Right++
+		case r.newcomer:
+			rep.WrongNewcomer++
+		case rep.FirstWrong == nil:
+			rep.FirstWrong = r.wrong
 		}
 		if r.live {
 			rep.FirstLive++
@@ -509,6 +550,7 @@ func (w *workload) report(rep *churnReport) {
 	}
 	rep.Latency = mockring.NewDist(lat)
 	rep.Puts, rep.Acked, rep.FirstPutError = w.puts, len(w.acked), w.firstPut
+	rep.OriginGone = w.originGone
 }
 
 func p2pID(addr string) p2ppeer.ID { return p2ppeer.ID(addr) }

@@ -260,17 +260,35 @@ func runFetch(ctx context.Context, f fetchFlags, out io.Writer) ([]fetchResult, 
 			limit += 3 * time.Duration(float64(f.size)/r.Bottleneck*float64(time.Second))
 		}
 		fctx, cancel := context.WithTimeout(ctx, limit)
-		h := sha256.New()
+		// Blocks land at their offsets as they arrive, as `peer fetch -o
+		// FILE` writes them: one slow block does not hold the others back.
+		buf := &memFile{}
 		start := time.Now()
-		err := share.Fetch(fctx, root, s.Nodes[i], share.ToWriter(h), share.FetchOptions{Window: f.window})
+		err := share.Fetch(fctx, root, s.Nodes[i], share.ToWriterAt(buf), share.FetchOptions{Window: f.window})
 		cancel()
 		r.Elapsed = time.Since(start)
 		r.Rate = float64(f.size) / r.Elapsed.Seconds()
-		if err == nil && !bytes.Equal(h.Sum(nil), want[:]) {
+		if got := sha256.Sum256(buf.b); err == nil && got != want {
 			err = fmt.Errorf("fetched bytes differ from the file")
 		}
 		r.Err = err
 		res = append(res, r)
 	}
 	return res, nil
+}
+
+// memFile is an in-memory io.WriterAt, the file a fetch writes.
+type memFile struct {
+	mu sync.Mutex
+	b  []byte
+}
+
+func (m *memFile) WriteAt(p []byte, off int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if end := off + int64(len(p)); end > int64(len(m.b)) {
+		m.b = append(m.b, make([]byte, end-int64(len(m.b)))...)
+	}
+	copy(m.b[off:], p)
+	return len(p), nil
 }

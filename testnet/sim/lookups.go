@@ -40,11 +40,9 @@ func lookupsCmd(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	header(out, fmt.Sprintf("Lookups: %d peers, %s, profile %s", f.peers, f.vnodesDesc(), f.profile), append([]string{"lookups"}, args...))
-	rep, err := runLookups(ctx, f, out)
-	if err != nil {
+	if _, err := runLookups(ctx, f, out); err != nil {
 		return err
 	}
-	_ = rep
 	fmt.Fprintf(out, "Load average at the end: %s.\n", loadavg())
 	return nil
 }
@@ -116,6 +114,9 @@ func runLookups(ctx context.Context, f lookupsFlags, out io.Writer) (lookupsResu
 	fmt.Fprintf(out, "### Direct round trip between two random peers\n\nOne small request and its response on a new stream over an open connection (the shape of a ring call), %d random pairs: p50 %s, p90 %s, p99 %s. Latencies below are also given as multiples of this p50 (**RTT**).\n\n",
 		rtt.N, ms(rtt.P50), ms(rtt.P90), ms(rtt.P99))
 
+	if fl, err := lookupFloor(f.common, 100000, base.Chord.SuccessorListLen); err == nil {
+		fmt.Fprintf(out, "%s As multiples of RTT: p50 %.2f, p99 %.2f.\n\n", floorText(fl), ratio(fl.P50, rtt.P50), ratio(fl.P99, rtt.P50))
+	}
 	qs := s.Queries(f.lookups)
 	fmt.Fprintf(out, "### chordshare lookups (want 1 successor, %d in flight)\n\nPass 2 repeats pass 1's lookups (same origins and keys), so the connections it needs are open. Right: the answer's first node is the key's true successor (Oracle.CheckLookup). Messages: ring frames written (requests and responses) per lookup.\n\n", f.concurrency)
 	fmt.Fprintf(out, "| mode | pass | lookups | right | errors | hops mean / p99 | latency p50 | p90 | p99 | p50/RTT | p99/RTT | messages/lookup | timer lateness p99 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")

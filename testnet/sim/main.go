@@ -14,6 +14,9 @@
 //	             the bottleneck of its downlink and the holders' uplinks
 //	sim balance  keys per peer relative to capacity, with and without
 //	             capacity-weighted virtual nodes (no network)
+//	sim floor    the lookup latency no routing can beat on a profile: one
+//	             round trip from the origin to the nearest peer that knows
+//	             the key's successor (no network)
 package main
 
 import (
@@ -49,11 +52,12 @@ var commands = map[string]func(ctx context.Context, args []string, out io.Writer
 	"churn":   churnCmd,
 	"fetch":   fetchCmd,
 	"balance": balanceCmd,
+	"floor":   floorCmd,
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 || commands[args[0]] == nil {
-		return errors.New("usage: sim lookups|churn|fetch|balance [flags] (sim CMD -h lists the flags)")
+		return errors.New("usage: sim lookups|churn|fetch|balance|floor [flags] (sim CMD -h lists the flags)")
 	}
 	return commands[args[0]](ctx, args[1:], out)
 }

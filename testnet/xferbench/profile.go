@@ -115,12 +115,8 @@ func hashIn(callers ...string) func(leaf, stack string) bool {
 
 var categories = []category{
 	{"SHA-256: import, naming each block", hashIn("V1Builder")},
-	{"SHA-256: Node.Put re-checking the importer's block", func(leaf, stack string) bool {
-		return has(leaf, "sha256") && has(stack, "peer.(*Node).Put\n") && !has(stack, "storeAt", "serveBlock")
-	}},
-	{"SHA-256: serveBlock checking a received put", hashIn("peer.verify\nchordshare/peer.(*Node).serveBlock")},
 	{"SHA-256: Store.Put checking before writing", hashIn("blocks.(*Store).Put")},
-	{"SHA-256: Store.Get checking what it read", hashIn("blocks.(*Store).Get")},
+	{"SHA-256: Store.Get checking what it read", hashIn("blocks.(*Store).Get")}, // and GetWith
 	{"SHA-256: fetchFrom checking a received block", hashIn("fetchFrom")},
 	{"SHA-256: share's fetcher checking the block again", hashIn("share.verify")},
 	{"SHA-256: elsewhere", func(leaf, _ string) bool { return has(leaf, "sha256") }},

@@ -271,9 +271,9 @@ func perfSample(frames ...string) string {
 
 func TestClassify(t *testing.T) {
 	script := perfSample("crypto/internal/fips140/sha256.blockSHANI.abi0", "crypto/sha256.Sum256",
-		"github.com/ipfs/go-cid.Prefix.Sum", "chordshare/peer.verify", "chordshare/peer.(*Node).serveBlock", "runtime.goexit.abi0") +
-		perfSample("crypto/internal/fips140/sha256.blockSHANI.abi0", "chordshare/peer.verify",
-			"chordshare/peer.(*Node).Put", "chordshare/share.(*putService).Add.func1") +
+		"github.com/ipfs/go-cid.Prefix.Sum", "chordshare/peer.verify", "chordshare/peer.(*Node).fetchFrom", "runtime.goexit.abi0") +
+		perfSample("crypto/internal/fips140/sha256.blockSHANI.abi0", "chordshare/blocks.verify", "chordshare/blocks.(*Store).GetWith",
+			"chordshare/peer.(*Node).readLocal", "chordshare/peer.(*Node).serveBlockRequest") +
 		// The sharer storing its own replica: Put's goroutine, not Put itself.
 		perfSample("crypto/internal/fips140/sha256.blockSHANI.abi0", "chordshare/blocks.verify", "chordshare/blocks.(*Store).Put",
 			"chordshare/peer.(*Node).storeAt", "chordshare/peer.(*Node).Put.func1") +
@@ -282,12 +282,12 @@ func TestClassify(t *testing.T) {
 		perfSample("[unknown]")
 	got := classify(script)
 	want := profile{
-		"SHA-256: serveBlock checking a received put":        1,
-		"SHA-256: Node.Put re-checking the importer's block": 1,
-		"SHA-256: Store.Put checking before writing":         1,
-		"copying in protobuf marshal/unmarshal":              1,
-		"Go GC: mark workers, assists, sweeping":             1,
-		"other":                                              1,
+		"SHA-256: fetchFrom checking a received block": 1,
+		"SHA-256: Store.Get checking what it read":     1,
+		"SHA-256: Store.Put checking before writing":   1,
+		"copying in protobuf marshal/unmarshal":        1,
+		"Go GC: mark workers, assists, sweeping":       1,
+		"other":                                        1,
 	}
 	if len(got) != len(want) || got.total() != 6 {
 		t.Errorf("classify: %v, want %v", got, want)
