@@ -76,9 +76,9 @@ func verify(c cid.Cid, data []byte) error {
 type blockClient struct {
 	streams *blockStreams
 	rates   *replicaRates
-	// BadStreams counts inbound block streams reset for a malformed
-	// request.
-	badStreams atomic.Int64
+	// badStreams counts inbound block streams reset for a malformed
+	// request; served, the GETs answered with a block.
+	badStreams, served atomic.Int64
 }
 
 func newBlockClient() *blockClient {
@@ -91,8 +91,10 @@ func (b *blockClient) close() { b.streams.close() }
 // returns the response and its payload, a pooled buffer the caller hands
 // back with putBuf (nil if the response carries none). It reuses an idle
 // stream to p when there is one; an idle stream the peer has meanwhile
-// closed costs a retry on the next one, never a failure.
-func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockRequest, payload []byte, size int) (*pb.BlockResponse, []byte, error) {
+// closed costs a retry on the next one, never a failure. answering, if
+// set, is called when the response's header has arrived: the peer is
+// alive and sending.
+func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockRequest, payload []byte, size int, answering func()) (*pb.BlockResponse, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, transferTimeout(size))
 	defer cancel()
 	for {
@@ -105,7 +107,7 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 			}
 			bs = &blockStream{s: s, r: bufio.NewReaderSize(s, 4<<10)}
 		}
-		resp, data, err := bs.exchange(ctx, req, payload)
+		resp, data, err := bs.exchange(ctx, req, payload, answering)
 		if err == nil {
 			n.blocks.streams.put(p, bs)
 			if err := responseError(resp); err != nil {
@@ -122,9 +124,9 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 }
 
 // exchange is one request and its response on bs, bounded by ctx.
-func (bs *blockStream) exchange(ctx context.Context, req *pb.BlockRequest, payload []byte) (*pb.BlockResponse, []byte, error) {
+func (bs *blockStream) exchange(ctx context.Context, req *pb.BlockRequest, payload []byte, answering func()) (*pb.BlockResponse, []byte, error) {
 	stop := bound(ctx, bs.s)
-	resp, data, err := bs.roundTrip(req, payload)
+	resp, data, err := bs.roundTrip(req, payload, answering)
 	if !stop() {
 		// ctx ended and reset the stream: whatever came back is moot.
 		putBuf(data)
@@ -133,13 +135,16 @@ func (bs *blockStream) exchange(ctx context.Context, req *pb.BlockRequest, paylo
 	return resp, data, err
 }
 
-func (bs *blockStream) roundTrip(req *pb.BlockRequest, payload []byte) (*pb.BlockResponse, []byte, error) {
+func (bs *blockStream) roundTrip(req *pb.BlockRequest, payload []byte, answering func()) (*pb.BlockResponse, []byte, error) {
 	if err := writeBlockMsg(bs.s, req, payload); err != nil {
 		return nil, nil, err
 	}
 	resp := &pb.BlockResponse{}
 	if err := readBlockHeader(bs.r, resp); err != nil {
 		return nil, nil, err
+	}
+	if answering != nil {
+		answering()
 	}
 	if resp.GetSize() > maxBlockSize {
 		return nil, nil, fmt.Errorf("%w: a %d-byte block, the limit is %d", errBadMessage, resp.GetSize(), maxBlockSize)
@@ -172,7 +177,13 @@ func responseError(resp *pb.BlockResponse) error {
 // fetchFrom gets block c from p and verifies it. The block is in a pooled
 // buffer: the caller may hand it back with putBuf once done with it.
 func (n *Node) fetchFrom(ctx context.Context, p p2ppeer.ID, c cid.Cid) ([]byte, error) {
-	_, data, err := n.blockExchange(ctx, p, &pb.BlockRequest{Type: pb.BlockRequest_GET, Cid: c.Bytes()}, nil, maxBlockSize)
+	return n.fetchFromNotify(ctx, p, c, nil)
+}
+
+// fetchFromNotify is fetchFrom calling answering once p has started to
+// send its answer.
+func (n *Node) fetchFromNotify(ctx context.Context, p p2ppeer.ID, c cid.Cid, answering func()) ([]byte, error) {
+	_, data, err := n.blockExchange(ctx, p, &pb.BlockRequest{Type: pb.BlockRequest_GET, Cid: c.Bytes()}, nil, maxBlockSize, answering)
 	if err != nil {
 		return nil, fmt.Errorf("get %s from %s: %w", c, p.ShortString(), err)
 	}
@@ -189,7 +200,7 @@ func (n *Node) storeAt(ctx context.Context, p p2ppeer.ID, c cid.Cid, data []byte
 		return n.storeLocal(c, data)
 	}
 	req := &pb.BlockRequest{Type: pb.BlockRequest_PUT, Cid: c.Bytes(), Size: uint32(len(data))}
-	_, extra, err := n.blockExchange(ctx, p, req, data, len(data))
+	_, extra, err := n.blockExchange(ctx, p, req, data, len(data), nil)
 	putBuf(extra)
 	if err != nil {
 		return fmt.Errorf("put %s on %s: %w", c, p.ShortString(), err)
@@ -267,6 +278,7 @@ func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
 			break
 		}
 		resp.Size = uint32(len(payload))
+		n.blocks.served.Add(1)
 	case pb.BlockRequest_PUT:
 		data, err := readPayload(r, req.GetSize())
 		if err != nil {

@@ -28,29 +28,36 @@ const (
 	errorTextLen   = 200
 )
 
+// headFrame is how much of a payload rides in the header's write: small
+// payloads whole, and the first bytes of a large one, so that the peer
+// sees the answer start flowing (the hedge in Get waits for that) and
+// mocknet, which holds back writes under 256 bytes until the next one is
+// due, delivers the header on time.
+const headFrame = 4 << 10
+
 // writeBlockMsg sends hdr and then payload. The payload goes to the stream
-// as it is: no copy into a message.
+// as it is, past its first headFrame bytes: no copy into a message.
 func writeBlockMsg(s network.Stream, hdr proto.Message, payload []byte) error {
-	var buf [maxBlockHeader + binary.MaxVarintLen64]byte
 	n := proto.Size(hdr)
 	if n > maxBlockHeader {
 		return fmt.Errorf("block header of %d bytes exceeds %d", n, maxBlockHeader)
 	}
-	b := binary.AppendUvarint(buf[:0], uint64(n))
+	// The frame escapes to the stream: pooled, not on the stack.
+	frame := getBuf(binary.MaxVarintLen64 + maxBlockHeader + headFrame)
+	defer putBuf(frame)
+	b := binary.AppendUvarint(frame[:0], uint64(n))
 	b, err := proto.MarshalOptions{UseCachedSize: true}.MarshalAppend(b, hdr)
 	if err != nil {
 		return err
 	}
-	if len(payload) <= 4<<10 {
-		// Small payloads ride in the header's write: one frame, not two.
-		b = append(b, payload...)
-		_, err = s.Write(b)
-		return err
-	}
+	head := min(len(payload), headFrame)
+	b = append(b, payload[:head]...)
 	if _, err := s.Write(b); err != nil {
 		return err
 	}
-	_, err = s.Write(payload)
+	if head < len(payload) {
+		_, err = s.Write(payload[head:])
+	}
 	return err
 }
 

@@ -106,6 +106,20 @@ func (r *replicaRates) pick(peers []p2ppeer.ID, rtt func(p2ppeer.ID) (time.Durat
 	return pick
 }
 
+// expected is the wait p's measurement predicts for a request just
+// started: requests in flight (this one included) x time per block.
+func (r *replicaRates) expected(p p2ppeer.ID) (time.Duration, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pr := r.peers[p]
+	if pr == nil || pr.blockTime == 0 {
+		return 0, false
+	}
+	age := r.now().Sub(pr.sampled)
+	t := time.Duration(float64(pr.blockTime) * math.Exp2(-float64(age)/float64(rateHalfLife)))
+	return time.Duration(max(pr.inflight, 1)) * t, true
+}
+
 // fetchOutcome is how a request to a replica ended.
 type fetchOutcome int
 

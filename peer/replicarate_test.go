@@ -12,6 +12,8 @@ import (
 	"github.com/ipfs/go-cid"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 
+	"chordshare/blocks"
+
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -204,5 +206,89 @@ func TestGetSpreadsOverReplicasAndAvoidsSlowOne(t *testing.T) {
 	}
 	if took > 4*time.Second {
 		t.Errorf("the fetch took %v: it waited for the slow replica", took)
+	}
+}
+
+// blockNotHeldBy puts random blocks of size bytes from r.nodes[0] until one
+// is not held by fetcher, and returns it with its bytes: on a 4-peer ring
+// its three replicas are then the other peers.
+func blockNotHeldBy(t *testing.T, r *mockRing, stores map[*Node]*blocks.Store, fetcher *Node, size int, seed uint64) (cid.Cid, []byte) {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	for range 200 {
+		data := make([]byte, size)
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		c := rawBlock(t, data)
+		if err := r.nodes[0].Put(context.Background(), c, data); err != nil {
+			t.Fatal(err)
+		}
+		r.nodes[0].bg.Wait()
+		if !stores[fetcher].Has(c) {
+			return c, data
+		}
+	}
+	t.Fatal("no block off the fetcher in 200 tries")
+	return cid.Undef, nil
+}
+
+// A replica that is sending a block slowly is not hedged (every replica
+// would share the fetcher's thin link and send it again); replicas that do
+// not answer at all are.
+func TestGetHedgesStalledNotSlowReplicas(t *testing.T) {
+	r, stores := storedRing(t, 4)
+	fetcher := r.nodes[3]
+	c, data := blockNotHeldBy(t, r, stores, fetcher, 256<<10, 11)
+	var others []*Node
+	for _, n := range r.nodes[:3] {
+		others = append(others, n)
+	}
+	setLinks := func(opts func(n *Node) mocknet.LinkOptions) {
+		for _, n := range others {
+			for _, l := range r.mn.LinksBetweenPeers(fetcher.Host().ID(), n.Host().ID()) {
+				l.SetOptions(opts(n))
+			}
+		}
+	}
+	served := func() (total int64) {
+		for _, n := range others {
+			total += n.blocks.served.Load()
+		}
+		return total
+	}
+
+	// Every replica's link to the fetcher carries 256 KiB/s: the block
+	// takes a second, ten times the first hedge delay.
+	setLinks(func(*Node) mocknet.LinkOptions {
+		return mocknet.LinkOptions{Latency: 5 * time.Millisecond, Bandwidth: 256 << 10}
+	})
+	before := served()
+	got, err := fetcher.Get(context.Background(), c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get over slow links: %v", err)
+	}
+	if n := served() - before; n != 1 {
+		t.Errorf("a block sent slowly was served %d times, want once", n)
+	}
+
+	// Two replicas stall (their answers take 20 s to arrive): the fetch
+	// hedges past them to the third.
+	c, data = blockNotHeldBy(t, r, stores, fetcher, 4<<10, 12)
+	stalled := 0
+	setLinks(func(n *Node) mocknet.LinkOptions {
+		if n == others[2] {
+			return mocknet.LinkOptions{}
+		}
+		stalled++
+		return mocknet.LinkOptions{Latency: 20 * time.Second}
+	})
+	fetcher.blocks.rates = newReplicaRates() // forget what the first part measured
+	start := time.Now()
+	got, err = fetcher.Get(context.Background(), c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get past stalled replicas: %v", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("get past %d stalled replicas took %v: it waited for them", stalled, took)
 	}
 }

@@ -101,15 +101,18 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	}
 	results := make(chan result, len(peers))
 	var last p2ppeer.ID
+	var lastAnswering *atomic.Bool // the last replica asked has started to answer
 	launch := func() {
 		i := n.fastestReplica(peers)
 		p := peers[i]
 		peers = slices.Delete(peers, i, i+1)
 		last = p
+		answering := new(atomic.Bool)
+		lastAnswering = answering
 		done := n.blocks.rates.start(p)
 		began := time.Now()
 		go func() {
-			data, err := n.fetchFrom(ctx, p, c)
+			data, err := n.fetchFromNotify(ctx, p, c, func() { answering.Store(true) })
 			how := fetchOK
 			switch {
 			case err == nil:
@@ -127,7 +130,8 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	tried := len(peers)
 	launch()
 	var errs []error
-	hedge := time.NewTimer(n.hedgeDelay(last))
+	delay, waited := n.hedgeDelay(last), 0
+	hedge := time.NewTimer(delay)
 	defer hedge.Stop()
 	for len(errs) < tried {
 		select {
@@ -138,12 +142,26 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 			errs = append(errs, r.err)
 			if len(peers) > 0 {
 				launch()
+				delay, waited = n.hedgeDelay(last), 0
+				hedge.Reset(delay)
 			}
 		case <-hedge.C:
-			if len(peers) > 0 {
-				launch()
-				hedge.Reset(n.hedgeDelay(last))
+			if len(peers) == 0 {
+				break
 			}
+			// A replica that is already sending the block is working; a
+			// second one would mostly share the same downlink and double
+			// the bytes (on a slow link, every block). Give it twice as
+			// long, a few times over, before asking another.
+			if lastAnswering.Load() && waited < maxHedgeWaits {
+				waited++
+				delay *= 2
+				hedge.Reset(delay)
+				break
+			}
+			launch()
+			delay, waited = n.hedgeDelay(last), 0
+			hedge.Reset(delay)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -157,16 +175,26 @@ func (n *Node) fastestReplica(peers []p2ppeer.ID) int {
 	return n.blocks.rates.pick(peers, func(p p2ppeer.ID) (time.Duration, bool) { return n.ring.RTT(string(p)) })
 }
 
-// hedgeDelay is how long to wait for p before asking another replica too:
-// a few round trips plus the time a block takes at a modest rate, so a
-// healthy peer is rarely doubled up on and a stalled one costs little.
+// hedgeDelay is how long to wait for p, just asked, before asking another
+// replica too: a few round trips plus the time a block takes at a modest
+// rate, so a healthy peer is rarely doubled up on and a stalled one costs
+// little; or, once p's speed is measured, twice the wait it predicts for
+// this request, so that a slow link's blocks are not all sent twice.
 func (n *Node) hedgeDelay(p p2ppeer.ID) time.Duration {
 	const blockAtModestRate = 100 * time.Millisecond // 256 KiB at ~20 Mbit/s
-	if d, ok := n.ring.RTT(string(p)); ok {
-		return 3*d + blockAtModestRate
+	d := 500 * time.Millisecond
+	if rtt, ok := n.ring.RTT(string(p)); ok {
+		d = 3*rtt + blockAtModestRate
 	}
-	return 500 * time.Millisecond
+	if want, ok := n.blocks.rates.expected(p); ok {
+		d = max(d, 2*want)
+	}
+	return d
 }
+
+// maxHedgeWaits is how many times the hedge delay doubles for a replica
+// that is answering, at most 31 times the first delay in all.
+const maxHedgeWaits = 4
 
 // ReplicaError says how a put or get fared with a block's replicas. It
 // matches the replicas' errors with errors.Is (ErrStoreFull,

@@ -33,7 +33,12 @@ func floorCmd(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "%s\n\n", floorText(d))
+	pair, err := pairRTT(c, *count)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%s\n\nThe profile's round trip between two random peers: p50 %s, p99 %s; the floor as multiples of that p50: p50 %.2f, p99 %.2f.\n\n",
+		floorText(d), ms(pair.P50), ms(pair.P99), ratio(d.P50, pair.P50), ratio(d.P99, pair.P50))
 	return nil
 }
 
@@ -43,7 +48,7 @@ func floorText(d mockring.Dist) string {
 }
 
 // lookupFloor draws random origins and keys and returns, for each, the
-// smallest round trip (a.RTT + b.RTT) from the origin to a peer with a
+// smallest round trip ((a.RTT + b.RTT) / 2) from the origin to a peer with a
 // vnode among the key's succlist predecessors, or 0 if the origin has one.
 func lookupFloor(c common, count, succlist int) (mockring.Dist, error) {
 	access, err := netshape.Draw(c.profile, c.peers, c.seed)
@@ -84,11 +89,28 @@ func lookupFloor(c common, count, succlist int) (mockring.Dist, error) {
 				best = 0
 				break
 			}
-			if d := access[o].RTT + access[x].RTT; best < 0 || d < best {
+			if d := (access[o].RTT + access[x].RTT) / 2; best < 0 || d < best {
 				best = d
 			}
 		}
 		out[q] = best
+	}
+	return mockring.NewDist(out), nil
+}
+
+// pairRTT is the profile's round trip between two random distinct peers.
+func pairRTT(c common, count int) (mockring.Dist, error) {
+	access, err := netshape.Draw(c.profile, c.peers, c.seed)
+	if err != nil {
+		return mockring.Dist{}, err
+	}
+	rng := rand.New(rand.NewPCG(c.seed, 0x70616972))
+	var out []time.Duration
+	for range count {
+		a, b := rng.IntN(c.peers), rng.IntN(c.peers)
+		if a != b {
+			out = append(out, 2*netshape.OneWay(access[a], access[b]))
+		}
 	}
 	return mockring.NewDist(out), nil
 }
