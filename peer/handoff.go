@@ -239,6 +239,23 @@ func (n *Node) Leave(ctx context.Context) (RoundStats, error) {
 // run of keys with the same successor; each target is compared by range
 // summary first, so a target that already has them costs one hash.
 func (n *Node) handOff(ctx context.Context, st rangeStore) (RoundStats, error) {
+	return n.pushRuns(ctx, st, true)
+}
+
+// offerStrays pushes the blocks this peer holds but is not a replica of
+// (left on it by joins, or a hint never delivered) to their preference
+// list, compared by summary first: a copy outside the list is one that
+// repair, which compares an arc only within its list, would never find
+// (DHash's local maintenance). The copy is kept.
+func (n *Node) offerStrays(ctx context.Context, st rangeStore) (RoundStats, error) {
+	return n.pushRuns(ctx, st, false)
+}
+
+// pushRuns takes the stored keys in ring order, one lookup per run of keys
+// with the same successor, and pushes each run to the first r peers
+// clockwise that answer, this peer excluded. With leaving false, runs whose
+// preference list holds this peer are skipped: repair rounds cover them.
+func (n *Node) pushRuns(ctx context.Context, st rangeStore, leaving bool) (RoundStats, error) {
 	var keys []merkle.Key
 	st.Range(blocks.Key{}, blocks.Key{}, func(k blocks.Key, _ cid.Cid) bool {
 		keys = append(keys, merkle.Key(k))
@@ -259,6 +276,10 @@ func (n *Node) handOff(ctx context.Context, st rangeStore) (RoundStats, error) {
 		j := i
 		for j < len(keys) && arc.Contains(keys[j]) {
 			j++
+		}
+		if !leaving && n.inPreference(res.Successors) {
+			i = max(j, i+1)
+			continue
 		}
 		// The first r other peers that answer: a successor that has
 		// crashed or left unnoticed is passed over for the next one.
@@ -291,9 +312,29 @@ func (n *Node) handOff(ctx context.Context, st rangeStore) (RoundStats, error) {
 		i = max(j, i+1)
 	}
 	if len(errs) > 0 {
-		return total, fmt.Errorf("hand off: %w", errors.Join(errs...))
+		return total, fmt.Errorf("push to replicas: %w", errors.Join(errs...))
 	}
 	return total, ctx.Err()
+}
+
+// inPreference reports whether this peer is among the first r distinct
+// peers of succs (a lookup's answer). A short answer (a small ring) counts
+// as holding it when it names this peer at all.
+func (n *Node) inPreference(succs []chord.Ref) bool {
+	var seen []string
+	for _, s := range succs {
+		if slices.Contains(seen, s.Addr) {
+			continue
+		}
+		if s.Addr == string(n.h.ID()) {
+			return true
+		}
+		seen = append(seen, s.Addr)
+		if len(seen) == n.cfg.Replicas {
+			return false
+		}
+	}
+	return len(seen) < n.cfg.Replicas
 }
 
 // prevKey is k-1 on the ring.

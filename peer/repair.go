@@ -590,7 +590,8 @@ func (n *Node) runRepair(ctx context.Context) {
 // RepairTick is one check of the repair loop at time now: it delivers
 // hints, then runs a round if an arc or its replica peers changed since
 // the last round (a join, a leave, a crash noticed by stabilization), or
-// if Interval has passed since the last round. It does not wait for a
+// if Interval has passed since the last round (then blocks held outside
+// their preference lists are offered to it too). It does not wait for a
 // changing view to settle: the time from a crash to the round that
 // restores its copies is what decides whether blocks survive churn
 // (testnet/churnsim/REPORT.md), and a round over unchanged arcs costs one
@@ -613,6 +614,15 @@ func (n *Node) RepairTick(ctx context.Context, now time.Time) {
 		return
 	}
 	_, _ = n.RepairRound(ctx) // what failed is retried: see below
+	if due {
+		if st, ok := n.rangeStore(); ok {
+			rs, _ := n.offerStrays(ctx, st) // the next due tick tries again
+			if rs.Blocks > 0 {
+				n.Publish(api.NodeEvent{Kind: api.EventRepair, Count: rs.Blocks,
+					Message: fmt.Sprintf("repair moved %d blocks held outside their replicas (%s)", rs.Blocks, FormatSize(rs.Bytes))})
+			}
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.lastTick = now

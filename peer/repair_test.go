@@ -568,3 +568,31 @@ func (r *repairRing) missing() int {
 	}
 	return missing
 }
+
+// A copy held only by a peer outside the block's preference list (joins
+// pushed it off) is offered to the list at the periodic round.
+func TestRepairOffersStrayCopies(t *testing.T) {
+	cfg := repairTestConfig()
+	cfg.Repair.Interval = time.Minute
+	r := newRepairRing(t, 8, cfg)
+	data := []byte("a stray copy")
+	c := rawBlock(t, data)
+	r.blocks, r.data[c] = append(r.blocks, c), data
+	var holder *Node
+	for _, n := range r.nodes {
+		if !slices.Contains(r.preference(c), n) {
+			holder = n
+			break
+		}
+	}
+	if err := r.stores[holder].Put(c, data); err != nil {
+		t.Fatal(err)
+	}
+	// The list's own rounds cannot find it: none of them holds it.
+	r.repairUntilQuiet(3)
+	if r.missing() != cfg.Replicas {
+		t.Fatalf("%d copies missing before the stray is offered, want %d", r.missing(), cfg.Replicas)
+	}
+	holder.RepairTick(context.Background(), time.Now())
+	r.checkReplicated("after the stray copy was offered")
+}
