@@ -431,49 +431,72 @@ func TestRepairJoinHandoff(t *testing.T) {
 // nothing undone that the next rounds of the others do not finish.
 func TestRepairPacedAndSurvivesRepairerDying(t *testing.T) {
 	r := newRepairRing(t, 8, repairTestConfig())
-	r.share(200, 4096, 6)
+	r.share(400, 4096, 6)
 	rng := rand.New(rand.NewPCG(6, 6))
-	r.crashSome(2, rng)
+	// One crash, then the repairer: two of r = 3 gone, so every block
+	// keeps a live copy that the others' rounds can spread again.
+	r.crashSome(1, rng)
 	r.converge(200)
 
-	// The node with the most to repair runs first, slowly.
+	// The node with the most to repair runs first, slowly: it is first
+	// replica of the most blocks missing a copy (peer IDs are random, so
+	// which node that is, and how much it has, differs from run to run).
+	work := map[*Node]int{}
+	for _, c := range r.blocks {
+		pref := r.preference(c)
+		for _, n := range pref {
+			if !r.stores[n].Has(c) {
+				work[pref[0]]++
+			}
+		}
+	}
 	var victim *Node
 	for _, n := range r.live() {
-		if victim == nil || r.stores[n].Stats().Count > r.stores[victim].Stats().Count {
+		if victim == nil || work[n] > work[victim] {
 			victim = n
 		}
+	}
+	const minMoved = 8
+	if work[victim] < minMoved+4 {
+		t.Fatalf("most repair work on one node is %d copies; the test needs %d", work[victim], minMoved+4)
 	}
 	const rate = 32 << 10 // bytes per second
 	victim.rep.pace.rate = rate
 	done := make(chan RoundStats, 1)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
 	start := time.Now()
 	go func() {
-		rs, _ := victim.RepairRound(context.Background())
+		rs, _ := victim.RepairRound(ctx)
 		done <- rs
 	}()
 	deadline := time.After(30 * time.Second)
-	for victim.rep.blocks.Load() < 8 {
+	for victim.rep.blocks.Load() < minMoved {
 		select {
 		case rs := <-done:
-			t.Fatalf("round ended before it moved 8 blocks: %+v", rs)
+			t.Fatalf("round ended before it moved %d blocks (%d to do): %+v", minMoved, work[victim], rs)
 		case <-deadline:
 			t.Fatal("no progress")
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	elapsed := time.Since(start)
 	_, rep := victim.RepairStatus()
+	// Measured after the bytes: the round goes on while we look, and a
+	// stalled test goroutine must not count those bytes against less time.
+	elapsed := time.Since(start)
 	if !rep.InProgress {
-		t.Fatal("status does not show the round in progress")
+		t.Fatalf("status does not show the round in progress (%d blocks moved of %d to do)", rep.BlocksMoved, work[victim])
 	}
 	sent := rep.BytesMoved + rep.SummaryBytes
-	// The pacer lets one block through ahead of its time.
+	// Every transfer waits for the ones before it to drain, so only the
+	// last block and a summary exchange can be ahead of the rate.
 	if limit := float64(rate)*elapsed.Seconds() + 4096 + 1024; float64(sent) > limit {
 		t.Fatalf("%d bytes in %v at %d B/s: more than the %0.f allowed", sent, elapsed, rate, limit)
 	}
 	t.Logf("paced: %d bytes in %v (%.0f B/s, budget %d)", sent, elapsed.Round(time.Millisecond), float64(sent)/elapsed.Seconds(), rate)
 
 	r.crash(victim) // dies mid-round
+	stop() // and its process with it: the round ends in the pacer, not after
 	rs := <-done
 	t.Logf("repairer died after moving %d blocks", rs.Blocks)
 	r.converge(200)
