@@ -496,7 +496,7 @@ func TestRepairPacedAndSurvivesRepairerDying(t *testing.T) {
 	t.Logf("paced: %d bytes in %v (%.0f B/s, budget %d)", sent, elapsed.Round(time.Millisecond), float64(sent)/elapsed.Seconds(), rate)
 
 	r.crash(victim) // dies mid-round
-	stop() // and its process with it: the round ends in the pacer, not after
+	stop()          // and its process with it: the round ends in the pacer, not after
 	rs := <-done
 	t.Logf("repairer died after moving %d blocks", rs.Blocks)
 	r.converge(200)
