@@ -3,6 +3,7 @@ package peer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -159,6 +160,11 @@ func (r *repairRing) repairUntilQuiet(maxRounds int) (rounds int, moved int64) {
 // preference is the true preference list of every block, from the live
 // nodes' vnodes (the oracle, not lookups).
 func (r *repairRing) preference(c cid.Cid) []*Node {
+	return r.firstPeers(c, r.cfg.Replicas)
+}
+
+// firstPeers is the first count distinct live peers clockwise from c's key.
+func (r *repairRing) firstPeers(c cid.Cid, count int) []*Node {
 	type pos struct {
 		id chord.ID
 		n  *Node
@@ -173,7 +179,7 @@ func (r *repairRing) preference(c cid.Cid) []*Node {
 	key := chord.KeyID(c.Hash())
 	i := sort.Search(len(ring), func(i int) bool { return ring[i].id.Cmp(key) >= 0 })
 	var out []*Node
-	for k := 0; k < len(ring) && len(out) < r.cfg.Replicas; k++ {
+	for k := 0; k < len(ring) && len(out) < count; k++ {
 		n := ring[(i+k)%len(ring)].n
 		if !slices.Contains(out, n) {
 			out = append(out, n)
@@ -618,4 +624,31 @@ func TestRepairOffersStrayCopies(t *testing.T) {
 	}
 	holder.RepairTick(context.Background(), time.Now())
 	r.checkReplicated("after the stray copy was offered")
+}
+
+// Right after joins a block's whole preference list can be new peers that
+// repair has not filled yet; its copies are on the peers just past the
+// list, and Get finds them there.
+func TestGetPastPreferenceList(t *testing.T) {
+	r := newRepairRing(t, 8, repairTestConfig())
+	ctx := context.Background()
+	data := []byte("pushed out of its list by three joins")
+	c := rawBlock(t, data)
+	peers := r.firstPeers(c, 2*r.cfg.Replicas)
+	list, past := peers[:r.cfg.Replicas], peers[r.cfg.Replicas:]
+	// Only the last peer past the list has it, as with r joins in a row
+	// that pushed its old replicas out, two of them since crashed.
+	if err := r.stores[past[len(past)-1]].Put(c, data); err != nil {
+		t.Fatal(err)
+	}
+	got, err := list[0].Get(ctx, c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get from a replica that lacks it: %q, %v", got, err)
+	}
+	missing := rawBlock(t, []byte("on no peer"))
+	_, err = list[0].Get(ctx, missing)
+	var re *ReplicaError
+	if !errors.As(err, &re) || !re.NotFound() || re.Tried != len(peers)-1 {
+		t.Fatalf("get of a block on no peer: %v (want not found from the %d other peers)", err, len(peers)-1)
+	}
 }
