@@ -22,8 +22,9 @@ import (
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 )
 
-// RingProtocol is the stream protocol of the ring RPCs.
-const RingProtocol = "/chordshare/ring/1.0.0"
+// RingProtocol is the stream protocol of the ring RPCs. 1.1.0: notify rides
+// on NEIGHBORS, and CHANGED and OWNS are new; 1.0.0 peers cannot join.
+const RingProtocol = "/chordshare/ring/1.1.0"
 
 const (
 	// maxRingMessage caps one ring message. The largest legitimate one is a
