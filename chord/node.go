@@ -173,6 +173,7 @@ func call[T any](n *Node, ctx context.Context, to Ref, timeout time.Duration, sa
 	default:
 		if cctx.Err() != nil {
 			n.rtt.TimedOut(to.Addr)
+			err = fmt.Errorf("%w: %w", errNoAnswer, err)
 		}
 		for _, v := range n.vnodes {
 			v.dropFingers(to.Addr)
@@ -575,8 +576,17 @@ func (n *Node) stabilize(ctx context.Context, v *vnode) bool {
 			return false // we are stopping; says nothing about the successor
 		}
 		// The successor is gone (or too slow to keep): the next one in the
-		// list takes its place, and is asked next round.
-		v.dropSuccessor(s)
+		// list takes its place, and is asked next round. One missed answer
+		// is not enough: a loaded machine stalls a live peer past its
+		// timeout now and then, and dropping it would send a hole through
+		// the lists of every vnode behind us (each copies the next one's)
+		// and the repair after it, so that a busy ring is seldom right
+		// everywhere at once. The miss made us suspect it: it is asked
+		// again next round, and dropped if it misses again. A call that
+		// failed outright (refused, reset) drops it at once.
+		if !errors.Is(err, errNoAnswer) || v.successorMissed(s) {
+			v.dropSuccessor(s)
+		}
 		return true
 	}
 	if nb.Unchanged {

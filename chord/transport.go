@@ -86,4 +86,7 @@ var (
 	// ErrTooManyHops: a lookup went around more than MaxHops (a routing loop
 	// while the ring is inconsistent); the asker retries.
 	ErrTooManyHops = errors.New("lookup exceeded hop limit")
+	// errNoAnswer wraps the error of a call that timed out: the peer may
+	// be dead, or only slow.
+	errNoAnswer = errors.New("no answer in time")
 )

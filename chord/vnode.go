@@ -19,6 +19,7 @@ type vnode struct {
 	predSilent   int   // predecessor checks in a row pred was not heard from
 	predSuspect  bool  // ping pred at the next check, heard from or not
 	succs        []Ref // successor list, closest first, no self, no duplicates
+	succMisses   int   // stabilizations in a row succs[0] did not answer in time
 	wrapped      bool  // succs went all the way round the ring back to us
 	succFrom     ID    // the successor whose neighbours we last copied ...
 	succDigest   uint64
@@ -110,6 +111,7 @@ func (v *vnode) setSuccessors(s Ref, tail []Ref, sPred Ref, digest uint64, max i
 	}
 	changed := !slices.EqualFunc(list, v.succs, func(a, b Ref) bool { return a.ID == b.ID }) || wrapped != v.wrapped
 	v.succs, v.wrapped = list, wrapped
+	v.succMisses = 0
 	v.succFrom, v.succDigest, v.succPred = s.ID, digest, sPred
 	if changed {
 		v.listChanged()
@@ -366,6 +368,7 @@ func (v *vnode) forget(dead func(Ref) bool) {
 		v.succs = slices.DeleteFunc(v.succs, dead)
 		v.wrapped = v.wrapped && len(v.succs) == n
 		if len(v.succs) != n {
+			v.succMisses = 0
 			v.listChanged()
 			v.stab.reset()
 		}
@@ -388,11 +391,32 @@ func (v *vnode) dropFingers(addr string) {
 	}
 }
 
+// successorFailuresToDrop is how many stabilizations in a row the
+// successor may leave without an answer in time before it is dropped.
+const successorFailuresToDrop = 2
+
+// successorMissed records that successor s did not answer a stabilization
+// in time, and reports whether it has now missed too many in a row.
+func (v *vnode) successorMissed(s Ref) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if len(v.succs) == 0 || v.succs[0].ID != s.ID {
+		return false // replaced meanwhile
+	}
+	v.succMisses++
+	if v.succMisses < successorFailuresToDrop {
+		return false
+	}
+	v.succMisses = 0
+	return true
+}
+
 // dropSuccessor removes s from the successor list.
 func (v *vnode) dropSuccessor(s Ref) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.succs = slices.DeleteFunc(v.succs, func(r Ref) bool { return r.ID == s.ID })
+	v.succMisses = 0
 	v.wrapped = false // a list with a hole no longer names the whole ring
 	v.listChanged()
 }

@@ -89,6 +89,7 @@ func waitConverged(t *testing.T, peers []*ringPeer) {
 		index[id] = i
 	}
 	listLen := min(len(ids)-1, chord.DefaultConfig().SuccessorListLen)
+	start := time.Now()
 	poll(t, 90*time.Second, "the ring converges", func() (bool, string) {
 		for _, p := range peers {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -114,6 +115,7 @@ func waitConverged(t *testing.T, peers []*ringPeer) {
 		}
 		return true, ""
 	})
+	t.Logf("the ring of %d vnodes converged in %v", len(ids), time.Since(start).Round(time.Millisecond))
 }
 
 // writeRandomFile writes n random bytes to a new file and returns its path
