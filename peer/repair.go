@@ -157,6 +157,19 @@ type pacer struct {
 }
 
 func (p *pacer) wait(ctx context.Context, n int) error {
+	return p.sleep(ctx, n, false)
+}
+
+// drained books n bytes that already went (a pulled block, an answer:
+// their size is known only once they are in) and returns once they have
+// drained, so that the next transfer does not start early. Booking them
+// with wait would return when they could have started, letting the next
+// one through a whole slot ahead of its time.
+func (p *pacer) drained(ctx context.Context, n int) error {
+	return p.sleep(ctx, n, true)
+}
+
+func (p *pacer) sleep(ctx context.Context, n int, toEnd bool) error {
 	if p.rate <= 0 {
 		return ctx.Err()
 	}
@@ -167,8 +180,12 @@ func (p *pacer) wait(ctx context.Context, n int) error {
 		start = p.next
 	}
 	p.next = start.Add(time.Duration(int64(n) * int64(time.Second) / p.rate))
+	until := start
+	if toEnd {
+		until = p.next
+	}
 	p.mu.Unlock()
-	if d := start.Sub(now); d > 0 {
+	if d := until.Sub(now); d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
@@ -315,7 +332,7 @@ func (n *Node) syncArc(ctx context.Context, st rangeStore, arc merkle.Range, p p
 		size := protoFramed(resp)
 		rs.SummaryBytes += int64(size)
 		n.rep.summary.Add(int64(protoFramed(req) + size))
-		if err := n.rep.pace.wait(ctx, size); err != nil {
+		if err := n.rep.pace.drained(ctx, size); err != nil {
 			return nil, err
 		}
 		return decodeAnswers(resp.GetAnswers(), len(qs))
@@ -364,7 +381,7 @@ func (n *Node) syncArc(ctx context.Context, st rangeStore, arc merkle.Range, p p
 				continue
 			}
 			rs.moved(n, len(data))
-			if err := n.rep.pace.wait(ctx, len(data)); err != nil {
+			if err := n.rep.pace.drained(ctx, len(data)); err != nil {
 				return rs, err
 			}
 		}

@@ -3,6 +3,7 @@ package peer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -159,6 +160,11 @@ func (r *repairRing) repairUntilQuiet(maxRounds int) (rounds int, moved int64) {
 // preference is the true preference list of every block, from the live
 // nodes' vnodes (the oracle, not lookups).
 func (r *repairRing) preference(c cid.Cid) []*Node {
+	return r.firstPeers(c, r.cfg.Replicas)
+}
+
+// firstPeers is the first count distinct live peers clockwise from c's key.
+func (r *repairRing) firstPeers(c cid.Cid, count int) []*Node {
 	type pos struct {
 		id chord.ID
 		n  *Node
@@ -173,7 +179,7 @@ func (r *repairRing) preference(c cid.Cid) []*Node {
 	key := chord.KeyID(c.Hash())
 	i := sort.Search(len(ring), func(i int) bool { return ring[i].id.Cmp(key) >= 0 })
 	var out []*Node
-	for k := 0; k < len(ring) && len(out) < r.cfg.Replicas; k++ {
+	for k := 0; k < len(ring) && len(out) < count; k++ {
 		n := ring[(i+k)%len(ring)].n
 		if !slices.Contains(out, n) {
 			out = append(out, n)
@@ -431,49 +437,72 @@ func TestRepairJoinHandoff(t *testing.T) {
 // nothing undone that the next rounds of the others do not finish.
 func TestRepairPacedAndSurvivesRepairerDying(t *testing.T) {
 	r := newRepairRing(t, 8, repairTestConfig())
-	r.share(200, 4096, 6)
+	r.share(400, 4096, 6)
 	rng := rand.New(rand.NewPCG(6, 6))
-	r.crashSome(2, rng)
+	// One crash, then the repairer: two of r = 3 gone, so every block
+	// keeps a live copy that the others' rounds can spread again.
+	r.crashSome(1, rng)
 	r.converge(200)
 
-	// The node with the most to repair runs first, slowly.
+	// The node with the most to repair runs first, slowly: it is first
+	// replica of the most blocks missing a copy (peer IDs are random, so
+	// which node that is, and how much it has, differs from run to run).
+	work := map[*Node]int{}
+	for _, c := range r.blocks {
+		pref := r.preference(c)
+		for _, n := range pref {
+			if !r.stores[n].Has(c) {
+				work[pref[0]]++
+			}
+		}
+	}
 	var victim *Node
 	for _, n := range r.live() {
-		if victim == nil || r.stores[n].Stats().Count > r.stores[victim].Stats().Count {
+		if victim == nil || work[n] > work[victim] {
 			victim = n
 		}
+	}
+	const minMoved = 8
+	if work[victim] < minMoved+4 {
+		t.Fatalf("most repair work on one node is %d copies; the test needs %d", work[victim], minMoved+4)
 	}
 	const rate = 32 << 10 // bytes per second
 	victim.rep.pace.rate = rate
 	done := make(chan RoundStats, 1)
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
 	start := time.Now()
 	go func() {
-		rs, _ := victim.RepairRound(context.Background())
+		rs, _ := victim.RepairRound(ctx)
 		done <- rs
 	}()
 	deadline := time.After(30 * time.Second)
-	for victim.rep.blocks.Load() < 8 {
+	for victim.rep.blocks.Load() < minMoved {
 		select {
 		case rs := <-done:
-			t.Fatalf("round ended before it moved 8 blocks: %+v", rs)
+			t.Fatalf("round ended before it moved %d blocks (%d to do): %+v", minMoved, work[victim], rs)
 		case <-deadline:
 			t.Fatal("no progress")
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	elapsed := time.Since(start)
 	_, rep := victim.RepairStatus()
+	// Measured after the bytes: the round goes on while we look, and a
+	// stalled test goroutine must not count those bytes against less time.
+	elapsed := time.Since(start)
 	if !rep.InProgress {
-		t.Fatal("status does not show the round in progress")
+		t.Fatalf("status does not show the round in progress (%d blocks moved of %d to do)", rep.BlocksMoved, work[victim])
 	}
 	sent := rep.BytesMoved + rep.SummaryBytes
-	// The pacer lets one block through ahead of its time.
+	// Every transfer waits for the ones before it to drain, so only the
+	// last block and a summary exchange can be ahead of the rate.
 	if limit := float64(rate)*elapsed.Seconds() + 4096 + 1024; float64(sent) > limit {
 		t.Fatalf("%d bytes in %v at %d B/s: more than the %0.f allowed", sent, elapsed, rate, limit)
 	}
 	t.Logf("paced: %d bytes in %v (%.0f B/s, budget %d)", sent, elapsed.Round(time.Millisecond), float64(sent)/elapsed.Seconds(), rate)
 
 	r.crash(victim) // dies mid-round
+	stop()          // and its process with it: the round ends in the pacer, not after
 	rs := <-done
 	t.Logf("repairer died after moving %d blocks", rs.Blocks)
 	r.converge(200)
@@ -595,4 +624,33 @@ func TestRepairOffersStrayCopies(t *testing.T) {
 	}
 	holder.RepairTick(context.Background(), time.Now())
 	r.checkReplicated("after the stray copy was offered")
+}
+
+// Right after joins a block's whole preference list can be new peers that
+// repair has not filled yet; its copies are on the peers just past the
+// list, and Get finds them there.
+func TestGetPastPreferenceList(t *testing.T) {
+	r := newRepairRing(t, 8, repairTestConfig())
+	ctx := context.Background()
+	data := []byte("pushed out of its list by three joins")
+	c := rawBlock(t, data)
+	peers := r.firstPeers(c, 2*r.cfg.Replicas)
+	list, past := peers[:r.cfg.Replicas], peers[r.cfg.Replicas:]
+	// Only the last peer past the list has it, as with r joins in a row
+	// that pushed its old replicas out, two of them since crashed.
+	if err := r.stores[past[len(past)-1]].Put(c, data); err != nil {
+		t.Fatal(err)
+	}
+	got, err := list[0].Get(ctx, c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get from a replica that lacks it: %q, %v", got, err)
+	}
+	missing := rawBlock(t, []byte("on no peer"))
+	asked := r.firstPeers(missing, 2*r.cfg.Replicas)
+	asked = slices.DeleteFunc(asked, func(n *Node) bool { return n == list[0] })
+	_, err = list[0].Get(ctx, missing)
+	var re *ReplicaError
+	if !errors.As(err, &re) || !re.NotFound() || re.Tried != len(asked) {
+		t.Fatalf("get of a block on no peer: %v (want not found from the %d other peers)", err, len(asked))
+	}
 }

@@ -93,6 +93,8 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 		return nil, fmt.Errorf("%w (no other replica)", ErrBlockNotFound)
 	}
 
+	asked := slices.Clone(peers)
+
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type result struct {
@@ -174,6 +176,39 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 			hedge.Reset(delay)
 		case <-ctx.Done():
 			return nil, ctx.Err()
+		}
+	}
+	listErr := &ReplicaError{Op: "get", CID: c, Tried: tried, Need: 1, Errs: errs}
+	if !listErr.NotFound() {
+		return nil, listErr
+	}
+	return n.getPastList(ctx, c, asked, listErr)
+}
+
+// getPastList asks the peers just past c's preference list, one at a time,
+// once every replica said it lacks c. Right after peers join, until repair
+// moves the block to them, its copies are on the old replicas that the new
+// peers pushed out of the list (with r new peers in a row, on none of the
+// list); a hinted copy sits past the list too. r peers past it cover up to
+// r joins in a row. A block that is nowhere costs those r requests more.
+func (n *Node) getPastList(ctx context.Context, c cid.Cid, asked []p2ppeer.ID, listErr *ReplicaError) ([]byte, error) {
+	more, err := n.preferenceList(ctx, chord.KeyID(c.Hash()), 2*n.cfg.Replicas)
+	if err != nil {
+		return nil, listErr
+	}
+	errs, tried := listErr.Errs, listErr.Tried
+	for _, p := range more {
+		if p == n.h.ID() || slices.Contains(asked, p) {
+			continue
+		}
+		data, err := n.fetchFrom(ctx, p, c)
+		if err == nil {
+			return data, nil
+		}
+		errs = append(errs, err)
+		tried++
+		if ctx.Err() != nil {
+			break
 		}
 	}
 	return nil, &ReplicaError{Op: "get", CID: c, Tried: tried, Need: 1, Errs: errs}
