@@ -132,7 +132,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	tried := len(peers)
 	launch()
 	var errs []error
-	delay, waited := n.hedgeDelay(last), 0
+	delay, waited, graced := n.hedgeDelay(last), 0, false
 	hedge := time.NewTimer(delay)
 	defer hedge.Stop()
 	for len(errs) < tried {
@@ -144,7 +144,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 			errs = append(errs, r.err)
 			if len(peers) > 0 {
 				launch()
-				delay, waited = n.hedgeDelay(last), 0
+				delay, waited, graced = n.hedgeDelay(last), 0, false
 				hedge.Reset(delay)
 			}
 		case <-hedge.C:
@@ -161,8 +161,18 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 				hedge.Reset(delay)
 				break
 			}
+			// No answer yet is not yet a stall: on a busy machine the
+			// first bytes of a live replica's answer are often read
+			// later than a few round trips (both ends wait for a CPU).
+			// One more delay before asking another; a stalled replica
+			// costs twice the delay, still a fraction of a second.
+			if !graced {
+				graced = true
+				hedge.Reset(delay)
+				break
+			}
 			launch()
-			delay, waited = n.hedgeDelay(last), 0
+			delay, waited, graced = n.hedgeDelay(last), 0, false
 			hedge.Reset(delay)
 		case <-ctx.Done():
 			return nil, ctx.Err()
