@@ -127,8 +127,11 @@ func (r *repairRing) share(count, size int, seed uint64) {
 	}
 }
 
-// repairUntilQuiet runs repair rounds on every live node at once until a
-// round moves nothing and fails nowhere; it returns the rounds and blocks.
+// repairUntilQuiet runs what a due repair tick runs, on every live node at
+// once, until a round moves nothing and fails nowhere; it returns the
+// rounds and blocks. A tick is a repair round and then the offer of stray
+// copies: when r new peers join in a row, a block's whole preference list
+// is new, and only the old replicas, now past the list, can push it there.
 func (r *repairRing) repairUntilQuiet(maxRounds int) (rounds int, moved int64) {
 	r.t.Helper()
 	for rounds = 1; rounds <= maxRounds; rounds++ {
@@ -139,12 +142,13 @@ func (r *repairRing) repairUntilQuiet(maxRounds int) (rounds int, moved int64) {
 		for _, n := range r.live() {
 			wg.Go(func() {
 				rs, err := n.RepairRound(context.Background())
+				strays, serr := n.offerStrays(context.Background(), r.stores[n])
 				mu.Lock()
 				defer mu.Unlock()
 				total.add(rs)
-				if err != nil {
-					errs = append(errs, err)
-				}
+				total.Blocks += strays.Blocks
+				errs = append(errs, err, serr)
+				errs = slices.DeleteFunc(errs, func(err error) bool { return err == nil })
 			})
 		}
 		wg.Wait()
