@@ -127,9 +127,23 @@ func (r *repairRing) share(count, size int, seed uint64) {
 	}
 }
 
-// repairUntilQuiet runs repair rounds on every live node at once until a
-// round moves nothing and fails nowhere; it returns the rounds and blocks.
+// repairUntilQuiet runs what a due repair tick runs, on every live node at
+// once, until a round moves nothing and fails nowhere; it returns the
+// rounds and blocks. A tick is a repair round and then the offer of stray
+// copies: when r new peers join in a row, a block's whole preference list
+// is new, and only the old replicas, now past the list, can push it there.
 func (r *repairRing) repairUntilQuiet(maxRounds int) (rounds int, moved int64) {
+	r.t.Helper()
+	return r.untilQuiet(maxRounds, true)
+}
+
+// roundsUntilQuiet is repairUntilQuiet with repair rounds alone.
+func (r *repairRing) roundsUntilQuiet(maxRounds int) (rounds int, moved int64) {
+	r.t.Helper()
+	return r.untilQuiet(maxRounds, false)
+}
+
+func (r *repairRing) untilQuiet(maxRounds int, strays bool) (rounds int, moved int64) {
 	r.t.Helper()
 	for rounds = 1; rounds <= maxRounds; rounds++ {
 		var mu sync.Mutex
@@ -139,12 +153,17 @@ func (r *repairRing) repairUntilQuiet(maxRounds int) (rounds int, moved int64) {
 		for _, n := range r.live() {
 			wg.Go(func() {
 				rs, err := n.RepairRound(context.Background())
+				var offered RoundStats
+				var serr error
+				if strays {
+					offered, serr = n.offerStrays(context.Background(), r.stores[n])
+				}
 				mu.Lock()
 				defer mu.Unlock()
 				total.add(rs)
-				if err != nil {
-					errs = append(errs, err)
-				}
+				total.Blocks += offered.Blocks
+				errs = append(errs, err, serr)
+				errs = slices.DeleteFunc(errs, func(err error) bool { return err == nil })
 			})
 		}
 		wg.Wait()
@@ -618,7 +637,7 @@ func TestRepairOffersStrayCopies(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The list's own rounds cannot find it: none of them holds it.
-	r.repairUntilQuiet(3)
+	r.roundsUntilQuiet(3)
 	if r.missing() != cfg.Replicas {
 		t.Fatalf("%d copies missing before the stray is offered, want %d", r.missing(), cfg.Replicas)
 	}

@@ -33,13 +33,10 @@ func newMockRing(t *testing.T, cfg Config) *mockRing {
 	return &mockRing{t: t, mn: mn, cfg: cfg, dead: map[*Node]bool{}}
 }
 
-// add makes n new nodes, linked (able to dial) to every live node. Not
-// LinkAll: it would link the crashed nodes again, whose hosts still
-// answer on mocknet, and bring them back as zombies with stale state.
+// add makes n new nodes, linked (able to dial) to every node.
 func (r *mockRing) add(count int) []*Node {
 	r.t.Helper()
 	var added []*Node
-	peers := r.live()
 	for range count {
 		h, err := r.mn.GenPeer()
 		if err != nil {
@@ -53,14 +50,11 @@ func (r *mockRing) add(count int) []*Node {
 		if err != nil {
 			r.t.Fatal(err)
 		}
-		for _, p := range peers {
-			if _, err := r.mn.LinkPeers(h.ID(), p.Host().ID()); err != nil {
-				r.t.Fatal(err)
-			}
-		}
-		peers = append(peers, n)
 		added = append(added, n)
 		r.nodes = append(r.nodes, n)
+	}
+	if err := r.mn.LinkAll(); err != nil {
+		r.t.Fatal(err)
 	}
 	return added
 }
