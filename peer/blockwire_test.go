@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"io"
 	"testing"
 	"time"
 
@@ -67,18 +66,7 @@ func TestBadBlockRequestsResetOnlyTheirStream(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
-			s, err := attacker.NewStream(ctx, victim.Host().ID(), BlockProtocol)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if _, err := s.Write(payload); err != nil {
-				t.Fatal(err)
-			}
-			_ = s.CloseWrite()
-			if _, err := io.ReadAll(bufio.NewReader(s)); err == nil {
-				t.Fatal("stream not reset")
-			}
+			expectReset(t, ctx, attacker, victim.Host().ID(), BlockProtocol, payload)
 			got, err := bystander.fetchFrom(ctx, victim.Host().ID(), c)
 			if err != nil || !bytes.Equal(got, data) {
 				t.Fatalf("victim stopped serving after %s: %v", name, err)

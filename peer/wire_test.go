@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
+	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
 
@@ -62,19 +65,7 @@ func TestBadRingMessagesResetOnlyTheirStream(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 			defer cancel()
-			s, err := attacker.NewStream(ctx, victim.Host().ID(), RingProtocol)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if _, err := s.Write(payload); err != nil {
-				t.Fatal(err)
-			}
-			_ = s.CloseWrite()
-			got, err := io.ReadAll(bufio.NewReader(s))
-			if err == nil {
-				t.Fatalf("stream not reset; got %d bytes of answer", len(got))
-			}
+			expectReset(t, ctx, attacker, victim.Host().ID(), RingProtocol, payload)
 			// The victim still serves the others.
 			st := victim.Chord().Vnodes()[0]
 			if err := bystander.tr.Ping(ctx, st); err != nil {
@@ -84,6 +75,24 @@ func TestBadRingMessagesResetOnlyTheirStream(t *testing.T) {
 	}
 	if got := victim.Stats().BadStreams.Load(); got != int64(len(cases)) {
 		t.Errorf("victim counted %d bad streams, want %d", got, len(cases))
+	}
+}
+
+// expectReset sends payload on a new stream of proto and fails t unless the
+// receiver resets the stream rather than answering.
+func expectReset(t *testing.T, ctx context.Context, from host.Host, to p2ppeer.ID, proto protocol.ID, payload []byte) {
+	t.Helper()
+	s, err := from.NewStream(ctx, to, proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Write(payload); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.CloseWrite()
+	if got, err := io.ReadAll(bufio.NewReader(s)); err == nil {
+		t.Fatalf("stream not reset; got %d bytes of answer", len(got))
 	}
 }
 
