@@ -54,13 +54,19 @@ func NewLatencyMemNet(delay func(from, to string) time.Duration) *MemNet {
 // Clock is the network's virtual clock; nil without link delays.
 func (m *MemNet) Clock() *VirtualClock { return m.clock }
 
-// Add creates a node at addr on this network.
-func (m *MemNet) Add(addr string, cfg Config) (*Node, error) {
-	var clock Clock
+// newNode makes a node at addr that talks over m, on m's virtual clock if
+// it has one.
+func (m *MemNet) newNode(addr string, cfg Config) (*Node, error) {
+	var clock Clock // a nil *VirtualClock in the interface would not be nil
 	if m.clock != nil {
 		clock = m.clock
 	}
-	n, err := NewNode(addr, memEndpoint{m, addr}, clock, cfg)
+	return NewNode(addr, memEndpoint{m, addr}, clock, cfg)
+}
+
+// Add creates a node at addr on this network.
+func (m *MemNet) Add(addr string, cfg Config) (*Node, error) {
+	n, err := m.newNode(addr, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -77,11 +83,7 @@ func (m *MemNet) Add(addr string, cfg Config) (*Node, error) {
 // new one (same address, so the same vnode IDs, and no state): a peer that
 // crashed and came back before the ring forgot it.
 func (m *MemNet) Restart(addr string, cfg Config) (*Node, error) {
-	var clock Clock
-	if m.clock != nil {
-		clock = m.clock
-	}
-	n, err := NewNode(addr, memEndpoint{m, addr}, clock, cfg)
+	n, err := m.newNode(addr, cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -549,9 +549,14 @@ func (n *Node) Stabilize(ctx context.Context) {
 		if v.stabilizeDue() {
 			v.stabilized(n.stabilize(ctx, v), n.cfg.Backoff)
 		}
-		for _, to := range v.takeChanged() {
-			n.sendChanged(ctx, to)
-		}
+		n.flushChanged(ctx, v)
+	}
+}
+
+// flushChanged sends v's queued Changed messages.
+func (n *Node) flushChanged(ctx context.Context, v *vnode) {
+	for _, to := range v.takeChanged() {
+		n.sendChanged(ctx, to)
 	}
 }
 

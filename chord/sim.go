@@ -178,9 +178,7 @@ func stabilizeFully(ctx context.Context, x simVnode) {
 	for {
 		before := x.v.successor()
 		x.n.stabilize(ctx, x.v)
-		for _, to := range x.v.takeChanged() {
-			x.n.sendChanged(ctx, to)
-		}
+		x.n.flushChanged(ctx, x.v)
 		if x.v.successor() == before {
 			return
 		}

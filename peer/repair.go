@@ -13,7 +13,6 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
-	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
@@ -257,6 +256,9 @@ func (n *Node) RepairRound(ctx context.Context) (RoundStats, error) {
 
 	views := n.arcViews()
 	n.scrub(st)
+	n.rep.mu.Lock()
+	n.rep.lastScrub = time.Now() // serving summaries need not scrub again at once
+	n.rep.mu.Unlock()
 	var total RoundStats
 	var errs []error
 	under := map[underKey]int64{}
@@ -516,7 +518,7 @@ func (n *Node) serveRepair(s network.Stream) {
 	defer cancel()
 	defer bound(ctx, s)()
 	req := &pb.RepairRequest{}
-	if err := (protodelim.UnmarshalOptions{MaxSize: maxRepairMessage}).UnmarshalFrom(bufio.NewReader(s), req); err != nil {
+	if err := readMsg(bufio.NewReader(s), req, maxRepairMessage); err != nil {
 		_ = s.ResetWithError(resetBadMessage)
 		return
 	}

@@ -72,8 +72,7 @@ func (r *replicaRates) pick(peers []p2ppeer.ID, rtt func(p2ppeer.ID) (time.Durat
 	best := time.Duration(-1)
 	for i, p := range peers {
 		if pr := r.peers[p]; pr != nil && pr.blockTime > 0 {
-			age := now.Sub(pr.sampled)
-			est[i] = time.Duration(float64(pr.blockTime) * math.Exp2(-float64(age)/float64(rateHalfLife)))
+			est[i] = pr.estimate(now)
 			if best < 0 || est[i] < best {
 				best = est[i]
 			}
@@ -115,9 +114,14 @@ func (r *replicaRates) expected(p p2ppeer.ID) (time.Duration, bool) {
 	if pr == nil || pr.blockTime == 0 {
 		return 0, false
 	}
-	age := r.now().Sub(pr.sampled)
-	t := time.Duration(float64(pr.blockTime) * math.Exp2(-float64(age)/float64(rateHalfLife)))
-	return time.Duration(max(pr.inflight, 1)) * t, true
+	return time.Duration(max(pr.inflight, 1)) * pr.estimate(r.now()), true
+}
+
+// estimate is the time per block at now: the measured one, halved for
+// every rateHalfLife since it was sampled.
+func (pr *replicaRate) estimate(now time.Time) time.Duration {
+	age := now.Sub(pr.sampled)
+	return time.Duration(float64(pr.blockTime) * math.Exp2(-float64(age)/float64(rateHalfLife)))
 }
 
 // fetchOutcome is how a request to a replica ended.

@@ -151,7 +151,7 @@ func (t *ringTransport) serve(s network.Stream) {
 	// holds it for at most this long.
 	readCtx, readDone := context.WithTimeout(ctx, 10*time.Second)
 	stopRead := bound(readCtx, s)
-	err := readMsg(bufio.NewReader(s), req)
+	err := readMsg(bufio.NewReader(s), req, maxRingMessage)
 	stopRead()
 	readDone()
 	if err != nil {

@@ -56,8 +56,9 @@ func writeMsg(s network.Stream, m proto.Message) error {
 	return w.Flush()
 }
 
-func readMsg(r *bufio.Reader, m proto.Message) error {
-	if err := (protodelim.UnmarshalOptions{MaxSize: maxRingMessage}).UnmarshalFrom(r, m); err != nil {
+// readMsg reads one length-delimited message of at most maxSize bytes.
+func readMsg(r *bufio.Reader, m proto.Message, maxSize int64) error {
+	if err := (protodelim.UnmarshalOptions{MaxSize: maxSize}).UnmarshalFrom(r, m); err != nil {
 		return readError(err)
 	}
 	return nil
@@ -81,12 +82,12 @@ func requestResponse(ctx context.Context, h host.Host, p p2ppeer.ID, pid protoco
 		s.Reset()
 		return err
 	}
-	if err := (protodelim.UnmarshalOptions{MaxSize: maxSize}).UnmarshalFrom(bufio.NewReader(s), resp); err != nil {
+	if err := readMsg(bufio.NewReader(s), resp, maxSize); err != nil {
 		s.Reset()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return readError(err)
+		return err
 	}
 	return nil
 }

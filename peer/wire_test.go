@@ -114,7 +114,7 @@ func FuzzRingRequest(f *testing.F) {
 	from := nodes[1].Host().ID()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		req := &pb.Request{}
-		if err := readMsg(bufio.NewReader(bytes.NewReader(data)), req); err != nil {
+		if err := readMsg(bufio.NewReader(bytes.NewReader(data)), req, maxRingMessage); err != nil {
 			return
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
