@@ -33,9 +33,7 @@ func TestBadBlockRequestsResetOnlyTheirStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.mn.LinkAll(); err != nil {
-		t.Fatal(err)
-	}
+	r.link(attacker)
 	if err := attacker.Connect(context.Background(), addrInfo(victim)); err != nil {
 		t.Fatal(err)
 	}

@@ -40,9 +40,7 @@ func TestBadRingMessagesResetOnlyTheirStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.mn.LinkAll(); err != nil {
-		t.Fatal(err)
-	}
+	r.link(attacker)
 	if err := attacker.Connect(context.Background(), addrInfo(victim)); err != nil {
 		t.Fatal(err)
 	}
