@@ -106,47 +106,6 @@ func (s *Shaper) Wrap(st network.Stream) network.Stream {
 	return w
 }
 
-// pacer is a queue of bytes at a fixed rate: each write is sent once the
-// ones before it are, taking len/rate (a link's serialization delay). A
-// small write (at most smallWrite bytes: a ring call, a request) does not
-// wait behind the bulk queued before it, as a short flow's packets
-// interleave with a long flow's on a real link; it still takes its own
-// serialization time and delays the bulk by as much. Without that, one
-// 256 KiB block queued on a 32 kbit/s uplink would hold every ring call of
-// that peer for a minute.
-type pacer struct {
-	rate float64 // bytes per second; 0: not limited
-
-	mu   sync.Mutex
-	next time.Time // when the bytes queued so far are through
-}
-
-// through queues n bytes that can start no earlier than from and returns
-// when they are through.
-func (p *pacer) through(from time.Time, n int) time.Time {
-	if p == nil || p.rate <= 0 {
-		return from
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	d := time.Duration(float64(n) / p.rate * float64(time.Second))
-	if n <= smallWrite {
-		if p.next.After(from) {
-			p.next = p.next.Add(d)
-		}
-		return from.Add(d)
-	}
-	start := from
-	if p.next.After(start) {
-		start = p.next
-	}
-	p.next = start.Add(d)
-	return p.next
-}
-
-// smallWrite is the largest write that does not queue behind bulk data.
-const smallWrite = 2048
-
 type shapedStream struct {
 	network.Stream
 	shaper   *Shaper
@@ -165,29 +124,66 @@ type shapedStream struct {
 
 func (s *shapedStream) Write(p []byte) (int, error) {
 	s.count(p)
-	now := time.Now()
-	end := s.up.through(now, len(p))
-	if s.down != nil && s.down.rate > 0 {
-		// The bytes reach the receiver's queue as the sender's link lets
-		// them go: start no earlier than that, so the slower side rules.
-		start := end.Add(-time.Duration(float64(len(p)) / s.down.rate * float64(time.Second)))
-		if start.Before(now) {
-			start = now
+	if len(p) <= smallWrite {
+		now := time.Now()
+		if err := s.sleep(later(s.up.small(now, len(p)), s.down.small(now, len(p)))); err != nil {
+			return 0, err
 		}
-		if e := s.down.through(start, len(p)); e.After(end) {
-			end = e
-		}
+		return s.Stream.Write(p)
 	}
-	if d := time.Until(end); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-s.reset:
-			t.Stop()
-			return 0, network.ErrReset
+	// Bulk goes in chunks, each booked on the sender's uplink and then on
+	// the receiver's downlink: streams sharing a link interleave, a slow
+	// sender's chunk does not hold a fast one's behind it, and a reset
+	// wastes one chunk of either link, not the whole write.
+	written := 0
+	var at time.Time // when the previous chunk was through
+	for len(p) > 0 {
+		k := min(len(p), bulkChunk)
+		now := time.Now()
+		// A sender with bytes queued keeps its link busy while this
+		// goroutine waits for a CPU: carry on from where the last chunk
+		// ended, up to catchUp late.
+		from := now
+		if !at.IsZero() {
+			from = later(at, now.Add(-catchUp))
 		}
+		upEnd := s.up.book(now, from, k)
+		at = upEnd
+		if s.down != nil && s.down.rate > 0 {
+			// The bytes reach the receiver as the uplink lets them go,
+			// so its downlink can take them from when the first byte
+			// arrives and cannot be done before the last one has.
+			first := upEnd.Add(-s.up.duration(k))
+			earliest := later(first, upEnd.Add(-s.down.duration(k)))
+			at = later(upEnd, s.down.book(now, earliest, k))
+		}
+		if err := s.sleep(at); err != nil {
+			return written, err
+		}
+		n, err := s.Stream.Write(p[:k])
+		written += n
+		if err != nil {
+			return written, err
+		}
+		p = p[k:]
 	}
-	return s.Stream.Write(p)
+	return written, nil
+}
+
+// sleep waits until t or the stream's reset.
+func (s *shapedStream) sleep(t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-s.reset:
+		return network.ErrReset
+	}
 }
 
 // count adds p to its protocol's bytes and counts the frames it completes.
