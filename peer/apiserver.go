@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ipfs/go-cid"
+
 	"chordshare/chord"
 	"chordshare/peer/api"
 	"chordshare/share"
@@ -49,6 +51,9 @@ type apiConfig struct {
 	// ReleaseBlock (a Node's): fetches then neither hash them again nor
 	// leave them to the garbage collector.
 	VerifiedBlocks bool
+	// Locate, if set, finds blocks ahead of a fetch's requests
+	// (share.FetchOptions.Locate): the node's.
+	Locate func(context.Context, []cid.Cid)
 	// Log receives a line per transfer; nil: discarded.
 	Log io.Writer
 	// Events is the node's event log, which GET /v1/events streams and

@@ -213,6 +213,7 @@ func (h *apiHandler) fetch(w http.ResponseWriter, r *http.Request) {
 			},
 			Nodes:    h.cfg.Nodes,
 			Verified: h.cfg.VerifiedBlocks,
+			Locate:   h.cfg.Locate,
 			Release:  h.release(),
 		})
 		if err == nil {
@@ -277,6 +278,7 @@ func (h *apiHandler) cat(w http.ResponseWriter, r *http.Request) {
 		},
 		Nodes:    h.cfg.Nodes,
 		Verified: h.cfg.VerifiedBlocks,
+		Locate:   h.cfg.Locate,
 		Release:  h.release(),
 	})
 	if err != nil {

@@ -76,13 +76,14 @@ func verify(c cid.Cid, data []byte) error {
 type blockClient struct {
 	streams *blockStreams
 	rates   *replicaRates
+	located *located
 	// badStreams counts inbound block streams reset for a malformed
 	// request; served, the GETs answered with a block.
 	badStreams, served atomic.Int64
 }
 
 func newBlockClient() *blockClient {
-	return &blockClient{streams: newBlockStreams(), rates: newReplicaRates()}
+	return &blockClient{streams: newBlockStreams(), rates: newReplicaRates(), located: newLocated()}
 }
 
 func (b *blockClient) close() { b.streams.close() }

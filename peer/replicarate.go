@@ -2,6 +2,7 @@ package peer
 
 import (
 	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -23,9 +24,17 @@ import (
 // its round trip rather than its bandwidth this keeps the expected wait
 // near the round trip however many requests share it.
 //
-// An estimate halves for every rateHalfLife without a new sample: a replica
+// While requests to a replica are in flight its estimate does not fade,
+// and the oldest of them bounds it from below: a replica that has not
+// answered in 3 s is no faster than 3 s (over the requests sharing it),
+// measured or not, so requests stop piling onto a slow or stalled one
+// before its first answer.
+//
+// An idle replica's estimate halves for every max(rateHalfLife,
+// probeBlocks x its time per block) without a new sample: a replica
 // avoided after a bad start (a cold stream, a burst of load) becomes worth
-// a try again, and is measured afresh.
+// a try again and is measured afresh, at a cost of about one block in
+// probeBlocks of its own time, however slow its link.
 type replicaRates struct {
 	now   func() time.Time // time.Now; a test's clock
 	mu    sync.Mutex
@@ -35,9 +44,9 @@ type replicaRates struct {
 type replicaRate struct {
 	blockTime time.Duration // EWMA of the time per block; 0 until measured
 	sampled   time.Time     // when blockTime last took a sample
-	inflight  int
-	fetched   int64     // blocks received from it
-	avoid     time.Time // until then, count it as failurePenalty slow at least
+	started   []time.Time   // when each request in flight began
+	fetched   int64         // blocks received from it
+	avoid     time.Time     // until then, count it as failurePenalty slow at least
 }
 
 const (
@@ -45,6 +54,7 @@ const (
 	// five blocks count.
 	rateWeight   = 0.3
 	rateHalfLife = 100 * time.Millisecond
+	probeBlocks  = 8
 	// A replica that failed for another reason than not holding the block
 	// counts as taking failurePenalty per block for failureMemory, so that
 	// the next blocks try the others first, and later ones try it again.
@@ -83,7 +93,7 @@ func (r *replicaRates) pick(peers []p2ppeer.ID, rtt func(p2ppeer.ID) (time.Durat
 		t, inflight := est[i], 0
 		pr := r.peers[p]
 		if pr != nil {
-			inflight = pr.inflight
+			inflight = len(pr.started)
 		}
 		if pr == nil || pr.blockTime == 0 {
 			switch d, ok := rtt(p); {
@@ -95,8 +105,11 @@ func (r *replicaRates) pick(peers []p2ppeer.ID, rtt func(p2ppeer.ID) (time.Durat
 				t = time.Hour
 			}
 		}
-		if pr != nil && now.Before(pr.avoid) {
-			t = max(t, failurePenalty)
+		if pr != nil {
+			t = max(t, pr.overdue(now))
+			if now.Before(pr.avoid) {
+				t = max(t, failurePenalty)
+			}
 		}
 		if cost := time.Duration(inflight+1) * max(t, time.Microsecond); i == 0 || cost < pickCost {
 			pick, pickCost = i, cost
@@ -114,14 +127,28 @@ func (r *replicaRates) expected(p p2ppeer.ID) (time.Duration, bool) {
 	if pr == nil || pr.blockTime == 0 {
 		return 0, false
 	}
-	return time.Duration(max(pr.inflight, 1)) * pr.estimate(r.now()), true
+	return time.Duration(max(len(pr.started), 1)) * pr.estimate(r.now()), true
 }
 
-// estimate is the time per block at now: the measured one, halved for
-// every rateHalfLife since it was sampled.
+// estimate is the time per block at now: while requests are in flight,
+// the measured one or more if they are overdue; once idle, the measured
+// one halved for every half-life since it was sampled.
 func (pr *replicaRate) estimate(now time.Time) time.Duration {
+	if len(pr.started) > 0 {
+		return max(pr.blockTime, pr.overdue(now))
+	}
+	halfLife := max(rateHalfLife, probeBlocks*pr.blockTime)
 	age := now.Sub(pr.sampled)
-	return time.Duration(float64(pr.blockTime) * math.Exp2(-float64(age)/float64(rateHalfLife)))
+	return time.Duration(float64(pr.blockTime) * math.Exp2(-float64(age)/float64(halfLife)))
+}
+
+// overdue is the time per block the requests in flight show at least: the
+// oldest one's age over the requests sharing the replica.
+func (pr *replicaRate) overdue(now time.Time) time.Duration {
+	if len(pr.started) == 0 {
+		return 0
+	}
+	return now.Sub(slices.MinFunc(pr.started, time.Time.Compare)) / time.Duration(len(pr.started))
 }
 
 // fetchOutcome is how a request to a replica ended.
@@ -146,13 +173,16 @@ func (r *replicaRates) start(p p2ppeer.ID) (done func(took time.Duration, how fe
 		pr = &replicaRate{}
 		r.peers[p] = pr
 	}
-	pr.inflight++
-	sharing := pr.inflight
+	began := r.now()
+	pr.started = append(pr.started, began)
+	sharing := len(pr.started)
 	r.mu.Unlock()
 	return func(took time.Duration, how fetchOutcome) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		pr.inflight--
+		if i := slices.IndexFunc(pr.started, began.Equal); i >= 0 {
+			pr.started = slices.Delete(pr.started, i, i+1)
+		}
 		per := took / time.Duration(sharing)
 		switch how {
 		case fetchOK:
@@ -182,7 +212,7 @@ func (pr *replicaRate) sample(per time.Duration, now time.Time) {
 
 func (r *replicaRates) forgetIdle() {
 	for p, pr := range r.peers {
-		if pr.inflight == 0 {
+		if len(pr.started) == 0 {
 			delete(r.peers, p)
 		}
 	}

@@ -70,8 +70,9 @@ func TestReplicaRatesPick(t *testing.T) {
 	if got := r.peers[fast].blockTime; got <= time.Millisecond || got >= 3*time.Millisecond {
 		t.Fatalf("after one slower block fast's time is %v, want between 1 and 3 ms", got)
 	}
-	// Slow's 50 ms fades: 10 half-lives on, it is below fast's fresh one.
-	clock = clock.Add(10 * rateHalfLife)
+	// Slow's 50 ms fades once idle: 10 of its half-lives on (probeBlocks
+	// of its blocks each), it is below fast's fresh one.
+	clock = clock.Add(10 * probeBlocks * 50 * time.Millisecond)
 	r.start(fast)(time.Millisecond, fetchOK)
 	if got := pick(fast, slow); got != slow {
 		t.Fatalf("a stale slow estimate did not fade: picked %s", got)
@@ -100,6 +101,49 @@ func TestReplicaRatesPick(t *testing.T) {
 	}
 	if got := r.fetched(fast); got != 4 {
 		t.Fatalf("fetched %d from fast, want 4", got)
+	}
+}
+
+// A replica's estimate does not fade while it works, and a request
+// outstanding for longer than the estimate raises it: requests stop going
+// to a replica that is slow before it has answered once, measured or not.
+func TestReplicaRatesOverdue(t *testing.T) {
+	r := newReplicaRates()
+	clock := time.Unix(1000, 0)
+	r.now = func() time.Time { return clock }
+	fast, slow, fresh := p2ppeer.ID("fast"), p2ppeer.ID("slow"), p2ppeer.ID("fresh")
+	rtt := func(p2ppeer.ID) (time.Duration, bool) { return time.Millisecond, true }
+	pick := func(peers ...p2ppeer.ID) p2ppeer.ID { return peers[r.pick(peers, rtt)] }
+
+	r.start(fast)(100*time.Millisecond, fetchOK)
+	r.start(slow)(time.Second, fetchOK)
+	endSlow := r.start(slow)
+	clock = clock.Add(50 * rateHalfLife) // would fade an idle estimate to nothing
+	if got := r.peers[slow].estimate(clock); got < 5*time.Second {
+		t.Fatalf("slow, 5 s into a request, estimates %v a block, want at least 5 s", got)
+	}
+	endSlow(5*time.Second, fetchOK)
+	// fresh is asked once and does not answer for 3 s: by then it counts
+	// as 3 s a block, not as fast as the fastest measured.
+	endFresh := r.start(fresh)
+	r.start(fast)(100*time.Millisecond, fetchOK)
+	if got := pick(fresh, fast); got != fast {
+		t.Fatalf("just asked, fresh is unmeasured like fast: picked %s (its one request counts)", got)
+	}
+	clock = clock.Add(3 * time.Second)
+	r.start(fast)(100*time.Millisecond, fetchOK)
+	if got := r.peers[fresh].estimate(clock); got < 3*time.Second {
+		t.Fatalf("fresh 3 s into its first request estimates %v a block", got)
+	}
+	for range 10 {
+		r.start(fast) // 10 in flight, none overdue yet
+	}
+	if got := pick(fresh, fast); got != fast {
+		t.Fatalf("fresh overdue by 3 s against fast with 10 in flight: picked %s", got)
+	}
+	endFresh(3*time.Second, fetchOK)
+	if len(r.peers[fresh].started) != 0 {
+		t.Fatalf("a finished request is still in flight")
 	}
 }
 

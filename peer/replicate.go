@@ -84,7 +84,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	if data, _, err := n.readLocal(c); err == nil {
 		return data, nil
 	}
-	peers, err := n.Replicas(ctx, c)
+	peers, err := n.replicasOf(ctx, c)
 	if err != nil {
 		return nil, err
 	}

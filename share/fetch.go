@@ -45,6 +45,11 @@ type FetchOptions struct {
 	// written out and Fetch is done with them, so that a Getter with a
 	// buffer pool can reuse them.
 	Release func([]byte)
+	// Locate, if set, is handed the links of each internal node as it is
+	// read, before any of them is asked for, so that a Getter that must
+	// find a block first (a ring lookup) can do that ahead, outside the
+	// window. It must return at once and stop its work when ctx ends.
+	Locate func(ctx context.Context, cids []cid.Cid)
 }
 
 func (o FetchOptions) withDefaults() (FetchOptions, error) {
@@ -95,6 +100,7 @@ func Fetch(ctx context.Context, root cid.Cid, get Getter, out Output, opts Fetch
 		attempts: opts.Attempts,
 		progress: opts.Progress,
 		verified: opts.Verified,
+		locate:   opts.Locate,
 		slots:    make(chan struct{}, opts.Window),
 	}
 	f.sink, err = out.sink(f.release, opts.Release)
@@ -121,6 +127,7 @@ type fetcher struct {
 	nodes    NodeStore
 	attempts int
 	verified bool // the Getter's blocks need no second check
+	locate   func(context.Context, []cid.Cid)
 	sink     sink
 	resume   resumer // nil when the output cannot be read back
 
@@ -203,6 +210,9 @@ func (f *fetcher) next() int64 {
 
 // walk emits the pieces of node n, which starts at offset off of the file.
 func (f *fetcher) walk(ctx context.Context, n *fileNode, off int64, depth int) error {
+	if f.locate != nil && len(n.links) > 0 {
+		f.locate(ctx, n.links)
+	}
 	if len(n.data) > 0 {
 		if err := f.acquire(ctx); err != nil {
 			return err

@@ -735,3 +735,47 @@ func TestReleaseGetsEachLeafOnceWritten(t *testing.T) {
 		}
 	}
 }
+
+// locatingGetter records which blocks were located and fails a Get for
+// one that was not.
+type locatingGetter struct {
+	s       *memStore
+	mu      sync.Mutex
+	located map[cid.Cid]bool
+	calls   int
+}
+
+func (g *locatingGetter) locate(ctx context.Context, cids []cid.Cid) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.calls++
+	for _, c := range cids {
+		g.located[c] = true
+	}
+}
+
+func (g *locatingGetter) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
+	g.mu.Lock()
+	ok := g.located[c]
+	g.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("get %s before it was located", c)
+	}
+	return g.s.Get(ctx, c)
+}
+
+// Locate is handed every internal node's links before any of them is
+// asked for: each block but the root is located ahead of its Get.
+func TestFetchLocatesAhead(t *testing.T) {
+	data := randomBytes((174*174+1)*256+3, 3) // three levels of 256 B chunks
+	root, s := importBytes(t, data, ImportOptions{ChunkSize: 256})
+	g := &locatingGetter{s: s, located: map[cid.Cid]bool{root: true}}
+	got := fetchBytes(t, root, g, FetchOptions{Window: 9, Locate: g.locate})
+	if !bytes.Equal(got, data) {
+		t.Fatal("output differs from the input")
+	}
+	// The root, its 2 children and their 174 + 1 children have links.
+	if g.calls != 1+2+175 {
+		t.Errorf("Locate called %d times, want once per internal node (178)", g.calls)
+	}
+}

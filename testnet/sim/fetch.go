@@ -264,7 +264,7 @@ func runFetch(ctx context.Context, f fetchFlags, out io.Writer) ([]fetchResult, 
 		// FILE` writes them: one slow block does not hold the others back.
 		buf := &memFile{}
 		start := time.Now()
-		err := share.Fetch(fctx, root, s.Nodes[i], share.ToWriterAt(buf), share.FetchOptions{Window: f.window})
+		err := share.Fetch(fctx, root, s.Nodes[i], share.ToWriterAt(buf), share.FetchOptions{Window: f.window, Locate: s.Nodes[i].Locate})
 		cancel()
 		r.Elapsed = time.Since(start)
 		r.Rate = float64(f.size) / r.Elapsed.Seconds()
