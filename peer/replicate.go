@@ -104,6 +104,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	results := make(chan result, len(peers))
 	var last p2ppeer.ID
 	var lastAnswering *atomic.Bool // the last replica asked has started to answer
+	var lastBegan time.Time
 	launch := func() {
 		i := n.fastestReplica(peers)
 		p := peers[i]
@@ -113,6 +114,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 		lastAnswering = answering
 		done := n.blocks.rates.start(p)
 		began := time.Now()
+		lastBegan = began
 		go func() {
 			data, err := n.fetchFromNotify(ctx, p, c, func() { answering.Store(true) })
 			how := fetchOK
@@ -132,7 +134,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	tried := len(peers)
 	launch()
 	var errs []error
-	delay, waited, graced := n.hedgeDelay(last), 0, false
+	delay, graced := n.hedgeDelay(last), false
 	hedge := time.NewTimer(delay)
 	defer hedge.Stop()
 	for len(errs) < tried {
@@ -144,35 +146,39 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 			errs = append(errs, r.err)
 			if len(peers) > 0 {
 				launch()
-				delay, waited, graced = n.hedgeDelay(last), 0, false
+				delay, graced = n.hedgeDelay(last), false
 				hedge.Reset(delay)
 			}
 		case <-hedge.C:
 			if len(peers) == 0 {
 				break
 			}
-			// A replica that is already sending the block is working; a
-			// second one would mostly share the same downlink and double
-			// the bytes (on a slow link, every block). Give it twice as
-			// long, a few times over, before asking another.
-			if lastAnswering.Load() && waited < maxHedgeWaits {
-				waited++
-				delay *= 2
-				hedge.Reset(delay)
-				break
-			}
-			// No answer yet is not yet a stall: on a busy machine the
-			// first bytes of a live replica's answer are often read
-			// later than a few round trips (both ends wait for a CPU).
-			// One more delay before asking another; a stalled replica
-			// costs twice the delay, still a fraction of a second.
-			if !graced {
+			if lastAnswering.Load() {
+				// A replica that is sending the block is working; a
+				// second one would mostly share the same downlink and
+				// double the bytes (on a slow link, every block). Ask
+				// another only when one is measured to be much faster
+				// (a slow holder behind a fast link: it would hold the
+				// fetch's tail), or when this one has taken
+				// answeringWaits delays.
+				elapsed := time.Since(lastBegan)
+				if again, ok := n.blocks.rates.keepWaiting(peers, n.ringRTT, elapsed, delay); ok {
+					hedge.Reset(again)
+					break
+				}
+			} else if !graced {
+				// No answer yet is not yet a stall: on a busy machine
+				// the first bytes of a live replica's answer are often
+				// read later than a few round trips (both ends wait for
+				// a CPU). One more delay before asking another; a
+				// stalled replica costs twice the delay, still a
+				// fraction of a second.
 				graced = true
 				hedge.Reset(delay)
 				break
 			}
 			launch()
-			delay, waited, graced = n.hedgeDelay(last), 0, false
+			delay, graced = n.hedgeDelay(last), false
 			hedge.Reset(delay)
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -217,8 +223,11 @@ func (n *Node) getPastList(ctx context.Context, c cid.Cid, asked []p2ppeer.ID, l
 // fastestReplica is the index of the peer whose next block should arrive
 // first (replicaRates.pick).
 func (n *Node) fastestReplica(peers []p2ppeer.ID) int {
-	return n.blocks.rates.pick(peers, func(p p2ppeer.ID) (time.Duration, bool) { return n.ring.RTT(string(p)) })
+	return n.blocks.rates.pick(peers, n.ringRTT)
 }
+
+// ringRTT is the ring's smoothed round trip to p, if it has one.
+func (n *Node) ringRTT(p p2ppeer.ID) (time.Duration, bool) { return n.ring.RTT(string(p)) }
 
 // hedgeDelay is how long to wait for p, just asked, before asking another
 // replica too: a few round trips plus the time a block takes at a modest
@@ -236,10 +245,6 @@ func (n *Node) hedgeDelay(p p2ppeer.ID) time.Duration {
 	}
 	return d
 }
-
-// maxHedgeWaits is how many times the hedge delay doubles for a replica
-// that is answering, at most 31 times the first delay in all.
-const maxHedgeWaits = 4
 
 // ReplicaError says how a put or get fared with a block's replicas. It
 // matches the replicas' errors with errors.Is (ErrStoreFull,
