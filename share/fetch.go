@@ -20,7 +20,7 @@ type NodeStore interface {
 type FetchOptions struct {
 	// Window is how many blocks may be in flight (asked of the Getter, or
 	// fetched and waiting for their turn in a ToWriter output) at once
-	// (default DefaultWindow).
+	// (default DefaultWindow), besides one internal node fetched ahead.
 	Window int
 	// Attempts is how many times a block is asked of the Getter while the
 	// bytes it returns do not match the CID (default DefaultAttempts). A
@@ -189,7 +189,7 @@ func (f *fetcher) walkRoot(ctx context.Context, root cid.Cid) error {
 		f.report(f.total)
 		return nil
 	}
-	n, err := f.node(ctx, root)
+	n, err := f.node(ctx, root, true)
 	if err != nil {
 		return err
 	}
@@ -223,6 +223,8 @@ func (f *fetcher) walk(ctx context.Context, n *fileNode, off int64, depth int) e
 		f.report(int64(len(n.data)))
 		off += int64(len(n.data))
 	}
+	var ahead <-chan nodeResult // the internal node at n.links[aheadAt], fetched ahead
+	aheadAt := -1
 	for i, c := range n.links {
 		size := int64(n.sizes[i])
 		if c.Type() == cid.Raw {
@@ -238,10 +240,25 @@ func (f *fetcher) walk(ctx context.Context, n *fileNode, off int64, depth int) e
 			if depth+1 >= maxDepth {
 				return fmt.Errorf("%w: deeper than %d levels", ErrMalformed, maxDepth)
 			}
-			child, err := f.node(ctx, c)
+			var child *fileNode
+			var err error
+			if aheadAt == i {
+				select {
+				case r := <-ahead:
+					child, err = r.n, r.err
+				case <-ctx.Done():
+					return context.Cause(ctx)
+				}
+			} else {
+				child, err = f.node(ctx, c, true)
+			}
 			if err != nil {
 				return err
 			}
+			// The next internal node is on its way while this one's
+			// leaves are: the window does not drain at each boundary
+			// while the walker waits for it.
+			ahead, aheadAt = f.nextNode(ctx, n.links, i+1)
 			if int64(child.size) != size {
 				return fmt.Errorf("%w: node %s holds %d bytes, its parent says %d", ErrMalformed, c, child.size, size)
 			}
@@ -252,6 +269,32 @@ func (f *fetcher) walk(ctx context.Context, n *fileNode, off int64, depth int) e
 		off += size
 	}
 	return nil
+}
+
+type nodeResult struct {
+	n   *fileNode
+	err error
+}
+
+// nextNode starts fetching the first internal node in links from index
+// from, and returns where its result will come and its index (-1: none).
+func (f *fetcher) nextNode(ctx context.Context, links []cid.Cid, from int) (<-chan nodeResult, int) {
+	for j := from; j < len(links); j++ {
+		if links[j].Type() == cid.Raw {
+			continue
+		}
+		ch := make(chan nodeResult, 1)
+		f.g.Go(func() error {
+			// Outside the window (FetchOptions.Window): the leaves
+			// holding every slot must not keep it waiting. Its error
+			// reaches the walker through ch.
+			n, err := f.node(ctx, links[j], false)
+			ch <- nodeResult{n, err}
+			return nil
+		})
+		return ch, j
+	}
+	return nil, -1
 }
 
 // leaf gets raw leaf c into the output at off, unless it is there already.
@@ -285,8 +328,9 @@ func (f *fetcher) leaf(ctx context.Context, seq int64, c cid.Cid, off, size int6
 	return nil
 }
 
-// node returns internal node c, decoded, from opts.Nodes or the Getter.
-func (f *fetcher) node(ctx context.Context, c cid.Cid) (*fileNode, error) {
+// node returns internal node c, decoded, from opts.Nodes or the Getter,
+// holding a window slot while it is fetched if inWindow.
+func (f *fetcher) node(ctx context.Context, c cid.Cid, inWindow bool) (*fileNode, error) {
 	if f.nodes != nil {
 		if data, err := f.nodes.Get(ctx, c); err == nil && verify(c, data) == nil {
 			n, err := decodeFileNode(data)
@@ -296,11 +340,19 @@ func (f *fetcher) node(ctx context.Context, c cid.Cid) (*fileNode, error) {
 			return n, nil
 		}
 	}
-	if err := f.acquire(ctx); err != nil {
-		return nil, err
+	if inWindow {
+		if err := f.acquire(ctx); err != nil {
+			return nil, err
+		}
+		defer f.release()
 	}
+	return f.fetchNode(ctx, c)
+}
+
+// fetchNode gets internal node c from the Getter, decodes it and keeps it
+// in opts.Nodes.
+func (f *fetcher) fetchNode(ctx context.Context, c cid.Cid) (*fileNode, error) {
 	data, err := f.fetch(ctx, c)
-	f.release()
 	if err != nil {
 		return nil, err
 	}
