@@ -44,6 +44,7 @@ type replicaRates struct {
 type replicaRate struct {
 	blockTime time.Duration // EWMA of the time per block; 0 until measured
 	sampled   time.Time     // when blockTime last took a sample
+	latency   time.Duration // EWMA of a request's whole time, queues included
 	started   []time.Time   // when each request in flight began
 	fetched   int64         // blocks received from it
 	avoid     time.Time     // until then, count it as failurePenalty slow at least
@@ -75,15 +76,6 @@ func newReplicaRates() *replicaRates {
 // tried; when none is measured, the round-trip times (rtt) order them,
 // unknown ones last.
 func (r *replicaRates) pick(peers []p2ppeer.ID, rtt func(p2ppeer.ID) (time.Duration, bool)) int {
-	i, _, _ := r.best(peers, rtt, true)
-	return i
-}
-
-// best is pick with the wait it predicts for that peer's next block, and
-// whether any of peers has been measured (if not, the wait is a guess from
-// round trips). Without fade, idle replicas' estimates are taken as
-// measured, not faded: a prediction rather than a reason to try one again.
-func (r *replicaRates) best(peers []p2ppeer.ID, rtt func(p2ppeer.ID) (time.Duration, bool), fade bool) (pick int, cost time.Duration, measured bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
@@ -91,15 +83,13 @@ func (r *replicaRates) best(peers []p2ppeer.ID, rtt func(p2ppeer.ID) (time.Durat
 	best := time.Duration(-1)
 	for i, p := range peers {
 		if pr := r.peers[p]; pr != nil && pr.blockTime > 0 {
-			est[i] = pr.blockTime
-			if fade {
-				est[i] = pr.estimate(now)
-			}
+			est[i] = pr.estimate(now)
 			if best < 0 || est[i] < best {
 				best = est[i]
 			}
 		}
 	}
+	pick, pickCost := 0, time.Duration(0)
 	for i, p := range peers {
 		t, inflight := est[i], 0
 		pr := r.peers[p]
@@ -122,31 +112,39 @@ func (r *replicaRates) best(peers []p2ppeer.ID, rtt func(p2ppeer.ID) (time.Durat
 				t = max(t, failurePenalty)
 			}
 		}
-		if c := time.Duration(inflight+1) * max(t, time.Microsecond); i == 0 || c < cost {
-			pick, cost = i, c
+		if cost := time.Duration(inflight+1) * max(t, time.Microsecond); i == 0 || cost < pickCost {
+			pick, pickCost = i, cost
 		}
 	}
-	return pick, cost, best >= 0
+	return pick
 }
 
 // keepWaiting says whether a replica that has been sending a block for
 // elapsed (first hedge delay: delay) should be left to finish alone, and
-// when to ask again. It should unless one of the other replicas (peers) is
-// measured to deliver a block in under 1/outrunFactor of that time, or it
-// has taken answeringWaits delays; unmeasured ones count as the fastest
-// replica measured. "Measured": on a fetcher whose own link is the slow
-// part every replica measures slow, so a hedge there never looks worth
-// it; before anything is measured, round trips say nothing of rates.
-func (r *replicaRates) keepWaiting(peers []p2ppeer.ID, rtt func(p2ppeer.ID) (time.Duration, bool), elapsed, delay time.Duration) (time.Duration, bool) {
+// when to ask again. It should unless another of the block's replicas
+// (peers) is measured to deliver a block in under 1/outrunFactor of that
+// time (its last requests' whole time, behind what is in flight to it:
+// time per block alone would leave out the queue at the fetcher's own
+// downlink, which every request waits in), or it has taken answeringWaits
+// delays. "Measured": on a fetcher whose own link is the slow part every
+// replica measures slow, so a hedge there never looks worth it; round
+// trips say nothing of rates.
+func (r *replicaRates) keepWaiting(peers []p2ppeer.ID, elapsed, delay time.Duration) (time.Duration, bool) {
 	left := answeringWaits*delay - elapsed
 	if left <= 0 {
 		return 0, false
 	}
-	_, alt, measured := r.best(peers, rtt, false)
-	if !measured {
-		alt, measured = r.fastest()
+	r.mu.Lock()
+	alt := time.Duration(-1)
+	for _, p := range peers {
+		if pr := r.peers[p]; pr != nil && pr.latency > 0 {
+			if t := pr.latency + time.Duration(len(pr.started))*pr.blockTime; alt < 0 || t < alt {
+				alt = t
+			}
+		}
 	}
-	if !measured {
+	r.mu.Unlock()
+	if alt < 0 {
 		return left, true
 	}
 	if outrun := outrunFactor*alt - elapsed; outrun > 0 {
@@ -165,20 +163,6 @@ const (
 	// measured to deliver one this many times sooner than it has taken.
 	outrunFactor = 4
 )
-
-// fastest is the least time per block measured of any replica (not
-// faded), and whether there is one.
-func (r *replicaRates) fastest() (time.Duration, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	best := time.Duration(-1)
-	for _, pr := range r.peers {
-		if pr.blockTime > 0 && (best < 0 || pr.blockTime < best) {
-			best = pr.blockTime
-		}
-	}
-	return best, best >= 0
-}
 
 // expected is the wait p's measurement predicts for a request just
 // started: requests in flight (this one included) x time per block.
@@ -250,6 +234,11 @@ func (r *replicaRates) start(p p2ppeer.ID) (done func(took time.Duration, how fe
 		case fetchOK:
 			pr.fetched++
 			pr.sample(per, r.now())
+			if pr.latency == 0 {
+				pr.latency = took
+			} else {
+				pr.latency += time.Duration(rateWeight * float64(took-pr.latency))
+			}
 		case fetchOutrun:
 			// Lost a hedge race: it would have taken longer than this.
 			// Without it a replica that is always outrun would stay

@@ -346,49 +346,61 @@ func TestGetHedgesStalledNotSlowReplicas(t *testing.T) {
 	}
 }
 
-// A replica sending a block is left alone unless another is measured to be
-// much faster (then it is hedged once it has taken outrunFactor times the
-// other's time), or it has taken answeringWaits hedge delays. On a fetcher
-// whose own link is slow every replica measures slow: no hedge.
+// A replica sending a block is left alone unless another of the block's
+// replicas is measured to be much faster (then it is hedged once it has
+// taken outrunFactor times the other's time, its queue included), or it
+// has taken answeringWaits hedge delays. On a fetcher whose own link is
+// slow every replica measures slow: no hedge.
 func TestReplicaRatesKeepWaiting(t *testing.T) {
 	r := newReplicaRates()
 	clock := time.Unix(1000, 0)
 	r.now = func() time.Time { return clock }
 	other, third := p2ppeer.ID("other"), p2ppeer.ID("third")
-	rtt := func(p2ppeer.ID) (time.Duration, bool) { return 10 * time.Millisecond, true }
 	const delay = 100 * time.Millisecond
 
 	// Nothing measured: wait out the answering delays.
-	if again, ok := r.keepWaiting([]p2ppeer.ID{other}, rtt, time.Second, delay); !ok || again != answeringWaits*delay-time.Second {
+	if again, ok := r.keepWaiting([]p2ppeer.ID{other}, time.Second, delay); !ok || again != answeringWaits*delay-time.Second {
 		t.Fatalf("nothing measured, 1 s in: keep %v, again in %v; want to wait until %v", ok, again, answeringWaits*delay)
 	}
-	if _, ok := r.keepWaiting([]p2ppeer.ID{other}, rtt, answeringWaits*delay, delay); ok {
+	if _, ok := r.keepWaiting([]p2ppeer.ID{other}, answeringWaits*delay, delay); ok {
 		t.Fatal("still waiting after answeringWaits delays")
 	}
 
 	// other delivers a block in 200 ms: wait until 800 ms, then hedge.
 	r.start(other)(200*time.Millisecond, fetchOK)
-	if again, ok := r.keepWaiting([]p2ppeer.ID{other}, rtt, 300*time.Millisecond, delay); !ok || again != 500*time.Millisecond {
+	if again, ok := r.keepWaiting([]p2ppeer.ID{other, third}, 300*time.Millisecond, delay); !ok || again != 500*time.Millisecond {
 		t.Fatalf("300 ms in, other at 200 ms a block: keep %v, again in %v; want again in 500 ms", ok, again)
 	}
-	if _, ok := r.keepWaiting([]p2ppeer.ID{other}, rtt, 800*time.Millisecond, delay); ok {
+	if _, ok := r.keepWaiting([]p2ppeer.ID{other, third}, 800*time.Millisecond, delay); ok {
 		t.Fatal("800 ms in, other at 200 ms a block: not hedged")
 	}
-	// Its estimate does not fade for this: an idle replica's measurement
-	// still predicts its next block.
+	// Its measurement does not fade for this: an idle replica's last
+	// requests still predict its next.
 	clock = clock.Add(time.Hour)
-	if _, ok := r.keepWaiting([]p2ppeer.ID{other}, rtt, 300*time.Millisecond, delay); !ok {
+	if _, ok := r.keepWaiting([]p2ppeer.ID{other}, 300*time.Millisecond, delay); !ok {
 		t.Fatal("an idle replica's faded estimate made a hedge look worth it")
 	}
-	// An unmeasured replica counts as the fastest measured.
-	if _, ok := r.keepWaiting([]p2ppeer.ID{third}, rtt, 800*time.Millisecond, delay); ok {
-		t.Fatal("an unmeasured replica did not count as the fastest measured")
+	// An unmeasured one says nothing.
+	if _, ok := r.keepWaiting([]p2ppeer.ID{third}, 800*time.Millisecond, delay); !ok {
+		t.Fatal("hedged to an unmeasured replica")
 	}
-	// With requests in flight, other's next block comes later.
+	// 4 blocks that took 1 s together, one at a time 250 ms each: a
+	// request waits a whole second, which is what counts here.
+	var ends []func(time.Duration, fetchOutcome)
+	for range 4 {
+		ends = append(ends, r.start(third))
+	}
+	for _, end := range ends {
+		end(time.Second, fetchOK)
+	}
+	if _, ok := r.keepWaiting([]p2ppeer.ID{third}, 2*time.Second, delay); !ok {
+		t.Fatal("hedged after 2 s to a replica whose requests take 1 s")
+	}
+	// With 3 requests in flight, other's next block comes after them.
 	for range 3 {
 		r.start(other)
 	}
-	if _, ok := r.keepWaiting([]p2ppeer.ID{other}, rtt, 800*time.Millisecond, delay); !ok {
+	if _, ok := r.keepWaiting([]p2ppeer.ID{other}, 800*time.Millisecond, delay); !ok {
 		t.Fatal("hedged to a replica with 3 blocks in flight as if it were idle")
 	}
 
@@ -396,7 +408,7 @@ func TestReplicaRatesKeepWaiting(t *testing.T) {
 	slow := newReplicaRates()
 	slow.now = r.now
 	slow.start(other)(10*time.Second, fetchOK)
-	if _, ok := slow.keepWaiting([]p2ppeer.ID{other, third}, rtt, 20*time.Second, time.Second); !ok {
+	if _, ok := slow.keepWaiting([]p2ppeer.ID{other, third}, 20*time.Second, time.Second); !ok {
 		t.Fatal("hedged on a fetcher whose every replica is slow")
 	}
 }

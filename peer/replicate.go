@@ -162,7 +162,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 				// fetch's tail), or when this one has taken
 				// answeringWaits delays.
 				elapsed := time.Since(lastBegan)
-				if again, ok := n.blocks.rates.keepWaiting(peers, n.ringRTT, elapsed, delay); ok {
+				if again, ok := n.blocks.rates.keepWaiting(peers, elapsed, delay); ok {
 					hedge.Reset(again)
 					break
 				}
