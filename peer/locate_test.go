@@ -25,11 +25,20 @@ func TestLocateAhead(t *testing.T) {
 		cids, content[c] = append(cids, c), data
 	}
 	r.nodes[0].bg.Wait()
-	fetcher := r.nodes[3]
-	cids = slices.DeleteFunc(cids, stores[fetcher].Has) // it would not look those up
-	if len(cids) == 0 {
-		t.Fatal("the fetcher holds every block")
+	// Each block is on 3 of the 4 peers: 16 copies are missing in all, so
+	// some peer lacks 4 or more. It fetches those (it would not look up
+	// the ones it holds).
+	var fetcher *Node
+	var lacking []cid.Cid
+	for _, n := range r.nodes {
+		if l := slices.DeleteFunc(slices.Clone(cids), stores[n].Has); len(l) > len(lacking) {
+			fetcher, lacking = n, l
+		}
 	}
+	if len(lacking) < 4 {
+		t.Fatalf("the peer lacking most blocks lacks %d of %d", len(lacking), len(cids))
+	}
+	cids = lacking
 	fetcher.Locate(ctx, cids)
 	fetcher.Locate(ctx, cids[:2]) // already being located: no second lookup
 	l := fetcher.blocks.located
