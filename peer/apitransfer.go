@@ -197,6 +197,8 @@ func (h *apiHandler) fetch(w http.ResponseWriter, r *http.Request) {
 
 	ctx, guard, stop := watchStalls(r.Context(), p.stall)
 	defer stop()
+	stopFlush := flushBehind(f)
+	defer stopFlush()
 	var done, total atomic.Int64
 	total.Store(-1)
 	start := time.Now()
@@ -215,6 +217,7 @@ func (h *apiHandler) fetch(w http.ResponseWriter, r *http.Request) {
 			Verified: h.cfg.VerifiedBlocks,
 			Release:  h.release(),
 		})
+		stopFlush()
 		if err == nil {
 			// Verified is not enough: the bytes are on disk before we say so.
 			if err = f.Sync(); err != nil {
