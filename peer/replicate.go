@@ -32,26 +32,47 @@ func (n *Node) Replicas(ctx context.Context, c cid.Cid) ([]p2ppeer.ID, error) {
 // acknowledged a durable write; the others finish in the background, owned
 // by the node. It implements share.Putter.
 func (n *Node) Put(ctx context.Context, c cid.Cid, data []byte) error {
+	return n.PutLent(ctx, c, data, nil)
+}
+
+// PutLent is Put, calling done (if set) once every replica write,
+// including those that finish in the background, is over with data: the
+// caller may then reuse the buffer. It implements share.LendingPutter.
+func (n *Node) PutLent(ctx context.Context, c cid.Cid, data []byte, done func()) error {
+	if done == nil {
+		done = func() {}
+	}
 	if len(data) > maxBlockSize {
+		done()
 		return fmt.Errorf("put %s: block of %d bytes exceeds %d", c, len(data), maxBlockSize)
 	}
 	// No hash here: every replica's store checks the bytes against c
 	// before writing, and refuses a mismatch (ErrBadBlock).
 	peers, err := n.Replicas(ctx, c)
 	if err != nil {
+		done()
 		return fmt.Errorf("put %s: %w", c, err)
 	}
 	need := min(n.cfg.WriteQuorum, len(peers))
 	if need < n.cfg.WriteQuorum {
+		done()
 		return fmt.Errorf("put %s: the ring has %d peers, fewer than the write quorum %d", c, len(peers), n.cfg.WriteQuorum)
 	}
 	acks := make(chan error, len(peers))
 	var fallbacks atomic.Int32
+	var writing atomic.Int32 // replica writes still using data
+	writing.Store(int32(len(peers)))
 	for _, p := range peers {
 		// Detached from ctx: a replica write the caller no longer waits for
 		// still completes, bounded by the node's lifetime and its timeout.
 		// A replica that fails is replaced by a hinted handoff (handoff.go).
-		n.bg.Go(func() { acks <- n.putReplica(n.life, p, c, data, peers, &fallbacks) })
+		n.bg.Go(func() {
+			err := n.putReplica(n.life, p, c, data, peers, &fallbacks)
+			if writing.Add(-1) == 0 {
+				done()
+			}
+			acks <- err
+		})
 	}
 	var errs []error
 	for ok := 0; ok < need; {

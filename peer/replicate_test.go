@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ipfs/go-cid"
@@ -101,6 +102,50 @@ func TestPutReplicatesToPreferenceList(t *testing.T) {
 }
 
 // A replica that answers with bytes that are not the block is skipped.
+// PutLent hands the buffer back once, and only after every replica write
+// is over: by then all r replicas hold the block, without waiting for the
+// node's background work.
+func TestPutLentReleasesAfterEveryReplica(t *testing.T) {
+	r, stores := storedRing(t, 6)
+	ctx := testCtx(t)
+	data := bytes.Repeat([]byte("lent "), 3000)
+	c := rawBlock(t, data)
+	var calls atomic.Int32
+	released := make(chan struct{})
+	if err := r.nodes[2].PutLent(ctx, c, data, func() {
+		if calls.Add(1) == 1 {
+			close(released)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-released:
+	case <-ctx.Done():
+		t.Fatal("the buffer was never handed back")
+	}
+	holders := 0
+	for _, st := range stores {
+		if st.Has(c) {
+			holders++
+		}
+	}
+	if holders != 3 {
+		t.Errorf("%d replicas hold the block when its buffer is handed back, want 3", holders)
+	}
+	r.nodes[2].bg.Wait()
+	if n := calls.Load(); n != 1 {
+		t.Errorf("done called %d times, want 1", n)
+	}
+
+	// A put that fails before any replica write hands the buffer back too.
+	calls.Store(0)
+	big := make([]byte, maxBlockSize+1)
+	if err := r.nodes[2].PutLent(ctx, c, big, func() { calls.Add(1) }); err == nil || calls.Load() != 1 {
+		t.Errorf("oversized put: %v, done called %d times; want an error and 1", err, calls.Load())
+	}
+}
+
 func TestGetSkipsReplicaServingWrongBytes(t *testing.T) {
 	r, stores := storedRing(t, 6)
 	ctx := context.Background()

@@ -11,6 +11,7 @@ import (
 	"github.com/ipfs/boxo/ipld/unixfs/importer/helpers"
 	cid "github.com/ipfs/go-cid"
 	ipld "github.com/ipfs/go-ipld-format"
+	pool "github.com/libp2p/go-buffer-pool"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -134,8 +135,18 @@ func (s *putService) Add(_ context.Context, n ipld.Node) error {
 	if len(data) > MaxBlockSize {
 		return fmt.Errorf("put %s: %d bytes, over the %d byte block limit", c, len(data), MaxBlockSize)
 	}
+	lp, lending := s.put.(LendingPutter)
 	s.g.Go(func() error {
-		if err := s.put.Put(s.ctx, c, data); err != nil {
+		var err error
+		if lending && c.Type() == cid.Raw {
+			// A raw leaf's bytes are the chunk the splitter took from
+			// the buffer pool, and nothing else refers to them once the
+			// leaf is added: back to the pool once the putter is done.
+			err = lp.PutLent(s.ctx, c, data, func() { pool.Put(data) })
+		} else {
+			err = s.put.Put(s.ctx, c, data)
+		}
+		if err != nil {
 			return fmt.Errorf("put %s: %w", c, err)
 		}
 		return nil
