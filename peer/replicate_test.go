@@ -6,8 +6,10 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
@@ -143,6 +145,37 @@ func TestPutLentReleasesAfterEveryReplica(t *testing.T) {
 	big := make([]byte, maxBlockSize+1)
 	if err := r.nodes[2].PutLent(ctx, c, big, func() { calls.Add(1) }); err == nil || calls.Load() != 1 {
 		t.Errorf("oversized put: %v, done called %d times; want an error and 1", err, calls.Load())
+	}
+}
+
+// A put waits while the node has maxReplicaWrites replica writes in flight,
+// gives up with its context, and goes ahead once they end.
+func TestPutWaitsForReplicaWriteTokens(t *testing.T) {
+	r, _ := storedRing(t, 4)
+	n := r.nodes[1]
+	data := bytes.Repeat([]byte("bounded "), 500)
+	c := rawBlock(t, data)
+	for range cap(n.blocks.writes) {
+		n.blocks.writes <- struct{}{} // as if that many writes were running
+	}
+	// The lookup is answered from the node's own tables (4 peers), so it
+	// is the wait for a token that runs out of time.
+	ctx, cancel := context.WithTimeout(testCtx(t), 2*time.Second)
+	defer cancel()
+	var calls atomic.Int32
+	err := n.PutLent(ctx, c, data, func() { calls.Add(1) })
+	if !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "replicas of") || calls.Load() != 1 {
+		t.Fatalf("put with every token taken: %v, done called %d times; want a timeout waiting for a token and 1", err, calls.Load())
+	}
+	for range cap(n.blocks.writes) {
+		<-n.blocks.writes
+	}
+	if err := n.Put(testCtx(t), c, data); err != nil {
+		t.Fatal(err)
+	}
+	n.bg.Wait()
+	if got := len(n.blocks.writes); got != 0 {
+		t.Errorf("%d tokens still taken after every write ended", got)
 	}
 }
 
