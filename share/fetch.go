@@ -20,7 +20,7 @@ type NodeStore interface {
 type FetchOptions struct {
 	// Window is how many blocks may be in flight (asked of the Getter, or
 	// fetched and waiting for their turn in a ToWriter output) at once
-	// (default DefaultWindow), besides one internal node fetched ahead.
+	// (default DefaultWindow).
 	Window int
 	// Attempts is how many times a block is asked of the Getter while the
 	// bytes it returns do not match the CID (default DefaultAttempts). A
@@ -35,7 +35,9 @@ type FetchOptions struct {
 	// node fetched is put there once verified. Leaves are never stored:
 	// the output holds them. This makes a resumed fetch cost no requests
 	// at all for what it already has. A failing Get counts as a miss;
-	// a failing Put fails the fetch, since it is the caller's store.
+	// a failing Put fails the fetch, since it is the caller's store. It
+	// is called from more than one goroutine (the next internal node is
+	// fetched while the walk is still on the current one).
 	Nodes NodeStore
 	// Verified says the Getter returns only bytes it has itself checked
 	// against the CID (peer's node does: its store and its block protocol
@@ -189,7 +191,7 @@ func (f *fetcher) walkRoot(ctx context.Context, root cid.Cid) error {
 		f.report(f.total)
 		return nil
 	}
-	n, err := f.node(ctx, root, true)
+	n, err := f.node(ctx, root)
 	if err != nil {
 		return err
 	}
@@ -223,8 +225,10 @@ func (f *fetcher) walk(ctx context.Context, n *fileNode, off int64, depth int) e
 		f.report(int64(len(n.data)))
 		off += int64(len(n.data))
 	}
-	var ahead <-chan nodeResult // the internal node at n.links[aheadAt], fetched ahead
-	aheadAt := -1
+	// The next internal node is fetched while this one's subtree is
+	// walked: otherwise the window drains each time the walk moves on to
+	// the next internal node (every 174 leaves), waiting for its round trip.
+	var next *nodeFuture
 	for i, c := range n.links {
 		size := int64(n.sizes[i])
 		if c.Type() == cid.Raw {
@@ -242,23 +246,15 @@ func (f *fetcher) walk(ctx context.Context, n *fileNode, off int64, depth int) e
 			}
 			var child *fileNode
 			var err error
-			if aheadAt == i {
-				select {
-				case r := <-ahead:
-					child, err = r.n, r.err
-				case <-ctx.Done():
-					return context.Cause(ctx)
-				}
+			if next != nil && next.index == i {
+				child, err = next.wait(ctx)
 			} else {
-				child, err = f.node(ctx, c, true)
+				child, err = f.node(ctx, c)
 			}
 			if err != nil {
 				return err
 			}
-			// The next internal node is on its way while this one's
-			// leaves are: the window does not drain at each boundary
-			// while the walker waits for it.
-			ahead, aheadAt = f.nextNode(ctx, n.links, i+1)
+			next = f.prefetchAfter(ctx, n.links, i)
 			if int64(child.size) != size {
 				return fmt.Errorf("%w: node %s holds %d bytes, its parent says %d", ErrMalformed, c, child.size, size)
 			}
@@ -269,32 +265,6 @@ func (f *fetcher) walk(ctx context.Context, n *fileNode, off int64, depth int) e
 		off += size
 	}
 	return nil
-}
-
-type nodeResult struct {
-	n   *fileNode
-	err error
-}
-
-// nextNode starts fetching the first internal node in links from index
-// from, and returns where its result will come and its index (-1: none).
-func (f *fetcher) nextNode(ctx context.Context, links []cid.Cid, from int) (<-chan nodeResult, int) {
-	for j := from; j < len(links); j++ {
-		if links[j].Type() == cid.Raw {
-			continue
-		}
-		ch := make(chan nodeResult, 1)
-		f.g.Go(func() error {
-			// Outside the window (FetchOptions.Window): the leaves
-			// holding every slot must not keep it waiting. Its error
-			// reaches the walker through ch.
-			n, err := f.node(ctx, links[j], false)
-			ch <- nodeResult{n, err}
-			return nil
-		})
-		return ch, j
-	}
-	return nil, -1
 }
 
 // leaf gets raw leaf c into the output at off, unless it is there already.
@@ -328,9 +298,45 @@ func (f *fetcher) leaf(ctx context.Context, seq int64, c cid.Cid, off, size int6
 	return nil
 }
 
-// node returns internal node c, decoded, from opts.Nodes or the Getter,
-// holding a window slot while it is fetched if inWindow.
-func (f *fetcher) node(ctx context.Context, c cid.Cid, inWindow bool) (*fileNode, error) {
+// nodeFuture is an internal node being fetched ahead of the walk.
+type nodeFuture struct {
+	index int // its place among its parent's links
+	done  chan struct{}
+	n     *fileNode
+	err   error
+}
+
+func (p *nodeFuture) wait(ctx context.Context) (*fileNode, error) {
+	select {
+	case <-p.done:
+		return p.n, p.err
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// prefetchAfter starts fetching the first internal node among links after
+// index i, if any. It holds a window slot while the request is out, like
+// any block; its error, if any, is the walk's when it gets there.
+func (f *fetcher) prefetchAfter(ctx context.Context, links []cid.Cid, i int) *nodeFuture {
+	for j := i + 1; j < len(links); j++ {
+		if links[j].Type() == cid.Raw {
+			continue
+		}
+		p := &nodeFuture{index: j, done: make(chan struct{})}
+		c := links[j]
+		f.g.Go(func() error {
+			p.n, p.err = f.node(ctx, c)
+			close(p.done)
+			return nil
+		})
+		return p
+	}
+	return nil
+}
+
+// node returns internal node c, decoded, from opts.Nodes or the Getter.
+func (f *fetcher) node(ctx context.Context, c cid.Cid) (*fileNode, error) {
 	if f.nodes != nil {
 		if data, err := f.nodes.Get(ctx, c); err == nil && verify(c, data) == nil {
 			n, err := decodeFileNode(data)
@@ -340,19 +346,11 @@ func (f *fetcher) node(ctx context.Context, c cid.Cid, inWindow bool) (*fileNode
 			return n, nil
 		}
 	}
-	if inWindow {
-		if err := f.acquire(ctx); err != nil {
-			return nil, err
-		}
-		defer f.release()
+	if err := f.acquire(ctx); err != nil {
+		return nil, err
 	}
-	return f.fetchNode(ctx, c)
-}
-
-// fetchNode gets internal node c from the Getter, decodes it and keeps it
-// in opts.Nodes.
-func (f *fetcher) fetchNode(ctx context.Context, c cid.Cid) (*fileNode, error) {
 	data, err := f.fetch(ctx, c)
+	f.release()
 	if err != nil {
 		return nil, err
 	}
