@@ -263,11 +263,18 @@ func (n *Node) step(v *vnode, key ID, want int) Step {
 		}
 		break
 	}
-	cands := v.candidates(key, candidatesPerHop, nil)
+	limit := candidatesPerHop
+	if n.cfg.Proximity {
+		limit = routeCandidates
+	}
+	cands := v.candidates(key, limit, nil)
 	if len(cands) == 0 {
 		// No finger precedes the key but our successor does not own it
 		// either: the state is inconsistent; our successor is the best bet.
 		return Step{Nodes: []Ref{v.successor()}}
+	}
+	if n.cfg.Proximity {
+		cands = n.rankByCost(v, key, cands)
 	}
 	return Step{Nodes: cands}
 }
@@ -548,6 +555,9 @@ func (n *Node) Stabilize(ctx context.Context) {
 	for _, v := range n.vnodes {
 		if v.stabilizeDue() {
 			v.stabilized(n.stabilize(ctx, v), n.cfg.Backoff)
+			if n.cfg.Proximity {
+				n.probeSuccessors(ctx, v)
+			}
 		}
 		n.flushChanged(ctx, v)
 	}
