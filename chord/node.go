@@ -170,6 +170,9 @@ func call[T any](n *Node, ctx context.Context, to Ref, timeout time.Duration, sa
 		// Definitive: the peer is up but does not run that vnode (it
 		// restarted with a lower capacity).
 		n.forget(func(r Ref) bool { return r.ID == to.ID })
+	case errors.Is(err, ErrNoRoute), errors.Is(err, ErrTooManyHops):
+		// The peer answered: it is alive, and what failed lies further
+		// along the path, which it has dealt with itself.
 	default:
 		if cctx.Err() != nil {
 			n.rtt.TimedOut(to.Addr)
@@ -250,9 +253,20 @@ func (n *Node) startFor(key ID) *vnode {
 }
 
 // step is what vnode v can say about key without the network: either the
-// key's successors (done), or the best next hops. Other vnodes of this peer
-// count as free hops: routing moves to the closest local vnode first.
-func (n *Node) step(v *vnode, key ID, want int) Step {
+// key's successors (done), or the best next hops, closest to the key first
+// (an iterative lookup's asker weighs them by its own round trips). Other
+// vnodes of this peer count as free hops: routing moves to the closest
+// local vnode first.
+func (n *Node) step(v *vnode, key ID, want int) Step { return n.stepFor(v, key, want, false) }
+
+// routeStep is step for a recursive lookup, which this node forwards
+// itself: with proximity, the next hops are ranked by the time through
+// them (rankByCost), from more candidates.
+func (n *Node) routeStep(v *vnode, key ID, want int) Step {
+	return n.stepFor(v, key, want, n.cfg.Proximity)
+}
+
+func (n *Node) stepFor(v *vnode, key ID, want int, rank bool) Step {
 	for {
 		if succs, ok := v.ownsSuccessor(key, want); ok {
 			return Step{Done: true, Nodes: succs}
@@ -264,7 +278,7 @@ func (n *Node) step(v *vnode, key ID, want int) Step {
 		break
 	}
 	limit := candidatesPerHop
-	if n.cfg.Proximity {
+	if rank {
 		limit = routeCandidates
 	}
 	cands := v.candidates(key, limit, nil)
@@ -273,7 +287,7 @@ func (n *Node) step(v *vnode, key ID, want int) Step {
 		// either: the state is inconsistent; our successor is the best bet.
 		return Step{Nodes: []Ref{v.successor()}}
 	}
-	if n.cfg.Proximity {
+	if rank {
 		cands = n.rankByCost(v, key, cands)
 	}
 	return Step{Nodes: cands}
@@ -331,7 +345,7 @@ func (n *Node) lookupRecursive(ctx context.Context, key ID, want int) (LookupRes
 	if v == nil {
 		return n.forward(ctx, n.gatewayStep, key, 0, want)
 	}
-	return n.forward(ctx, func() Step { return n.step(v, key, want) }, key, 0, want)
+	return n.forward(ctx, func() Step { return n.routeStep(v, key, want) }, key, 0, want)
 }
 
 // forward resolves a lookup recursively from here: answer it, or hand it to
@@ -382,7 +396,14 @@ func (n *Node) forward(ctx context.Context, step func() Step, key ID, hops, want
 			break
 		}
 	}
-	return LookupResult{}, fmt.Errorf("lookup %s: %w", key, lastErr)
+	if errors.Is(lastErr, ErrTooManyHops) || lastErr == ErrNoRoute {
+		return LookupResult{}, fmt.Errorf("lookup %s: %w", key, lastErr)
+	}
+	// Every next hop failed. The caller learns only that (ErrNoRoute),
+	// not how: an ErrUnknownVnode from a hop further on would make it
+	// forget us, and a timeout would make it suspect us, though we are
+	// alive and answered.
+	return LookupResult{}, fmt.Errorf("lookup %s: %w (last: %v)", key, ErrNoRoute, lastErr)
 }
 
 func (n *Node) forwardTimeout(ctx context.Context) time.Duration {
@@ -450,7 +471,7 @@ func (n *Node) HandleFindSuccessor(ctx context.Context, to ID, key ID, hops, wan
 	if v == nil {
 		return LookupResult{}, ErrUnknownVnode
 	}
-	return n.forward(ctx, func() Step { return n.step(v, key, want) }, key, hops, want)
+	return n.forward(ctx, func() Step { return n.routeStep(v, key, want) }, key, hops, want)
 }
 
 // HandleNextHop serves one step of an iterative lookup.
@@ -672,7 +693,7 @@ func (n *Node) fixFinger(ctx context.Context, v *vnode) bool {
 	var res LookupResult
 	var err error
 	if n.cfg.Lookup == Recursive {
-		res, err = n.forward(lctx, func() Step { return n.step(v, start, want) }, start, 0, want)
+		res, err = n.forward(lctx, func() Step { return n.routeStep(v, start, want) }, start, 0, want)
 	}
 	if n.cfg.Lookup == Iterative || err != nil {
 		res, err = n.lookupIterative(lctx, start, want)
