@@ -253,20 +253,14 @@ func (n *Node) startFor(key ID) *vnode {
 }
 
 // step is what vnode v can say about key without the network: either the
-// key's successors (done), or the best next hops, closest to the key first
-// (an iterative lookup's asker weighs them by its own round trips). Other
-// vnodes of this peer count as free hops: routing moves to the closest
-// local vnode first.
-func (n *Node) step(v *vnode, key ID, want int) Step { return n.stepFor(v, key, want, false) }
-
-// routeStep is step for a recursive lookup, which this node forwards
-// itself: with proximity, the next hops are ranked by the time through
-// them (rankByCost), from more candidates.
-func (n *Node) routeStep(v *vnode, key ID, want int) Step {
-	return n.stepFor(v, key, want, n.cfg.Proximity)
-}
-
-func (n *Node) stepFor(v *vnode, key ID, want int, rank bool) Step {
+// key's successors (done), or the best next hops, best first. Other vnodes
+// of this peer count as free hops: routing moves to the closest local
+// vnode first. Without proximity the best are the closest to the key; with
+// it, the ones the rest of the lookup is expected to be quickest through
+// (rankByCost), followed by the closest as fall-backs. forwards says this
+// node forwards the query itself (recursive) rather than answering an
+// iterative asker.
+func (n *Node) step(v *vnode, key ID, want int, forwards bool) Step {
 	for {
 		if succs, ok := v.ownsSuccessor(key, want); ok {
 			return Step{Done: true, Nodes: succs}
@@ -277,20 +271,16 @@ func (n *Node) stepFor(v *vnode, key ID, want int, rank bool) Step {
 		}
 		break
 	}
-	limit := candidatesPerHop
-	if rank {
-		limit = routeCandidates
+	if !n.cfg.Proximity {
+		if cands := v.candidates(key, candidatesPerHop, nil); len(cands) > 0 {
+			return Step{Nodes: cands}
+		}
+	} else if cands := v.candidates(key, routeCandidates, nil); len(cands) > 0 {
+		return Step{Nodes: n.rankByCost(v, key, cands, forwards)}
 	}
-	cands := v.candidates(key, limit, nil)
-	if len(cands) == 0 {
-		// No finger precedes the key but our successor does not own it
-		// either: the state is inconsistent; our successor is the best bet.
-		return Step{Nodes: []Ref{v.successor()}}
-	}
-	if rank {
-		cands = n.rankByCost(v, key, cands)
-	}
-	return Step{Nodes: cands}
+	// No finger precedes the key but our successor does not own it
+	// either: the state is inconsistent; our successor is the best bet.
+	return Step{Nodes: []Ref{v.successor()}}
 }
 
 // sortByCloseness orders nodes preceding key by their distance to it,
@@ -335,7 +325,7 @@ func (n *Node) lookupMode(ctx context.Context, key ID, want int, mode LookupMode
 
 func (n *Node) firstStep(key ID, want int) Step {
 	if v := n.startFor(key); v != nil {
-		return n.step(v, key, want)
+		return n.step(v, key, want, false)
 	}
 	return n.gatewayStep()
 }
@@ -345,7 +335,7 @@ func (n *Node) lookupRecursive(ctx context.Context, key ID, want int) (LookupRes
 	if v == nil {
 		return n.forward(ctx, n.gatewayStep, key, 0, want)
 	}
-	return n.forward(ctx, func() Step { return n.routeStep(v, key, want) }, key, 0, want)
+	return n.forward(ctx, func() Step { return n.step(v, key, want, true) }, key, 0, want)
 }
 
 // forward resolves a lookup recursively from here: answer it, or hand it to
@@ -422,10 +412,13 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 	visited := map[ID]bool{}
 	var cands []Ref
 	hops := 0
+	answered := true // st came from a node that answered, not a fall-back
 	for !st.Done {
+		var fresh []Ref
 		for _, c := range st.Nodes {
 			if !c.IsZero() && !visited[c.ID] {
 				cands = append(cands, c)
+				fresh = append(fresh, c)
 			}
 		}
 		sortByCloseness(cands, key)
@@ -437,7 +430,15 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 			return LookupResult{}, fmt.Errorf("lookup %s: %w", key, ErrTooManyHops)
 		}
 		next := cands[0]
-		cands = cands[1:]
+		if answered && len(fresh) > 0 {
+			// The node that answered knows its neighbours' round trips,
+			// which we mostly do not: take its best (with proximity, the
+			// hop it expects the rest of the lookup to be quickest from;
+			// without, the closest). Only if it fails do we fall back to
+			// the closest node heard of.
+			next = fresh[0]
+		}
+		cands = slices.DeleteFunc(cands, func(c Ref) bool { return c.ID == next.ID })
 		visited[next.ID] = true
 		var err error
 		if next.Addr == n.addr {
@@ -452,6 +453,7 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 				hops++
 			}
 		}
+		answered = err == nil
 		if err != nil {
 			if ctx.Err() != nil {
 				return LookupResult{}, fmt.Errorf("lookup %s: %w", key, ctx.Err())
@@ -471,7 +473,7 @@ func (n *Node) HandleFindSuccessor(ctx context.Context, to ID, key ID, hops, wan
 	if v == nil {
 		return LookupResult{}, ErrUnknownVnode
 	}
-	return n.forward(ctx, func() Step { return n.routeStep(v, key, want) }, key, hops, want)
+	return n.forward(ctx, func() Step { return n.step(v, key, want, true) }, key, hops, want)
 }
 
 // HandleNextHop serves one step of an iterative lookup.
@@ -480,7 +482,7 @@ func (n *Node) HandleNextHop(_ context.Context, to ID, key ID, want int) (Step, 
 	if v == nil {
 		return Step{}, ErrUnknownVnode
 	}
-	return n.step(v, key, want), nil
+	return n.step(v, key, want, false), nil
 }
 
 // HandleNeighbors serves a stabilization query from vnode from (zero if
@@ -693,7 +695,7 @@ func (n *Node) fixFinger(ctx context.Context, v *vnode) bool {
 	var res LookupResult
 	var err error
 	if n.cfg.Lookup == Recursive {
-		res, err = n.forward(lctx, func() Step { return n.routeStep(v, start, want) }, start, 0, want)
+		res, err = n.forward(lctx, func() Step { return n.step(v, start, want, true) }, start, 0, want)
 	}
 	if n.cfg.Lookup == Iterative || err != nil {
 		res, err = n.lookupIterative(lctx, start, want)

@@ -18,19 +18,23 @@ const routeCandidates = 12
 // through them: the round trip to the candidate (a candidate never measured
 // is taken at the median of every round trip we measured) plus, for each hop
 // it will still need, the round trip of a typical hop (Dabek et al., NSDI
-// 2004, proximity route selection). A candidate near enough to the key to answer
-// from its successor list needs none, so the last step goes to the fastest
-// node that can answer, not to the key's immediate predecessor. Every
-// candidate makes progress, so routing still ends; the order only trades
-// ID-space progress for round trips. It returns at most candidatesPerHop
-// nodes, or every candidate when the key's predecessor is among our
-// successors (candidates keeps those all, so a dead run of them cannot
-// hide the live one).
-func (n *Node) rankByCost(v *vnode, key ID, cands []Ref) []Ref {
+// 2004, proximity route selection). A candidate near enough to the key to
+// answer from its successor list needs none, so the last step goes to the
+// fastest node that can answer, not to the key's immediate predecessor.
+// Every candidate makes progress, so routing still ends; the order only
+// trades ID-space progress for round trips.
+//
+// It returns the candidatesPerHop best, then the candidatesPerHop closest
+// not among them as fall-backs (when the key's predecessor is among our
+// successors, every candidate: candidates keeps those all, so a dead run of
+// them cannot hide the live one). forwards says the candidate will forward
+// the query (recursive), so what it adds to a round trip counts twice; an
+// iterative asker calls each hop itself.
+func (n *Node) rankByCost(v *vnode, key ID, cands []Ref, forwards bool) []Ref {
 	spacing, listLen := v.spacing()
 	hop, fastest := n.typicalHop(v)
 	if spacing <= 0 || hop <= 0 {
-		return trimCandidates(cands, key, v)
+		return fallbacks(cands, key, v)
 	}
 	type scored struct {
 		ref  Ref
@@ -51,7 +55,7 @@ func (n *Node) rankByCost(v *vnode, key ID, cands []Ref) []Ref {
 		}
 		left := hopsLeft(fraction(Distance(c.ID, key))/spacing, listLen)
 		cost := rtt + time.Duration(left*float64(hop))
-		if left > 0 {
+		if forwards && left > 0 {
 			// A candidate that forwards the query sends it on over its
 			// own link, and the answer comes back the same way: what it
 			// adds beyond our own share of a round trip (the fastest one
@@ -62,14 +66,25 @@ func (n *Node) rankByCost(v *vnode, key ID, cands []Ref) []Ref {
 	}
 	// Stable: equal costs keep the closest-first order.
 	slices.SortStableFunc(sc, func(a, b scored) int { return cmp.Compare(a.cost, b.cost) })
-	out := cands[:0]
+	out := make([]Ref, 0, 2*candidatesPerHop)
 	for _, s := range sc {
 		out = append(out, s.ref)
 	}
-	return trimCandidates(out, key, v)
+	if v.predecessorKnown(key) {
+		return out
+	}
+	out = out[:min(len(out), candidatesPerHop)]
+	for _, c := range fallbacks(cands, key, v) {
+		if !slices.ContainsFunc(out, func(r Ref) bool { return r.ID == c.ID }) {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
-func trimCandidates(cands []Ref, key ID, v *vnode) []Ref {
+// fallbacks are the closest candidatesPerHop of cands (closest first), or
+// all of them when the key's predecessor is among v's successors.
+func fallbacks(cands []Ref, key ID, v *vnode) []Ref {
 	if v.predecessorKnown(key) {
 		return cands
 	}
