@@ -48,8 +48,8 @@ func TestForwardDoesNotPassOnUnknownVnode(t *testing.T) {
 	}
 	// a routes the key to b, its successor; b tries d (no answer), then x
 	// (no such vnode) and has no one left to try.
-	a.vnodes[0].setSuccessors(bRef, nil, Ref{}, 0, cfg.SuccessorListLen)
-	b.vnodes[0].setSuccessors(x, []Ref{d}, Ref{}, 0, cfg.SuccessorListLen)
+	a.vns()[0].setSuccessors(bRef, nil, Ref{}, 0, cfg.SuccessorListLen)
+	b.vns()[0].setSuccessors(x, []Ref{d}, Ref{}, 0, cfg.SuccessorListLen)
 
 	ctx := context.Background()
 	_, err := b.HandleFindSuccessor(ctx, bRef.ID, key, 1, 1)
@@ -60,7 +60,7 @@ func TestForwardDoesNotPassOnUnknownVnode(t *testing.T) {
 		t.Errorf("b still lists %s, which its peer said it does not run", x)
 	}
 
-	b.vnodes[0].setSuccessors(x, []Ref{d}, Ref{}, 0, cfg.SuccessorListLen)
+	b.vns()[0].setSuccessors(x, []Ref{d}, Ref{}, 0, cfg.SuccessorListLen)
 	if _, err := a.LookupMode(ctx, key, 1, Recursive); err == nil {
 		t.Fatal("lookup succeeded with no live route")
 	}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,12 +18,15 @@ import (
 // FixFingers, CheckPredecessors) are called by Run on timers, or one at a
 // time by a test that drives convergence itself.
 type Node struct {
-	cfg    Config
-	addr   string
-	tr     Transport
-	clock  Clock
-	rtt    *rttTable
-	vnodes []*vnode // sorted by ID; fixed after NewNode
+	cfg   Config
+	addr  string
+	tr    Transport
+	clock Clock
+	rtt   *rttTable
+	// vnodes are the node's positions, sorted by ID: chosen at Join with
+	// VnodeChoices, fixed after that. Handlers may run while Join
+	// replaces them (a restarted peer is called at once), hence atomic.
+	vnodes atomic.Pointer[[]*vnode]
 
 	// gateways are the ring nodes a client-only node (no vnodes) asks:
 	// its bootstrap, then nodes its lookups returned, newest first, so
@@ -65,12 +69,27 @@ func NewNode(addr string, tr Transport, clock Clock, cfg Config) (*Node, error) 
 	}
 	n := &Node{cfg: cfg, addr: addr, tr: tr, clock: clock}
 	n.rtt = newRTTTable(&n.cfg)
-	for i := range cfg.Vnodes {
-		n.vnodes = append(n.vnodes, newVnode(MakeRef(addr, uint32(i))))
+	indices := make([]uint32, cfg.Vnodes)
+	for i := range indices {
+		indices[i] = uint32(i)
 	}
-	sort.Slice(n.vnodes, func(i, j int) bool { return n.vnodes[i].self.ID.Cmp(n.vnodes[j].self.ID) < 0 })
+	n.setVnodes(indices)
 	return n, nil
 }
+
+// setVnodes makes the node run the vnodes with the given indices, with no
+// routing state.
+func (n *Node) setVnodes(indices []uint32) {
+	vs := make([]*vnode, len(indices))
+	for i, x := range indices {
+		vs[i] = newVnode(MakeRef(n.addr, x))
+	}
+	sort.Slice(vs, func(i, j int) bool { return vs[i].self.ID.Cmp(vs[j].self.ID) < 0 })
+	n.vnodes.Store(&vs)
+}
+
+// vns returns the node's vnodes, sorted by ID.
+func (n *Node) vns() []*vnode { return *n.vnodes.Load() }
 
 // Addr is the node's transport address.
 func (n *Node) Addr() string { return n.addr }
@@ -80,8 +99,9 @@ func (n *Node) Config() Config { return n.cfg }
 
 // Vnodes returns the node's own positions, in ring order.
 func (n *Node) Vnodes() []Ref {
-	refs := make([]Ref, len(n.vnodes))
-	for i, v := range n.vnodes {
+	vs := n.vns()
+	refs := make([]Ref, len(vs))
+	for i, v := range vs {
 		refs[i] = v.self
 	}
 	return refs
@@ -89,8 +109,9 @@ func (n *Node) Vnodes() []Ref {
 
 // States returns a copy of every vnode's routing state.
 func (n *Node) States() []State {
-	out := make([]State, len(n.vnodes))
-	for i, v := range n.vnodes {
+	vs := n.vns()
+	out := make([]State, len(vs))
+	for i, v := range vs {
 		out[i] = v.state()
 	}
 	return out
@@ -102,21 +123,25 @@ func (n *Node) RTT(addr string) (time.Duration, bool) { return n.rtt.SRTT(addr) 
 // Create starts a new ring holding only this node's vnodes. Each vnode knows
 // the others at once, so the first stabilization round links them up.
 func (n *Node) Create() {
-	for i, v := range n.vnodes {
-		if len(n.vnodes) > 1 {
-			next := n.vnodes[(i+1)%len(n.vnodes)].self
+	vs := n.vns()
+	for i, v := range vs {
+		if len(vs) > 1 {
+			next := vs[(i+1)%len(vs)].self
 			v.setSuccessors(next, nil, Ref{}, 0, n.cfg.SuccessorListLen)
 		}
 	}
 }
 
-// Join enters the ring that boot is on: every vnode looks up its own
-// successor through boot, then one stabilization round tells the successors.
+// Join enters the ring that boot is on: with VnodeChoices, the vnodes'
+// positions are chosen first (choosePositions); every vnode looks up its
+// own successor through boot, then one stabilization round tells the
+// successors. boot may name vnode 0 of a peer that does not run it: a
+// join's requests are served by any vnode of the peer.
 // A client (no vnodes) only checks that boot answers lookups and keeps the
 // nodes of the answer as gateways.
 func (n *Node) Join(ctx context.Context, boot Ref) error {
 	n.learnGateways([]Ref{boot})
-	if len(n.vnodes) == 0 {
+	if len(n.vns()) == 0 {
 		res, err := call(n, ctx, boot, n.rtt.Timeout(boot.Addr), false, func(ctx context.Context) (LookupResult, error) {
 			return n.tr.FindSuccessor(ctx, boot, KeyID([]byte(n.addr)), 0, maxGateways)
 		})
@@ -126,7 +151,12 @@ func (n *Node) Join(ctx context.Context, boot Ref) error {
 		n.learnGateways(res.Successors)
 		return nil
 	}
-	for _, v := range n.vnodes {
+	if n.cfg.VnodeChoices > 1 {
+		if err := n.choosePositions(ctx, boot); err != nil {
+			return err
+		}
+	}
+	for _, v := range n.vns() {
 		res, err := call(n, ctx, boot, n.rtt.Timeout(boot.Addr), false, func(ctx context.Context) (LookupResult, error) {
 			return n.tr.FindSuccessor(ctx, boot, v.self.ID, 0, n.cfg.SuccessorListLen)
 		})
@@ -178,7 +208,7 @@ func call[T any](n *Node, ctx context.Context, to Ref, timeout time.Duration, sa
 			n.rtt.TimedOut(to.Addr)
 			err = fmt.Errorf("%w: %w", errNoAnswer, err)
 		}
-		for _, v := range n.vnodes {
+		for _, v := range n.vns() {
 			v.dropFingers(to.Addr)
 			v.suspect(to.Addr)
 		}
@@ -195,7 +225,7 @@ func direct[T any](n *Node, ctx context.Context, to Ref, f func(context.Context)
 
 // learnGateways puts refs at the front of a client's gateway list.
 func (n *Node) learnGateways(refs []Ref) {
-	if len(n.vnodes) > 0 {
+	if len(n.vns()) > 0 {
 		return
 	}
 	n.gwMu.Lock()
@@ -227,16 +257,17 @@ func (n *Node) gatewayStep() Step {
 
 // forget removes matching nodes from every vnode's state.
 func (n *Node) forget(match func(Ref) bool) {
-	for _, v := range n.vnodes {
+	for _, v := range n.vns() {
 		v.forget(match)
 	}
 }
 
 // local returns our vnode with the given ID, if we run it.
 func (n *Node) local(id ID) *vnode {
-	i := sort.Search(len(n.vnodes), func(i int) bool { return n.vnodes[i].self.ID.Cmp(id) >= 0 })
-	if i < len(n.vnodes) && n.vnodes[i].self.ID == id {
-		return n.vnodes[i]
+	vs := n.vns()
+	i := sort.Search(len(vs), func(i int) bool { return vs[i].self.ID.Cmp(id) >= 0 })
+	if i < len(vs) && vs[i].self.ID == id {
+		return vs[i]
 	}
 	return nil
 }
@@ -244,12 +275,13 @@ func (n *Node) local(id ID) *vnode {
 // startFor returns the local vnode closest before key (the one that would
 // route it first), or nil if the node has no vnodes.
 func (n *Node) startFor(key ID) *vnode {
-	if len(n.vnodes) == 0 {
+	vs := n.vns()
+	if len(vs) == 0 {
 		return nil
 	}
-	i := sort.Search(len(n.vnodes), func(i int) bool { return n.vnodes[i].self.ID.Cmp(key) >= 0 })
-	// vnodes[i-1] is the last vnode strictly before key; wrap around.
-	return n.vnodes[(i-1+len(n.vnodes))%len(n.vnodes)]
+	i := sort.Search(len(vs), func(i int) bool { return vs[i].self.ID.Cmp(key) >= 0 })
+	// vs[i-1] is the last vnode strictly before key; wrap around.
+	return vs[(i-1+len(vs))%len(vs)]
 }
 
 // step is what vnode v can say about key without the network: either the
@@ -470,6 +502,13 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 // HandleFindSuccessor serves a recursive lookup addressed to vnode to.
 func (n *Node) HandleFindSuccessor(ctx context.Context, to ID, key ID, hops, want int) (LookupResult, error) {
 	v := n.local(to)
+	if v == nil && hops == 0 {
+		// A joining node's request (forwarded lookups count at least one
+		// hop) is addressed to its bootstrap peer's vnode 0, which may
+		// have chosen other positions (VnodeChoices): any vnode of ours
+		// serves it.
+		v = n.startFor(key)
+	}
 	if v == nil {
 		return LookupResult{}, ErrUnknownVnode
 	}
@@ -575,7 +614,7 @@ func (n *Node) owns(ctx context.Context, to Ref, key ID) bool {
 // Stabilize runs one stabilization round on every vnode: each not backed
 // off stabilizes, then its queued Changed messages go out.
 func (n *Node) Stabilize(ctx context.Context) {
-	for _, v := range n.vnodes {
+	for _, v := range n.vns() {
 		if v.stabilizeDue() {
 			v.stabilized(n.stabilize(ctx, v), n.cfg.Backoff)
 			if n.cfg.Proximity {
@@ -647,7 +686,7 @@ func (n *Node) stabilize(ctx context.Context, v *vnode) bool {
 // in a row so that a new predecessor can be accepted through notify. One
 // missed answer is not enough: a slow peer is not a dead one.
 func (n *Node) CheckPredecessors(ctx context.Context) {
-	for _, v := range n.vnodes {
+	for _, v := range n.vns() {
 		p, due := v.predecessorToCheck(n.cfg.Backoff)
 		if !due {
 			continue
@@ -664,7 +703,7 @@ func (n *Node) CheckPredecessors(ctx context.Context) {
 // checks its next finger, skipping ahead over the fingers the same node
 // covers (there are about log2 N distinct ones).
 func (n *Node) FixFingers(ctx context.Context) {
-	for _, v := range n.vnodes {
+	for _, v := range n.vns() {
 		if v.fixDue() {
 			v.fixed(n.fixFinger(ctx, v), n.cfg.Backoff)
 		}
@@ -781,7 +820,7 @@ func (n *Node) proximity(ctx context.Context, c Ref, probes *int) (time.Duration
 // FixAllFingers refreshes every vnode's whole finger table now: a joining
 // node uses it, and tests use it to reach a converged ring in few steps.
 func (n *Node) FixAllFingers(ctx context.Context) {
-	for _, v := range n.vnodes {
+	for _, v := range n.vns() {
 		for {
 			n.fixFinger(ctx, v)
 			if v.fingerToFix() == 0 {
