@@ -817,8 +817,9 @@ func (n *Node) proximity(ctx context.Context, c Ref, probes *int) (time.Duration
 	return n.rtt.SRTT(c.Addr)
 }
 
-// FixAllFingers refreshes every vnode's whole finger table now: a joining
-// node uses it, and tests use it to reach a converged ring in few steps.
+// FixAllFingers refreshes every vnode's whole finger table now (and with
+// proximity measures its successors): a joining node uses it, and tests
+// use it to reach a converged ring in few steps.
 func (n *Node) FixAllFingers(ctx context.Context) {
 	for _, v := range n.vns() {
 		for {
@@ -826,6 +827,9 @@ func (n *Node) FixAllFingers(ctx context.Context) {
 			if v.fingerToFix() == 0 {
 				break
 			}
+		}
+		if n.cfg.Proximity {
+			n.probeSuccessors(ctx, v)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"math"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -36,6 +37,7 @@ func (n *Node) rankByCost(v *vnode, key ID, cands []Ref, forwards bool) []Ref {
 	if spacing <= 0 || hop <= 0 {
 		return fallbacks(cands, key, v)
 	}
+	hop = max(hop, minHopCost)
 	type scored struct {
 		ref  Ref
 		cost time.Duration
@@ -90,6 +92,12 @@ func fallbacks(cands []Ref, key ID, v *vnode) []Ref {
 	}
 	return cands[:min(len(cands), candidatesPerHop)]
 }
+
+// minHopCost is the least a hop is taken to cost, whatever the round
+// trips: forwarding and a stream's set-up take about that much. Round
+// trips that differ by less (a LAN, a machine's loopback, an in-memory
+// network) differ by noise, and then progress towards the key decides.
+const minHopCost = time.Millisecond
 
 // hopsLeft estimates the hops a lookup still needs from a node with m
 // nodes between it and the key: none if its successor list (listLen long)
@@ -183,30 +191,24 @@ func (t *rttTable) median() time.Duration {
 	return all[len(all)/2]
 }
 
-// successorProbes bounds the successors of unknown round trip pinged per
-// stabilization of a vnode. They are the candidates for the last hop of
-// every lookup that passes near us, and route selection can only prefer a
-// fast one, or avoid a slow one, once it is measured; a round trip stays
-// known, so a quiet ring stops probing once its lists are measured.
-const successorProbes = 2
-
-// probeSuccessors pings up to successorProbes of v's successors whose
-// round trip is unknown.
+// probeSuccessors pings, all at once, v's successors whose round trip is
+// unknown. They are the candidates for the last hop of every lookup that
+// passes near us, and route selection can only prefer a fast one, or
+// avoid a slow one, once it is measured. A round trip stays known, so a
+// quiet ring stops probing once its lists are measured, and under churn
+// each new entry costs one ping.
 func (n *Node) probeSuccessors(ctx context.Context, v *vnode) {
-	probes := successorProbes
+	var wg sync.WaitGroup
 	for _, s := range v.successors() {
-		if probes == 0 {
-			return
-		}
 		if s.Addr == n.addr {
 			continue
 		}
 		if _, ok := n.rtt.SRTT(s.Addr); ok {
 			continue
 		}
-		probes--
-		_ = n.ping(ctx, s)
+		wg.Go(func() { _ = n.ping(ctx, s) })
 	}
+	wg.Wait()
 }
 
 // successors returns a copy of v's successor list.
