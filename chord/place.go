@@ -2,8 +2,10 @@ package chord
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 )
 
@@ -109,7 +111,11 @@ func (n *Node) candidateScore(ctx context.Context, boot Ref, id ID, placed []ID)
 // vnode, the peers joining one after another in the order given on a ring
 // that is always exact; with one choice, vnode i is index i.
 func PlaceVnodes(peers []PeerLoad, choices int) []PeerLoad {
-	var ring []ID // sorted
+	total := 0
+	for _, p := range peers {
+		total += max(p.Vnodes, 0)
+	}
+	ring := newPositions(total)
 	out := slices.Clone(peers)
 	for i, p := range out {
 		if p.Capacity <= 0 || p.Vnodes <= 0 {
@@ -122,9 +128,8 @@ func PlaceVnodes(peers []PeerLoad, choices int) []PeerLoad {
 			for _, x := range candidateIndices(slot, p.Vnodes, choices) {
 				id := VnodeID([]byte(p.Addr), x)
 				score := 0.0
-				if len(ring) > 0 {
-					j, _ := slices.BinarySearchFunc(ring, id, ID.Cmp)
-					pred, succ := nearestAround(ring[(j-1+len(ring))%len(ring)], id, ring[j%len(ring)], placed)
+				if pred, succ, ok := ring.around(id); ok {
+					pred, succ = nearestAround(pred, id, succ, placed)
 					score = splitScore(pred, id, succ)
 				}
 				if score > bestScore {
@@ -135,10 +140,66 @@ func PlaceVnodes(peers []PeerLoad, choices int) []PeerLoad {
 			placed = append(placed, VnodeID([]byte(p.Addr), best))
 		}
 		for _, id := range placed {
-			j, _ := slices.BinarySearchFunc(ring, id, ID.Cmp)
-			ring = slices.Insert(ring, j, id)
+			ring.insert(id)
 		}
 		out[i] = p
 	}
 	return out
+}
+
+// positions is a set of ring positions in buckets by their leading bits,
+// about one per bucket when full, so that finding a position's neighbours
+// and inserting one take about constant time: PlaceVnodes places hundreds
+// of thousands.
+type positions struct {
+	shift   uint
+	buckets [][]ID
+	size    int
+}
+
+func newPositions(capacity int) *positions {
+	b := bits.Len(uint(max(capacity, 1)))
+	return &positions{shift: uint(64 - b), buckets: make([][]ID, 1<<b)}
+}
+
+func (r *positions) bucket(id ID) int { return int(binary.BigEndian.Uint64(id[:8]) >> r.shift) }
+
+func (r *positions) insert(id ID) {
+	b := r.bucket(id)
+	j, _ := slices.BinarySearchFunc(r.buckets[b], id, ID.Cmp)
+	r.buckets[b] = slices.Insert(r.buckets[b], j, id)
+	r.size++
+}
+
+// around returns the last position before id and the first at or after
+// it, round the ring; false if there are none.
+func (r *positions) around(id ID) (pred, succ ID, ok bool) {
+	if r.size == 0 {
+		return pred, succ, false
+	}
+	n := len(r.buckets)
+	b := r.bucket(id)
+	in := r.buckets[b]
+	j, _ := slices.BinarySearchFunc(in, id, ID.Cmp)
+	if j < len(in) {
+		succ = in[j]
+	} else {
+		for i := 1; i <= n; i++ {
+			if c := r.buckets[(b+i)%n]; len(c) > 0 {
+				succ = c[0]
+				break
+			}
+		}
+	}
+	if j > 0 {
+		pred = in[j-1]
+	} else {
+		for i := 1; i <= n; i++ {
+			if c := r.buckets[(b-i+n)%n]; len(c) > 0 {
+				pred = c[len(c)-1]
+				break
+			}
+		}
+	}
+	return pred, succ, true
 }

@@ -98,7 +98,7 @@ func TestFetchTiny(t *testing.T) {
 }
 
 func TestBalance(t *testing.T) {
-	rows, err := balance(500, "heterogeneous", 1, 20, 1024, 250e3)
+	rows, err := balance(500, "heterogeneous", 1, 20, 1024, 250e3, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
