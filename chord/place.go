@@ -3,10 +3,12 @@ package chord
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/bits"
 	"slices"
+	"sync"
 )
 
 // candidateIndices are the vnode indices vnode slot may take when each
@@ -54,21 +56,58 @@ func nearestAround(pred, id, succ ID, own []ID) (ID, ID) {
 // (splitScore), asking the ring through boot for each candidate's successor
 // and that successor's predecessor, and makes the node run those vnodes.
 // A candidate that is our own position from before a restart, still on
-// the ring, is taken at once: its keys are the ones this peer holds.
+// the ring, is taken at once: its keys are the ones this peer holds. The
+// candidates are looked up placeConcurrency at a time, so that a peer on a
+// slow link joins in a few of its round trips, not Vnodes·VnodeChoices; a
+// candidate that cannot be looked up is passed over.
 func (n *Node) choosePositions(ctx context.Context, boot Ref) error {
+	slots := make([][]uint32, n.cfg.Vnodes)
+	var all []uint32
+	for slot := range slots {
+		slots[slot] = candidateIndices(slot, n.cfg.Vnodes, n.cfg.VnodeChoices)
+		all = append(all, slots[slot]...)
+	}
+	arcs := make([]candidateArc, len(all))
+	sem := make(chan struct{}, placeConcurrency)
+	var wg sync.WaitGroup
+	for i, x := range all {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			arcs[i] = n.lookUpArc(ctx, boot, VnodeID([]byte(n.addr), x))
+		})
+	}
+	wg.Wait()
+	arcOf := make(map[uint32]candidateArc, len(all))
+	for i, x := range all {
+		arcOf[x] = arcs[i]
+	}
 	var chosen []uint32
 	var placed []ID
-	for slot := range n.cfg.Vnodes {
+	for _, cands := range slots {
 		best, bestScore := uint32(0), -1.0
-		for _, x := range candidateIndices(slot, n.cfg.Vnodes, n.cfg.VnodeChoices) {
+		var lastErr error
+		for _, x := range cands {
+			a := arcOf[x]
+			if a.err != nil {
+				lastErr = a.err
+				continue
+			}
 			id := VnodeID([]byte(n.addr), x)
-			score, err := n.candidateScore(ctx, boot, id, placed)
-			if err != nil {
-				return fmt.Errorf("choose vnode positions via %s: %w", boot.Addr, err)
+			score := 0.0
+			switch {
+			case a.own:
+				score = math.Inf(1)
+			case a.known:
+				pred, succ := nearestAround(a.pred, id, a.succ, placed)
+				score = splitScore(pred, id, succ)
 			}
 			if score > bestScore {
 				best, bestScore = x, score
 			}
+		}
+		if bestScore < 0 {
+			return fmt.Errorf("choose vnode positions via %s: %w", boot.Addr, lastErr)
 		}
 		chosen = append(chosen, best)
 		placed = append(placed, VnodeID([]byte(n.addr), best))
@@ -77,33 +116,45 @@ func (n *Node) choosePositions(ctx context.Context, boot Ref) error {
 	return nil
 }
 
-// candidateScore is splitScore for a vnode at id on boot's ring, with our
-// own positions chosen so far (placed) counted as on it.
-func (n *Node) candidateScore(ctx context.Context, boot Ref, id ID, placed []ID) (float64, error) {
+// placeConcurrency bounds the candidate positions a joining node looks
+// up at once.
+const placeConcurrency = 16
+
+// candidateArc is what the ring says about a candidate position: the arc
+// (pred, succ] it falls in, if known; or that it is our own position from
+// before a restart; or the error that left it unknown.
+type candidateArc struct {
+	pred, succ ID
+	known, own bool
+	err        error
+}
+
+// lookUpArc finds the arc of boot's ring that id falls in: id's successor,
+// then that successor's predecessor.
+func (n *Node) lookUpArc(ctx context.Context, boot Ref, id ID) candidateArc {
 	res, err := call(n, ctx, boot, n.rtt.Timeout(boot.Addr), false, func(ctx context.Context) (LookupResult, error) {
 		return n.tr.FindSuccessor(ctx, boot, id, 0, 1)
 	})
 	if err != nil {
-		return 0, err
+		return candidateArc{err: err}
 	}
 	if len(res.Successors) == 0 {
-		return 0, fmt.Errorf("empty answer")
+		return candidateArc{err: errors.New("empty answer")}
 	}
 	succ := res.Successors[0]
 	if succ.ID == id {
-		return math.Inf(1), nil
+		return candidateArc{own: true}
 	}
 	if succ.Addr == n.addr {
-		return 0, nil // our own vnode from before a restart: not asked
+		return candidateArc{} // our own vnode from before a restart: not asked
 	}
 	nb, err := direct(n, ctx, succ, func(ctx context.Context) (Neighbors, error) {
 		return n.tr.Neighbors(ctx, succ, Ref{}, 0)
 	})
 	if err != nil || nb.Predecessor.IsZero() {
-		return 0, nil // nothing to rate it by; another candidate may do
+		return candidateArc{} // nothing to rate it by; another candidate may do
 	}
-	pred, s := nearestAround(nb.Predecessor.ID, id, succ.ID, placed)
-	return splitScore(pred, id, s), nil
+	return candidateArc{pred: nb.Predecessor.ID, succ: succ.ID, known: true}
 }
 
 // PlaceVnodes returns peers with each one's vnode indices chosen as a

@@ -100,11 +100,14 @@ func fallbacks(cands []Ref, key ID, v *vnode) []Ref {
 const minHopCost = time.Millisecond
 
 // hopsLeft estimates the hops a lookup still needs from a node with m
-// nodes between it and the key: none if its successor list (listLen long)
-// surely reaches past the key, else one for the last step and half a hop
-// for each halving of the distance before it (Chord's ½·log2 N).
+// nodes between it and the key: none if the first quarter of its successor
+// list (listLen long) surely reaches past the key, else one for the last
+// step and half a hop for each halving of the distance before it (Chord's
+// ½·log2 N). Only the first quarter: a list's later entries were copied
+// through more stabilizations, so under churn they are the stalest, and an
+// answer from deep in a list is more often wrong.
 func hopsLeft(m float64, listLen int) float64 {
-	reach := float64(listLen) / 2
+	reach := float64(listLen) / 4
 	if m < reach {
 		return 0
 	}

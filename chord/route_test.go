@@ -29,12 +29,13 @@ func TestRouteSelectionPrefersFastAnswerer(t *testing.T) {
 		slices.SortFunc(refs, func(a, b Ref) int {
 			return Distance(v.self.ID, a.ID).Cmp(Distance(v.self.ID, b.ID))
 		})
-		// Successors refs[0..15]; the key lies just past refs[19], so
-		// refs[12..15] are among the nodes whose lists reach it.
+		// Successors refs[0..15]; the key lies just past refs[16], so
+		// refs[13..15] are near enough to answer from the first quarter
+		// of their lists.
 		v.setSuccessors(refs[0], refs[1:16], Ref{}, 0, cfg.SuccessorListLen)
 		far := refs[200]
 		v.setFingers(highBit(Distance(v.self.ID, far.ID)), far)
-		key := refs[19].ID.AddPow2(0)
+		key := refs[16].ID.AddPow2(0)
 		n.rtt.Observe(refs[15].Addr, 400*time.Millisecond) // the closest known: slow
 		n.rtt.Observe(refs[13].Addr, 10*time.Millisecond)  // near enough, fast
 		n.rtt.Observe(far.Addr, 20*time.Millisecond)
