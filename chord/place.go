@@ -172,15 +172,14 @@ func PlaceVnodes(peers []PeerLoad, choices int) []PeerLoad {
 		if p.Capacity <= 0 || p.Vnodes <= 0 {
 			continue
 		}
-		var placed []ID
 		p.Indices = nil
+		creates := ring.size == 0 // the first peer creates the ring: nothing to choose by
 		for slot := range p.Vnodes {
 			best, bestScore := uint32(0), -1.0
 			for _, x := range candidateIndices(slot, p.Vnodes, choices) {
 				id := VnodeID([]byte(p.Addr), x)
 				score := 0.0
-				if pred, succ, ok := ring.around(id); ok {
-					pred, succ = nearestAround(pred, id, succ, placed)
+				if pred, succ, ok := ring.around(id); ok && !creates {
 					score = splitScore(pred, id, succ)
 				}
 				if score > bestScore {
@@ -188,10 +187,9 @@ func PlaceVnodes(peers []PeerLoad, choices int) []PeerLoad {
 				}
 			}
 			p.Indices = append(p.Indices, best)
-			placed = append(placed, VnodeID([]byte(p.Addr), best))
-		}
-		for _, id := range placed {
-			ring.insert(id)
+			// On the ring at once: the peer's next slots count it, as
+			// choosePositions counts the positions it has placed.
+			ring.insert(VnodeID([]byte(p.Addr), best))
 		}
 		out[i] = p
 	}

@@ -95,7 +95,9 @@ func (c *common) register(fs *flag.FlagSet, peers int) {
 func (c *common) chordConfig(cfg peer.Config) peer.Config {
 	cfg.Chord.Proximity = c.proximity
 	cfg.Chord.Backoff = c.backoff
-	cfg.Chord.VnodeChoices = c.choices
+	if c.choices > 0 {
+		cfg.Chord.VnodeChoices = c.choices
+	}
 	return cfg
 }
 
