@@ -6,13 +6,15 @@ import (
 	"sort"
 )
 
-// PeerLoad describes one peer for a load-balance measurement: its address
-// (which fixes its vnode positions), its declared capacity and how many
-// vnodes it runs. With capacity-weighted vnodes Vnodes equals Capacity.
+// PeerLoad describes one peer for a load-balance measurement: its address,
+// its declared capacity and how many vnodes it runs (with capacity-weighted
+// vnodes Vnodes equals Capacity). Its vnode positions follow from the
+// address and the vnode indices: Indices (PlaceVnodes), or 0..Vnodes-1.
 type PeerLoad struct {
 	Addr     string
 	Capacity float64
 	Vnodes   int
+	Indices  []uint32
 }
 
 // Balance is how evenly keys fall on peers relative to their capacity:
@@ -40,7 +42,11 @@ func KeyBalance(peers []PeerLoad, keys []ID, replicas int) Balance {
 		}
 		members = append(members, i)
 		for v := range p.Vnodes {
-			ring = append(ring, pos{VnodeID([]byte(p.Addr), uint32(v)), i})
+			x := uint32(v)
+			if p.Indices != nil {
+				x = p.Indices[v]
+			}
+			ring = append(ring, pos{VnodeID([]byte(p.Addr), x), i})
 		}
 	}
 	if len(ring) == 0 {

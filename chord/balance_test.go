@@ -19,7 +19,7 @@ func TestCapacityForBandwidth(t *testing.T) {
 }
 
 func TestKeyBalanceCountsEveryKeyOnce(t *testing.T) {
-	peers := []PeerLoad{{"a", 1, 1}, {"b", 2, 2}, {"client", 0, 0}}
+	peers := []PeerLoad{{Addr: "a", Capacity: 1, Vnodes: 1}, {Addr: "b", Capacity: 2, Vnodes: 2}, {Addr: "client"}}
 	rng := rand.New(rand.NewPCG(1, 1))
 	keys := make([]ID, 1000)
 	for i := range keys {
@@ -35,7 +35,9 @@ func TestKeyBalanceCountsEveryKeyOnce(t *testing.T) {
 // heterogeneous profile's bandwidths (log-uniform 32 kbit/s to 100 Mbit/s,
 // CapacityForBandwidth): keys per unit of capacity with every peer running
 // the default 8 vnodes, and with vnodes following capacity, at 1, 4 and 16
-// vnodes per unit. Capacity-weighted vnodes must beat equal ones by far.
+// vnodes per unit, and at 1 per unit with each vnode placed at the best of
+// a few candidate positions as peers join one by one (PlaceVnodes).
+// Capacity-weighted vnodes must beat equal ones, and placed ones unplaced.
 func TestKeyBalanceWithCapacityWeightedVnodes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(2, 2))
 	const n, keyCount = 1000, 100_000
@@ -56,7 +58,7 @@ func TestKeyBalanceWithCapacityWeightedVnodes(t *testing.T) {
 		}
 		return KeyBalance(ps, keys, replicas)
 	}
-	var equal, weighted Balance
+	var equal, weighted, placed Balance
 	for _, r := range []int{1, 3} {
 		b := with(func(PeerLoad) int { return DefaultConfig().Vnodes }, r)
 		t.Logf("r=%d equal vnodes (8 each): keys/capacity p50 %.2f p99 %.2f max %.2f × mean", r, b.P50, b.P99, b.Max)
@@ -70,12 +72,28 @@ func TestKeyBalanceWithCapacityWeightedVnodes(t *testing.T) {
 				weighted = b
 			}
 		}
+		for _, choices := range []int{4, DefaultConfig().VnodeChoices, 16} {
+			ps := make([]PeerLoad, n)
+			for i, p := range peers {
+				p.Vnodes = int(p.Capacity)
+				ps[i] = p
+			}
+			b := KeyBalance(PlaceVnodes(ps, choices), keys, r)
+			t.Logf("r=%d capacity-weighted, 1 vnode per unit, each placed at the best of %2d positions: p50 %.2f p99 %.2f max %.2f × mean", r, choices, b.P50, b.P99, b.Max)
+			if r == 1 && choices == DefaultConfig().VnodeChoices {
+				placed = b
+			}
+		}
 		homog := make([]PeerLoad, n)
 		for i := range homog {
 			homog[i] = PeerLoad{Addr: fmt.Sprintf("peer-%d", i), Capacity: 1, Vnodes: DefaultConfig().Vnodes}
 		}
 		h := KeyBalance(homog, keys, r)
 		t.Logf("r=%d equal capacities, 8 vnodes each: p50 %.2f p99 %.2f max %.2f × mean", r, h.P50, h.P99, h.Max)
+	}
+	if placed.P99 >= weighted.P99 || placed.Max >= weighted.Max {
+		t.Errorf("vnodes placed among %d positions (p99 %.2f, max %.2f) no better than one position each (p99 %.2f, max %.2f)",
+			DefaultConfig().VnodeChoices, placed.P99, placed.Max, weighted.P99, weighted.Max)
 	}
 	if weighted.P99 >= equal.P99 || weighted.Max >= equal.Max {
 		t.Errorf("capacity-weighted vnodes (p99 %.2f, max %.2f) no better than equal ones (p99 %.2f, max %.2f)",

@@ -70,6 +70,15 @@ type Config struct {
 	// one with the lowest measured round trip is taken, so each hop of a
 	// lookup is short. Off: finger k is the successor of self+2^k.
 	Proximity bool
+	// VnodeChoices (load balance): a joining node places each vnode at the
+	// best of this many positions, the one that splits the longest arc
+	// it falls in most evenly (choosePositions), so arcs, and keys per
+	// vnode, are far more even than with one hash each. Positions stay
+	// derived (vnode index x sits at VnodeID(addr, x)); slot i may take
+	// index i, i+Vnodes, i+2·Vnodes, ... Joining costs about
+	// Vnodes·VnodeChoices lookups and as many Neighbors calls. 1: vnode i
+	// is index i, as the first node of a ring always has.
+	VnodeChoices int
 	// RTT estimator bounds (RFC 6298 style). InitialRTO applies to a peer
 	// never measured; MaxRTO caps timeouts so a dead peer is found in bounded
 	// time, and is well above the 1000 ms round trips of the slowest peers.
@@ -92,6 +101,7 @@ func DefaultConfig() Config {
 		CheckPredecessorInterval: 4 * time.Second,
 		Backoff:                  8,
 		Proximity:                true,
+		VnodeChoices:             8,
 		InitialRTO:               2 * time.Second,
 		MinRTO:                   200 * time.Millisecond,
 		MaxRTO:                   8 * time.Second,
@@ -113,12 +123,19 @@ func TestConfig() Config {
 	c.MinRTO = 500 * time.Millisecond
 	c.MaxRTO = 4 * time.Second
 	c.LookupTimeout = 10 * time.Second
+	// Choosing positions costs a lookup per candidate at every join;
+	// tests that are not about it keep one, so their rings build fast.
+	c.VnodeChoices = 1
 	return c
 }
 
 // maxBackoff bounds Config.Backoff: a quiet vnode still checks its
 // neighbours every few minutes at the default intervals.
 const maxBackoff = 64
+
+// maxVnodeChoices bounds Config.VnodeChoices: each choice costs a lookup
+// per vnode at join.
+const maxVnodeChoices = 64
 
 // MaxVnodes bounds Vnodes, and the vnode index a peer will accept on the wire.
 const MaxVnodes = 1024
@@ -134,6 +151,8 @@ func (c Config) Validate() error {
 		return errors.New("max hops must be at least 1")
 	case c.StabilizeInterval <= 0 || c.FixFingerInterval <= 0 || c.CheckPredecessorInterval <= 0:
 		return errors.New("maintenance intervals must be positive")
+	case c.VnodeChoices < 1 || c.VnodeChoices > maxVnodeChoices:
+		return fmt.Errorf("vnode choices %d: want 1..%d", c.VnodeChoices, maxVnodeChoices)
 	case c.Backoff < 1 || c.Backoff > maxBackoff:
 		return fmt.Errorf("backoff %d: want 1..%d", c.Backoff, maxBackoff)
 	case c.MinRTO <= 0 || c.MinRTO > c.MaxRTO || c.InitialRTO < c.MinRTO || c.InitialRTO > c.MaxRTO:

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -17,12 +18,15 @@ import (
 // FixFingers, CheckPredecessors) are called by Run on timers, or one at a
 // time by a test that drives convergence itself.
 type Node struct {
-	cfg    Config
-	addr   string
-	tr     Transport
-	clock  Clock
-	rtt    *rttTable
-	vnodes []*vnode // sorted by ID; fixed after NewNode
+	cfg   Config
+	addr  string
+	tr    Transport
+	clock Clock
+	rtt   *rttTable
+	// vnodes are the node's positions, sorted by ID: chosen at Join with
+	// VnodeChoices, fixed after that. Handlers may run while Join
+	// replaces them (a restarted peer is called at once), hence atomic.
+	vnodes atomic.Pointer[[]*vnode]
 
 	// gateways are the ring nodes a client-only node (no vnodes) asks:
 	// its bootstrap, then nodes its lookups returned, newest first, so
@@ -65,12 +69,27 @@ func NewNode(addr string, tr Transport, clock Clock, cfg Config) (*Node, error) 
 	}
 	n := &Node{cfg: cfg, addr: addr, tr: tr, clock: clock}
 	n.rtt = newRTTTable(&n.cfg)
-	for i := range cfg.Vnodes {
-		n.vnodes = append(n.vnodes, newVnode(MakeRef(addr, uint32(i))))
+	indices := make([]uint32, cfg.Vnodes)
+	for i := range indices {
+		indices[i] = uint32(i)
 	}
-	sort.Slice(n.vnodes, func(i, j int) bool { return n.vnodes[i].self.ID.Cmp(n.vnodes[j].self.ID) < 0 })
+	n.setVnodes(indices)
 	return n, nil
 }
+
+// setVnodes makes the node run the vnodes with the given indices, with no
+// routing state.
+func (n *Node) setVnodes(indices []uint32) {
+	vs := make([]*vnode, len(indices))
+	for i, x := range indices {
+		vs[i] = newVnode(MakeRef(n.addr, x))
+	}
+	sort.Slice(vs, func(i, j int) bool { return vs[i].self.ID.Cmp(vs[j].self.ID) < 0 })
+	n.vnodes.Store(&vs)
+}
+
+// vns returns the node's vnodes, sorted by ID.
+func (n *Node) vns() []*vnode { return *n.vnodes.Load() }
 
 // Addr is the node's transport address.
 func (n *Node) Addr() string { return n.addr }
@@ -80,8 +99,9 @@ func (n *Node) Config() Config { return n.cfg }
 
 // Vnodes returns the node's own positions, in ring order.
 func (n *Node) Vnodes() []Ref {
-	refs := make([]Ref, len(n.vnodes))
-	for i, v := range n.vnodes {
+	vs := n.vns()
+	refs := make([]Ref, len(vs))
+	for i, v := range vs {
 		refs[i] = v.self
 	}
 	return refs
@@ -89,8 +109,9 @@ func (n *Node) Vnodes() []Ref {
 
 // States returns a copy of every vnode's routing state.
 func (n *Node) States() []State {
-	out := make([]State, len(n.vnodes))
-	for i, v := range n.vnodes {
+	vs := n.vns()
+	out := make([]State, len(vs))
+	for i, v := range vs {
 		out[i] = v.state()
 	}
 	return out
@@ -102,21 +123,25 @@ func (n *Node) RTT(addr string) (time.Duration, bool) { return n.rtt.SRTT(addr) 
 // Create starts a new ring holding only this node's vnodes. Each vnode knows
 // the others at once, so the first stabilization round links them up.
 func (n *Node) Create() {
-	for i, v := range n.vnodes {
-		if len(n.vnodes) > 1 {
-			next := n.vnodes[(i+1)%len(n.vnodes)].self
+	vs := n.vns()
+	for i, v := range vs {
+		if len(vs) > 1 {
+			next := vs[(i+1)%len(vs)].self
 			v.setSuccessors(next, nil, Ref{}, 0, n.cfg.SuccessorListLen)
 		}
 	}
 }
 
-// Join enters the ring that boot is on: every vnode looks up its own
-// successor through boot, then one stabilization round tells the successors.
+// Join enters the ring that boot is on: with VnodeChoices, the vnodes'
+// positions are chosen first (choosePositions); every vnode looks up its
+// own successor through boot, then one stabilization round tells the
+// successors. boot may name vnode 0 of a peer that does not run it: a
+// join's requests are served by any vnode of the peer.
 // A client (no vnodes) only checks that boot answers lookups and keeps the
 // nodes of the answer as gateways.
 func (n *Node) Join(ctx context.Context, boot Ref) error {
 	n.learnGateways([]Ref{boot})
-	if len(n.vnodes) == 0 {
+	if len(n.vns()) == 0 {
 		res, err := call(n, ctx, boot, n.rtt.Timeout(boot.Addr), false, func(ctx context.Context) (LookupResult, error) {
 			return n.tr.FindSuccessor(ctx, boot, KeyID([]byte(n.addr)), 0, maxGateways)
 		})
@@ -126,7 +151,12 @@ func (n *Node) Join(ctx context.Context, boot Ref) error {
 		n.learnGateways(res.Successors)
 		return nil
 	}
-	for _, v := range n.vnodes {
+	if n.cfg.VnodeChoices > 1 {
+		if err := n.choosePositions(ctx, boot); err != nil {
+			return err
+		}
+	}
+	for _, v := range n.vns() {
 		res, err := call(n, ctx, boot, n.rtt.Timeout(boot.Addr), false, func(ctx context.Context) (LookupResult, error) {
 			return n.tr.FindSuccessor(ctx, boot, v.self.ID, 0, n.cfg.SuccessorListLen)
 		})
@@ -170,12 +200,15 @@ func call[T any](n *Node, ctx context.Context, to Ref, timeout time.Duration, sa
 		// Definitive: the peer is up but does not run that vnode (it
 		// restarted with a lower capacity).
 		n.forget(func(r Ref) bool { return r.ID == to.ID })
+	case errors.Is(err, ErrNoRoute), errors.Is(err, ErrTooManyHops):
+		// The peer answered: it is alive, and what failed lies further
+		// along the path, which it has dealt with itself.
 	default:
 		if cctx.Err() != nil {
 			n.rtt.TimedOut(to.Addr)
 			err = fmt.Errorf("%w: %w", errNoAnswer, err)
 		}
-		for _, v := range n.vnodes {
+		for _, v := range n.vns() {
 			v.dropFingers(to.Addr)
 			v.suspect(to.Addr)
 		}
@@ -192,7 +225,7 @@ func direct[T any](n *Node, ctx context.Context, to Ref, f func(context.Context)
 
 // learnGateways puts refs at the front of a client's gateway list.
 func (n *Node) learnGateways(refs []Ref) {
-	if len(n.vnodes) > 0 {
+	if len(n.vns()) > 0 {
 		return
 	}
 	n.gwMu.Lock()
@@ -224,16 +257,17 @@ func (n *Node) gatewayStep() Step {
 
 // forget removes matching nodes from every vnode's state.
 func (n *Node) forget(match func(Ref) bool) {
-	for _, v := range n.vnodes {
+	for _, v := range n.vns() {
 		v.forget(match)
 	}
 }
 
 // local returns our vnode with the given ID, if we run it.
 func (n *Node) local(id ID) *vnode {
-	i := sort.Search(len(n.vnodes), func(i int) bool { return n.vnodes[i].self.ID.Cmp(id) >= 0 })
-	if i < len(n.vnodes) && n.vnodes[i].self.ID == id {
-		return n.vnodes[i]
+	vs := n.vns()
+	i := sort.Search(len(vs), func(i int) bool { return vs[i].self.ID.Cmp(id) >= 0 })
+	if i < len(vs) && vs[i].self.ID == id {
+		return vs[i]
 	}
 	return nil
 }
@@ -241,18 +275,24 @@ func (n *Node) local(id ID) *vnode {
 // startFor returns the local vnode closest before key (the one that would
 // route it first), or nil if the node has no vnodes.
 func (n *Node) startFor(key ID) *vnode {
-	if len(n.vnodes) == 0 {
+	vs := n.vns()
+	if len(vs) == 0 {
 		return nil
 	}
-	i := sort.Search(len(n.vnodes), func(i int) bool { return n.vnodes[i].self.ID.Cmp(key) >= 0 })
-	// vnodes[i-1] is the last vnode strictly before key; wrap around.
-	return n.vnodes[(i-1+len(n.vnodes))%len(n.vnodes)]
+	i := sort.Search(len(vs), func(i int) bool { return vs[i].self.ID.Cmp(key) >= 0 })
+	// vs[i-1] is the last vnode strictly before key; wrap around.
+	return vs[(i-1+len(vs))%len(vs)]
 }
 
 // step is what vnode v can say about key without the network: either the
-// key's successors (done), or the best next hops. Other vnodes of this peer
-// count as free hops: routing moves to the closest local vnode first.
-func (n *Node) step(v *vnode, key ID, want int) Step {
+// key's successors (done), or the best next hops, best first. Other vnodes
+// of this peer count as free hops: routing moves to the closest local
+// vnode first. Without proximity the best are the closest to the key; with
+// it, the ones the rest of the lookup is expected to be quickest through
+// (rankByCost), followed by the closest as fall-backs. forwards says this
+// node forwards the query itself (recursive) rather than answering an
+// iterative asker.
+func (n *Node) step(v *vnode, key ID, want int, forwards bool) Step {
 	for {
 		if succs, ok := v.ownsSuccessor(key, want); ok {
 			return Step{Done: true, Nodes: succs}
@@ -263,13 +303,16 @@ func (n *Node) step(v *vnode, key ID, want int) Step {
 		}
 		break
 	}
-	cands := v.candidates(key, candidatesPerHop, nil)
-	if len(cands) == 0 {
-		// No finger precedes the key but our successor does not own it
-		// either: the state is inconsistent; our successor is the best bet.
-		return Step{Nodes: []Ref{v.successor()}}
+	if !n.cfg.Proximity {
+		if cands := v.candidates(key, candidatesPerHop, nil); len(cands) > 0 {
+			return Step{Nodes: cands}
+		}
+	} else if cands := v.candidates(key, routeCandidates, nil); len(cands) > 0 {
+		return Step{Nodes: n.rankByCost(v, key, cands, forwards)}
 	}
-	return Step{Nodes: cands}
+	// No finger precedes the key but our successor does not own it
+	// either: the state is inconsistent; our successor is the best bet.
+	return Step{Nodes: []Ref{v.successor()}}
 }
 
 // sortByCloseness orders nodes preceding key by their distance to it,
@@ -314,7 +357,7 @@ func (n *Node) lookupMode(ctx context.Context, key ID, want int, mode LookupMode
 
 func (n *Node) firstStep(key ID, want int) Step {
 	if v := n.startFor(key); v != nil {
-		return n.step(v, key, want)
+		return n.step(v, key, want, false)
 	}
 	return n.gatewayStep()
 }
@@ -324,7 +367,7 @@ func (n *Node) lookupRecursive(ctx context.Context, key ID, want int) (LookupRes
 	if v == nil {
 		return n.forward(ctx, n.gatewayStep, key, 0, want)
 	}
-	return n.forward(ctx, func() Step { return n.step(v, key, want) }, key, 0, want)
+	return n.forward(ctx, func() Step { return n.step(v, key, want, true) }, key, 0, want)
 }
 
 // forward resolves a lookup recursively from here: answer it, or hand it to
@@ -375,7 +418,14 @@ func (n *Node) forward(ctx context.Context, step func() Step, key ID, hops, want
 			break
 		}
 	}
-	return LookupResult{}, fmt.Errorf("lookup %s: %w", key, lastErr)
+	if errors.Is(lastErr, ErrTooManyHops) || lastErr == ErrNoRoute {
+		return LookupResult{}, fmt.Errorf("lookup %s: %w", key, lastErr)
+	}
+	// Every next hop failed. The caller learns only that (ErrNoRoute),
+	// not how: an ErrUnknownVnode from a hop further on would make it
+	// forget us, and a timeout would make it suspect us, though we are
+	// alive and answered.
+	return LookupResult{}, fmt.Errorf("lookup %s: %w (last: %v)", key, ErrNoRoute, lastErr)
 }
 
 func (n *Node) forwardTimeout(ctx context.Context) time.Duration {
@@ -394,10 +444,13 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 	visited := map[ID]bool{}
 	var cands []Ref
 	hops := 0
+	answered := true // st came from a node that answered, not a fall-back
 	for !st.Done {
+		var fresh []Ref
 		for _, c := range st.Nodes {
 			if !c.IsZero() && !visited[c.ID] {
 				cands = append(cands, c)
+				fresh = append(fresh, c)
 			}
 		}
 		sortByCloseness(cands, key)
@@ -409,7 +462,15 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 			return LookupResult{}, fmt.Errorf("lookup %s: %w", key, ErrTooManyHops)
 		}
 		next := cands[0]
-		cands = cands[1:]
+		if answered && len(fresh) > 0 {
+			// The node that answered knows its neighbours' round trips,
+			// which we mostly do not: take its best (with proximity, the
+			// hop it expects the rest of the lookup to be quickest from;
+			// without, the closest). Only if it fails do we fall back to
+			// the closest node heard of.
+			next = fresh[0]
+		}
+		cands = slices.DeleteFunc(cands, func(c Ref) bool { return c.ID == next.ID })
 		visited[next.ID] = true
 		var err error
 		if next.Addr == n.addr {
@@ -424,6 +485,7 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 				hops++
 			}
 		}
+		answered = err == nil
 		if err != nil {
 			if ctx.Err() != nil {
 				return LookupResult{}, fmt.Errorf("lookup %s: %w", key, ctx.Err())
@@ -440,10 +502,17 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 // HandleFindSuccessor serves a recursive lookup addressed to vnode to.
 func (n *Node) HandleFindSuccessor(ctx context.Context, to ID, key ID, hops, want int) (LookupResult, error) {
 	v := n.local(to)
+	if v == nil && hops == 0 {
+		// A joining node's request (forwarded lookups count at least one
+		// hop) is addressed to its bootstrap peer's vnode 0, which may
+		// have chosen other positions (VnodeChoices): any vnode of ours
+		// serves it.
+		v = n.startFor(key)
+	}
 	if v == nil {
 		return LookupResult{}, ErrUnknownVnode
 	}
-	return n.forward(ctx, func() Step { return n.step(v, key, want) }, key, hops, want)
+	return n.forward(ctx, func() Step { return n.step(v, key, want, true) }, key, hops, want)
 }
 
 // HandleNextHop serves one step of an iterative lookup.
@@ -452,7 +521,7 @@ func (n *Node) HandleNextHop(_ context.Context, to ID, key ID, want int) (Step, 
 	if v == nil {
 		return Step{}, ErrUnknownVnode
 	}
-	return n.step(v, key, want), nil
+	return n.step(v, key, want, false), nil
 }
 
 // HandleNeighbors serves a stabilization query from vnode from (zero if
@@ -545,9 +614,12 @@ func (n *Node) owns(ctx context.Context, to Ref, key ID) bool {
 // Stabilize runs one stabilization round on every vnode: each not backed
 // off stabilizes, then its queued Changed messages go out.
 func (n *Node) Stabilize(ctx context.Context) {
-	for _, v := range n.vnodes {
+	for _, v := range n.vns() {
 		if v.stabilizeDue() {
 			v.stabilized(n.stabilize(ctx, v), n.cfg.Backoff)
+			if n.cfg.Proximity {
+				n.probeSuccessors(ctx, v)
+			}
 		}
 		n.flushChanged(ctx, v)
 	}
@@ -614,7 +686,7 @@ func (n *Node) stabilize(ctx context.Context, v *vnode) bool {
 // in a row so that a new predecessor can be accepted through notify. One
 // missed answer is not enough: a slow peer is not a dead one.
 func (n *Node) CheckPredecessors(ctx context.Context) {
-	for _, v := range n.vnodes {
+	for _, v := range n.vns() {
 		p, due := v.predecessorToCheck(n.cfg.Backoff)
 		if !due {
 			continue
@@ -631,7 +703,7 @@ func (n *Node) CheckPredecessors(ctx context.Context) {
 // checks its next finger, skipping ahead over the fingers the same node
 // covers (there are about log2 N distinct ones).
 func (n *Node) FixFingers(ctx context.Context) {
-	for _, v := range n.vnodes {
+	for _, v := range n.vns() {
 		if v.fixDue() {
 			v.fixed(n.fixFinger(ctx, v), n.cfg.Backoff)
 		}
@@ -662,7 +734,7 @@ func (n *Node) fixFinger(ctx context.Context, v *vnode) bool {
 	var res LookupResult
 	var err error
 	if n.cfg.Lookup == Recursive {
-		res, err = n.forward(lctx, func() Step { return n.step(v, start, want) }, start, 0, want)
+		res, err = n.forward(lctx, func() Step { return n.step(v, start, want, true) }, start, 0, want)
 	}
 	if n.cfg.Lookup == Iterative || err != nil {
 		res, err = n.lookupIterative(lctx, start, want)
@@ -745,15 +817,19 @@ func (n *Node) proximity(ctx context.Context, c Ref, probes *int) (time.Duration
 	return n.rtt.SRTT(c.Addr)
 }
 
-// FixAllFingers refreshes every vnode's whole finger table now: a joining
-// node uses it, and tests use it to reach a converged ring in few steps.
+// FixAllFingers refreshes every vnode's whole finger table now (and with
+// proximity measures its successors): a joining node uses it, and tests
+// use it to reach a converged ring in few steps.
 func (n *Node) FixAllFingers(ctx context.Context) {
-	for _, v := range n.vnodes {
+	for _, v := range n.vns() {
 		for {
 			n.fixFinger(ctx, v)
 			if v.fingerToFix() == 0 {
 				break
 			}
+		}
+		if n.cfg.Proximity {
+			n.probeSuccessors(ctx, v)
 		}
 	}
 }

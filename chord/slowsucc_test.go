@@ -91,7 +91,7 @@ func TestSlowSuccessorKeptUntilSecondMiss(t *testing.T) {
 		t.Fatal(err)
 	}
 	n := nodes[0]
-	v := n.vnodes[0]
+	v := n.vns()[0]
 	s := v.successor()
 	mu.Lock()
 	stalled[s.Addr] = true

@@ -39,6 +39,10 @@ type DaemonOptions struct {
 	Capacity *int
 	// Lookup is "recursive" or "iterative"; empty: the repo config's.
 	Lookup string
+	// VnodeChoices is how many candidate positions each vnode chooses
+	// among when joining (chord.Config.VnodeChoices); 0: the default.
+	// This run only.
+	VnodeChoices int
 	// StorageMax caps the block store's bytes (0: no limit); nil: the
 	// repo config's.
 	StorageMax *int64
@@ -159,6 +163,9 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 	}
 	cfg := DefaultConfig()
 	cfg.Chord.Vnodes = rc.Capacity
+	if opts.VnodeChoices != 0 {
+		cfg.Chord.VnodeChoices = opts.VnodeChoices
+	}
 	if rc.RepairRate != nil {
 		cfg.Repair.Rate = int64(*rc.RepairRate)
 	}

@@ -15,7 +15,7 @@ import (
 
 var daemonCmd = &command{
 	name:  "daemon",
-	args:  "[--repo DIR] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--announce MULTIADDR]... [--capacity N] [--storage-max SIZE] [--repair-rate SIZE] [--lookup MODE] [--tui]",
+	args:  "[--repo DIR] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--announce MULTIADDR]... [--capacity N] [--vnode-choices N] [--storage-max SIZE] [--repair-rate SIZE] [--lookup MODE] [--tui]",
 	short: "run a peer: join (or start) a ring and serve the local API",
 	long: `Runs a peer until interrupted (SIGINT or SIGTERM). The repo is created on
 first start, with a new identity key and a config.json holding the defaults;
@@ -45,6 +45,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Var(&announce, "announce", "tell other peers `MULTIADDR` instead of the listen addresses (behind a proxy\nor port forward); repeatable; this run only (default: the listen addresses)")
 	// Flag defaults are left zero: an unset flag means "the repo config's".
 	capacity := fs.Int("capacity", 0, fmt.Sprintf("run `N` vnodes (ring positions); 0 for a client that stores nothing\n(default: the repo config's, initially %d)", chord.DefaultConfig().Vnodes))
+	choices := fs.Int("vnode-choices", 0, fmt.Sprintf("place each vnode, when joining, at the best of `N` candidate positions (the one\nsplitting the largest arc most evenly; 1: fixed positions); this run only (default %d)", chord.DefaultConfig().VnodeChoices))
 	var storageMax *int64
 	fs.Func("storage-max", "store at most `SIZE` of blocks: bytes or a number with a unit (500MB, 2GiB);\n0 for no limit (default: the repo config's, initially 0)", func(v string) error {
 		n, err := peer.ParseSize(v)
@@ -86,6 +87,9 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if set["capacity"] {
 		opts.Capacity = capacity
+	}
+	if set["vnode-choices"] {
+		opts.VnodeChoices = *choices
 	}
 	opts.StorageMax = storageMax
 	opts.RepairRate = repairRate

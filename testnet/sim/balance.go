@@ -41,11 +41,12 @@ func balanceCmd(ctx context.Context, args []string, out io.Writer) error {
 	minV := fs.Int("min-vnodes", 20, "capacity-weighted: vnodes of the weakest storing peer")
 	maxV := fs.Int("max-vnodes", 1024, "capacity-weighted: most vnodes a peer runs")
 	clientBelow := fs.Float64("client-below", 250e3, "capacity-weighted: peers with less uplink (bytes/s) are clients (capacity 0)")
+	choices := fs.Int("vnode-choices", chord.DefaultConfig().VnodeChoices, "also place each vnode at the best of this many candidate positions as peers join in order (chord.PlaceVnodes; 1: only one position each)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	header(out, fmt.Sprintf("Load balance: %d peers, capacities from profile %s", *peers, *profile), append([]string{"balance"}, args...))
-	rows, err := balance(*peers, *profile, *seed, *minV, *maxV, *clientBelow)
+	rows, err := balance(*peers, *profile, *seed, *minV, *maxV, *clientBelow, *choices)
 	if err != nil {
 		return err
 	}
@@ -59,7 +60,7 @@ func balanceCmd(ctx context.Context, args []string, out io.Writer) error {
 	return nil
 }
 
-func balance(peers int, profile string, seed uint64, minV, maxV int, clientBelow float64) ([]balanceRow, error) {
+func balance(peers int, profile string, seed uint64, minV, maxV int, clientBelow float64, choices int) ([]balanceRow, error) {
 	access, err := netshape.Draw(profile, peers, seed)
 	if err != nil {
 		return nil, err
@@ -102,22 +103,32 @@ func balance(peers int, profile string, seed uint64, minV, maxV int, clientBelow
 	}
 	var rows []balanceRow
 	for _, s := range schemes {
-		rows = append(rows, balanceOf(s, ids, capacity))
+		rows = append(rows, balanceOf(s, ids, capacity, 1))
+		if choices > 1 {
+			rows = append(rows, balanceOf(s, ids, capacity, choices))
+		}
 	}
 	return rows, nil
 }
 
-// balanceOf places every peer's vnodes and measures the arcs they own.
-func balanceOf(s balanceScheme, ids []p2ppeer.ID, capacity []float64) balanceRow {
+// balanceOf places every peer's vnodes, each at the best of choices
+// positions as the peers join in order (chord.PlaceVnodes), and measures
+// the arcs they own.
+func balanceOf(s balanceScheme, ids []p2ppeer.ID, capacity []float64, choices int) balanceRow {
 	type pos struct {
 		id   chord.ID
 		peer int
 	}
 	var ring []pos
 	row := balanceRow{Scheme: s.name}
+	if choices > 1 {
+		row.Scheme += fmt.Sprintf("; each placed at the best of %d positions", choices)
+	}
 	var totalCap, clientCap float64
+	loads := make([]chord.PeerLoad, len(ids))
 	for i, id := range ids {
 		v := s.vnodes(capacity[i])
+		loads[i] = chord.PeerLoad{Addr: string(id), Capacity: capacity[i], Vnodes: v}
 		totalCap += capacity[i]
 		if v == 0 {
 			row.Clients++
@@ -126,8 +137,10 @@ func balanceOf(s balanceScheme, ids []p2ppeer.ID, capacity []float64) balanceRow
 		}
 		row.Storing++
 		row.Vnodes += v
-		for k := range v {
-			ring = append(ring, pos{chord.VnodeID([]byte(id), uint32(k)), i})
+	}
+	for i, p := range chord.PlaceVnodes(loads, choices) {
+		for _, x := range p.Indices {
+			ring = append(ring, pos{chord.VnodeID([]byte(p.Addr), x), i})
 		}
 	}
 	row.ClientCapacityShare = clientCap / totalCap

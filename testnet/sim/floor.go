@@ -63,10 +63,15 @@ func lookupFloor(c common, count, succlist int) (mockring.Dist, error) {
 		id   chord.ID
 		peer int
 	}
-	var ring []pos
+	// Vnode positions as the peers, joining in order, choose them.
+	loads := make([]chord.PeerLoad, len(ids))
 	for i, id := range ids {
-		for k := range c.vnodesOf(access[i]) {
-			ring = append(ring, pos{chord.VnodeID([]byte(id), uint32(k)), i})
+		loads[i] = chord.PeerLoad{Addr: string(id), Capacity: 1, Vnodes: c.vnodesOf(access[i])}
+	}
+	var ring []pos
+	for i, p := range chord.PlaceVnodes(loads, c.choices) {
+		for _, x := range p.Indices {
+			ring = append(ring, pos{chord.VnodeID([]byte(p.Addr), x), i})
 		}
 	}
 	if len(ring) == 0 {

@@ -98,7 +98,7 @@ func TestFetchTiny(t *testing.T) {
 }
 
 func TestBalance(t *testing.T) {
-	rows, err := balance(500, "heterogeneous", 1, 20, 1024, 250e3)
+	rows, err := balance(500, "heterogeneous", 1, 20, 1024, 250e3, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,9 +106,10 @@ func TestBalance(t *testing.T) {
 		if r.Storing+r.Clients != 500 || r.RawP99 < 1 || r.RawMax < r.RawP99 || r.FairMax < r.FairP99 {
 			t.Errorf("%s: inconsistent row %+v", r.Scheme, r)
 		}
-		if strings.HasPrefix(r.Scheme, "by capacity: 20 per 250") && (r.FairMean < 0.95 || r.FairMean > 1.05) {
+		if strings.HasPrefix(r.Scheme, "by capacity: 20 per 250") && !strings.Contains(r.Scheme, "placed") && (r.FairMean < 0.95 || r.FairMean > 1.05) {
 			// No peer reaches the cap: every peer's vnodes follow its
-			// capacity, so keys per unit of capacity average about 1.
+			// capacity, so keys per unit of capacity average about 1
+			// (with random positions; placed ones skew it a little).
 			t.Errorf("%s: fair mean %.2f, want about 1", r.Scheme, r.FairMean)
 		}
 	}
