@@ -251,70 +251,82 @@ func (n *Node) offerStrays(ctx context.Context, st rangeStore) (RoundStats, erro
 	return n.pushRuns(ctx, st, false)
 }
 
-// pushRuns takes the stored keys in ring order, one lookup per run of keys
+// pushRuns walks the stored keys in ring order, one lookup per run of keys
 // with the same successor, and pushes each run to the first r peers
 // clockwise that answer, this peer excluded. With leaving false, runs whose
-// preference list holds this peer are skipped: repair rounds cover them.
+// preference list holds this peer are skipped: repair rounds cover them,
+// and the walk steps over their keys without listing them.
 func (n *Node) pushRuns(ctx context.Context, st rangeStore, leaving bool) (RoundStats, error) {
-	var keys []merkle.Key
-	st.Range(blocks.Key{}, blocks.Key{}, func(k blocks.Key, _ cid.Cid) bool {
-		keys = append(keys, merkle.Key(k))
-		return true
-	})
-	slices.SortFunc(keys, func(a, b merkle.Key) int { return blocks.Key(a).Cmp(blocks.Key(b)) })
 	var total RoundStats
 	var errs []error
-	self := n.h.ID()
-	for i := 0; i < len(keys); {
-		res, err := n.ring.Lookup(ctx, chord.ID(keys[i]), n.cfg.Chord.SuccessorListLen)
+	start, ok := firstKey(st, merkle.Range{})
+	if !ok {
+		return total, nil
+	}
+	// The walk covers (origin, origin], the whole circle from start on.
+	origin := prevKey(start)
+	for k := start; ; {
+		res, err := n.ring.Lookup(ctx, chord.ID(k), n.cfg.Chord.SuccessorListLen)
+		run := merkle.Range{Lo: prevKey(k), Hi: k}
 		if err != nil || len(res.Successors) == 0 {
-			errs = append(errs, fmt.Errorf("lookup %s: %v", chord.ID(keys[i]).String(), err))
-			i++
-			continue
-		}
-		arc := merkle.Range{Lo: prevKey(keys[i]), Hi: merkle.Key(res.Successors[0].ID)}
-		j := i
-		for j < len(keys) && arc.Contains(keys[j]) {
-			j++
-		}
-		if !leaving && n.inPreference(res.Successors) {
-			i = max(j, i+1)
-			continue
-		}
-		// The first r other peers that answer: a successor that has
-		// crashed or left unnoticed is passed over for the next one.
-		var tried []p2ppeer.ID
-		var failed []error
-		done := 0
-		for _, s := range res.Successors {
-			p := p2ppeer.ID(s.Addr)
-			if done == n.cfg.Replicas || ctx.Err() != nil {
-				break
+			errs = append(errs, fmt.Errorf("lookup %s: %v", chord.ID(k).String(), err))
+		} else {
+			run.Hi = merkle.Key(res.Successors[0].ID)
+			if leaving || !n.inPreference(res.Successors) {
+				total.add(n.pushRun(ctx, st, run, res.Successors, &errs))
 			}
-			if p == self || slices.Contains(tried, p) || n.rep.isLeaving(p) {
-				continue
-			}
-			tried = append(tried, p)
-			rs, err := n.syncArc(ctx, st, arc, p, false)
-			total.add(rs)
-			if err != nil {
-				failed = append(failed, fmt.Errorf("to %s: %w", p.ShortString(), err))
-				continue
-			}
-			done++
 		}
-		if done < n.cfg.Replicas && len(failed) > 0 {
-			errs = append(errs, failed...)
-		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || run.Contains(origin) {
 			break
 		}
-		i = max(j, i+1)
+		if k, ok = firstKey(st, merkle.Range{Lo: run.Hi, Hi: origin}); !ok {
+			break
+		}
 	}
 	if len(errs) > 0 {
 		return total, fmt.Errorf("push to replicas: %w", errors.Join(errs...))
 	}
 	return total, ctx.Err()
+}
+
+// pushRun pushes the keys on run to the first r other peers of succs that
+// answer: a successor that has crashed or left unnoticed is passed over
+// for the next one. It adds to errs unless r peers took the run.
+func (n *Node) pushRun(ctx context.Context, st rangeStore, run merkle.Range, succs []chord.Ref, errs *[]error) RoundStats {
+	var total RoundStats
+	var tried []p2ppeer.ID
+	var failed []error
+	done := 0
+	for _, s := range succs {
+		p := p2ppeer.ID(s.Addr)
+		if done == n.cfg.Replicas || ctx.Err() != nil {
+			break
+		}
+		if p == n.h.ID() || slices.Contains(tried, p) || n.rep.isLeaving(p) {
+			continue
+		}
+		tried = append(tried, p)
+		rs, err := n.syncArc(ctx, st, run, p, false)
+		total.add(rs)
+		if err != nil {
+			failed = append(failed, fmt.Errorf("to %s: %w", p.ShortString(), err))
+			continue
+		}
+		done++
+	}
+	if done < n.cfg.Replicas {
+		*errs = append(*errs, failed...)
+	}
+	return total
+}
+
+// firstKey is the first stored key on r, in ring order.
+func firstKey(st rangeStore, r merkle.Range) (k merkle.Key, ok bool) {
+	st.Range(blocks.Key(r.Lo), blocks.Key(r.Hi), func(key blocks.Key, _ cid.Cid) bool {
+		k, ok = merkle.Key(key), true
+		return false
+	})
+	return k, ok
 }
 
 // inPreference reports whether this peer is among the first r distinct

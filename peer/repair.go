@@ -122,7 +122,6 @@ type repairState struct {
 	mu        sync.Mutex
 	lastRound time.Time
 	lastTick  time.Time // the clock of RepairTick when it last ran a round
-	lastScrub time.Time
 	lastViews []arcView // as of the last round
 	under     map[underKey]int64
 	leaving   map[p2ppeer.ID]time.Time
@@ -255,10 +254,9 @@ func (n *Node) RepairRound(ctx context.Context) (RoundStats, error) {
 	defer n.rep.active.Store(false)
 
 	views := n.arcViews()
-	n.scrub(st)
-	n.rep.mu.Lock()
-	n.rep.lastScrub = time.Now() // serving summaries need not scrub again at once
-	n.rep.mu.Unlock()
+	for _, v := range views {
+		scrub(st, v.arc)
+	}
 	var total RoundStats
 	var errs []error
 	under := map[underKey]int64{}
@@ -301,18 +299,16 @@ func (n *Node) RepairRound(ctx context.Context) (RoundStats, error) {
 	return total, nil
 }
 
-// scrub forgets blocks whose files are gone from disk (Has checks), so
-// that the summaries this peer gives do not claim them and they are
-// fetched again.
-func (n *Node) scrub(st rangeStore) {
-	var gone []cid.Cid
-	st.Range(blocks.Key{}, blocks.Key{}, func(_ blocks.Key, c cid.Cid) bool {
-		gone = append(gone, c)
+// scrub forgets the blocks on arc whose files are gone from disk (Has
+// checks), so that the summaries this peer gives do not claim them and
+// they are fetched again. A round scrubs the arcs it compares; a peer
+// answering summaries checks the ranges it is asked about as it lists them
+// (scrubbedSource).
+func scrub(st rangeStore, arc merkle.Range) {
+	st.Range(blocks.Key(arc.Lo), blocks.Key(arc.Hi), func(_ blocks.Key, c cid.Cid) bool {
+		st.Has(c) // drops the index entry of a missing file
 		return true
 	})
-	for _, c := range gone {
-		st.Has(c) // drops the index entry of a missing file
-	}
 }
 
 // syncArc reconciles arc with p and moves what differs: the blocks p
@@ -437,6 +433,20 @@ func (s storeSource) Each(r merkle.Range, fn func(merkle.Item) bool) {
 	})
 }
 
+// scrubbedSource is storeSource passing over, and forgetting, the blocks
+// whose files are gone: what a peer answering summaries lists, so that it
+// never claims a block it lost and only the ranges asked about are checked.
+type scrubbedSource struct{ st rangeStore }
+
+func (s scrubbedSource) Each(r merkle.Range, fn func(merkle.Item) bool) {
+	s.st.Range(blocks.Key(r.Lo), blocks.Key(r.Hi), func(k blocks.Key, c cid.Cid) bool {
+		if !s.st.Has(c) {
+			return true
+		}
+		return fn(merkle.Item{Key: merkle.Key(k), Val: c.Bytes()})
+	})
+}
+
 // emptySource is a peer that stores nothing.
 type emptySource struct{}
 
@@ -469,6 +479,9 @@ func decodeQueries(in []*pb.RangeQuery) ([]merkle.Query, error) {
 		copy(out[i].Range.Hi[:], q.GetHi())
 		copy(out[i].Summary.Hash[:], q.GetHash())
 		out[i].Summary.Count = int(q.GetCount())
+	}
+	if !merkle.Disjoint(out) {
+		return nil, fmt.Errorf("%w: overlapping ranges", errBadRepairMessage)
 	}
 	return out, nil
 }
@@ -533,8 +546,7 @@ func (n *Node) serveRepair(s network.Stream) {
 		}
 		var src merkle.Source = emptySource{}
 		if st, ok := n.rangeStore(); ok {
-			n.scrubIfIdle(st)
-			src = storeSource{st}
+			src = scrubbedSource{st}
 		}
 		resp.Answers = encodeAnswers(merkle.Answers(src, qs, repairMerkle.Leaf))
 		n.rep.summary.Add(int64(protoFramed(req) + protoFramed(resp)))
@@ -563,28 +575,6 @@ func (n *Node) serveRepair(s network.Stream) {
 	}
 	_ = s.Close()
 }
-
-// scrubIfIdle: a peer asked for summaries checks first that its files are
-// there, unless its own round (which scrubs) is running. Without it, a peer
-// whose files were deleted would keep claiming them to the arc's first
-// replica until its own next round.
-func (n *Node) scrubIfIdle(st rangeStore) {
-	if n.rep.active.Load() {
-		return
-	}
-	n.rep.mu.Lock()
-	fresh := time.Since(n.rep.lastScrub) < scrubEvery
-	if !fresh {
-		n.rep.lastScrub = time.Now()
-	}
-	n.rep.mu.Unlock()
-	if !fresh {
-		n.scrub(st)
-	}
-}
-
-// scrubEvery bounds how often summary requests make a peer check its files.
-const scrubEvery = time.Second
 
 // runRepair is the repair loop: RepairTick at every Check (jittered),
 // and at once on a leave notice.

@@ -23,7 +23,7 @@ import (
 // storeDir is a directory for a test's block store: in /dev/shm where
 // there is one, since these tests write thousands of blocks and each put
 // fsyncs (the store's durability is blocks' tests' business).
-func storeDir(t *testing.T) string {
+func storeDir(t testing.TB) string {
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		if d, err := os.MkdirTemp("/dev/shm", "chordshare-test-"); err == nil {
 			t.Cleanup(func() { os.RemoveAll(d) })
@@ -45,7 +45,7 @@ type repairRing struct {
 	lastDir string
 }
 
-func newRepairRing(t *testing.T, peers int, cfg Config) *repairRing {
+func newRepairRing(t testing.TB, peers int, cfg Config) *repairRing {
 	r := &repairRing{mockRing: newMockRing(t, cfg), stores: map[*Node]*blocks.Store{}, dirs: map[*Node]string{}, data: map[cid.Cid][]byte{}}
 	r.beforeNode = func(cfg *Config) {
 		dir := storeDir(t)
