@@ -42,29 +42,52 @@ const hintFallbacks = 3
 // fewer distinct peers, the walk goes on from the last one, until count
 // peers are found or it comes back round.
 func (n *Node) preferenceList(ctx context.Context, key chord.ID, count int) ([]p2ppeer.ID, error) {
-	var out []p2ppeer.ID
+	list, _, err := n.preference(ctx, key, count)
+	return list, err
+}
+
+// preference is preferenceList and key's successor: every key on
+// (key-1, successor] has the same list.
+func (n *Node) preference(ctx context.Context, key chord.ID, count int) (list []p2ppeer.ID, succ chord.ID, err error) {
 	seen := map[chord.ID]bool{}
-	for len(out) < count {
+	for first := true; len(list) < count; first = false {
 		res, err := n.ring.Lookup(ctx, key, n.cfg.Chord.SuccessorListLen)
 		if err != nil {
-			return nil, err
+			return nil, succ, err
+		}
+		if len(res.Successors) == 0 {
+			break
+		}
+		if first {
+			succ = res.Successors[0].ID
 		}
 		progress := false
 		for _, s := range res.Successors {
-			if seen[s.ID] {
-				continue
-			}
-			seen[s.ID], progress = true, true
-			if p := p2ppeer.ID(s.Addr); !slices.Contains(out, p) && len(out) < count {
-				out = append(out, p)
-			}
+			progress = progress || !seen[s.ID]
+			seen[s.ID] = true
 		}
-		if !progress || len(res.Successors) == 0 {
+		if !progress {
 			break // round the whole ring: it has fewer than count peers
 		}
+		list = firstPeers(list, res.Successors, count, nil)
 		key = res.Successors[len(res.Successors)-1].ID.AddPow2(0)
 	}
-	return out, nil
+	return list, succ, nil
+}
+
+// firstPeers appends the distinct peers of succs, in order, to list until
+// it holds count; skip, if set, names peers to pass over.
+func firstPeers(list []p2ppeer.ID, succs []chord.Ref, count int, skip func(p2ppeer.ID) bool) []p2ppeer.ID {
+	for _, s := range succs {
+		if len(list) >= count {
+			break
+		}
+		p := p2ppeer.ID(s.Addr)
+		if !slices.Contains(list, p) && (skip == nil || !skip(p)) {
+			list = append(list, p)
+		}
+	}
+	return list
 }
 
 // putReplica stores c on p; if p cannot take it, it hands the block to a
@@ -85,20 +108,8 @@ func (n *Node) putReplica(ctx context.Context, p p2ppeer.ID, c cid.Cid, data []b
 	if i >= len(more) {
 		return err
 	}
-	if herr := n.hintAt(ctx, more[i], p, c, data); herr != nil {
+	if herr := n.putAt(ctx, more[i], p, c, data); herr != nil {
 		return fmt.Errorf("%w; hinted handoff: %w", err, herr)
-	}
-	return nil
-}
-
-// hintAt gives block c to holder, to keep for target.
-func (n *Node) hintAt(ctx context.Context, holder, target p2ppeer.ID, c cid.Cid, data []byte) error {
-	if holder == n.h.ID() {
-		return n.holdHint(target, c, data)
-	}
-	req := &pb.RepairRequest{Type: pb.RepairRequest_HINT, Cid: c.Bytes(), Data: data, HintFor: []byte(target)}
-	if _, err := n.repairExchange(ctx, holder, req, transferTimeout(len(data))); err != nil {
-		return fmt.Errorf("hint %s on %s: %w", c, holder.ShortString(), err)
 	}
 	return nil
 }
@@ -129,8 +140,10 @@ func (n *Node) holdHint(target p2ppeer.ID, c cid.Cid, data []byte) error {
 	return nil
 }
 
-// deliverHints moves hinted blocks to the peers they were meant for. A
-// target that fails is left for the next check.
+// deliverHints moves hinted blocks to the peers they were meant for, and
+// drops this peer's copy of those it is not a replica of. A target that
+// fails is left for the next check. Each target's blocks go in ring
+// order, so that one lookup serves a run of keys with the same successor.
 func (n *Node) deliverHints(ctx context.Context) {
 	st, ok := n.rangeStore()
 	if !ok {
@@ -145,29 +158,51 @@ func (n *Node) deliverHints(ctx context.Context) {
 	}
 	n.rep.mu.Unlock()
 	for p, cs := range work {
+		slices.SortFunc(cs, func(a, b cid.Cid) int { return blocks.KeyOf(a).Cmp(blocks.KeyOf(b)) })
+		var run merkle.Range // keys with the same preference list
+		var list []p2ppeer.ID
 		for _, c := range cs {
-			data, err := st.Get(c)
-			if err == nil {
-				if err = n.rep.pace.wait(ctx, len(data)); err != nil {
-					return
-				}
-				err = n.storeAt(ctx, p, c, data)
-			}
-			if err != nil && !errors.Is(err, blocks.ErrNotFound) && !errors.Is(err, blocks.ErrCorrupt) {
+			if !n.deliverHint(ctx, p, c) {
 				break // p still away: try again next check
 			}
-			if err == nil {
-				n.rep.blocks.Add(1)
-				n.rep.bytes.Add(int64(len(data)))
-				n.Publish(api.NodeEvent{Kind: api.EventHandoff, Peer: p.String(), Count: 1,
-					Message: fmt.Sprintf("hinted block %s delivered to %s", c, p.ShortString())})
+			k := merkle.Key(chord.KeyID(c.Hash()))
+			if list == nil || !run.Contains(k) {
+				l, succ, err := n.preference(ctx, chord.ID(k), n.cfg.Replicas)
+				if err != nil {
+					list = nil
+					continue // keep the copy: repair sees to it
+				}
+				run, list = merkle.Range{Lo: prevKey(k), Hi: merkle.Key(succ)}, l
 			}
-			n.dropHint(p, c)
-			if list, lerr := n.Replicas(ctx, c); lerr == nil && len(list) == n.cfg.Replicas && !slices.Contains(list, n.h.ID()) && slices.Contains(list, p) {
+			if len(list) == n.cfg.Replicas && !slices.Contains(list, n.h.ID()) && slices.Contains(list, p) {
 				_ = st.Delete(c) // back where it belongs; we were only holding it
 			}
 		}
 	}
+}
+
+// deliverHint puts hinted block c on p and forgets the hint. It reports
+// false if p did not take it; a block lost here is forgotten too.
+func (n *Node) deliverHint(ctx context.Context, p p2ppeer.ID, c cid.Cid) bool {
+	data, _, err := n.readLocal(c)
+	if err == nil {
+		err = n.rep.pace.wait(ctx, len(data))
+		if err == nil {
+			err = n.storeAt(ctx, p, c, data)
+		}
+		if err == nil {
+			n.rep.blocks.Add(1)
+			n.rep.bytes.Add(int64(len(data)))
+			n.Publish(api.NodeEvent{Kind: api.EventHandoff, Peer: p.String(), Count: 1,
+				Message: fmt.Sprintf("hinted block %s delivered to %s", c, p.ShortString())})
+		}
+		putBuf(data)
+	}
+	if err != nil && !errors.Is(err, blocks.ErrNotFound) && !errors.Is(err, blocks.ErrCorrupt) {
+		return false
+	}
+	n.dropHint(p, c)
+	return true
 }
 
 func (n *Node) dropHint(p p2ppeer.ID, c cid.Cid) {
@@ -333,20 +368,8 @@ func firstKey(st rangeStore, r merkle.Range) (k merkle.Key, ok bool) {
 // peers of succs (a lookup's answer). A short answer (a small ring) counts
 // as holding it when it names this peer at all.
 func (n *Node) inPreference(succs []chord.Ref) bool {
-	var seen []string
-	for _, s := range succs {
-		if slices.Contains(seen, s.Addr) {
-			continue
-		}
-		if s.Addr == string(n.h.ID()) {
-			return true
-		}
-		seen = append(seen, s.Addr)
-		if len(seen) == n.cfg.Replicas {
-			return false
-		}
-	}
-	return len(seen) < n.cfg.Replicas
+	list := firstPeers(nil, succs, n.cfg.Replicas, nil)
+	return len(list) < n.cfg.Replicas || slices.Contains(list, n.h.ID())
 }
 
 // prevKey is k-1 on the ring.

@@ -41,24 +41,29 @@ import (
 // rounds run every RepairConfig.Interval, which also catches blocks lost on
 // disk.
 
-// RepairProtocol is the stream protocol of range summaries, hinted
-// handoff and leave notices.
-const RepairProtocol = "/chordshare/repair/1.0.0"
+// RepairProtocol is the stream protocol of range summaries and leave
+// notices. 1.0.0 also carried hinted blocks, which now go by the block
+// protocol (hint_for).
+const RepairProtocol = "/chordshare/repair/1.1.0"
 
 const (
 	// maxRepairQueries bounds the ranges in one SUMMARY request.
 	maxRepairQueries = 256
 	// maxListedCID bounds one listed CID (a SHA-256 CIDv1 is 36 bytes).
 	maxListedCID = 128
-	// maxRepairMessage: a HINT carries a block; a SUMMARY answer lists at
-	// most maxRepairQueries × leaf CIDs (2 MiB).
-	maxRepairMessage = maxBlockMessage + maxRepairQueries*64*(maxListedCID+2)
+	// repairLeaf is the most CIDs an answer lists for one range; both
+	// sides must agree on it.
+	repairLeaf = 64
+	// maxRepairMessage: a SUMMARY answer lists at most repairLeaf CIDs
+	// for each of maxRepairQueries ranges (2 MiB), with a few bytes of
+	// framing per CID and per answer.
+	maxRepairMessage = maxRepairQueries * (repairLeaf*(maxListedCID+2) + 16)
 	// maxHints bounds the blocks this peer holds for others.
 	maxHints = 100_000
 )
 
 // repairMerkle is the reconciliation shape; both sides must agree on Leaf.
-var repairMerkle = merkle.Options{Fanout: 16, Leaf: 64, Batch: maxRepairQueries, MaxDepth: 40}
+var repairMerkle = merkle.Options{Fanout: 16, Leaf: repairLeaf, Batch: maxRepairQueries, MaxDepth: 40}
 
 // RepairConfig times and paces repair.
 type RepairConfig struct {
@@ -216,23 +221,17 @@ func (n *Node) rangeStore() (rangeStore, bool) {
 // arcViews lists the arcs this peer is first replica of: every vnode whose
 // predecessor is known.
 func (n *Node) arcViews() []arcView {
-	self := string(n.h.ID())
+	passOver := func(p p2ppeer.ID) bool { return p == n.h.ID() || n.rep.isLeaving(p) }
 	var out []arcView
 	for _, st := range n.ring.States() {
 		if st.Predecessor.IsZero() {
 			continue
 		}
-		v := arcView{vnode: st.Self.ID, arc: merkle.Range{Lo: merkle.Key(st.Predecessor.ID), Hi: merkle.Key(st.Self.ID)}}
-		for _, s := range st.Successors {
-			p := p2ppeer.ID(s.Addr)
-			if len(v.peers) == n.cfg.Replicas-1 {
-				break
-			}
-			if s.Addr != self && !slices.Contains(v.peers, p) && !n.rep.isLeaving(p) {
-				v.peers = append(v.peers, p)
-			}
-		}
-		out = append(out, v)
+		out = append(out, arcView{
+			vnode: st.Self.ID,
+			arc:   merkle.Range{Lo: merkle.Key(st.Predecessor.ID), Hi: merkle.Key(st.Self.ID)},
+			peers: firstPeers(nil, st.Successors, n.cfg.Replicas-1, passOver),
+		})
 	}
 	return out
 }
@@ -346,14 +345,18 @@ func (n *Node) syncArc(ctx context.Context, st rangeStore, arc merkle.Range, p p
 	var errs []error
 	for _, it := range d.OnlyLocal {
 		c, _ := cid.Cast(it.Val) // our own store's CIDs
-		data, err := st.Get(c)
+		data, _, err := n.readLocal(c)
 		if err != nil {
 			continue // lost here too (the scrub or the next round sees to it)
 		}
-		if err := n.rep.pace.wait(ctx, len(data)); err != nil {
+		size := len(data)
+		if err := n.rep.pace.wait(ctx, size); err != nil {
+			putBuf(data)
 			return rs, err
 		}
-		if err := n.storeAt(ctx, p, c, data); err != nil {
+		err = n.storeAt(ctx, p, c, data)
+		putBuf(data)
+		if err != nil {
 			rs.Failed++
 			errs = append(errs, err)
 			if ctx.Err() != nil {
@@ -361,14 +364,16 @@ func (n *Node) syncArc(ctx context.Context, st rangeStore, arc merkle.Range, p p
 			}
 			continue
 		}
-		rs.moved(n, len(data))
+		rs.moved(n, size)
 	}
 	if pull {
 		for _, it := range d.OnlyRemote {
 			c, _ := cid.Cast(it.Val) // decodeAnswers checked it
 			data, err := n.fetchFrom(ctx, p, c)
+			size := len(data)
 			if err == nil {
 				err = n.storeLocal(c, data)
+				putBuf(data)
 			}
 			if err != nil {
 				rs.Failed++
@@ -378,8 +383,8 @@ func (n *Node) syncArc(ctx context.Context, st rangeStore, arc merkle.Range, p p
 				}
 				continue
 			}
-			rs.moved(n, len(data))
-			if err := n.rep.pace.drained(ctx, len(data)); err != nil {
+			rs.moved(n, size)
+			if err := n.rep.pace.drained(ctx, size); err != nil {
 				return rs, err
 			}
 		}
@@ -418,8 +423,6 @@ func (n *Node) repairExchange(ctx context.Context, p p2ppeer.ID, req *pb.RepairR
 	switch resp.GetStatus() {
 	case pb.RepairResponse_OK:
 		return resp, nil
-	case pb.RepairResponse_FULL:
-		return nil, fmt.Errorf("%w: %.200s", ErrStoreFull, resp.GetError())
 	}
 	return nil, fmt.Errorf("remote error: %.200s", resp.GetError())
 }
@@ -527,7 +530,7 @@ func decodeAnswers(in []*pb.RangeAnswer, want int) ([]merkle.Answer, error) {
 // serveRepair answers one inbound repair stream; a bad request resets the
 // stream and nothing else.
 func (n *Node) serveRepair(s network.Stream) {
-	ctx, cancel := context.WithTimeout(n.life, transferTimeout(maxBlockSize))
+	ctx, cancel := context.WithTimeout(n.life, transferTimeout(maxRepairMessage))
 	defer cancel()
 	defer bound(ctx, s)()
 	req := &pb.RepairRequest{}
@@ -550,19 +553,6 @@ func (n *Node) serveRepair(s network.Stream) {
 		}
 		resp.Answers = encodeAnswers(merkle.Answers(src, qs, repairMerkle.Leaf))
 		n.rep.summary.Add(int64(protoFramed(req) + protoFramed(resp)))
-	case pb.RepairRequest_HINT:
-		_, c, err := cid.CidFromBytes(req.GetCid())
-		target, terr := p2ppeer.IDFromBytes(req.GetHintFor())
-		if err != nil || terr != nil || len(req.GetData()) > maxBlockSize {
-			_ = s.ResetWithError(resetBadMessage)
-			return
-		}
-		if err := n.holdHint(target, c, req.GetData()); err != nil {
-			resp.Status, resp.Error = pb.RepairResponse_ERROR, err.Error()
-			if errors.Is(err, blocks.ErrFull) {
-				resp.Status = pb.RepairResponse_FULL
-			}
-		}
 	case pb.RepairRequest_LEAVING:
 		n.peerLeaving(from)
 	default:

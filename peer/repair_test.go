@@ -578,6 +578,42 @@ func TestHintedHandoff(t *testing.T) {
 	r.checkReplicated("after hinted handoff")
 }
 
+// A hint travels as a block PUT naming the peer it is for; the holder
+// delivers every block hinted for that peer and keeps exactly those it
+// replicates itself or that do not belong on the target.
+func TestHintOnBlockPut(t *testing.T) {
+	r := newRepairRing(t, 6, repairTestConfig())
+	ctx := context.Background()
+	writer, holder, target := r.nodes[0], r.nodes[1], r.nodes[2]
+	rng := rand.New(rand.NewPCG(11, 11))
+	var cids []cid.Cid
+	for range 40 {
+		data := make([]byte, 100)
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		c := rawBlock(t, data)
+		cids = append(cids, c)
+		if err := writer.putAt(ctx, holder.Host().ID(), target.Host().ID(), c, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, rep := holder.RepairStatus(); rep.HintsPending != int64(len(cids)) {
+		t.Fatalf("holder has %d hints, want %d", rep.HintsPending, len(cids))
+	}
+	holder.deliverHints(ctx)
+	if _, rep := holder.RepairStatus(); rep.HintsPending != 0 {
+		t.Fatalf("%d hints left after delivery", rep.HintsPending)
+	}
+	for _, c := range cids {
+		list := r.preference(c)
+		keep := slices.Contains(list, holder) || !slices.Contains(list, target)
+		if !r.stores[target].Has(c) || r.stores[holder].Has(c) != keep {
+			t.Fatalf("block %s: on target %v, on holder %v; want true, %v", c, r.stores[target].Has(c), r.stores[holder].Has(c), keep)
+		}
+	}
+}
+
 // With timers running (Run), a crash is noticed by stabilization and the
 // repair loop restores r copies with nobody stepping it.
 func TestRepairLoopAfterCrash(t *testing.T) {
