@@ -47,7 +47,7 @@ func BenchmarkRepairScan(b *testing.B) {
 
 // inSyncRing is a ring of peers whose stores all hold the same count
 // blocks of 64 bytes, each of them on every peer.
-func inSyncRing(b *testing.B, peers, count int) *repairRing {
+func inSyncRing(b testing.TB, peers, count int) *repairRing {
 	cfg := repairTestConfig()
 	cfg.Replicas, cfg.WriteQuorum = peers, 2
 	cfg.Chord.Vnodes = 8
