@@ -240,10 +240,7 @@ func (n *Node) peerLeaving(p p2ppeer.ID) {
 	n.bg.Go(func() {
 		ctx, cancel := context.WithTimeout(n.life, n.cfg.Chord.LookupTimeout)
 		defer cancel()
-		n.ring.Stabilize(ctx)
-		// Two missed pings clear a predecessor.
-		n.ring.CheckPredecessors(ctx)
-		n.ring.CheckPredecessors(ctx)
+		n.dropLostNeighbours(ctx, true, true)
 		select {
 		case n.rep.kick <- struct{}{}:
 		default:

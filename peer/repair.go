@@ -651,6 +651,12 @@ func (n *Node) checkLostNeighbours(ctx context.Context) {
 		pred = pred || lost(st.Predecessor)
 		succ = succ || (len(st.Successors) > 0 && lost(st.Successors[0]))
 	}
+	n.dropLostNeighbours(ctx, succ, pred)
+}
+
+// dropLostNeighbours runs now, rather than at chord's next timers, what
+// drops a lost successor (succ) and a lost predecessor (pred).
+func (n *Node) dropLostNeighbours(ctx context.Context, succ, pred bool) {
 	if succ {
 		// The first round drops the lost successor, the second takes the
 		// next one's list and notifies it.
