@@ -104,8 +104,11 @@ func TestMaintenanceTraffic(t *testing.T) {
 		t.Errorf("timers sent %+v", m.Traffic)
 	}
 	// Predecessors are heard from through their stabilization, so the
-	// predecessor checks of a quiet ring send nothing.
-	ph := r.PhaseCalls(ctx, 0, 2)
+	// predecessor checks of a quiet ring send nothing. Quiet vnodes back off
+	// to stabilizing once every Backoff rounds: count that many rounds, after
+	// enough stepped ones that no silence counted while the timers ran (their
+	// intervals differ from the stepped rounds') is left over.
+	ph := r.PhaseCalls(ctx, 2*cfg.Backoff, cfg.Backoff)
 	if ph.Stabilize.CallsOut == 0 || ph.CheckPred.CallsOut != 0 {
 		t.Errorf("stepped rounds sent %+v", ph)
 	}
