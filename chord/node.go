@@ -546,8 +546,8 @@ func (n *Node) owns(ctx context.Context, to Ref, key ID) bool {
 // off stabilizes, then its queued Changed messages go out.
 func (n *Node) Stabilize(ctx context.Context) {
 	for _, v := range n.vnodes {
-		if v.due(&v.stab) {
-			v.ran(&v.stab, n.stabilize(ctx, v), n.cfg.Backoff)
+		if v.stabilizeDue() {
+			v.stabilized(n.stabilize(ctx, v), n.cfg.Backoff)
 		}
 		n.flushChanged(ctx, v)
 	}
@@ -632,8 +632,8 @@ func (n *Node) CheckPredecessors(ctx context.Context) {
 // covers (there are about log2 N distinct ones).
 func (n *Node) FixFingers(ctx context.Context) {
 	for _, v := range n.vnodes {
-		if v.due(&v.fix) {
-			v.ran(&v.fix, n.fixFinger(ctx, v), n.cfg.Backoff)
+		if v.fixDue() {
+			v.fixed(n.fixFinger(ctx, v), n.cfg.Backoff)
 		}
 	}
 }
@@ -674,15 +674,15 @@ func (n *Node) fixFinger(ctx context.Context, v *vnode) bool {
 	return v.setFingers(k, n.chooseFinger(ctx, v, k, old, res.Successors))
 }
 
-// inFinger reports whether id lies in finger k's interval of the vnode
-// self: [self+2^k, self+2^(k+1)).
-func inFinger(self ID, k int, id ID) bool {
-	return highBit(Distance(self, id)) == k
+// inFinger reports whether id lies in finger k's interval of v:
+// [self+2^k, self+2^(k+1)).
+func inFinger(v *vnode, k int, id ID) bool {
+	return highBit(Distance(v.self.ID, id)) == k
 }
 
 // fingerValid checks a known finger with one message.
 func (n *Node) fingerValid(ctx context.Context, v *vnode, k int, start ID, f Ref) bool {
-	if n.cfg.Proximity && inFinger(v.self.ID, k, f.ID) {
+	if n.cfg.Proximity && inFinger(v, k, f.ID) {
 		return n.ping(ctx, f) == nil
 	}
 	return n.owns(ctx, f, start)
@@ -702,7 +702,7 @@ func (n *Node) chooseFinger(ctx context.Context, v *vnode, k int, old Ref, succs
 	oldFound := false
 	probes := proximityProbes
 	for _, c := range succs {
-		if c.ID == v.self.ID || !inFinger(v.self.ID, k, c.ID) {
+		if c.ID == v.self.ID || !inFinger(v, k, c.ID) {
 			continue
 		}
 		rtt, ok := n.proximity(ctx, c, &probes)

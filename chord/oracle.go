@@ -79,7 +79,7 @@ func (o *Oracle) CheckFingers(nodes []*Node) error {
 				live := o.Successor(f.Node.ID).ID == f.Node.ID
 				switch {
 				case f.Node.ID == want.ID:
-				case n.cfg.Proximity && live && inFinger(st.Self.ID, f.K, f.Node.ID):
+				case n.cfg.Proximity && live && inFinger(&vnode{self: st.Self}, f.K, f.Node.ID):
 				default:
 					return fmt.Errorf("vnode %s: finger %d is %s, want %s", st.Self, f.K, f.Node, want)
 				}

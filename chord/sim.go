@@ -253,12 +253,12 @@ func (s *Sim) checkFingers(v *vnode) error {
 		}
 		// With proximity, any live node in the finger's interval will do;
 		// only an empty interval leaves the successor of the start.
-		proximate := s.cfg.Proximity && want.ID != v.self.ID && inFinger(v.self.ID, k, want.ID)
+		proximate := s.cfg.Proximity && want.ID != v.self.ID && inFinger(v, k, want.ID)
 		switch {
 		case want.ID == v.self.ID && got != nil:
 			return fmt.Errorf("vnode %s: finger %d is %s, want none", v.self, k, *got)
 		case proximate:
-			if got == nil || !inFinger(v.self.ID, k, got.ID) || s.oracle.Successor(got.ID).ID != got.ID {
+			if got == nil || !inFinger(v, k, got.ID) || s.oracle.Successor(got.ID).ID != got.ID {
 				return fmt.Errorf("vnode %s: finger %d is %v, want a live node in its interval", v.self, k, got)
 			}
 		case want.ID != v.self.ID && (got == nil || got.ID != want.ID):

@@ -262,15 +262,20 @@ func (v *vnode) suspect(addr string) {
 	}
 }
 
-// due reports whether this round runs the task b (v.stab or v.fix),
-// counting down its backed-off rounds.
+// stabilizeDue and fixDue report whether this round's stabilization or
+// finger check runs, counting down the backed-off rounds; stabilized and
+// fixed record a run and whether it changed anything.
+func (v *vnode) stabilizeDue() bool               { return v.due(&v.stab) }
+func (v *vnode) stabilized(changed bool, max int) { v.ran(&v.stab, changed, max) }
+func (v *vnode) fixDue() bool                     { return v.due(&v.fix) }
+func (v *vnode) fixed(changed bool, max int)      { v.ran(&v.fix, changed, max) }
+
 func (v *vnode) due(b *backoff) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	return !b.skip()
 }
 
-// ran records a run of the task b and whether it changed anything.
 func (v *vnode) ran(b *backoff, changed bool, max int) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
