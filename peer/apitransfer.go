@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -128,6 +130,20 @@ func (h *apiHandler) share(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	var src io.Reader = r.Body
+	name := displayName(q.Get("name"))
+	if path := q.Get("path"); path != "" {
+		f, size, status, err := openInput(path)
+		if err != nil {
+			writeError(w, status, OneLine(err.Error()))
+			return
+		}
+		defer f.Close()
+		src, total = f, size
+		if q.Get("name") == "" {
+			name = displayName(filepath.Base(path))
+		}
+	}
 	h.transfers.Add(1)
 	defer h.transfers.Done()
 
@@ -152,13 +168,12 @@ func (h *apiHandler) share(w http.ResponseWriter, r *http.Request) {
 
 	var stored atomic.Int64
 	start := time.Now()
-	name := displayName(q.Get("name"))
 	id := h.startTransfer("share", name, "", func() (int64, int64) { return stored.Load(), total })
 	ev := startEvents(w, rc)
 	ev.run(func() api.Event {
 		return api.Event{Done: stored.Load(), Total: total}
 	}, func() api.Event {
-		root, size, err := importStream(ctx, h.b, r.Body, guard, &stored)
+		root, size, err := importStream(ctx, h.b, src, guard, &stored)
 		if err != nil {
 			msg := "share: " + OneLine(stallCause(ctx, err).Error())
 			fmt.Fprintf(h.cfg.Log, "%s (after %s)\n", msg, FormatSize(size))
@@ -169,6 +184,33 @@ func (h *apiHandler) share(w http.ResponseWriter, r *http.Request) {
 		h.endTransfer(id, "share", name, root.String(), size, "")
 		return api.Event{Done: size, Total: size, Share: &api.ShareResult{CID: root.String(), Size: size}}
 	})
+}
+
+// openInput opens the file a share names by path (POST /v1/share?path=):
+// the daemon reads it itself, which spares the client's copy of every byte
+// through the API socket. On failure it gives the status to answer with:
+// 403 when the daemon may not read it (the client can send the bytes
+// instead), 400 for anything else.
+func openInput(path string) (f *os.File, size int64, status int, err error) {
+	if !filepath.IsAbs(path) {
+		return nil, 0, http.StatusBadRequest, fmt.Errorf("path %q: want an absolute path", path)
+	}
+	f, err = os.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrPermission) {
+			return nil, 0, http.StatusForbidden, err
+		}
+		return nil, 0, http.StatusBadRequest, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", path)
+	}
+	if err != nil {
+		f.Close()
+		return nil, 0, http.StatusBadRequest, err
+	}
+	return f, fi.Size(), 0, nil
 }
 
 // fetch writes a file into a path: POST /v1/fetch. An existing file is
@@ -197,6 +239,8 @@ func (h *apiHandler) fetch(w http.ResponseWriter, r *http.Request) {
 
 	ctx, guard, stop := watchStalls(r.Context(), p.stall)
 	defer stop()
+	stopFlush := flushBehind(f)
+	defer stopFlush()
 	var done, total atomic.Int64
 	total.Store(-1)
 	start := time.Now()
@@ -215,6 +259,7 @@ func (h *apiHandler) fetch(w http.ResponseWriter, r *http.Request) {
 			Verified: h.cfg.VerifiedBlocks,
 			Release:  h.release(),
 		})
+		stopFlush()
 		if err == nil {
 			// Verified is not enough: the bytes are on disk before we say so.
 			if err = f.Sync(); err != nil {

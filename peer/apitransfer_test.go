@@ -195,6 +195,30 @@ func TestAPIShareFetchCat(t *testing.T) {
 	}
 }
 
+// A share by path gives the root a share of the bytes gives, and reports
+// the file's size for progress without being told it.
+func TestAPIShareFileByPath(t *testing.T) {
+	c := serveAPI(t, &fakeRing{})
+	ctx := testCtx(t)
+	data := randomData(2<<20+777, 7)
+	path := filepath.Join(t.TempDir(), "in")
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var sp progressLog
+	res, err := c.ShareFile(ctx, path, api.TransferOptions{Progress: sp.add})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := share.Import(ctx, bytes.NewReader(data), &memBlocks{}, share.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.CID != want.String() || res.Size != int64(len(data)) || sp.last() != [2]int64{res.Size, res.Size} {
+		t.Errorf("share by path: %+v, last progress %v; want root %s, %d bytes", res, sp.last(), want, len(data))
+	}
+}
+
 func TestAPIShareReportsQuorumFailureWhileSending(t *testing.T) {
 	// The ring refuses the 3rd block while the client still has most of a
 	// 64 MiB body to send: the client gets the daemon's reason, not a
@@ -394,6 +418,9 @@ func TestAPITransferBadRequests(t *testing.T) {
 		{"POST", "/v1/fetch?cid=" + okCID + "&path=rel/out", 400, "want an absolute path"},
 		{"POST", "/v1/fetch?cid=" + okCID + "&path=/nonexistent-dir/out", 400, "no such file or directory"},
 		{"POST", "/v1/share?size=-3", 400, `size "-3"`},
+		{"POST", "/v1/share?path=rel/in", 400, "want an absolute path"},
+		{"POST", "/v1/share?path=/nonexistent-dir/in", 400, "no such file or directory"},
+		{"POST", "/v1/share?path=/", 400, "not a regular file"},
 	}
 	for _, tc := range cases {
 		rec := httptest.NewRecorder()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -74,13 +75,22 @@ func verify(c cid.Cid, data []byte) error {
 type blockClient struct {
 	streams *blockStreams
 	rates   *replicaRates
+	// writes holds a token per replica write in flight (replicaWrites);
+	// claim serializes taking a put's tokens, so that puts each holding
+	// some never wait on one another.
+	writes chan struct{}
+	claim  sync.Mutex
 	// badStreams counts inbound block streams reset for a malformed
 	// request; served, the GETs answered with a block.
 	badStreams, served atomic.Int64
 }
 
-func newBlockClient() *blockClient {
-	return &blockClient{streams: newBlockStreams(), rates: newReplicaRates()}
+// newBlockClient makes the block client of a node that stores blocks on
+// replicas peers.
+func newBlockClient(replicas int) *blockClient {
+	// At least one put's writes must fit, or a put would wait forever.
+	writes := make(chan struct{}, max(maxReplicaWrites, replicas))
+	return &blockClient{streams: newBlockStreams(), rates: newReplicaRates(), writes: writes}
 }
 
 func (b *blockClient) close() { b.streams.close() }

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"math/rand/v2"
 	"slices"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
@@ -101,6 +104,81 @@ func TestPutReplicatesToPreferenceList(t *testing.T) {
 }
 
 // A replica that answers with bytes that are not the block is skipped.
+// PutLent hands the buffer back once, and only after every replica write
+// is over: by then all r replicas hold the block, without waiting for the
+// node's background work.
+func TestPutLentReleasesAfterEveryReplica(t *testing.T) {
+	r, stores := storedRing(t, 6)
+	ctx := testCtx(t)
+	data := bytes.Repeat([]byte("lent "), 3000)
+	c := rawBlock(t, data)
+	var calls atomic.Int32
+	released := make(chan struct{})
+	if err := r.nodes[2].PutLent(ctx, c, data, func() {
+		if calls.Add(1) == 1 {
+			close(released)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-released:
+	case <-ctx.Done():
+		t.Fatal("the buffer was never handed back")
+	}
+	holders := 0
+	for _, st := range stores {
+		if st.Has(c) {
+			holders++
+		}
+	}
+	if holders != 3 {
+		t.Errorf("%d replicas hold the block when its buffer is handed back, want 3", holders)
+	}
+	r.nodes[2].bg.Wait()
+	if n := calls.Load(); n != 1 {
+		t.Errorf("done called %d times, want 1", n)
+	}
+
+	// A put that fails before any replica write hands the buffer back too.
+	calls.Store(0)
+	big := make([]byte, maxBlockSize+1)
+	if err := r.nodes[2].PutLent(ctx, c, big, func() { calls.Add(1) }); err == nil || calls.Load() != 1 {
+		t.Errorf("oversized put: %v, done called %d times; want an error and 1", err, calls.Load())
+	}
+}
+
+// A put waits while the node has maxReplicaWrites replica writes in flight,
+// gives up with its context, and goes ahead once they end.
+func TestPutWaitsForReplicaWriteTokens(t *testing.T) {
+	r, _ := storedRing(t, 4)
+	n := r.nodes[1]
+	data := bytes.Repeat([]byte("bounded "), 500)
+	c := rawBlock(t, data)
+	for range cap(n.blocks.writes) {
+		n.blocks.writes <- struct{}{} // as if that many writes were running
+	}
+	// The lookup is answered from the node's own tables (4 peers), so it
+	// is the wait for a token that runs out of time.
+	ctx, cancel := context.WithTimeout(testCtx(t), 2*time.Second)
+	defer cancel()
+	var calls atomic.Int32
+	err := n.PutLent(ctx, c, data, func() { calls.Add(1) })
+	if !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "replicas of") || calls.Load() != 1 {
+		t.Fatalf("put with every token taken: %v, done called %d times; want a timeout waiting for a token and 1", err, calls.Load())
+	}
+	for range cap(n.blocks.writes) {
+		<-n.blocks.writes
+	}
+	if err := n.Put(testCtx(t), c, data); err != nil {
+		t.Fatal(err)
+	}
+	n.bg.Wait()
+	if got := len(n.blocks.writes); got != 0 {
+		t.Errorf("%d tokens still taken after every write ended", got)
+	}
+}
+
 func TestGetSkipsReplicaServingWrongBytes(t *testing.T) {
 	r, stores := storedRing(t, 6)
 	ctx := context.Background()

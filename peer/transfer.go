@@ -81,10 +81,6 @@ type blockService interface {
 	share.Getter
 }
 
-type putterFunc func(ctx context.Context, c cid.Cid, data []byte) error
-
-func (f putterFunc) Put(ctx context.Context, c cid.Cid, data []byte) error { return f(ctx, c, data) }
-
 type getterFunc func(ctx context.Context, c cid.Cid) ([]byte, error)
 
 func (f getterFunc) Get(ctx context.Context, c cid.Cid) ([]byte, error) { return f(ctx, c) }
@@ -93,19 +89,48 @@ func (f getterFunc) Get(ctx context.Context, c cid.Cid) ([]byte, error) { return
 // root is returned once all of them have their write quorum. stored counts
 // the file bytes (raw leaves) acknowledged so far.
 func importStream(ctx context.Context, svc share.Putter, r io.Reader, g *stallGuard, stored *atomic.Int64) (root cid.Cid, size int64, err error) {
-	put := putterFunc(func(ctx context.Context, c cid.Cid, data []byte) error {
-		if err := svc.Put(ctx, c, data); err != nil {
-			return err
-		}
-		if c.Type() == cid.Raw {
-			stored.Add(int64(len(data)))
-		}
-		g.touch()
-		return nil
-	})
+	var put share.Putter = &progressPutter{svc: svc, g: g, stored: stored}
+	if lp, ok := svc.(share.LendingPutter); ok {
+		put = &lendingProgressPutter{progressPutter{svc: svc, g: g, stored: stored}, lp}
+	}
 	br := &busyReader{r: r, g: g}
 	root, err = share.Import(ctx, br, put, share.ImportOptions{})
 	return root, br.n, err
+}
+
+// progressPutter counts what each put stored and touches the guard.
+type progressPutter struct {
+	svc    share.Putter
+	g      *stallGuard
+	stored *atomic.Int64
+}
+
+func (p *progressPutter) Put(ctx context.Context, c cid.Cid, data []byte) error {
+	return p.progress(c, len(data), p.svc.Put(ctx, c, data))
+}
+
+// progress records a put of c's size bytes that ended with err.
+func (p *progressPutter) progress(c cid.Cid, size int, err error) error {
+	if err != nil {
+		return err
+	}
+	if c.Type() == cid.Raw {
+		p.stored.Add(int64(size))
+	}
+	p.g.touch()
+	return nil
+}
+
+// lendingProgressPutter is a progressPutter over a share.LendingPutter,
+// which it stays, so that Import recycles the chunks.
+type lendingProgressPutter struct {
+	progressPutter
+	lp share.LendingPutter
+}
+
+func (p *lendingProgressPutter) PutLent(ctx context.Context, c cid.Cid, data []byte, done func()) error {
+	size := len(data) // data may be reused once PutLent returns
+	return p.progress(c, size, p.lp.PutLent(ctx, c, data, done))
 }
 
 // busyReader marks the guard busy while it waits for the client's bytes.

@@ -35,7 +35,9 @@ type FetchOptions struct {
 	// node fetched is put there once verified. Leaves are never stored:
 	// the output holds them. This makes a resumed fetch cost no requests
 	// at all for what it already has. A failing Get counts as a miss;
-	// a failing Put fails the fetch, since it is the caller's store.
+	// a failing Put fails the fetch, since it is the caller's store. It
+	// is called from more than one goroutine (the next internal node is
+	// fetched while the walk is still on the current one).
 	Nodes NodeStore
 	// Verified says the Getter returns only bytes it has itself checked
 	// against the CID (peer's node does: its store and its block protocol
@@ -213,6 +215,10 @@ func (f *fetcher) walk(ctx context.Context, n *fileNode, off int64, depth int) e
 		f.report(int64(len(n.data)))
 		off += int64(len(n.data))
 	}
+	// The next internal node is fetched while this one's subtree is
+	// walked: otherwise the window drains each time the walk moves on to
+	// the next internal node (every 174 leaves), waiting for its round trip.
+	var next *nodeFuture
 	for i, c := range n.links {
 		size := int64(n.sizes[i])
 		if c.Type() == cid.Raw {
@@ -228,10 +234,17 @@ func (f *fetcher) walk(ctx context.Context, n *fileNode, off int64, depth int) e
 			if depth+1 >= maxDepth {
 				return fmt.Errorf("%w: deeper than %d levels", ErrMalformed, maxDepth)
 			}
-			child, err := f.node(ctx, c)
+			var child *fileNode
+			var err error
+			if next != nil && next.index == i {
+				child, err = next.wait(ctx)
+			} else {
+				child, err = f.node(ctx, c)
+			}
 			if err != nil {
 				return err
 			}
+			next = f.prefetchAfter(ctx, n.links, i)
 			if int64(child.size) != size {
 				return fmt.Errorf("%w: node %s holds %d bytes, its parent says %d", ErrMalformed, c, child.size, size)
 			}
@@ -272,6 +285,43 @@ func (f *fetcher) leaf(ctx context.Context, seq int64, c cid.Cid, off, size int6
 		return err
 	}
 	f.report(size)
+	return nil
+}
+
+// nodeFuture is an internal node being fetched ahead of the walk.
+type nodeFuture struct {
+	index int // its place among its parent's links
+	done  chan struct{}
+	n     *fileNode
+	err   error
+}
+
+func (p *nodeFuture) wait(ctx context.Context) (*fileNode, error) {
+	select {
+	case <-p.done:
+		return p.n, p.err
+	case <-ctx.Done():
+		return nil, context.Cause(ctx)
+	}
+}
+
+// prefetchAfter starts fetching the first internal node among links after
+// index i, if any. It holds a window slot while the request is out, like
+// any block; its error, if any, is the walk's when it gets there.
+func (f *fetcher) prefetchAfter(ctx context.Context, links []cid.Cid, i int) *nodeFuture {
+	for j := i + 1; j < len(links); j++ {
+		if links[j].Type() == cid.Raw {
+			continue
+		}
+		p := &nodeFuture{index: j, done: make(chan struct{})}
+		c := links[j]
+		f.g.Go(func() error {
+			p.n, p.err = f.node(ctx, c)
+			close(p.done)
+			return nil
+		})
+		return p
+	}
 	return nil
 }
 

@@ -69,13 +69,14 @@ func Import(ctx context.Context, r io.Reader, put Putter, opts ImportOptions) (c
 	if opts.Progress != nil {
 		r = &progressReader{r: r, progress: opts.Progress}
 	}
+	split := newChunkSplitter(r, opts.ChunkSize, opts.Parallelism)
 	params := helpers.DagBuilderParams{
 		Maxlinks:   helpers.DefaultLinksPerBlock,
 		RawLeaves:  true,
 		CidBuilder: cidBuilder,
-		Dagserv:    &putService{ctx: gctx, g: g, put: put},
+		Dagserv:    &putService{ctx: gctx, g: g, put: put, recycle: split.recycle},
 	}
-	db, err := params.New(chunker.NewSizeSplitter(r, int64(opts.ChunkSize)))
+	db, err := params.New(split)
 	if err != nil {
 		return cid.Undef, fmt.Errorf("import: %w", err)
 	}
@@ -124,6 +125,8 @@ type putService struct {
 	ctx context.Context
 	g   *errgroup.Group
 	put Putter
+	// recycle takes back a raw leaf's chunk once a LendingPutter is done.
+	recycle func([]byte)
 }
 
 func (s *putService) Add(_ context.Context, n ipld.Node) error {
@@ -134,8 +137,18 @@ func (s *putService) Add(_ context.Context, n ipld.Node) error {
 	if len(data) > MaxBlockSize {
 		return fmt.Errorf("put %s: %d bytes, over the %d byte block limit", c, len(data), MaxBlockSize)
 	}
+	lp, lending := s.put.(LendingPutter)
 	s.g.Go(func() error {
-		if err := s.put.Put(s.ctx, c, data); err != nil {
+		var err error
+		if lending && c.Type() == cid.Raw {
+			// A raw leaf's bytes are the splitter's chunk, and nothing
+			// else refers to them once the leaf is added: back to the
+			// splitter once the putter is done.
+			err = lp.PutLent(s.ctx, c, data, func() { s.recycle(data) })
+		} else {
+			err = s.put.Put(s.ctx, c, data)
+		}
+		if err != nil {
 			return fmt.Errorf("put %s: %w", c, err)
 		}
 		return nil
@@ -164,3 +177,59 @@ func (s *putService) GetMany(context.Context, []cid.Cid) <-chan *ipld.NodeOption
 func (s *putService) Remove(context.Context, cid.Cid) error { return errReadOnly }
 
 func (s *putService) RemoveMany(context.Context, []cid.Cid) error { return errReadOnly }
+
+// chunkSplitter cuts r into chunks of size bytes, the last one shorter, as
+// boxo's size splitter does (same chunks, hence the same CIDs), but into
+// buffers it gets back (recycle) once a LendingPutter is done with them.
+// It keeps at most keep of them: the rest, and all of them once the
+// import is over, are left to the garbage collector, so a daemon holds no
+// more memory after a share than before it.
+type chunkSplitter struct {
+	r    io.Reader
+	size int
+	free chan []byte
+	err  error // io.EOF once the input is read
+}
+
+func newChunkSplitter(r io.Reader, size, keep int) *chunkSplitter {
+	return &chunkSplitter{r: r, size: size, free: make(chan []byte, keep)}
+}
+
+// Reader is part of chunker.Splitter.
+func (s *chunkSplitter) Reader() io.Reader { return s.r }
+
+// NextBytes returns the next chunk, or io.EOF after the last.
+func (s *chunkSplitter) NextBytes() ([]byte, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	var buf []byte
+	select {
+	case buf = <-s.free:
+	default:
+		buf = make([]byte, s.size)
+	}
+	n, err := io.ReadFull(s.r, buf)
+	switch {
+	case err == nil:
+		return buf, nil
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		s.err = io.EOF
+		return buf[:n], nil
+	case errors.Is(err, io.EOF):
+		s.err = io.EOF
+		s.recycle(buf)
+	}
+	return nil, err
+}
+
+// recycle takes back a chunk for a later NextBytes, if there is room.
+func (s *chunkSplitter) recycle(buf []byte) {
+	if cap(buf) != s.size {
+		return
+	}
+	select {
+	case s.free <- buf[:s.size]:
+	default:
+	}
+}

@@ -27,6 +27,16 @@ type Putter interface {
 	Put(ctx context.Context, c cid.Cid, data []byte) error
 }
 
+// LendingPutter is a Putter that may go on using a block's bytes after Put
+// returns (peer's node completes the last replica write in the
+// background). PutLent calls done once, when it will not touch data again,
+// whatever the outcome; Import then reuses the chunk's buffer for a later
+// chunk instead of allocating one per block.
+type LendingPutter interface {
+	Putter
+	PutLent(ctx context.Context, c cid.Cid, data []byte, done func()) error
+}
+
 // Getter returns the bytes claimed to be block c. share verifies them: a
 // Getter need not (but peer's tries another replica on a mismatch anyway).
 type Getter interface {

@@ -735,3 +735,45 @@ func TestReleaseGetsEachLeafOnceWritten(t *testing.T) {
 		}
 	}
 }
+
+// Import lends raw leaves to a LendingPutter and reuses a chunk's buffer
+// only once the putter is done with it.
+func TestImportLendsChunks(t *testing.T) {
+	ctx := context.Background()
+	data := randomBytes(40*DefaultChunkSize+1234, 21)
+	want, _ := importBytes(t, data, ImportOptions{})
+
+	held := &lendingStore{memStore: newMemStore()}
+	root, err := Import(ctx, bytes.NewReader(data), held, ImportOptions{})
+	if err != nil || root != want {
+		t.Fatalf("import: %s, %v; want %s", root, err, want)
+	}
+	// Nothing was handed back, so every block still holds its bytes.
+	held.mu.Lock()
+	leaves := len(held.dones)
+	held.mu.Unlock()
+	if leaves != 41 {
+		t.Errorf("%d leaves lent, want 41", leaves)
+	}
+	for k, b := range held.blocks {
+		c, _ := cid.Cast([]byte(k))
+		if err := verify(c, b); err != nil {
+			t.Fatalf("block %s changed while lent: %v", c, err)
+		}
+	}
+	for _, done := range held.dones {
+		done()
+	}
+
+	// Buffers handed back at once are reused for later chunks, and the
+	// file is still what was shared.
+	s := &lendingStore{memStore: newMemStore(), copyAndRelease: true}
+	other := randomBytes(40*DefaultChunkSize+99, 22)
+	root, err = Import(ctx, bytes.NewReader(other), s, ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fetchBytes(t, root, s, FetchOptions{}); !bytes.Equal(got, other) {
+		t.Fatal("fetched bytes differ from the imported ones")
+	}
+}

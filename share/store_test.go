@@ -153,3 +153,25 @@ func importBytes(t testing.TB, data []byte, opts ImportOptions) (cid.Cid, *memSt
 	}
 	return root, s
 }
+
+// lendingStore is a memStore that is a LendingPutter. It keeps the lent
+// bytes themselves and, unless copyAndRelease is set, holds every done
+// back until the test calls them: no buffer it holds may be reused before.
+type lendingStore struct {
+	*memStore
+	copyAndRelease bool
+	mu             sync.Mutex
+	dones          []func()
+}
+
+func (s *lendingStore) PutLent(ctx context.Context, c cid.Cid, data []byte, done func()) error {
+	if s.copyAndRelease {
+		err := s.Put(ctx, c, bytes.Clone(data))
+		done()
+		return err
+	}
+	s.mu.Lock()
+	s.dones = append(s.dones, done)
+	s.mu.Unlock()
+	return s.Put(ctx, c, data)
+}

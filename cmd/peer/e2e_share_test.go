@@ -343,8 +343,15 @@ func TestE2EShareFailures(t *testing.T) {
 		t.Error("the shared file was changed")
 	}
 	for _, p := range peers {
-		s := waitStatus(t, env, p.proc, p.repo)
-		if s.BytesUsed > s.StorageMax || s.BlocksStored == 0 {
+		// The share fails at the first refusal, while the writes of the
+		// blocks that fit may still be running (in the background, as
+		// every replica write past the quorum): wait for them to land.
+		var s api.Status
+		poll(t, 20*time.Second, p.repo+" stores the blocks that fit", func() (bool, string) {
+			s = waitStatus(t, env, p.proc, p.repo)
+			return s.BlocksStored > 0, fmt.Sprintf("%d blocks", s.BlocksStored)
+		})
+		if s.BytesUsed > s.StorageMax {
 			t.Errorf("%s: %d blocks, %d bytes of %d", p.repo, s.BlocksStored, s.BytesUsed, s.StorageMax)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -91,10 +92,6 @@ func runShare(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if fi.IsDir() {
 		return fmt.Errorf("cannot share %s: it is a directory (share one file at a time)", name)
 	}
-	size := int64(-1) // a pipe or a device: no size to show progress against
-	if fi.Mode().IsRegular() {
-		size = fi.Size()
-	}
 
 	client, err := newClient(*repo)
 	if err != nil {
@@ -102,7 +99,8 @@ func runShare(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer client.Close()
 	bar := newProgressBar(stderr, "share")
-	res, err := client.Share(ctx, f, size, api.TransferOptions{Stall: *stall, Progress: bar.update, Name: filepath.Base(name)})
+	opts := api.TransferOptions{Stall: *stall, Progress: bar.update, Name: filepath.Base(name)}
+	res, err := shareOpenFile(ctx, client, f, fi, opts)
 	if err != nil {
 		bar.clear()
 		if ctx.Err() != nil {
@@ -116,6 +114,25 @@ func runShare(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	_, err = fmt.Fprintln(stdout, res.CID)
 	return err
+}
+
+// shareOpenFile has the daemon read a regular file itself, which saves
+// copying every byte through the API socket (about 5% of a share's CPU);
+// it sends the bytes when the file is not regular (a pipe) or the daemon
+// may not read it.
+func shareOpenFile(ctx context.Context, client *api.Client, f *os.File, fi os.FileInfo, opts api.TransferOptions) (api.ShareResult, error) {
+	size := int64(-1) // a pipe or a device: no size to show progress against
+	if fi.Mode().IsRegular() {
+		size = fi.Size()
+		if abs, err := filepath.Abs(f.Name()); err == nil {
+			res, err := client.ShareFile(ctx, abs, opts)
+			var he *api.HTTPError
+			if !errors.As(err, &he) || he.StatusCode != http.StatusForbidden {
+				return res, err
+			}
+		}
+	}
+	return client.Share(ctx, f, size, opts)
 }
 
 func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -114,6 +114,7 @@ type Error struct {
 // daemon stopped). Cat answers with the file's bytes instead.
 //
 //	POST /v1/share?size=N&stall=DUR       body: the file; N (optional) is its size, for progress
+//	POST /v1/share?path=ABS&stall=DUR     the daemon reads the file at ABS itself (403: it may not)
 //	POST /v1/fetch?cid=CID&path=ABS&stall=DUR
 //	GET  /v1/cat?cid=CID&stall=DUR        the bytes; SizeHeader, then StatusTrailer
 //

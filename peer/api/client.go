@@ -257,16 +257,46 @@ func (c *Client) Share(ctx context.Context, r io.Reader, size int64, opts Transf
 		q.Set("size", strconv.FormatInt(size, 10))
 	}
 	body := &readRecorder{r: r}
-	resp, err := c.do(ctx, http.MethodPost, "/v1/share", q, body)
+	return c.share(ctx, q, body, opts)
+}
+
+// ShareFile has the daemon read the file at path (absolute) itself and
+// share it, which spares copying every byte through the API socket. The
+// daemon must be able to read the file: when it may not, the error is an
+// *HTTPError with StatusCode 403 (http.StatusForbidden), and Share, with
+// the bytes, is the way.
+func (c *Client) ShareFile(ctx context.Context, path string, opts TransferOptions) (ShareResult, error) {
+	q := opts.query()
+	if opts.Name != "" {
+		q.Set("name", opts.Name)
+	}
+	q.Set("path", path)
+	return c.share(ctx, q, nil, opts)
+}
+
+// share posts a share and reads its events; body, if set, carries the
+// file's bytes.
+func (c *Client) share(ctx context.Context, q url.Values, body *readRecorder, opts TransferOptions) (ShareResult, error) {
+	failed := func() error {
+		if body == nil {
+			return nil
+		}
+		return body.failed()
+	}
+	var r io.Reader
+	if body != nil {
+		r = body
+	}
+	resp, err := c.do(ctx, http.MethodPost, "/v1/share", q, r)
 	if err != nil {
-		if rerr := body.failed(); rerr != nil {
+		if rerr := failed(); rerr != nil {
 			return ShareResult{}, rerr
 		}
 		return ShareResult{}, err
 	}
 	defer resp.Body.Close()
 	e, err := readEvents(resp.Body, opts)
-	if rerr := body.failed(); rerr != nil {
+	if rerr := failed(); rerr != nil {
 		return ShareResult{}, rerr
 	}
 	if err != nil {

@@ -120,6 +120,7 @@ var categories = []category{
 	{"SHA-256: fetchFrom checking a received block", hashIn("fetchFrom")},
 	{"SHA-256: share's fetcher checking the block again", hashIn("share.verify")},
 	{"SHA-256: elsewhere", func(leaf, _ string) bool { return has(leaf, "sha256") }},
+	{"TLS: AES-GCM seal and open", func(leaf, _ string) bool { return has(leaf, "gcmAes", "aes.encryptBlock", "aes/gcm.") }},
 	{"Noise: ChaCha20-Poly1305 seal", func(leaf, _ string) bool { return has(leaf, "chacha20Poly1305Seal") }},
 	{"Noise: ChaCha20-Poly1305 open", func(leaf, _ string) bool { return has(leaf, "chacha20Poly1305Open") }},
 	{"Go GC: mark workers, assists, sweeping", func(_, stack string) bool {
@@ -133,10 +134,14 @@ var categories = []category{
 	}},
 	{"copying elsewhere (memmove)", func(leaf, _ string) bool { return has(leaf, "memmove") }},
 	{"block store: creating the temp file", func(_, stack string) bool {
-		return has(stack, "blocks.(*Store).write") && has(stack, "CreateTemp", "openat")
+		return has(stack, "blocks.(*Store).write") && has(stack, "CreateTemp", "createTemp", "openat")
 	}},
-	{"block store: fsync of file or directory", func(_, stack string) bool { return has(stack, "do_fsync", "Fsync") }},
-	{"block store: write, rename, rest", func(_, stack string) bool { return has(stack, "blocks.(*Store).write", "blocks.(*Store).Put") }},
+	{"block store: fsync/syncfs of files or directories", func(_, stack string) bool {
+		return has(stack, "do_fsync", "Fsync", "Syncfs", "sync_filesystem")
+	}},
+	{"block store: write, rename, rest", func(_, stack string) bool {
+		return has(stack, "blocks.(*Store).write", "blocks.(*Store).Put", "blocks.(*committer)")
+	}},
 	{"block store: reading a block", func(_, stack string) bool { return has(stack, "blocks.readBlock") }},
 	{"fetch output: pwrite", func(_, stack string) bool { return has(stack, "File).WriteAt", "pwrite") }},
 	{"TCP send and receive (syscalls, kernel)", func(_, stack string) bool {

@@ -133,7 +133,7 @@ func (rep *report) markdown() string {
 	p("- Date: %s; load average at start: %s\n", rep.Date.Format("2006-01-02 15:04 MST"), rep.LoadAvg)
 	p("- Machine: nproc %d (%s), %.1f GB RAM, Linux %s, %s\n", rep.NProc, rep.CPUModel, float64(rep.MemTotal)/1e9, rep.Kernel, rep.GoVersion)
 	p("- Tree: %s\n", rep.Commit)
-	p("- Ring: %d daemons, `peer daemon --listen /ip4/127.0.0.1/tcp/0 --capacity %d` (TCP, Noise, yamux), formed in %.1f s; r = %d. "+
+	p("- Ring: %d daemons, `peer daemon --listen /ip4/127.0.0.1/tcp/0 --capacity %d` (TCP, TLS 1.3 preferred over Noise, yamux), formed in %.1f s; r = %d. "+
 		"Peer 1 runs `peer share FILE`, peer %d `peer fetch CID -o PATH` (the daemon writes PATH). Each run shares a new random file.\n",
 		rep.Peers, rep.Capacity, rep.FormedIn.Seconds(), rep.Replicas, rep.Peers)
 	if rep.Profiled != "" {
