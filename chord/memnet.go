@@ -113,10 +113,10 @@ func (m *MemNet) Alive(addr string) bool {
 }
 
 // dest finds the node a call from from to to reaches and delays the
-// request; the returned done delays the answer.
-func (m *MemNet) dest(ctx context.Context, from string, to Ref) (n *Node, done func(), err error) {
+// request; answered delays the answer.
+func (m *MemNet) dest(ctx context.Context, from string, to Ref) (*Node, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	m.mu.RLock()
 	n, ok := m.nodes[to.Addr]
@@ -127,14 +127,16 @@ func (m *MemNet) dest(ctx context.Context, from string, to Ref) (n *Node, done f
 	}
 	if !alive {
 		m.Calls.Unreachable.Add(1)
-		return nil, nil, fmt.Errorf("%s: %w", to.Addr, ErrUnreachable)
+		return nil, fmt.Errorf("%s: %w", to.Addr, ErrUnreachable)
 	}
-	done = func() {
-		if m.clock != nil {
-			m.clock.Advance(m.delay(to.Addr, from))
-		}
+	return n, nil
+}
+
+// answered delays the answer of a call from from to to.
+func (m *MemNet) answered(from string, to Ref) {
+	if m.clock != nil {
+		m.clock.Advance(m.delay(to.Addr, from))
 	}
-	return n, done, nil
 }
 
 // memEndpoint is one node's Transport on a MemNet: the network, and who
@@ -146,60 +148,60 @@ type memEndpoint struct {
 
 func (e memEndpoint) FindSuccessor(ctx context.Context, to Ref, key ID, hops, want int) (LookupResult, error) {
 	e.m.Calls.FindSuccessor.Add(1)
-	n, done, err := e.m.dest(ctx, e.from, to)
+	n, err := e.m.dest(ctx, e.from, to)
 	if err != nil {
 		return LookupResult{}, err
 	}
-	defer done()
+	defer e.m.answered(e.from, to)
 	return n.HandleFindSuccessor(ctx, to.ID, key, hops, want)
 }
 
 func (e memEndpoint) NextHop(ctx context.Context, to Ref, key ID, want int) (Step, error) {
 	e.m.Calls.NextHop.Add(1)
-	n, done, err := e.m.dest(ctx, e.from, to)
+	n, err := e.m.dest(ctx, e.from, to)
 	if err != nil {
 		return Step{}, err
 	}
-	defer done()
+	defer e.m.answered(e.from, to)
 	return n.HandleNextHop(ctx, to.ID, key, want)
 }
 
 func (e memEndpoint) Neighbors(ctx context.Context, to, from Ref, known uint64) (Neighbors, error) {
 	e.m.Calls.Neighbors.Add(1)
-	n, done, err := e.m.dest(ctx, e.from, to)
+	n, err := e.m.dest(ctx, e.from, to)
 	if err != nil {
 		return Neighbors{}, err
 	}
-	defer done()
+	defer e.m.answered(e.from, to)
 	return n.HandleNeighbors(ctx, to.ID, from, known)
 }
 
 func (e memEndpoint) Changed(ctx context.Context, to Ref) error {
 	e.m.Calls.Changed.Add(1)
-	n, done, err := e.m.dest(ctx, e.from, to)
+	n, err := e.m.dest(ctx, e.from, to)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer e.m.answered(e.from, to)
 	return n.HandleChanged(ctx, to.ID)
 }
 
 func (e memEndpoint) Owns(ctx context.Context, to Ref, key ID) (bool, error) {
 	e.m.Calls.Owns.Add(1)
-	n, done, err := e.m.dest(ctx, e.from, to)
+	n, err := e.m.dest(ctx, e.from, to)
 	if err != nil {
 		return false, err
 	}
-	defer done()
+	defer e.m.answered(e.from, to)
 	return n.HandleOwns(ctx, to.ID, key)
 }
 
 func (e memEndpoint) Ping(ctx context.Context, to Ref) error {
 	e.m.Calls.Ping.Add(1)
-	n, done, err := e.m.dest(ctx, e.from, to)
+	n, err := e.m.dest(ctx, e.from, to)
 	if err != nil {
 		return err
 	}
-	defer done()
+	defer e.m.answered(e.from, to)
 	return n.HandlePing(ctx, to.ID)
 }

@@ -79,7 +79,7 @@ func (o *Oracle) CheckFingers(nodes []*Node) error {
 				live := o.Successor(f.Node.ID).ID == f.Node.ID
 				switch {
 				case f.Node.ID == want.ID:
-				case n.cfg.Proximity && live && highBit(Distance(st.Self.ID, f.Node.ID)) == f.K:
+				case n.cfg.Proximity && live && inFinger(&vnode{self: st.Self}, f.K, f.Node.ID):
 				default:
 					return fmt.Errorf("vnode %s: finger %d is %s, want %s", st.Self, f.K, f.Node, want)
 				}

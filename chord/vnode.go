@@ -262,18 +262,24 @@ func (v *vnode) suspect(addr string) {
 	}
 }
 
-// stabilizeDue reports whether this round's stabilization runs, counting
-// down the backed-off rounds.
-func (v *vnode) stabilizeDue() bool {
+// stabilizeDue and fixDue report whether this round's stabilization or
+// finger check runs, counting down the backed-off rounds; stabilized and
+// fixed record a run and whether it changed anything.
+func (v *vnode) stabilizeDue() bool               { return v.due(&v.stab) }
+func (v *vnode) stabilized(changed bool, max int) { v.ran(&v.stab, changed, max) }
+func (v *vnode) fixDue() bool                     { return v.due(&v.fix) }
+func (v *vnode) fixed(changed bool, max int)      { v.ran(&v.fix, changed, max) }
+
+func (v *vnode) due(b *backoff) bool {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	return !v.stab.skip()
+	return !b.skip()
 }
 
-func (v *vnode) stabilized(changed bool, max int) {
+func (v *vnode) ran(b *backoff, changed bool, max int) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	v.stab.ran(changed, max)
+	b.ran(changed, max)
 }
 
 // changedNearby serves a Changed message: stabilize next round.
@@ -281,18 +287,6 @@ func (v *vnode) changedNearby() {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.stab.reset()
-}
-
-func (v *vnode) fixDue() bool {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	return !v.fix.skip()
-}
-
-func (v *vnode) fixed(changed bool, max int) {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	v.fix.ran(changed, max)
 }
 
 // owns reports whether key is in (pred, self]; false while the

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 )
 
 // Key is a position on the ring, big-endian.
@@ -120,6 +121,30 @@ func Summarize(src Source, r Range) Summary {
 type Query struct {
 	Range   Range
 	Summary Summary
+}
+
+// Disjoint reports whether no two of the queries' ranges share a key, as
+// in every batch Reconcile sends: a batch holds parts of differing ranges,
+// never a range and one of its parts. The side answering refuses other
+// batches, since every range costs it a pass over its keys.
+func Disjoint(qs []Query) bool {
+	if len(qs) < 2 {
+		return true
+	}
+	rs := make([]Range, len(qs))
+	for i, q := range qs {
+		rs[i] = q.Range
+	}
+	slices.SortFunc(rs, func(a, b Range) int { return bytes.Compare(a.Hi[:], b.Hi[:]) })
+	// Sorted by their ends, disjoint arcs each lie between the end of
+	// the one before (cyclically) and their own.
+	for i, r := range rs {
+		prev := rs[(i+len(rs)-1)%len(rs)]
+		if prev.Hi == r.Hi || r.Contains(prev.Hi) {
+			return false
+		}
+	}
+	return true
 }
 
 // Answer is the other side's reply to one Query: Match if its summary is

@@ -157,6 +157,43 @@ func TestSplitCoversArc(t *testing.T) {
 	}
 }
 
+// The parts of split arcs are disjoint, with and without gaps between
+// them; a batch holding an arc and one of its parts, the same arc twice,
+// or arcs that cross is not.
+func TestDisjoint(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 4))
+	queries := func(rs ...Range) []Query {
+		qs := make([]Query, len(rs))
+		for i, r := range rs {
+			qs[i].Range = r
+		}
+		return qs
+	}
+	for range 100 {
+		r := Range{Lo: randomKey(rng), Hi: randomKey(rng)}
+		parts := r.Split(16)
+		rng.Shuffle(len(parts), func(i, j int) { parts[i], parts[j] = parts[j], parts[i] })
+		if !Disjoint(queries(parts...)) || !Disjoint(queries(parts[:5]...)) {
+			t.Fatal("the parts of a split arc overlap")
+		}
+		if Disjoint(queries(append(parts[:3:3], r)...)) {
+			t.Fatal("an arc and its parts are disjoint")
+		}
+		if Disjoint(queries(parts[0], parts[0])) {
+			t.Fatal("an arc twice is disjoint")
+		}
+		a, b := parts[0], parts[1]
+		if Disjoint(queries(Range{a.Lo, b.Hi}, Range{b.Lo, r.Hi})) {
+			t.Fatal("crossing arcs are disjoint")
+		}
+	}
+	whole := Range{}
+	half := Range{Hi: Key{0x80}}
+	if !Disjoint(queries(whole)) || Disjoint(queries(whole, half)) {
+		t.Fatal("the whole circle: alone disjoint, with another arc not")
+	}
+}
+
 // A remote that lists keys outside the range, too many, or keeps
 // differing forever is refused, not followed.
 func TestBadAnswersRefused(t *testing.T) {

@@ -22,18 +22,16 @@ import (
 
 // BlockProtocol is the stream protocol for block get / put / has.
 //
-// 1.1.0 (this one) carries many exchanges per stream, with blocks as raw
-// payload after a small header; 1.0.0, one protobuf-wrapped exchange per
-// stream, was never released and is not served.
-const BlockProtocol = "/chordshare/block/1.1.0"
+// 1.1.0 carries many exchanges per stream, with blocks as raw payload
+// after a small header; 1.0.0, one protobuf-wrapped exchange per stream,
+// was never released and is not served. 1.2.0 (this one) adds hint_for to
+// PUT, for hinted handoff; a 1.1.0 peer would ignore it, keep the block and
+// never deliver it, so the two are not mixed.
+const BlockProtocol = "/chordshare/block/1.2.0"
 
 const (
 	// maxBlockSize is the largest block the network carries.
 	maxBlockSize = 2 << 20
-	// maxBlockMessage leaves room for a CID and framing around a block in
-	// one protobuf message (repair's hints; the block protocol carries
-	// blocks as raw payload).
-	maxBlockMessage = maxBlockSize + 4<<10
 	// blockStreamBase and slowestLink bound a block transfer: a fixed part
 	// for the round trips plus the time the slowest link the network
 	// admits (32 kbit/s) needs for the bytes.
@@ -207,16 +205,34 @@ func (n *Node) fetchFromNotify(ctx context.Context, p p2ppeer.ID, c cid.Cid, ans
 
 // storeAt puts block c on p.
 func (n *Node) storeAt(ctx context.Context, p p2ppeer.ID, c cid.Cid, data []byte) error {
+	return n.putAt(ctx, p, "", c, data)
+}
+
+// putAt puts block c on p; with hintFor set, p holds it for hintFor
+// (hinted handoff, handoff.go).
+func (n *Node) putAt(ctx context.Context, p, hintFor p2ppeer.ID, c cid.Cid, data []byte) error {
 	if p == n.h.ID() {
-		return n.storeLocal(c, data)
+		return n.storeOrHold(hintFor, c, data)
 	}
-	req := &pb.BlockRequest{Type: pb.BlockRequest_PUT, Cid: c.Bytes(), Size: uint32(len(data))}
+	req := &pb.BlockRequest{Type: pb.BlockRequest_PUT, Cid: c.Bytes(), Size: uint32(len(data)), HintFor: []byte(hintFor)}
 	_, extra, err := n.blockExchange(ctx, p, req, data, len(data), nil)
 	putBuf(extra)
+	if err != nil && hintFor != "" {
+		return fmt.Errorf("hint %s for %s on %s: %w", c, hintFor.ShortString(), p.ShortString(), err)
+	}
 	if err != nil {
 		return fmt.Errorf("put %s on %s: %w", c, p.ShortString(), err)
 	}
 	return nil
+}
+
+// storeOrHold stores a block put here, as a replica or, with hintFor set,
+// held for hintFor.
+func (n *Node) storeOrHold(hintFor p2ppeer.ID, c cid.Cid, data []byte) error {
+	if hintFor != "" {
+		return n.holdHint(hintFor, c, data)
+	}
+	return n.storeLocal(c, data)
 }
 
 func (n *Node) storeLocal(c cid.Cid, data []byte) error {
@@ -273,6 +289,13 @@ func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
 	if err == nil && (req.GetSize() > maxBlockSize || req.GetSize() > 0 && req.GetType() != pb.BlockRequest_PUT) {
 		err = fmt.Errorf("%w: %d bytes of payload", errBadMessage, req.GetSize())
 	}
+	var hintFor p2ppeer.ID
+	if err == nil && len(req.GetHintFor()) > 0 {
+		hintFor, err = p2ppeer.IDFromBytes(req.GetHintFor())
+		if err == nil && req.GetType() != pb.BlockRequest_PUT {
+			err = fmt.Errorf("%w: a hint outside a PUT", errBadMessage)
+		}
+	}
 	if err != nil {
 		n.blocks.badStreams.Add(1)
 		_ = s.ResetWithError(resetBadMessage)
@@ -300,7 +323,7 @@ func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
 		// anything (blocks.ErrMismatch): a peer cannot plant bytes under a
 		// CID they do not hash to. Hashing here as well would only double
 		// the work on every replica.
-		if err := n.storeLocal(c, data); err != nil {
+		if err := n.storeOrHold(hintFor, c, data); err != nil {
 			resp.Status, resp.Error = blockStatus(err), errorText(err)
 		}
 		putBuf(data)

@@ -59,6 +59,8 @@ func TestBadBlockRequestsResetOnlyTheirStream(t *testing.T) {
 		"payload on a GET":         blockFrame(&pb.BlockRequest{Type: pb.BlockRequest_GET, Cid: c.Bytes(), Size: 4}, []byte("abcd")),
 		"bad second request":       append(blockFrame(&pb.BlockRequest{Type: pb.BlockRequest_HAS, Cid: c.Bytes()}, nil), 0x05, 0xff),
 		"varint longer than 64bit": bytes.Repeat([]byte{0xff}, 11),
+		"hint on a GET":            blockFrame(&pb.BlockRequest{Type: pb.BlockRequest_GET, Cid: c.Bytes(), HintFor: []byte(bystander.Host().ID())}, nil),
+		"hint for a bad peer ID":   blockFrame(&pb.BlockRequest{Type: pb.BlockRequest_PUT, Cid: planted.Bytes(), Size: 3, HintFor: []byte("nope")}, []byte("abc")),
 	}
 	for name, payload := range cases {
 		t.Run(name, func(t *testing.T) {

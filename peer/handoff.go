@@ -42,29 +42,52 @@ const hintFallbacks = 3
 // fewer distinct peers, the walk goes on from the last one, until count
 // peers are found or it comes back round.
 func (n *Node) preferenceList(ctx context.Context, key chord.ID, count int) ([]p2ppeer.ID, error) {
-	var out []p2ppeer.ID
+	list, _, err := n.preference(ctx, key, count)
+	return list, err
+}
+
+// preference is preferenceList and key's successor: every key on
+// (key-1, successor] has the same list.
+func (n *Node) preference(ctx context.Context, key chord.ID, count int) (list []p2ppeer.ID, succ chord.ID, err error) {
 	seen := map[chord.ID]bool{}
-	for len(out) < count {
+	for first := true; len(list) < count; first = false {
 		res, err := n.ring.Lookup(ctx, key, n.cfg.Chord.SuccessorListLen)
 		if err != nil {
-			return nil, err
+			return nil, succ, err
+		}
+		if len(res.Successors) == 0 {
+			break
+		}
+		if first {
+			succ = res.Successors[0].ID
 		}
 		progress := false
 		for _, s := range res.Successors {
-			if seen[s.ID] {
-				continue
-			}
-			seen[s.ID], progress = true, true
-			if p := p2ppeer.ID(s.Addr); !slices.Contains(out, p) && len(out) < count {
-				out = append(out, p)
-			}
+			progress = progress || !seen[s.ID]
+			seen[s.ID] = true
 		}
-		if !progress || len(res.Successors) == 0 {
+		if !progress {
 			break // round the whole ring: it has fewer than count peers
 		}
+		list = firstPeers(list, res.Successors, count, nil)
 		key = res.Successors[len(res.Successors)-1].ID.AddPow2(0)
 	}
-	return out, nil
+	return list, succ, nil
+}
+
+// firstPeers appends the distinct peers of succs, in order, to list until
+// it holds count; skip, if set, names peers to pass over.
+func firstPeers(list []p2ppeer.ID, succs []chord.Ref, count int, skip func(p2ppeer.ID) bool) []p2ppeer.ID {
+	for _, s := range succs {
+		if len(list) >= count {
+			break
+		}
+		p := p2ppeer.ID(s.Addr)
+		if !slices.Contains(list, p) && (skip == nil || !skip(p)) {
+			list = append(list, p)
+		}
+	}
+	return list
 }
 
 // putReplica stores c on p; if p cannot take it, it hands the block to a
@@ -85,20 +108,8 @@ func (n *Node) putReplica(ctx context.Context, p p2ppeer.ID, c cid.Cid, data []b
 	if i >= len(more) {
 		return err
 	}
-	if herr := n.hintAt(ctx, more[i], p, c, data); herr != nil {
+	if herr := n.putAt(ctx, more[i], p, c, data); herr != nil {
 		return fmt.Errorf("%w; hinted handoff: %w", err, herr)
-	}
-	return nil
-}
-
-// hintAt gives block c to holder, to keep for target.
-func (n *Node) hintAt(ctx context.Context, holder, target p2ppeer.ID, c cid.Cid, data []byte) error {
-	if holder == n.h.ID() {
-		return n.holdHint(target, c, data)
-	}
-	req := &pb.RepairRequest{Type: pb.RepairRequest_HINT, Cid: c.Bytes(), Data: data, HintFor: []byte(target)}
-	if _, err := n.repairExchange(ctx, holder, req, transferTimeout(len(data))); err != nil {
-		return fmt.Errorf("hint %s on %s: %w", c, holder.ShortString(), err)
 	}
 	return nil
 }
@@ -129,8 +140,10 @@ func (n *Node) holdHint(target p2ppeer.ID, c cid.Cid, data []byte) error {
 	return nil
 }
 
-// deliverHints moves hinted blocks to the peers they were meant for. A
-// target that fails is left for the next check.
+// deliverHints moves hinted blocks to the peers they were meant for, and
+// drops this peer's copy of those it is not a replica of. A target that
+// fails is left for the next check. Each target's blocks go in ring
+// order, so that one lookup serves a run of keys with the same successor.
 func (n *Node) deliverHints(ctx context.Context) {
 	st, ok := n.rangeStore()
 	if !ok {
@@ -145,29 +158,51 @@ func (n *Node) deliverHints(ctx context.Context) {
 	}
 	n.rep.mu.Unlock()
 	for p, cs := range work {
+		slices.SortFunc(cs, func(a, b cid.Cid) int { return blocks.KeyOf(a).Cmp(blocks.KeyOf(b)) })
+		var run merkle.Range // keys with the same preference list
+		var list []p2ppeer.ID
 		for _, c := range cs {
-			data, err := st.Get(c)
-			if err == nil {
-				if err = n.rep.pace.wait(ctx, len(data)); err != nil {
-					return
-				}
-				err = n.storeAt(ctx, p, c, data)
-			}
-			if err != nil && !errors.Is(err, blocks.ErrNotFound) && !errors.Is(err, blocks.ErrCorrupt) {
+			if !n.deliverHint(ctx, p, c) {
 				break // p still away: try again next check
 			}
-			if err == nil {
-				n.rep.blocks.Add(1)
-				n.rep.bytes.Add(int64(len(data)))
-				n.Publish(api.NodeEvent{Kind: api.EventHandoff, Peer: p.String(), Count: 1,
-					Message: fmt.Sprintf("hinted block %s delivered to %s", c, p.ShortString())})
+			k := merkle.Key(chord.KeyID(c.Hash()))
+			if list == nil || !run.Contains(k) {
+				l, succ, err := n.preference(ctx, chord.ID(k), n.cfg.Replicas)
+				if err != nil {
+					list = nil
+					continue // keep the copy: repair sees to it
+				}
+				run, list = merkle.Range{Lo: prevKey(k), Hi: merkle.Key(succ)}, l
 			}
-			n.dropHint(p, c)
-			if list, lerr := n.Replicas(ctx, c); lerr == nil && len(list) == n.cfg.Replicas && !slices.Contains(list, n.h.ID()) && slices.Contains(list, p) {
+			if len(list) == n.cfg.Replicas && !slices.Contains(list, n.h.ID()) && slices.Contains(list, p) {
 				_ = st.Delete(c) // back where it belongs; we were only holding it
 			}
 		}
 	}
+}
+
+// deliverHint puts hinted block c on p and forgets the hint. It reports
+// false if p did not take it; a block lost here is forgotten too.
+func (n *Node) deliverHint(ctx context.Context, p p2ppeer.ID, c cid.Cid) bool {
+	data, _, err := n.readLocal(c)
+	if err == nil {
+		err = n.rep.pace.wait(ctx, len(data))
+		if err == nil {
+			err = n.storeAt(ctx, p, c, data)
+		}
+		if err == nil {
+			n.rep.blocks.Add(1)
+			n.rep.bytes.Add(int64(len(data)))
+			n.Publish(api.NodeEvent{Kind: api.EventHandoff, Peer: p.String(), Count: 1,
+				Message: fmt.Sprintf("hinted block %s delivered to %s", c, p.ShortString())})
+		}
+		putBuf(data)
+	}
+	if err != nil && !errors.Is(err, blocks.ErrNotFound) && !errors.Is(err, blocks.ErrCorrupt) {
+		return false
+	}
+	n.dropHint(p, c)
+	return true
 }
 
 func (n *Node) dropHint(p p2ppeer.ID, c cid.Cid) {
@@ -205,10 +240,7 @@ func (n *Node) peerLeaving(p p2ppeer.ID) {
 	n.bg.Go(func() {
 		ctx, cancel := context.WithTimeout(n.life, n.cfg.Chord.LookupTimeout)
 		defer cancel()
-		n.ring.Stabilize(ctx)
-		// Two missed pings clear a predecessor.
-		n.ring.CheckPredecessors(ctx)
-		n.ring.CheckPredecessors(ctx)
+		n.dropLostNeighbours(ctx, true, true)
 		select {
 		case n.rep.kick <- struct{}{}:
 		default:
@@ -251,65 +283,37 @@ func (n *Node) offerStrays(ctx context.Context, st rangeStore) (RoundStats, erro
 	return n.pushRuns(ctx, st, false)
 }
 
-// pushRuns takes the stored keys in ring order, one lookup per run of keys
+// pushRuns walks the stored keys in ring order, one lookup per run of keys
 // with the same successor, and pushes each run to the first r peers
 // clockwise that answer, this peer excluded. With leaving false, runs whose
-// preference list holds this peer are skipped: repair rounds cover them.
+// preference list holds this peer are skipped: repair rounds cover them,
+// and the walk steps over their keys without listing them.
 func (n *Node) pushRuns(ctx context.Context, st rangeStore, leaving bool) (RoundStats, error) {
-	var keys []merkle.Key
-	st.Range(blocks.Key{}, blocks.Key{}, func(k blocks.Key, _ cid.Cid) bool {
-		keys = append(keys, merkle.Key(k))
-		return true
-	})
-	slices.SortFunc(keys, func(a, b merkle.Key) int { return blocks.Key(a).Cmp(blocks.Key(b)) })
 	var total RoundStats
 	var errs []error
-	self := n.h.ID()
-	for i := 0; i < len(keys); {
-		res, err := n.ring.Lookup(ctx, chord.ID(keys[i]), n.cfg.Chord.SuccessorListLen)
+	start, ok := firstKey(st, merkle.Range{})
+	if !ok {
+		return total, nil
+	}
+	// The walk covers (origin, origin], the whole circle from start on.
+	origin := prevKey(start)
+	for k := start; ; {
+		res, err := n.ring.Lookup(ctx, chord.ID(k), n.cfg.Chord.SuccessorListLen)
+		run := merkle.Range{Lo: prevKey(k), Hi: k}
 		if err != nil || len(res.Successors) == 0 {
-			errs = append(errs, fmt.Errorf("lookup %s: %v", chord.ID(keys[i]).String(), err))
-			i++
-			continue
-		}
-		arc := merkle.Range{Lo: prevKey(keys[i]), Hi: merkle.Key(res.Successors[0].ID)}
-		j := i
-		for j < len(keys) && arc.Contains(keys[j]) {
-			j++
-		}
-		if !leaving && n.inPreference(res.Successors) {
-			i = max(j, i+1)
-			continue
-		}
-		// The first r other peers that answer: a successor that has
-		// crashed or left unnoticed is passed over for the next one.
-		var tried []p2ppeer.ID
-		var failed []error
-		done := 0
-		for _, s := range res.Successors {
-			p := p2ppeer.ID(s.Addr)
-			if done == n.cfg.Replicas || ctx.Err() != nil {
-				break
+			errs = append(errs, fmt.Errorf("lookup %s: %v", chord.ID(k).String(), err))
+		} else {
+			run.Hi = merkle.Key(res.Successors[0].ID)
+			if leaving || !n.inPreference(res.Successors) {
+				total.add(n.pushRun(ctx, st, run, res.Successors, &errs))
 			}
-			if p == self || slices.Contains(tried, p) || n.rep.isLeaving(p) {
-				continue
-			}
-			tried = append(tried, p)
-			rs, err := n.syncArc(ctx, st, arc, p, false)
-			total.add(rs)
-			if err != nil {
-				failed = append(failed, fmt.Errorf("to %s: %w", p.ShortString(), err))
-				continue
-			}
-			done++
 		}
-		if done < n.cfg.Replicas && len(failed) > 0 {
-			errs = append(errs, failed...)
-		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || run.Contains(origin) {
 			break
 		}
-		i = max(j, i+1)
+		if k, ok = firstKey(st, merkle.Range{Lo: run.Hi, Hi: origin}); !ok {
+			break
+		}
 	}
 	if len(errs) > 0 {
 		return total, fmt.Errorf("push to replicas: %w", errors.Join(errs...))
@@ -317,24 +321,52 @@ func (n *Node) pushRuns(ctx context.Context, st rangeStore, leaving bool) (Round
 	return total, ctx.Err()
 }
 
+// pushRun pushes the keys on run to the first r other peers of succs that
+// answer: a successor that has crashed or left unnoticed is passed over
+// for the next one. It adds to errs unless r peers took the run.
+func (n *Node) pushRun(ctx context.Context, st rangeStore, run merkle.Range, succs []chord.Ref, errs *[]error) RoundStats {
+	var total RoundStats
+	var tried []p2ppeer.ID
+	var failed []error
+	done := 0
+	for _, s := range succs {
+		p := p2ppeer.ID(s.Addr)
+		if done == n.cfg.Replicas || ctx.Err() != nil {
+			break
+		}
+		if p == n.h.ID() || slices.Contains(tried, p) || n.rep.isLeaving(p) {
+			continue
+		}
+		tried = append(tried, p)
+		rs, err := n.syncArc(ctx, st, run, p, false)
+		total.add(rs)
+		if err != nil {
+			failed = append(failed, fmt.Errorf("to %s: %w", p.ShortString(), err))
+			continue
+		}
+		done++
+	}
+	if done < n.cfg.Replicas {
+		*errs = append(*errs, failed...)
+	}
+	return total
+}
+
+// firstKey is the first stored key on r, in ring order.
+func firstKey(st rangeStore, r merkle.Range) (k merkle.Key, ok bool) {
+	st.Range(blocks.Key(r.Lo), blocks.Key(r.Hi), func(key blocks.Key, _ cid.Cid) bool {
+		k, ok = merkle.Key(key), true
+		return false
+	})
+	return k, ok
+}
+
 // inPreference reports whether this peer is among the first r distinct
 // peers of succs (a lookup's answer). A short answer (a small ring) counts
 // as holding it when it names this peer at all.
 func (n *Node) inPreference(succs []chord.Ref) bool {
-	var seen []string
-	for _, s := range succs {
-		if slices.Contains(seen, s.Addr) {
-			continue
-		}
-		if s.Addr == string(n.h.ID()) {
-			return true
-		}
-		seen = append(seen, s.Addr)
-		if len(seen) == n.cfg.Replicas {
-			return false
-		}
-	}
-	return len(seen) < n.cfg.Replicas
+	list := firstPeers(nil, succs, n.cfg.Replicas, nil)
+	return len(list) < n.cfg.Replicas || slices.Contains(list, n.h.ID())
 }
 
 // prevKey is k-1 on the ring.

@@ -41,24 +41,29 @@ import (
 // rounds run every RepairConfig.Interval, which also catches blocks lost on
 // disk.
 
-// RepairProtocol is the stream protocol of range summaries, hinted
-// handoff and leave notices.
-const RepairProtocol = "/chordshare/repair/1.0.0"
+// RepairProtocol is the stream protocol of range summaries and leave
+// notices. 1.0.0 also carried hinted blocks, which now go by the block
+// protocol (hint_for).
+const RepairProtocol = "/chordshare/repair/1.1.0"
 
 const (
 	// maxRepairQueries bounds the ranges in one SUMMARY request.
 	maxRepairQueries = 256
 	// maxListedCID bounds one listed CID (a SHA-256 CIDv1 is 36 bytes).
 	maxListedCID = 128
-	// maxRepairMessage: a HINT carries a block; a SUMMARY answer lists at
-	// most maxRepairQueries × leaf CIDs (2 MiB).
-	maxRepairMessage = maxBlockMessage + maxRepairQueries*64*(maxListedCID+2)
+	// repairLeaf is the most CIDs an answer lists for one range; both
+	// sides must agree on it.
+	repairLeaf = 64
+	// maxRepairMessage: a SUMMARY answer lists at most repairLeaf CIDs
+	// for each of maxRepairQueries ranges (2 MiB), with a few bytes of
+	// framing per CID and per answer.
+	maxRepairMessage = maxRepairQueries * (repairLeaf*(maxListedCID+2) + 16)
 	// maxHints bounds the blocks this peer holds for others.
 	maxHints = 100_000
 )
 
 // repairMerkle is the reconciliation shape; both sides must agree on Leaf.
-var repairMerkle = merkle.Options{Fanout: 16, Leaf: 64, Batch: maxRepairQueries, MaxDepth: 40}
+var repairMerkle = merkle.Options{Fanout: 16, Leaf: repairLeaf, Batch: maxRepairQueries, MaxDepth: 40}
 
 // RepairConfig times and paces repair.
 type RepairConfig struct {
@@ -122,7 +127,6 @@ type repairState struct {
 	mu        sync.Mutex
 	lastRound time.Time
 	lastTick  time.Time // the clock of RepairTick when it last ran a round
-	lastScrub time.Time
 	lastViews []arcView // as of the last round
 	under     map[underKey]int64
 	leaving   map[p2ppeer.ID]time.Time
@@ -217,23 +221,17 @@ func (n *Node) rangeStore() (rangeStore, bool) {
 // arcViews lists the arcs this peer is first replica of: every vnode whose
 // predecessor is known.
 func (n *Node) arcViews() []arcView {
-	self := string(n.h.ID())
+	passOver := func(p p2ppeer.ID) bool { return p == n.h.ID() || n.rep.isLeaving(p) }
 	var out []arcView
 	for _, st := range n.ring.States() {
 		if st.Predecessor.IsZero() {
 			continue
 		}
-		v := arcView{vnode: st.Self.ID, arc: merkle.Range{Lo: merkle.Key(st.Predecessor.ID), Hi: merkle.Key(st.Self.ID)}}
-		for _, s := range st.Successors {
-			p := p2ppeer.ID(s.Addr)
-			if len(v.peers) == n.cfg.Replicas-1 {
-				break
-			}
-			if s.Addr != self && !slices.Contains(v.peers, p) && !n.rep.isLeaving(p) {
-				v.peers = append(v.peers, p)
-			}
-		}
-		out = append(out, v)
+		out = append(out, arcView{
+			vnode: st.Self.ID,
+			arc:   merkle.Range{Lo: merkle.Key(st.Predecessor.ID), Hi: merkle.Key(st.Self.ID)},
+			peers: firstPeers(nil, st.Successors, n.cfg.Replicas-1, passOver),
+		})
 	}
 	return out
 }
@@ -255,10 +253,9 @@ func (n *Node) RepairRound(ctx context.Context) (RoundStats, error) {
 	defer n.rep.active.Store(false)
 
 	views := n.arcViews()
-	n.scrub(st)
-	n.rep.mu.Lock()
-	n.rep.lastScrub = time.Now() // serving summaries need not scrub again at once
-	n.rep.mu.Unlock()
+	for _, v := range views {
+		scrub(st, v.arc)
+	}
 	var total RoundStats
 	var errs []error
 	under := map[underKey]int64{}
@@ -301,18 +298,16 @@ func (n *Node) RepairRound(ctx context.Context) (RoundStats, error) {
 	return total, nil
 }
 
-// scrub forgets blocks whose files are gone from disk (Has checks), so
-// that the summaries this peer gives do not claim them and they are
-// fetched again.
-func (n *Node) scrub(st rangeStore) {
-	var gone []cid.Cid
-	st.Range(blocks.Key{}, blocks.Key{}, func(_ blocks.Key, c cid.Cid) bool {
-		gone = append(gone, c)
+// scrub forgets the blocks on arc whose files are gone from disk (Has
+// checks), so that the summaries this peer gives do not claim them and
+// they are fetched again. A round scrubs the arcs it compares; a peer
+// answering summaries checks the ranges it is asked about as it lists them
+// (scrubbedSource).
+func scrub(st rangeStore, arc merkle.Range) {
+	st.Range(blocks.Key(arc.Lo), blocks.Key(arc.Hi), func(_ blocks.Key, c cid.Cid) bool {
+		st.Has(c) // drops the index entry of a missing file
 		return true
 	})
-	for _, c := range gone {
-		st.Has(c) // drops the index entry of a missing file
-	}
 }
 
 // syncArc reconciles arc with p and moves what differs: the blocks p
@@ -350,14 +345,18 @@ func (n *Node) syncArc(ctx context.Context, st rangeStore, arc merkle.Range, p p
 	var errs []error
 	for _, it := range d.OnlyLocal {
 		c, _ := cid.Cast(it.Val) // our own store's CIDs
-		data, err := st.Get(c)
+		data, _, err := n.readLocal(c)
 		if err != nil {
 			continue // lost here too (the scrub or the next round sees to it)
 		}
-		if err := n.rep.pace.wait(ctx, len(data)); err != nil {
+		size := len(data)
+		if err := n.rep.pace.wait(ctx, size); err != nil {
+			putBuf(data)
 			return rs, err
 		}
-		if err := n.storeAt(ctx, p, c, data); err != nil {
+		err = n.storeAt(ctx, p, c, data)
+		putBuf(data)
+		if err != nil {
 			rs.Failed++
 			errs = append(errs, err)
 			if ctx.Err() != nil {
@@ -365,14 +364,16 @@ func (n *Node) syncArc(ctx context.Context, st rangeStore, arc merkle.Range, p p
 			}
 			continue
 		}
-		rs.moved(n, len(data))
+		rs.moved(n, size)
 	}
 	if pull {
 		for _, it := range d.OnlyRemote {
 			c, _ := cid.Cast(it.Val) // decodeAnswers checked it
 			data, err := n.fetchFrom(ctx, p, c)
+			size := len(data)
 			if err == nil {
 				err = n.storeLocal(c, data)
+				putBuf(data)
 			}
 			if err != nil {
 				rs.Failed++
@@ -382,8 +383,8 @@ func (n *Node) syncArc(ctx context.Context, st rangeStore, arc merkle.Range, p p
 				}
 				continue
 			}
-			rs.moved(n, len(data))
-			if err := n.rep.pace.drained(ctx, len(data)); err != nil {
+			rs.moved(n, size)
+			if err := n.rep.pace.drained(ctx, size); err != nil {
 				return rs, err
 			}
 		}
@@ -422,8 +423,6 @@ func (n *Node) repairExchange(ctx context.Context, p p2ppeer.ID, req *pb.RepairR
 	switch resp.GetStatus() {
 	case pb.RepairResponse_OK:
 		return resp, nil
-	case pb.RepairResponse_FULL:
-		return nil, fmt.Errorf("%w: %.200s", ErrStoreFull, resp.GetError())
 	}
 	return nil, fmt.Errorf("remote error: %.200s", resp.GetError())
 }
@@ -433,6 +432,20 @@ type storeSource struct{ st rangeStore }
 
 func (s storeSource) Each(r merkle.Range, fn func(merkle.Item) bool) {
 	s.st.Range(blocks.Key(r.Lo), blocks.Key(r.Hi), func(k blocks.Key, c cid.Cid) bool {
+		return fn(merkle.Item{Key: merkle.Key(k), Val: c.Bytes()})
+	})
+}
+
+// scrubbedSource is storeSource passing over, and forgetting, the blocks
+// whose files are gone: what a peer answering summaries lists, so that it
+// never claims a block it lost and only the ranges asked about are checked.
+type scrubbedSource struct{ st rangeStore }
+
+func (s scrubbedSource) Each(r merkle.Range, fn func(merkle.Item) bool) {
+	s.st.Range(blocks.Key(r.Lo), blocks.Key(r.Hi), func(k blocks.Key, c cid.Cid) bool {
+		if !s.st.Has(c) {
+			return true
+		}
 		return fn(merkle.Item{Key: merkle.Key(k), Val: c.Bytes()})
 	})
 }
@@ -469,6 +482,9 @@ func decodeQueries(in []*pb.RangeQuery) ([]merkle.Query, error) {
 		copy(out[i].Range.Hi[:], q.GetHi())
 		copy(out[i].Summary.Hash[:], q.GetHash())
 		out[i].Summary.Count = int(q.GetCount())
+	}
+	if !merkle.Disjoint(out) {
+		return nil, fmt.Errorf("%w: overlapping ranges", errBadRepairMessage)
 	}
 	return out, nil
 }
@@ -514,7 +530,7 @@ func decodeAnswers(in []*pb.RangeAnswer, want int) ([]merkle.Answer, error) {
 // serveRepair answers one inbound repair stream; a bad request resets the
 // stream and nothing else.
 func (n *Node) serveRepair(s network.Stream) {
-	ctx, cancel := context.WithTimeout(n.life, transferTimeout(maxBlockSize))
+	ctx, cancel := context.WithTimeout(n.life, transferTimeout(maxRepairMessage))
 	defer cancel()
 	defer bound(ctx, s)()
 	req := &pb.RepairRequest{}
@@ -533,24 +549,10 @@ func (n *Node) serveRepair(s network.Stream) {
 		}
 		var src merkle.Source = emptySource{}
 		if st, ok := n.rangeStore(); ok {
-			n.scrubIfIdle(st)
-			src = storeSource{st}
+			src = scrubbedSource{st}
 		}
 		resp.Answers = encodeAnswers(merkle.Answers(src, qs, repairMerkle.Leaf))
 		n.rep.summary.Add(int64(protoFramed(req) + protoFramed(resp)))
-	case pb.RepairRequest_HINT:
-		_, c, err := cid.CidFromBytes(req.GetCid())
-		target, terr := p2ppeer.IDFromBytes(req.GetHintFor())
-		if err != nil || terr != nil || len(req.GetData()) > maxBlockSize {
-			_ = s.ResetWithError(resetBadMessage)
-			return
-		}
-		if err := n.holdHint(target, c, req.GetData()); err != nil {
-			resp.Status, resp.Error = pb.RepairResponse_ERROR, err.Error()
-			if errors.Is(err, blocks.ErrFull) {
-				resp.Status = pb.RepairResponse_FULL
-			}
-		}
 	case pb.RepairRequest_LEAVING:
 		n.peerLeaving(from)
 	default:
@@ -563,28 +565,6 @@ func (n *Node) serveRepair(s network.Stream) {
 	}
 	_ = s.Close()
 }
-
-// scrubIfIdle: a peer asked for summaries checks first that its files are
-// there, unless its own round (which scrubs) is running. Without it, a peer
-// whose files were deleted would keep claiming them to the arc's first
-// replica until its own next round.
-func (n *Node) scrubIfIdle(st rangeStore) {
-	if n.rep.active.Load() {
-		return
-	}
-	n.rep.mu.Lock()
-	fresh := time.Since(n.rep.lastScrub) < scrubEvery
-	if !fresh {
-		n.rep.lastScrub = time.Now()
-	}
-	n.rep.mu.Unlock()
-	if !fresh {
-		n.scrub(st)
-	}
-}
-
-// scrubEvery bounds how often summary requests make a peer check its files.
-const scrubEvery = time.Second
 
 // runRepair is the repair loop: RepairTick at every Check (jittered),
 // and at once on a leave notice.
@@ -671,6 +651,12 @@ func (n *Node) checkLostNeighbours(ctx context.Context) {
 		pred = pred || lost(st.Predecessor)
 		succ = succ || (len(st.Successors) > 0 && lost(st.Successors[0]))
 	}
+	n.dropLostNeighbours(ctx, succ, pred)
+}
+
+// dropLostNeighbours runs now, rather than at chord's next timers, what
+// drops a lost successor (succ) and a lost predecessor (pred).
+func (n *Node) dropLostNeighbours(ctx context.Context, succ, pred bool) {
 	if succ {
 		// The first round drops the lost successor, the second takes the
 		// next one's list and notifies it.

@@ -13,7 +13,7 @@ import (
 // Repair messages come from any peer: decoding and answering them must
 // never panic, and what decodes stays within the protocol's bounds.
 func FuzzRepairMessages(f *testing.F) {
-	q := &pb.RepairRequest{Type: pb.RepairRequest_SUMMARY, Queries: encodeQueries([]merkle.Query{{}, {Range: merkle.Range{Hi: merkle.Key{1}}}})}
+	q := &pb.RepairRequest{Type: pb.RepairRequest_SUMMARY, Queries: encodeQueries([]merkle.Query{{Range: merkle.Range{Hi: merkle.Key{1}}}, {Range: merkle.Range{Lo: merkle.Key{1}}}})}
 	b, _ := proto.Marshal(q)
 	f.Add(b)
 	c := rawBlock(f, []byte("x"))

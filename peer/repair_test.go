@@ -23,7 +23,7 @@ import (
 // storeDir is a directory for a test's block store: in /dev/shm where
 // there is one, since these tests write thousands of blocks and each put
 // fsyncs (the store's durability is blocks' tests' business).
-func storeDir(t *testing.T) string {
+func storeDir(t testing.TB) string {
 	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
 		if d, err := os.MkdirTemp("/dev/shm", "chordshare-test-"); err == nil {
 			t.Cleanup(func() { os.RemoveAll(d) })
@@ -45,7 +45,7 @@ type repairRing struct {
 	lastDir string
 }
 
-func newRepairRing(t *testing.T, peers int, cfg Config) *repairRing {
+func newRepairRing(t testing.TB, peers int, cfg Config) *repairRing {
 	r := &repairRing{mockRing: newMockRing(t, cfg), stores: map[*Node]*blocks.Store{}, dirs: map[*Node]string{}, data: map[cid.Cid][]byte{}}
 	r.beforeNode = func(cfg *Config) {
 		dir := storeDir(t)
@@ -576,6 +576,42 @@ func TestHintedHandoff(t *testing.T) {
 		t.Fatalf("holder still has the hint (%d) or the block (%v)", rep.HintsPending, r.stores[holder].Has(c))
 	}
 	r.checkReplicated("after hinted handoff")
+}
+
+// A hint travels as a block PUT naming the peer it is for; the holder
+// delivers every block hinted for that peer and keeps exactly those it
+// replicates itself or that do not belong on the target.
+func TestHintOnBlockPut(t *testing.T) {
+	r := newRepairRing(t, 6, repairTestConfig())
+	ctx := context.Background()
+	writer, holder, target := r.nodes[0], r.nodes[1], r.nodes[2]
+	rng := rand.New(rand.NewPCG(11, 11))
+	var cids []cid.Cid
+	for range 40 {
+		data := make([]byte, 100)
+		for i := range data {
+			data[i] = byte(rng.Uint32())
+		}
+		c := rawBlock(t, data)
+		cids = append(cids, c)
+		if err := writer.putAt(ctx, holder.Host().ID(), target.Host().ID(), c, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, rep := holder.RepairStatus(); rep.HintsPending != int64(len(cids)) {
+		t.Fatalf("holder has %d hints, want %d", rep.HintsPending, len(cids))
+	}
+	holder.deliverHints(ctx)
+	if _, rep := holder.RepairStatus(); rep.HintsPending != 0 {
+		t.Fatalf("%d hints left after delivery", rep.HintsPending)
+	}
+	for _, c := range cids {
+		list := r.preference(c)
+		keep := slices.Contains(list, holder) || !slices.Contains(list, target)
+		if !r.stores[target].Has(c) || r.stores[holder].Has(c) != keep {
+			t.Fatalf("block %s: on target %v, on holder %v; want true, %v", c, r.stores[target].Has(c), r.stores[holder].Has(c), keep)
+		}
+	}
 }
 
 // With timers running (Run), a crash is noticed by stabilization and the

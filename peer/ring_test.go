@@ -19,7 +19,7 @@ import (
 // and libp2p plumbing in one process. Maintenance is stepped by the test
 // (chord.Converge), never left to timers.
 type mockRing struct {
-	t     *testing.T
+	t     testing.TB
 	mn    mocknet.Mocknet
 	cfg   Config
 	nodes []*Node
@@ -28,7 +28,7 @@ type mockRing struct {
 	beforeNode func(*Config)
 }
 
-func newMockRing(t *testing.T, cfg Config) *mockRing {
+func newMockRing(t testing.TB, cfg Config) *mockRing {
 	mn := mocknet.New()
 	t.Cleanup(func() { mn.Close() })
 	return &mockRing{t: t, mn: mn, cfg: cfg, dead: map[*Node]bool{}}

@@ -1,4 +1,4 @@
-// The block protocol, /chordshare/block/1.1.0.
+// The block protocol, /chordshare/block/1.2.0.
 //
 // A stream carries any number of exchanges, one after the other: a request,
 // then its response. Each message is a header, varint-length-delimited and
@@ -139,10 +139,15 @@ func (BlockResponse_Status) EnumDescriptor() ([]byte, []int) {
 }
 
 type BlockRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Type          BlockRequest_Type      `protobuf:"varint,1,opt,name=type,proto3,enum=chordshare.block.BlockRequest_Type" json:"type,omitempty"`
-	Cid           []byte                 `protobuf:"bytes,2,opt,name=cid,proto3" json:"cid,omitempty"`
-	Size          uint32                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"` // PUT: bytes of payload that follow
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  BlockRequest_Type      `protobuf:"varint,1,opt,name=type,proto3,enum=chordshare.block.BlockRequest_Type" json:"type,omitempty"`
+	Cid   []byte                 `protobuf:"bytes,2,opt,name=cid,proto3" json:"cid,omitempty"`
+	Size  uint32                 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"` // PUT: bytes of payload that follow
+	// PUT: hold the block for this peer (its ID's bytes), which should have
+	// it and could not take it (hinted handoff); empty: store it as a
+	// replica. New in 1.2.0: a 1.1.0 peer would drop the field and keep the
+	// block without ever delivering it.
+	HintFor       []byte `protobuf:"bytes,5,opt,name=hint_for,json=hintFor,proto3" json:"hint_for,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -196,6 +201,13 @@ func (x *BlockRequest) GetSize() uint32 {
 		return x.Size
 	}
 	return 0
+}
+
+func (x *BlockRequest) GetHintFor() []byte {
+	if x != nil {
+		return x.HintFor
+	}
+	return nil
 }
 
 type BlockResponse struct {
@@ -270,11 +282,12 @@ var File_block_proto protoreflect.FileDescriptor
 
 const file_block_proto_rawDesc = "" +
 	"\n" +
-	"\vblock.proto\x12\x10chordshare.block\"\xa3\x01\n" +
+	"\vblock.proto\x12\x10chordshare.block\"\xbe\x01\n" +
 	"\fBlockRequest\x127\n" +
 	"\x04type\x18\x01 \x01(\x0e2#.chordshare.block.BlockRequest.TypeR\x04type\x12\x10\n" +
 	"\x03cid\x18\x02 \x01(\fR\x03cid\x12\x12\n" +
-	"\x04size\x18\x04 \x01(\rR\x04size\".\n" +
+	"\x04size\x18\x04 \x01(\rR\x04size\x12\x19\n" +
+	"\bhint_for\x18\x05 \x01(\fR\ahintFor\".\n" +
 	"\x04Type\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\a\n" +
 	"\x03GET\x10\x01\x12\a\n" +
