@@ -49,6 +49,17 @@ func storedRing(t *testing.T, peers int) (*mockRing, map[*Node]*blocks.Store) {
 	return r, stores
 }
 
+// holderCount is how many of the stores hold block c.
+func holderCount(stores map[*Node]*blocks.Store, c cid.Cid) int {
+	n := 0
+	for _, st := range stores {
+		if st.Has(c) {
+			n++
+		}
+	}
+	return n
+}
+
 // A put lands on the first r distinct peers after the key, any peer can get
 // it, and it survives the loss of all but one replica.
 func TestPutReplicatesToPreferenceList(t *testing.T) {
@@ -126,13 +137,7 @@ func TestPutLentReleasesAfterEveryReplica(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the buffer was never handed back")
 	}
-	holders := 0
-	for _, st := range stores {
-		if st.Has(c) {
-			holders++
-		}
-	}
-	if holders != 3 {
+	if holders := holderCount(stores, c); holders != 3 {
 		t.Errorf("%d replicas hold the block when its buffer is handed back, want 3", holders)
 	}
 	r.nodes[2].bg.Wait()
@@ -276,13 +281,7 @@ func TestClientPutsAndGetsThroughTheRing(t *testing.T) {
 	if err != nil || len(replicas) != 3 || slices.Contains(replicas, client.Host().ID()) {
 		t.Fatalf("replicas seen by the client: %v %v", replicas, err)
 	}
-	holders := 0
-	for _, st := range stores {
-		if st.Has(c) {
-			holders++
-		}
-	}
-	if holders != 3 {
+	if holders := holderCount(stores, c); holders != 3 {
 		t.Fatalf("%d ring peers hold the client's block, want 3", holders)
 	}
 	r.crash(boot)
