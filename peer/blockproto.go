@@ -84,6 +84,17 @@ type blockClient struct {
 	// badStreams counts inbound block streams reset for a malformed
 	// request; served, the GETs answered with a block.
 	badStreams, served atomic.Int64
+	// lastReceived is when block bytes last arrived from any replica
+	// (unix nanoseconds): while they flow, the fetcher's link is busy and a
+	// replica that is sending is not stalled, only sharing it.
+	lastReceived atomic.Int64
+}
+
+func (b *blockClient) received() { b.lastReceived.Store(time.Now().UnixNano()) }
+
+// sinceReceived is how long no block bytes have arrived.
+func (b *blockClient) sinceReceived() time.Duration {
+	return time.Since(time.Unix(0, b.lastReceived.Load()))
 }
 
 // newBlockClient makes the block client of a node that stores blocks on
@@ -114,7 +125,7 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 			if err != nil {
 				return nil, nil, err
 			}
-			bs = &blockStream{s: s, r: bufio.NewReaderSize(s, 4<<10)}
+			bs = &blockStream{s: s, r: bufio.NewReaderSize(s, 4<<10), received: n.blocks.received}
 		}
 		resp, data, err := bs.exchange(ctx, req, payload, answering)
 		if err == nil {
@@ -161,7 +172,7 @@ func (bs *blockStream) roundTrip(req *pb.BlockRequest, payload []byte, answering
 	if resp.GetSize() == 0 {
 		return resp, nil, nil
 	}
-	data, err := readPayload(bs.r, resp.GetSize())
+	data, err := readPayload(bs.r, resp.GetSize(), bs.received)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -314,7 +325,7 @@ func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
 		resp.Size = uint32(len(payload))
 		n.blocks.served.Add(1)
 	case pb.BlockRequest_PUT:
-		data, err := readPayload(r, req.GetSize())
+		data, err := readPayload(r, req.GetSize(), nil)
 		if err != nil {
 			_ = s.Reset()
 			return false

@@ -84,12 +84,23 @@ func readBlockHeader(r *bufio.Reader, hdr proto.Message) error {
 
 // readPayload reads the size bytes that follow a header into a pooled
 // buffer, which the caller hands back with putBuf when done. size must
-// already be checked against maxBlockSize.
-func readPayload(r *bufio.Reader, size uint32) ([]byte, error) {
+// already be checked against maxBlockSize. received, if set, is called
+// whenever some of the bytes have arrived.
+func readPayload(r *bufio.Reader, size uint32, received func()) ([]byte, error) {
 	b := getBuf(int(size))
-	if _, err := io.ReadFull(r, b); err != nil {
-		putBuf(b)
-		return nil, readError(err)
+	for got := 0; got < len(b); {
+		n, err := r.Read(b[got:])
+		got += n
+		if n > 0 && received != nil {
+			received()
+		}
+		if err != nil && got < len(b) {
+			putBuf(b)
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, readError(err)
+		}
 	}
 	return b, nil
 }
@@ -139,9 +150,10 @@ func ReleaseBlock(b []byte) { putBuf(b) }
 // blockStream is one outbound block stream and its reader, kept between
 // exchanges.
 type blockStream struct {
-	s    network.Stream
-	r    *bufio.Reader
-	idle time.Time // when it was last put back
+	s        network.Stream
+	r        *bufio.Reader
+	idle     time.Time // when it was last put back
+	received func()    // called as a response's payload arrives
 }
 
 // Client side of stream reuse: a stream carries one exchange at a time,

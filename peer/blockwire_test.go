@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/binary"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -146,7 +147,7 @@ func FuzzBlockHeader(f *testing.F) {
 			t.Fatalf("accepted a header of %d bytes", proto.Size(req))
 		}
 		if req.GetSize() <= maxBlockSize {
-			if b, err := readPayload(r, req.GetSize()); err == nil {
+			if b, err := readPayload(r, req.GetSize(), nil); err == nil {
 				if len(b) != int(req.GetSize()) {
 					t.Fatalf("payload of %d bytes, header says %d", len(b), req.GetSize())
 				}
@@ -171,4 +172,23 @@ func TestBufPool(t *testing.T) {
 	}
 	putBuf(make([]byte, 5000)) // not a class size: dropped, no panic
 	putBuf(nil)
+}
+
+// readPayload reports each arrival of payload bytes (what tells a slow
+// link from a stalled replica) and refuses a payload cut short.
+func TestReadPayloadReportsArrivals(t *testing.T) {
+	payload := bytes.Repeat([]byte("block"), 1000)
+	arrivals := 0
+	r := bufio.NewReaderSize(iotest.HalfReader(bytes.NewReader(payload)), 16)
+	got, err := readPayload(r, uint32(len(payload)), func() { arrivals++ })
+	if err != nil || !bytes.Equal(got, payload) {
+		t.Fatalf("read %d bytes, %v", len(got), err)
+	}
+	if arrivals < 2 {
+		t.Errorf("%d arrivals reported for a payload read in pieces", arrivals)
+	}
+	short := bufio.NewReader(bytes.NewReader(payload[:100]))
+	if _, err := readPayload(short, uint32(len(payload)), nil); err == nil {
+		t.Error("a truncated payload was read without error")
+	}
 }

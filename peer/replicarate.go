@@ -125,12 +125,13 @@ func (r *replicaRates) pick(peers []p2ppeer.ID, rtt func(p2ppeer.ID) (time.Durat
 // (peers) is measured to deliver a block in under 1/outrunFactor of that
 // time (its last requests' whole time, behind what is in flight to it:
 // time per block alone would leave out the queue at the fetcher's own
-// downlink, which every request waits in), or it has taken answeringWaits
-// delays. "Measured": on a fetcher whose own link is the slow part every
-// replica measures slow, so a hedge there never looks worth it; round
-// trips say nothing of rates.
-func (r *replicaRates) keepWaiting(peers []p2ppeer.ID, elapsed, delay time.Duration) (time.Duration, bool) {
-	left := answeringWaits*delay - elapsed
+// downlink, which every request waits in), or no block bytes have arrived
+// from anyone for silentWaits delays (silent: a stall, not a busy link).
+// "Measured": on a fetcher whose own link is the slow part every replica
+// measures slow, so a hedge there never looks worth it; round trips say
+// nothing of rates.
+func (r *replicaRates) keepWaiting(peers []p2ppeer.ID, elapsed, silent, delay time.Duration) (time.Duration, bool) {
+	left := silentWaits*delay - silent
 	if left <= 0 {
 		return 0, false
 	}
@@ -156,9 +157,10 @@ func (r *replicaRates) keepWaiting(peers []p2ppeer.ID, elapsed, delay time.Durat
 }
 
 const (
-	// answeringWaits is how many hedge delays a replica that is sending
-	// a block gets before another is asked anyway.
-	answeringWaits = 31
+	// silentWaits is how many hedge delays without any block bytes
+	// arriving a replica that has begun sending a block gets before another
+	// is asked anyway.
+	silentWaits = 31
 	// outrunFactor: a replica sending a block is hedged once another is
 	// measured to deliver one this many times sooner than it has taken.
 	outrunFactor = 4

@@ -348,8 +348,8 @@ func TestGetHedgesStalledNotSlowReplicas(t *testing.T) {
 
 // A replica sending a block is left alone unless another of the block's
 // replicas is measured to be much faster (then it is hedged once it has
-// taken outrunFactor times the other's time, its queue included), or it
-// has taken answeringWaits hedge delays. On a fetcher whose own link is
+// taken outrunFactor times the other's time, its queue included), or no
+// block bytes have arrived for silentWaits hedge delays. On a fetcher whose own link is
 // slow every replica measures slow: no hedge.
 func TestReplicaRatesKeepWaiting(t *testing.T) {
 	r := newReplicaRates()
@@ -358,30 +358,34 @@ func TestReplicaRatesKeepWaiting(t *testing.T) {
 	other, third := p2ppeer.ID("other"), p2ppeer.ID("third")
 	const delay = 100 * time.Millisecond
 
-	// Nothing measured: wait out the answering delays.
-	if again, ok := r.keepWaiting([]p2ppeer.ID{other}, time.Second, delay); !ok || again != answeringWaits*delay-time.Second {
-		t.Fatalf("nothing measured, 1 s in: keep %v, again in %v; want to wait until %v", ok, again, answeringWaits*delay)
+	// Nothing measured: wait out silentWaits delays without any bytes.
+	if again, ok := r.keepWaiting([]p2ppeer.ID{other}, time.Second, time.Second, delay); !ok || again != silentWaits*delay-time.Second {
+		t.Fatalf("nothing measured, 1 s in: keep %v, again in %v; want to wait until %v", ok, again, silentWaits*delay)
 	}
-	if _, ok := r.keepWaiting([]p2ppeer.ID{other}, answeringWaits*delay, delay); ok {
-		t.Fatal("still waiting after answeringWaits delays")
+	if _, ok := r.keepWaiting([]p2ppeer.ID{other}, silentWaits*delay, silentWaits*delay, delay); ok {
+		t.Fatal("still waiting after silentWaits delays without a byte")
+	}
+	// Bytes still arriving, however long it takes: a busy link, no stall.
+	if again, ok := r.keepWaiting([]p2ppeer.ID{other}, 10*silentWaits*delay, delay, delay); !ok || again != (silentWaits-1)*delay {
+		t.Fatalf("bytes arrived %v ago: keep %v, again in %v; want to wait %v more", delay, ok, again, (silentWaits-1)*delay)
 	}
 
 	// other delivers a block in 200 ms: wait until 800 ms, then hedge.
 	r.start(other)(200*time.Millisecond, fetchOK)
-	if again, ok := r.keepWaiting([]p2ppeer.ID{other, third}, 300*time.Millisecond, delay); !ok || again != 500*time.Millisecond {
+	if again, ok := r.keepWaiting([]p2ppeer.ID{other, third}, 300*time.Millisecond, 300*time.Millisecond, delay); !ok || again != 500*time.Millisecond {
 		t.Fatalf("300 ms in, other at 200 ms a block: keep %v, again in %v; want again in 500 ms", ok, again)
 	}
-	if _, ok := r.keepWaiting([]p2ppeer.ID{other, third}, 800*time.Millisecond, delay); ok {
+	if _, ok := r.keepWaiting([]p2ppeer.ID{other, third}, 800*time.Millisecond, 800*time.Millisecond, delay); ok {
 		t.Fatal("800 ms in, other at 200 ms a block: not hedged")
 	}
 	// Its measurement does not fade for this: an idle replica's last
 	// requests still predict its next.
 	clock = clock.Add(time.Hour)
-	if _, ok := r.keepWaiting([]p2ppeer.ID{other}, 300*time.Millisecond, delay); !ok {
+	if _, ok := r.keepWaiting([]p2ppeer.ID{other}, 300*time.Millisecond, 300*time.Millisecond, delay); !ok {
 		t.Fatal("an idle replica's faded estimate made a hedge look worth it")
 	}
 	// An unmeasured one says nothing.
-	if _, ok := r.keepWaiting([]p2ppeer.ID{third}, 800*time.Millisecond, delay); !ok {
+	if _, ok := r.keepWaiting([]p2ppeer.ID{third}, 800*time.Millisecond, 800*time.Millisecond, delay); !ok {
 		t.Fatal("hedged to an unmeasured replica")
 	}
 	// 4 blocks that took 1 s together, one at a time 250 ms each: a
@@ -393,14 +397,14 @@ func TestReplicaRatesKeepWaiting(t *testing.T) {
 	for _, end := range ends {
 		end(time.Second, fetchOK)
 	}
-	if _, ok := r.keepWaiting([]p2ppeer.ID{third}, 2*time.Second, delay); !ok {
+	if _, ok := r.keepWaiting([]p2ppeer.ID{third}, 2*time.Second, 2*time.Second, delay); !ok {
 		t.Fatal("hedged after 2 s to a replica whose requests take 1 s")
 	}
 	// With 3 requests in flight, other's next block comes after them.
 	for range 3 {
 		r.start(other)
 	}
-	if _, ok := r.keepWaiting([]p2ppeer.ID{other}, 800*time.Millisecond, delay); !ok {
+	if _, ok := r.keepWaiting([]p2ppeer.ID{other}, 800*time.Millisecond, 800*time.Millisecond, delay); !ok {
 		t.Fatal("hedged to a replica with 3 blocks in flight as if it were idle")
 	}
 
@@ -408,7 +412,7 @@ func TestReplicaRatesKeepWaiting(t *testing.T) {
 	slow := newReplicaRates()
 	slow.now = r.now
 	slow.start(other)(10*time.Second, fetchOK)
-	if _, ok := slow.keepWaiting([]p2ppeer.ID{other, third}, 20*time.Second, time.Second); !ok {
+	if _, ok := slow.keepWaiting([]p2ppeer.ID{other, third}, 20*time.Second, 20*time.Second, time.Second); !ok {
 		t.Fatal("hedged on a fetcher whose every replica is slow")
 	}
 }

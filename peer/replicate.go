@@ -211,10 +211,10 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 				// double the bytes (on a slow link, every block). Ask
 				// another only when one is measured to be much faster
 				// (a slow holder behind a fast link: it would hold the
-				// fetch's tail), or when this one has taken
-				// answeringWaits delays.
+				// fetch's tail), or when no block bytes have come from
+				// anyone for silentWaits delays.
 				elapsed := time.Since(lastBegan)
-				if again, ok := n.blocks.rates.keepWaiting(peers, elapsed, delay); ok {
+				if again, ok := n.blocks.rates.keepWaiting(peers, elapsed, n.blocks.sinceReceived(), delay); ok {
 					hedge.Reset(again)
 					break
 				}

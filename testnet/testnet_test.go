@@ -322,6 +322,30 @@ func (n *net) storedBlocks(nodes int) map[string][]int {
 	return held
 }
 
+// awaitCopies waits until every block not in before is on at least
+// copies nodes, and returns those blocks and their holders.
+func (n *net) awaitCopies(before map[string][]int, copies int, timeout time.Duration) map[string][]int {
+	n.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		added := map[string][]int{}
+		done := true
+		for name, nodes := range n.storedBlocks(5) {
+			if _, old := before[name]; !old {
+				added[name] = nodes
+				done = done && len(nodes) >= copies
+			}
+		}
+		if done && len(added) > 0 {
+			return added
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("after %v, not every new block has %d copies: %v", timeout, copies, added)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
 // blockBytes is the size on disk of the named blocks in node i's store.
 func (n *net) blockBytes(i int, names []string) int64 {
 	n.t.Helper()
@@ -465,15 +489,14 @@ func TestProfileSlowFetch(t *testing.T) {
 		}
 		before := n.storedBlocks(5)
 		cid := strings.TrimSpace(n.must(5*time.Minute, "peer", strconv.Itoa(fast), "share", path))
-		time.Sleep(3 * time.Second) // the third replicas, in the background
-		// This file's blocks are the ones the share added. Those the fetcher
+		// This file's blocks are the ones the share added. Wait for their
+		// third copies, written in the background: one landing on the
+		// fetcher during the fetch would share its link. Those the fetcher
 		// holds itself cross no link: only the rest count as fetched.
+		added := n.awaitCopies(before, 3, 2*time.Minute)
 		holders := map[int]bool{}
 		var local []string
-		for name, nodes := range n.storedBlocks(5) {
-			if _, old := before[name]; old {
-				continue
-			}
+		for name, nodes := range added {
 			for _, h := range nodes {
 				if h == fetcher {
 					local = append(local, name)
