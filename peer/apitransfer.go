@@ -139,6 +139,13 @@ func (h *apiHandler) share(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		defer f.Close()
+		if total >= 0 && size != total {
+			// Not the file the client opened: another mount namespace,
+			// a path like /dev/stdin that names the daemon's own, or a
+			// file replaced since.
+			writeError(w, http.StatusConflict, fmt.Sprintf("%s holds %d bytes here, the client saw %d", path, size, total))
+			return
+		}
 		src, total = f, size
 		if q.Get("name") == "" {
 			name = displayName(filepath.Base(path))
@@ -190,10 +197,14 @@ func (h *apiHandler) share(w http.ResponseWriter, r *http.Request) {
 // the daemon reads it itself, which spares the client's copy of every byte
 // through the API socket. On failure it gives the status to answer with:
 // 403 when the daemon may not read it (the client can send the bytes
-// instead), 400 for anything else.
+// instead), 400 for anything else. Only a regular file is opened: opening
+// a FIFO would block until someone writes to it.
 func openInput(path string) (f *os.File, size int64, status int, err error) {
 	if !filepath.IsAbs(path) {
 		return nil, 0, http.StatusBadRequest, fmt.Errorf("path %q: want an absolute path", path)
+	}
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return nil, 0, http.StatusBadRequest, fmt.Errorf("%s is not a regular file", path)
 	}
 	f, err = os.Open(path)
 	if err != nil {

@@ -195,8 +195,9 @@ func TestAPIShareFetchCat(t *testing.T) {
 	}
 }
 
-// A share by path gives the root a share of the bytes gives, and reports
-// the file's size for progress without being told it.
+// A share by path gives the root a share of the bytes gives and reports
+// the file's size for progress; a path where the daemon finds a file of
+// another size than the client saw is refused.
 func TestAPIShareFileByPath(t *testing.T) {
 	c := serveAPI(t, &fakeRing{})
 	ctx := testCtx(t)
@@ -205,8 +206,13 @@ func TestAPIShareFileByPath(t *testing.T) {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A size other than the daemon finds there: not the client's file.
+	var he *api.HTTPError
+	if _, err := c.ShareFile(ctx, path, int64(len(data))+1, api.TransferOptions{}); !errors.As(err, &he) || he.StatusCode != http.StatusConflict {
+		t.Fatalf("share by path of another size: %v, want a 409", err)
+	}
 	var sp progressLog
-	res, err := c.ShareFile(ctx, path, api.TransferOptions{Progress: sp.add})
+	res, err := c.ShareFile(ctx, path, int64(len(data)), api.TransferOptions{Progress: sp.add})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -166,6 +166,9 @@ func (bs *blockStream) roundTrip(req *pb.BlockRequest, payload []byte, answering
 	if answering != nil {
 		answering()
 	}
+	if bs.received != nil {
+		bs.received()
+	}
 	if resp.GetSize() > maxBlockSize {
 		return nil, nil, fmt.Errorf("%w: a %d-byte block, the limit is %d", errBadMessage, resp.GetSize(), maxBlockSize)
 	}

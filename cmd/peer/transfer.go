@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -118,17 +117,24 @@ func runShare(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // shareOpenFile has the daemon read a regular file itself, which saves
 // copying every byte through the API socket (about 5% of a share's CPU);
-// it sends the bytes when the file is not regular (a pipe) or the daemon
-// may not read it.
+// it sends the bytes when the file is not regular (a pipe), or the daemon
+// refuses the path (may not read it, finds another file there), or shares
+// something of another size (a daemon too old to know the path parameter
+// shares the empty body).
 func shareOpenFile(ctx context.Context, client *api.Client, f *os.File, fi os.FileInfo, opts api.TransferOptions) (api.ShareResult, error) {
 	size := int64(-1) // a pipe or a device: no size to show progress against
 	if fi.Mode().IsRegular() {
 		size = fi.Size()
-		if abs, err := filepath.Abs(f.Name()); err == nil {
-			res, err := client.ShareFile(ctx, abs, opts)
-			var he *api.HTTPError
-			if !errors.As(err, &he) || he.StatusCode != http.StatusForbidden {
-				return res, err
+		// The real path, so that /dev/stdin or /proc/self/fd/N name the
+		// file the client opened, not the daemon's own.
+		if path, err := filepath.EvalSymlinks(f.Name()); err == nil {
+			if abs, err := filepath.Abs(path); err == nil {
+				res, err := client.ShareFile(ctx, abs, size, opts)
+				var he *api.HTTPError
+				refused := errors.As(err, &he) && he.StatusCode >= 400 && he.StatusCode < 500
+				if !refused && (err != nil || res.Size == size) {
+					return res, err
+				}
 			}
 		}
 	}

@@ -261,16 +261,18 @@ func (c *Client) Share(ctx context.Context, r io.Reader, size int64, opts Transf
 }
 
 // ShareFile has the daemon read the file at path (absolute) itself and
-// share it, which spares copying every byte through the API socket. The
-// daemon must be able to read the file: when it may not, the error is an
-// *HTTPError with StatusCode 403 (http.StatusForbidden), and Share, with
-// the bytes, is the way.
-func (c *Client) ShareFile(ctx context.Context, path string, opts TransferOptions) (ShareResult, error) {
+// share it, which spares copying every byte through the API socket. size
+// is the file's size as the caller sees it. The daemon must be able to read
+// the same file: when it may not, the error is an *HTTPError with
+// StatusCode 403 (http.StatusForbidden); when it finds another size there,
+// 409 (http.StatusConflict). Share, with the bytes, is then the way.
+func (c *Client) ShareFile(ctx context.Context, path string, size int64, opts TransferOptions) (ShareResult, error) {
 	q := opts.query()
 	if opts.Name != "" {
 		q.Set("name", opts.Name)
 	}
 	q.Set("path", path)
+	q.Set("size", strconv.FormatInt(size, 10))
 	return c.share(ctx, q, nil, opts)
 }
 
