@@ -249,7 +249,7 @@ func TestTUIGolden(t *testing.T) {
 	// The overview's recent events depend on the order the peers met in:
 	// they are left to the unit tests; the rest of the screen is pinned.
 	t.Run("overview", func(t *testing.T) {
-		s := waitScreen(t, tm, "the overview of a converged ring", hasAll("connected", "about 3 peers", "2 connected"))
+		s := waitScreen(t, tm, "the overview of a converged ring", hasAll("connected", "about 3 peers", "2 connected", "Recent events"))
 		golden.RequireEqual(t, []byte(normalizeScreen(withoutRecentEvents(s))))
 	})
 	t.Run("transfers", func(t *testing.T) {
