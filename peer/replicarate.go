@@ -236,11 +236,7 @@ func (r *replicaRates) start(p p2ppeer.ID) (done func(took time.Duration, how fe
 		case fetchOK:
 			pr.fetched++
 			pr.sample(per, r.now())
-			if pr.latency == 0 {
-				pr.latency = took
-			} else {
-				pr.latency += time.Duration(rateWeight * float64(took-pr.latency))
-			}
+			smooth(&pr.latency, took)
 		case fetchOutrun:
 			// Lost a hedge race: it would have taken longer than this.
 			// Without it a replica that is always outrun would stay
@@ -255,12 +251,18 @@ func (r *replicaRates) start(p p2ppeer.ID) (done func(took time.Duration, how fe
 }
 
 func (pr *replicaRate) sample(per time.Duration, now time.Time) {
-	if pr.blockTime == 0 {
-		pr.blockTime = per
-	} else {
-		pr.blockTime += time.Duration(rateWeight * float64(per-pr.blockTime))
-	}
+	smooth(&pr.blockTime, per)
 	pr.sampled = now
+}
+
+// smooth moves the average avg rateWeight of the way to sample x; the
+// first sample (avg still 0) sets it.
+func smooth(avg *time.Duration, x time.Duration) {
+	if *avg == 0 {
+		*avg = x
+		return
+	}
+	*avg += time.Duration(rateWeight * float64(x-*avg))
 }
 
 func (r *replicaRates) forgetIdle() {

@@ -289,7 +289,7 @@ func (n *Node) ringRTT(p p2ppeer.ID) (time.Duration, bool) { return n.ring.RTT(s
 func (n *Node) hedgeDelay(p p2ppeer.ID) time.Duration {
 	const blockAtModestRate = 100 * time.Millisecond // 256 KiB at ~20 Mbit/s
 	d := 500 * time.Millisecond
-	if rtt, ok := n.ring.RTT(string(p)); ok {
+	if rtt, ok := n.ringRTT(p); ok {
 		d = 3*rtt + blockAtModestRate
 	}
 	if want, ok := n.blocks.rates.expected(p); ok {
