@@ -20,6 +20,9 @@ type ring struct {
 	bin   string // the peer binary
 	env   []string
 	peers []*ringPeer
+	// daemonArgs are added to every daemon's command line (--pprof).
+	daemonArgs []string
+	gprof      *goProfiler // -pprof: the fetches' Go profiles
 }
 
 type ringPeer struct {
@@ -38,6 +41,7 @@ func startRing(ctx context.Context, r *ring, dir string, n, capacity int) error 
 		if bootstrap != "" {
 			args = append(args, "--bootstrap", bootstrap)
 		}
+		args = append(args, r.daemonArgs...)
 		d, err := startDaemon(fmt.Sprintf("peer %d", i+1), p.repo+".log", r.env, r.bin, args...)
 		if err != nil {
 			return err
