@@ -59,6 +59,8 @@ type options struct {
 	perf        string
 	pprof       string
 	pprofSpan   time.Duration
+	layoutSeed  uint64
+	peerSrc     string
 }
 
 // smokeDefaults are what -smoke changes, unless given explicitly: a run of
@@ -85,6 +87,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.perf, "perf", "", "profile the daemons with Linux perf during each transfer into `DIR` (slows them a little)")
 	fs.StringVar(&o.pprof, "pprof", "", "run the daemons with --pprof and take each one's Go CPU profile during each fetch into `DIR`")
 	fs.DurationVar(&o.pprofSpan, "pprof-span", 3*time.Second, "length of each -pprof profile (whole seconds): the fetch should fit in it")
+	fs.Uint64Var(&o.layoutSeed, "layout-seed", 0, "give the daemons identities derived from `N` and fixed vnode positions (--vnode-choices 1), so that\nevery invocation with the same N gets the same ring layout (which peer holds what): for A/B runs of two trees; 0: new identities each time")
+	fs.StringVar(&o.peerSrc, "peer-src", "", "build the peer binary from the chordshare tree at `DIR` instead of this one (the A of an A/B run)")
 	smoke := fs.Bool("smoke", false, "a quick check of the harness: -size 4MiB -peers 3 -iperf-sec 1 -cpu-time 100ms")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -166,6 +170,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	// The build keeps the caller's environment: under the children's HOME
 	// it would find no build or module cache and rebuild everything.
 	build := command(ctx, os.Environ(), "go", "build", "-o", bin, "./cmd/peer")
+	if o.peerSrc != "" {
+		root = o.peerSrc
+	}
 	build.Dir = root
 	if _, err := output(build); err != nil {
 		return err
@@ -180,7 +187,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		rep.Profiled = o.perf
 	}
 
-	r := &ring{bin: bin, env: env}
+	r := &ring{bin: bin, env: env, layoutSeed: o.layoutSeed}
+	if o.layoutSeed != 0 {
+		r.daemonArgs = append(r.daemonArgs, "--vnode-choices", "1")
+		rep.LayoutSeed = o.layoutSeed
+	}
 	if o.pprof != "" {
 		if r.gprof, err = newGoProfiler(o.pprof, o.pprofSpan); err != nil {
 			return err
