@@ -240,18 +240,17 @@ func (h *apiHandler) fetch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	path = filepath.Clean(path)
-	raw, created, err := openOutput(path)
+	f, created, err := openOutput(path)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, OneLine(err.Error()))
 		return
 	}
-	f := newOutputFile(raw)
 	h.transfers.Add(1)
 	defer h.transfers.Done()
 
 	ctx, guard, stop := watchStalls(r.Context(), p.stall)
 	defer stop()
-	stopFlush := flushBehind(f.File)
+	stopFlush := flushBehind(f)
 	defer stopFlush()
 	var done, total atomic.Int64
 	total.Store(-1)
