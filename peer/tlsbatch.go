@@ -104,7 +104,8 @@ func (c *corkConn) cork(plaintext int) {
 	if p, ok := corkBufs.Get().(*[]byte); ok && cap(*p) >= want {
 		c.buf = p
 	} else {
-		b := make([]byte, 0, max(want, 256<<10+16*recordOverhead))
+		// A yamux frame (64 KiB of payload at most) fits: the usual case.
+		b := make([]byte, 0, max(want, 64<<10+5*recordOverhead))
 		c.buf = &b
 	}
 	*c.buf = (*c.buf)[:0]
