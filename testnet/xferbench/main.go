@@ -178,6 +178,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return err
 	}
 	rep.Commit = commit(ctx, root)
+	if o.peerSrc != "" {
+		rep.Commit = fmt.Sprintf("the peer binary built from %s: %s", o.peerSrc, rep.Commit)
+	}
 
 	var prof *profiler
 	if o.perf != "" {
