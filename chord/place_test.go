@@ -7,18 +7,6 @@ import (
 	"testing"
 )
 
-func TestCandidateIndices(t *testing.T) {
-	if got := candidateIndices(1, 3, 4); !slices.Equal(got, []uint32{1, 4, 7, 10}) {
-		t.Errorf("slot 1 of 3, 4 choices: %v", got)
-	}
-	if got := candidateIndices(2, 3, 1); !slices.Equal(got, []uint32{2}) {
-		t.Errorf("one choice: %v", got)
-	}
-	if got := candidateIndices(5, 600, 8); !slices.Equal(got, []uint32{5, 605}) {
-		t.Errorf("near MaxVnodes: %v", got)
-	}
-}
-
 // Peers joining one at a time with VnodeChoices, each through vnode 0 of
 // a random peer (which may not run it), settle where PlaceVnodes puts
 // them, lookups are right, and the largest share of the ring a peer holds
