@@ -2,10 +2,98 @@ package chord
 
 import (
 	"context"
+	"encoding/binary"
 	"math/rand/v2"
 	"slices"
 	"testing"
 )
+
+// at is the ring position a fraction f of the way round.
+func at(f float64) ID {
+	var id ID
+	binary.BigEndian.PutUint64(id[:8], uint64(f*0x1p64))
+	return id
+}
+
+func TestWindowOrdered(t *testing.T) {
+	a, b, c := at(0.1), at(0.5), at(0.9)
+	for _, tc := range []struct {
+		in, want window
+	}{
+		{window{a, b, c}, window{a, b, c}},
+		{window{b, c, a}, window{b, c, a}},          // wraps past zero
+		{window{a, c, b}, window{a, c}},             // b is not after c before a
+		{window{a, b, c, a, b}, window{a, b, c, a}}, // closes the circle
+		{window{b, b}, window{b, b}},                // one node: the whole ring
+	} {
+		if got := tc.in.ordered(); !slices.Equal(got, tc.want) {
+			t.Errorf("%v.ordered() = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+// bestSplit is the index below MaxVnodes, other than those taken, whose
+// position best splits the ring the positions ring and taken form (ties:
+// the lowest index), found by trying every one.
+func bestSplit(addr []byte, ring []ID, taken []uint32) uint32 {
+	all := slices.Clone(ring)
+	for _, x := range taken {
+		all = append(all, VnodeID(addr, x))
+	}
+	slices.SortFunc(all, ID.Cmp)
+	best, bestScore := uint32(0), -1.0
+	for x := range uint32(MaxVnodes) {
+		if slices.Contains(taken, x) {
+			continue
+		}
+		id := VnodeID(addr, x)
+		j, _ := slices.BinarySearchFunc(all, id, ID.Cmp)
+		pred, succ := all[(j-1+len(all))%len(all)], all[j%len(all)]
+		if s := splitScore(pred, id, succ); s > bestScore {
+			best, bestScore = x, s
+		}
+	}
+	return best
+}
+
+// Every position inside a window is a candidate, looked up or not: on a
+// ring whose one window shows it all, the choices are the best of all
+// MaxVnodes positions, each counting the ones taken before it.
+func TestChooseIndicesRatesEveryPositionInAWindow(t *testing.T) {
+	addr := []byte("joiner")
+	for _, ring := range [][]ID{{at(0.3)}, {at(0.1), at(0.2), at(0.6)}} {
+		w := append(window{ring[len(ring)-1]}, ring...) // pred, succ, the rest round to pred
+		got := chooseIndices(addr, 3, []uint32{0}, []window{w})
+		var want []uint32
+		for range 3 {
+			want = append(want, bestSplit(addr, ring, want))
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("ring %v: chose %v, want %v", ring, got, want)
+		}
+		if slices.Max(got) < 3 {
+			t.Errorf("ring %v: chose %v, all among the first indices: the test shows nothing", ring, got)
+		}
+	}
+}
+
+// A position of ours a window shows is taken back first, looked up or
+// not; with nothing to rate, looked-up positions still do; with too few
+// candidates, fewer indices come back.
+func TestChooseIndicesTakesBackOwnPositions(t *testing.T) {
+	addr := []byte("back")
+	old := VnodeID(addr, 700)
+	w := window{at(0.1), old, at(0.2)}
+	if got := chooseIndices(addr, 2, []uint32{0}, []window{w}); len(got) != 2 || got[0] != 700 {
+		t.Errorf("chose %v, want 700 first", got)
+	}
+	if got := chooseIndices(addr, 1, []uint32{5, 9}, nil); !slices.Equal(got, []uint32{5}) {
+		t.Errorf("nothing rated: chose %v, want the lowest looked-up index", got)
+	}
+	if got := chooseIndices(addr, 2, []uint32{5}, nil); !slices.Equal(got, []uint32{5}) {
+		t.Errorf("one candidate for two vnodes: chose %v", got)
+	}
+}
 
 // Peers joining one at a time with VnodeChoices, each through vnode 0 of
 // a random peer (which may not run it), settle where PlaceVnodes puts
