@@ -39,8 +39,9 @@ type DaemonOptions struct {
 	Capacity *int
 	// Lookup is "recursive" or "iterative"; empty: the repo config's.
 	Lookup string
-	// VnodeChoices is how many candidate positions each vnode chooses
-	// among when joining (chord.Config.VnodeChoices); 0: the default.
+	// VnodeChoices is how many candidate positions per vnode a joining
+	// node looks up to place its vnodes (chord.Config.VnodeChoices); 0:
+	// the default.
 	// This run only.
 	VnodeChoices int
 	// StorageMax caps the block store's bytes (0: no limit); nil: the
