@@ -413,7 +413,7 @@ func (v *vnode) dropSuccessor(s Ref) {
 	defer v.mu.Unlock()
 	v.succs = slices.DeleteFunc(v.succs, func(r Ref) bool { return r.ID == s.ID })
 	v.succMisses = 0
-	v.succDigest = 0 // the next answer must be whole, not "unchanged"
+	v.succDigest = 0  // the next answer must be whole, not "unchanged"
 	v.wrapped = false // a list with a hole no longer names the whole ring
 	v.listChanged()
 }
