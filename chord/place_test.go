@@ -108,13 +108,17 @@ func TestJoinChoosesVnodePositions(t *testing.T) {
 		cfg.VnodeChoices = choices
 		r := newRing(t, cfg)
 		var loads []PeerLoad
+		var lookups, neighbors int64 // during the joins, forwarded hops included
 		for range peers {
 			n := r.add()
+			l, nb := r.net.Calls.FindSuccessor.Load(), r.net.Calls.Neighbors.Load()
 			if live := r.live(); len(live) == 0 {
 				n.Create()
 			} else if err := n.Join(context.Background(), MakeRef(live[rng.IntN(len(live))].Addr(), 0)); err != nil {
 				t.Fatal(err)
 			}
+			lookups += r.net.Calls.FindSuccessor.Load() - l
+			neighbors += r.net.Calls.Neighbors.Load() - nb
 			r.nodes = append(r.nodes, n)
 			r.converge(100)
 			loads = append(loads, PeerLoad{Addr: n.Addr(), Capacity: 1, Vnodes: cfg.Vnodes})
@@ -133,6 +137,8 @@ func TestJoinChoosesVnodePositions(t *testing.T) {
 			}
 		}
 		r.lookups(rng, 20)
+		t.Logf("%d choices, %d vnodes per peer: per join %.1f lookup calls (hops included) and %.1f neighbour queries",
+			choices, cfg.Vnodes, float64(lookups)/(peers-1), float64(neighbors)/(peers-1))
 		return shares(r.nodes)[peers-1] * peers
 	}
 	plain, chosen := maxShare(1), maxShare(8)
