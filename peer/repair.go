@@ -131,7 +131,9 @@ type repairState struct {
 	under     map[underKey]int64
 	leaving   map[p2ppeer.ID]time.Time
 	hints     map[p2ppeer.ID]map[blocks.Key]cid.Cid
-	nhints    int
+	// nhints counts the hints held and those being written (holdHint);
+	// maxHints bounds it.
+	nhints, maxHints int
 }
 
 type underKey struct {
@@ -147,6 +149,8 @@ func newRepairState(cfg RepairConfig) *repairState {
 		under:   map[underKey]int64{},
 		leaving: map[p2ppeer.ID]time.Time{},
 		hints:   map[p2ppeer.ID]map[blocks.Key]cid.Cid{},
+
+		maxHints: maxHints,
 	}
 }
 

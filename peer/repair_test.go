@@ -709,3 +709,57 @@ func TestGetPastPreferenceList(t *testing.T) {
 		t.Fatalf("get of a block on no peer: %v (want not found from the %d other peers)", err, len(asked))
 	}
 }
+
+// Puts of hints arriving together never take more than maxHints places,
+// even while the store's writes are slow: a place is taken before the
+// write, not after.
+func TestHoldHintCapUnderConcurrentPuts(t *testing.T) {
+	r, _ := storedRing(t, 1)
+	n := r.nodes[0]
+	const limit, puts = 4, 12
+	gate := &gatedStore{BlockStore: n.cfg.Store, release: make(chan struct{}), entered: make(chan struct{}, puts)}
+	n.cfg.Store = gate
+	n.rep.maxHints = limit
+	target := r.nodes[0].Host().ID()
+	results := make(chan error, puts)
+	for i := range puts {
+		data := fmt.Appendf(nil, "hinted block %d", i)
+		c := rawBlock(t, data)
+		go func() { results <- n.holdHint(target, c, data) }()
+	}
+	// Every put is either refused or waiting in the store's write; only
+	// then may the writes finish.
+	refused := 0
+	for done := 0; done < puts; done++ {
+		select {
+		case <-gate.entered:
+		case err := <-results:
+			if err == nil {
+				t.Fatal("a hint was held without a store write")
+			}
+			refused++
+		}
+	}
+	close(gate.release)
+	for range puts - refused {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, rep := n.RepairStatus(); rep.HintsPending != limit || refused != puts-limit {
+		t.Fatalf("%d hints held, %d puts refused; want %d and %d", rep.HintsPending, refused, limit, puts-limit)
+	}
+}
+
+// gatedStore holds every Put until release is closed, telling entered.
+type gatedStore struct {
+	BlockStore
+	release chan struct{}
+	entered chan struct{}
+}
+
+func (g *gatedStore) Put(c cid.Cid, data []byte) error {
+	g.entered <- struct{}{}
+	<-g.release
+	return g.BlockStore.Put(c, data)
+}
