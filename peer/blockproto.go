@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,10 +76,11 @@ type blockClient struct {
 	rates   *replicaRates
 	located *located
 	// writes holds a token per replica write in flight (replicaWrites);
-	// claim serializes taking a put's tokens, so that puts each holding
-	// some never wait on one another.
+	// claim, a one-slot semaphore, serializes taking a put's tokens, so
+	// that puts each holding some never wait on one another; unlike a
+	// mutex, waiting for it ends with the put's context.
 	writes chan struct{}
-	claim  sync.Mutex
+	claim  chan struct{}
 	// badStreams counts inbound block streams reset for a malformed
 	// request; served, the GETs answered with a block.
 	badStreams, served atomic.Int64
@@ -102,7 +102,7 @@ func (b *blockClient) sinceReceived() time.Duration {
 func newBlockClient(replicas int) *blockClient {
 	// At least one put's writes must fit, or a put would wait forever.
 	writes := make(chan struct{}, max(maxReplicaWrites, replicas))
-	return &blockClient{streams: newBlockStreams(), rates: newReplicaRates(), located: newLocated(), writes: writes}
+	return &blockClient{streams: newBlockStreams(), rates: newReplicaRates(), located: newLocated(), writes: writes, claim: make(chan struct{}, 1)}
 }
 
 func (b *blockClient) close() { b.streams.close() }

@@ -109,8 +109,12 @@ const maxReplicaWrites = 64
 // claimWrites takes k of the node's replica write tokens, waiting while
 // too many writes are in flight; the writes hand them back as they end.
 func (n *Node) claimWrites(ctx context.Context, k int) error {
-	n.blocks.claim.Lock()
-	defer n.blocks.claim.Unlock()
+	select {
+	case n.blocks.claim <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err() // another put holds the turn, waiting for tokens
+	}
+	defer func() { <-n.blocks.claim }()
 	for i := range k {
 		select {
 		case n.blocks.writes <- struct{}{}:

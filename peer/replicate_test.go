@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -181,6 +182,44 @@ func TestPutWaitsForReplicaWriteTokens(t *testing.T) {
 	n.bg.Wait()
 	if got := len(n.blocks.writes); got != 0 {
 		t.Errorf("%d tokens still taken after every write ended", got)
+	}
+}
+
+// A put whose context ends while another put waits for the write tokens
+// (every one taken) returns at once, not when the other gets its tokens.
+func TestPutCancelledWhileAnotherWaitsForTokens(t *testing.T) {
+	r, _ := storedRing(t, 4)
+	n := r.nodes[1]
+	for range cap(n.blocks.writes) {
+		n.blocks.writes <- struct{}{} // as if that many writes were running
+	}
+	defer func() {
+		for range cap(n.blocks.writes) {
+			<-n.blocks.writes
+		}
+	}()
+	waitCtx, stopWaiting := context.WithCancel(testCtx(t))
+	waiting := make(chan error, 1)
+	go func() { waiting <- n.claimWrites(waitCtx, 3) }()
+	// The first put holds the turn once it is waiting for a token.
+	for len(n.blocks.claim) == 0 {
+		runtime.Gosched()
+	}
+	ctx, cancel := context.WithCancel(testCtx(t))
+	cancel()
+	got := make(chan error, 1)
+	go func() { got <- n.claimWrites(ctx, 3) }()
+	select {
+	case err := <-got:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled claim: %v, want context.Canceled", err)
+		}
+	case <-time.After(30 * time.Second): // a hang, not a timing figure
+		t.Error("a cancelled claim waited for the other put's turn")
+	}
+	stopWaiting()
+	if err := <-waiting; !errors.Is(err, context.Canceled) {
+		t.Errorf("waiting claim: %v, want context.Canceled", err)
 	}
 }
 
