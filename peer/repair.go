@@ -434,9 +434,20 @@ func (n *Node) repairExchange(ctx context.Context, p p2ppeer.ID, req *pb.RepairR
 // storeSource lists a block store's ring range for package merkle.
 type storeSource struct{ st rangeStore }
 
+// Both sources summarize from keys alone (merkle.KeySource).
+var _, _ merkle.KeySource = storeSource{}, scrubbedSource{}
+
 func (s storeSource) Each(r merkle.Range, fn func(merkle.Item) bool) {
 	s.st.Range(blocks.Key(r.Lo), blocks.Key(r.Hi), func(k blocks.Key, c cid.Cid) bool {
 		return fn(merkle.Item{Key: merkle.Key(k), Val: c.Bytes()})
+	})
+}
+
+// EachKey lists the keys alone: summaries hash nothing else, and each
+// CID's bytes would be a copy.
+func (s storeSource) EachKey(r merkle.Range, fn func(merkle.Key) bool) {
+	s.st.Range(blocks.Key(r.Lo), blocks.Key(r.Hi), func(k blocks.Key, _ cid.Cid) bool {
+		return fn(merkle.Key(k))
 	})
 }
 
@@ -451,6 +462,12 @@ func (s scrubbedSource) Each(r merkle.Range, fn func(merkle.Item) bool) {
 			return true
 		}
 		return fn(merkle.Item{Key: merkle.Key(k), Val: c.Bytes()})
+	})
+}
+
+func (s scrubbedSource) EachKey(r merkle.Range, fn func(merkle.Key) bool) {
+	s.st.Range(blocks.Key(r.Lo), blocks.Key(r.Hi), func(k blocks.Key, c cid.Cid) bool {
+		return !s.st.Has(c) || fn(merkle.Key(k))
 	})
 }
 
