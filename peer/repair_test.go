@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"chordshare/blocks"
 	"chordshare/chord"
+	"chordshare/merkle"
 )
 
 // storeDir is a directory for a test's block store: in /dev/shm where
@@ -762,4 +764,33 @@ func (g *gatedStore) Put(c cid.Cid, data []byte) error {
 	g.entered <- struct{}{}
 	<-g.release
 	return g.BlockStore.Put(c, data)
+}
+
+// A peer answering summaries checks at most its budget of stored keys:
+// in debt, it answers BUSY with the wait; the asking side asks again
+// after it and, still refused, fails the comparison (the next repair check
+// tries again); once the budget has refilled, the comparison runs.
+func TestSummaryScanBudget(t *testing.T) {
+	r := inSyncRing(t, 2, 300)
+	a, p := r.nodes[0], r.nodes[1]
+	var elapsed atomic.Int64 // the asked peer's clock
+	base := time.Now()
+	p.rep.scan = scanBudget{rate: 10_000, burst: 10, now: func() time.Time { return base.Add(time.Duration(elapsed.Load())) }}
+	ctx := testCtx(t)
+	whole := merkle.Range{}
+	if _, err := a.syncArc(ctx, r.stores[a], whole, p.Host().ID(), true); err != nil {
+		t.Fatal(err) // within budget; checks every key, 290 past it
+	}
+	rs, err := a.syncArc(ctx, r.stores[a], whole, p.Host().ID(), true)
+	var busy *busyError
+	if !errors.As(err, &busy) || busy.retryAfter != 30*time.Millisecond || rs.Exchanges != 1+busyRetries {
+		t.Fatalf("in debt: %v after %d exchanges; want BUSY, ask again in 30ms, %d exchanges", err, rs.Exchanges, 1+busyRetries)
+	}
+	if _, rep := p.RepairStatus(); rep.Refused != 1+busyRetries {
+		t.Fatalf("%d requests refused, want %d", rep.Refused, 1+busyRetries)
+	}
+	elapsed.Add(int64(time.Second))
+	if rs, err := a.syncArc(ctx, r.stores[a], whole, p.Host().ID(), true); err != nil || rs.Missing != 0 {
+		t.Fatalf("refilled: %v, %d missing", err, rs.Missing)
+	}
 }
