@@ -173,11 +173,12 @@ func newRepairState(cfg RepairConfig) *repairState {
 }
 
 // scanBudget is a token bucket of stored keys to check for other peers'
-// summaries, refilled at rate per second up to burst (rate 0: no limit). A request is
-// answered while the bucket is not in debt, and then pays for the keys it
-// made us check: one request may overdraw it by one pass over the store
-// (its ranges are disjoint), after which requests are refused until it
-// has refilled. The cost of a request is known only once it is answered.
+// summaries, refilled at rate per second up to burst (rate 0: no limit).
+// A request is answered while the bucket is not in debt, and then pays
+// for the keys it made us check: one request may overdraw it by one pass
+// over the store (its ranges are disjoint), after which requests are
+// refused until it has refilled. The cost of a request is known only
+// once it is answered.
 type scanBudget struct {
 	rate, burst float64
 	now         func() time.Time
@@ -339,8 +340,13 @@ func (n *Node) RepairRound(ctx context.Context) (RoundStats, error) {
 	var total RoundStats
 	var errs []error
 	under := map[underKey]int64{}
+	busy := map[p2ppeer.ID]bool{} // still BUSY after its retries: not asked again this round
 	for _, v := range views {
 		for _, p := range v.peers {
+			if busy[p] {
+				under[underKey{v.vnode, p}] = 1 // not compared: the next check tries again
+				continue
+			}
 			rs, err := n.syncArc(ctx, st, v.arc, p, true)
 			total.add(rs)
 			under[underKey{v.vnode, p}] = rs.Failed
@@ -348,6 +354,8 @@ func (n *Node) RepairRound(ctx context.Context) (RoundStats, error) {
 				if ctx.Err() != nil {
 					return total, ctx.Err()
 				}
+				var b *busyError
+				busy[p] = errors.As(err, &b)
 				under[underKey{v.vnode, p}] = max(rs.Failed, 1)
 				errs = append(errs, fmt.Errorf("arc %s..%s with %s: %w",
 					chord.ID(v.arc.Lo).String(), chord.ID(v.arc.Hi).String(), p.ShortString(), err))
@@ -406,10 +414,10 @@ func (n *Node) syncArc(ctx context.Context, st rangeStore, arc merkle.Range, p p
 			resp, err = n.repairExchange(ctx, p, req, repairTimeout)
 			rs.Exchanges++
 			rs.SummaryBytes += int64(protoFramed(req))
-			var busy *busyError
 			if err == nil {
 				break
 			}
+			var busy *busyError
 			if !errors.As(err, &busy) || try == busyRetries {
 				return nil, err
 			}

@@ -789,6 +789,18 @@ func TestSummaryScanBudget(t *testing.T) {
 	if _, rep := p.RepairStatus(); rep.Refused != 1+busyRetries {
 		t.Fatalf("%d requests refused, want %d", rep.Refused, 1+busyRetries)
 	}
+	// A round asks a peer still busy after its retries no more for its
+	// other arcs, and leaves them to the next check.
+	arcs := len(a.arcViews())
+	if _, err := a.RepairRound(ctx); err == nil || arcs < 2 {
+		t.Fatalf("round with the replica busy: %v over %d arcs; want an error over several", err, arcs)
+	}
+	if under, rep := a.RepairStatus(); rep.Refused != 0 || under != int64(arcs) {
+		t.Fatalf("round with the replica busy: %d copies under-replicated, want one per arc (%d)", under, arcs)
+	}
+	if _, rep := p.RepairStatus(); rep.Refused != 2*(1+busyRetries) {
+		t.Fatalf("%d requests refused after the round, want %d", rep.Refused, 2*(1+busyRetries))
+	}
 	elapsed.Add(int64(time.Second))
 	if rs, err := a.syncArc(ctx, r.stores[a], whole, p.Host().ID(), true); err != nil || rs.Missing != 0 {
 		t.Fatalf("refilled: %v, %d missing", err, rs.Missing)
