@@ -713,6 +713,7 @@ func (n *Node) answerSummary(qs []merkle.Query, resp *pb.RepairResponse) {
 		n.rep.refused.Add(1)
 		resp.Status = pb.RepairResponse_BUSY
 		resp.RetryAfterMs = uint32(min(wait.Milliseconds()+1, math.MaxUint32))
+		resp.Error = "busy answering summaries" // what a peer that predates BUSY prints
 		return
 	}
 	checked := 0
