@@ -82,6 +82,13 @@ type Config struct {
 	// many Neighbors calls, placeConcurrency at a time. 1: vnode i is
 	// index i, as the first node of a ring always has.
 	VnodeChoices int
+	// VnodeIndices are the vnode indices the peer ran before a restart
+	// (Node.Indices), which its stored blocks sit on. While they are
+	// still a choice this config could make (one distinct index per
+	// vnode, below MaxVnodes; with one choice 0..Vnodes-1), the node
+	// takes them again, at Create as at Join, rather than choosing anew;
+	// otherwise they are ignored.
+	VnodeIndices []uint32
 	// RTT estimator bounds (RFC 6298 style). InitialRTO applies to a peer
 	// never measured; MaxRTO caps timeouts so a dead peer is found in bounded
 	// time, and is well above the 1000 ms round trips of the slowest peers.

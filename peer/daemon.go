@@ -176,6 +176,11 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 	if err := cfg.Chord.Validate(); err != nil {
 		return nil, fmt.Errorf("ring config: %w", err)
 	}
+	// The positions of the last run hold this peer's blocks: chord takes
+	// them again if this config could have chosen them.
+	if cfg.Chord.VnodeIndices, err = repo.VnodeIndices(); err != nil {
+		fmt.Fprintf(logw, "choosing new ring positions: %v\n", err)
+	}
 
 	// A peer with ring positions stores the blocks that land on them; a
 	// client (capacity 0) has no positions and keeps no store.
@@ -222,6 +227,13 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 	boot = withoutPeer(boot, h.ID())
 	if err := joinRing(ctx, node, boot, opts, cfg.Chord.LookupTimeout, logw, func() { clearDialBackoff(h, boot) }); err != nil {
 		return nil, err
+	}
+	if rc.Capacity > 0 {
+		if err := repo.SaveVnodeIndices(node.ring.Indices()); err != nil {
+			// The positions are chosen anew at the next start, and
+			// repair moves the blocks: worth a line, not a failure.
+			fmt.Fprintf(logw, "%v\n", err)
+		}
 	}
 
 	ln, err := listenAPI(sock)
