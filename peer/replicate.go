@@ -109,8 +109,12 @@ const maxReplicaWrites = 64
 // claimWrites takes k of the node's replica write tokens, waiting while
 // too many writes are in flight; the writes hand them back as they end.
 func (n *Node) claimWrites(ctx context.Context, k int) error {
-	n.blocks.claim.Lock()
-	defer n.blocks.claim.Unlock()
+	select {
+	case n.blocks.claim <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err() // another put holds the turn, waiting for tokens
+	}
+	defer func() { <-n.blocks.claim }()
 	for i := range k {
 		select {
 		case n.blocks.writes <- struct{}{}:
@@ -155,20 +159,22 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	}
 	results := make(chan result, len(peers))
 	var last p2ppeer.ID
-	var lastAnswering *atomic.Bool // the last replica asked has started to answer
+	// lastArrived is when bytes of the last replica's answer last
+	// arrived (unix nanoseconds; 0: it has not started to answer).
+	var lastArrived *atomic.Int64
 	var lastBegan time.Time
 	launch := func() {
 		i := n.fastestReplica(peers)
 		p := peers[i]
 		peers = slices.Delete(peers, i, i+1)
 		last = p
-		answering := new(atomic.Bool)
-		lastAnswering = answering
+		arrived := new(atomic.Int64)
+		lastArrived = arrived
 		done := n.blocks.rates.start(p)
 		began := time.Now()
 		lastBegan = began
 		go func() {
-			data, err := n.fetchFromNotify(ctx, p, c, func() { answering.Store(true) })
+			data, err := n.fetchFromNotify(ctx, p, c, func() { arrived.Store(time.Now().UnixNano()) })
 			how := fetchOK
 			switch {
 			case err == nil:
@@ -205,16 +211,18 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 			if len(peers) == 0 {
 				break
 			}
-			if lastAnswering.Load() {
+			if at := lastArrived.Load(); at != 0 {
 				// A replica that is sending the block is working; a
 				// second one would mostly share the same downlink and
 				// double the bytes (on a slow link, every block). Ask
 				// another only when one is measured to be much faster
 				// (a slow holder behind a fast link: it would hold the
-				// fetch's tail), or when no block bytes have come from
-				// anyone for silentWaits delays.
-				elapsed := time.Since(lastBegan)
-				if again, ok := n.blocks.rates.keepWaiting(peers, elapsed, n.blocks.sinceReceived(), delay); ok {
+				// fetch's tail), or when none of its answer has come for
+				// silentWaits delays: a downlink shared with the fetch's
+				// other requests still brings each of them some bytes,
+				// so that silence is a stall (mid-block too).
+				elapsed, silent := time.Since(lastBegan), time.Since(time.Unix(0, at))
+				if again, ok := n.blocks.rates.keepWaiting(peers, elapsed, silent, delay); ok {
 					hedge.Reset(again)
 					break
 				}
