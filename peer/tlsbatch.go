@@ -85,9 +85,14 @@ func (c *batchedConn) Write(b []byte) (int, error) {
 // one write's records only while that write runs.
 type corkConn struct {
 	net.Conn
-	mu     sync.Mutex // guards corked and buf; held across socket writes, which keeps them in order
+	mu     sync.Mutex // guards corked, buf and err; held across socket writes, which keeps them in order
 	corked bool
 	buf    *[]byte
+	// err is the first failed socket write. Every write fails with it
+	// from then on: the write may have sent part of a record, and TLS,
+	// which would make such an error permanent itself, never sees an
+	// uncork's. A later record would reach the peer as garbage.
+	err error
 }
 
 // recordOverhead bounds what TLS 1.3 adds to a record's payload: a 5-byte
@@ -114,11 +119,16 @@ func (c *corkConn) cork(plaintext int) {
 func (c *corkConn) Write(b []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
+	}
 	if c.corked {
 		*c.buf = append(*c.buf, b...)
 		return len(b), nil
 	}
-	return c.Conn.Write(b)
+	n, err := c.Conn.Write(b)
+	c.err = err
+	return n, err
 }
 
 // uncork sends what was written while corked, in one write.
@@ -128,8 +138,10 @@ func (c *corkConn) uncork() error {
 	c.corked = false
 	p := c.buf
 	c.buf = nil
-	_, err := c.Conn.Write(*p)
+	if c.err == nil {
+		_, c.err = c.Conn.Write(*p)
+	}
 	*p = (*p)[:0]
 	corkBufs.Put(p)
-	return err
+	return c.err
 }

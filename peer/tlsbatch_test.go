@@ -3,8 +3,11 @@ package peer
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"math/rand/v2"
+	"net"
+	"os"
 	"testing"
 	"time"
 
@@ -123,4 +126,51 @@ func echo(ctx context.Context, src host.Host, to p2ppeer.ID, sizes []int, seed u
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// A socket write that fails, possibly halfway through a record, breaks the
+// TLS stream: corkConn fails every later write with that error, corked or
+// not, and sends nothing more (TLS itself never learns of an uncork's
+// failure, so it would go on sealing records the peer cannot read).
+func TestCorkConnWriteErrorIsPermanent(t *testing.T) {
+	sock := &failingConn{failAfter: 3}
+	c := &corkConn{Conn: sock}
+	c.cork(100)
+	if _, err := c.Write(make([]byte, 100)); err != nil {
+		t.Fatalf("corked write: %v", err)
+	}
+	if err := c.uncork(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("uncork over a failing socket: %v, want its error", err)
+	}
+	if _, err := c.Write([]byte("next record")); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("write after a failed uncork: %v, want the same error", err)
+	}
+	c.cork(100)
+	if _, err := c.Write(make([]byte, 100)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("corked write after a failed uncork: %v, want the same error", err)
+	}
+	if err := c.uncork(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("second uncork: %v, want the first error", err)
+	}
+	if sock.writes != 1 || sock.sent != 3 {
+		t.Errorf("%d socket writes, %d bytes sent; want only the first, 3 bytes", sock.writes, sock.sent)
+	}
+}
+
+// failingConn takes failAfter bytes of its first write, then fails it as
+// a write deadline would, and every write after it.
+type failingConn struct {
+	net.Conn
+	failAfter    int
+	writes, sent int
+}
+
+func (f *failingConn) Write(b []byte) (int, error) {
+	f.writes++
+	if f.writes > 1 {
+		return 0, os.ErrDeadlineExceeded
+	}
+	n := min(len(b), f.failAfter)
+	f.sent += n
+	return n, os.ErrDeadlineExceeded
 }
