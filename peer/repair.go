@@ -178,7 +178,9 @@ func newRepairState(cfg RepairConfig) *repairState {
 // for the keys it made us check: one request may overdraw it by one pass
 // over the store (its ranges are disjoint), after which requests are
 // refused until it has refilled. The cost of a request is known only
-// once it is answered.
+// once it is answered, so requests admitted together may each overdraw
+// it: the rate holds on average, and a burst is bounded by a pass per
+// concurrent request, not by one.
 type scanBudget struct {
 	rate, burst float64
 	now         func() time.Time
