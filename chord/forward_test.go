@@ -134,4 +134,10 @@ func TestForwardSkipsOwnStaleVnode(t *testing.T) {
 	install()
 	res, err = a.LookupMode(ctx, key, 1, Recursive)
 	check("own lookup", res, err)
+
+	// An iterative lookup asks the stale vnode as a local hop
+	// (HandleNextHop): it must forget it as well.
+	install()
+	res, err = a.LookupMode(ctx, key, 1, Iterative)
+	check("iterative lookup", res, err)
 }

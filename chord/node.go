@@ -529,6 +529,11 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 		var err error
 		if next.Addr == n.addr {
 			st, err = n.HandleNextHop(ctx, next.ID, key, want)
+			if errors.Is(err, ErrUnknownVnode) {
+				// One we ran before a restart, handed back by a peer:
+				// forget it, as forward does.
+				n.forget(func(r Ref) bool { return r.ID == next.ID })
+			}
 		} else {
 			st, err = direct(n, ctx, next, func(ctx context.Context) (Step, error) {
 				return n.tr.NextHop(ctx, next, key, want)
