@@ -485,12 +485,8 @@ func joinRing(ctx context.Context, n joiner, boot []libp2ppeer.AddrInfo, opts Da
 		}
 		fmt.Fprintf(logw, "join through %s failed (attempt %d of %d), retrying in %v: %s\n",
 			via, i, attempts, wait, OneLine(err.Error()))
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("join the ring through %s: %w", via, ctx.Err())
-		case <-t.C:
+		if err := sleepCtx(ctx, wait); err != nil {
+			return fmt.Errorf("join the ring through %s: %w", via, err)
 		}
 		wait *= 2
 		if beforeRetry != nil {

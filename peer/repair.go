@@ -272,12 +272,8 @@ func (p *pacer) sleep(ctx context.Context, n int, toEnd bool) error {
 	}
 	p.mu.Unlock()
 	if d := until.Sub(now); d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			return ctx.Err()
+		if err := sleepCtx(ctx, d); err != nil {
+			return err
 		}
 	}
 	return ctx.Err()
