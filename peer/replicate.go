@@ -132,14 +132,19 @@ func (n *Node) claimWrites(ctx context.Context, k int) error {
 // answer. Bytes that do not match c are never returned; that replica is
 // skipped. It implements share.Getter; the caller owns the bytes and may
 // hand them to ReleaseBlock once done.
-func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
+func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 	if data, _, err := n.readLocal(c); err == nil {
 		return data, nil
+	}
+	if n.cfg.GetTrace != nil {
+		n.trace(GetEvent{CID: c, Step: GetBegan})
+		defer func() { n.trace(GetEvent{CID: c, Step: GetEnded, Err: err}) }()
 	}
 	peers, err := n.replicasOf(ctx, c)
 	if err != nil {
 		return nil, err
 	}
+	n.trace(GetEvent{CID: c, Step: GetLocated, Peers: len(peers)})
 	peers = slices.DeleteFunc(peers, func(p p2ppeer.ID) bool { return p == n.h.ID() })
 	if len(peers) == 0 {
 		return nil, fmt.Errorf("%w (no other replica)", ErrBlockNotFound)
@@ -154,6 +159,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 		err  error
 	}
 	results := make(chan result, len(peers))
+	var errs []error
 	var last p2ppeer.ID
 	var lastAnswering *atomic.Bool // the last replica asked has started to answer
 	var lastBegan time.Time
@@ -167,8 +173,17 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 		done := n.blocks.rates.start(p)
 		began := time.Now()
 		lastBegan = began
+		n.trace(GetEvent{CID: c, Step: GetAsked, Peer: p, Peers: len(asked) - len(peers) - len(errs), Hedge: len(asked)-len(peers)-len(errs) > 1})
 		go func() {
-			data, err := n.fetchFromNotify(ctx, p, c, func() { answering.Store(true) })
+			data, err := n.fetchFromNotify(ctx, p, c, func() {
+				answering.Store(true)
+				n.trace(GetEvent{CID: c, Step: GetAnswering, Peer: p})
+			})
+			if err == nil {
+				n.trace(GetEvent{CID: c, Step: GetReceived, Peer: p, Bytes: len(data)})
+			} else {
+				n.trace(GetEvent{CID: c, Step: GetDropped, Peer: p, Err: err})
+			}
 			how := fetchOK
 			switch {
 			case err == nil:
@@ -185,7 +200,6 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	}
 	tried := len(peers)
 	launch()
-	var errs []error
 	delay, graced := n.hedgeDelay(last), false
 	hedge := time.NewTimer(delay)
 	defer hedge.Stop()
