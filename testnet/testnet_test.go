@@ -517,6 +517,9 @@ func TestProfileSlowFetch(t *testing.T) {
 		took := time.Since(start)
 		_, down1 := n.freshShaperBytes(fetcher)
 		took1 := time.Since(start)
+		if os.Getenv("CHORDSHARE_GET_TRACE") != "" {
+			n.logGetTrace(fetcher, start)
+		}
 		if remote == 0 {
 			t.Logf("node %d holds every block of its file itself: nothing crossed its link", fetcher)
 			continue
@@ -550,6 +553,39 @@ func (n *net) freshShaperBytes(i int) (up, down int64) {
 		}
 	}
 	return n.shaperBytes(i)
+}
+
+// logGetTrace logs node i's Get steps since start (its daemon writes them
+// to its log when CHORDSHARE_GET_TRACE is set): ms since start, block,
+// step, replica (as node N), requests out, hedge, bytes, error.
+func (n *net) logGetTrace(i int, start time.Time) {
+	n.t.Helper()
+	node := map[string]string{}
+	for _, s := range n.status() {
+		node[s.ID] = "node" + strconv.Itoa(s.Node)
+	}
+	b, err := os.ReadFile(filepath.Join(n.dir, "node"+strconv.Itoa(i), "log"))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	var out strings.Builder
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) < 9 || f[0] != "get-trace" {
+			continue
+		}
+		us, _ := strconv.ParseInt(f[1], 10, 64)
+		at := time.UnixMicro(us).Sub(start)
+		if at < 0 {
+			continue
+		}
+		if name, ok := node[f[4]]; ok {
+			f[4] = name
+		}
+		c := f[2]
+		fmt.Fprintf(&out, "%8.1f ms  %s  %-9s %-6s out %s hedge %s bytes %s %s\n", float64(at)/1e6, c[len(c)-8:], f[3], f[4], f[5], f[6], f[7], strings.Join(f[8:], " "))
+	}
+	n.t.Logf("node %d's Get steps:\n%s", i, out.String())
 }
 
 func fmtRate(bps float64) string { return fmt.Sprintf("%.1f kbit/s", bps/1e3) }

@@ -85,11 +85,17 @@ func fetchCmd(ctx context.Context, args []string, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "| %.2f | %s | %d | %s | %s | %v | %s | %s | %v | %.2f |\n", r.Rank, rate(r.FetcherDown), r.HolderCount, rate(r.Holders), rate(r.Bottleneck), r.Elapsed.Round(time.Millisecond), got, status, r.BlockBound.Round(time.Millisecond), ratio(r.Elapsed, r.BlockBound))
 	}
-	fmt.Fprintf(out, "\n| fetcher | first leaf asked | first leaf in | leaves/s (p10–p90 of arrivals) | last leaf asked | end | requests | hedged | dropped | mean wait for replica list | replicas used | longest process stall |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(out, "\n| fetcher | first leaf asked | first leaf in | leaves/s (p10–p90 of arrivals) | last leaf asked | end | requests | hedged | dropped | mean wait for replica list | replicas used | first response | link idle after it | link lost to slow holders | rest over the floor | longest process stall |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range res {
 		t := r.Trace
-		fmt.Fprintf(out, "| %.2f | %s | %s | %.1f | %s | %s | %d | %d | %d | %s | %d | %s |\n", r.Rank, ms(t.FirstLeafAsked), ms(t.FirstLeafIn), t.SteadyRate, ms(t.LastLeafAsked), ms(t.End), t.Requests, t.Hedges, t.Dropped, ms(t.Lookup), t.Replicas, ms(t.Stalled))
+		floor := time.Duration(0)
+		if r.FetcherDown > 0 {
+			floor = time.Duration(float64(f.size) / r.FetcherDown * float64(time.Second))
+		}
+		rest := r.Elapsed - floor - t.FirstResponse - t.Idle - t.HolderBound
+		fmt.Fprintf(out, "| %.2f | %s | %s | %.1f | %s | %s | %d | %d | %d | %s | %d | %s | %s | %s | %s | %s |\n", r.Rank, ms(t.FirstLeafAsked), ms(t.FirstLeafIn), t.SteadyRate, ms(t.LastLeafAsked), ms(t.End), t.Requests, t.Hedges, t.Dropped, ms(t.Lookup), t.Replicas, ms(t.FirstResponse), ms(t.Idle), ms(t.HolderBound), ms(rest), ms(t.Stalled))
 	}
+	fmt.Fprintf(out, "\nWhere the time went, from every Get's steps (peer.Config.GetTrace; -trace FILE writes them): the floor is the file over the fetcher's downlink; then the time to the first response header, the time after it with no response being received, the link time lost while the holders sending had less uplink in all than the downlink, and the rest over the floor: the link was busy but carried less than its rate (the simulator's shaper loses link time when its goroutines wake late under CPU load; compare the longest process stall, how late a 5 ms ticker ran).\n")
 	fmt.Fprintf(out, "\nBottleneck: the smaller of the fetcher's downlink and the sum of the uplinks of every peer holding a block of the file (issue 4's definition; it ignores that each block comes from one of only 3 holders, so it can be above what any schedule reaches). Time floor: no schedule ends before the slowest block has come from the fastest of its 3 holders at that holder's full uplink, nor before the file has crossed the fetcher's downlink. The fetcher is a client (capacity 0) so it holds no block itself; the file was shared by a random storing peer before the links were shaped; bytes are checked against the file's SHA-256.\n\nLoad average at the end: %s.\n\n", loadavg())
 	return nil
 }
@@ -267,6 +273,9 @@ func runFetch(ctx context.Context, f fetchFlags, out io.Writer) ([]fetchResult, 
 			_, _ = s.Nodes[i].Chord().Lookup(lctx, q.Key, 1)
 			cancel()
 		}
+		// The maintenance round a client's daemon runs every couple of
+		// seconds (it measures its gateways).
+		s.Nodes[i].Chord().Stabilize(ctx)
 	}
 
 	var res []fetchResult
@@ -292,7 +301,7 @@ func runFetch(ctx context.Context, f fetchFlags, out io.Writer) ([]fetchResult, 
 		cancel()
 		r.Elapsed = time.Since(start)
 		events := traces[i].stop()
-		r.Trace = summarize(start, events)
+		r.Trace = summarize(start, events, upOf, r.FetcherDown)
 		r.Trace.Stalled = lateness()
 		if traceOut != nil {
 			writeTrace(traceOut, fmt.Sprintf("fetcher rank %.2f, downlink %s, %v", r.Rank, rate(r.FetcherDown), r.Elapsed.Round(time.Millisecond)), start, events, upOf)

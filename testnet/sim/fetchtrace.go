@@ -74,6 +74,17 @@ type traceSummary struct {
 	Requests, Hedges, Dropped   int
 	Lookup                      time.Duration // mean time from a Get's call to its replica list
 	Replicas                    int           // distinct replicas that delivered a block
+	// Idle is the time, from the first response to the end, with no
+	// block being received at all; HolderBound is the link time lost while
+	// the holders sending were too slow to fill the fetcher's downlink
+	// (the time x the fraction of the downlink their uplinks left unused).
+	// The rest of the time over the floor (the file over the downlink) is
+	// lost while the link should have been full: the simulator's shaper
+	// under CPU load (timers late).
+	Idle, HolderBound time.Duration
+	// FirstResponse is when the first response header arrived: until then
+	// the link carried nothing of the file.
+	FirstResponse time.Duration
 	// Stalled is the longest a 5 ms ticker in the simulator's process was
 	// late during the fetch: a stall of the whole process (the CPU taken
 	// by others, a GC), which no schedule can help.
@@ -106,8 +117,9 @@ func watchLateness() (stop func() time.Duration) {
 	return func() time.Duration { close(quit); return <-done }
 }
 
-func summarize(start time.Time, events []peer.GetEvent) traceSummary {
+func summarize(start time.Time, events []peer.GetEvent, upOf map[p2ppeer.ID]float64, down float64) traceSummary {
 	var s traceSummary
+	s.Idle, s.HolderBound = linkUse(events, upOf, down)
 	began := map[cid.Cid]time.Time{}
 	var lookups []time.Duration
 	var arrivals []time.Duration
@@ -136,6 +148,10 @@ func summarize(start time.Time, events []peer.GetEvent) traceSummary {
 			if leaf {
 				arrivals = append(arrivals, at)
 			}
+		case peer.GetAnswering:
+			if s.FirstResponse == 0 || at < s.FirstResponse {
+				s.FirstResponse = at
+			}
 		case peer.GetDropped:
 			s.Dropped++
 		case peer.GetEnded:
@@ -159,4 +175,59 @@ func summarize(start time.Time, events []peer.GetEvent) traceSummary {
 		}
 	}
 	return s
+}
+
+// linkUse sweeps the responses being received (header to end) in time
+// order and returns the time none was, and the link time lost while the
+// holders sending had less uplink in all than the fetcher's downlink down
+// (0: no limit).
+func linkUse(events []peer.GetEvent, upOf map[p2ppeer.ID]float64, down float64) (idle, holderBound time.Duration) {
+	type request struct {
+		c cid.Cid
+		p p2ppeer.ID
+	}
+	type edge struct {
+		at   time.Time
+		p    p2ppeer.ID
+		open int // +1 a response begins, -1 it ends
+	}
+	var edges []edge
+	open := map[request]bool{}
+	for _, e := range events {
+		r := request{e.CID, e.Peer}
+		switch e.Step {
+		case peer.GetAnswering:
+			open[r] = true
+			edges = append(edges, edge{e.At, e.Peer, 1})
+		case peer.GetReceived, peer.GetDropped:
+			if open[r] {
+				delete(open, r)
+				edges = append(edges, edge{e.At, e.Peer, -1})
+			}
+		}
+	}
+	slices.SortStableFunc(edges, func(a, b edge) int { return a.at.Compare(b.at) })
+	sending := map[p2ppeer.ID]int{}
+	for i, e := range edges {
+		sending[e.p] += e.open
+		if sending[e.p] == 0 {
+			delete(sending, e.p)
+		}
+		if i+1 == len(edges) {
+			break
+		}
+		dt := edges[i+1].at.Sub(e.at)
+		if len(sending) == 0 {
+			idle += dt
+			continue
+		}
+		var up float64
+		for p := range sending {
+			up += upOf[p]
+		}
+		if down > 0 && up < down {
+			holderBound += time.Duration(float64(dt) * (down - up) / down)
+		}
+	}
+	return idle, holderBound
 }
