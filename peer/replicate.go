@@ -159,6 +159,11 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 		err  error
 	}
 	results := make(chan result, len(peers))
+	// An internal node: small (about 9 KiB for 174 links) and on the
+	// fetch's critical path, every leaf below it waits for it. Every
+	// replica is asked at once, and the first answer taken: a few KiB
+	// more, and the fastest round trip instead of a guess at it.
+	raced := c.Type() == cid.DagProtobuf
 	var errs []error
 	var last p2ppeer.ID
 	var lastAnswering *atomic.Bool // the last replica asked has started to answer
@@ -186,7 +191,11 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 			}
 			how := fetchOK
 			switch {
+			case err == nil && len(data) < minRateSample:
+				how = fetchSmall
 			case err == nil:
+			case ctx.Err() != nil && raced:
+				how = fetchRaced
 			case ctx.Err() != nil:
 				how = fetchOutrun
 			case errors.Is(err, ErrBlockNotFound):
@@ -200,11 +209,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 	}
 	tried := len(peers)
 	launch()
-	if c.Type() == cid.DagProtobuf {
-		// An internal node: small (about 9 KiB for 174 links) and on the
-		// fetch's critical path, every leaf below it waits for it. Ask
-		// every replica at once and take the first answer: a few KiB
-		// more, and the fastest round trip instead of a guess at it.
+	if raced {
 		for len(peers) > 0 {
 			launch()
 		}
@@ -310,7 +315,6 @@ func (n *Node) ringRTT(p p2ppeer.ID) (time.Duration, bool) { return n.ring.RTT(s
 // little; or, once p's speed is measured, twice the wait it predicts for
 // this request, so that a slow link's blocks are not all sent twice.
 func (n *Node) hedgeDelay(p p2ppeer.ID) time.Duration {
-	const blockAtModestRate = 100 * time.Millisecond // 256 KiB at ~20 Mbit/s
 	d := 500 * time.Millisecond
 	if rtt, ok := n.ringRTT(p); ok {
 		d = 3*rtt + blockAtModestRate
