@@ -181,6 +181,15 @@ const (
 	outrunFactor = 4
 )
 
+// startedBefore says whether a request to p that began before t is still
+// in flight.
+func (r *replicaRates) startedBefore(p p2ppeer.ID, t time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pr := r.peers[p]
+	return pr != nil && slices.ContainsFunc(pr.started, func(s time.Time) bool { return s.Before(t) })
+}
+
 // expected is the wait p's measurement predicts for a request just
 // started: requests in flight (this one included) x time per block.
 func (r *replicaRates) expected(p p2ppeer.ID) (time.Duration, bool) {

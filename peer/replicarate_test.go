@@ -453,3 +453,30 @@ func TestReplicaRatesFirstRequestsAndSmallBlocks(t *testing.T) {
 		t.Errorf("fetched %d from near, want the small block counted", got)
 	}
 }
+
+// A request's answer is queued behind the replica's answers to earlier
+// requests while any of those is in flight, and no longer once they end.
+func TestReplicaRatesStartedBefore(t *testing.T) {
+	r := newReplicaRates()
+	clock := time.Unix(1000, 0)
+	r.now = func() time.Time { return clock }
+	p := p2ppeer.ID("p")
+	if r.startedBefore(p, clock) {
+		t.Fatal("a replica never asked has requests in flight")
+	}
+	endFirst := r.start(p)
+	clock = clock.Add(time.Millisecond)
+	mine := clock
+	endMine := r.start(p)
+	clock = clock.Add(time.Millisecond)
+	endLater := r.start(p)
+	if !r.startedBefore(p, mine) {
+		t.Fatal("the first request, still in flight, does not count as ahead")
+	}
+	endFirst(time.Second, fetchOK)
+	if r.startedBefore(p, mine) {
+		t.Fatal("requests asked after this one, or this one itself, count as ahead")
+	}
+	endMine(time.Second, fetchOK)
+	endLater(time.Second, fetchOK)
+}

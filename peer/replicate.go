@@ -175,8 +175,8 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 		last = p
 		answering := new(atomic.Bool)
 		lastAnswering = answering
+		began := time.Now() // before start: requests to p started earlier are before it
 		done := n.blocks.rates.start(p)
-		began := time.Now()
 		lastBegan = began
 		n.trace(GetEvent{CID: c, Step: GetAsked, Peer: p, Peers: len(asked) - len(peers) - len(errs), Hedge: len(asked)-len(peers)-len(errs) > 1})
 		go func() {
@@ -246,6 +246,16 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 					hedge.Reset(again)
 					break
 				}
+			} else if n.blocks.rates.startedBefore(last, lastBegan) && n.blocks.sinceReceived() < silentWaits*delay {
+				// Its answer waits behind its answers to our earlier
+				// requests, on the same connection: on a slow link a
+				// whole block each. Not a stall while block bytes
+				// arrive; once those requests are over it gets the
+				// usual two delays. A replica that never answers is
+				// bounded by them: each ends, answered or timed out.
+				graced = false
+				hedge.Reset(delay)
+				break
 			} else if !graced {
 				// No answer yet is not yet a stall: on a busy machine
 				// the first bytes of a live replica's answer are often
