@@ -112,8 +112,8 @@ func (b *blockClient) close() { b.streams.close() }
 // back with putBuf (nil if the response carries none). It reuses an idle
 // stream to p when there is one; an idle stream the peer has meanwhile
 // closed costs a retry on the next one, never a failure. answering, if
-// set, is called when the header of a response with a payload has
-// arrived: the peer is alive and sending.
+// set, is called when the response's header has arrived: the peer is
+// alive and sending.
 func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockRequest, payload []byte, size int, answering func()) (*pb.BlockResponse, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, transferTimeout(size))
 	defer cancel()
@@ -163,6 +163,9 @@ func (bs *blockStream) roundTrip(req *pb.BlockRequest, payload []byte, answering
 	if err := readBlockHeader(bs.r, resp); err != nil {
 		return nil, nil, err
 	}
+	if answering != nil {
+		answering()
+	}
 	if bs.received != nil {
 		bs.received()
 	}
@@ -171,9 +174,6 @@ func (bs *blockStream) roundTrip(req *pb.BlockRequest, payload []byte, answering
 	}
 	if resp.GetSize() == 0 {
 		return resp, nil, nil
-	}
-	if answering != nil {
-		answering()
 	}
 	data, err := readPayload(bs.r, resp.GetSize(), bs.received)
 	if err != nil {

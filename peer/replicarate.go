@@ -229,7 +229,7 @@ type fetchOutcome int
 const (
 	fetchOK     fetchOutcome = iota // the block arrived: a sample
 	fetchSmall                      // a block under minRateSample arrived: its time is a round trip, no sample
-	fetchRaced                      // cancelled for another replica in a way that says nothing of its rate (a race for a small block, or it yielded to a replica already sending): no sample
+	fetchRaced                      // cancelled in a race for a small block (all replicas asked at once): no sample
 	fetchLacked                     // the replica does not hold it: says nothing of its speed
 	fetchOutrun                     // cancelled when another replica answered first: the time so far is a lower bound
 	fetchFailed                     // any other failure: the replica is slow, gone or lying

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -167,38 +166,24 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 	raced := c.Type() == cid.DagProtobuf
 	var errs []error
 	var last p2ppeer.ID
+	var lastAnswering *atomic.Bool // the last replica asked has started to answer
 	var lastBegan time.Time
-	var sender blockSender
-	var requests int64
 	launch := func() {
 		i := n.fastestReplica(peers)
 		p := peers[i]
 		peers = slices.Delete(peers, i, i+1)
 		last = p
-		requests++
-		k, outrunning := requests, sender.busy()
+		answering := new(atomic.Bool)
+		lastAnswering = answering
 		began := time.Now() // before start: requests to p started earlier are before it
 		done := n.blocks.rates.start(p)
 		lastBegan = began
 		n.trace(GetEvent{CID: c, Step: GetAsked, Peer: p, Peers: len(asked) - len(peers) - len(errs), Hedge: len(asked)-len(peers)-len(errs) > 1})
-		rctx, rcancel := context.WithCancel(ctx)
-		var yielded atomic.Bool
 		go func() {
-			defer rcancel()
-			data, err := n.fetchFromNotify(rctx, p, c, func() {
-				if !sender.answer(k, outrunning) {
-					yielded.Store(true)
-					rcancel()
-					return
-				}
+			data, err := n.fetchFromNotify(ctx, p, c, func() {
+				answering.Store(true)
 				n.trace(GetEvent{CID: c, Step: GetAnswering, Peer: p})
 			})
-			if err != nil {
-				sender.failed(k)
-			}
-			if yielded.Load() && err != nil {
-				err = fmt.Errorf("get %s from %s: %w", c, p.ShortString(), errYielded)
-			}
 			if err == nil {
 				n.trace(GetEvent{CID: c, Step: GetReceived, Peer: p, Bytes: len(data)})
 			} else {
@@ -209,7 +194,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 			case err == nil && len(data) < minRateSample:
 				how = fetchSmall
 			case err == nil:
-			case yielded.Load(), ctx.Err() != nil && raced:
+			case ctx.Err() != nil && raced:
 				how = fetchRaced
 			case ctx.Err() != nil:
 				how = fetchOutrun
@@ -239,7 +224,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 				return r.data, nil
 			}
 			errs = append(errs, r.err)
-			if len(peers) > 0 && !errors.Is(r.err, errYielded) {
+			if len(peers) > 0 {
 				launch()
 				delay, graced = n.hedgeDelay(last), false
 				hedge.Reset(delay)
@@ -248,7 +233,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 			if len(peers) == 0 {
 				break
 			}
-			if sender.busy() {
+			if lastAnswering.Load() {
 				// A replica that is sending the block is working; a
 				// second one would mostly share the same downlink and
 				// double the bytes (on a slow link, every block). Ask
@@ -295,49 +280,6 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 	}
 	return n.getPastList(ctx, c, asked, listErr)
 }
-
-// blockSender tracks which of a Get's requests (numbered from 1) has a
-// replica sending the block. A request asked while none was sending (a
-// hedge past a silent replica, or that silent replica itself) yields if
-// its answer begins after another's: on a shared downlink two senders of
-// one block split the link and send its bytes twice. One asked because
-// the replica sending was measured too slow (outrunning) races it.
-type blockSender struct {
-	mu      sync.Mutex
-	sending map[int64]bool
-}
-
-// answer says whether request k, whose answer has begun, should go on.
-func (s *blockSender) answer(k int64, outrunning bool) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.sending) > 0 && !outrunning {
-		return false
-	}
-	if s.sending == nil {
-		s.sending = map[int64]bool{}
-	}
-	s.sending[k] = true
-	return true
-}
-
-// failed records that request k ended without the block.
-func (s *blockSender) failed(k int64) {
-	s.mu.Lock()
-	delete(s.sending, k)
-	s.mu.Unlock()
-}
-
-// busy says whether a replica is sending the block.
-func (s *blockSender) busy() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.sending) > 0
-}
-
-// errYielded ends a request whose replica began to answer after another
-// replica had begun sending the same block (Get).
-var errYielded = errors.New("yielded: another replica is sending the block")
 
 // getPastList asks the peers just past c's preference list, one at a time,
 // once every replica said it lacks c. Right after peers join, until repair

@@ -340,39 +340,3 @@ func TestGetAsksEveryReplicaForInternalNode(t *testing.T) {
 		t.Errorf("%d replicas asked, want all 3", len(asked))
 	}
 }
-
-// One replica sends a block at a time: a request asked while none was
-// sending yields when its answer begins after another's; one asked to
-// outrun a slow sender races it; a sender that fails frees the block for
-// the next answer.
-func TestBlockSender(t *testing.T) {
-	var s blockSender
-	if s.busy() {
-		t.Fatal("busy before any answer")
-	}
-	// 1 was silent, 2 hedged past it; 2 answers first.
-	if !s.answer(2, false) || !s.busy() {
-		t.Fatal("the first answer did not become the sender")
-	}
-	if s.answer(1, false) {
-		t.Fatal("the silent replica's late answer went on beside the sender")
-	}
-	s.failed(1) // yielding is no failure of the sender
-	if !s.busy() {
-		t.Fatal("a yielded request freed the sender")
-	}
-	if !s.answer(3, true) {
-		t.Fatal("a request outrunning a slow sender yielded")
-	}
-	s.failed(2)
-	if !s.busy() || s.answer(4, false) {
-		t.Fatal("with the outrunning request still sending, a late answer went on")
-	}
-	s.failed(3)
-	if s.busy() {
-		t.Fatal("failed senders still hold the block")
-	}
-	if !s.answer(5, false) {
-		t.Fatal("after the senders failed, the next answer yielded")
-	}
-}
