@@ -486,8 +486,8 @@ func TestProfileSlowFetch(t *testing.T) {
 		var holders map[int]bool
 		var remote int64
 		// Peer IDs are new at every `up`, so where a file's blocks land
-		// differs from run to run; a file whose every block the fetcher
-		// holds itself measures nothing: another file then.
+		// differs from run to run; a file of which the fetcher holds more
+		// than half itself measures little: another file then.
 		for attempt := 0; ; attempt++ {
 			data = make([]byte, size)
 			_, _ = rand.NewChaCha8([32]byte{byte(k), byte(attempt), 's', 'l', 'o', 'w'}).Read(data)
@@ -515,10 +515,10 @@ func TestProfileSlowFetch(t *testing.T) {
 				}
 			}
 			remote = max(int64(size)-n.blockBytes(fetcher, local), 0)
-			if remote > 0 || attempt == 4 {
+			if remote >= int64(size)/2 || attempt == 4 {
 				break
 			}
-			t.Logf("node %d holds every block of file %d itself: another file", fetcher, attempt)
+			t.Logf("node %d holds %d of file %d's %d bytes itself: another file", fetcher, int64(size)-remote, attempt, size)
 		}
 		var uplinks float64
 		for h := range holders {
@@ -545,8 +545,9 @@ func TestProfileSlowFetch(t *testing.T) {
 			fmtRate(payload), fmtRate(wire), fmtRate(bottleneck), payload/bottleneck, wire/bottleneck, float64(down1-down0)/float64(remote))
 		// The fetch keeps the link busy: the shaper must deliver the
 		// claimed rate, give or take the second's granularity of its
-		// counters and the ring's own traffic.
-		if r := wire / bottleneck; r < 0.8 || r > 1.2 {
+		// counters and the ring's own traffic (so only over a few
+		// seconds).
+		if r := wire / bottleneck; took1 >= 3*time.Second && (r < 0.8 || r > 1.2) {
 			t.Errorf("node %d's link carried %.3f of its claimed rate", fetcher, r)
 		}
 	}
