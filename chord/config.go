@@ -70,15 +70,25 @@ type Config struct {
 	// one with the lowest measured round trip is taken, so each hop of a
 	// lookup is short. Off: finger k is the successor of self+2^k.
 	Proximity bool
-	// VnodeChoices (load balance): a joining node places each vnode at the
-	// best of this many positions, the one that splits the longest arc
-	// it falls in most evenly (choosePositions), so arcs, and keys per
-	// vnode, are far more even than with one hash each. Positions stay
-	// derived (vnode index x sits at VnodeID(addr, x)); slot i may take
-	// index i, i+Vnodes, i+2·Vnodes, ... Joining costs about
-	// Vnodes·VnodeChoices lookups and as many Neighbors calls. 1: vnode i
-	// is index i, as the first node of a ring always has.
+	// VnodeChoices (load balance): a joining node looks up this many
+	// candidate positions per vnode (indices 0 .. Vnodes·VnodeChoices-1);
+	// each answer shows a window of the ring (the successor's predecessor
+	// and successor list), and every one of the node's MaxVnodes
+	// positions inside a window is a candidate. Each vnode takes the one
+	// that splits the longest arc most evenly (chooseIndices), so arcs,
+	// and keys per vnode, are far more even than with one hash each.
+	// Positions stay derived (vnode index x sits at VnodeID(addr, x),
+	// x < MaxVnodes). Joining costs Vnodes·VnodeChoices lookups and as
+	// many Neighbors calls, placeConcurrency at a time. 1: vnode i is
+	// index i, as the first node of a ring always has.
 	VnodeChoices int
+	// VnodeIndices are the vnode indices the peer ran before a restart
+	// (Node.Indices), which its stored blocks sit on. While they are
+	// still a choice this config could make (one distinct index per
+	// vnode, below MaxVnodes; with one choice 0..Vnodes-1), the node
+	// takes them again, at Create as at Join, rather than choosing anew;
+	// otherwise they are ignored.
+	VnodeIndices []uint32
 	// RTT estimator bounds (RFC 6298 style). InitialRTO applies to a peer
 	// never measured; MaxRTO caps timeouts so a dead peer is found in bounded
 	// time, and is well above the 1000 ms round trips of the slowest peers.

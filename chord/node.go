@@ -74,8 +74,46 @@ func NewNode(addr string, tr Transport, clock Clock, cfg Config) (*Node, error) 
 	for i := range indices {
 		indices[i] = uint32(i)
 	}
+	if n.keepsIndices() {
+		indices = cfg.VnodeIndices
+	}
 	n.setVnodes(indices)
 	return n, nil
+}
+
+// keepsIndices reports whether Config.VnodeIndices are still a choice
+// the node could make: one distinct index per vnode, below MaxVnodes
+// (chooseIndices may take any position its lookups show), or with one
+// choice 0..Vnodes-1.
+func (n *Node) keepsIndices() bool {
+	v := n.cfg.Vnodes
+	if len(n.cfg.VnodeIndices) != v || v == 0 {
+		return false
+	}
+	limit := uint32(MaxVnodes)
+	if n.cfg.VnodeChoices <= 1 {
+		limit = uint32(v)
+	}
+	seen := make(map[uint32]bool, v)
+	for _, x := range n.cfg.VnodeIndices {
+		if x >= limit || seen[x] {
+			return false
+		}
+		seen[x] = true
+	}
+	return true
+}
+
+// Indices are the indices of the node's vnodes, lowest first: what
+// Config.VnodeIndices takes at a restart.
+func (n *Node) Indices() []uint32 {
+	vs := n.vns()
+	out := make([]uint32, len(vs))
+	for i, v := range vs {
+		out[i] = v.self.Vnode
+	}
+	slices.Sort(out)
+	return out
 }
 
 // setVnodes makes the node run the vnodes with the given indices, with no
@@ -134,7 +172,8 @@ func (n *Node) Create() {
 }
 
 // Join enters the ring that boot is on: with VnodeChoices, the vnodes'
-// positions are chosen first (choosePositions); every vnode looks up its
+// positions are chosen first (choosePositions), unless the node keeps
+// Config.VnodeIndices from before a restart; every vnode looks up its
 // own successor through boot, then one stabilization round tells the
 // successors. boot may name vnode 0 of a peer that does not run it: a
 // join's requests are served by any vnode of the peer.
@@ -152,7 +191,7 @@ func (n *Node) Join(ctx context.Context, boot Ref) error {
 		n.learnGateways(res.Successors)
 		return nil
 	}
-	if n.cfg.VnodeChoices > 1 {
+	if n.cfg.VnodeChoices > 1 && !n.keepsIndices() {
 		if err := n.choosePositions(ctx, boot); err != nil {
 			return err
 		}

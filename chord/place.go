@@ -5,26 +5,43 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"math/bits"
 	"slices"
 	"sync"
 )
 
-// candidateIndices are the vnode indices vnode slot may take when each
-// vnode chooses among choices positions: slot, slot+vnodes, slot+2·vnodes,
-// ... (below MaxVnodes, the largest index a peer accepts on the wire).
-// With one choice, slot i is index i, as without choosing.
-func candidateIndices(slot, vnodes, choices int) []uint32 {
-	var out []uint32
-	for c := range max(choices, 1) {
-		x := slot + c*vnodes
-		if x >= MaxVnodes {
-			break
+// A window is what one lookup at join shows of the ring: consecutive vnode
+// positions in ring order (the predecessor of a position's successor, the
+// successor, and the successor's successor list), so the arc between any
+// two adjacent entries is known exactly.
+type window []ID
+
+// ordered cuts w where it stops going round the ring in order (a stale
+// or wrong answer), so that no arc is taken for longer than it is: each
+// entry must lie after the one before and not past w[0]; one equal to
+// w[0] closes the circle and ends the window.
+func (w window) ordered() window {
+	for i := 1; i < len(w); i++ {
+		if !BetweenRightIncl(w[i-1], w[i], w[0]) {
+			return w[:i]
 		}
-		out = append(out, uint32(x))
+		if w[i] == w[0] {
+			return w[:i+1]
+		}
 	}
-	return out
+	return w
+}
+
+// candidate is a vnode index a joining node may take, with the arc
+// (pred, succ] its position falls in, narrowed to the positions the node
+// has taken meanwhile, and the score of splitting it; known is false for
+// a position that was looked up but no window rates.
+type candidate struct {
+	index      uint32
+	id         ID
+	pred, succ ID
+	known      bool
+	score      float64
 }
 
 // splitScore rates a new vnode at id between the ring positions pred and
@@ -37,80 +54,167 @@ func splitScore(pred, id, succ ID) float64 {
 	return min(fraction(Distance(pred, id)), fraction(Distance(id, succ)))
 }
 
-// nearestAround narrows the arc (pred, succ) around id to the closest of
-// own, positions already chosen by the same peer but not yet on the ring.
-func nearestAround(pred, id, succ ID, own []ID) (ID, ID) {
-	for _, o := range own {
-		if Between(pred, o, id) {
-			pred = o
-		}
-		if Between(id, o, succ) {
-			succ = o
-		}
+// taken narrows c's arc to a position p the node has just taken.
+func (c *candidate) taken(p ID) {
+	if !c.known {
+		return
 	}
-	return pred, succ
+	switch {
+	case Between(c.pred, p, c.id):
+		c.pred = p
+	case Between(c.id, p, c.succ):
+		c.succ = p
+	default:
+		return
+	}
+	c.score = splitScore(c.pred, c.id, c.succ)
 }
 
-// choosePositions picks, for each vnode slot, the candidate index (see
-// candidateIndices) whose position best splits the arc it falls in
-// (splitScore), asking the ring through boot for each candidate's successor
-// and that successor's predecessor, and makes the node run those vnodes.
-// A candidate that is our own position from before a restart, still on
-// the ring, is taken at once: its keys are the ones this peer holds. The
-// candidates are looked up placeConcurrency at a time, so that a peer on a
-// slow link joins in a few of its round trips, not Vnodes·VnodeChoices; a
-// candidate that cannot be looked up is passed over.
-func (n *Node) choosePositions(ctx context.Context, boot Ref) error {
-	slots := make([][]uint32, n.cfg.Vnodes)
-	var all []uint32
-	for slot := range slots {
-		slots[slot] = candidateIndices(slot, n.cfg.Vnodes, n.cfg.VnodeChoices)
-		all = append(all, slots[slot]...)
+// placeLookups is how many candidate positions (indices 0, 1, ...) a
+// joining node looks up: choices per vnode, below MaxVnodes.
+func placeLookups(vnodes, choices int) int {
+	return min(vnodes*max(choices, 1), MaxVnodes)
+}
+
+// chooseIndices picks the vnode indices of a node at addr running vnodes
+// vnodes from what its lookups showed: looked are the indices it looked
+// up and got an answer for, windows the runs of the ring the answers
+// showed. Every index below MaxVnodes whose position falls inside a window
+// is a candidate, not only the looked-up ones: a window of a successor
+// list's length holds about 17·MaxVnodes/N of a peer's positions on a
+// ring of N vnodes, so the same lookups rate several times more split
+// points. A position of ours already on the ring (from before a restart,
+// not yet forgotten) is taken back first: its keys are the ones this peer
+// holds. Then each vnode in turn takes the candidate that best splits its
+// arc (splitScore), counting the positions taken before it; ties go to the
+// lower index. It returns fewer than vnodes indices only if there are
+// fewer candidates.
+func chooseIndices(addr []byte, vnodes int, looked []uint32, windows []window) []uint32 {
+	// Our positions in ring order, sorted and searched by their first 8
+	// bytes (the rest only breaks ties).
+	type position struct {
+		key   uint64
+		index uint32
 	}
-	arcs := make([]candidateArc, len(all))
+	ids := make([]ID, MaxVnodes)
+	sorted := make([]position, MaxVnodes)
+	for x := range uint32(MaxVnodes) {
+		ids[x] = VnodeID(addr, x)
+		sorted[x] = position{binary.BigEndian.Uint64(ids[x][:8]), x}
+	}
+	cmp := func(a position, id ID) int {
+		if k := binary.BigEndian.Uint64(id[:8]); a.key != k {
+			if a.key < k {
+				return -1
+			}
+			return 1
+		}
+		return ids[a.index].Cmp(id)
+	}
+	slices.SortFunc(sorted, func(a, b position) int { return cmp(a, ids[b.index]) })
+
+	var chosen []uint32
+	var placed []ID
+	cands := make([]candidate, MaxVnodes) // by index
+	have := make([]bool, MaxVnodes)
+	for _, w := range windows {
+		w = w.ordered()
+		if len(w) == 0 {
+			continue
+		}
+		// One walk through our positions from w[0] on: each is one of
+		// ours already on the ring (equal to an entry) or a candidate
+		// inside the arc between two entries.
+		j, _ := slices.BinarySearchFunc(sorted, w[0], cmp)
+		i := 0 // the arc (w[i-1], w[i]) the walk is in; 0: at w[0]
+		for range len(sorted) {
+			p := sorted[j%len(sorted)]
+			id := ids[p.index]
+			for i < len(w) && id != w[i] && (i == 0 || !Between(w[i-1], id, w[i])) {
+				i++
+			}
+			if i == len(w) {
+				break
+			}
+			switch {
+			case id == w[i]:
+				if !slices.Contains(chosen, p.index) && len(chosen) < vnodes {
+					chosen = append(chosen, p.index)
+					placed = append(placed, id)
+				}
+			case !have[p.index]:
+				have[p.index] = true
+				cands[p.index] = candidate{index: p.index, id: id, pred: w[i-1], succ: w[i], known: true, score: splitScore(w[i-1], id, w[i])}
+			}
+			j++
+		}
+	}
+	for _, x := range looked {
+		if !have[x] {
+			have[x] = true
+			cands[x] = candidate{index: x, id: ids[x]}
+		}
+	}
+	left := make([]candidate, 0, len(cands))
+	for x, c := range cands {
+		if have[x] && !slices.Contains(chosen, c.index) {
+			left = append(left, c)
+		}
+	}
+	for i := range left {
+		for _, p := range placed {
+			left[i].taken(p)
+		}
+	}
+	for len(chosen) < vnodes && len(left) > 0 {
+		best := 0
+		for i, c := range left {
+			if c.score > left[best].score {
+				best = i
+			}
+		}
+		c := left[best]
+		chosen = append(chosen, c.index)
+		left = slices.Delete(left, best, best+1)
+		for i := range left {
+			left[i].taken(c.id)
+		}
+	}
+	return chosen
+}
+
+// choosePositions looks up the first placeLookups candidate positions
+// through boot, each answer showing a window of the ring (lookUpWindow),
+// picks the vnode indices from them (chooseIndices) and makes the node
+// run those vnodes. The lookups run placeConcurrency at a time, so that a
+// peer on a slow link joins in a few of its round trips; a candidate that
+// cannot be looked up is passed over.
+func (n *Node) choosePositions(ctx context.Context, boot Ref) error {
+	lookups := placeLookups(n.cfg.Vnodes, n.cfg.VnodeChoices)
+	windows := make([]window, lookups)
+	errs := make([]error, lookups)
 	sem := make(chan struct{}, placeConcurrency)
 	var wg sync.WaitGroup
-	for i, x := range all {
+	for x := range lookups {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			arcs[i] = n.lookUpArc(ctx, boot, VnodeID([]byte(n.addr), x))
+			windows[x], errs[x] = n.lookUpWindow(ctx, boot, VnodeID([]byte(n.addr), uint32(x)))
 		})
 	}
 	wg.Wait()
-	arcOf := make(map[uint32]candidateArc, len(all))
-	for i, x := range all {
-		arcOf[x] = arcs[i]
+	var looked []uint32
+	var lastErr error
+	for x, err := range errs {
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		looked = append(looked, uint32(x))
 	}
-	var chosen []uint32
-	var placed []ID
-	for _, cands := range slots {
-		best, bestScore := uint32(0), -1.0
-		var lastErr error
-		for _, x := range cands {
-			a := arcOf[x]
-			if a.err != nil {
-				lastErr = a.err
-				continue
-			}
-			id := VnodeID([]byte(n.addr), x)
-			score := 0.0
-			switch {
-			case a.own:
-				score = math.Inf(1)
-			case a.known:
-				pred, succ := nearestAround(a.pred, id, a.succ, placed)
-				score = splitScore(pred, id, succ)
-			}
-			if score > bestScore {
-				best, bestScore = x, score
-			}
-		}
-		if bestScore < 0 {
-			return fmt.Errorf("choose vnode positions via %s: %w", boot.Addr, lastErr)
-		}
-		chosen = append(chosen, best)
-		placed = append(placed, VnodeID([]byte(n.addr), best))
+	chosen := chooseIndices([]byte(n.addr), n.cfg.Vnodes, looked, windows)
+	if len(chosen) < n.cfg.Vnodes {
+		return fmt.Errorf("choose vnode positions via %s: %w", boot.Addr, lastErr)
 	}
 	n.setVnodes(chosen)
 	return nil
@@ -120,76 +224,78 @@ func (n *Node) choosePositions(ctx context.Context, boot Ref) error {
 // up at once.
 const placeConcurrency = 16
 
-// candidateArc is what the ring says about a candidate position: the arc
-// (pred, succ] it falls in, if known; or that it is our own position from
-// before a restart; or the error that left it unknown.
-type candidateArc struct {
-	pred, succ ID
-	known, own bool
-	err        error
-}
-
-// lookUpArc finds the arc of boot's ring that id falls in: id's successor,
-// then that successor's predecessor.
-func (n *Node) lookUpArc(ctx context.Context, boot Ref, id ID) candidateArc {
+// lookUpWindow finds the window of boot's ring around id: id's
+// successor, then that successor's predecessor and successor list. A
+// successor that is one of our own vnodes from before a restart is not
+// asked (we would be asking ourselves); nor is the window lost if only
+// the second call fails: the successor alone still shows an old position
+// of ours.
+func (n *Node) lookUpWindow(ctx context.Context, boot Ref, id ID) (window, error) {
 	res, err := call(n, ctx, boot, n.rtt.Timeout(boot.Addr), false, func(ctx context.Context) (LookupResult, error) {
 		return n.tr.FindSuccessor(ctx, boot, id, 0, 1)
 	})
 	if err != nil {
-		return candidateArc{err: err}
+		return nil, err
 	}
 	if len(res.Successors) == 0 {
-		return candidateArc{err: errors.New("empty answer")}
+		return nil, errors.New("empty answer")
 	}
 	succ := res.Successors[0]
-	if succ.ID == id {
-		return candidateArc{own: true}
-	}
 	if succ.Addr == n.addr {
-		return candidateArc{} // our own vnode from before a restart: not asked
+		return window{succ.ID}, nil
 	}
 	nb, err := direct(n, ctx, succ, func(ctx context.Context) (Neighbors, error) {
 		return n.tr.Neighbors(ctx, succ, Ref{}, 0)
 	})
-	if err != nil || nb.Predecessor.IsZero() {
-		return candidateArc{} // nothing to rate it by; another candidate may do
+	if err != nil {
+		return window{succ.ID}, nil
 	}
-	return candidateArc{pred: nb.Predecessor.ID, succ: succ.ID, known: true}
+	w := make(window, 0, len(nb.Successors)+2)
+	if !nb.Predecessor.IsZero() {
+		w = append(w, nb.Predecessor.ID)
+	}
+	w = append(w, succ.ID)
+	for _, r := range nb.Successors {
+		w = append(w, r.ID)
+	}
+	return w, nil
 }
 
 // PlaceVnodes returns peers with each one's vnode indices chosen as a
-// joining node chooses them (choosePositions) among choices candidates per
+// joining node chooses them (choosePositions) with choices lookups per
 // vnode, the peers joining one after another in the order given on a ring
-// that is always exact; with one choice, vnode i is index i.
+// that is always exact, every successor list DefaultConfig's length;
+// with one choice, vnode i is index i.
 func PlaceVnodes(peers []PeerLoad, choices int) []PeerLoad {
 	total := 0
 	for _, p := range peers {
 		total += max(p.Vnodes, 0)
 	}
 	ring := newPositions(total)
+	listLen := DefaultConfig().SuccessorListLen
 	out := slices.Clone(peers)
 	for i, p := range out {
 		if p.Capacity <= 0 || p.Vnodes <= 0 {
 			continue
 		}
 		p.Indices = nil
-		creates := ring.size == 0 // the first peer creates the ring: nothing to choose by
-		for slot := range p.Vnodes {
-			best, bestScore := uint32(0), -1.0
-			for _, x := range candidateIndices(slot, p.Vnodes, choices) {
-				id := VnodeID([]byte(p.Addr), x)
-				score := 0.0
-				if pred, succ, ok := ring.around(id); ok && !creates {
-					score = splitScore(pred, id, succ)
-				}
-				if score > bestScore {
-					best, bestScore = x, score
-				}
+		if choices <= 1 || ring.size == 0 {
+			// Without choices, or creating the ring: nothing to choose by.
+			for x := range p.Vnodes {
+				p.Indices = append(p.Indices, uint32(x))
 			}
-			p.Indices = append(p.Indices, best)
-			// On the ring at once: the peer's next slots count it, as
-			// choosePositions counts the positions it has placed.
-			ring.insert(VnodeID([]byte(p.Addr), best))
+		} else {
+			lookups := placeLookups(p.Vnodes, choices)
+			looked := make([]uint32, lookups)
+			windows := make([]window, lookups)
+			for x := range lookups {
+				looked[x] = uint32(x)
+				windows[x] = ring.window(VnodeID([]byte(p.Addr), uint32(x)), listLen)
+			}
+			p.Indices = chooseIndices([]byte(p.Addr), p.Vnodes, looked, windows)
+		}
+		for _, x := range p.Indices {
+			ring.insert(VnodeID([]byte(p.Addr), x))
 		}
 		out[i] = p
 	}
@@ -251,4 +357,24 @@ func (r *positions) around(id ID) (pred, succ ID, ok bool) {
 		}
 	}
 	return pred, succ, true
+}
+
+// window returns what a lookup of id shows on a converged ring
+// (lookUpWindow): the predecessor of id's successor, the successor and
+// the listLen positions after it, stopping short of the successor again.
+func (r *positions) window(id ID, listLen int) window {
+	pred, succ, ok := r.around(id)
+	if !ok {
+		return nil
+	}
+	w := window{pred, succ}
+	if r.size == 1 {
+		return window{succ, succ} // alone, a node is its own successor list
+	}
+	next := succ
+	for range min(listLen, r.size-1) {
+		_, next, _ = r.around(next.AddPow2(0))
+		w = append(w, next)
+	}
+	return w
 }

@@ -2,20 +2,96 @@ package chord
 
 import (
 	"context"
+	"encoding/binary"
 	"math/rand/v2"
 	"slices"
 	"testing"
 )
 
-func TestCandidateIndices(t *testing.T) {
-	if got := candidateIndices(1, 3, 4); !slices.Equal(got, []uint32{1, 4, 7, 10}) {
-		t.Errorf("slot 1 of 3, 4 choices: %v", got)
+// at is the ring position a fraction f of the way round.
+func at(f float64) ID {
+	var id ID
+	binary.BigEndian.PutUint64(id[:8], uint64(f*0x1p64))
+	return id
+}
+
+func TestWindowOrdered(t *testing.T) {
+	a, b, c := at(0.1), at(0.5), at(0.9)
+	for _, tc := range []struct {
+		in, want window
+	}{
+		{window{a, b, c}, window{a, b, c}},
+		{window{b, c, a}, window{b, c, a}},          // wraps past zero
+		{window{a, c, b}, window{a, c}},             // b is not after c before a
+		{window{a, b, c, a, b}, window{a, b, c, a}}, // closes the circle
+		{window{b, b}, window{b, b}},                // one node: the whole ring
+	} {
+		if got := tc.in.ordered(); !slices.Equal(got, tc.want) {
+			t.Errorf("%v.ordered() = %v, want %v", tc.in, got, tc.want)
+		}
 	}
-	if got := candidateIndices(2, 3, 1); !slices.Equal(got, []uint32{2}) {
-		t.Errorf("one choice: %v", got)
+}
+
+// bestSplit is the index below MaxVnodes, other than those taken, whose
+// position best splits the ring the positions ring and taken form (ties:
+// the lowest index), found by trying every one.
+func bestSplit(addr []byte, ring []ID, taken []uint32) uint32 {
+	all := slices.Clone(ring)
+	for _, x := range taken {
+		all = append(all, VnodeID(addr, x))
 	}
-	if got := candidateIndices(5, 600, 8); !slices.Equal(got, []uint32{5, 605}) {
-		t.Errorf("near MaxVnodes: %v", got)
+	slices.SortFunc(all, ID.Cmp)
+	best, bestScore := uint32(0), -1.0
+	for x := range uint32(MaxVnodes) {
+		if slices.Contains(taken, x) {
+			continue
+		}
+		id := VnodeID(addr, x)
+		j, _ := slices.BinarySearchFunc(all, id, ID.Cmp)
+		pred, succ := all[(j-1+len(all))%len(all)], all[j%len(all)]
+		if s := splitScore(pred, id, succ); s > bestScore {
+			best, bestScore = x, s
+		}
+	}
+	return best
+}
+
+// Every position inside a window is a candidate, looked up or not: on a
+// ring whose one window shows it all, the choices are the best of all
+// MaxVnodes positions, each counting the ones taken before it.
+func TestChooseIndicesRatesEveryPositionInAWindow(t *testing.T) {
+	addr := []byte("joiner")
+	for _, ring := range [][]ID{{at(0.3)}, {at(0.1), at(0.2), at(0.6)}} {
+		w := append(window{ring[len(ring)-1]}, ring...) // pred, succ, the rest round to pred
+		got := chooseIndices(addr, 3, []uint32{0}, []window{w})
+		var want []uint32
+		for range 3 {
+			want = append(want, bestSplit(addr, ring, want))
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("ring %v: chose %v, want %v", ring, got, want)
+		}
+		if slices.Max(got) < 3 {
+			t.Errorf("ring %v: chose %v, all among the first indices: the test shows nothing", ring, got)
+		}
+	}
+}
+
+// A position of ours a window shows is taken back first, looked up or
+// not; with nothing to rate, looked-up positions still do; with too few
+// candidates, fewer indices come back.
+func TestChooseIndicesTakesBackOwnPositions(t *testing.T) {
+	addr := []byte("back")
+	old := VnodeID(addr, 700)
+	w := window{at(0.1), old, at(0.2)}
+	if got := chooseIndices(addr, 2, []uint32{0}, []window{w}); len(got) != 2 || got[0] != 700 {
+		t.Errorf("chose %v, want 700 first", got)
+	}
+	if got := chooseIndices(addr, 1, []uint32{5, 9}, nil); !slices.Equal(got, []uint32{5}) {
+		t.Errorf("nothing rated: chose %v, want the lowest looked-up index", got)
+	}
+	if got := chooseIndices(addr, 2, []uint32{5}, nil); !slices.Equal(got, []uint32{5}) {
+		t.Errorf("one candidate for two vnodes: chose %v", got)
 	}
 }
 
@@ -32,13 +108,17 @@ func TestJoinChoosesVnodePositions(t *testing.T) {
 		cfg.VnodeChoices = choices
 		r := newRing(t, cfg)
 		var loads []PeerLoad
+		var lookups, neighbors int64 // during the joins, forwarded hops included
 		for range peers {
 			n := r.add()
+			l, nb := r.net.Calls.FindSuccessor.Load(), r.net.Calls.Neighbors.Load()
 			if live := r.live(); len(live) == 0 {
 				n.Create()
 			} else if err := n.Join(context.Background(), MakeRef(live[rng.IntN(len(live))].Addr(), 0)); err != nil {
 				t.Fatal(err)
 			}
+			lookups += r.net.Calls.FindSuccessor.Load() - l
+			neighbors += r.net.Calls.Neighbors.Load() - nb
 			r.nodes = append(r.nodes, n)
 			r.converge(100)
 			loads = append(loads, PeerLoad{Addr: n.Addr(), Capacity: 1, Vnodes: cfg.Vnodes})
@@ -57,6 +137,8 @@ func TestJoinChoosesVnodePositions(t *testing.T) {
 			}
 		}
 		r.lookups(rng, 20)
+		t.Logf("%d choices, %d vnodes per peer: per join %.1f lookup calls (hops included) and %.1f neighbour queries",
+			choices, cfg.Vnodes, float64(lookups)/(peers-1), float64(neighbors)/(peers-1))
 		return shares(r.nodes)[peers-1] * peers
 	}
 	plain, chosen := maxShare(1), maxShare(8)

@@ -61,7 +61,7 @@ func TestRTTEstimator(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			cc := cfg
-			if c.cfg != (Config{}) {
+			if c.cfg.MaxRTO != 0 {
 				cc = c.cfg
 			}
 			tab := newRTTTable(&cc)

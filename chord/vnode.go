@@ -363,6 +363,8 @@ func (v *vnode) forget(dead func(Ref) bool) {
 		v.wrapped = v.wrapped && len(v.succs) == n
 		if len(v.succs) != n {
 			v.succMisses = 0
+			// The successor's answer "unchanged" would keep the hole.
+			v.succDigest = 0
 			v.listChanged()
 			v.stab.reset()
 		}
@@ -411,6 +413,7 @@ func (v *vnode) dropSuccessor(s Ref) {
 	defer v.mu.Unlock()
 	v.succs = slices.DeleteFunc(v.succs, func(r Ref) bool { return r.ID == s.ID })
 	v.succMisses = 0
+	v.succDigest = 0  // the next answer must be whole, not "unchanged"
 	v.wrapped = false // a list with a hole no longer names the whole ring
 	v.listChanged()
 }

@@ -95,6 +95,14 @@ type Source interface {
 	Each(r Range, fn func(Item) bool)
 }
 
+// KeySource is a Source that can also list only the keys, cheaper when
+// its values are made for each call (a block store's CIDs as bytes):
+// summaries need no more.
+type KeySource interface {
+	Source
+	EachKey(r Range, fn func(Key) bool)
+}
+
 // Summary is a set's digest of one range: SHA-256 over its keys in ring
 // order, and their number. An empty range has the zero hash.
 type Summary struct {
@@ -106,11 +114,16 @@ type Summary struct {
 func Summarize(src Source, r Range) Summary {
 	h := sha256.New()
 	var s Summary
-	src.Each(r, func(it Item) bool {
-		h.Write(it.Key[:])
+	add := func(k Key) bool {
+		h.Write(k[:])
 		s.Count++
 		return true
-	})
+	}
+	if ks, ok := src.(KeySource); ok {
+		ks.EachKey(r, add)
+	} else {
+		src.Each(r, func(it Item) bool { return add(it.Key) })
+	}
 	if s.Count > 0 {
 		h.Sum(s.Hash[:0])
 	}

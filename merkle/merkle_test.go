@@ -224,3 +224,54 @@ func TestBadAnswersRefused(t *testing.T) {
 		}
 	}
 }
+
+// keysOnly is a Sorted whose summaries list keys only, counting the
+// listings of whole items.
+type keysOnly struct {
+	Sorted
+	eachCalls *int
+}
+
+func (k keysOnly) Each(r Range, fn func(Item) bool) {
+	*k.eachCalls++
+	k.Sorted.Each(r, fn)
+}
+
+func (k keysOnly) EachKey(r Range, fn func(Key) bool) {
+	k.Sorted.Each(r, func(it Item) bool { return fn(it.Key) })
+}
+
+// A KeySource's summaries come from its keys alone and equal those of its
+// items; reconciling through it finds the same differences.
+func TestSummarizeKeySource(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	var a, b []Item
+	for i := range 3000 {
+		it := Item{Key: randomKey(rng), Val: []byte{byte(i)}}
+		if i%500 != 0 {
+			a = append(a, it)
+		}
+		if i%700 != 0 {
+			b = append(b, it)
+		}
+	}
+	calls := 0
+	ka := keysOnly{sorted(a), &calls}
+	r := Range{Lo: randomKey(rng), Hi: randomKey(rng)}
+	if got, want := Summarize(ka, r), Summarize(sorted(a), r); got != want || calls != 0 {
+		t.Fatalf("summary %v with %d item listings, want %v and none", got, calls, want)
+	}
+	want, err := Reconcile(context.Background(), sorted(a), Range{}, direct(sorted(b), 8), Options{Fanout: 4, Leaf: 8, Batch: 16, MaxDepth: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Reconcile(context.Background(), ka, Range{}, direct(keysOnly{sorted(b), new(int)}, 8), Options{Fanout: 4, Leaf: 8, Batch: 16, MaxDepth: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.EqualFunc(got.OnlyLocal, want.OnlyLocal, itemEqual) || !slices.EqualFunc(got.OnlyRemote, want.OnlyRemote, itemEqual) || len(want.OnlyLocal) == 0 || len(want.OnlyRemote) == 0 {
+		t.Fatalf("through keys: %d only local, %d only remote; through items %d, %d", len(got.OnlyLocal), len(got.OnlyRemote), len(want.OnlyLocal), len(want.OnlyRemote))
+	}
+}
+
+func itemEqual(x, y Item) bool { return x.Key == y.Key && bytes.Equal(x.Val, y.Val) }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,24 +76,14 @@ type blockClient struct {
 	rates   *replicaRates
 	located *located
 	// writes holds a token per replica write in flight (replicaWrites);
-	// claim serializes taking a put's tokens, so that puts each holding
-	// some never wait on one another.
+	// claim, a one-slot semaphore, serializes taking a put's tokens, so
+	// that puts each holding some never wait on one another; unlike a
+	// mutex, waiting for it ends with the put's context.
 	writes chan struct{}
-	claim  sync.Mutex
+	claim  chan struct{}
 	// badStreams counts inbound block streams reset for a malformed
 	// request; served, the GETs answered with a block.
 	badStreams, served atomic.Int64
-	// lastReceived is when block bytes last arrived from any replica
-	// (unix nanoseconds): while they flow, the fetcher's link is busy and a
-	// replica that is sending is not stalled, only sharing it.
-	lastReceived atomic.Int64
-}
-
-func (b *blockClient) received() { b.lastReceived.Store(time.Now().UnixNano()) }
-
-// sinceReceived is how long no block bytes have arrived.
-func (b *blockClient) sinceReceived() time.Duration {
-	return time.Since(time.Unix(0, b.lastReceived.Load()))
 }
 
 // newBlockClient makes the block client of a node that stores blocks on
@@ -102,7 +91,7 @@ func (b *blockClient) sinceReceived() time.Duration {
 func newBlockClient(replicas int) *blockClient {
 	// At least one put's writes must fit, or a put would wait forever.
 	writes := make(chan struct{}, max(maxReplicaWrites, replicas))
-	return &blockClient{streams: newBlockStreams(), rates: newReplicaRates(), located: newLocated(), writes: writes}
+	return &blockClient{streams: newBlockStreams(), rates: newReplicaRates(), located: newLocated(), writes: writes, claim: make(chan struct{}, 1)}
 }
 
 func (b *blockClient) close() { b.streams.close() }
@@ -111,10 +100,10 @@ func (b *blockClient) close() { b.streams.close() }
 // returns the response and its payload, a pooled buffer the caller hands
 // back with putBuf (nil if the response carries none). It reuses an idle
 // stream to p when there is one; an idle stream the peer has meanwhile
-// closed costs a retry on the next one, never a failure. answering, if
-// set, is called when the response's header has arrived: the peer is
-// alive and sending.
-func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockRequest, payload []byte, size int, answering func()) (*pb.BlockResponse, []byte, error) {
+// closed costs a retry on the next one, never a failure. arrived, if
+// set, is called as the response's header arrives (the peer is alive and
+// sending) and again whenever some of its payload does.
+func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockRequest, payload []byte, size int, arrived func()) (*pb.BlockResponse, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, transferTimeout(size))
 	defer cancel()
 	for {
@@ -125,9 +114,9 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 			if err != nil {
 				return nil, nil, err
 			}
-			bs = &blockStream{s: s, r: bufio.NewReaderSize(s, 4<<10), received: n.blocks.received}
+			bs = &blockStream{s: s, r: bufio.NewReaderSize(s, 4<<10)}
 		}
-		resp, data, err := bs.exchange(ctx, req, payload, answering)
+		resp, data, err := bs.exchange(ctx, req, payload, arrived)
 		if err == nil {
 			n.blocks.streams.put(p, bs)
 			if err := responseError(resp); err != nil {
@@ -144,9 +133,9 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 }
 
 // exchange is one request and its response on bs, bounded by ctx.
-func (bs *blockStream) exchange(ctx context.Context, req *pb.BlockRequest, payload []byte, answering func()) (*pb.BlockResponse, []byte, error) {
+func (bs *blockStream) exchange(ctx context.Context, req *pb.BlockRequest, payload []byte, arrived func()) (*pb.BlockResponse, []byte, error) {
 	stop := bound(ctx, bs.s)
-	resp, data, err := bs.roundTrip(req, payload, answering)
+	resp, data, err := bs.roundTrip(req, payload, arrived)
 	if !stop() {
 		// ctx ended and reset the stream: whatever came back is moot.
 		putBuf(data)
@@ -155,7 +144,7 @@ func (bs *blockStream) exchange(ctx context.Context, req *pb.BlockRequest, paylo
 	return resp, data, err
 }
 
-func (bs *blockStream) roundTrip(req *pb.BlockRequest, payload []byte, answering func()) (*pb.BlockResponse, []byte, error) {
+func (bs *blockStream) roundTrip(req *pb.BlockRequest, payload []byte, arrived func()) (*pb.BlockResponse, []byte, error) {
 	if err := writeBlockMsg(bs.s, req, payload); err != nil {
 		return nil, nil, err
 	}
@@ -163,11 +152,8 @@ func (bs *blockStream) roundTrip(req *pb.BlockRequest, payload []byte, answering
 	if err := readBlockHeader(bs.r, resp); err != nil {
 		return nil, nil, err
 	}
-	if answering != nil {
-		answering()
-	}
-	if bs.received != nil {
-		bs.received()
+	if arrived != nil {
+		arrived()
 	}
 	if resp.GetSize() > maxBlockSize {
 		return nil, nil, fmt.Errorf("%w: a %d-byte block, the limit is %d", errBadMessage, resp.GetSize(), maxBlockSize)
@@ -175,7 +161,7 @@ func (bs *blockStream) roundTrip(req *pb.BlockRequest, payload []byte, answering
 	if resp.GetSize() == 0 {
 		return resp, nil, nil
 	}
-	data, err := readPayload(bs.r, resp.GetSize(), bs.received)
+	data, err := readPayload(bs.r, resp.GetSize(), arrived)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -203,10 +189,10 @@ func (n *Node) fetchFrom(ctx context.Context, p p2ppeer.ID, c cid.Cid) ([]byte, 
 	return n.fetchFromNotify(ctx, p, c, nil)
 }
 
-// fetchFromNotify is fetchFrom calling answering once p has started to
-// send its answer.
-func (n *Node) fetchFromNotify(ctx context.Context, p p2ppeer.ID, c cid.Cid, answering func()) ([]byte, error) {
-	_, data, err := n.blockExchange(ctx, p, &pb.BlockRequest{Type: pb.BlockRequest_GET, Cid: c.Bytes()}, nil, maxBlockSize, answering)
+// fetchFromNotify is fetchFrom calling arrived as p's answer arrives:
+// its header, then each part of the block.
+func (n *Node) fetchFromNotify(ctx context.Context, p p2ppeer.ID, c cid.Cid, arrived func()) ([]byte, error) {
+	_, data, err := n.blockExchange(ctx, p, &pb.BlockRequest{Type: pb.BlockRequest_GET, Cid: c.Bytes()}, nil, maxBlockSize, arrived)
 	if err != nil {
 		return nil, fmt.Errorf("get %s from %s: %w", c, p.ShortString(), err)
 	}

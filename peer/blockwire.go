@@ -150,10 +150,9 @@ func ReleaseBlock(b []byte) { putBuf(b) }
 // blockStream is one outbound block stream and its reader, kept between
 // exchanges.
 type blockStream struct {
-	s        network.Stream
-	r        *bufio.Reader
-	idle     time.Time // when it was last put back
-	received func()    // called as a response's payload arrives
+	s    network.Stream
+	r    *bufio.Reader
+	idle time.Time // when it was last put back
 }
 
 // Client side of stream reuse: a stream carries one exchange at a time,

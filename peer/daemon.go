@@ -40,8 +40,9 @@ type DaemonOptions struct {
 	Capacity *int
 	// Lookup is "recursive" or "iterative"; empty: the repo config's.
 	Lookup string
-	// VnodeChoices is how many candidate positions each vnode chooses
-	// among when joining (chord.Config.VnodeChoices); 0: the default.
+	// VnodeChoices is how many candidate positions per vnode a joining
+	// node looks up to place its vnodes (chord.Config.VnodeChoices); 0:
+	// the default.
 	// This run only.
 	VnodeChoices int
 	// StorageMax caps the block store's bytes (0: no limit); nil: the
@@ -176,6 +177,11 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 	if err := cfg.Chord.Validate(); err != nil {
 		return nil, fmt.Errorf("ring config: %w", err)
 	}
+	// The positions of the last run hold this peer's blocks: chord takes
+	// them again if this config could have chosen them.
+	if cfg.Chord.VnodeIndices, err = repo.VnodeIndices(); err != nil {
+		fmt.Fprintf(logw, "choosing new ring positions: %v\n", err)
+	}
 
 	// A peer with ring positions stores the blocks that land on them; a
 	// client (capacity 0) has no positions and keeps no store.
@@ -225,6 +231,13 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 	boot = withoutPeer(boot, h.ID())
 	if err := joinRing(ctx, node, boot, opts, cfg.Chord.LookupTimeout, logw, func() { clearDialBackoff(h, boot) }); err != nil {
 		return nil, err
+	}
+	if rc.Capacity > 0 {
+		if err := repo.SaveVnodeIndices(node.ring.Indices()); err != nil {
+			// The positions are chosen anew at the next start, and
+			// repair moves the blocks: worth a line, not a failure.
+			fmt.Fprintf(logw, "%v\n", err)
+		}
 	}
 
 	ln, err := listenAPI(sock)

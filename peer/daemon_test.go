@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -268,4 +269,65 @@ func TestDaemonBlockStore(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "fewer than the write quorum 2") {
 		t.Errorf("share on a one-peer ring: err = %v, want a quorum failure", err)
 	}
+}
+
+// A daemon saves the vnode indices it runs in its repo and, restarted,
+// takes them again (the blocks it stores are on them) while its config
+// could have chosen them; another capacity chooses anew. The ring here is
+// the daemon's own, which has forgotten any earlier choice: without the
+// saved indices a ring's first peer always runs 0..capacity-1.
+func TestDaemonKeepsVnodeIndicesAcrossRestarts(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := shortDir(t)
+	start := func(capacity int, boot []string) *Daemon {
+		t.Helper()
+		opts := loopbackOptions(dir)
+		opts.Capacity = &capacity
+		opts.VnodeChoices = 8
+		opts.Bootstrap = boot
+		d, err := StartDaemon(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return d
+	}
+	check := func(d *Daemon, want []uint32) {
+		t.Helper()
+		saved, err := d.Repo().VnodeIndices()
+		if got := d.Node().ring.Indices(); err != nil || !slices.Equal(got, want) || !slices.Equal(saved, want) {
+			t.Fatalf("runs vnodes %v, saved %v (%v); want %v", got, saved, err, want)
+		}
+	}
+
+	d := start(4, nil)
+	check(d, []uint32{0, 1, 2, 3})
+	d.Close()
+	repo, err := OpenRepo(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := repo.SaveVnodeIndices([]uint32{4, 9, 14, 19}); err != nil { // slots 0-3, later candidates
+		t.Fatal(err)
+	}
+	repo.Close()
+	d = start(4, nil)
+	check(d, []uint32{4, 9, 14, 19})
+	d.Close()
+	d.Close()
+	// A file that does not parse is a logged line and a fresh choice.
+	if err := os.WriteFile(filepath.Join(dir, VnodesFile), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d = start(4, nil)
+	check(d, []uint32{0, 1, 2, 3})
+	d.Close()
+	d = start(5, nil)
+	check(d, []uint32{0, 1, 2, 3, 4})
+
+	// A peer joining through it saves what it chose.
+	dir = shortDir(t)
+	joined := start(4, d.Addrs())
+	check(joined, joined.Node().ring.Indices())
 }

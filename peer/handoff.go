@@ -114,29 +114,38 @@ func (n *Node) putReplica(ctx context.Context, p p2ppeer.ID, c cid.Cid, data []b
 	return nil
 }
 
-// holdHint stores c here for target.
+// holdHint stores c here for target. The hint's place under maxHints is
+// taken before the store's write and given back if it fails, so that puts
+// arriving together never hold more than maxHints.
 func (n *Node) holdHint(target p2ppeer.ID, c cid.Cid, data []byte) error {
 	r := n.rep
+	k := blocks.KeyOf(c)
 	r.mu.Lock()
-	full := r.nhints >= maxHints
+	_, held := r.hints[target][k]
+	if !held && r.nhints >= r.maxHints {
+		r.mu.Unlock()
+		return fmt.Errorf("holding %d hints already", r.maxHints)
+	}
+	if !held {
+		r.nhints++ // reserved: the write below may be long
+	}
 	r.mu.Unlock()
-	if full {
-		return fmt.Errorf("holding %d hints already", maxHints)
-	}
-	if err := n.storeLocal(c, data); err != nil {
-		return err
-	}
+	err := n.storeLocal(c, data)
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if held {
+		return err
+	}
 	m := r.hints[target]
+	if _, ok := m[k]; err != nil || ok {
+		r.nhints-- // failed, or a put of the same hint got there first
+		return err
+	}
 	if m == nil {
 		m = map[blocks.Key]cid.Cid{}
 		r.hints[target] = m
 	}
-	if _, ok := m[blocks.KeyOf(c)]; !ok {
-		m[blocks.KeyOf(c)] = c
-		r.nhints++
-	}
+	m[k] = c
 	return nil
 }
 

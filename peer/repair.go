@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -60,6 +61,11 @@ const (
 	maxRepairMessage = maxRepairQueries * (repairLeaf*(maxListedCID+2) + 16)
 	// maxHints bounds the blocks this peer holds for others.
 	maxHints = 100_000
+	// busyRetries is how often a summary exchange is tried again after
+	// BUSY, each after the wait the peer gave (at most maxBusyWait),
+	// before the comparison fails and waits for the next repair check.
+	busyRetries = 2
+	maxBusyWait = 5 * time.Second
 )
 
 // repairMerkle is the reconciliation shape; both sides must agree on Leaf.
@@ -81,11 +87,18 @@ type RepairConfig struct {
 	// LeaveMemory is how long a peer that announced its leave is kept out
 	// of replica sets, in case stabilization has not dropped it yet.
 	LeaveMemory time.Duration
+	// ScanRate bounds the stored keys per second this peer checks (a
+	// file check each) to answer other peers' summaries (scanBudget); 0
+	// is no limit.
+	ScanRate int
 }
 
-// DefaultRepairConfig is what a daemon runs with.
+// DefaultRepairConfig is what a daemon runs with. A file check costs 2-4
+// us here, so ScanRate takes at most about a tenth of a core; replicas in
+// sync ask about 2/3 of a peer's store a minute, which stays within it up
+// to ~4 M blocks stored.
 func DefaultRepairConfig() RepairConfig {
-	return RepairConfig{Interval: time.Minute, Check: time.Second, Rate: 1 << 20, LeaveMemory: time.Minute}
+	return RepairConfig{Interval: time.Minute, Check: time.Second, Rate: 1 << 20, LeaveMemory: time.Minute, ScanRate: 50_000}
 }
 
 // RoundStats is what a repair round (or a handoff) did.
@@ -123,6 +136,10 @@ type repairState struct {
 	left   atomic.Bool   // this node is leaving: no more rounds
 
 	blocks, bytes, summary, rounds atomic.Int64
+	refused                        atomic.Int64 // summary requests answered BUSY
+
+	// scan bounds the keys checked to answer summaries.
+	scan scanBudget
 
 	mu        sync.Mutex
 	lastRound time.Time
@@ -131,7 +148,9 @@ type repairState struct {
 	under     map[underKey]int64
 	leaving   map[p2ppeer.ID]time.Time
 	hints     map[p2ppeer.ID]map[blocks.Key]cid.Cid
-	nhints    int
+	// nhints counts the hints held and those being written (holdHint);
+	// maxHints bounds it.
+	nhints, maxHints int
 }
 
 type underKey struct {
@@ -147,7 +166,69 @@ func newRepairState(cfg RepairConfig) *repairState {
 		under:   map[underKey]int64{},
 		leaving: map[p2ppeer.ID]time.Time{},
 		hints:   map[p2ppeer.ID]map[blocks.Key]cid.Cid{},
+
+		maxHints: maxHints,
+		scan:     scanBudget{rate: float64(cfg.ScanRate), burst: float64(cfg.ScanRate), now: time.Now},
 	}
+}
+
+// scanBudget is a token bucket of stored keys to check for other peers'
+// summaries, refilled at rate per second up to burst (rate 0: no limit).
+// A request is answered while the bucket is not in debt, and then pays
+// for the keys it made us check: one request may overdraw it by one pass
+// over the store (its ranges are disjoint), after which requests are
+// refused until it has refilled. The cost of a request is known only
+// once it is answered.
+type scanBudget struct {
+	rate, burst float64
+	now         func() time.Time
+
+	mu     sync.Mutex
+	tokens float64
+	at     time.Time // when tokens was last refilled; zero: full
+}
+
+// admit reports whether a request may be answered now, or how long until
+// one may.
+func (b *scanBudget) admit() (wait time.Duration, ok bool) {
+	if b.rate <= 0 {
+		return 0, true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill()
+	if b.tokens > 0 {
+		return 0, true
+	}
+	return time.Duration((1 - b.tokens) / b.rate * float64(time.Second)), false
+}
+
+// spend takes the keys an answered request checked.
+func (b *scanBudget) spend(keys int) {
+	if b.rate <= 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.refill()
+	b.tokens -= float64(keys)
+}
+
+func (b *scanBudget) refill() {
+	now := b.now()
+	if b.at.IsZero() {
+		b.tokens = b.burst
+	} else {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.at).Seconds()*b.rate)
+	}
+	b.at = now
+}
+
+// busyError is a peer's BUSY answer to a summary request.
+type busyError struct{ retryAfter time.Duration }
+
+func (e *busyError) Error() string {
+	return fmt.Sprintf("peer busy answering summaries: ask again in %v", e.retryAfter)
 }
 
 // pacer spaces repair traffic to a byte rate: each transfer starts when
@@ -259,8 +340,13 @@ func (n *Node) RepairRound(ctx context.Context) (RoundStats, error) {
 	var total RoundStats
 	var errs []error
 	under := map[underKey]int64{}
+	busy := map[p2ppeer.ID]bool{} // still BUSY after its retries: not asked again this round
 	for _, v := range views {
 		for _, p := range v.peers {
+			if busy[p] {
+				under[underKey{v.vnode, p}] = 1 // not compared: the next check tries again
+				continue
+			}
 			rs, err := n.syncArc(ctx, st, v.arc, p, true)
 			total.add(rs)
 			under[underKey{v.vnode, p}] = rs.Failed
@@ -268,6 +354,8 @@ func (n *Node) RepairRound(ctx context.Context) (RoundStats, error) {
 				if ctx.Err() != nil {
 					return total, ctx.Err()
 				}
+				var b *busyError
+				busy[p] = errors.As(err, &b)
 				under[underKey{v.vnode, p}] = max(rs.Failed, 1)
 				errs = append(errs, fmt.Errorf("arc %s..%s with %s: %w",
 					chord.ID(v.arc.Lo).String(), chord.ID(v.arc.Hi).String(), p.ShortString(), err))
@@ -317,14 +405,25 @@ func (n *Node) syncArc(ctx context.Context, st rangeStore, arc merkle.Range, p p
 	var rs RoundStats
 	ex := func(ctx context.Context, qs []merkle.Query) ([]merkle.Answer, error) {
 		req := &pb.RepairRequest{Type: pb.RepairRequest_SUMMARY, Queries: encodeQueries(qs)}
-		if err := n.rep.pace.wait(ctx, proto.Size(req)); err != nil {
-			return nil, err
-		}
-		resp, err := n.repairExchange(ctx, p, req, repairTimeout)
-		rs.Exchanges++
-		rs.SummaryBytes += int64(protoFramed(req))
-		if err != nil {
-			return nil, err
+		var resp *pb.RepairResponse
+		for try := 0; ; try++ {
+			if err := n.rep.pace.wait(ctx, proto.Size(req)); err != nil {
+				return nil, err
+			}
+			var err error
+			resp, err = n.repairExchange(ctx, p, req, repairTimeout)
+			rs.Exchanges++
+			rs.SummaryBytes += int64(protoFramed(req))
+			if err == nil {
+				break
+			}
+			var busy *busyError
+			if !errors.As(err, &busy) || try == busyRetries {
+				return nil, err
+			}
+			if err := sleepCtx(ctx, min(busy.retryAfter, maxBusyWait)); err != nil {
+				return nil, err
+			}
 		}
 		size := protoFramed(resp)
 		rs.SummaryBytes += int64(size)
@@ -423,12 +522,29 @@ func (n *Node) repairExchange(ctx context.Context, p p2ppeer.ID, req *pb.RepairR
 	switch resp.GetStatus() {
 	case pb.RepairResponse_OK:
 		return resp, nil
+	case pb.RepairResponse_BUSY:
+		return nil, &busyError{time.Duration(resp.GetRetryAfterMs()) * time.Millisecond}
 	}
 	return nil, fmt.Errorf("remote error: %.200s", resp.GetError())
 }
 
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // storeSource lists a block store's ring range for package merkle.
 type storeSource struct{ st rangeStore }
+
+// Both sources summarize from keys alone (merkle.KeySource).
+var _, _ merkle.KeySource = storeSource{}, scrubbedSource{}
 
 func (s storeSource) Each(r merkle.Range, fn func(merkle.Item) bool) {
 	s.st.Range(blocks.Key(r.Lo), blocks.Key(r.Hi), func(k blocks.Key, c cid.Cid) bool {
@@ -436,18 +552,41 @@ func (s storeSource) Each(r merkle.Range, fn func(merkle.Item) bool) {
 	})
 }
 
+// EachKey lists the keys alone: summaries hash nothing else, and each
+// CID's bytes would be a copy.
+func (s storeSource) EachKey(r merkle.Range, fn func(merkle.Key) bool) {
+	s.st.Range(blocks.Key(r.Lo), blocks.Key(r.Hi), func(k blocks.Key, _ cid.Cid) bool {
+		return fn(merkle.Key(k))
+	})
+}
+
 // scrubbedSource is storeSource passing over, and forgetting, the blocks
 // whose files are gone: what a peer answering summaries lists, so that it
 // never claims a block it lost and only the ranges asked about are checked.
-type scrubbedSource struct{ st rangeStore }
+// checked counts the keys checked (scanBudget).
+type scrubbedSource struct {
+	st      rangeStore
+	checked *int
+}
 
 func (s scrubbedSource) Each(r merkle.Range, fn func(merkle.Item) bool) {
 	s.st.Range(blocks.Key(r.Lo), blocks.Key(r.Hi), func(k blocks.Key, c cid.Cid) bool {
-		if !s.st.Has(c) {
+		if !s.has(c) {
 			return true
 		}
 		return fn(merkle.Item{Key: merkle.Key(k), Val: c.Bytes()})
 	})
+}
+
+func (s scrubbedSource) EachKey(r merkle.Range, fn func(merkle.Key) bool) {
+	s.st.Range(blocks.Key(r.Lo), blocks.Key(r.Hi), func(k blocks.Key, c cid.Cid) bool {
+		return !s.has(c) || fn(merkle.Key(k))
+	})
+}
+
+func (s scrubbedSource) has(c cid.Cid) bool {
+	*s.checked++
+	return s.st.Has(c)
 }
 
 // emptySource is a peer that stores nothing.
@@ -547,11 +686,7 @@ func (n *Node) serveRepair(s network.Stream) {
 			_ = s.ResetWithError(resetBadMessage)
 			return
 		}
-		var src merkle.Source = emptySource{}
-		if st, ok := n.rangeStore(); ok {
-			src = scrubbedSource{st}
-		}
-		resp.Answers = encodeAnswers(merkle.Answers(src, qs, repairMerkle.Leaf))
+		n.answerSummary(qs, resp)
 		n.rep.summary.Add(int64(protoFramed(req) + protoFramed(resp)))
 	case pb.RepairRequest_LEAVING:
 		n.peerLeaving(from)
@@ -564,6 +699,26 @@ func (n *Node) serveRepair(s network.Stream) {
 		return
 	}
 	_ = s.Close()
+}
+
+// answerSummary fills resp with this peer's answers to qs, or BUSY while
+// its scanBudget is spent.
+func (n *Node) answerSummary(qs []merkle.Query, resp *pb.RepairResponse) {
+	st, ok := n.rangeStore()
+	if !ok {
+		resp.Answers = encodeAnswers(merkle.Answers(emptySource{}, qs, repairMerkle.Leaf))
+		return
+	}
+	if wait, ok := n.rep.scan.admit(); !ok {
+		n.rep.refused.Add(1)
+		resp.Status = pb.RepairResponse_BUSY
+		resp.RetryAfterMs = uint32(min(wait.Milliseconds()+1, math.MaxUint32))
+		resp.Error = "busy answering summaries" // what a peer that predates BUSY prints
+		return
+	}
+	checked := 0
+	resp.Answers = encodeAnswers(merkle.Answers(scrubbedSource{st, &checked}, qs, repairMerkle.Leaf))
+	n.rep.scan.spend(checked)
 }
 
 // runRepair is the repair loop: RepairTick at every Check (jittered),
@@ -688,6 +843,7 @@ func (n *Node) repairStatus(st *api.Status) {
 		BlocksMoved:  r.blocks.Load(),
 		BytesMoved:   r.bytes.Load(),
 		SummaryBytes: r.summary.Load(),
+		Refused:      r.refused.Load(),
 		HintsPending: int64(r.nhints),
 		LastRound:    r.lastRound,
 		InProgress:   r.active.Load(),

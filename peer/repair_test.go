@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"chordshare/blocks"
 	"chordshare/chord"
+	"chordshare/merkle"
 )
 
 // storeDir is a directory for a test's block store: in /dev/shm where
@@ -707,5 +709,100 @@ func TestGetPastPreferenceList(t *testing.T) {
 	var re *ReplicaError
 	if !errors.As(err, &re) || !re.NotFound() || re.Tried != len(asked) {
 		t.Fatalf("get of a block on no peer: %v (want not found from the %d other peers)", err, len(asked))
+	}
+}
+
+// Puts of hints arriving together never take more than maxHints places,
+// even while the store's writes are slow: a place is taken before the
+// write, not after.
+func TestHoldHintCapUnderConcurrentPuts(t *testing.T) {
+	r, _ := storedRing(t, 1)
+	n := r.nodes[0]
+	const limit, puts = 4, 12
+	gate := &gatedStore{BlockStore: n.cfg.Store, release: make(chan struct{}), entered: make(chan struct{}, puts)}
+	n.cfg.Store = gate
+	n.rep.maxHints = limit
+	target := r.nodes[0].Host().ID()
+	results := make(chan error, puts)
+	for i := range puts {
+		data := fmt.Appendf(nil, "hinted block %d", i)
+		c := rawBlock(t, data)
+		go func() { results <- n.holdHint(target, c, data) }()
+	}
+	// Every put is either refused or waiting in the store's write; only
+	// then may the writes finish.
+	refused := 0
+	for done := 0; done < puts; done++ {
+		select {
+		case <-gate.entered:
+		case err := <-results:
+			if err == nil {
+				t.Fatal("a hint was held without a store write")
+			}
+			refused++
+		}
+	}
+	close(gate.release)
+	for range puts - refused {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, rep := n.RepairStatus(); rep.HintsPending != limit || refused != puts-limit {
+		t.Fatalf("%d hints held, %d puts refused; want %d and %d", rep.HintsPending, refused, limit, puts-limit)
+	}
+}
+
+// gatedStore holds every Put until release is closed, telling entered.
+type gatedStore struct {
+	BlockStore
+	release chan struct{}
+	entered chan struct{}
+}
+
+func (g *gatedStore) Put(c cid.Cid, data []byte) error {
+	g.entered <- struct{}{}
+	<-g.release
+	return g.BlockStore.Put(c, data)
+}
+
+// A peer answering summaries checks at most its budget of stored keys:
+// in debt, it answers BUSY with the wait; the asking side asks again
+// after it and, still refused, fails the comparison (the next repair check
+// tries again); once the budget has refilled, the comparison runs.
+func TestSummaryScanBudget(t *testing.T) {
+	r := inSyncRing(t, 2, 300)
+	a, p := r.nodes[0], r.nodes[1]
+	var elapsed atomic.Int64 // the asked peer's clock
+	base := time.Now()
+	p.rep.scan = scanBudget{rate: 10_000, burst: 10, now: func() time.Time { return base.Add(time.Duration(elapsed.Load())) }}
+	ctx := testCtx(t)
+	whole := merkle.Range{}
+	if _, err := a.syncArc(ctx, r.stores[a], whole, p.Host().ID(), true); err != nil {
+		t.Fatal(err) // within budget; checks every key, 290 past it
+	}
+	rs, err := a.syncArc(ctx, r.stores[a], whole, p.Host().ID(), true)
+	var busy *busyError
+	if !errors.As(err, &busy) || busy.retryAfter != 30*time.Millisecond || rs.Exchanges != 1+busyRetries {
+		t.Fatalf("in debt: %v after %d exchanges; want BUSY, ask again in 30ms, %d exchanges", err, rs.Exchanges, 1+busyRetries)
+	}
+	if _, rep := p.RepairStatus(); rep.Refused != 1+busyRetries {
+		t.Fatalf("%d requests refused, want %d", rep.Refused, 1+busyRetries)
+	}
+	// A round asks a peer still busy after its retries no more for its
+	// other arcs, and leaves them to the next check.
+	arcs := len(a.arcViews())
+	if _, err := a.RepairRound(ctx); err == nil || arcs < 2 {
+		t.Fatalf("round with the replica busy: %v over %d arcs; want an error over several", err, arcs)
+	}
+	if under, rep := a.RepairStatus(); rep.Refused != 0 || under != int64(arcs) {
+		t.Fatalf("round with the replica busy: %d copies under-replicated, want one per arc (%d)", under, arcs)
+	}
+	if _, rep := p.RepairStatus(); rep.Refused != 2*(1+busyRetries) {
+		t.Fatalf("%d requests refused after the round, want %d", rep.Refused, 2*(1+busyRetries))
+	}
+	elapsed.Add(int64(time.Second))
+	if rs, err := a.syncArc(ctx, r.stores[a], whole, p.Host().ID(), true); err != nil || rs.Missing != 0 {
+		t.Fatalf("refilled: %v, %d missing", err, rs.Missing)
 	}
 }

@@ -130,8 +130,8 @@ func (r *replicaRates) pick(peers []p2ppeer.ID, rtt func(p2ppeer.ID) (time.Durat
 // (peers) is measured to deliver a block in under 1/outrunFactor of that
 // time (its last requests' whole time, behind what is in flight to it:
 // time per block alone would leave out the queue at the fetcher's own
-// downlink, which every request waits in), or no block bytes have arrived
-// from anyone for silentWaits delays (silent: a stall, not a busy link).
+// downlink, which every request waits in), or none of its answer has
+// arrived for silentWaits delays (silent: a stall, not a busy link).
 // "Measured": on a fetcher whose own link is the slow part every replica
 // measures slow, so a hedge there never looks worth it; round trips say
 // nothing of rates.

@@ -109,8 +109,12 @@ const maxReplicaWrites = 64
 // claimWrites takes k of the node's replica write tokens, waiting while
 // too many writes are in flight; the writes hand them back as they end.
 func (n *Node) claimWrites(ctx context.Context, k int) error {
-	n.blocks.claim.Lock()
-	defer n.blocks.claim.Unlock()
+	select {
+	case n.blocks.claim <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err() // another put holds the turn, waiting for tokens
+	}
+	defer func() { <-n.blocks.claim }()
 	for i := range k {
 		select {
 		case n.blocks.writes <- struct{}{}:
@@ -166,23 +170,26 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 	raced := c.Type() == cid.DagProtobuf
 	var errs []error
 	var last p2ppeer.ID
-	var lastAnswering *atomic.Bool // the last replica asked has started to answer
+	// lastArrived is when bytes of the last replica's answer last
+	// arrived (unix nanoseconds; 0: it has not started to answer).
+	var lastArrived *atomic.Int64
 	var lastBegan time.Time
 	launch := func() {
 		i := n.fastestReplica(peers)
 		p := peers[i]
 		peers = slices.Delete(peers, i, i+1)
 		last = p
-		answering := new(atomic.Bool)
-		lastAnswering = answering
+		arrived := new(atomic.Int64)
+		lastArrived = arrived
 		began := time.Now() // before start: requests to p started earlier are before it
 		done := n.blocks.rates.start(p)
 		lastBegan = began
 		n.trace(GetEvent{CID: c, Step: GetAsked, Peer: p, Peers: len(asked) - len(peers) - len(errs), Hedge: len(asked)-len(peers)-len(errs) > 1})
 		go func() {
 			data, err := n.fetchFromNotify(ctx, p, c, func() {
-				answering.Store(true)
-				n.trace(GetEvent{CID: c, Step: GetAnswering, Peer: p})
+				if arrived.Swap(time.Now().UnixNano()) == 0 {
+					n.trace(GetEvent{CID: c, Step: GetAnswering, Peer: p})
+				}
 			})
 			if err == nil {
 				n.trace(GetEvent{CID: c, Step: GetReceived, Peer: p, Bytes: len(data)})
@@ -233,26 +240,28 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 			if len(peers) == 0 {
 				break
 			}
-			if lastAnswering.Load() {
+			if at := lastArrived.Load(); at != 0 {
 				// A replica that is sending the block is working; a
 				// second one would mostly share the same downlink and
 				// double the bytes (on a slow link, every block). Ask
 				// another only when one is measured to be much faster
 				// (a slow holder behind a fast link: it would hold the
-				// fetch's tail), or when no block bytes have come from
-				// anyone for silentWaits delays.
-				elapsed := time.Since(lastBegan)
-				if again, ok := n.blocks.rates.keepWaiting(peers, elapsed, n.blocks.sinceReceived(), delay); ok {
+				// fetch's tail), or when none of its answer has come for
+				// silentWaits delays: a downlink shared with the fetch's
+				// other requests still brings each of them some bytes,
+				// so that silence is a stall (mid-block too).
+				elapsed, silent := time.Since(lastBegan), time.Since(time.Unix(0, at))
+				if again, ok := n.blocks.rates.keepWaiting(peers, elapsed, silent, delay); ok {
 					hedge.Reset(again)
 					break
 				}
-			} else if n.blocks.rates.startedBefore(last, lastBegan) && n.blocks.sinceReceived() < silentWaits*delay {
+			} else if n.blocks.rates.startedBefore(last, lastBegan) {
 				// Its answer waits behind its answers to our earlier
 				// requests, on the same connection: on a slow link a
-				// whole block each. Not a stall while block bytes
-				// arrive; once those requests are over it gets the
-				// usual two delays. A replica that never answers is
-				// bounded by them: each ends, answered or timed out.
+				// whole block each. Not a stall while those are out;
+				// once they are over it gets the usual two delays. A
+				// replica that never answers is bounded by them: each
+				// ends, answered, hedged past once silent, or timed out.
 				graced = false
 				hedge.Reset(delay)
 				break

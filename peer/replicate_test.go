@@ -1,10 +1,12 @@
 package peer
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -13,11 +15,12 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
+	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
 
 	"chordshare/blocks"
-
-	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
+	"chordshare/peer/pb"
 )
 
 func rawBlock(t testing.TB, data []byte) cid.Cid {
@@ -187,6 +190,44 @@ func TestPutWaitsForReplicaWriteTokens(t *testing.T) {
 	}
 }
 
+// A put whose context ends while another put waits for the write tokens
+// (every one taken) returns at once, not when the other gets its tokens.
+func TestPutCancelledWhileAnotherWaitsForTokens(t *testing.T) {
+	r, _ := storedRing(t, 4)
+	n := r.nodes[1]
+	for range cap(n.blocks.writes) {
+		n.blocks.writes <- struct{}{} // as if that many writes were running
+	}
+	defer func() {
+		for range cap(n.blocks.writes) {
+			<-n.blocks.writes
+		}
+	}()
+	waitCtx, stopWaiting := context.WithCancel(testCtx(t))
+	waiting := make(chan error, 1)
+	go func() { waiting <- n.claimWrites(waitCtx, 3) }()
+	// The first put holds the turn once it is waiting for a token.
+	for len(n.blocks.claim) == 0 {
+		runtime.Gosched()
+	}
+	ctx, cancel := context.WithCancel(testCtx(t))
+	cancel()
+	got := make(chan error, 1)
+	go func() { got <- n.claimWrites(ctx, 3) }()
+	select {
+	case err := <-got:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("cancelled claim: %v, want context.Canceled", err)
+		}
+	case <-time.After(30 * time.Second): // a hang, not a timing figure
+		t.Error("a cancelled claim waited for the other put's turn")
+	}
+	stopWaiting()
+	if err := <-waiting; !errors.Is(err, context.Canceled) {
+		t.Errorf("waiting claim: %v, want context.Canceled", err)
+	}
+}
+
 func TestGetSkipsReplicaServingWrongBytes(t *testing.T) {
 	r, stores := storedRing(t, 6)
 	ctx := context.Background()
@@ -339,4 +380,109 @@ func TestGetAsksEveryReplicaForInternalNode(t *testing.T) {
 	if len(asked) != 3 {
 		t.Errorf("%d replicas asked, want all 3", len(asked))
 	}
+}
+
+// A replica that stops mid-block is asked again elsewhere after
+// silentWaits hedge delays without bytes of its own answer, even while
+// another Get of the same node keeps receiving bytes: the silence that
+// marks a stall is each request's own, not the node's.
+func TestGetHedgesReplicaStalledMidBlockWhileOthersReceive(t *testing.T) {
+	r := newMockRing(t, testConfig())
+	nodes := r.add(2)
+	r.join(nodes[0], nil)
+	r.join(nodes[1], nodes[0])
+	r.converge(50)
+	fetcher, staller := nodes[0], nodes[1]
+	data := bytes.Repeat([]byte("stalled mid-block "), 4000)
+	c := rawBlock(t, data)
+	trickled := rawBlock(t, []byte("a block that arrives a byte at a time"))
+	stop := make(chan struct{})
+	defer close(stop)
+
+	// The staller (a ring peer: its round trip is known, so it is asked
+	// first) sends half the block, then nothing.
+	staller.Host().SetStreamHandler(BlockProtocol, func(s network.Stream) {
+		defer s.Reset()
+		if readGet(s) == nil {
+			_ = writeBlockMsg(s, &pb.BlockResponse{Size: uint32(len(data))}, data[:len(data)/2])
+			<-stop
+		}
+	})
+	// A host outside the ring has it all.
+	holder := bareHost(t, r, func(s network.Stream) {
+		defer s.Reset()
+		if readGet(s) == nil {
+			_ = writeBlockMsg(s, &pb.BlockResponse{Size: uint32(len(data))}, data)
+			<-stop
+		}
+	})
+	// Another host sends the other block a byte at a time, as long as
+	// the test runs.
+	trickler := bareHost(t, r, func(s network.Stream) {
+		defer s.Reset()
+		if readGet(s) == nil {
+			_ = writeBlockMsg(s, &pb.BlockResponse{Size: 1 << 20}, nil)
+			tick := time.NewTicker(20 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+					if _, err := s.Write([]byte{0}); err != nil {
+						return
+					}
+				}
+			}
+		}
+	})
+	fetcher.setLocated(c, staller.Host().ID(), holder)
+	fetcher.setLocated(trickled, trickler)
+
+	ctx, cancel := context.WithTimeout(testCtx(t), 2*time.Minute) // a hang, not a timing figure
+	defer cancel()
+	go func() { _, _ = fetcher.Get(ctx, trickled) }()
+	got, err := fetcher.Get(ctx, c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get with the first replica stalled mid-block: %v", err)
+	}
+}
+
+// bareHost is a host outside the ring, linked and connected to its
+// nodes, serving the block protocol with serve.
+func bareHost(t *testing.T, r *mockRing, serve network.StreamHandler) p2ppeer.ID {
+	h, err := r.mn.GenPeer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.link(h)
+	for _, n := range r.live() {
+		if err := h.Connect(context.Background(), addrInfo(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.SetStreamHandler(BlockProtocol, serve)
+	return h.ID()
+}
+
+// readGet reads one block request, a GET.
+func readGet(s network.Stream) error {
+	req := &pb.BlockRequest{}
+	if err := readBlockHeader(bufio.NewReader(s), req); err != nil {
+		return err
+	}
+	if req.GetType() != pb.BlockRequest_GET {
+		return errors.New("not a GET")
+	}
+	return nil
+}
+
+// setLocated makes peers c's replica list, in that order, as if Locate
+// had looked it up.
+func (n *Node) setLocated(c cid.Cid, peers ...p2ppeer.ID) {
+	e := &replicaList{claimed: true, ready: make(chan struct{}), peers: peers, at: time.Now()}
+	close(e.ready)
+	n.blocks.located.mu.Lock()
+	n.blocks.located.entries[c] = e
+	n.blocks.located.mu.Unlock()
 }

@@ -24,6 +24,7 @@ const (
 	ConfigFile   = "config.json"  // RepoConfig
 	LockFile     = "repo.lock"    // flock'ed by the daemon that owns the repo; holds its pid
 	BlocksDir    = "blocks"       // the block store (package blocks)
+	VnodesFile   = "vnodes.json"  // the vnode indices of the last join (VnodeIndices)
 )
 
 // RepoVersion is the layout version written to a new repo's config.
@@ -163,6 +164,43 @@ func (r *Repo) Identity() crypto.PrivKey { return r.key }
 
 // Config is the repo's config.json as read at open.
 func (r *Repo) Config() RepoConfig { return r.config }
+
+// vnodeIndices is the content of VnodesFile.
+type vnodeIndices struct {
+	Indices []uint32 `json:"indices"`
+}
+
+// VnodeIndices are the vnode indices the daemon ran when it last joined
+// (chord.Node.Indices): the positions its stored blocks sit on, which a
+// restart takes again (chord.Config.VnodeIndices) even once the ring has
+// forgotten it. None saved yet: nil.
+func (r *Repo) VnodeIndices() ([]uint32, error) {
+	path := filepath.Join(r.dir, VnodesFile)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read vnode indices: %w", err)
+	}
+	var v vnodeIndices
+	if err := json.Unmarshal(data, &v); err != nil {
+		return nil, fmt.Errorf("vnode indices %s: %w", path, err)
+	}
+	return v.Indices, nil
+}
+
+// SaveVnodeIndices writes the indices VnodeIndices returns, atomically.
+func (r *Repo) SaveVnodeIndices(indices []uint32) error {
+	data, err := json.Marshal(vnodeIndices{Indices: indices})
+	if err != nil {
+		return err
+	}
+	if err := writeFileAtomic(filepath.Join(r.dir, VnodesFile), append(data, '\n'), 0o600); err != nil {
+		return fmt.Errorf("save vnode indices: %w", err)
+	}
+	return nil
+}
 
 // Close releases the repo's lock. The lock file stays: removing it would let
 // a second daemon lock a fresh file while a third still holds the old one.

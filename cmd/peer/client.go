@@ -188,7 +188,11 @@ func repairLine(s api.Status) string {
 	if !r.LastRound.IsZero() {
 		last = "last round " + time.Since(r.LastRound).Round(time.Second).String() + " ago"
 	}
-	return fmt.Sprintf("%d block copies under-replicated, %s moved (%s) in %s, %s pending; %s, %s",
+	line := fmt.Sprintf("%d block copies under-replicated, %s moved (%s) in %s, %s pending; %s, %s",
 		s.UnderReplicated, plural(int(r.BlocksMoved), "block"), peer.FormatSize(r.BytesMoved),
 		plural(int(r.Rounds), "round"), plural(int(r.HintsPending), "hint"), state, last)
+	if r.Refused > 0 {
+		line += fmt.Sprintf("; %s refused, busy", plural(int(r.Refused), "summary request"))
+	}
+	return line
 }

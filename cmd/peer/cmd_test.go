@@ -215,3 +215,16 @@ func shortTempDir(t *testing.T) string {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
+
+// The repair line names refused summary requests only when there are some.
+func TestRepairLineRefused(t *testing.T) {
+	var s api.Status
+	s.Repair.Rounds, s.Repair.HintsPending = 3, 1
+	if line := repairLine(s); strings.Contains(line, "refused") {
+		t.Errorf("nothing refused: %q", line)
+	}
+	s.Repair.Refused = 2
+	if line := repairLine(s); !strings.HasSuffix(line, "; 2 summary requests refused, busy") {
+		t.Errorf("2 refused: %q", line)
+	}
+}

@@ -45,7 +45,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fs.Var(&announce, "announce", "tell other peers `MULTIADDR` instead of the listen addresses (behind a proxy\nor port forward); repeatable; this run only (default: the listen addresses)")
 	// Flag defaults are left zero: an unset flag means "the repo config's".
 	capacity := fs.Int("capacity", 0, fmt.Sprintf("run `N` vnodes (ring positions); 0 for a client that stores nothing\n(default: the repo config's, initially %d)", chord.DefaultConfig().Vnodes))
-	choices := fs.Int("vnode-choices", 0, fmt.Sprintf("place each vnode, when joining, at the best of `N` candidate positions (the one\nsplitting the largest arc most evenly; 1: fixed positions); this run only (default %d)", chord.DefaultConfig().VnodeChoices))
+	choices := fs.Int("vnode-choices", 0, fmt.Sprintf("place the vnodes, when joining, by `N` lookups per vnode: among every own position\nin the parts of the ring they show, the ones splitting the largest arcs most evenly\n(1: fixed positions); this run only (default %d)", chord.DefaultConfig().VnodeChoices))
 	var storageMax *int64
 	fs.Func("storage-max", "store at most `SIZE` of blocks: bytes or a number with a unit (500MB, 2GiB);\n0 for no limit (default: the repo config's, initially 0)", func(v string) error {
 		n, err := peer.ParseSize(v)

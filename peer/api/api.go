@@ -55,6 +55,9 @@ type Repair struct {
 	BlocksMoved  int64 `json:"blocks_moved"`
 	BytesMoved   int64 `json:"bytes_moved"`
 	SummaryBytes int64 `json:"summary_bytes"` // range summaries sent and received
+	// Refused counts the summary requests this peer answered "busy": it
+	// had checked as many stored keys for others' summaries as it allows.
+	Refused      int64 `json:"summaries_refused"`
 	HintsPending int64 `json:"hints_pending"` // blocks held for a peer that was unreachable
 	// LastRound is when the last round ended (zero time: none yet).
 	LastRound  time.Time `json:"last_round"`

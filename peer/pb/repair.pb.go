@@ -80,6 +80,10 @@ type RepairResponse_Status int32
 const (
 	RepairResponse_OK    RepairResponse_Status = 0
 	RepairResponse_ERROR RepairResponse_Status = 1
+	// BUSY: the receiver has checked as many stored keys for summaries as
+	// it allows lately; ask again after retry_after_ms. A 1.1.0 peer that
+	// predates it reads an error, and its next repair check tries again.
+	RepairResponse_BUSY RepairResponse_Status = 3
 )
 
 // Enum value maps for RepairResponse_Status.
@@ -87,10 +91,12 @@ var (
 	RepairResponse_Status_name = map[int32]string{
 		0: "OK",
 		1: "ERROR",
+		3: "BUSY",
 	}
 	RepairResponse_Status_value = map[string]int32{
 		"OK":    0,
 		"ERROR": 1,
+		"BUSY":  3,
 	}
 )
 
@@ -314,7 +320,8 @@ type RepairResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Status        RepairResponse_Status  `protobuf:"varint,1,opt,name=status,proto3,enum=chordshare.repair.RepairResponse_Status" json:"status,omitempty"`
 	Error         string                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
-	Answers       []*RangeAnswer         `protobuf:"bytes,3,rep,name=answers,proto3" json:"answers,omitempty"` // SUMMARY, one per query
+	Answers       []*RangeAnswer         `protobuf:"bytes,3,rep,name=answers,proto3" json:"answers,omitempty"`                                  // SUMMARY, one per query
+	RetryAfterMs  uint32                 `protobuf:"varint,4,opt,name=retry_after_ms,json=retryAfterMs,proto3" json:"retry_after_ms,omitempty"` // BUSY
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -370,6 +377,13 @@ func (x *RepairResponse) GetAnswers() []*RangeAnswer {
 	return nil
 }
 
+func (x *RepairResponse) GetRetryAfterMs() uint32 {
+	if x != nil {
+		return x.RetryAfterMs
+	}
+	return 0
+}
+
 var File_repair_proto protoreflect.FileDescriptor
 
 const file_repair_proto_rawDesc = "" +
@@ -392,14 +406,16 @@ const file_repair_proto_rawDesc = "" +
 	"\x05match\x18\x01 \x01(\bR\x05match\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\rR\x05count\x12\x16\n" +
 	"\x06listed\x18\x03 \x01(\bR\x06listed\x12\x12\n" +
-	"\x04cids\x18\x04 \x03(\fR\x04cids\"\xc5\x01\n" +
+	"\x04cids\x18\x04 \x03(\fR\x04cids\"\xf5\x01\n" +
 	"\x0eRepairResponse\x12@\n" +
 	"\x06status\x18\x01 \x01(\x0e2(.chordshare.repair.RepairResponse.StatusR\x06status\x12\x14\n" +
 	"\x05error\x18\x02 \x01(\tR\x05error\x128\n" +
-	"\aanswers\x18\x03 \x03(\v2\x1e.chordshare.repair.RangeAnswerR\aanswers\"!\n" +
+	"\aanswers\x18\x03 \x03(\v2\x1e.chordshare.repair.RangeAnswerR\aanswers\x12$\n" +
+	"\x0eretry_after_ms\x18\x04 \x01(\rR\fretryAfterMs\"+\n" +
 	"\x06Status\x12\x06\n" +
 	"\x02OK\x10\x00\x12\t\n" +
-	"\x05ERROR\x10\x01\"\x04\b\x02\x10\x02B\x14Z\x12chordshare/peer/pbb\x06proto3"
+	"\x05ERROR\x10\x01\x12\b\n" +
+	"\x04BUSY\x10\x03\"\x04\b\x02\x10\x02B\x14Z\x12chordshare/peer/pbb\x06proto3"
 
 var (
 	file_repair_proto_rawDescOnce sync.Once

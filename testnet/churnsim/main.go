@@ -154,6 +154,9 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		cfg := peer.DefaultConfig()
 		cfg.Chord.Vnodes = o.vnodes
 		cfg.Repair.Rate = 0 // RPCs take no simulated time; bytes are counted instead
+		// A BUSY answer's wait is wall time, which the simulated clock
+		// does not see: no summary budget.
+		cfg.Repair.ScanRate = 0
 		if err := churnRuns(ctx, o, cfg, out); err != nil {
 			return err
 		}
@@ -161,7 +164,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if !o.skipCrash {
 		cfg := peer.DefaultConfig()
 		cfg.Chord.Vnodes = o.vnodes
-		cfg.Repair.Rate = 0
+		cfg.Repair.Rate, cfg.Repair.ScanRate = 0, 0
 		if err := crashSteppedRuns(ctx, o, cfg, out); err != nil {
 			return err
 		}

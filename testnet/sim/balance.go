@@ -41,7 +41,7 @@ func balanceCmd(ctx context.Context, args []string, out io.Writer) error {
 	minV := fs.Int("min-vnodes", 20, "capacity-weighted: vnodes of the weakest storing peer")
 	maxV := fs.Int("max-vnodes", 1024, "capacity-weighted: most vnodes a peer runs")
 	clientBelow := fs.Float64("client-below", 250e3, "capacity-weighted: peers with less uplink (bytes/s) are clients (capacity 0)")
-	choices := fs.Int("vnode-choices", chord.DefaultConfig().VnodeChoices, "also place each vnode at the best of this many candidate positions as peers join in order (chord.PlaceVnodes; 1: only one position each)")
+	choices := fs.Int("vnode-choices", chord.DefaultConfig().VnodeChoices, "also place the vnodes as peers join in order, with this many lookups per vnode (chord.PlaceVnodes; 1: only one position each)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -111,9 +111,9 @@ func balance(peers int, profile string, seed uint64, minV, maxV int, clientBelow
 	return rows, nil
 }
 
-// balanceOf places every peer's vnodes, each at the best of choices
-// positions as the peers join in order (chord.PlaceVnodes), and measures
-// the arcs they own.
+// balanceOf places every peer's vnodes as the peers join in order, with
+// choices lookups per vnode (chord.PlaceVnodes), and measures the arcs
+// they own.
 func balanceOf(s balanceScheme, ids []p2ppeer.ID, capacity []float64, choices int) balanceRow {
 	type pos struct {
 		id   chord.ID
@@ -122,7 +122,7 @@ func balanceOf(s balanceScheme, ids []p2ppeer.ID, capacity []float64, choices in
 	var ring []pos
 	row := balanceRow{Scheme: s.name}
 	if choices > 1 {
-		row.Scheme += fmt.Sprintf("; each placed at the best of %d positions", choices)
+		row.Scheme += fmt.Sprintf("; placed by %d lookups per vnode", choices)
 	}
 	var totalCap, clientCap float64
 	loads := make([]chord.PeerLoad, len(ids))

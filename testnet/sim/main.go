@@ -88,7 +88,7 @@ func (c *common) register(fs *flag.FlagSet, peers int) {
 	fs.StringVar(&c.byCapacity, "capacity-vnodes", "", "vnodes from each peer's uplink instead of -vnodes: \"log\" for chord.CapacityForBandwidth (1 at 32 kbit/s to 8 at 100 Mbit/s, log-scaled), or BELOW:PER:MAX: clients (0) below BELOW bytes/s, else PER per BELOW bytes/s, at most MAX (e.g. 250e3:1:8)")
 	fs.BoolVar(&c.proximity, "proximity", chord.DefaultConfig().Proximity, "proximity neighbour selection for fingers")
 	fs.IntVar(&c.backoff, "backoff", chord.DefaultConfig().Backoff, "chord Backoff: quiet vnodes run maintenance every 2, 4, ... up to this many intervals (1: every interval)")
-	fs.IntVar(&c.choices, "vnode-choices", chord.DefaultConfig().VnodeChoices, "chord VnodeChoices: each vnode joins at the best of this many candidate positions (1: vnode i at index i)")
+	fs.IntVar(&c.choices, "vnode-choices", chord.DefaultConfig().VnodeChoices, "chord VnodeChoices: lookups per vnode at join; every own position in the ring windows they show is a candidate (1: vnode i at index i)")
 }
 
 // chordConfig applies the chord switches to cfg.
