@@ -134,8 +134,11 @@ func TestRoundTrip(t *testing.T) {
 			t.Errorf("%s: get after reopen: %v", tc.name, err)
 		}
 	}
-	if _, err := s.Get(sum(t, cid.Raw, mh.SHA2_256, []byte("absent"))); !errors.Is(err, ErrNotFound) {
+	absent := sum(t, cid.Raw, mh.SHA2_256, []byte("absent"))
+	if _, err := s.Get(absent); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("get absent: %v, want ErrNotFound", err)
+	} else if want := "get " + absent.String() + ": block not found"; err.Error() != want {
+		t.Errorf("get absent: %q, want %q", err, want)
 	}
 }
 

@@ -68,3 +68,70 @@ func TestForwardDoesNotPassOnUnknownVnode(t *testing.T) {
 		t.Errorf("a forgot b after b reported a failure further on: successors %v", a.States()[0].Successors)
 	}
 }
+
+// A peer that restarted running fewer vnodes (or other positions) can be
+// handed one of its old vnodes back, in a successor list or a finger: a
+// Ref with its own address and a vnode it no longer runs. Its recursive
+// lookups then treat that stale vnode as a free local hop: before, that
+// hop went to HandleFindSuccessor, which for a lookup of our own (hops 0)
+// served it from our closest vnode, whose step named the stale vnode
+// again, recursing with no network call and no hop count until the
+// stack overflowed; and for a forwarded lookup (hops 1 and more) passed on
+// ErrUnknownVnode, so the asker forgot our live vnode. The stale vnode
+// must be forgotten and the next candidate tried.
+func TestForwardSkipsOwnStaleVnode(t *testing.T) {
+	m := NewMemNet()
+	cfg := DefaultConfig()
+	cfg.Vnodes = 1
+	add := func(addr string) *Node {
+		n, err := m.Add(addr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	a := add("a")
+	aRef := a.Vnodes()[0]
+	stale := MakeRef("a", 1) // a ran it before it restarted with one vnode
+	// On the ring from a: b, the stale vnode, then the key; a's successor
+	// list names both, so a routes the key to the stale vnode first.
+	var b *Node
+	for j := 0; b == nil; j++ {
+		if r := MakeRef(fmt.Sprintf("b-%d", j), 0); Between(aRef.ID, r.ID, stale.ID) {
+			b = add(r.Addr)
+		}
+	}
+	bRef := b.Vnodes()[0]
+	key := stale.ID.AddPow2(0)
+	if Between(stale.ID, aRef.ID, key) {
+		t.Fatal("the key wraps past a; pick another stale vnode")
+	}
+	install := func() {
+		a.vns()[0].setSuccessors(bRef, []Ref{stale}, Ref{}, 0, cfg.SuccessorListLen)
+		b.vns()[0].setSuccessors(aRef, nil, Ref{}, 0, cfg.SuccessorListLen)
+		if st := a.step(a.vns()[0], key, 1, true); st.Done || len(st.Nodes) == 0 || st.Nodes[0].ID != stale.ID {
+			t.Fatalf("a's first step %+v does not name the stale vnode %s first", st, stale)
+		}
+	}
+	check := func(how string, res LookupResult, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v", how, err)
+		}
+		if len(res.Successors) == 0 || res.Successors[0].ID != aRef.ID {
+			t.Fatalf("%s: successors %v, want %s first", how, res.Successors, aRef)
+		}
+		if slices.ContainsFunc(a.States()[0].Successors, func(r Ref) bool { return r.ID == stale.ID }) {
+			t.Errorf("%s: a still lists its stale vnode %s", how, stale)
+		}
+	}
+	ctx := context.Background()
+
+	install()
+	res, err := a.HandleFindSuccessor(ctx, aRef.ID, key, 1, 1)
+	check("forwarded lookup", res, err)
+
+	install()
+	res, err = a.LookupMode(ctx, key, 1, Recursive)
+	check("own lookup", res, err)
+}

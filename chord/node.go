@@ -492,7 +492,22 @@ func (n *Node) forward(ctx context.Context, step func() Step, key ID, hops, want
 		}
 		tried[next.ID] = true
 		if next.Addr == n.addr {
-			return n.HandleFindSuccessor(ctx, next.ID, key, hops, want)
+			// Our own vnode is a free hop, taken in this loop: calling
+			// HandleFindSuccessor would recurse with no network call
+			// between. A vnode at our address that we do not run is one
+			// we ran before a restart, handed back by a peer: forget it,
+			// as call does when a peer says it does not run a vnode, and
+			// try the next candidate (HandleFindSuccessor would serve a
+			// lookup of hops 0 from our closest vnode, whose step names
+			// the stale vnode again, without end).
+			local := n.local(next.ID)
+			if local == nil {
+				n.forget(func(r Ref) bool { return r.ID == next.ID })
+				lastErr = ErrUnknownVnode
+				continue
+			}
+			step = func() Step { return n.step(local, key, want, true) }
+			continue
 		}
 		if hops+1 > n.cfg.MaxHops {
 			return LookupResult{}, ErrTooManyHops

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +60,10 @@ type apiConfig struct {
 	// Events is the node's event log, which GET /v1/events streams and
 	// transfers publish to; nil: a log of the API's own (transfers only).
 	Events *eventBus
+	// Pprof serves Go's runtime profiles under /debug/pprof/ (net/http/pprof),
+	// for profiling a transfer in place. Off by default: a profile costs the
+	// daemon CPU, and the socket is the repo owner's only.
+	Pprof bool
 }
 
 // apiHandler routes the API's endpoints. Every answer that is not a
@@ -121,6 +126,10 @@ func newAPIHandler(b apiBackend, cfg apiConfig) *apiHandler {
 }
 
 func (h *apiHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.cfg.Pprof && strings.HasPrefix(r.URL.Path, pprofPrefix) {
+		servePprof(w, r)
+		return
+	}
 	rt, ok := h.routes[r.URL.Path]
 	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no endpoint %s", r.URL.Path))

@@ -282,3 +282,22 @@ func TestWithoutPeer(t *testing.T) {
 		t.Error("withoutPeer changed its input")
 	}
 }
+
+// Go's profiles are on the API only when the daemon asks for them.
+func TestAPIHandlerPprof(t *testing.T) {
+	off := newAPIHandler(&fakeRing{}, apiConfig{LookupTimeout: time.Second})
+	if code, _ := do(t, off, http.MethodGet, "/debug/pprof/cmdline"); code != http.StatusNotFound {
+		t.Errorf("without Pprof: /debug/pprof/cmdline answered %d, want 404", code)
+	}
+	on := newAPIHandler(&fakeRing{}, apiConfig{LookupTimeout: time.Second, Pprof: true})
+	for path, want := range map[string]string{"/debug/pprof/": "goroutine", "/debug/pprof/heap?debug=1": "heap profile"} {
+		rec := httptest.NewRecorder()
+		on.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), want) {
+			t.Errorf("with Pprof: %s answered %d: %.200s", path, rec.Code, rec.Body)
+		}
+	}
+	if code, _ := do(t, on, http.MethodGet, "/v1/status"); code != http.StatusOK {
+		t.Errorf("with Pprof: /v1/status answered %d", code)
+	}
+}

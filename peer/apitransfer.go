@@ -260,7 +260,7 @@ func (h *apiHandler) fetch(w http.ResponseWriter, r *http.Request) {
 	ev.run(func() api.Event {
 		return api.Event{Done: done.Load(), Total: total.Load()}
 	}, func() api.Event {
-		err := share.Fetch(ctx, p.cid, progressGetter(h.b, guard), share.ToWriterAt(f), share.FetchOptions{
+		err := share.Fetch(ctx, p.cid, progressGetter(h.b, guard), share.ToWriterAt(outputFile{f}), share.FetchOptions{
 			Progress: func(d, t int64) {
 				done.Store(d)
 				total.Store(t)

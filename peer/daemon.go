@@ -63,6 +63,9 @@ type DaemonOptions struct {
 
 	// Log receives progress lines (join retries, API errors); nil: discarded.
 	Log io.Writer
+	// Pprof serves Go's runtime profiles on the local API socket, under
+	// /debug/pprof/ (apiConfig.Pprof). This run only.
+	Pprof bool
 }
 
 // Bootstrap retry defaults: 5 attempts, waiting 0.5 + 1 + 2 + 4 s between
@@ -245,7 +248,7 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 		return nil, err
 	}
 	d := &Daemon{repo: repo, store: store, host: h, node: node, cfg: cfg, sock: sock, ln: ln, log: logw}
-	acfg := apiConfig{LookupTimeout: cfg.Chord.LookupTimeout, Log: logw, Events: node.events, VerifiedBlocks: true, Locate: node.Locate}
+	acfg := apiConfig{LookupTimeout: cfg.Chord.LookupTimeout, Log: logw, Events: node.events, VerifiedBlocks: true, Locate: node.Locate, Pprof: opts.Pprof}
 	if store != nil {
 		acfg.Nodes = storeNodes{store}
 	}

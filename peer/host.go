@@ -71,15 +71,7 @@ func NewHost(priv crypto.PrivKey, listen []ma.Multiaddr, extra ...libp2p.Option)
 		libp2p.ListenAddrs(listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
-		// TLS 1.3 first: its AES-GCM costs a third of Noise's
-		// ChaCha20-Poly1305 where the CPU has AES instructions, and the
-		// cipher is a large part of a block transfer's CPU (issue 3:
-		// 1.2-1.75 against 2.6-3.1 ns per byte for both ends of a libp2p
-		// stream on the development machine). Noise stays on offer for
-		// peers that lack TLS.
-		libp2p.Security(libp2ptls.ID, libp2ptls.New),
-		libp2p.Security(noise.ID, noise.New),
-		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		streamOptions(),
 		libp2p.ConnectionManager(cm),
 		libp2p.ResourceManager(rm),
 		libp2p.DisableRelay(),
@@ -89,6 +81,28 @@ func NewHost(priv crypto.PrivKey, listen []ma.Multiaddr, extra ...libp2p.Option)
 		return nil, fmt.Errorf("libp2p host: %w", err)
 	}
 	return h, nil
+}
+
+// streamOptions are the security transports and the muxer a node's host
+// offers, in order of preference.
+//
+// TLS 1.3 first: its AES-GCM costs a third of Noise's ChaCha20-Poly1305
+// where the CPU has AES instructions, and the cipher is a large part of a
+// block transfer's CPU (issue 3: 1.2-1.75 against 2.6-3.1 ns per byte for
+// both ends of a libp2p stream on the development machine). It is libp2p's
+// TLS with each yamux frame's records sent in one socket write
+// (batchedTLS). Noise stays on offer for peers that lack TLS.
+//
+// yamux keeps its 64 KiB frames: a receiver sees a frame's bytes only once
+// all of it has arrived, and Get's hedging watches for a replica's answer
+// to start (the block protocol sends its header with the first 4 KiB
+// alone), which larger frames would delay by seconds on a slow link.
+func streamOptions() libp2p.Option {
+	return libp2p.ChainOptions(
+		libp2p.Security(libp2ptls.ID, newBatchedTLS),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+	)
 }
 
 // Announce makes a host tell others addrs instead of its listen addresses

@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"errors"
 	"os"
 	"sync"
 	"time"
@@ -47,4 +48,23 @@ func flushBehind(f *os.File) (stop func()) {
 		once.Do(func() { close(quit) })
 		<-done
 	}
+}
+
+// outputFile is a fetch's output file, with Allocate for share's output
+// (share.ToWriterAt): fallocate(2) of the whole file before its blocks
+// arrive. The space is then reserved (no disk filling up halfway through),
+// and each write skips ext4's delayed allocation of every page it dirties:
+// 256 MiB in 256 KiB writes took 0.21-0.23 ns/B of CPU instead of
+// 0.25-0.28. A file system without fallocate just goes without.
+type outputFile struct{ *os.File }
+
+func (f outputFile) Allocate(size int64) error {
+	if size == 0 {
+		return nil
+	}
+	err := unix.Fallocate(int(f.Fd()), unix.FALLOC_FL_KEEP_SIZE, 0, size)
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EINVAL) {
+		return nil
+	}
+	return err
 }

@@ -30,6 +30,11 @@ type Output struct {
 //     read and hash its own empty space.
 //   - Truncate(int64) error: the output is set to the file's size first, so
 //     a longer old file does not keep a stale tail.
+//
+// And one that *os.File lacks: Allocate(size int64) error, called after
+// Truncate, to reserve the file's disk space before any block arrives (a
+// full disk then fails the fetch at once, and writes into reserved space
+// cost less CPU than allocating it page by page).
 func ToWriterAt(w io.WriterAt) Output { return Output{at: w} }
 
 // ToWriter writes the file in order to w, which need not seek. Blocks that
@@ -90,6 +95,11 @@ func (s *atSink) start(size int64) error {
 	}
 	if t, ok := s.w.(interface{ Truncate(int64) error }); ok {
 		if err := t.Truncate(size); err != nil {
+			return fmt.Errorf("output: %w", err)
+		}
+	}
+	if a, ok := s.w.(interface{ Allocate(int64) error }); ok {
+		if err := a.Allocate(size); err != nil {
 			return fmt.Errorf("output: %w", err)
 		}
 	}

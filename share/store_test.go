@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -174,4 +176,36 @@ func (s *lendingStore) PutLent(ctx context.Context, c cid.Cid, data []byte, done
 	s.dones = append(s.dones, done)
 	s.mu.Unlock()
 	return s.Put(ctx, c, data)
+}
+
+// allocFile is a memFile that records Allocate, and can refuse it.
+type allocFile struct {
+	memFile
+	allocated []int64
+	refuse    error
+}
+
+func (f *allocFile) Allocate(size int64) error {
+	f.allocated = append(f.allocated, size)
+	return f.refuse
+}
+
+// An output that can reserve its space is asked to, once, for the file's
+// size, before any block is written; a refusal (a full disk) fails the
+// fetch.
+func TestFetchAllocatesOutput(t *testing.T) {
+	data := bytes.Repeat([]byte("chordshare "), 100_000)
+	root, s := importBytes(t, data, ImportOptions{})
+	f := &allocFile{}
+	if err := Fetch(context.Background(), root, s, ToWriterAt(f), FetchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(f.allocated, []int64{int64(len(data))}) || !bytes.Equal(f.bytes(), data) {
+		t.Errorf("allocated %v for a %d-byte file; bytes identical: %v", f.allocated, len(data), bytes.Equal(f.bytes(), data))
+	}
+	full := &allocFile{refuse: errors.New("no space left on device")}
+	err := Fetch(context.Background(), root, s, ToWriterAt(full), FetchOptions{})
+	if err == nil || !strings.Contains(err.Error(), "no space left") || len(full.bytes()) != 0 {
+		t.Errorf("a refused allocation: err %v, %d bytes written", err, len(full.bytes()))
+	}
 }

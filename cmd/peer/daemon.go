@@ -15,7 +15,7 @@ import (
 
 var daemonCmd = &command{
 	name:  "daemon",
-	args:  "[--repo DIR] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--announce MULTIADDR]... [--capacity N] [--vnode-choices N] [--storage-max SIZE] [--repair-rate SIZE] [--lookup MODE] [--tui]",
+	args:  "[--repo DIR] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--announce MULTIADDR]... [--capacity N] [--vnode-choices N] [--storage-max SIZE] [--repair-rate SIZE] [--lookup MODE] [--pprof] [--tui]",
 	short: "run a peer: join (or start) a ring and serve the local API",
 	long: `Runs a peer until interrupted (SIGINT or SIGTERM). The repo is created on
 first start, with a new identity key and a config.json holding the defaults;
@@ -32,7 +32,12 @@ lists them too. The local API listens on DIR/api.sock.
 
 With --tui the terminal UI (as 'peer tui' opens it) runs attached to the
 daemon, whose log lines go to DIR/daemon.log instead; quitting the UI stops
-the daemon.`,
+the daemon.
+
+With --pprof the local API also serves Go's runtime profiles under
+/debug/pprof/ (net/http/pprof), to profile a transfer in place:
+  curl --unix-socket DIR/api.sock -o cpu.pprof 'http://peer/debug/pprof/profile?seconds=10'
+  go tool pprof -top cpu.pprof`,
 }
 
 func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -59,6 +64,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	})
 	withTUI := fs.Bool("tui", false, "run the terminal UI attached; the log goes to DIR/"+daemonLogName)
+	pprof := fs.Bool("pprof", false, "serve Go's runtime profiles on the local API socket, under /debug/pprof/;\nthis run only")
 	lookup := fs.String("lookup", "", "lookup `MODE`: recursive or iterative (default: the repo config's, initially "+chord.DefaultConfig().Lookup.String()+")")
 	if err := parseFlags(fs, args, 0); err != nil {
 		return err
@@ -77,7 +83,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		logw = logf
 		fmt.Fprintf(stderr, "starting the peer (its log: %s)\n", logf.Name())
 	}
-	opts := peer.DaemonOptions{Repo: dir, Log: logw, Announce: announce}
+	opts := peer.DaemonOptions{Repo: dir, Log: logw, Announce: announce, Pprof: *pprof}
 	set := setFlags(fs)
 	if set["listen"] {
 		opts.Listen = listen

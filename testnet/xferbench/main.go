@@ -57,6 +57,10 @@ type options struct {
 	cpuTime     time.Duration
 	ringTimeout time.Duration
 	perf        string
+	pprof       string
+	pprofSpan   time.Duration
+	layoutSeed  uint64
+	peerSrc     string
 }
 
 // smokeDefaults are what -smoke changes, unless given explicitly: a run of
@@ -81,6 +85,10 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.cpuTime, "cpu-time", time.Second, "time of each CPU micro-benchmark")
 	fs.DurationVar(&o.ringTimeout, "ring-timeout", 5*time.Minute, "how long the ring may take to form")
 	fs.StringVar(&o.perf, "perf", "", "profile the daemons with Linux perf during each transfer into `DIR` (slows them a little)")
+	fs.StringVar(&o.pprof, "pprof", "", "run the daemons with --pprof and take each one's Go CPU profile during each fetch into `DIR`")
+	fs.DurationVar(&o.pprofSpan, "pprof-span", 3*time.Second, "length of each -pprof profile (whole seconds): the fetch should fit in it")
+	fs.Uint64Var(&o.layoutSeed, "layout-seed", 0, "give the daemons identities derived from `N` and fixed vnode positions (--vnode-choices 1), so that\nevery invocation with the same N gets the same ring layout (which peer holds what): for A/B runs of two trees; 0: new identities each time")
+	fs.StringVar(&o.peerSrc, "peer-src", "", "build the peer binary from the chordshare tree at `DIR` instead of this one (the A of an A/B run)")
 	smoke := fs.Bool("smoke", false, "a quick check of the harness: -size 4MiB -peers 3 -iperf-sec 1 -cpu-time 100ms")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -114,6 +122,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-runs %d: want at least 1", o.runs)
 	case o.iperfSecs < 1:
 		return o, fmt.Errorf("-iperf-sec %d: want at least 1", o.iperfSecs)
+	case o.pprof != "" && o.pprofSpan < time.Second:
+		return o, fmt.Errorf("-pprof-span %v: want at least 1s", o.pprofSpan)
 	case o.cpuTime <= 0 || o.ringTimeout <= 0:
 		return o, errors.New("-cpu-time and -ring-timeout must be positive")
 	}
@@ -160,11 +170,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	// The build keeps the caller's environment: under the children's HOME
 	// it would find no build or module cache and rebuild everything.
 	build := command(ctx, os.Environ(), "go", "build", "-o", bin, "./cmd/peer")
+	if o.peerSrc != "" {
+		root = o.peerSrc
+	}
 	build.Dir = root
 	if _, err := output(build); err != nil {
 		return err
 	}
 	rep.Commit = commit(ctx, root)
+	if o.peerSrc != "" {
+		rep.Commit = fmt.Sprintf("the peer binary built from %s: %s", o.peerSrc, rep.Commit)
+	}
 
 	var prof *profiler
 	if o.perf != "" {
@@ -174,7 +190,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		rep.Profiled = o.perf
 	}
 
-	r := &ring{bin: bin, env: env}
+	r := &ring{bin: bin, env: env, layoutSeed: o.layoutSeed}
+	if o.layoutSeed != 0 {
+		r.daemonArgs = append(r.daemonArgs, "--vnode-choices", "1")
+		rep.LayoutSeed = o.layoutSeed
+	}
+	if o.pprof != "" {
+		if r.gprof, err = newGoProfiler(o.pprof, o.pprofSpan); err != nil {
+			return err
+		}
+		r.daemonArgs = append(r.daemonArgs, "--pprof")
+		rep.GoProfiled = o.pprof
+	}
 	// Registered before the first daemon starts, so that it runs (before
 	// the temp dir goes) however run returns.
 	defer r.stop()
@@ -309,11 +336,20 @@ func measureRun(ctx context.Context, r *ring, prof *profiler, dir string, o opti
 	out := filepath.Join(dir, fmt.Sprintf("fetched-%d", seed+1))
 	defer os.Remove(out)
 	logf("run %d: peer fetch on peer %d", seed+1, len(r.peers))
+	var gprofWait func() error
 	res.Fetch, err = measurePhase(ctx, r, prof, fmt.Sprintf("run%d-fetch", seed+1), func() (*exec.Cmd, error) {
+		if r.gprof != nil {
+			gprofWait = r.gprof.start(ctx, fmt.Sprintf("run%d-fetch", seed+1), r.peers)
+		}
 		cmd := command(ctx, r.env, r.bin, "fetch", "--repo", fetcher.repo, cid, "-o", out)
 		_, err := output(cmd)
 		return cmd, err
 	}, nil)
+	if gprofWait != nil {
+		if perr := gprofWait(); perr != nil && err == nil {
+			err = perr
+		}
+	}
 	if err != nil {
 		return res, err
 	}

@@ -60,6 +60,8 @@ type report struct {
 	Peers, Capacity, Replicas                    int
 	IperfSecs                                    int
 	Profiled                                     string // the -perf dir, if any
+	GoProfiled                                   string // the -pprof dir, if any
+	LayoutSeed                                   uint64 // -layout-seed, if any
 	FormedIn                                     time.Duration
 	Runs                                         []runResult
 }
@@ -138,6 +140,12 @@ func (rep *report) markdown() string {
 		rep.Peers, rep.Capacity, rep.FormedIn.Seconds(), rep.Replicas, rep.Peers)
 	if rep.Profiled != "" {
 		p("- Profiled: Linux perf sampled every daemon during each transfer (profiles in %s), which costs them some CPU: the rates are a little low.\n", rep.Profiled)
+	}
+	if rep.LayoutSeed != 0 {
+		p("- Layout: fixed by -layout-seed %d (identities derived from it, `--vnode-choices 1`): every invocation with that seed has the same ring layout.\n", rep.LayoutSeed)
+	}
+	if rep.GoProfiled != "" {
+		p("- Go CPU profiles (`peer daemon --pprof`) of every daemon during each fetch are in %s (NAME-peerN.pprof, with a `go tool pprof -top` summary in NAME-peerN.txt).\n", rep.GoProfiled)
 	}
 	p("- Units: MB = 10^6 bytes. A transfer's rate is the file's size over the wall time of the `peer` command. " +
 		"Limits are measured in the same run, just before the transfers, with the ring idle.\n\n")

@@ -2,15 +2,21 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
+
 	"chordshare/chord"
+	"chordshare/peer"
 	"chordshare/peer/api"
 )
 
@@ -20,6 +26,11 @@ type ring struct {
 	bin   string // the peer binary
 	env   []string
 	peers []*ringPeer
+	// daemonArgs are added to every daemon's command line (--pprof).
+	daemonArgs []string
+	gprof      *goProfiler // -pprof: the fetches' Go profiles
+	// layoutSeed, if not 0, derives each daemon's identity (-layout-seed).
+	layoutSeed uint64
 }
 
 type ringPeer struct {
@@ -34,10 +45,16 @@ type ringPeer struct {
 func startRing(ctx context.Context, r *ring, dir string, n, capacity int) error {
 	start := func(i int, bootstrap string) error {
 		p := &ringPeer{repo: filepath.Join(dir, strconv.Itoa(i+1))}
+		if r.layoutSeed != 0 {
+			if err := writeIdentity(p.repo, r.layoutSeed, i); err != nil {
+				return err
+			}
+		}
 		args := []string{"daemon", "--repo", p.repo, "--listen", "/ip4/127.0.0.1/tcp/0", "--capacity", strconv.Itoa(capacity)}
 		if bootstrap != "" {
 			args = append(args, "--bootstrap", bootstrap)
 		}
+		args = append(args, r.daemonArgs...)
 		d, err := startDaemon(fmt.Sprintf("peer %d", i+1), p.repo+".log", r.env, r.bin, args...)
 		if err != nil {
 			return err
@@ -67,6 +84,32 @@ func startRing(ctx context.Context, r *ring, dir string, n, capacity int) error 
 		}
 	}
 	return nil
+}
+
+// writeIdentity makes repo with the identity key of peer i of layout seed:
+// the same seed gives the same peer IDs, hence (with fixed vnode indices)
+// the same ring positions.
+func writeIdentity(repo string, seed uint64, i int) error {
+	rng := rand.NewChaCha8(seedBytes(seed, uint64(i)))
+	key, _, err := crypto.GenerateEd25519Key(rng)
+	if err != nil {
+		return err
+	}
+	data, err := crypto.MarshalPrivateKey(key)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(repo, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(repo, peer.IdentityFile), data, 0o600)
+}
+
+func seedBytes(seed, i uint64) [32]byte {
+	var b [32]byte
+	binary.LittleEndian.PutUint64(b[:], seed)
+	binary.LittleEndian.PutUint64(b[8:], i)
+	return b
 }
 
 // tcpAddr picks the loopback TCP address among a peer's: the one the ring

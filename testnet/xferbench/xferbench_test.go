@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"chordshare/peer"
 	"chordshare/peer/api"
 )
 
@@ -321,5 +322,27 @@ func TestProfileTable(t *testing.T) {
 	}
 	if t.Failed() {
 		t.Log(md)
+	}
+}
+
+// -layout-seed gives peer i the same identity every time, and each peer
+// its own.
+func TestWriteIdentityIsDerived(t *testing.T) {
+	read := func(seed uint64, i int) string {
+		repo := filepath.Join(t.TempDir(), "repo")
+		if err := writeIdentity(repo, seed, i); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(repo, peer.IdentityFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if read(7, 1) != read(7, 1) {
+		t.Error("seed 7, peer 1: two different identities")
+	}
+	if read(7, 1) == read(7, 2) || read(7, 1) == read(8, 1) {
+		t.Error("different peers or seeds share an identity")
 	}
 }

@@ -1,0 +1,174 @@
+package peer
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/network"
+	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	mh "github.com/multiformats/go-multihash"
+
+	"chordshare/blocks"
+)
+
+// BenchmarkBlockPath is a fetch's data path between two nodes in this
+// process over loopback TCP: the server reads each 256 KiB block from its
+// store (and hashes it), the client gets it over the block protocol (and
+// hashes it) and writes it at its offset in an output file, 16 blocks in
+// flight. It reports the process's CPU per block byte (both ends), with
+// stock libp2p TLS or batchedTLS. No ring, no lookups: what the daemons of
+// a loopback fetch spend per byte, without the rest. On a shared machine
+// run each variant in its own process, alternating, several times:
+// contention moves CPU per byte by 10-20% from run to run.
+//
+//	go test -run '^$' -bench BlockPath -benchtime 4x ./peer
+func BenchmarkBlockPath(b *testing.B) {
+	b.Cleanup(func() {
+		if st := &blockPathStore; st.dir != "" {
+			st.store.Close()
+			os.RemoveAll(st.dir)
+		}
+	})
+	stock := libp2p.ChainOptions(libp2p.Security(libp2ptls.ID, libp2ptls.New), libp2p.Muxer(yamux.ID, yamux.DefaultTransport))
+	for _, v := range []struct {
+		name string
+		sec  libp2p.Option
+	}{
+		{"stocktls", stock},
+		{"batchedtls", streamOptions()},
+	} {
+		b.Run(v.name, func(b *testing.B) { benchBlockPath(b, v.sec) })
+	}
+}
+
+// blockPathStore is the server's store of BenchmarkBlockPath, filled once
+// for all its variants: count random blocks of blockPathSize.
+var blockPathStore struct {
+	once  sync.Once
+	dir   string
+	store *blocks.Store
+	cids  []cid.Cid
+	err   error
+}
+
+const blockPathSize, blockPathCount = 256 << 10, 128
+
+func blockPathBlocks() (*blocks.Store, []cid.Cid, error) {
+	st := &blockPathStore
+	st.once.Do(func() {
+		if st.dir, st.err = os.MkdirTemp("", "blockpath"); st.err != nil {
+			return
+		}
+		if st.store, st.err = blocks.Open(st.dir, blocks.Options{}); st.err != nil {
+			return
+		}
+		rng := rand.New(rand.NewPCG(1, 2))
+		data := make([]byte, blockPathSize)
+		for range blockPathCount {
+			for j := range data {
+				data[j] = byte(rng.Uint32())
+			}
+			sum, err := mh.Sum(data, mh.SHA2_256, -1)
+			if err != nil {
+				st.err = err
+				return
+			}
+			c := cid.NewCidV1(cid.Raw, sum)
+			if st.err = st.store.Put(c, data); st.err != nil {
+				return
+			}
+			st.cids = append(st.cids, c)
+		}
+	})
+	return st.store, st.cids, st.err
+}
+
+func benchBlockPath(b *testing.B, sec libp2p.Option) {
+	const blockSize, count, window = blockPathSize, blockPathCount, 16
+	store, cids, err := blockPathBlocks()
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	mk := func(st BlockStore) *Node {
+		priv, _, err := crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		h, err := libp2p.New(libp2p.Identity(priv), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"),
+			libp2p.Transport(tcp.NewTCPTransport), sec,
+			libp2p.ResourceManager(&network.NullResourceManager{}))
+		if err != nil {
+			b.Fatal(err)
+		}
+		cfg := DefaultConfig()
+		if st != nil {
+			cfg.Store = st
+		}
+		n, err := NewNode(h, cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { n.Close(); h.Close() })
+		return n
+	}
+	server, client := mk(store), mk(nil)
+	ctx := context.Background()
+	if err := client.h.Connect(ctx, p2ppeer.AddrInfo{ID: server.h.ID(), Addrs: server.h.Addrs()}); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(blockSize * count)
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	for range b.N {
+		out, err := os.Create(filepath.Join(dir, "out"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := out.Truncate(blockSize * count); err != nil {
+			b.Fatal(err)
+		}
+		stopFlush := flushBehind(out)
+		slots := make(chan struct{}, window)
+		var wg sync.WaitGroup
+		errs := make(chan error, count)
+		for i, c := range cids {
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-slots }()
+				d, err := client.fetchFrom(ctx, server.h.ID(), c)
+				if err == nil {
+					_, err = out.WriteAt(d, int64(i)*blockSize)
+					putBuf(d)
+				}
+				if err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		stopFlush()
+		close(errs)
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+		if err := out.Sync(); err != nil {
+			b.Fatal(err)
+		}
+		if err := out.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N*blockSize*count), "cpu-ns/B")
+}
