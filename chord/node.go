@@ -1,6 +1,7 @@
 package chord
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -262,7 +263,11 @@ func direct[T any](n *Node, ctx context.Context, to Ref, f func(context.Context)
 	return call(n, ctx, to, n.rtt.Timeout(to.Addr), true, f)
 }
 
-// learnGateways puts refs at the front of a client's gateway list.
+// learnGateways puts refs at the front of a client's gateway list. With
+// Proximity the nearest measured gateways are kept too (maxGateways/2 of
+// them), whatever a lookup brought: each lookup's first hop is the
+// client's own round trip to a gateway, on a slow or far one most of the
+// lookup, and the answer's successors are just wherever the key fell.
 func (n *Node) learnGateways(refs []Ref) {
 	if len(n.vns()) > 0 {
 		return
@@ -275,7 +280,52 @@ func (n *Node) learnGateways(refs []Ref) {
 			list = append(list, g)
 		}
 	}
+	if n.cfg.Proximity {
+		near := n.byRTT(list)
+		near = near[:min(len(near), maxGateways/2)]
+		rest := slices.DeleteFunc(list, func(r Ref) bool {
+			return slices.ContainsFunc(near, func(g Ref) bool { return g.ID == r.ID })
+		})
+		list = append(near, rest...)
+	}
 	n.gateways = list[:min(len(list), maxGateways)]
+}
+
+// byRTT returns the refs whose round trip is measured, nearest first.
+func (n *Node) byRTT(refs []Ref) []Ref {
+	type measured struct {
+		ref Ref
+		rtt time.Duration
+	}
+	var ms []measured
+	for _, r := range refs {
+		if d, ok := n.rtt.SRTT(r.Addr); ok {
+			ms = append(ms, measured{r, d})
+		}
+	}
+	slices.SortStableFunc(ms, func(a, b measured) int { return cmp.Compare(a.rtt, b.rtt) })
+	out := make([]Ref, len(ms))
+	for i, m := range ms {
+		out[i] = m.ref
+	}
+	return out
+}
+
+// probeGateways pings, all at once, a client's gateways whose round trip
+// is unknown, so that gatewayStep can prefer the nearest.
+func (n *Node) probeGateways(ctx context.Context) {
+	n.gwMu.Lock()
+	gws := slices.Clone(n.gateways)
+	n.gwMu.Unlock()
+	pinged := map[string]bool{} // a peer's vnodes share its round trip
+	var wg sync.WaitGroup
+	for _, g := range gws {
+		if _, ok := n.rtt.SRTT(g.Addr); !ok && g.Addr != n.addr && !pinged[g.Addr] {
+			pinged[g.Addr] = true
+			wg.Go(func() { _ = n.ping(ctx, g) })
+		}
+	}
+	wg.Wait()
 }
 
 // dropGateway removes the gateways on the peer at addr, unless none would
@@ -288,10 +338,20 @@ func (n *Node) dropGateway(addr string) {
 	}
 }
 
+// gatewayStep is a client's first step: its gateways, with Proximity the
+// measured ones first, nearest first, then the others as learned.
 func (n *Node) gatewayStep() Step {
 	n.gwMu.Lock()
-	defer n.gwMu.Unlock()
-	return Step{Nodes: slices.Clone(n.gateways)}
+	gws := slices.Clone(n.gateways)
+	n.gwMu.Unlock()
+	if !n.cfg.Proximity {
+		return Step{Nodes: gws}
+	}
+	near := n.byRTT(gws)
+	rest := slices.DeleteFunc(gws, func(r Ref) bool {
+		return slices.ContainsFunc(near, func(g Ref) bool { return g.ID == r.ID })
+	})
+	return Step{Nodes: append(near, rest...)}
 }
 
 // forget removes matching nodes from every vnode's state.
@@ -671,8 +731,12 @@ func (n *Node) owns(ctx context.Context, to Ref, key ID) bool {
 }
 
 // Stabilize runs one stabilization round on every vnode: each not backed
-// off stabilizes, then its queued Changed messages go out.
+// off stabilizes, then its queued Changed messages go out. A client (no
+// vnodes) measures its unmeasured gateways instead.
 func (n *Node) Stabilize(ctx context.Context) {
+	if n.cfg.Proximity && len(n.vns()) == 0 {
+		n.probeGateways(ctx)
+	}
 	for _, v := range n.vns() {
 		if v.stabilizeDue() {
 			v.stabilized(n.stabilize(ctx, v), n.cfg.Backoff)

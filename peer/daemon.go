@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -202,6 +203,9 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 	}
 
 	cfg.Bandwidth = metrics.NewBandwidthCounter()
+	if os.Getenv(GetTraceEnv) != "" {
+		cfg.GetTrace = logGetTrace(logw)
+	}
 	hostOpts := []libp2p.Option{libp2p.BandwidthReporter(cfg.Bandwidth)}
 	if len(announce) > 0 {
 		hostOpts = append(hostOpts, Announce(announce))

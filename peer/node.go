@@ -37,6 +37,10 @@ type Config struct {
 	// Bandwidth, if set, is the host's byte counter (NewHost's
 	// libp2p.BandwidthReporter): the status's and the peers' rates.
 	Bandwidth *metrics.BandwidthCounter
+	// GetTrace, if set, is told every step of every Get (gettrace.go): a
+	// per-block timeline for simulators tuning the fetch schedule. It is
+	// called from many goroutines and must not block.
+	GetTrace func(GetEvent)
 }
 
 // DefaultConfig is what a daemon runs with unless told otherwise.

@@ -73,8 +73,9 @@ func newReplicaRates() *replicaRates {
 // pick returns the index of the peer whose next block should arrive
 // first: the least (in flight + 1) x time per block. A peer never measured
 // counts as fast as the fastest measured one, so that each replica gets
-// tried; when none is measured, the round-trip times (rtt) order them,
-// unknown ones last.
+// tried; when none is measured, its time per block is its round trip (rtt)
+// plus blockAtModestRate, unknown ones last: the first requests go one per
+// replica, nearest first, unless one is several times nearer.
 func (r *replicaRates) pick(peers []p2ppeer.ID, rtt func(p2ppeer.ID) (time.Duration, bool)) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -101,7 +102,11 @@ func (r *replicaRates) pick(peers []p2ppeer.ID, rtt func(p2ppeer.ID) (time.Durat
 			case best >= 0:
 				t = best
 			case ok:
-				t = d
+				// A block is more than a round trip: a replica already
+				// sending one is no better than an idle one twice as far
+				// (on a slow link a second request to it queues behind the
+				// whole first block, which its header cannot overtake).
+				t = d + blockAtModestRate
 			default:
 				t = time.Hour
 			}
@@ -156,6 +161,16 @@ func (r *replicaRates) keepWaiting(peers []p2ppeer.ID, elapsed, silent, delay ti
 	return 0, false
 }
 
+// minRateSample is the smallest block whose time is a sample of a
+// replica's rate: a smaller one (an internal DAG node, a file's last
+// leaf) takes about a round trip however slow the link, and would make a
+// slow replica look fast.
+const minRateSample = 64 << 10
+
+// blockAtModestRate is the time a block takes at a modest rate: 256 KiB
+// at ~20 Mbit/s.
+const blockAtModestRate = 100 * time.Millisecond
+
 const (
 	// silentWaits is how many hedge delays without any block bytes
 	// arriving a replica that has begun sending a block gets before another
@@ -165,6 +180,15 @@ const (
 	// measured to deliver one this many times sooner than it has taken.
 	outrunFactor = 4
 )
+
+// startedBefore says whether a request to p that began before t is still
+// in flight.
+func (r *replicaRates) startedBefore(p p2ppeer.ID, t time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	pr := r.peers[p]
+	return pr != nil && slices.ContainsFunc(pr.started, func(s time.Time) bool { return s.Before(t) })
+}
 
 // expected is the wait p's measurement predicts for a request just
 // started: requests in flight (this one included) x time per block.
@@ -204,6 +228,8 @@ type fetchOutcome int
 
 const (
 	fetchOK     fetchOutcome = iota // the block arrived: a sample
+	fetchSmall                      // a block under minRateSample arrived: its time is a round trip, no sample
+	fetchRaced                      // cancelled in a race for a small block (all replicas asked at once): no sample
 	fetchLacked                     // the replica does not hold it: says nothing of its speed
 	fetchOutrun                     // cancelled when another replica answered first: the time so far is a lower bound
 	fetchFailed                     // any other failure: the replica is slow, gone or lying
@@ -237,6 +263,8 @@ func (r *replicaRates) start(p p2ppeer.ID) (done func(took time.Duration, how fe
 			pr.fetched++
 			pr.sample(per, r.now())
 			smooth(&pr.latency, took)
+		case fetchSmall:
+			pr.fetched++
 		case fetchOutrun:
 			// Lost a hedge race: it would have taken longer than this.
 			// Without it a replica that is always outrun would stay

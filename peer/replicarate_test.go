@@ -416,3 +416,67 @@ func TestReplicaRatesKeepWaiting(t *testing.T) {
 		t.Fatal("hedged on a fetcher whose every replica is slow")
 	}
 }
+
+// Before anything is measured, a replica already sending a block is worth
+// less than an idle one a little farther: a second request to it would
+// queue behind the whole first block. Small blocks (a round trip, whatever
+// the link) and lost races for them are no samples of a replica's rate.
+func TestReplicaRatesFirstRequestsAndSmallBlocks(t *testing.T) {
+	r := newReplicaRates()
+	clock := time.Unix(1000, 0)
+	r.now = func() time.Time { return clock }
+	near, far, farther := p2ppeer.ID("near"), p2ppeer.ID("far"), p2ppeer.ID("farther")
+	rtts := map[p2ppeer.ID]time.Duration{near: 9 * time.Millisecond, far: 30 * time.Millisecond, farther: 400 * time.Millisecond}
+	rtt := func(p p2ppeer.ID) (time.Duration, bool) { d, ok := rtts[p]; return d, ok }
+	pick := func(peers ...p2ppeer.ID) p2ppeer.ID { return peers[r.pick(peers, rtt)] }
+
+	if got := pick(far, near, farther); got != near {
+		t.Fatalf("nothing in flight: picked %s, want the nearest", got)
+	}
+	endNear := r.start(near)
+	if got := pick(near, far, farther); got != far {
+		t.Fatalf("near sending a block: picked %s, want the idle far one", got)
+	}
+	endFar := r.start(far)
+	if got := pick(near, far, farther); got != near {
+		t.Fatalf("near and far each sending one: picked %s, want near again before one 400 ms away", got)
+	}
+
+	endNear(5*time.Millisecond, fetchSmall)
+	endFar(5*time.Millisecond, fetchRaced)
+	for _, p := range []p2ppeer.ID{near, far} {
+		if pr := r.peers[p]; pr.blockTime != 0 || pr.latency != 0 {
+			t.Errorf("%s: a small block made a sample (time per block %v, latency %v)", p, pr.blockTime, pr.latency)
+		}
+	}
+	if got := r.fetched(near); got != 1 {
+		t.Errorf("fetched %d from near, want the small block counted", got)
+	}
+}
+
+// A request's answer is queued behind the replica's answers to earlier
+// requests while any of those is in flight, and no longer once they end.
+func TestReplicaRatesStartedBefore(t *testing.T) {
+	r := newReplicaRates()
+	clock := time.Unix(1000, 0)
+	r.now = func() time.Time { return clock }
+	p := p2ppeer.ID("p")
+	if r.startedBefore(p, clock) {
+		t.Fatal("a replica never asked has requests in flight")
+	}
+	endFirst := r.start(p)
+	clock = clock.Add(time.Millisecond)
+	mine := clock
+	endMine := r.start(p)
+	clock = clock.Add(time.Millisecond)
+	endLater := r.start(p)
+	if !r.startedBefore(p, mine) {
+		t.Fatal("the first request, still in flight, does not count as ahead")
+	}
+	endFirst(time.Second, fetchOK)
+	if r.startedBefore(p, mine) {
+		t.Fatal("requests asked after this one, or this one itself, count as ahead")
+	}
+	endMine(time.Second, fetchOK)
+	endLater(time.Second, fetchOK)
+}

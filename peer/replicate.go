@@ -136,14 +136,19 @@ func (n *Node) claimWrites(ctx context.Context, k int) error {
 // answer. Bytes that do not match c are never returned; that replica is
 // skipped. It implements share.Getter; the caller owns the bytes and may
 // hand them to ReleaseBlock once done.
-func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
+func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 	if data, _, err := n.readLocal(c); err == nil {
 		return data, nil
+	}
+	if n.cfg.GetTrace != nil {
+		n.trace(GetEvent{CID: c, Step: GetBegan})
+		defer func() { n.trace(GetEvent{CID: c, Step: GetEnded, Err: err}) }()
 	}
 	peers, err := n.replicasOf(ctx, c)
 	if err != nil {
 		return nil, err
 	}
+	n.trace(GetEvent{CID: c, Step: GetLocated, Peers: len(peers)})
 	peers = slices.DeleteFunc(peers, func(p p2ppeer.ID) bool { return p == n.h.ID() })
 	if len(peers) == 0 {
 		return nil, fmt.Errorf("%w (no other replica)", ErrBlockNotFound)
@@ -158,6 +163,12 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 		err  error
 	}
 	results := make(chan result, len(peers))
+	// An internal node: small (about 9 KiB for 174 links) and on the
+	// fetch's critical path, every leaf below it waits for it. Every
+	// replica is asked at once, and the first answer taken: a few KiB
+	// more, and the fastest round trip instead of a guess at it.
+	raced := c.Type() == cid.DagProtobuf
+	var errs []error
 	var last p2ppeer.ID
 	// lastArrived is when bytes of the last replica's answer last
 	// arrived (unix nanoseconds; 0: it has not started to answer).
@@ -170,14 +181,28 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 		last = p
 		arrived := new(atomic.Int64)
 		lastArrived = arrived
+		began := time.Now() // before start: requests to p started earlier are before it
 		done := n.blocks.rates.start(p)
-		began := time.Now()
 		lastBegan = began
+		n.trace(GetEvent{CID: c, Step: GetAsked, Peer: p, Peers: len(asked) - len(peers) - len(errs), Hedge: len(asked)-len(peers)-len(errs) > 1})
 		go func() {
-			data, err := n.fetchFromNotify(ctx, p, c, func() { arrived.Store(time.Now().UnixNano()) })
+			data, err := n.fetchFromNotify(ctx, p, c, func() {
+				if arrived.Swap(time.Now().UnixNano()) == 0 {
+					n.trace(GetEvent{CID: c, Step: GetAnswering, Peer: p})
+				}
+			})
+			if err == nil {
+				n.trace(GetEvent{CID: c, Step: GetReceived, Peer: p, Bytes: len(data)})
+			} else {
+				n.trace(GetEvent{CID: c, Step: GetDropped, Peer: p, Err: err})
+			}
 			how := fetchOK
 			switch {
+			case err == nil && len(data) < minRateSample:
+				how = fetchSmall
 			case err == nil:
+			case ctx.Err() != nil && raced:
+				how = fetchRaced
 			case ctx.Err() != nil:
 				how = fetchOutrun
 			case errors.Is(err, ErrBlockNotFound):
@@ -191,7 +216,11 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 	}
 	tried := len(peers)
 	launch()
-	var errs []error
+	if raced {
+		for len(peers) > 0 {
+			launch()
+		}
+	}
 	delay, graced := n.hedgeDelay(last), false
 	hedge := time.NewTimer(delay)
 	defer hedge.Stop()
@@ -226,6 +255,16 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 					hedge.Reset(again)
 					break
 				}
+			} else if n.blocks.rates.startedBefore(last, lastBegan) {
+				// Its answer waits behind its answers to our earlier
+				// requests, on the same connection: on a slow link a
+				// whole block each. Not a stall while those are out;
+				// once they are over it gets the usual two delays. A
+				// replica that never answers is bounded by them: each
+				// ends, answered, hedged past once silent, or timed out.
+				graced = false
+				hedge.Reset(delay)
+				break
 			} else if !graced {
 				// No answer yet is not yet a stall: on a busy machine
 				// the first bytes of a live replica's answer are often
@@ -295,7 +334,6 @@ func (n *Node) ringRTT(p p2ppeer.ID) (time.Duration, bool) { return n.ring.RTT(s
 // little; or, once p's speed is measured, twice the wait it predicts for
 // this request, so that a slow link's blocks are not all sent twice.
 func (n *Node) hedgeDelay(p p2ppeer.ID) time.Duration {
-	const blockAtModestRate = 100 * time.Millisecond // 256 KiB at ~20 Mbit/s
 	d := 500 * time.Millisecond
 	if rtt, ok := n.ringRTT(p); ok {
 		d = 3*rtt + blockAtModestRate

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -332,6 +333,52 @@ func TestClientPutsAndGetsThroughTheRing(t *testing.T) {
 	got, err := client.Get(ctx, c)
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("client get after its bootstrap peer crashed: %v", err)
+	}
+}
+
+// An internal DAG node (dag-pb) is small and every leaf below it waits for
+// it: a Get asks all its replicas at once and takes the first answer.
+func TestGetAsksEveryReplicaForInternalNode(t *testing.T) {
+	r, stores := storedRing(t, 4)
+	ctx := context.Background()
+	data := []byte("an internal node's bytes")
+	c, err := cid.V1Builder{Codec: cid.DagProtobuf, MhType: mh.SHA2_256}.Sum(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.nodes[0].Put(ctx, c, data); err != nil {
+		t.Fatal(err)
+	}
+	r.nodes[0].bg.Wait()
+	var fetcher *Node
+	for _, n := range r.nodes {
+		if !stores[n].Has(c) {
+			fetcher = n
+		}
+	}
+	var mu sync.Mutex
+	var steps []GetEvent
+	fetcher.cfg.GetTrace = func(e GetEvent) {
+		mu.Lock()
+		steps = append(steps, e)
+		mu.Unlock()
+	}
+	got, err := fetcher.Get(ctx, c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// Asked at once: one replica asked alone answers in a moment here, and
+	// the others would never be asked.
+	asked := map[p2ppeer.ID]bool{}
+	for _, e := range steps {
+		if e.Step == GetAsked {
+			asked[e.Peer] = true
+		}
+	}
+	if len(asked) != 3 {
+		t.Errorf("%d replicas asked, want all 3", len(asked))
 	}
 }
 

@@ -481,31 +481,45 @@ func TestProfileSlowFetch(t *testing.T) {
 	fast := byRate[4]
 	for k, fetcher := range byRate[:2] {
 		size := int(links[fetcher][1] / 8 * 10)
-		data := make([]byte, size)
-		_, _ = rand.NewChaCha8([32]byte{byte(k), 's', 'l', 'o', 'w'}).Read(data)
-		path := filepath.Join(t.TempDir(), "file")
-		if err := os.WriteFile(path, data, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		before := n.storedBlocks(5)
-		cid := strings.TrimSpace(n.must(5*time.Minute, "peer", strconv.Itoa(fast), "share", path))
-		// This file's blocks are the ones the share added. Wait for their
-		// third copies, written in the background: one landing on the
-		// fetcher during the fetch would share its link. Those the fetcher
-		// holds itself cross no link: only the rest count as fetched.
-		added := n.awaitCopies(before, 3, 2*time.Minute)
-		holders := map[int]bool{}
-		var local []string
-		for name, nodes := range added {
-			for _, h := range nodes {
-				if h == fetcher {
-					local = append(local, name)
-				} else {
-					holders[h] = true
+		var data []byte
+		var cid string
+		var holders map[int]bool
+		var remote int64
+		// Peer IDs are new at every `up`, so where a file's blocks land
+		// differs from run to run; a file of which the fetcher holds more
+		// than half itself measures little: another file then.
+		for attempt := 0; ; attempt++ {
+			data = make([]byte, size)
+			_, _ = rand.NewChaCha8([32]byte{byte(k), byte(attempt), 's', 'l', 'o', 'w'}).Read(data)
+			path := filepath.Join(t.TempDir(), "file")
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			before := n.storedBlocks(5)
+			cid = strings.TrimSpace(n.must(5*time.Minute, "peer", strconv.Itoa(fast), "share", path))
+			// This file's blocks are the ones the share added. Wait for
+			// their third copies, written in the background: one landing
+			// on the fetcher during the fetch would share its link. Those
+			// the fetcher holds itself cross no link: only the rest count
+			// as fetched.
+			added := n.awaitCopies(before, 3, 2*time.Minute)
+			holders = map[int]bool{}
+			var local []string
+			for name, nodes := range added {
+				for _, h := range nodes {
+					if h == fetcher {
+						local = append(local, name)
+					} else {
+						holders[h] = true
+					}
 				}
 			}
+			remote = max(int64(size)-n.blockBytes(fetcher, local), 0)
+			if remote >= int64(size)/2 || attempt == 4 {
+				break
+			}
+			t.Logf("node %d holds %d of file %d's %d bytes itself: another file", fetcher, int64(size)-remote, attempt, size)
 		}
-		remote := max(int64(size)-n.blockBytes(fetcher, local), 0)
 		var uplinks float64
 		for h := range holders {
 			uplinks += links[h][1]
@@ -517,6 +531,9 @@ func TestProfileSlowFetch(t *testing.T) {
 		took := time.Since(start)
 		_, down1 := n.freshShaperBytes(fetcher)
 		took1 := time.Since(start)
+		if os.Getenv("CHORDSHARE_GET_TRACE") != "" {
+			n.logGetTrace(fetcher, start)
+		}
 		if remote == 0 {
 			t.Logf("node %d holds every block of its file itself: nothing crossed its link", fetcher)
 			continue
@@ -528,8 +545,9 @@ func TestProfileSlowFetch(t *testing.T) {
 			fmtRate(payload), fmtRate(wire), fmtRate(bottleneck), payload/bottleneck, wire/bottleneck, float64(down1-down0)/float64(remote))
 		// The fetch keeps the link busy: the shaper must deliver the
 		// claimed rate, give or take the second's granularity of its
-		// counters and the ring's own traffic.
-		if r := wire / bottleneck; r < 0.8 || r > 1.2 {
+		// counters and the ring's own traffic (so only over a few
+		// seconds).
+		if r := wire / bottleneck; took1 >= 3*time.Second && (r < 0.8 || r > 1.2) {
 			t.Errorf("node %d's link carried %.3f of its claimed rate", fetcher, r)
 		}
 	}
@@ -550,6 +568,39 @@ func (n *net) freshShaperBytes(i int) (up, down int64) {
 		}
 	}
 	return n.shaperBytes(i)
+}
+
+// logGetTrace logs node i's Get steps since start (its daemon writes them
+// to its log when CHORDSHARE_GET_TRACE is set): ms since start, block,
+// step, replica (as node N), requests out, hedge, bytes, error.
+func (n *net) logGetTrace(i int, start time.Time) {
+	n.t.Helper()
+	node := map[string]string{}
+	for _, s := range n.status() {
+		node[s.ID] = "node" + strconv.Itoa(s.Node)
+	}
+	b, err := os.ReadFile(filepath.Join(n.dir, "node"+strconv.Itoa(i), "log"))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	var out strings.Builder
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) < 9 || f[0] != "get-trace" {
+			continue
+		}
+		us, _ := strconv.ParseInt(f[1], 10, 64)
+		at := time.UnixMicro(us).Sub(start)
+		if at < 0 {
+			continue
+		}
+		if name, ok := node[f[4]]; ok {
+			f[4] = name
+		}
+		c := f[2]
+		fmt.Fprintf(&out, "%8.1f ms  %s  %-9s %-6s out %s hedge %s bytes %s %s\n", float64(at)/1e6, c[len(c)-8:], f[3], f[4], f[5], f[6], f[7], strings.Join(f[8:], " "))
+	}
+	n.t.Logf("node %d's Get steps:\n%s", i, out.String())
 }
 
 func fmtRate(bps float64) string { return fmt.Sprintf("%.1f kbit/s", bps/1e3) }

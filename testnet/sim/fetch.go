@@ -32,6 +32,7 @@ type fetchFlags struct {
 	size   int64
 	ranks  string
 	window int
+	trace  string
 }
 
 // fetchResult is one fetch of the file.
@@ -46,6 +47,7 @@ type fetchResult struct {
 	BlockBound time.Duration
 	Elapsed    time.Duration
 	Err        error
+	Trace      traceSummary
 }
 
 func fetchCmd(ctx context.Context, args []string, out io.Writer) error {
@@ -55,6 +57,7 @@ func fetchCmd(ctx context.Context, args []string, out io.Writer) error {
 	size := fs.String("size", "64MiB", "file size")
 	fs.StringVar(&f.ranks, "fetcher-ranks", "1", "fetchers, each by the rank of its downlink among the peers (0 slowest, 1 fastest), comma-separated")
 	fs.IntVar(&f.window, "window", 0, "blocks in flight (0: share's default)")
+	fs.StringVar(&f.trace, "trace", "", "write every fetcher's per-block timeline (each Get's steps) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -82,6 +85,17 @@ func fetchCmd(ctx context.Context, args []string, out io.Writer) error {
 		}
 		fmt.Fprintf(out, "| %.2f | %s | %d | %s | %s | %v | %s | %s | %v | %.2f |\n", r.Rank, rate(r.FetcherDown), r.HolderCount, rate(r.Holders), rate(r.Bottleneck), r.Elapsed.Round(time.Millisecond), got, status, r.BlockBound.Round(time.Millisecond), ratio(r.Elapsed, r.BlockBound))
 	}
+	fmt.Fprintf(out, "\n| fetcher | first leaf asked | first leaf in | leaves/s (p10–p90 of arrivals) | last leaf asked | end | requests | hedged | dropped | mean wait for replica list | replicas used | first response | link idle after it | link lost to slow holders | rest over the floor | longest process stall |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range res {
+		t := r.Trace
+		floor := time.Duration(0)
+		if r.FetcherDown > 0 {
+			floor = time.Duration(float64(f.size) / r.FetcherDown * float64(time.Second))
+		}
+		rest := r.Elapsed - floor - t.FirstResponse - t.Idle - t.HolderBound
+		fmt.Fprintf(out, "| %.2f | %s | %s | %.1f | %s | %s | %d | %d | %d | %s | %d | %s | %s | %s | %s | %s |\n", r.Rank, ms(t.FirstLeafAsked), ms(t.FirstLeafIn), t.SteadyRate, ms(t.LastLeafAsked), ms(t.End), t.Requests, t.Hedges, t.Dropped, ms(t.Lookup), t.Replicas, ms(t.FirstResponse), ms(t.Idle), ms(t.HolderBound), ms(rest), ms(t.Stalled))
+	}
+	fmt.Fprintf(out, "\nWhere the time went, from every Get's steps (peer.Config.GetTrace; -trace FILE writes them): the floor is the file over the fetcher's downlink; then the time to the first response header, the time after it with no response being received, the link time lost while the holders sending had less uplink in all than the downlink, and the rest over the floor: the link was busy but carried less than its rate (the simulator's shaper loses link time when its goroutines wake late under CPU load; compare the longest process stall, how late a 5 ms ticker ran).\n")
 	fmt.Fprintf(out, "\nBottleneck: the smaller of the fetcher's downlink and the sum of the uplinks of every peer holding a block of the file (issue 4's definition; it ignores that each block comes from one of only 3 holders, so it can be above what any schedule reaches). Time floor: no schedule ends before the slowest block has come from the fastest of its 3 holders at that holder's full uplink, nor before the file has crossed the fetcher's downlink. The fetcher is a client (capacity 0) so it holds no block itself; the file was shared by a random storing peer before the links were shaped; bytes are checked against the file's SHA-256.\n\nLoad average at the end: %s.\n\n", loadavg())
 	return nil
 }
@@ -148,6 +162,19 @@ func runFetch(ctx context.Context, f fetchFlags, out io.Writer) ([]fetchResult, 
 	}
 	defer os.RemoveAll(dir)
 	base := f.chordConfig(peer.DefaultConfig())
+	traces := map[int]*getTrace{}
+	for i := range fetchers {
+		traces[i] = &getTrace{}
+	}
+	var traceOut io.Writer
+	if f.trace != "" {
+		tf, err := os.Create(f.trace)
+		if err != nil {
+			return nil, err
+		}
+		defer tf.Close()
+		traceOut = tf
+	}
 	var stores []*blocks.Store
 	var openErr error
 	s, _, err := buildRing(ctx, f.common, base, func(i int, a netshape.Access) peer.Config {
@@ -155,6 +182,7 @@ func runFetch(ctx context.Context, f fetchFlags, out io.Writer) ([]fetchResult, 
 		cfg.Chord.Vnodes = f.vnodesOf(a)
 		if _, ok := fetchers[i]; ok {
 			cfg.Chord.Vnodes = 0
+			cfg.GetTrace = traces[i].record
 		}
 		if cfg.Chord.Vnodes > 0 {
 			st, err := blocks.Open(filepath.Join(dir, fmt.Sprint(i)), blocks.Options{})
@@ -245,6 +273,9 @@ func runFetch(ctx context.Context, f fetchFlags, out io.Writer) ([]fetchResult, 
 			_, _ = s.Nodes[i].Chord().Lookup(lctx, q.Key, 1)
 			cancel()
 		}
+		// The maintenance round a client's daemon runs every couple of
+		// seconds (it measures its gateways).
+		s.Nodes[i].Chord().Stabilize(ctx)
 	}
 
 	var res []fetchResult
@@ -263,10 +294,18 @@ func runFetch(ctx context.Context, f fetchFlags, out io.Writer) ([]fetchResult, 
 		// Blocks land at their offsets as they arrive, as `peer fetch -o
 		// FILE` writes them: one slow block does not hold the others back.
 		buf := &memFile{}
+		traces[i].start()
+		lateness := watchLateness()
 		start := time.Now()
 		err := share.Fetch(fctx, root, s.Nodes[i], share.ToWriterAt(buf), share.FetchOptions{Window: f.window, Locate: s.Nodes[i].Locate})
 		cancel()
 		r.Elapsed = time.Since(start)
+		events := traces[i].stop()
+		r.Trace = summarize(start, events, upOf, r.FetcherDown)
+		r.Trace.Stalled = lateness()
+		if traceOut != nil {
+			writeTrace(traceOut, fmt.Sprintf("fetcher rank %.2f, downlink %s, %v", r.Rank, rate(r.FetcherDown), r.Elapsed.Round(time.Millisecond)), start, events, upOf)
+		}
 		r.Rate = float64(f.size) / r.Elapsed.Seconds()
 		if got := sha256.Sum256(buf.b); err == nil && got != want {
 			err = fmt.Errorf("fetched bytes differ from the file")
