@@ -1,7 +1,6 @@
 package chord
 
 import (
-	"context"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -39,14 +38,7 @@ func TestRestartAfterRingForgotKeepsGivenIndices(t *testing.T) {
 	}
 	kept := cfg
 	kept.VnodeIndices = before
-	again, err := r.net.Restart(n.Addr(), kept)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := again.Join(context.Background(), r.nodes[0].Vnodes()[0]); err != nil {
-		t.Fatal(err)
-	}
-	r.nodes[7] = again
+	again := r.restart(7, kept)
 	if after := again.Indices(); !slices.Equal(after, before) {
 		t.Fatalf("restarted with vnodes %v, had %v", after, before)
 	}

@@ -183,14 +183,7 @@ func TestRestartKeepsChosenPositions(t *testing.T) {
 		t.Fatalf("peer 7 runs vnodes %v: none chosen beyond the first candidates, so the test shows nothing", before)
 	}
 	r.net.Kill(n.Addr())
-	again, err := r.net.Restart(n.Addr(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := again.Join(context.Background(), r.nodes[0].Vnodes()[0]); err != nil {
-		t.Fatal(err)
-	}
-	r.nodes[7] = again
+	again := r.restart(7, cfg)
 	if after := again.Vnodes(); !slices.Equal(after, before) {
 		t.Fatalf("restarted with vnodes %v, had %v", after, before)
 	}

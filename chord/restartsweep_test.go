@@ -3,7 +3,6 @@
 package chord
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -40,14 +39,7 @@ func TestRestartSweep(t *testing.T) {
 				r.net.Kill(n.Addr())
 				after := cfg
 				re.change(&after)
-				again, err := r.net.Restart(n.Addr(), after)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := again.Join(context.Background(), r.nodes[0].Vnodes()[0]); err != nil {
-					t.Fatal(err)
-				}
-				r.nodes[7] = again
+				again := r.restart(7, after)
 				if got := again.Vnodes(); re.name == "same" && !slices.Equal(got, before) {
 					t.Errorf("restarted with vnodes %v, had %v", got, before)
 				}

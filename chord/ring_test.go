@@ -46,6 +46,21 @@ func (r *ring) join(rng *rand.Rand) *Node {
 	return n
 }
 
+// restart brings node i back at its address with cfg (it must be down:
+// Kill it first) and joins it through node 0.
+func (r *ring) restart(i int, cfg Config) *Node {
+	r.t.Helper()
+	n, err := r.net.Restart(r.nodes[i].Addr(), cfg)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := n.Join(context.Background(), r.nodes[0].Vnodes()[0]); err != nil {
+		r.t.Fatal(err)
+	}
+	r.nodes[i] = n
+	return n
+}
+
 func (r *ring) live() []*Node {
 	return Live(r.nodes, func(n *Node) bool { return r.net.Alive(n.Addr()) })
 }
