@@ -181,9 +181,12 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 		return nil, fmt.Errorf("ring config: %w", err)
 	}
 	// The positions of the last run hold this peer's blocks: chord takes
-	// them again if this config could have chosen them.
-	if cfg.Chord.VnodeIndices, err = repo.VnodeIndices(); err != nil {
-		fmt.Fprintf(logw, "choosing new ring positions: %v\n", err)
+	// them again if this config could have chosen them. Its error is
+	// kept out of the named result err, which the deferred cleanups read.
+	if indices, ierr := repo.VnodeIndices(); ierr != nil {
+		fmt.Fprintf(logw, "choosing new ring positions: %v\n", ierr)
+	} else {
+		cfg.Chord.VnodeIndices = indices
 	}
 
 	// A peer with ring positions stores the blocks that land on them; a
