@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -61,10 +62,8 @@ const (
 	maxRepairMessage = maxRepairQueries * (repairLeaf*(maxListedCID+2) + 16)
 	// maxHints bounds the blocks this peer holds for others.
 	maxHints = 100_000
-	// busyRetries is how often a summary exchange is tried again after
-	// BUSY, each after the wait the peer gave (at most maxBusyWait),
-	// before the comparison fails and waits for the next repair check.
-	busyRetries = 2
+	// maxBusyWait caps the wait a BUSY peer asks for (retry_after_ms is
+	// the peer's word) before its deferred comparisons run again.
 	maxBusyWait = 5 * time.Second
 )
 
@@ -146,7 +145,13 @@ type repairState struct {
 	lastTick  time.Time // the clock of RepairTick when it last ran a round
 	lastViews []arcView // as of the last round
 	under     map[underKey]int64
-	leaving   map[p2ppeer.ID]time.Time
+	// deferred are the comparisons a BUSY peer put off; RepairTick runs
+	// them alone, not a whole round, deferWait after the round (the
+	// longest wait a busy peer asked for), at retryAt on its clock.
+	deferred  map[underKey]bool
+	deferWait time.Duration
+	retryAt   time.Time
+	leaving    map[p2ppeer.ID]time.Time
 	hints     map[p2ppeer.ID]map[blocks.Key]cid.Cid
 	// nhints counts the hints held and those being written (holdHint);
 	// maxHints bounds it.
@@ -322,6 +327,16 @@ var errRoundRunning = errors.New("a repair round is already running")
 // what it did; an error names the comparisons that failed (the others
 // still ran). Only one round runs at a time.
 func (n *Node) RepairRound(ctx context.Context) (RoundStats, error) {
+	return n.repairRound(ctx, nil)
+}
+
+// repairRound runs a round over the comparisons in only, or all of them
+// (only nil). A peer that answers BUSY is not asked again this round: its
+// comparisons are deferred to the time it gave, and count as neither
+// done nor under-replicated, so that a busy peer is not asked again each
+// check (every pair in sync would then be compared every second, and
+// keep it busy).
+func (n *Node) repairRound(ctx context.Context, only map[underKey]bool) (RoundStats, error) {
 	st, ok := n.rangeStore()
 	if !ok || n.rep.left.Load() {
 		return RoundStats{}, nil
@@ -337,24 +352,40 @@ func (n *Node) RepairRound(ctx context.Context) (RoundStats, error) {
 	}
 	var total RoundStats
 	var errs []error
+	n.rep.mu.Lock()
 	under := map[underKey]int64{}
-	busy := map[p2ppeer.ID]bool{} // still BUSY after its retries: not asked again this round
+	if only != nil {
+		maps.Copy(under, n.rep.under)
+	}
+	before := n.rep.under
+	n.rep.mu.Unlock()
+	deferred := map[underKey]bool{}
+	busy := map[p2ppeer.ID]time.Duration{} // answered BUSY: not asked again this round
 	for _, v := range views {
 		for _, p := range v.peers {
-			if busy[p] {
-				under[underKey{v.vnode, p}] = 1 // not compared: the next check tries again
+			key := underKey{v.vnode, p}
+			if only != nil && !only[key] {
+				continue
+			}
+			if _, ok := busy[p]; ok {
+				deferred[key] = true
+				under[key] = before[key] // not compared: as the last comparison left it
 				continue
 			}
 			rs, err := n.syncArc(ctx, st, v.arc, p, true)
 			total.add(rs)
-			under[underKey{v.vnode, p}] = rs.Failed
-			if err != nil {
-				if ctx.Err() != nil {
-					return total, ctx.Err()
-				}
-				var b *busyError
-				busy[p] = errors.As(err, &b)
-				under[underKey{v.vnode, p}] = max(rs.Failed, 1)
+			under[key] = rs.Failed
+			var b *busyError
+			switch {
+			case err == nil:
+			case ctx.Err() != nil:
+				return total, ctx.Err()
+			case errors.As(err, &b):
+				busy[p] = min(b.retryAfter, maxBusyWait)
+				deferred[key] = true
+				under[key] = before[key]
+			default:
+				under[key] = max(rs.Failed, 1)
 				errs = append(errs, fmt.Errorf("arc %s..%s with %s: %w",
 					chord.ID(v.arc.Lo).String(), chord.ID(v.arc.Hi).String(), p.ShortString(), err))
 			}
@@ -362,7 +393,14 @@ func (n *Node) RepairRound(ctx context.Context) (RoundStats, error) {
 	}
 	n.rep.mu.Lock()
 	n.rep.under = under
-	n.rep.lastViews = views
+	n.rep.deferred = deferred
+	n.rep.deferWait = 0
+	for _, wait := range busy {
+		n.rep.deferWait = max(n.rep.deferWait, wait)
+	}
+	if only == nil {
+		n.rep.lastViews = views
+	}
 	n.rep.lastRound = time.Now()
 	n.rep.mu.Unlock()
 	n.rep.rounds.Add(1)
@@ -403,25 +441,14 @@ func (n *Node) syncArc(ctx context.Context, st rangeStore, arc merkle.Range, p p
 	var rs RoundStats
 	ex := func(ctx context.Context, qs []merkle.Query) ([]merkle.Answer, error) {
 		req := &pb.RepairRequest{Type: pb.RepairRequest_SUMMARY, Queries: encodeQueries(qs)}
-		var resp *pb.RepairResponse
-		for try := 0; ; try++ {
-			if err := n.rep.pace.wait(ctx, proto.Size(req)); err != nil {
-				return nil, err
-			}
-			var err error
-			resp, err = n.repairExchange(ctx, p, req, repairTimeout)
-			rs.Exchanges++
-			rs.SummaryBytes += int64(protoFramed(req))
-			if err == nil {
-				break
-			}
-			var busy *busyError
-			if !errors.As(err, &busy) || try == busyRetries {
-				return nil, err
-			}
-			if err := sleepCtx(ctx, min(busy.retryAfter, maxBusyWait)); err != nil {
-				return nil, err
-			}
+		if err := n.rep.pace.wait(ctx, proto.Size(req)); err != nil {
+			return nil, err
+		}
+		resp, err := n.repairExchange(ctx, p, req, repairTimeout)
+		rs.Exchanges++
+		rs.SummaryBytes += int64(protoFramed(req))
+		if err != nil {
+			return nil, err // BUSY included: the caller decides when to ask again
 		}
 		size := protoFramed(resp)
 		rs.SummaryBytes += int64(size)
@@ -761,8 +788,16 @@ func (n *Node) RepairTick(ctx context.Context, now time.Time) {
 	r.mu.Lock()
 	changed := !sameViews(views, r.lastViews)
 	due := r.cfg.Interval > 0 && now.Sub(r.lastTick) >= r.cfg.Interval
+	deferred := maps.Clone(r.deferred)
+	retry := len(deferred) > 0 && !now.Before(r.retryAt)
 	r.mu.Unlock()
 	if !changed && !due {
+		if retry {
+			_, _ = n.repairRound(ctx, deferred)
+			r.mu.Lock()
+			r.retryAt = now.Add(r.deferWait)
+			r.mu.Unlock()
+		}
 		return
 	}
 	_, _ = n.RepairRound(ctx) // what failed is retried: see below
@@ -778,6 +813,7 @@ func (n *Node) RepairTick(ctx context.Context, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.lastTick = now
+	r.retryAt = now.Add(r.deferWait)
 	for _, c := range r.under {
 		if c > 0 {
 			r.lastViews = nil // not all moved: compare again next tick
