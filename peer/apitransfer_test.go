@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	mh "github.com/multiformats/go-multihash"
 
 	"chordshare/peer/api"
 	"chordshare/share"
@@ -352,21 +353,45 @@ func TestAPICatFailureAfterFirstByteIsAnError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var gets atomic.Int64
-	f.getHook = func(ctx context.Context, c cid.Cid) error {
-		if gets.Add(1) > 10 {
-			return errors.New("replica went away")
-		}
-		return nil
+	// The 17th leaf fails, once the first bytes have reached us: cat
+	// writes in file order, so the failure comes after the first byte
+	// whatever order the window's Gets run in.
+	sum, err := mh.Sum(data[16*share.DefaultChunkSize:17*share.DefaultChunkSize], mh.SHA2_256, -1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var out bytes.Buffer
-	n, err := c.Cat(ctx, res.CID, &out, api.TransferOptions{})
+	failing := cid.NewCidV1(cid.Raw, sum)
+	out := &firstWriteSignal{first: make(chan struct{})}
+	f.getHook = func(ctx context.Context, c cid.Cid) error {
+		if !c.Equals(failing) {
+			return nil
+		}
+		select {
+		case <-out.first:
+			return errors.New("replica went away")
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	n, err := c.Cat(ctx, res.CID, out, api.TransferOptions{})
 	if err == nil || !strings.Contains(err.Error(), "replica went away") {
 		t.Fatalf("cat: %d bytes, err = %v; want the daemon's error from the trailer", n, err)
 	}
-	if n == 0 || n >= int64(len(data)) || !bytes.Equal(out.Bytes(), data[:n]) {
-		t.Errorf("cat wrote %d bytes: want a true prefix of the %d", n, len(data))
+	if n == 0 || n > 16*share.DefaultChunkSize || !bytes.Equal(out.Bytes(), data[:n]) {
+		t.Errorf("cat wrote %d bytes: want a true prefix of the first %d", n, 16*share.DefaultChunkSize)
 	}
+}
+
+// firstWriteSignal is a buffer that closes first at its first write.
+type firstWriteSignal struct {
+	bytes.Buffer
+	first chan struct{}
+	once  sync.Once
+}
+
+func (w *firstWriteSignal) Write(p []byte) (int, error) {
+	w.once.Do(func() { close(w.first) })
+	return w.Buffer.Write(p)
 }
 
 func TestAPITransfersStall(t *testing.T) {
