@@ -5,8 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -151,7 +151,7 @@ type repairState struct {
 	deferred  map[underKey]bool
 	deferWait time.Duration
 	retryAt   time.Time
-	leaving    map[p2ppeer.ID]time.Time
+	leaving   map[p2ppeer.ID]time.Time
 	hints     map[p2ppeer.ID]map[blocks.Key]cid.Cid
 	// nhints counts the hints held and those being written (holdHint);
 	// maxHints bounds it.
@@ -360,44 +360,41 @@ func (n *Node) repairRound(ctx context.Context, only map[underKey]bool) (RoundSt
 	before := n.rep.under
 	n.rep.mu.Unlock()
 	deferred := map[underKey]bool{}
-	busy := map[p2ppeer.ID]time.Duration{} // answered BUSY: not asked again this round
+	busy := map[p2ppeer.ID]bool{} // answered BUSY: not asked again this round
+	var wait time.Duration        // the longest wait a busy peer asked for
 	for _, v := range views {
 		for _, p := range v.peers {
 			key := underKey{v.vnode, p}
 			if only != nil && !only[key] {
 				continue
 			}
-			if _, ok := busy[p]; ok {
-				deferred[key] = true
-				under[key] = before[key] // not compared: as the last comparison left it
-				continue
+			if !busy[p] {
+				rs, err := n.syncArc(ctx, st, v.arc, p, true)
+				total.add(rs)
+				var b *busyError
+				switch {
+				case err == nil:
+					under[key] = rs.Failed
+					continue
+				case ctx.Err() != nil:
+					return total, ctx.Err()
+				case !errors.As(err, &b):
+					under[key] = max(rs.Failed, 1)
+					errs = append(errs, fmt.Errorf("arc %s..%s with %s: %w",
+						chord.ID(v.arc.Lo).String(), chord.ID(v.arc.Hi).String(), p.ShortString(), err))
+					continue
+				}
+				busy[p] = true
+				wait = max(wait, min(b.retryAfter, maxBusyWait))
 			}
-			rs, err := n.syncArc(ctx, st, v.arc, p, true)
-			total.add(rs)
-			under[key] = rs.Failed
-			var b *busyError
-			switch {
-			case err == nil:
-			case ctx.Err() != nil:
-				return total, ctx.Err()
-			case errors.As(err, &b):
-				busy[p] = min(b.retryAfter, maxBusyWait)
-				deferred[key] = true
-				under[key] = before[key]
-			default:
-				under[key] = max(rs.Failed, 1)
-				errs = append(errs, fmt.Errorf("arc %s..%s with %s: %w",
-					chord.ID(v.arc.Lo).String(), chord.ID(v.arc.Hi).String(), p.ShortString(), err))
-			}
+			deferred[key] = true
+			under[key] = before[key] // not compared: as the last comparison left it
 		}
 	}
 	n.rep.mu.Lock()
 	n.rep.under = under
 	n.rep.deferred = deferred
-	n.rep.deferWait = 0
-	for _, wait := range busy {
-		n.rep.deferWait = max(n.rep.deferWait, wait)
-	}
+	n.rep.deferWait = wait
 	if only == nil {
 		n.rep.lastViews = views
 	}
