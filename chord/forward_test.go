@@ -16,13 +16,7 @@ func TestForwardDoesNotPassOnUnknownVnode(t *testing.T) {
 	m := NewMemNet()
 	cfg := DefaultConfig()
 	cfg.Vnodes = 1
-	add := func(addr string) *Node {
-		n, err := m.Add(addr, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	add := adder(t, m, cfg)
 	b := add("b")
 	bRef := b.Vnodes()[0]
 	// On the ring from b: x, a vnode of peer x (which restarted running
@@ -83,13 +77,7 @@ func TestForwardSkipsOwnStaleVnode(t *testing.T) {
 	m := NewMemNet()
 	cfg := DefaultConfig()
 	cfg.Vnodes = 1
-	add := func(addr string) *Node {
-		n, err := m.Add(addr, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	add := adder(t, m, cfg)
 	a := add("a")
 	aRef := a.Vnodes()[0]
 	stale := MakeRef("a", 1) // a ran it before it restarted with one vnode
@@ -140,4 +128,17 @@ func TestForwardSkipsOwnStaleVnode(t *testing.T) {
 	install()
 	res, err = a.LookupMode(ctx, key, 1, Iterative)
 	check("iterative lookup", res, err)
+}
+
+// adder adds peers with cfg at the addresses it is given to m, for
+// rings laid out by hand.
+func adder(t *testing.T, m *MemNet, cfg Config) func(addr string) *Node {
+	return func(addr string) *Node {
+		t.Helper()
+		n, err := m.Add(addr, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
 }

@@ -1,7 +1,6 @@
 package chord
 
 import (
-	"math/rand/v2"
 	"slices"
 	"testing"
 )
@@ -10,15 +9,8 @@ import (
 // ran before (Config.VnodeIndices), takes them again rather than choosing
 // anew: its stored blocks sit on them.
 func TestRestartAfterRingForgotKeepsGivenIndices(t *testing.T) {
-	rng := rand.New(rand.NewPCG(8, 8))
-	cfg := TestConfig()
-	cfg.Vnodes = 3
-	cfg.VnodeChoices = 8
-	r := newRing(t, cfg)
-	for range 12 {
-		r.join(rng)
-	}
-	r.converge(100)
+	r, rng := placedRing(t, 8)
+	cfg := r.cfg
 	n := r.nodes[7]
 	before := n.Indices()
 	if !slices.ContainsFunc(before, func(x uint32) bool { return x >= uint32(cfg.Vnodes) }) {

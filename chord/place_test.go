@@ -168,15 +168,8 @@ func shares(nodes []*Node) []float64 {
 // A peer back from a crash before the ring forgot it takes the same
 // positions again: its old vnodes answer for their own candidates.
 func TestRestartKeepsChosenPositions(t *testing.T) {
-	rng := rand.New(rand.NewPCG(6, 6))
-	cfg := TestConfig()
-	cfg.Vnodes = 3
-	cfg.VnodeChoices = 8
-	r := newRing(t, cfg)
-	for range 12 {
-		r.join(rng)
-	}
-	r.converge(100)
+	r, rng := placedRing(t, 6)
+	cfg := r.cfg
 	n := r.nodes[7]
 	before := n.Vnodes()
 	if !slices.ContainsFunc(before, func(r Ref) bool { return r.Vnode >= uint32(cfg.Vnodes) }) {
@@ -189,4 +182,21 @@ func TestRestartKeepsChosenPositions(t *testing.T) {
 	}
 	r.converge(100)
 	r.lookups(rng, 20)
+}
+
+// placedRing is the ring the restart tests take a peer out of: 12 peers
+// of 3 vnodes, each placed among 8 choices, joined in the order the seed
+// gives, and converged.
+func placedRing(t *testing.T, seed uint64) (*ring, *rand.Rand) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, seed))
+	cfg := TestConfig()
+	cfg.Vnodes = 3
+	cfg.VnodeChoices = 8
+	r := newRing(t, cfg)
+	for range 12 {
+		r.join(rng)
+	}
+	r.converge(100)
+	return r, rng
 }

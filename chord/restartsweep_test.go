@@ -4,7 +4,6 @@ package chord
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"slices"
 	"strconv"
@@ -25,15 +24,8 @@ func TestRestartSweep(t *testing.T) {
 	for seed := first; seed < first+seeds; seed++ {
 		for _, re := range restarts {
 			t.Run(fmt.Sprintf("seed=%d/%s", seed, re.name), func(t *testing.T) {
-				rng := rand.New(rand.NewPCG(uint64(seed), uint64(seed)))
-				cfg := TestConfig()
-				cfg.Vnodes = 3
-				cfg.VnodeChoices = 8
-				r := newRing(t, cfg)
-				for range 12 {
-					r.join(rng)
-				}
-				r.converge(100)
+				r, rng := placedRing(t, uint64(seed))
+				cfg := r.cfg
 				n := r.nodes[7]
 				before := n.Vnodes()
 				r.net.Kill(n.Addr())

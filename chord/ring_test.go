@@ -275,22 +275,8 @@ func TestSmallRingAnswersWrapAround(t *testing.T) {
 // vnode ever names it, its answers are right, and it keeps working when the
 // peer it bootstrapped from crashes. A client cannot bootstrap another.
 func TestClientLooksUpThroughTheRing(t *testing.T) {
-	rng := rand.New(rand.NewPCG(5, 5))
-	r := newRing(t, TestConfig())
-	for range 8 {
-		r.join(rng)
-	}
-	r.converge(100)
-	ccfg := TestConfig()
-	ccfg.Vnodes = 0
-	client, err := r.net.Add("client", ccfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, client, rng := clientOn(t, 5)
 	boot := r.nodes[0]
-	if err := client.Join(context.Background(), boot.Vnodes()[0]); err != nil {
-		t.Fatal(err)
-	}
 	check := func() {
 		t.Helper()
 		o := NewOracle(r.live())
@@ -326,7 +312,7 @@ func TestClientLooksUpThroughTheRing(t *testing.T) {
 	r.converge(100)
 	check()
 
-	other, err := r.net.Add("client-2", ccfg)
+	other, err := r.net.Add("client-2", client.Config())
 	if err != nil {
 		t.Fatal(err)
 	}
