@@ -184,7 +184,8 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 		began := time.Now() // before start: requests to p started earlier are before it
 		done := n.blocks.rates.start(p)
 		lastBegan = began
-		n.trace(GetEvent{CID: c, Step: GetAsked, Peer: p, Peers: len(asked) - len(peers) - len(errs), Hedge: len(asked)-len(peers)-len(errs) > 1})
+		out := len(asked) - len(peers) - len(errs) // requests out for c, this one included
+		n.trace(GetEvent{CID: c, Step: GetAsked, Peer: p, Peers: out, Hedge: out > 1})
 		go func() {
 			data, err := n.fetchFromNotify(ctx, p, c, func() {
 				if arrived.Swap(time.Now().UnixNano()) == 0 {
