@@ -281,14 +281,20 @@ func (n *Node) learnGateways(refs []Ref) {
 		}
 	}
 	if n.cfg.Proximity {
-		near := n.byRTT(list)
-		near = near[:min(len(near), maxGateways/2)]
-		rest := slices.DeleteFunc(list, func(r Ref) bool {
-			return slices.ContainsFunc(near, func(g Ref) bool { return g.ID == r.ID })
-		})
-		list = append(near, rest...)
+		list = n.nearestFirst(list, maxGateways/2)
 	}
 	n.gateways = list[:min(len(list), maxGateways)]
+}
+
+// nearestFirst returns refs with the k nearest of those whose round trip
+// is measured at the front, nearest first; the others keep their order.
+func (n *Node) nearestFirst(refs []Ref, k int) []Ref {
+	near := n.byRTT(refs)
+	near = near[:min(len(near), k)]
+	rest := slices.DeleteFunc(slices.Clone(refs), func(r Ref) bool {
+		return slices.ContainsFunc(near, func(g Ref) bool { return g.ID == r.ID })
+	})
+	return append(near, rest...)
 }
 
 // byRTT returns the refs whose round trip is measured, nearest first.
@@ -347,11 +353,7 @@ func (n *Node) gatewayStep() Step {
 	if !n.cfg.Proximity {
 		return Step{Nodes: gws}
 	}
-	near := n.byRTT(gws)
-	rest := slices.DeleteFunc(gws, func(r Ref) bool {
-		return slices.ContainsFunc(near, func(g Ref) bool { return g.ID == r.ID })
-	})
-	return Step{Nodes: append(near, rest...)}
+	return Step{Nodes: n.nearestFirst(gws, len(gws))}
 }
 
 // forget removes matching nodes from every vnode's state.
