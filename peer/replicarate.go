@@ -39,15 +39,19 @@ type replicaRates struct {
 	now   func() time.Time // time.Now; a test's clock
 	mu    sync.Mutex
 	peers map[p2ppeer.ID]*replicaRate
+	// inflight is the node's requests in flight, to every replica.
+	inflight int
 }
 
 type replicaRate struct {
 	blockTime time.Duration // EWMA of the time per block; 0 until measured
 	sampled   time.Time     // when blockTime last took a sample
-	latency   time.Duration // EWMA of a request's whole time, queues included
-	started   []time.Time   // when each request in flight began
-	fetched   int64         // blocks received from it
-	avoid     time.Time     // until then, count it as failurePenalty slow at least
+	// perLoad is an EWMA of a request's whole time (queues included) over
+	// the node's requests in flight when it began (wholeBlock).
+	perLoad time.Duration
+	started []time.Time // when each request in flight began
+	fetched int64       // blocks received from it
+	avoid   time.Time   // until then, count it as failurePenalty slow at least
 }
 
 const (
@@ -124,41 +128,87 @@ func (r *replicaRates) pick(peers []p2ppeer.ID, rtt func(p2ppeer.ID) (time.Durat
 	return pick
 }
 
-// keepWaiting says whether a replica that has been sending a block for
-// elapsed (first hedge delay: delay) should be left to finish alone, and
-// when to ask again. It should unless another of the block's replicas
-// (peers) is measured to deliver a block in under 1/outrunFactor of that
-// time (its last requests' whole time, behind what is in flight to it:
-// time per block alone would leave out the queue at the fetcher's own
-// downlink, which every request waits in), or none of its answer has
-// arrived for silentWaits delays (silent: a stall, not a busy link).
-// "Measured": on a fetcher whose own link is the slow part every replica
-// measures slow, so a hedge there never looks worth it; round trips say
-// nothing of rates.
-func (r *replicaRates) keepWaiting(peers []p2ppeer.ID, elapsed, silent, delay time.Duration) (time.Duration, bool) {
-	left := silentWaits*delay - silent
+// transferProgress is how far one request's answer has come: got of its
+// total bytes (the size its header gave), the header received receiving
+// ago and the last bytes silent ago.
+type transferProgress struct {
+	got, total        int
+	receiving, silent time.Duration
+}
+
+// rate is the rate the answer comes at, in bytes per second: over its
+// whole transfer, or since the previous look (prev) if it has sped up
+// since (the fetch's other blocks ended and left it the link). The faster
+// of the two: a hedge is only worth it when even that is slow. 0: none of
+// the payload has arrived, nothing to go by.
+func (tp transferProgress) rate(prev transferProgress) float64 {
+	if tp.got == 0 || tp.receiving <= 0 {
+		return 0
+	}
+	r := float64(tp.got) / tp.receiving.Seconds()
+	if dt := tp.receiving - prev.receiving; prev.receiving > 0 && dt > 0 && tp.got > prev.got {
+		r = max(r, float64(tp.got-prev.got)/dt.Seconds())
+	}
+	return r
+}
+
+// keepReceiving says whether a replica that is sending a block, progress
+// so far tp (prev at the previous look; zero at the first), should be left
+// to finish alone (first hedge delay: delay), and when to look again.
+//
+// It is hedged when another of the block's replicas (peers) is expected
+// to deliver the whole block in under 1/hedgeMargin of the time this one
+// still needs at the rate it has come so far (remaining bytes / rate):
+// the fetch's last blocks stuck on a slow holder, while a fast one idles.
+// Not when it is near its end, however slow it was: a slow link's last
+// block is not doubled. On a fetcher whose own downlink is the slow part
+// every replica measures slow (the other's expected time counts the
+// fetcher's own queue, wholeBlock), so no hedge there; unmeasured
+// replicas never trigger it, round trips say nothing of rates.
+//
+// It is also hedged once none of its answer has arrived for silentWaits
+// delays: a downlink shared with the fetch's other requests still brings
+// each of them some bytes, so that silence is a stall.
+func (r *replicaRates) keepReceiving(peers []p2ppeer.ID, tp, prev transferProgress, delay time.Duration) (time.Duration, bool) {
+	left := silentWaits*delay - tp.silent
 	if left <= 0 {
 		return 0, false
 	}
+	again := min(left, max(delay/4, minHedgeLook))
+	rate := tp.rate(prev)
+	if rate == 0 {
+		return again, true
+	}
+	remaining := time.Duration(float64(tp.total-tp.got) / rate * float64(time.Second))
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	alt := time.Duration(-1)
 	for _, p := range peers {
-		if pr := r.peers[p]; pr != nil && pr.latency > 0 {
-			if t := pr.latency + time.Duration(len(pr.started))*pr.blockTime; alt < 0 || t < alt {
-				alt = t
-			}
+		if t, ok := r.wholeBlock(p); ok && (alt < 0 || t < alt) {
+			alt = t
 		}
 	}
-	r.mu.Unlock()
-	if alt < 0 {
-		return left, true
+	if alt >= 0 && hedgeMargin*alt < remaining {
+		return 0, false
 	}
-	if outrun := outrunFactor*alt - elapsed; outrun > 0 {
-		// Look again once the other would have won, or sooner: its
-		// estimate changes as its own blocks arrive.
-		return min(left, max(outrun, delay)), true
+	return again, true
+}
+
+// wholeBlock is the time p is expected to take for a block asked now:
+// behind what is in flight to it, its own time per block or, if longer,
+// its requests' time scaled to the node's requests now in flight (this
+// one included). The second is the queue at the fetcher's own downlink:
+// a request that took 1 s among 32 in flight takes about 3/32 s among 2
+// (the fetch's last blocks), and about 33/32 s among 32 (mid-fetch, where
+// every replica then looks as slow as the link makes it). Unmeasured: no.
+// r.mu held.
+func (r *replicaRates) wholeBlock(p p2ppeer.ID) (time.Duration, bool) {
+	pr := r.peers[p]
+	if pr == nil || pr.perLoad == 0 {
+		return 0, false
 	}
-	return 0, false
+	asked := max(pr.blockTime, time.Duration(r.inflight+1)*pr.perLoad)
+	return asked + time.Duration(len(pr.started))*pr.blockTime, true
 }
 
 // minRateSample is the smallest block whose time is a sample of a
@@ -176,9 +226,12 @@ const (
 	// arriving a replica that has begun sending a block gets before another
 	// is asked anyway.
 	silentWaits = 31
-	// outrunFactor: a replica sending a block is hedged once another is
-	// measured to deliver one this many times sooner than it has taken.
-	outrunFactor = 4
+	// hedgeMargin: a replica sending a block is hedged once another is
+	// expected to deliver the whole block this many times sooner than the
+	// first needs for the rest of it.
+	hedgeMargin = 2
+	// minHedgeLook bounds how often a block being received is looked at.
+	minHedgeLook = 10 * time.Millisecond
 )
 
 // startedBefore says whether a request to p that began before t is still
@@ -250,19 +303,22 @@ func (r *replicaRates) start(p p2ppeer.ID) (done func(took time.Duration, how fe
 	began := r.now()
 	pr.started = append(pr.started, began)
 	sharing := len(pr.started)
+	r.inflight++
+	load := r.inflight
 	r.mu.Unlock()
 	return func(took time.Duration, how fetchOutcome) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if i := slices.IndexFunc(pr.started, began.Equal); i >= 0 {
 			pr.started = slices.Delete(pr.started, i, i+1)
+			r.inflight--
 		}
 		per := took / time.Duration(sharing)
 		switch how {
 		case fetchOK:
 			pr.fetched++
 			pr.sample(per, r.now())
-			smooth(&pr.latency, took)
+			smooth(&pr.perLoad, took/time.Duration(load))
 		case fetchSmall:
 			pr.fetched++
 		case fetchOutrun:
