@@ -154,7 +154,9 @@ func (tp transferProgress) rate(prev transferProgress) float64 {
 
 // keepReceiving says whether a replica that is sending a block, progress
 // so far tp (prev at the previous look; zero at the first), should be left
-// to finish alone (first hedge delay: delay), and when to look again.
+// to finish alone (first hedge delay: delay), and when to look again;
+// if not, the replica to ask (the index in peers of the one expected to
+// deliver first; -1: the usual pick).
 //
 // It is hedged when another of the block's replicas (peers) is expected
 // to deliver the whole block in under 1/hedgeMargin of the time this one
@@ -169,29 +171,29 @@ func (tp transferProgress) rate(prev transferProgress) float64 {
 // It is also hedged once none of its answer has arrived for silentWaits
 // delays: a downlink shared with the fetch's other requests still brings
 // each of them some bytes, so that silence is a stall.
-func (r *replicaRates) keepReceiving(peers []p2ppeer.ID, tp, prev transferProgress, delay time.Duration) (time.Duration, bool) {
+func (r *replicaRates) keepReceiving(peers []p2ppeer.ID, tp, prev transferProgress, delay time.Duration) (again time.Duration, to int, keep bool) {
 	left := silentWaits*delay - tp.silent
 	if left <= 0 {
-		return 0, false
+		return 0, -1, false
 	}
-	again := min(left, max(delay/4, minHedgeLook))
+	again = min(left, max(delay/4, minHedgeLook))
 	rate := tp.rate(prev)
 	if rate == 0 {
-		return again, true
+		return again, -1, true
 	}
 	remaining := time.Duration(float64(tp.total-tp.got) / rate * float64(time.Second))
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	alt := time.Duration(-1)
-	for _, p := range peers {
+	alt, to := time.Duration(-1), -1
+	for i, p := range peers {
 		if t, ok := r.wholeBlock(p); ok && (alt < 0 || t < alt) {
-			alt = t
+			alt, to = t, i
 		}
 	}
 	if alt >= 0 && hedgeMargin*alt < remaining {
-		return 0, false
+		return 0, to, false
 	}
-	return again, true
+	return again, -1, true
 }
 
 // wholeBlock is the time p is expected to take for a block asked now:

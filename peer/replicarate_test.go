@@ -346,6 +346,44 @@ func TestGetHedgesStalledNotSlowReplicas(t *testing.T) {
 	}
 }
 
+// The fetch's tail: its block comes from a holder whose link to the
+// fetcher carries 16 KiB/s (16 s for it), while another replica is measured
+// to deliver a block in 100 ms. The request's progress in bytes says it is
+// far from its end: it is hedged to that replica, which sends the block.
+func TestGetHedgesSlowHolderToFastReplica(t *testing.T) {
+	r, stores := storedRing(t, 4)
+	c, data, fetcher, holders := blockOffOnePeer(t, r, stores, 256<<10, 13)
+	slow, fast := holders[0], holders[1]
+	for _, l := range r.mn.LinksBetweenPeers(fetcher.Host().ID(), slow.Host().ID()) {
+		l.SetOptions(mocknet.LinkOptions{Bandwidth: 16 << 10})
+	}
+	defer func() {
+		for _, l := range r.mn.LinksBetweenPeers(fetcher.Host().ID(), slow.Host().ID()) {
+			l.SetOptions(mocknet.LinkOptions{})
+		}
+	}()
+	// What earlier blocks measured: slow a little faster than fast (so it
+	// is asked first), the third replica failing.
+	fetcher.blocks.rates = newReplicaRates()
+	fetcher.blocks.rates.start(slow.Host().ID())(90*time.Millisecond, fetchOK)
+	fetcher.blocks.rates.start(fast.Host().ID())(100*time.Millisecond, fetchOK)
+	fetcher.blocks.rates.start(holders[2].Host().ID())(time.Second, fetchFailed)
+	servedBefore := [2]int64{slow.blocks.served.Load(), fast.blocks.served.Load()}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // a hang, not a timing figure
+	defer cancel()
+	got, err := fetcher.Get(ctx, c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get from a slow holder: %v", err)
+	}
+	if n := slow.blocks.served.Load() - servedBefore[0]; n != 1 {
+		t.Errorf("the slow holder was asked %d times, want once (first)", n)
+	}
+	if n := fast.blocks.served.Load() - servedBefore[1]; n != 1 {
+		t.Errorf("the fast replica served the block %d times, want once: the slow one was not hedged", n)
+	}
+}
+
 // A replica sending a block is left alone unless another of the block's
 // replicas is expected to deliver the whole block hedgeMargin times sooner
 // than the first still needs at its rate so far, or no block bytes have
@@ -366,18 +404,21 @@ func TestReplicaRatesKeepReceiving(t *testing.T) {
 	}
 	keep := func(tp, prev transferProgress, peers ...p2ppeer.ID) bool {
 		t.Helper()
-		again, ok := r.keepReceiving(peers, tp, prev, delay)
+		again, to, ok := r.keepReceiving(peers, tp, prev, delay)
 		if ok && (again <= 0 || again > delay) {
 			t.Fatalf("looks again in %v: want within (0, %v]", again, delay)
+		}
+		if !ok && to >= 0 && peers[to] != fast {
+			t.Fatalf("hedged to %s, want %s", peers[to], fast)
 		}
 		return ok
 	}
 
 	// Nothing measured: wait out silentWaits delays without any bytes.
-	if again, ok := r.keepReceiving([]p2ppeer.ID{unmeasured}, transferProgress{got: 1, total: block, receiving: time.Second, silent: time.Second}, transferProgress{}, delay); !ok || again != delay/4 {
+	if again, _, ok := r.keepReceiving([]p2ppeer.ID{unmeasured}, transferProgress{got: 1, total: block, receiving: time.Second, silent: time.Second}, transferProgress{}, delay); !ok || again != delay/4 {
 		t.Fatalf("nothing measured, 1 s silent: keep %v, again in %v; want to look again in %v", ok, again, delay/4)
 	}
-	if _, ok := r.keepReceiving([]p2ppeer.ID{unmeasured}, transferProgress{got: 1, total: block, receiving: time.Hour, silent: silentWaits * delay}, transferProgress{}, delay); ok {
+	if _, to, ok := r.keepReceiving([]p2ppeer.ID{unmeasured}, transferProgress{got: 1, total: block, receiving: time.Hour, silent: silentWaits * delay}, transferProgress{}, delay); ok || to != -1 {
 		t.Fatal("still waiting after silentWaits delays without a byte")
 	}
 	// Only the header so far: no rate to go by, however slow it looks.
@@ -393,7 +434,7 @@ func TestReplicaRatesKeepReceiving(t *testing.T) {
 	// flight, this one and a hedge). Hedged.
 	end := r.start(slow)
 	tp := receiving(32<<10, 64<<10)
-	if keep(tp, transferProgress{}, fast) {
+	if keep(tp, transferProgress{}, unmeasured, fast) {
 		t.Fatal("the last block, 3.5 s to go on a slow holder, not hedged to an idle one measured at 100 ms")
 	}
 	// An unmeasured replica says nothing.
@@ -443,13 +484,13 @@ func TestReplicaRatesKeepReceiving(t *testing.T) {
 	}
 	last := mid.start(slow)
 	tp = receiving(32<<10, 5<<20/32)
-	if _, ok := mid.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, delay); !ok {
+	if _, _, ok := mid.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, delay); !ok {
 		t.Fatal("hedged mid-fetch, with the fetcher's downlink the slow part")
 	}
 	for _, e := range busy[32:] {
 		e(time.Second, fetchFailed)
 	}
-	if _, ok := mid.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, delay); ok {
+	if _, _, ok := mid.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, delay); ok {
 		t.Fatal("the fetch's last block at 1/32 of the link not hedged to a replica that would take 1/16")
 	}
 	last(time.Second, fetchOutrun)
@@ -460,7 +501,7 @@ func TestReplicaRatesKeepReceiving(t *testing.T) {
 	lone.now = r.now
 	lone.start(fast)(26*time.Second, fetchOK)
 	lone.start(slow)
-	if _, ok := lone.keepReceiving([]p2ppeer.ID{fast}, receiving(block-100<<10, 10<<10), transferProgress{}, time.Second); !ok {
+	if _, _, ok := lone.keepReceiving([]p2ppeer.ID{fast}, receiving(block-100<<10, 10<<10), transferProgress{}, time.Second); !ok {
 		t.Fatal("hedged on a fetcher whose every replica is slow")
 	}
 }

@@ -173,8 +173,8 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 	// look (the rate since then).
 	var last *request
 	var seen transferProgress
-	launch := func() {
-		i := n.fastestReplica(peers)
+	// launchTo asks peers[i]; launch, the one expected to answer first.
+	launchTo := func(i int) {
 		p := peers[i]
 		peers = slices.Delete(peers, i, i+1)
 		q := &request{peer: p, began: time.Now()} // before start: requests to p started earlier are before it
@@ -208,6 +208,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 			results <- result{data, err}
 		}()
 	}
+	launch := func() { launchTo(n.fastestReplica(peers)) }
 	tried := len(peers)
 	launch()
 	if raced {
@@ -243,10 +244,16 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 				// well before this one ends at its rate so far (a slow
 				// holder while a fast one idles: the fetch's tail), or
 				// when none of the answer has come for a long while.
-				again, ok := n.blocks.rates.keepReceiving(peers, tp, seen, delay)
+				again, to, ok := n.blocks.rates.keepReceiving(peers, tp, seen, delay)
 				seen = tp
 				if ok {
 					hedge.Reset(again)
+					break
+				}
+				if to >= 0 {
+					launchTo(to)
+					delay, graced, dialWaits = n.hedgeDelay(last.peer), false, 0
+					hedge.Reset(delay)
 					break
 				}
 			} else if last.dialing() && dialWaits < maxDialWaits {
