@@ -357,7 +357,7 @@ func (n *Node) hedgeDelay(p p2ppeer.ID) time.Duration {
 // maxDialWaits bounds the hedge delays a request waits for its connection
 // before another replica is asked: a handshake over a slow link takes a
 // few, a dial to a peer that is gone would take the dial timeout.
-const maxDialWaits = 8
+const maxDialWaits = 4
 
 // ReplicaError says how a put or get fared with a block's replicas. It
 // matches the replicas' errors with errors.Is (ErrStoreFull,
