@@ -176,17 +176,24 @@ func (r *replicaRates) keepReceiving(peers []p2ppeer.ID, tp, prev transferProgre
 	if left <= 0 {
 		return 0, -1, false
 	}
-	again = min(left, max(delay/4, minHedgeLook))
+	// Often: the other replicas' expected times fall as the fetch's
+	// other blocks end, and a look is a lock and a few sums.
+	again = min(left, max(min(delay/4, maxHedgeLook), minHedgeLook))
 	rate := tp.rate(prev)
 	if rate == 0 {
 		return again, -1, true
 	}
 	remaining := time.Duration(float64(tp.total-tp.got) / rate * float64(time.Second))
+	whole := tp.receiving + remaining
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	alt, to := time.Duration(-1), -1
 	for i, p := range peers {
-		if t, ok := r.wholeBlock(p); ok && (alt < 0 || t < alt) {
+		t, ok := r.wholeBlock(p)
+		// Its time per block, measured under the fetch's full load, must
+		// beat this block's whole time under the present one too: a
+		// replica slow by its own link gains nothing from a lighter load.
+		if ok && hedgeMargin*r.peers[p].blockTime < whole && (alt < 0 || t < alt) {
 			alt, to = t, i
 		}
 	}
@@ -197,20 +204,19 @@ func (r *replicaRates) keepReceiving(peers []p2ppeer.ID, tp, prev transferProgre
 }
 
 // wholeBlock is the time p is expected to take for a block asked now:
-// behind what is in flight to it, its own time per block or, if longer,
-// its requests' time scaled to the node's requests now in flight (this
-// one included). The second is the queue at the fetcher's own downlink:
-// a request that took 1 s among 32 in flight takes about 3/32 s among 2
-// (the fetch's last blocks), and about 33/32 s among 32 (mid-fetch, where
-// every replica then looks as slow as the link makes it). Unmeasured: no.
+// its requests' whole time (queues included) scaled to the node's
+// requests now in flight, this one included, behind what is in flight to
+// p. The scaling is the queue at the fetcher's own downlink: a request
+// that took 1 s among 32 in flight takes about 3/32 s among 2 (the
+// fetch's last blocks), and about 33/32 s among 32 (mid-fetch, where every
+// replica then looks as slow as the link makes it). Unmeasured: no.
 // r.mu held.
 func (r *replicaRates) wholeBlock(p p2ppeer.ID) (time.Duration, bool) {
 	pr := r.peers[p]
 	if pr == nil || pr.perLoad == 0 {
 		return 0, false
 	}
-	asked := max(pr.blockTime, time.Duration(r.inflight+1)*pr.perLoad)
-	return asked + time.Duration(len(pr.started))*pr.blockTime, true
+	return time.Duration(r.inflight+1)*pr.perLoad + time.Duration(len(pr.started))*pr.blockTime, true
 }
 
 // minRateSample is the smallest block whose time is a sample of a
@@ -232,8 +238,10 @@ const (
 	// expected to deliver the whole block this many times sooner than the
 	// first needs for the rest of it.
 	hedgeMargin = 2
-	// minHedgeLook bounds how often a block being received is looked at.
+	// A block being received is looked at every quarter hedge delay,
+	// within these bounds.
 	minHedgeLook = 10 * time.Millisecond
+	maxHedgeLook = 100 * time.Millisecond
 )
 
 // startedBefore says whether a request to p that began before t is still

@@ -405,8 +405,8 @@ func TestReplicaRatesKeepReceiving(t *testing.T) {
 	keep := func(tp, prev transferProgress, peers ...p2ppeer.ID) bool {
 		t.Helper()
 		again, to, ok := r.keepReceiving(peers, tp, prev, delay)
-		if ok && (again <= 0 || again > delay) {
-			t.Fatalf("looks again in %v: want within (0, %v]", again, delay)
+		if ok && (again <= 0 || again > maxHedgeLook) {
+			t.Fatalf("looks again in %v: want within (0, %v]", again, maxHedgeLook)
 		}
 		if !ok && to >= 0 && peers[to] != fast {
 			t.Fatalf("hedged to %s, want %s", peers[to], fast)
@@ -492,6 +492,22 @@ func TestReplicaRatesKeepReceiving(t *testing.T) {
 	}
 	if _, _, ok := mid.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, delay); ok {
 		t.Fatal("the fetch's last block at 1/32 of the link not hedged to a replica that would take 1/16")
+	}
+	// A replica slow by its own link: measured among 32 requests at 2 s a
+	// block (its requests' time scaled to the present load says 125 ms),
+	// while this block's whole time is 3 s. Not worth asking.
+	byLink := p2ppeer.ID("by link")
+	var others []func(time.Duration, fetchOutcome)
+	for range 31 {
+		others = append(others, mid.start(slow))
+	}
+	mid.start(byLink)(2*time.Second, fetchOK)
+	for _, e := range others {
+		e(time.Second, fetchFailed)
+	}
+	tp = transferProgress{got: 64 << 10, total: block, receiving: 750 * time.Millisecond}
+	if _, _, ok := mid.keepReceiving([]p2ppeer.ID{byLink}, tp, transferProgress{}, delay); !ok {
+		t.Fatal("hedged to a replica that takes 2 s a block by its own link, for a block of 3 s")
 	}
 	last(time.Second, fetchOutrun)
 
