@@ -216,9 +216,26 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 			launch()
 		}
 	}
-	delay, graced, dialWaits := n.hedgeDelay(last.peer), false, 0
-	hedge := time.NewTimer(delay)
+	// The hedge timer looks at the latest request at least every
+	// maxHedgeLook: one that is answering is followed by its progress
+	// (the fetch's last blocks end within a hedge delay); one that is
+	// not is judged once due, a hedge delay after it was asked or last
+	// given more time.
+	var delay time.Duration
+	var due time.Time
+	var graced bool
+	var dialWaits int
+	hedge := time.NewTimer(time.Hour)
 	defer hedge.Stop()
+	wait := func(d time.Duration) {
+		due = time.Now().Add(d)
+		hedge.Reset(min(d, maxHedgeLook))
+	}
+	watchLatest := func() {
+		delay, graced, dialWaits = n.hedgeDelay(last.peer), false, 0
+		wait(delay)
+	}
+	watchLatest()
 	for len(errs) < tried {
 		select {
 		case r := <-results:
@@ -228,8 +245,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 			errs = append(errs, r.err)
 			if len(peers) > 0 {
 				launch()
-				delay, graced, dialWaits = n.hedgeDelay(last.peer), false, 0
-				hedge.Reset(delay)
+				watchLatest()
 			}
 		case <-hedge.C:
 			if len(peers) == 0 {
@@ -252,10 +268,12 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 				}
 				if to >= 0 {
 					launchTo(to)
-					delay, graced, dialWaits = n.hedgeDelay(last.peer), false, 0
-					hedge.Reset(delay)
+					watchLatest()
 					break
 				}
+			} else if now.Before(due) {
+				hedge.Reset(min(due.Sub(now), maxHedgeLook))
+				break
 			} else if last.dialing() && dialWaits < maxDialWaits {
 				// Its connection is being set up: on a slow link the
 				// handshake alone takes seconds, and another replica
@@ -263,7 +281,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 				// counts from when the request is sent; a dial that
 				// hangs is bounded by maxDialWaits delays.
 				dialWaits++
-				hedge.Reset(delay)
+				wait(delay)
 				break
 			} else if n.blocks.rates.startedBefore(last.peer, last.began) {
 				// Its answer waits behind its answers to our earlier
@@ -273,7 +291,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 				// replica that never answers is bounded by them: each
 				// ends, answered, hedged past once silent, or timed out.
 				graced = false
-				hedge.Reset(delay)
+				wait(delay)
 				break
 			} else if !graced {
 				// No answer yet is not yet a stall: on a busy machine
@@ -283,12 +301,11 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 				// stalled replica costs twice the delay, still a
 				// fraction of a second.
 				graced = true
-				hedge.Reset(delay)
+				wait(delay)
 				break
 			}
 			launch()
-			delay, graced, dialWaits = n.hedgeDelay(last.peer), false, 0
-			hedge.Reset(delay)
+			watchLatest()
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
