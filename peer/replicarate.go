@@ -158,7 +158,8 @@ func (tp transferProgress) rate(prev transferProgress) float64 {
 // if not, the replica to ask (the index in peers of the one expected to
 // deliver first; -1: the usual pick).
 //
-// It is hedged when another of the block's replicas (peers) is expected
+// In a fetch's endgame (its every block asked, endgame), it is hedged
+// when another of the block's replicas (peers) is expected
 // to deliver the whole block in under 1/hedgeMargin of the time this one
 // still needs at the rate it has come so far (remaining bytes / rate):
 // the fetch's last blocks stuck on a slow holder, while a fast one idles.
@@ -168,10 +169,15 @@ func (tp transferProgress) rate(prev transferProgress) float64 {
 // fetcher's own queue, wholeBlock), so no hedge there; unmeasured
 // replicas never trigger it, round trips say nothing of rates.
 //
+// Mid-fetch it is not: the fetcher's downlink is busy with the window's
+// other blocks, and a block that comes slowly only holds one slot of it,
+// while a second request would take link from the others. Its rate is
+// only trusted once minProgress of it has come, or a second has passed.
+//
 // It is also hedged once none of its answer has arrived for silentWaits
 // delays: a downlink shared with the fetch's other requests still brings
 // each of them some bytes, so that silence is a stall.
-func (r *replicaRates) keepReceiving(peers []p2ppeer.ID, tp, prev transferProgress, delay time.Duration) (again time.Duration, to int, keep bool) {
+func (r *replicaRates) keepReceiving(peers []p2ppeer.ID, tp, prev transferProgress, delay time.Duration, endgame bool) (again time.Duration, to int, keep bool) {
 	left := silentWaits*delay - tp.silent
 	if left <= 0 {
 		return 0, -1, false
@@ -180,7 +186,7 @@ func (r *replicaRates) keepReceiving(peers []p2ppeer.ID, tp, prev transferProgre
 	// other blocks end, and a look is a lock and a few sums.
 	again = min(left, max(min(delay/4, maxHedgeLook), minHedgeLook))
 	rate := tp.rate(prev)
-	if rate == 0 {
+	if !endgame || rate == 0 || tp.got < minProgress && tp.receiving < time.Second {
 		return again, -1, true
 	}
 	remaining := time.Duration(float64(tp.total-tp.got) / rate * float64(time.Second))
@@ -242,6 +248,9 @@ const (
 	// within these bounds.
 	minHedgeLook = 10 * time.Millisecond
 	maxHedgeLook = 100 * time.Millisecond
+	// minProgress: a transfer's first bytes come in a burst or a trickle
+	// (a read of the stream's buffer); its rate is taken from this much on.
+	minProgress = 32 << 10
 )
 
 // startedBefore says whether a request to p that began before t is still

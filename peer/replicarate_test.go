@@ -404,7 +404,7 @@ func TestReplicaRatesKeepReceiving(t *testing.T) {
 	}
 	keep := func(tp, prev transferProgress, peers ...p2ppeer.ID) bool {
 		t.Helper()
-		again, to, ok := r.keepReceiving(peers, tp, prev, delay)
+		again, to, ok := r.keepReceiving(peers, tp, prev, delay, true)
 		if ok && (again <= 0 || again > maxHedgeLook) {
 			t.Fatalf("looks again in %v: want within (0, %v]", again, maxHedgeLook)
 		}
@@ -415,10 +415,10 @@ func TestReplicaRatesKeepReceiving(t *testing.T) {
 	}
 
 	// Nothing measured: wait out silentWaits delays without any bytes.
-	if again, _, ok := r.keepReceiving([]p2ppeer.ID{unmeasured}, transferProgress{got: 1, total: block, receiving: time.Second, silent: time.Second}, transferProgress{}, delay); !ok || again != delay/4 {
+	if again, _, ok := r.keepReceiving([]p2ppeer.ID{unmeasured}, transferProgress{got: 1, total: block, receiving: time.Second, silent: time.Second}, transferProgress{}, delay, true); !ok || again != delay/4 {
 		t.Fatalf("nothing measured, 1 s silent: keep %v, again in %v; want to look again in %v", ok, again, delay/4)
 	}
-	if _, to, ok := r.keepReceiving([]p2ppeer.ID{unmeasured}, transferProgress{got: 1, total: block, receiving: time.Hour, silent: silentWaits * delay}, transferProgress{}, delay); ok || to != -1 {
+	if _, to, ok := r.keepReceiving([]p2ppeer.ID{unmeasured}, transferProgress{got: 1, total: block, receiving: time.Hour, silent: silentWaits * delay}, transferProgress{}, delay, true); ok || to != -1 {
 		t.Fatal("still waiting after silentWaits delays without a byte")
 	}
 	// Only the header so far: no rate to go by, however slow it looks.
@@ -436,6 +436,15 @@ func TestReplicaRatesKeepReceiving(t *testing.T) {
 	tp := receiving(32<<10, 64<<10)
 	if keep(tp, transferProgress{}, unmeasured, fast) {
 		t.Fatal("the last block, 3.5 s to go on a slow holder, not hedged to an idle one measured at 100 ms")
+	}
+	// Mid-fetch the same block is left alone: a second request would take
+	// link from the window's other blocks.
+	if _, _, ok := r.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, delay, false); !ok {
+		t.Fatal("hedged mid-fetch")
+	}
+	// Its first 4 KiB, 80 ms in: too little to go by.
+	if !keep(transferProgress{got: 4 << 10, total: block, receiving: 80 * time.Millisecond}, transferProgress{}, fast) {
+		t.Fatal("hedged on the first 4 KiB of a block")
 	}
 	// An unmeasured replica says nothing.
 	if !keep(tp, transferProgress{}, unmeasured) {
@@ -484,13 +493,13 @@ func TestReplicaRatesKeepReceiving(t *testing.T) {
 	}
 	last := mid.start(slow)
 	tp = receiving(32<<10, 5<<20/32)
-	if _, _, ok := mid.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, delay); !ok {
+	if _, _, ok := mid.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, delay, true); !ok {
 		t.Fatal("hedged mid-fetch, with the fetcher's downlink the slow part")
 	}
 	for _, e := range busy[32:] {
 		e(time.Second, fetchFailed)
 	}
-	if _, _, ok := mid.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, delay); ok {
+	if _, _, ok := mid.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, delay, true); ok {
 		t.Fatal("the fetch's last block at 1/32 of the link not hedged to a replica that would take 1/16")
 	}
 	// A replica slow by its own link: measured among 32 requests at 2 s a
@@ -506,7 +515,7 @@ func TestReplicaRatesKeepReceiving(t *testing.T) {
 		e(time.Second, fetchFailed)
 	}
 	tp = transferProgress{got: 64 << 10, total: block, receiving: 750 * time.Millisecond}
-	if _, _, ok := mid.keepReceiving([]p2ppeer.ID{byLink}, tp, transferProgress{}, delay); !ok {
+	if _, _, ok := mid.keepReceiving([]p2ppeer.ID{byLink}, tp, transferProgress{}, delay, true); !ok {
 		t.Fatal("hedged to a replica that takes 2 s a block by its own link, for a block of 3 s")
 	}
 	last(time.Second, fetchOutrun)
@@ -517,7 +526,7 @@ func TestReplicaRatesKeepReceiving(t *testing.T) {
 	lone.now = r.now
 	lone.start(fast)(26*time.Second, fetchOK)
 	lone.start(slow)
-	if _, _, ok := lone.keepReceiving([]p2ppeer.ID{fast}, receiving(block-100<<10, 10<<10), transferProgress{}, time.Second); !ok {
+	if _, _, ok := lone.keepReceiving([]p2ppeer.ID{fast}, receiving(block-100<<10, 10<<10), transferProgress{}, time.Second, true); !ok {
 		t.Fatal("hedged on a fetcher whose every replica is slow")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"chordshare/chord"
+	"chordshare/share"
 
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 )
@@ -260,7 +261,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 				// well before this one ends at its rate so far (a slow
 				// holder while a fast one idles: the fetch's tail), or
 				// when none of the answer has come for a long while.
-				again, to, ok := n.blocks.rates.keepReceiving(peers, tp, seen, delay)
+				again, to, ok := n.blocks.rates.keepReceiving(peers, tp, seen, delay, share.Endgame(ctx))
 				seen = tp
 				if ok {
 					hedge.Reset(again)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -204,6 +205,44 @@ func TestFetchVerifiesBlocks(t *testing.T) {
 			t.Fatalf("err = %v, want errNotFound naming %s", err, leaf)
 		}
 	})
+}
+
+// A fetch's Gets see Endgame false until every block has been asked for,
+// then true: the root's Get (the walk has not begun) sees false; each leaf
+// Get waits for true, which only comes once the walker has asked for the
+// last leaf (the window holds every leaf, so it does). A Get outside a
+// fetch is its own endgame.
+func TestEndgame(t *testing.T) {
+	if !Endgame(context.Background()) {
+		t.Fatal("a Get outside a fetch is not its own endgame")
+	}
+	data := randomBytes(6*DefaultChunkSize, 5)
+	root, s := importBytes(t, data, ImportOptions{})
+	var rootSaw atomic.Int32 // 1: false, 2: true
+	g := getterFunc(func(ctx context.Context, c cid.Cid) ([]byte, error) {
+		if c.Equals(root) {
+			rootSaw.Store(1)
+			if Endgame(ctx) {
+				rootSaw.Store(2)
+			}
+			return s.Get(ctx, c)
+		}
+		for !Endgame(ctx) {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			default:
+				runtime.Gosched()
+			}
+		}
+		return s.Get(ctx, c)
+	})
+	if !bytes.Equal(fetchBytes(t, root, g, FetchOptions{Window: 8}), data) {
+		t.Fatal("fetch differs from the input")
+	}
+	if rootSaw.Load() != 1 {
+		t.Fatalf("the root's Get saw Endgame %v, want false", rootSaw.Load() == 2)
+	}
 }
 
 // internalCIDs lists the dag-pb nodes of a DAG.
