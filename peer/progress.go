@@ -54,7 +54,8 @@ func (q *request) progress(now time.Time) (tp transferProgress, ok bool) {
 	if header == 0 {
 		return transferProgress{}, false
 	}
-	// got before total and last: a later arrival may have updated them.
+	// arrived sets these before the header's time: they are set. A later
+	// arrival may be half recorded; the bound keeps got within total.
 	tp.got = int(q.got.Load())
 	tp.total = int(q.total.Load())
 	tp.receiving = now.Sub(time.Unix(0, header))
