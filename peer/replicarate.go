@@ -169,6 +169,9 @@ func (tp transferProgress) rate(prev transferProgress) float64 {
 // fetcher's own queue, wholeBlock), so no hedge there; unmeasured
 // replicas never trigger it, round trips say nothing of rates.
 //
+// Only a replica whose time per block under load beats this block's
+// whole time (so far and to come) is asked.
+//
 // Mid-fetch it is not: the fetcher's downlink is busy with the window's
 // other blocks, and a block that comes slowly only holds one slot of it,
 // while a second request would take link from the others. Its rate is
@@ -199,7 +202,7 @@ func (r *replicaRates) keepReceiving(peers []p2ppeer.ID, tp, prev transferProgre
 		// Its time per block, measured under the fetch's full load, must
 		// beat this block's whole time under the present one too: a
 		// replica slow by its own link gains nothing from a lighter load.
-		if ok && hedgeMargin*r.peers[p].blockTime < whole && (alt < 0 || t < alt) {
+		if ok && r.peers[p].blockTime < whole && (alt < 0 || t < alt) {
 			alt, to = t, i
 		}
 	}

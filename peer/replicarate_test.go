@@ -504,7 +504,7 @@ func TestReplicaRatesKeepReceiving(t *testing.T) {
 	}
 	// A replica slow by its own link: measured among 32 requests at 2 s a
 	// block (its requests' time scaled to the present load says 125 ms),
-	// while this block's whole time is 3 s. Not worth asking.
+	// while this block's whole time is 1.5 s. Not worth asking.
 	byLink := p2ppeer.ID("by link")
 	var others []func(time.Duration, fetchOutcome)
 	for range 31 {
@@ -514,9 +514,9 @@ func TestReplicaRatesKeepReceiving(t *testing.T) {
 	for _, e := range others {
 		e(time.Second, fetchFailed)
 	}
-	tp = transferProgress{got: 64 << 10, total: block, receiving: 750 * time.Millisecond}
+	tp = transferProgress{got: 64 << 10, total: block, receiving: 375 * time.Millisecond}
 	if _, _, ok := mid.keepReceiving([]p2ppeer.ID{byLink}, tp, transferProgress{}, delay, true); !ok {
-		t.Fatal("hedged to a replica that takes 2 s a block by its own link, for a block of 3 s")
+		t.Fatal("hedged to a replica that takes 2 s a block by its own link, for a block of 1.5 s")
 	}
 	last(time.Second, fetchOutrun)
 
