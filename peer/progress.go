@@ -20,15 +20,16 @@ type request struct {
 	// header: the answer's header arrived; last: bytes of it last did.
 	header, last atomic.Int64
 	got, total   atomic.Int64
-	// answering, if set, is called once, as the header arrives.
-	answering func()
+	// sending and answering, if set, are called once, as the request is
+	// written and as the header arrives.
+	sending, answering func()
 }
 
 // markSent records that the request has been written. nil-safe: puts
 // and repair watch nothing.
 func (q *request) markSent() {
-	if q != nil {
-		q.sent.CompareAndSwap(0, time.Now().UnixNano())
+	if q != nil && q.sent.CompareAndSwap(0, time.Now().UnixNano()) && q.sending != nil {
+		q.sending()
 	}
 }
 

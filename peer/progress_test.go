@@ -14,7 +14,8 @@ func TestRequestProgress(t *testing.T) {
 	none.arrived(10, 20)
 
 	q := &request{}
-	answered := 0
+	sent, answered := 0, 0
+	q.sending = func() { sent++ }
 	q.answering = func() { answered++ }
 	if !q.dialing() {
 		t.Fatal("a request not yet written is not dialing")
@@ -22,6 +23,7 @@ func TestRequestProgress(t *testing.T) {
 	if _, ok := q.progress(time.Now()); ok {
 		t.Fatal("progress before any answer")
 	}
+	q.markSent()
 	q.markSent()
 	if q.dialing() {
 		t.Fatal("a written request still dialing")
@@ -34,8 +36,8 @@ func TestRequestProgress(t *testing.T) {
 	if !ok || tp.got != 700 || tp.total != 1000 || tp.receiving < time.Second || tp.silent < time.Second || tp.silent > tp.receiving {
 		t.Fatalf("progress %+v, %v; want 700 of 1000 bytes, header and last bytes at least 1 s before", tp, ok)
 	}
-	if answered != 1 {
-		t.Fatalf("answering called %d times, want once", answered)
+	if sent != 1 || answered != 1 {
+		t.Fatalf("sending called %d times, answering %d, want once each", sent, answered)
 	}
 }
 

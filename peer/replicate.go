@@ -179,6 +179,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 		p := peers[i]
 		peers = slices.Delete(peers, i, i+1)
 		q := &request{peer: p, began: time.Now()} // before start: requests to p started earlier are before it
+		q.sending = func() { n.trace(GetEvent{CID: c, Step: GetSent, Peer: p}) }
 		q.answering = func() { n.trace(GetEvent{CID: c, Step: GetAnswering, Peer: p}) }
 		last, seen = q, transferProgress{}
 		done := n.blocks.rates.start(p)
