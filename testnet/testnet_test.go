@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"chordshare/peer/api"
 )
 
 // net is one testnet under a test's temp dir.
@@ -525,12 +527,14 @@ func TestProfileSlowFetch(t *testing.T) {
 			uplinks += links[h][1]
 		}
 		bottleneck := min(links[fetcher][1], uplinks)
+		traffic0 := n.traffic(fetcher)
 		_, down0 := n.freshShaperBytes(fetcher)
 		start := time.Now()
 		n.fetch(fetcher, cid, data)
 		took := time.Since(start)
 		_, down1 := n.freshShaperBytes(fetcher)
 		took1 := time.Since(start)
+		n.logTraffic(fetcher, traffic0, n.traffic(fetcher))
 		if os.Getenv("CHORDSHARE_GET_TRACE") != "" {
 			n.logGetTrace(fetcher, start)
 		}
@@ -551,6 +555,71 @@ func TestProfileSlowFetch(t *testing.T) {
 			t.Errorf("node %d's link carried %.3f of its claimed rate", fetcher, r)
 		}
 	}
+}
+
+// traffic is a daemon's byte counts: by protocol and repair in its
+// status, by peer in its peers.
+type traffic struct {
+	status api.Status
+	peers  api.Peers
+}
+
+// traffic reads node i's byte counts through its API.
+func (n *net) traffic(i int) traffic {
+	n.t.Helper()
+	c, err := api.NewClient(filepath.Join(n.dir, "node"+strconv.Itoa(i), "repo"))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var tr traffic
+	if tr.status, err = c.Status(ctx); err != nil {
+		n.t.Fatal(err)
+	}
+	if tr.peers, err = c.Peers(ctx); err != nil {
+		n.t.Fatal(err)
+	}
+	return tr
+}
+
+// logTraffic logs what node i's libp2p streams carried between two
+// readings: bytes in and out by protocol and by peer (as node N), and the
+// blocks its repair and handoff moved.
+func (n *net) logTraffic(i int, before, after traffic) {
+	n.t.Helper()
+	node := map[string]string{}
+	for _, s := range n.status() {
+		node[s.ID] = "node" + strconv.Itoa(s.Node)
+	}
+	var out strings.Builder
+	b, a := before.status, after.status
+	fmt.Fprintf(&out, "all streams: in %d, out %d\n", a.BytesIn-b.BytesIn, a.BytesOut-b.BytesOut)
+	for _, p := range slices.Sorted(maps.Keys(a.Protocols)) {
+		pa, pb := a.Protocols[p], b.Protocols[p]
+		if in, o := pa.In-pb.In, pa.Out-pb.Out; in != 0 || o != 0 {
+			fmt.Fprintf(&out, "  protocol %-28q in %9d  out %9d\n", p, in, o)
+		}
+	}
+	was := map[string]api.Peer{}
+	for _, p := range before.peers.Peers {
+		was[p.ID] = p
+	}
+	for _, p := range after.peers.Peers {
+		name := node[p.ID]
+		if name == "" {
+			name = p.ID
+		}
+		// A peer absent before (connected during the window) counts from 0.
+		if in, o := p.BytesIn-was[p.ID].BytesIn, p.BytesOut-was[p.ID].BytesOut; in != 0 || o != 0 {
+			fmt.Fprintf(&out, "  peer %-8s in %9d  out %9d\n", name, in, o)
+		}
+	}
+	fmt.Fprintf(&out, "repair: rounds %d, blocks moved %d (%d bytes), summary bytes %d; blocks stored %d -> %d",
+		a.Repair.Rounds-b.Repair.Rounds, a.Repair.BlocksMoved-b.Repair.BlocksMoved, a.Repair.BytesMoved-b.Repair.BytesMoved,
+		a.Repair.SummaryBytes-b.Repair.SummaryBytes, b.BlocksStored, a.BlocksStored)
+	n.t.Logf("node %d's libp2p traffic during the fetch:\n%s", i, out.String())
 }
 
 // freshShaperBytes waits for the shaper's next stats write (every second)
