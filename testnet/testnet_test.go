@@ -527,6 +527,7 @@ func TestProfileSlowFetch(t *testing.T) {
 			uplinks += links[h][1]
 		}
 		bottleneck := min(links[fetcher][1], uplinks)
+		held0 := n.storedBlocks(5)
 		traffic0 := n.traffic(fetcher)
 		_, down0 := n.freshShaperBytes(fetcher)
 		start := time.Now()
@@ -535,6 +536,7 @@ func TestProfileSlowFetch(t *testing.T) {
 		_, down1 := n.freshShaperBytes(fetcher)
 		took1 := time.Since(start)
 		n.logTraffic(fetcher, traffic0, n.traffic(fetcher))
+		n.logStoreChanges(held0, start)
 		if os.Getenv("CHORDSHARE_GET_TRACE") != "" {
 			n.logGetTrace(fetcher, start)
 		}
@@ -620,6 +622,51 @@ func (n *net) logTraffic(i int, before, after traffic) {
 		a.Repair.Rounds-b.Repair.Rounds, a.Repair.BlocksMoved-b.Repair.BlocksMoved, a.Repair.BytesMoved-b.Repair.BytesMoved,
 		a.Repair.SummaryBytes-b.Repair.SummaryBytes, b.BlocksStored, a.BlocksStored)
 	n.t.Logf("node %d's libp2p traffic during the fetch:\n%s", i, out.String())
+}
+
+// logStoreChanges logs the copies that appeared on or left any node since
+// the holders before, and the nodes' repair, handoff and ring events since
+// start (after a few seconds, so that a copy still being written during
+// the fetch lands): what else may have crossed the fetcher's link.
+func (n *net) logStoreChanges(before map[string][]int, start time.Time) {
+	n.t.Helper()
+	time.Sleep(5 * time.Second)
+	var out strings.Builder
+	after := n.storedBlocks(5)
+	for _, name := range slices.Sorted(maps.Keys(after)) {
+		if was := before[name]; !slices.Equal(was, after[name]) {
+			fmt.Fprintf(&out, "  block %s: on nodes %v, was %v\n", name[len(name)-8:], after[name], was)
+		}
+	}
+	for name, was := range before {
+		if _, ok := after[name]; !ok {
+			fmt.Fprintf(&out, "  block %s: on no node, was %v\n", name[len(name)-8:], was)
+		}
+	}
+	for i := 1; i <= 5; i++ {
+		c, err := api.NewClient(filepath.Join(n.dir, "node"+strconv.Itoa(i), "repo"))
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		// The stream gives the remembered events, then waits for new
+		// ones: a second's silence ends the reading.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if es, err := c.Events(ctx, 0); err == nil {
+			for {
+				e, err := es.Next()
+				if err != nil {
+					break
+				}
+				if at := e.Time.Sub(start); at > -5*time.Second {
+					fmt.Fprintf(&out, "  %8.1f ms node%d %s: %s\n", float64(at)/1e6, i, e.Kind, e.Message)
+				}
+			}
+			es.Close()
+		}
+		cancel()
+		c.Close()
+	}
+	n.t.Logf("copies moved and events since the fetch began:\n%s", out.String())
 }
 
 // freshShaperBytes waits for the shaper's next stats write (every second)
