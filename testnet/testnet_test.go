@@ -24,6 +24,7 @@ import (
 	cid "github.com/ipfs/go-cid"
 
 	"chordshare/chord"
+	"chordshare/peer"
 	"chordshare/peer/api"
 )
 
@@ -601,6 +602,12 @@ func TestProfileSlowFetch(t *testing.T) {
 		took1 := time.Since(start)
 		n.logTraffic(fetcher, traffic0, n.traffic(fetcher))
 		n.logStoreChanges(held0, start)
+		// The counter's totals are swept once a second, and the fetch's
+		// last bytes may not be in the reading above: the streams' bytes
+		// again, seconds later (with whatever came since).
+		later := n.traffic(fetcher).status
+		t.Logf("node %d's stream bytes in from before the fetch to %v after it: %d, block protocol %d", fetcher, (time.Since(start) - took).Round(100*time.Millisecond), later.BytesIn-traffic0.status.BytesIn,
+			later.Protocols[peer.BlockProtocol].In-traffic0.status.Protocols[peer.BlockProtocol].In)
 		if os.Getenv("CHORDSHARE_GET_TRACE") != "" {
 			n.logGetTrace(fetcher, start)
 		}
