@@ -1,7 +1,6 @@
 package blocks
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
@@ -11,14 +10,10 @@ import (
 // createUnnamed opens a new file in dir that has no name yet (O_TMPFILE):
 // a crash or kill before linkUnnamed leaves nothing behind, and linking it
 // costs one directory entry where a named temp file costs two (create, and
-// remove by the rename). errNoUnnamed means the file system cannot.
+// remove by the rename). File systems without O_TMPFILE fail it.
 func createUnnamed(dir string) (*os.File, error) {
 	fd, err := unix.Open(dir, unix.O_TMPFILE|unix.O_WRONLY|unix.O_CLOEXEC, 0o600)
-	switch {
-	// EISDIR: a kernel without O_TMPFILE sees only O_DIRECTORY in it.
-	case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.EISDIR):
-		return nil, errNoUnnamed
-	case err != nil:
+	if err != nil {
 		return nil, &os.PathError{Op: "open O_TMPFILE", Path: dir, Err: err}
 	}
 	return os.NewFile(uintptr(fd), dir+"/(unnamed)"), nil

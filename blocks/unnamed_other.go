@@ -2,10 +2,15 @@
 
 package blocks
 
-import "os"
+import (
+	"errors"
+	"os"
+)
 
-// createUnnamed: only Linux has O_TMPFILE; elsewhere puts use named temp
+// errNoUnnamed: only Linux has O_TMPFILE; elsewhere puts use named temp
 // files.
+var errNoUnnamed = errors.New("unnamed files not supported on this system")
+
 func createUnnamed(dir string) (*os.File, error) { return nil, errNoUnnamed }
 
 func linkUnnamed(f *os.File, path string) error { return errNoUnnamed }
