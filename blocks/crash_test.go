@@ -80,10 +80,11 @@ func crash(t *testing.T, named bool) {
 	rng := rand.New(rand.NewPCG(31, 32))
 	aimed, leftovers := 0, 0
 	// At least 4 rounds, and more until a kill has been aimed at a put in
-	// progress.
-	for round := 0; round < 4 || aimed == 0; round++ {
+	// progress, and with named temp files until one has left a temp file:
+	// proof that it landed mid-put.
+	for round := 0; round < 4 || aimed == 0 || named && leftovers == 0; round++ {
 		if round == 20 {
-			t.Fatal("20 kills, none aimed at a put in progress")
+			t.Fatalf("20 kills: %d aimed at a put in progress, %d temp files left", aimed, leftovers)
 		}
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$")
 		cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
