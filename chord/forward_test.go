@@ -97,7 +97,7 @@ func TestForwardSkipsOwnStaleVnode(t *testing.T) {
 	install := func() {
 		a.vns()[0].setSuccessors(bRef, []Ref{stale}, Ref{}, 0, cfg.SuccessorListLen)
 		b.vns()[0].setSuccessors(aRef, nil, Ref{}, 0, cfg.SuccessorListLen)
-		if st := a.step(a.vns()[0], key, 1, true); st.Done || len(st.Nodes) == 0 || st.Nodes[0].ID != stale.ID {
+		if st := a.step(a.vns()[0], key, 1, true, 0); st.Done || len(st.Nodes) == 0 || st.Nodes[0].ID != stale.ID {
 			t.Fatalf("a's first step %+v does not name the stale vnode %s first", st, stale)
 		}
 	}
