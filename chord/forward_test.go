@@ -132,6 +132,39 @@ func TestForwardSkipsOwnStaleVnode(t *testing.T) {
 
 // adder adds peers with cfg at the addresses it is given to m, for
 // rings laid out by hand.
+// Stabilization copies the successor's list. A list naming one of our own
+// stale vnodes (see TestForwardSkipsOwnStaleVnode) must not bring it into
+// ours, where our lookups would route to it, nor be taken as a new
+// successor when the successor reports it as its predecessor.
+func TestStabilizeDropsOwnStaleVnodes(t *testing.T) {
+	m := NewMemNet()
+	cfg := DefaultConfig()
+	cfg.Vnodes = 1
+	add := adder(t, m, cfg)
+	a, b := add("a"), add("b")
+	aRef, bRef := a.Vnodes()[0], b.Vnodes()[0]
+	stale := MakeRef("a", 1)
+	if !Between(aRef.ID, stale.ID, bRef.ID) {
+		stale, aRef, bRef, a, b = MakeRef("b", 1), bRef, aRef, b, a
+	}
+	// Now stale (an old vnode of a) lies between a and its successor b,
+	// and b names it both as its predecessor and first in its list.
+	a.vns()[0].setSuccessors(bRef, nil, Ref{}, 0, cfg.SuccessorListLen)
+	b.vns()[0].setSuccessors(stale, []Ref{aRef}, Ref{}, 0, cfg.SuccessorListLen)
+	b.vns()[0].mu.Lock()
+	b.vns()[0].pred = stale
+	b.vns()[0].mu.Unlock()
+
+	a.stabilize(context.Background(), a.vns()[0])
+	got := a.States()[0].Successors
+	if len(got) == 0 || got[0].ID != bRef.ID {
+		t.Fatalf("a's successors %v, want %s first", got, bRef)
+	}
+	if slices.ContainsFunc(got, func(r Ref) bool { return r.ID == stale.ID }) {
+		t.Errorf("a's successors %v name its stale vnode %s", got, stale)
+	}
+}
+
 func adder(t *testing.T, m *MemNet, cfg Config) func(addr string) *Node {
 	return func(addr string) *Node {
 		t.Helper()

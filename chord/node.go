@@ -206,7 +206,7 @@ func (n *Node) Join(ctx context.Context, boot Ref) error {
 		// A peer back from a crash before the ring forgot it is named as
 		// the successor of its own position: its old incarnation. Its
 		// successors are the ones after that.
-		succs := slices.DeleteFunc(res.Successors, func(r Ref) bool { return r.ID == v.self.ID })
+		succs := slices.DeleteFunc(n.withoutStale(res.Successors), func(r Ref) bool { return r.ID == v.self.ID })
 		if len(succs) == 0 {
 			return fmt.Errorf("join via %s: empty answer", boot.Addr)
 		}
@@ -361,6 +361,19 @@ func (n *Node) forget(match func(Ref) bool) {
 	for _, v := range n.vns() {
 		v.forget(match)
 	}
+}
+
+// isStale reports whether r is a vnode at our address that we no longer run:
+// one we ran before a restart, still named in other peers' lists until
+// their stabilization drops it.
+func (n *Node) isStale(r Ref) bool {
+	return !r.IsZero() && r.Addr == n.addr && n.local(r.ID) == nil
+}
+
+// withoutStale is refs without our stale vnodes, so that a successor list
+// copied from a peer does not bring them back into ours.
+func (n *Node) withoutStale(refs []Ref) []Ref {
+	return slices.DeleteFunc(refs, n.isStale)
 }
 
 // local returns our vnode with the given ID, if we run it.
@@ -816,6 +829,10 @@ func (n *Node) stabilize(ctx context.Context, v *vnode) bool {
 	}
 	if nb.Unchanged {
 		nb.Predecessor, nb.Successors = v.unchanged(s)
+	}
+	nb.Successors = n.withoutStale(nb.Successors)
+	if n.isStale(nb.Predecessor) {
+		nb.Predecessor = Ref{}
 	}
 	moved := false
 	if x := nb.Predecessor; !x.IsZero() && x.ID != v.self.ID && Between(v.self.ID, x.ID, s.ID) {
