@@ -419,15 +419,43 @@ func (n *Node) step(v *vnode, key ID, want int, forwards bool, askerHop time.Dur
 		break
 	}
 	if !n.cfg.Proximity {
-		if cands := v.candidates(key, candidatesPerHop, nil); len(cands) > 0 {
+		if cands := n.candidates(v, key, candidatesPerHop); len(cands) > 0 {
 			return Step{Nodes: cands}
 		}
-	} else if cands := v.candidates(key, routeCandidates, nil); len(cands) > 0 {
+	} else if cands := n.candidates(v, key, routeCandidates); len(cands) > 0 {
 		return Step{Nodes: n.rankByCost(v, key, cands, forwards, askerHop)}
 	}
 	// No finger precedes the key but our successor does not own it
 	// either: the state is inconsistent; our successor is the best bet.
 	return Step{Nodes: []Ref{v.successor()}}
+}
+
+// candidates are the max known nodes on the arc (v, key) closest to key,
+// closest first, from the routing state of all our vnodes: v is our
+// closest vnode before the key, but our others' fingers and successors
+// may land nearer to it (with 8 vnodes, in the last hop's reach for most
+// keys), and each hop saved is a round trip. When the key's predecessor
+// is in v's successor list, v's own candidates (every entry before the
+// key, see vnode.candidates) are the answer.
+func (n *Node) candidates(v *vnode, key ID, max int) []Ref {
+	cands := v.candidates(key, max, nil)
+	vs := n.vns()
+	if len(vs) == 1 || len(cands) > max {
+		return cands
+	}
+	for _, w := range vs {
+		if w == v {
+			continue
+		}
+		for _, c := range w.candidates(key, max, nil) {
+			if Between(v.self.ID, c.ID, key) {
+				cands = append(cands, c)
+			}
+		}
+	}
+	sortByCloseness(cands, key)
+	cands = dedupe(cands)
+	return cands[:min(len(cands), max)]
 }
 
 // sortByCloseness orders nodes preceding key by their distance to it,

@@ -121,3 +121,36 @@ func TestNextHopWeighsTheAskersHops(t *testing.T) {
 		}
 	}
 }
+
+// A peer's vnodes route together: the vnode before the key offers the
+// nodes its siblings know nearer to the key, not only its own.
+func TestStepUsesEveryVnodesState(t *testing.T) {
+	for _, proximity := range []bool{true, false} {
+		cfg := DefaultConfig()
+		cfg.Vnodes = 2
+		cfg.Proximity = proximity
+		n, err := NewNode("me", nil, nil, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := n.vns()[0], n.vns()[1]
+		var refs []Ref // on the arc (b, a), nearest to b first
+		for i := range 4000 {
+			if r := MakeRef(fmt.Sprintf("p-%d", i), 0); Between(b.self.ID, r.ID, a.self.ID) {
+				refs = append(refs, r)
+			}
+		}
+		slices.SortFunc(refs, func(x, y Ref) int {
+			return Distance(b.self.ID, x.ID).Cmp(Distance(b.self.ID, y.ID))
+		})
+		near := refs[len(refs)*4/5]
+		key := near.ID.AddPow2(0)
+		b.setSuccessors(refs[0], refs[1:16], Ref{}, 0, cfg.SuccessorListLen)
+		a.setFingers(highBit(Distance(a.self.ID, near.ID)), near) // a's finger lands just before the key
+
+		st := n.step(b, key, 1, false, 0)
+		if st.Done || len(st.Nodes) == 0 || st.Nodes[0].ID != near.ID {
+			t.Errorf("proximity %v: next hops %v, want %s (the sibling vnode's finger) first", proximity, st.Nodes, near)
+		}
+	}
+}
