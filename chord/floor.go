@@ -11,9 +11,13 @@ import (
 // the sum of rtt(asker, yi); y1 must be in the asker's routing state
 // (predecessors, successor lists, fingers of all its vnodes), each later
 // hop in the state of the one before, and yk must be able to answer (a
-// vnode of it names the key's successor from its list). It assumes every
-// hop could hand over its whole state (a step hands over a few nodes), so
-// no iterative lookup beats it. Zero hops when the asker can answer
+// vnode of it names the key's successor from its list: a peer asked
+// through any of its vnodes answers from its vnode nearest the key). It
+// assumes every hop could hand over its whole state (a step hands over a
+// few nodes) and that the asker knew where each peer it knows has its
+// other vnodes (chord knows the vnodes it has met), so no iterative lookup
+// beats it; with several vnodes per peer it is far below what routing by
+// known vnodes can reach. Zero hops when the asker can answer
 // itself; -1 when no chain reaches the key. The simulators use it to tell
 // what a lookup lost to routing from what the asker's link costs anyway.
 func IterativeFloor(nodes []*Node, rtt func(from, to string) time.Duration) func(from *Node, key ID) (time.Duration, int) {
