@@ -436,9 +436,29 @@ func TestCapacityConcurrent(t *testing.T) {
 
 // Puts, gets, deletes and ranges from many goroutines; run with -race. The
 // index must agree with the disk afterwards.
-func TestConcurrent(t *testing.T) {
+// tempModes runs test once with each way a put makes its temp file:
+// unnamed (O_TMPFILE, skipped where Open found the system without it) and
+// named, which Open falls back to.
+func tempModes(t *testing.T, test func(t *testing.T, open func(dir string) *Store)) {
+	for _, named := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unnamed", true: "named"}[named], func(t *testing.T) {
+			test(t, func(dir string) *Store {
+				s := open(t, dir, Options{})
+				if s.named && !named {
+					t.Skip("no unnamed files here")
+				}
+				s.named = named
+				return s
+			})
+		})
+	}
+}
+
+func TestConcurrent(t *testing.T) { tempModes(t, testConcurrent) }
+
+func testConcurrent(t *testing.T, openMode func(string) *Store) {
 	dir := t.TempDir()
-	s := open(t, dir, Options{})
+	s := openMode(dir)
 	type block struct {
 		data []byte
 		c    cid.Cid
@@ -506,6 +526,27 @@ func TestConcurrent(t *testing.T) {
 		if _, err := s.Get(c); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestPutReplacesStray: a file under a block's name that the store does not
+// hold, as a put whose shard fsync failed leaves, is replaced by the next
+// put of that block.
+func TestPutReplacesStray(t *testing.T) { tempModes(t, testPutReplacesStray) }
+
+func testPutReplacesStray(t *testing.T, openMode func(string) *Store) {
+	dir := t.TempDir()
+	s := openMode(dir)
+	data, c := randBlock(t, rand.New(rand.NewPCG(21, 22)), 3000)
+	if err := os.WriteFile(blockFile(dir, c), data[:10], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	put(t, s, c, data)
+	if got, err := s.Get(c); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get after put over a stray file: %d bytes, %v", len(got), err)
+	}
+	if tmp, _ := filepath.Glob(filepath.Join(dir, "*", tempPrefix+"*")); len(tmp) != 0 {
+		t.Fatalf("temp files left: %v", tmp)
 	}
 }
 
