@@ -76,6 +76,19 @@ func TestCrash(t *testing.T) {
 
 func crash(t *testing.T, named bool) {
 	dir := t.TempDir()
+	if !named {
+		probe, err := Open(dir, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		fallback := probe.named
+		if err := probe.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if fallback {
+			t.Skip("no unnamed files here")
+		}
+	}
 	acked := map[cid.Cid]bool{}
 	rng := rand.New(rand.NewPCG(31, 32))
 	aimed, leftovers := 0, 0

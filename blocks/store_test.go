@@ -434,8 +434,6 @@ func TestCapacityConcurrent(t *testing.T) {
 	wantStats(t, s, 10, 1000)
 }
 
-// Puts, gets, deletes and ranges from many goroutines; run with -race. The
-// index must agree with the disk afterwards.
 // tempModes runs test once with each way a put makes its temp file:
 // unnamed (O_TMPFILE, skipped where Open found the system without it) and
 // named, which Open falls back to.
@@ -454,6 +452,8 @@ func tempModes(t *testing.T, test func(t *testing.T, open func(dir string) *Stor
 	}
 }
 
+// Puts, gets, deletes and ranges from many goroutines; run with -race. The
+// index must agree with the disk afterwards.
 func TestConcurrent(t *testing.T) { tempModes(t, testConcurrent) }
 
 func testConcurrent(t *testing.T, openMode func(string) *Store) {

@@ -97,7 +97,7 @@ func TestForwardSkipsOwnStaleVnode(t *testing.T) {
 	install := func() {
 		a.vns()[0].setSuccessors(bRef, []Ref{stale}, Ref{}, 0, cfg.SuccessorListLen)
 		b.vns()[0].setSuccessors(aRef, nil, Ref{}, 0, cfg.SuccessorListLen)
-		if st := a.step(a.vns()[0], key, 1, true); st.Done || len(st.Nodes) == 0 || st.Nodes[0].ID != stale.ID {
+		if st := a.step(a.vns()[0], key, 1, true, 0); st.Done || len(st.Nodes) == 0 || st.Nodes[0].ID != stale.ID {
 			t.Fatalf("a's first step %+v does not name the stale vnode %s first", st, stale)
 		}
 	}
@@ -130,12 +130,11 @@ func TestForwardSkipsOwnStaleVnode(t *testing.T) {
 	check("iterative lookup", res, err)
 }
 
-// adder adds peers with cfg at the addresses it is given to m, for
-// rings laid out by hand.
 // Stabilization copies the successor's list. A list naming one of our own
 // stale vnodes (see TestForwardSkipsOwnStaleVnode) must not bring it into
-// ours, where our lookups would route to it, nor be taken as a new
-// successor when the successor reports it as its predecessor.
+// ours, where our lookups would route to it, nor be kept as the
+// successor's predecessor, which each stabilization whose answer is
+// "unchanged" would try as a closer successor.
 func TestStabilizeDropsOwnStaleVnodes(t *testing.T) {
 	m := NewMemNet()
 	cfg := DefaultConfig()
@@ -163,8 +162,13 @@ func TestStabilizeDropsOwnStaleVnodes(t *testing.T) {
 	if slices.ContainsFunc(got, func(r Ref) bool { return r.ID == stale.ID }) {
 		t.Errorf("a's successors %v name its stale vnode %s", got, stale)
 	}
+	if pred, _ := a.vns()[0].unchanged(bRef); pred.ID == stale.ID {
+		t.Errorf("a keeps its stale vnode %s as its successor's predecessor", stale)
+	}
 }
 
+// adder adds peers with cfg at the addresses it is given to m, for
+// rings laid out by hand.
 func adder(t *testing.T, m *MemNet, cfg Config) func(addr string) *Node {
 	return func(addr string) *Node {
 		t.Helper()

@@ -405,8 +405,9 @@ func (n *Node) startFor(key ID) *vnode {
 // it, the ones the rest of the lookup is expected to be quickest through
 // (rankByCost), followed by the closest as fall-backs. forwards says this
 // node forwards the query itself (recursive) rather than answering an
-// iterative asker.
-func (n *Node) step(v *vnode, key ID, want int, forwards bool) Step {
+// iterative asker; askerHop, if not zero, is what a hop costs the asker
+// (iterative), which weighs the hops still needed instead of our own.
+func (n *Node) step(v *vnode, key ID, want int, forwards bool, askerHop time.Duration) Step {
 	for {
 		if succs, ok := v.ownsSuccessor(key, want); ok {
 			return Step{Done: true, Nodes: succs}
@@ -418,15 +419,43 @@ func (n *Node) step(v *vnode, key ID, want int, forwards bool) Step {
 		break
 	}
 	if !n.cfg.Proximity {
-		if cands := v.candidates(key, candidatesPerHop, nil); len(cands) > 0 {
+		if cands := n.candidates(v, key, candidatesPerHop); len(cands) > 0 {
 			return Step{Nodes: cands}
 		}
-	} else if cands := v.candidates(key, routeCandidates, nil); len(cands) > 0 {
-		return Step{Nodes: n.rankByCost(v, key, cands, forwards)}
+	} else if cands := n.candidates(v, key, routeCandidates); len(cands) > 0 {
+		return Step{Nodes: n.rankByCost(v, key, cands, forwards, askerHop)}
 	}
 	// No finger precedes the key but our successor does not own it
 	// either: the state is inconsistent; our successor is the best bet.
 	return Step{Nodes: []Ref{v.successor()}}
+}
+
+// candidates are the max known nodes on the arc (v, key) closest to key,
+// closest first, from the routing state of all our vnodes: v is our
+// closest vnode before the key, but our others' fingers and successors
+// may land nearer to it (with 8 vnodes, in the last hop's reach for most
+// keys), and each hop saved is a round trip. When the key's predecessor
+// is in v's successor list, v's own candidates (every entry before the
+// key, see vnode.candidates) are the answer.
+func (n *Node) candidates(v *vnode, key ID, max int) []Ref {
+	cands := v.candidates(key, max, nil)
+	vs := n.vns()
+	if len(vs) == 1 || len(cands) > max {
+		return cands
+	}
+	for _, w := range vs {
+		if w == v {
+			continue
+		}
+		for _, c := range w.candidates(key, max, nil) {
+			if Between(v.self.ID, c.ID, key) {
+				cands = append(cands, c)
+			}
+		}
+	}
+	sortByCloseness(cands, key)
+	cands = dedupe(cands)
+	return cands[:min(len(cands), max)]
 }
 
 // sortByCloseness orders nodes preceding key by their distance to it,
@@ -471,7 +500,7 @@ func (n *Node) lookupMode(ctx context.Context, key ID, want int, mode LookupMode
 
 func (n *Node) firstStep(key ID, want int) Step {
 	if v := n.startFor(key); v != nil {
-		return n.step(v, key, want, false)
+		return n.step(v, key, want, false, 0)
 	}
 	return n.gatewayStep()
 }
@@ -481,7 +510,7 @@ func (n *Node) lookupRecursive(ctx context.Context, key ID, want int) (LookupRes
 	if v == nil {
 		return n.forward(ctx, n.gatewayStep, key, 0, want)
 	}
-	return n.forward(ctx, func() Step { return n.step(v, key, want, true) }, key, 0, want)
+	return n.forward(ctx, func() Step { return n.step(v, key, want, true, 0) }, key, 0, want)
 }
 
 // forward resolves a lookup recursively from here: answer it, or hand it to
@@ -521,7 +550,7 @@ func (n *Node) forward(ctx context.Context, step func() Step, key ID, hops, want
 				lastErr = ErrUnknownVnode
 				continue
 			}
-			step = func() Step { return n.step(local, key, want, true) }
+			step = func() Step { return n.step(local, key, want, true, 0) }
 			continue
 		}
 		if hops+1 > n.cfg.MaxHops {
@@ -570,6 +599,7 @@ func (n *Node) forwardTimeout(ctx context.Context) time.Duration {
 // and the walk continues from the next-best node.
 func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupResult, error) {
 	st := n.firstStep(key, want)
+	hop := n.askerHop(key)
 	visited := map[ID]bool{}
 	var cands []Ref
 	hops := 0
@@ -603,7 +633,7 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 		visited[next.ID] = true
 		var err error
 		if next.Addr == n.addr {
-			st, err = n.HandleNextHop(ctx, next.ID, key, want)
+			st, err = n.HandleNextHop(ctx, next.ID, key, want, hop)
 			if errors.Is(err, ErrUnknownVnode) {
 				// One we ran before a restart, handed back by a peer:
 				// forget it, as forward does.
@@ -611,7 +641,7 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 			}
 		} else {
 			st, err = direct(n, ctx, next, func(ctx context.Context) (Step, error) {
-				return n.tr.NextHop(ctx, next, key, want)
+				return n.tr.NextHop(ctx, next, key, want, hop)
 			})
 			// Hops count the nodes that answered, as in recursive mode;
 			// calls to dead nodes are failures, not path length.
@@ -646,16 +676,37 @@ func (n *Node) HandleFindSuccessor(ctx context.Context, to ID, key ID, hops, wan
 	if v == nil {
 		return LookupResult{}, ErrUnknownVnode
 	}
-	return n.forward(ctx, func() Step { return n.step(v, key, want, true) }, key, hops, want)
+	return n.forward(ctx, func() Step { return n.step(v, key, want, true, 0) }, key, hops, want)
 }
 
-// HandleNextHop serves one step of an iterative lookup.
-func (n *Node) HandleNextHop(_ context.Context, to ID, key ID, want int) (Step, error) {
+// HandleNextHop serves one step of an iterative lookup; hopCost is the
+// asker's round trip per hop (zero: unknown), bounded here as it comes from
+// the network.
+func (n *Node) HandleNextHop(_ context.Context, to ID, key ID, want int, hopCost time.Duration) (Step, error) {
 	v := n.local(to)
 	if v == nil {
 		return Step{}, ErrUnknownVnode
 	}
-	return n.step(v, key, want, false), nil
+	return n.step(v, key, want, false, min(max(hopCost, 0), n.cfg.LookupTimeout)), nil
+}
+
+// askerHop is what a hop of our own iterative lookup of key costs us: the
+// round trip of a typical hop from our vnode nearest before the key (its
+// fingers' median), or, for a client, the median of the round trips we
+// measured; zero if none is. An iterative asker calls every hop over its
+// own link, so a slow asker pays its own delay on each: the nodes it asks
+// weigh the hops still needed by this, not by their own (fast) hops, and
+// send it fewer, longer steps.
+func (n *Node) askerHop(key ID) time.Duration {
+	if v := n.startFor(key); v != nil {
+		hop, _ := n.typicalHop(v)
+		return hop
+	}
+	med, ok := n.rtt.measuredMedian()
+	if !ok {
+		return 0
+	}
+	return med
 }
 
 // HandleNeighbors serves a stabilization query from vnode from (zero if
@@ -876,7 +927,7 @@ func (n *Node) fixFinger(ctx context.Context, v *vnode) bool {
 	var res LookupResult
 	var err error
 	if n.cfg.Lookup == Recursive {
-		res, err = n.forward(lctx, func() Step { return n.step(v, start, want, true) }, start, 0, want)
+		res, err = n.forward(lctx, func() Step { return n.step(v, start, want, true, 0) }, start, 0, want)
 	}
 	if n.cfg.Lookup == Iterative || err != nil {
 		res, err = n.lookupIterative(lctx, start, want)

@@ -30,10 +30,17 @@ const routeCandidates = 12
 // successors, every candidate: candidates keeps those all, so a dead run of
 // them cannot hide the live one). forwards says the candidate will forward
 // the query (recursive), so what it adds to a round trip counts twice; an
-// iterative asker calls each hop itself.
-func (n *Node) rankByCost(v *vnode, key ID, cands []Ref, forwards bool) []Ref {
+// iterative asker calls each hop itself, so askerHop, its own round trip
+// per hop, prices the hops still needed when it is known. The candidates'
+// round trips stay ours: in a network of access links the asker's to each
+// differs from ours by the same amount (its link's delay less ours), so
+// they rank the same.
+func (n *Node) rankByCost(v *vnode, key ID, cands []Ref, forwards bool, askerHop time.Duration) []Ref {
 	spacing, listLen := v.spacing()
 	hop, fastest := n.typicalHop(v)
+	if askerHop > 0 {
+		hop = askerHop
+	}
 	if spacing <= 0 || hop <= 0 {
 		return fallbacks(cands, key, v)
 	}
@@ -177,8 +184,16 @@ func fraction(a ID) float64 {
 }
 
 // median is the median of every measured round trip: what a peer we never
-// measured can be expected to take.
+// measured can be expected to take; InitialRTO if none is.
 func (t *rttTable) median() time.Duration {
+	if m, ok := t.measuredMedian(); ok {
+		return m
+	}
+	return t.cfg.InitialRTO
+}
+
+// measuredMedian is the median of every measured round trip, if any is.
+func (t *rttTable) measuredMedian() (time.Duration, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var all []time.Duration
@@ -188,10 +203,10 @@ func (t *rttTable) median() time.Duration {
 		}
 	}
 	if len(all) == 0 {
-		return t.cfg.InitialRTO
+		return 0, false
 	}
 	slices.Sort(all)
-	return all[len(all)/2]
+	return all[len(all)/2], true
 }
 
 // probeSuccessors pings, all at once, v's successors whose round trip is

@@ -40,7 +40,7 @@ func TestRouteSelectionPrefersFastAnswerer(t *testing.T) {
 		n.rtt.Observe(refs[13].Addr, 10*time.Millisecond)  // near enough, fast
 		n.rtt.Observe(far.Addr, 20*time.Millisecond)
 
-		st := n.step(v, key, 1, true)
+		st := n.step(v, key, 1, true, 0)
 		want := refs[15]
 		if proximity {
 			want = refs[13]
@@ -71,6 +71,86 @@ func TestSuccessorsMeasured(t *testing.T) {
 			if _, ok := n.RTT(s.Addr); !ok && s.Addr != n.Addr() {
 				t.Errorf("successor %s of %s not measured", s, st.Self)
 			}
+		}
+	}
+}
+
+// An iterative asker pays its own link on every hop, so the node it asks
+// weighs the hops still needed by the asker's round trip per hop: a fast
+// answerer would send a slow asker through a fast finger that needs
+// several more hops; given the asker's hop cost it names the slower node
+// that can answer at once.
+func TestNextHopWeighsTheAskersHops(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Vnodes = 1
+	n, err := NewNode("me", nil, nil, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := n.vns()[0]
+	var refs []Ref
+	for i := range 400 {
+		refs = append(refs, MakeRef(fmt.Sprintf("p-%d", i), 0))
+	}
+	slices.SortFunc(refs, func(a, b Ref) int {
+		return Distance(v.self.ID, a.ID).Cmp(Distance(v.self.ID, b.ID))
+	})
+	v.setSuccessors(refs[0], refs[1:16], Ref{}, 0, cfg.SuccessorListLen)
+	key := refs[299].ID.AddPow2(0) // refs[299] can answer from its list
+	for _, i := range []int{40, 80, 150, 299} {
+		v.setFingers(highBit(Distance(v.self.ID, refs[i].ID)), refs[i])
+		n.rtt.Observe(refs[i].Addr, 5*time.Millisecond) // our fingers: fast
+	}
+	n.rtt.Observe(refs[299].Addr, 300*time.Millisecond) // but the one near the key: slow
+	fast, slow := refs[150], refs[299]
+
+	for _, c := range []struct {
+		askerHop time.Duration
+		want     Ref
+	}{
+		{0, fast},                      // our own hops cost 5 ms: three of them beat one slow one
+		{5 * time.Millisecond, fast},   // a fast asker: the same
+		{500 * time.Millisecond, slow}, // a slow asker: one more of its hops costs more than the slow node
+	} {
+		st, err := n.HandleNextHop(context.Background(), v.self.ID, key, 1, c.askerHop)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Done || len(st.Nodes) == 0 || st.Nodes[0].ID != c.want.ID {
+			t.Errorf("asker's hop %v: first next hop %v, want %s", c.askerHop, st.Nodes, c.want)
+		}
+	}
+}
+
+// A peer's vnodes route together: the vnode before the key offers the
+// nodes its siblings know nearer to the key, not only its own.
+func TestStepUsesEveryVnodesState(t *testing.T) {
+	for _, proximity := range []bool{true, false} {
+		cfg := DefaultConfig()
+		cfg.Vnodes = 2
+		cfg.Proximity = proximity
+		n, err := NewNode("me", nil, nil, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := n.vns()[0], n.vns()[1]
+		var refs []Ref // on the arc (b, a), nearest to b first
+		for i := range 4000 {
+			if r := MakeRef(fmt.Sprintf("p-%d", i), 0); Between(b.self.ID, r.ID, a.self.ID) {
+				refs = append(refs, r)
+			}
+		}
+		slices.SortFunc(refs, func(x, y Ref) int {
+			return Distance(b.self.ID, x.ID).Cmp(Distance(b.self.ID, y.ID))
+		})
+		near := refs[len(refs)*4/5]
+		key := near.ID.AddPow2(0)
+		b.setSuccessors(refs[0], refs[1:16], Ref{}, 0, cfg.SuccessorListLen)
+		a.setFingers(highBit(Distance(a.self.ID, near.ID)), near) // a's finger lands just before the key
+
+		st := n.step(b, key, 1, false, 0)
+		if st.Done || len(st.Nodes) == 0 || st.Nodes[0].ID != near.ID {
+			t.Errorf("proximity %v: next hops %v, want %s (the sibling vnode's finger) first", proximity, st.Nodes, near)
 		}
 	}
 }

@@ -50,13 +50,14 @@ func (e stallingEndpoint) Changed(ctx context.Context, to Ref) error {
 }
 
 // stallingRing is peers x vnodes nodes on a MemNet whose calls stall as
-// stallingEndpoint says, with timeouts of a few milliseconds, joined all
+// stallingEndpoint says, with timeouts of tens of milliseconds (short, yet
+// long enough for a loaded machine running -race to answer), joined all
 // at once through the first.
 func stallingRing(t *testing.T, peers, vnodes int, p float64, seed uint64) ([]*Node, map[string]bool, *sync.Mutex) {
 	m := NewMemNet()
 	cfg := DefaultConfig()
 	cfg.Vnodes = vnodes
-	cfg.InitialRTO, cfg.MinRTO, cfg.MaxRTO = 2*time.Millisecond, 2*time.Millisecond, 8*time.Millisecond
+	cfg.InitialRTO, cfg.MinRTO, cfg.MaxRTO = 25*time.Millisecond, 25*time.Millisecond, 100*time.Millisecond
 	mu, stalled := &sync.Mutex{}, map[string]bool{}
 	rng := rand.New(rand.NewPCG(seed, 77))
 	var nodes []*Node

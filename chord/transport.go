@@ -3,6 +3,7 @@ package chord
 import (
 	"context"
 	"errors"
+	"time"
 )
 
 // Ref names one virtual node: its position and how to reach it. Addr is the
@@ -38,8 +39,10 @@ type Transport interface {
 	// query until the key's predecessor answers. hops is the number of hops
 	// already taken (a loop guard); want is how many successors to return.
 	FindSuccessor(ctx context.Context, to Ref, key ID, hops, want int) (LookupResult, error)
-	// NextHop is one step of an iterative lookup.
-	NextHop(ctx context.Context, to Ref, key ID, want int) (Step, error)
+	// NextHop is one step of an iterative lookup. hopCost is the asker's
+	// round trip per hop, by which to weigh the hops a next hop still
+	// needs (the asker pays each over its own link); zero: to's own.
+	NextHop(ctx context.Context, to Ref, key ID, want int, hopCost time.Duration) (Step, error)
 	// Neighbors returns to's predecessor and successor list. from, if not
 	// zero, is the asking vnode, which might be to's predecessor: the call
 	// carries the paper's notify, and tells to that from is alive. If the

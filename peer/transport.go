@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -83,8 +84,10 @@ func (t *ringTransport) FindSuccessor(ctx context.Context, to chord.Ref, key cho
 	return chord.LookupResult{Successors: succs, Hops: int(resp.GetHops())}, nil
 }
 
-func (t *ringTransport) NextHop(ctx context.Context, to chord.Ref, key chord.ID, want int) (chord.Step, error) {
-	resp, err := t.roundTrip(ctx, to, &pb.Request{Type: pb.Request_NEXT_HOP, Key: key[:], Want: uint32(want)})
+func (t *ringTransport) NextHop(ctx context.Context, to chord.Ref, key chord.ID, want int, hopCost time.Duration) (chord.Step, error) {
+	req := &pb.Request{Type: pb.Request_NEXT_HOP, Key: key[:], Want: uint32(want),
+		HopCostUs: uint32(min(hopCost.Microseconds(), math.MaxUint32))}
+	resp, err := t.roundTrip(ctx, to, req)
 	if err != nil {
 		return chord.Step{}, err
 	}
@@ -203,7 +206,7 @@ func (t *ringTransport) handle(ctx context.Context, from p2ppeer.ID, req *pb.Req
 			return nil, err
 		}
 		var st chord.Step
-		st, opErr = t.node.HandleNextHop(ctx, to, key, wantOf(req))
+		st, opErr = t.node.HandleNextHop(ctx, to, key, wantOf(req), time.Duration(req.GetHopCostUs())*time.Microsecond)
 		resp.Done, resp.Nodes = st.Done, t.codec.encodeAll(st.Nodes)
 	case pb.Request_NEIGHBORS:
 		var self chord.Ref

@@ -214,7 +214,10 @@ type Request struct {
 	// NEIGHBORS: the asking vnode is from_vnode + 1 of the sending peer (the
 	// peer the secure channel proved), which might be our predecessor; 0:
 	// the asker is not a vnode. No peer ID or addresses are sent.
-	FromVnode     uint32 `protobuf:"varint,9,opt,name=from_vnode,json=fromVnode,proto3" json:"from_vnode,omitempty"`
+	FromVnode uint32 `protobuf:"varint,9,opt,name=from_vnode,json=fromVnode,proto3" json:"from_vnode,omitempty"`
+	// NEXT_HOP: the asker's round trip per hop in microseconds, by which the
+	// answer weighs the hops a next hop still needs; 0: the answerer's own.
+	HopCostUs     uint32 `protobuf:"varint,10,opt,name=hop_cost_us,json=hopCostUs,proto3" json:"hop_cost_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -301,6 +304,13 @@ func (x *Request) GetBudgetMs() uint32 {
 func (x *Request) GetFromVnode() uint32 {
 	if x != nil {
 		return x.FromVnode
+	}
+	return 0
+}
+
+func (x *Request) GetHopCostUs() uint32 {
+	if x != nil {
+		return x.HopCostUs
 	}
 	return 0
 }
@@ -414,7 +424,7 @@ const file_ring_proto_rawDesc = "" +
 	"\aNodeRef\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\fR\x04peer\x12\x14\n" +
 	"\x05vnode\x18\x02 \x01(\rR\x05vnode\x12\x14\n" +
-	"\x05addrs\x18\x03 \x03(\fR\x05addrs\"\xe3\x02\n" +
+	"\x05addrs\x18\x03 \x03(\fR\x05addrs\"\x83\x03\n" +
 	"\aRequest\x121\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1d.chordshare.ring.Request.TypeR\x04type\x12\x19\n" +
 	"\bto_vnode\x18\x02 \x01(\rR\atoVnode\x12\x10\n" +
@@ -424,7 +434,9 @@ const file_ring_proto_rawDesc = "" +
 	"\fknown_digest\x18\x06 \x01(\x06R\vknownDigest\x12\x1b\n" +
 	"\tbudget_ms\x18\b \x01(\rR\bbudgetMs\x12\x1d\n" +
 	"\n" +
-	"from_vnode\x18\t \x01(\rR\tfromVnode\"k\n" +
+	"from_vnode\x18\t \x01(\rR\tfromVnode\x12\x1e\n" +
+	"\vhop_cost_us\x18\n" +
+	" \x01(\rR\thopCostUs\"k\n" +
 	"\x04Type\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x12\n" +
 	"\x0eFIND_SUCCESSOR\x10\x01\x12\f\n" +

@@ -49,11 +49,13 @@ func lookupsCmd(ctx context.Context, args []string, out io.Writer) error {
 
 // lookupsResult is what the tests check.
 type lookupsResult struct {
-	RTT      mockring.Dist
-	Chord    []mockring.LookupReport
-	Kad      []kadReport
-	Maint    maintFigures
-	KadMaint kadMaint
+	RTT   mockring.Dist
+	Chord []mockring.LookupReport
+	Kad   []kadReport
+	Maint maintFigures
+	// IterFloor is what no iterative lookup of the batch could beat.
+	IterFloor mockring.Dist
+	KadMaint  kadMaint
 }
 
 type maintFigures struct {
@@ -118,6 +120,15 @@ func runLookups(ctx context.Context, f lookupsFlags, out io.Writer) (lookupsResu
 		fmt.Fprintf(out, "%s As multiples of RTT: p50 %.2f, p99 %.2f.\n\n", floorText(fl), ratio(fl.P50, rtt.P50), ratio(fl.P99, rtt.P50))
 	}
 	qs := s.Queries(f.lookups)
+	// Every peer is live here, so the queries' indices are s.Nodes'.
+	chords := make([]*chord.Node, len(s.Nodes))
+	for i, n := range s.Nodes {
+		chords[i] = n.Chord()
+	}
+	itf := iterativeFloor(chords, s.access, qs)
+	res.IterFloor = itf
+	fmt.Fprintf(out, "Iterative floor: an iterative asker calls every hop itself, over its own link; the cheapest chain of hops on this ring's routing state (each hop known to the one before, the last one able to answer, each hop's whole state assumed handed over), for these %d lookups: p50 %s, p90 %s, p99 %s. As multiples of RTT: p50 %.2f, p99 %.2f.\n\n",
+		itf.N, ms(itf.P50), ms(itf.P90), ms(itf.P99), ratio(itf.P50, rtt.P50), ratio(itf.P99, rtt.P50))
 	fmt.Fprintf(out, "### chordshare lookups (want 1 successor, %d in flight)\n\nPass 2 repeats pass 1's lookups (same origins and keys), so the connections it needs are open. Right: the answer's first node is the key's true successor (Oracle.CheckLookup). Messages: ring frames written (requests and responses) per lookup.\n\n", f.concurrency)
 	fmt.Fprintf(out, "| mode | pass | lookups | right | errors | hops mean / p99 | latency p50 | p90 | p99 | p50/RTT | p99/RTT | messages/lookup | timer lateness p99 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, mode := range []chord.LookupMode{chord.Recursive, chord.Iterative} {

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command syncbench compares ways of writing 256 KiB blocks durably, the
 // block store's job, on the disk of the directory it is given: whether a
 // group commit (concurrent writers sharing one fsync) or other sync calls
