@@ -95,9 +95,10 @@ func Fetch(ctx context.Context, root cid.Cid, get Getter, out Output, opts Fetch
 	if err := checkCID(root); err != nil {
 		return fmt.Errorf("fetch %s: %w", root, err)
 	}
-	var walked atomic.Bool
-	g, gctx := errgroup.WithContext(context.WithValue(ctx, endgameKey{}, &walked))
+	walked := new(atomic.Bool)
+	g, gctx := errgroup.WithContext(context.WithValue(ctx, endgameKey{}, walked))
 	f := &fetcher{
+		walked:   walked,
 		g:        g,
 		get:      get,
 		nodes:    opts.Nodes,
@@ -146,6 +147,7 @@ func Endgame(ctx context.Context) bool {
 // sequence numbers; leaf goroutines share only the sink, the window and
 // the progress count.
 type fetcher struct {
+	walked   *atomic.Bool // every block is asked for: see Endgame
 	g        *errgroup.Group
 	get      Getter
 	nodes    NodeStore
@@ -192,7 +194,9 @@ func (f *fetcher) report(n int64) {
 func (f *fetcher) walkRoot(ctx context.Context, root cid.Cid) error {
 	if root.Type() == cid.Raw {
 		// A one-block file: its size is known only once it is here, so
-		// there is nothing to check against a partial output first.
+		// there is nothing to check against a partial output first. Its
+		// one block is all the fetch asks for: the endgame from the start.
+		f.walked.Store(true)
 		if err := f.acquire(ctx); err != nil {
 			return err
 		}

@@ -227,7 +227,12 @@ func TestEndgame(t *testing.T) {
 			}
 			return s.Get(ctx, c)
 		}
+		// A bound for a broken Endgame only: the test fails, not hangs.
+		giveUp := time.Now().Add(time.Minute)
 		for !Endgame(ctx) {
+			if time.Now().After(giveUp) {
+				return nil, fmt.Errorf("leaf %s: Endgame never became true", c)
+			}
 			select {
 			case <-ctx.Done():
 				return nil, ctx.Err()
@@ -242,6 +247,21 @@ func TestEndgame(t *testing.T) {
 	}
 	if rootSaw.Load() != 1 {
 		t.Fatalf("the root's Get saw Endgame %v, want false", rootSaw.Load() == 2)
+	}
+
+	// A one-block file's block is all its fetch asks for.
+	small := randomBytes(DefaultChunkSize/2, 9)
+	one, s1 := importBytes(t, small, ImportOptions{})
+	saw := false
+	g1 := getterFunc(func(ctx context.Context, c cid.Cid) ([]byte, error) {
+		saw = Endgame(ctx)
+		return s1.Get(ctx, c)
+	})
+	if !bytes.Equal(fetchBytes(t, one, g1, FetchOptions{}), small) {
+		t.Fatal("one-block fetch differs from the input")
+	}
+	if !saw {
+		t.Fatal("the only block of a one-block file was fetched with Endgame false")
 	}
 }
 
