@@ -197,8 +197,9 @@ func (r *replicaRates) keepReceiving(peers []p2ppeer.ID, tp, prev transferProgre
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	alt, to := time.Duration(-1), -1
+	now := r.now()
 	for i, p := range peers {
-		t, ok := r.wholeBlock(p)
+		t, ok := r.wholeBlock(p, now)
 		// Its time per block, measured under the fetch's full load, must
 		// beat this block's whole time under the present one too: a
 		// replica slow by its own link gains nothing from a lighter load.
@@ -218,14 +219,17 @@ func (r *replicaRates) keepReceiving(peers []p2ppeer.ID, tp, prev transferProgre
 // p. The scaling is the queue at the fetcher's own downlink: a request
 // that took 1 s among 32 in flight takes about 3/32 s among 2 (the
 // fetch's last blocks), and about 33/32 s among 32 (mid-fetch, where every
-// replica then looks as slow as the link makes it). Unmeasured: no.
+// replica then looks as slow as the link makes it), and, as for pick, no
+// less than its oldest request in flight says. Unmeasured, or failed within
+// failureMemory: no (a hedge goes to a replica known to be good).
 // r.mu held.
-func (r *replicaRates) wholeBlock(p p2ppeer.ID) (time.Duration, bool) {
+func (r *replicaRates) wholeBlock(p p2ppeer.ID, now time.Time) (time.Duration, bool) {
 	pr := r.peers[p]
-	if pr == nil || pr.perLoad == 0 {
+	if pr == nil || pr.perLoad == 0 || now.Before(pr.avoid) {
 		return 0, false
 	}
-	return time.Duration(r.inflight+1)*pr.perLoad + time.Duration(len(pr.started))*pr.blockTime, true
+	t := time.Duration(r.inflight+1)*pr.perLoad + time.Duration(len(pr.started))*pr.blockTime
+	return max(t, pr.overdue(now)), true
 }
 
 // minRateSample is the smallest block whose time is a sample of a

@@ -594,3 +594,26 @@ func TestReplicaRatesStartedBefore(t *testing.T) {
 	endMine(time.Second, fetchOK)
 	endLater(time.Second, fetchOK)
 }
+
+// pick keeps away from a replica that failed within failureMemory, and so
+// does the endgame hedge: a replica measured fast before it failed a
+// moment ago is not the one to ask for the fetch's last block.
+func TestReplicaRatesKeepReceivingAvoidsFailedReplica(t *testing.T) {
+	r := newReplicaRates()
+	clock := time.Unix(1000, 0)
+	r.now = func() time.Time { return clock }
+	fast := p2ppeer.ID("fast")
+	r.start(fast)(100*time.Millisecond, fetchOK)
+	tp := transferProgress{got: 32 << 10, total: 256 << 10, receiving: 500 * time.Millisecond}
+	if _, _, keep := r.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, 100*time.Millisecond, true); keep {
+		t.Fatal("not hedged to a fast replica before it failed: the case below proves nothing")
+	}
+	r.start(fast)(50*time.Millisecond, fetchFailed)
+	if _, to, keep := r.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, 100*time.Millisecond, true); !keep {
+		t.Fatalf("hedged to peers[%d], a replica that failed just now", to)
+	}
+	clock = clock.Add(failureMemory + time.Millisecond)
+	if _, _, keep := r.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, 100*time.Millisecond, true); keep {
+		t.Fatal("a replica that failed longer than failureMemory ago is still avoided")
+	}
+}
