@@ -279,9 +279,8 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 			} else if last.dialing() && dialWaits < maxDialWaits {
 				// Its connection is being set up: on a slow link the
 				// handshake alone takes seconds, and another replica
-				// asked now would most likely need one too. The delay
-				// counts from when the request is sent; a dial that
-				// hangs is bounded by maxDialWaits delays.
+				// asked now would most likely need one too. A dial
+				// that hangs is bounded by maxDialWaits more delays.
 				dialWaits++
 				wait(delay)
 				break
@@ -375,8 +374,10 @@ func (n *Node) hedgeDelay(p p2ppeer.ID) time.Duration {
 
 // maxDialWaits bounds the hedge delays a request waits for its connection
 // before another replica is asked: a handshake over a slow link takes a
-// few, a dial to a peer that is gone would take the dial timeout.
-const maxDialWaits = 4
+// few, and a dial to a peer that is gone behind a network that drops
+// packets hangs until the dial timeout, so each wait delays the fetch's
+// way around a departed replica (4 delays, not 2, with two waits).
+const maxDialWaits = 2
 
 // ReplicaError says how a put or get fared with a block's replicas. It
 // matches the replicas' errors with errors.Is (ErrStoreFull,
