@@ -103,11 +103,15 @@ func (b *blockClient) close() { b.streams.close() }
 // closed costs a retry on the next one, never a failure. watch, if set,
 // is marked sent once the request is written and told of the response's
 // header (the peer is alive and sending) and of each part of its payload,
-// with how many bytes have come.
+// with how many bytes have come; each attempt resets it.
 func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockRequest, payload []byte, size int, watch *request) (*pb.BlockResponse, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, transferTimeout(size))
 	defer cancel()
 	for {
+		// A retry starts over: what a failed attempt recorded (sent, its
+		// header's time, bytes that came) would make this one's rate look
+		// too low, and it dialing not.
+		watch.reset()
 		bs := n.blocks.streams.get(p)
 		reused := bs != nil
 		if !reused {

@@ -1,7 +1,7 @@
 package peer
 
 import (
-	"sync/atomic"
+	"sync"
 	"time"
 
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
@@ -10,25 +10,51 @@ import (
 // request is one block request of a Get to one replica, as it goes: the
 // block exchange marks it sent and records its answer's bytes as they
 // arrive, and the Get reads that to decide whether to hedge it
-// (replicaRates.keepReceiving). Times are unix nanoseconds, 0 until then.
+// (replicaRates.keepReceiving). Its times are offsets from began, taken
+// with the monotonic clock: a wall clock step (NTP) neither fakes nor
+// hides a stall.
 type request struct {
 	peer  p2ppeer.ID
 	began time.Time
-	// sent: the request is on its stream, its connection up (a first
-	// request to a peer waits for the handshake, over its whole link).
-	sent atomic.Int64
-	// header: the answer's header arrived; last: bytes of it last did.
-	header, last atomic.Int64
-	got, total   atomic.Int64
-	// sending and answering, if set, are called once, as the request is
-	// written and as the header arrives.
+	// sending and answering, if set, are called once per request (not per
+	// attempt), as it is first written and as a header first arrives.
 	sending, answering func()
+
+	mu sync.Mutex
+	// Of the present attempt (reset): sent, the request is on its
+	// stream, its connection up (a first request to a peer waits for the
+	// handshake, over its whole link); answered, its header arrived,
+	// header after began; last, when bytes of it last did.
+	sent, answered                 bool
+	header, last                   time.Duration
+	got, total                     int
+	calledSending, calledAnswering bool
+}
+
+// reset forgets what an earlier attempt of the request recorded: a retry
+// on another stream starts over, and its rate is its own. nil-safe.
+func (q *request) reset() {
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.sent, q.answered = false, false
+	q.header, q.last, q.got, q.total = 0, 0, 0, 0
 }
 
 // markSent records that the request has been written. nil-safe: puts
 // and repair watch nothing.
 func (q *request) markSent() {
-	if q != nil && q.sent.CompareAndSwap(0, time.Now().UnixNano()) && q.sending != nil {
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	q.sent = true
+	call := q.sending != nil && !q.calledSending
+	q.calledSending = true
+	q.mu.Unlock()
+	if call {
 		q.sending()
 	}
 }
@@ -39,11 +65,16 @@ func (q *request) arrived(got, total int) {
 	if q == nil {
 		return
 	}
-	now := time.Now().UnixNano()
-	q.total.Store(int64(total))
-	q.got.Store(int64(got))
-	q.last.Store(now)
-	if q.header.CompareAndSwap(0, now) && q.answering != nil {
+	at := time.Since(q.began)
+	q.mu.Lock()
+	q.got, q.total, q.last = min(got, total), total, at
+	if !q.answered {
+		q.answered, q.header = true, at
+	}
+	call := q.answering != nil && !q.calledAnswering
+	q.calledAnswering = true
+	q.mu.Unlock()
+	if call {
 		q.answering()
 	}
 }
@@ -51,20 +82,19 @@ func (q *request) arrived(got, total int) {
 // progress is how far the answer has come at now; ok is false before its
 // header.
 func (q *request) progress(now time.Time) (tp transferProgress, ok bool) {
-	header := q.header.Load()
-	if header == 0 {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if !q.answered {
 		return transferProgress{}, false
 	}
-	// arrived sets these before the header's time: they are set. A later
-	// arrival may be half recorded; the bound keeps got within total.
-	tp.got = int(q.got.Load())
-	tp.total = int(q.total.Load())
-	tp.receiving = now.Sub(time.Unix(0, header))
-	tp.silent = now.Sub(time.Unix(0, q.last.Load()))
-	tp.got = min(tp.got, tp.total)
-	return tp, true
+	at := now.Sub(q.began)
+	return transferProgress{got: q.got, total: q.total, receiving: at - q.header, silent: at - q.last}, true
 }
 
 // dialing says whether the request is still waiting for its connection
 // (not yet written).
-func (q *request) dialing() bool { return q.sent.Load() == 0 }
+func (q *request) dialing() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return !q.sent
+}

@@ -6,14 +6,16 @@ import (
 )
 
 // A request records that it was sent and how much of its answer came:
-// nothing before the header, then bytes of total as they arrive. Puts
-// and repair pass no request: a nil one records nothing.
+// nothing before the header, then bytes of total as they arrive; a retry
+// (reset) starts over, its callbacks still called once. Puts and repair
+// pass no request: a nil one records nothing.
 func TestRequestProgress(t *testing.T) {
 	var none *request
+	none.reset()
 	none.markSent()
 	none.arrived(10, 20)
 
-	q := &request{}
+	q := &request{began: time.Now()}
 	sent, answered := 0, 0
 	q.sending = func() { sent++ }
 	q.answering = func() { answered++ }
@@ -35,6 +37,18 @@ func TestRequestProgress(t *testing.T) {
 	tp, ok := q.progress(later)
 	if !ok || tp.got != 700 || tp.total != 1000 || tp.receiving < time.Second || tp.silent < time.Second || tp.silent > tp.receiving {
 		t.Fatalf("progress %+v, %v; want 700 of 1000 bytes, header and last bytes at least 1 s before", tp, ok)
+	}
+	q.reset()
+	if !q.dialing() {
+		t.Fatal("a retry not yet written is not dialing")
+	}
+	if _, ok := q.progress(later); ok {
+		t.Fatal("a retry's progress before its header")
+	}
+	q.markSent()
+	q.arrived(100, 1000)
+	if tp, ok := q.progress(later); !ok || tp.got != 100 || tp.receiving > later.Sub(q.began) {
+		t.Fatalf("a retry's progress %+v, %v; want its own 100 bytes", tp, ok)
 	}
 	if sent != 1 || answered != 1 {
 		t.Fatalf("sending called %d times, answering %d, want once each", sent, answered)
