@@ -4,16 +4,98 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	mh "github.com/multiformats/go-multihash"
 
 	"chordshare/peer/pb"
+	"chordshare/share"
 
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 )
+
+// A block coming slowly from its holder (32 KiB/s, 4 s for it) while
+// another replica is measured to deliver one in 100 ms: mid-fetch (as
+// share.Fetch marks it, while its walker waits for the root) it is left
+// to finish, a second request would take link from the fetch's other
+// blocks; in a lone Get (its own endgame) it is hedged to that replica.
+// Main's rule hedged on elapsed time alone, mid-fetch too.
+func TestGetHedgesSlowHolderOnlyInEndgame(t *testing.T) {
+	r, stores := storedRing(t, 4)
+	c, data, fetcher, holders := blockOffOnePeer(t, r, stores, 128<<10, 13)
+	slow, fast := holders[0], holders[1]
+	for _, l := range r.mn.LinksBetweenPeers(fetcher.Host().ID(), slow.Host().ID()) {
+		l.SetOptions(mocknet.LinkOptions{Bandwidth: 32 << 10})
+	}
+	defer func() {
+		for _, l := range r.mn.LinksBetweenPeers(fetcher.Host().ID(), slow.Host().ID()) {
+			l.SetOptions(mocknet.LinkOptions{})
+		}
+	}()
+	// What earlier blocks measured: slow a little faster than fast (so it
+	// is asked first), the third replica failing.
+	measured := func() {
+		fetcher.blocks.rates = newReplicaRates()
+		fetcher.blocks.rates.start(slow.Host().ID())(90*time.Millisecond, fetchOK)
+		fetcher.blocks.rates.start(fast.Host().ID())(100*time.Millisecond, fetchOK)
+		fetcher.blocks.rates.start(holders[2].Host().ID())(time.Second, fetchFailed)
+	}
+	served := func(n *Node) int64 { return n.blocks.served.Load() }
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // a hang, not a timing figure
+	defer cancel()
+
+	// Mid-fetch: the Get runs under a Fetch's context while the Fetch
+	// waits for its root (a dag-pb one: not its endgame).
+	measured()
+	before := [2]int64{served(slow), served(fast)}
+	hash, err := mh.Sum([]byte("a root the fetch never gets"), mh.SHA2_256, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var midErr error
+	var midGot []byte
+	var asked int
+	errDone := errors.New("the block is fetched")
+	getter := getterFunc(func(ctx context.Context, _ cid.Cid) ([]byte, error) {
+		if asked++; asked == 1 {
+			if share.Endgame(ctx) {
+				midErr = errors.New("the fetch was in its endgame while getting its root")
+			} else {
+				midGot, midErr = fetcher.Get(ctx, c)
+			}
+		}
+		return nil, errDone
+	})
+	if err := share.Fetch(ctx, cid.NewCidV1(cid.DagProtobuf, hash), getter, share.ToWriter(io.Discard), share.FetchOptions{Attempts: 1}); !errors.Is(err, errDone) {
+		t.Fatalf("fetch: %v", err)
+	}
+	if midErr != nil || !bytes.Equal(midGot, data) {
+		t.Fatalf("get mid-fetch: %v", midErr)
+	}
+	if n := served(slow) - before[0]; n != 1 {
+		t.Errorf("mid-fetch, the slow holder served %d times, want once", n)
+	}
+	if n := served(fast) - before[1]; n != 0 {
+		t.Errorf("mid-fetch, the fast replica served %d times, want none: a block that comes slowly but steadily was hedged", n)
+	}
+
+	// A lone Get: its own endgame.
+	measured()
+	before = [2]int64{served(slow), served(fast)}
+	got, err := fetcher.Get(ctx, c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("lone get: %v", err)
+	}
+	if n := served(fast) - before[1]; n != 1 {
+		t.Errorf("in the endgame, the fast replica served %d times, want once: the slow holder was not hedged", n)
+	}
+}
 
 // A block being received slowly in a lone Get (its own endgame) is hedged
 // to the replica whose expected whole-block time justified the hedge, not
