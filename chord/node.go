@@ -438,19 +438,14 @@ func (n *Node) step(v *vnode, key ID, want int, forwards bool, askerHop time.Dur
 // is in v's successor list, v's own candidates (every entry before the
 // key, see vnode.candidates) are the answer.
 func (n *Node) candidates(v *vnode, key ID, max int) []Ref {
-	cands := v.candidates(key, max, nil)
+	cands, predKnown := v.candidates(key, max)
 	vs := n.vns()
-	if len(vs) == 1 || len(cands) > max {
+	if len(vs) == 1 || predKnown {
 		return cands
 	}
 	for _, w := range vs {
-		if w == v {
-			continue
-		}
-		for _, c := range w.candidates(key, max, nil) {
-			if Between(v.self.ID, c.ID, key) {
-				cands = append(cands, c)
-			}
+		if w != v {
+			cands = w.candidatesAfter(v.self.ID, key, max, cands)
 		}
 	}
 	sortByCloseness(cands, key)

@@ -154,3 +154,49 @@ func TestStepUsesEveryVnodesState(t *testing.T) {
 		}
 	}
 }
+
+// Every next hop a step offers lies on the arc (v, key), v being the
+// peer's vnode closest before the key: strictly closer to the key than any
+// vnode of ours, so routing progresses. A sibling vnode knows nodes behind
+// v too (here a finger between it and v); they must not be offered, or a
+// recursive lookup whose first choice fails steps backwards.
+func TestStepOffersOnlyTheArcToTheKey(t *testing.T) {
+	for _, proximity := range []bool{true, false} {
+		cfg := DefaultConfig()
+		cfg.Vnodes = 2
+		cfg.Proximity = proximity
+		n, err := NewNode("me", nil, nil, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, b := n.vns()[0], n.vns()[1]
+		var ab, ba []Ref // on the arcs (a, b) and (b, a), nearest to the start first
+		for i := range 4000 {
+			r := MakeRef(fmt.Sprintf("p-%d", i), 0)
+			if Between(a.self.ID, r.ID, b.self.ID) {
+				ab = append(ab, r)
+			} else if Between(b.self.ID, r.ID, a.self.ID) {
+				ba = append(ba, r)
+			}
+		}
+		slices.SortFunc(ab, func(x, y Ref) int { return Distance(a.self.ID, x.ID).Cmp(Distance(a.self.ID, y.ID)) })
+		slices.SortFunc(ba, func(x, y Ref) int { return Distance(b.self.ID, x.ID).Cmp(Distance(b.self.ID, y.ID)) })
+		// b knows one node before the key and nothing else: it cannot answer.
+		near := ba[len(ba)/2]
+		key := ba[len(ba)/2+10].ID
+		b.setSuccessors(near, nil, Ref{}, 0, cfg.SuccessorListLen)
+		// a's fingers land behind b: on (a, b).
+		for _, r := range []Ref{ab[len(ab)/2], ab[len(ab)*3/4]} {
+			a.setFingers(highBit(Distance(a.self.ID, r.ID)), r)
+		}
+		st := n.step(b, key, 1, true, 0)
+		if st.Done {
+			t.Fatalf("proximity %v: done %v", proximity, st.Nodes)
+		}
+		for _, c := range st.Nodes {
+			if !Between(b.self.ID, c.ID, key) {
+				t.Errorf("proximity %v: next hop %s is not on the arc (%s, %s): %v", proximity, c, b.self, key, st.Nodes)
+			}
+		}
+	}
+}

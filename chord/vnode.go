@@ -421,15 +421,18 @@ func (v *vnode) dropSuccessor(s Ref) {
 // candidates returns up to max known nodes on the arc (self, key), closest to
 // the key first: the next hops a lookup can take from here. Fingers read
 // from the top down and successors read from the last one back are each
-// already in that order, so one merge gives it without sorting.
-func (v *vnode) candidates(key ID, max int, out []Ref) []Ref {
+// already in that order, so one merge gives it without sorting. predKnown
+// reports that the key's predecessor is in the successor list, in which
+// case every entry before the key is offered, whatever max.
+func (v *vnode) candidates(key ID, max int) (out []Ref, predKnown bool) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	s := len(v.succs) // v.succs[:s] are the successors before key
 	for s > 0 && !Between(v.self.ID, v.succs[s-1].ID, key) {
 		s--
 	}
-	if s < len(v.succs) {
+	predKnown = s < len(v.succs)
+	if predKnown {
 		// The key's predecessor is in the list: offer every entry before
 		// the key, or a run of dead ones just before it (no one noticed
 		// yet) would hide the live predecessor behind them.
@@ -459,6 +462,46 @@ func (v *vnode) candidates(key ID, max int, out []Ref) []Ref {
 		}
 		if n := len(out); n == 0 || out[n-1].ID != next.ID {
 			out = append(out, next)
+		}
+	}
+	return out, predKnown
+}
+
+// candidatesAfter appends to out up to max of v's known nodes on the arc
+// (from, key), from being on (v, key): what a sibling vnode adds to from's
+// own candidates. Fingers are ordered by distance, so only the indices
+// between from's and the key's high bits can hold one on the arc, and the
+// successor list is read back from its end until it reaches from: a few
+// entries each, not Bits, and no allocation but out's.
+func (v *vnode) candidatesAfter(from, key ID, max int, out []Ref) []Ref {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	added := 0
+	var last *Ref
+	for k := highBit(Distance(v.self.ID, key)); k >= 0 && added < max; k-- {
+		f := v.fingers[k]
+		if f == nil || f == last {
+			continue
+		}
+		last = f
+		switch {
+		case Between(from, f.ID, key):
+			out = append(out, *f)
+			added++
+		case !Between(v.self.ID, f.ID, key):
+			continue // past the key
+		default:
+			k = -1 // at or behind from: so are all lower fingers
+		}
+	}
+	added = 0
+	for i := len(v.succs) - 1; i >= 0 && added < max; i-- {
+		s := v.succs[i]
+		if Between(from, s.ID, key) {
+			out = append(out, s)
+			added++
+		} else if Between(v.self.ID, s.ID, key) {
+			break // behind from; so is every earlier entry
 		}
 	}
 	return out

@@ -86,7 +86,7 @@ func (t *ringTransport) FindSuccessor(ctx context.Context, to chord.Ref, key cho
 
 func (t *ringTransport) NextHop(ctx context.Context, to chord.Ref, key chord.ID, want int, hopCost time.Duration) (chord.Step, error) {
 	req := &pb.Request{Type: pb.Request_NEXT_HOP, Key: key[:], Want: uint32(want),
-		HopCostUs: uint32(min(hopCost.Microseconds(), math.MaxUint32))}
+		HopCostUs: uint32(min(max(hopCost.Microseconds(), 0), math.MaxUint32))}
 	resp, err := t.roundTrip(ctx, to, req)
 	if err != nil {
 		return chord.Step{}, err
