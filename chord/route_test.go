@@ -17,18 +17,9 @@ func TestRouteSelectionPrefersFastAnswerer(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.Vnodes = 1
 		cfg.Proximity = proximity
-		n, err := NewNode("me", nil, nil, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		n := loneNode(t, cfg)
 		v := n.vns()[0]
-		var refs []Ref
-		for i := range 400 {
-			refs = append(refs, MakeRef(fmt.Sprintf("p-%d", i), 0))
-		}
-		slices.SortFunc(refs, func(a, b Ref) int {
-			return Distance(v.self.ID, a.ID).Cmp(Distance(v.self.ID, b.ID))
-		})
+		refs := refsOnArc(v.self.ID, v.self.ID, 400)
 		// Successors refs[0..15]; the key lies just past refs[16], so
 		// refs[13..15] are near enough to answer from the first quarter
 		// of their lists.
@@ -83,18 +74,9 @@ func TestSuccessorsMeasured(t *testing.T) {
 func TestNextHopWeighsTheAskersHops(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Vnodes = 1
-	n, err := NewNode("me", nil, nil, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	n := loneNode(t, cfg)
 	v := n.vns()[0]
-	var refs []Ref
-	for i := range 400 {
-		refs = append(refs, MakeRef(fmt.Sprintf("p-%d", i), 0))
-	}
-	slices.SortFunc(refs, func(a, b Ref) int {
-		return Distance(v.self.ID, a.ID).Cmp(Distance(v.self.ID, b.ID))
-	})
+	refs := refsOnArc(v.self.ID, v.self.ID, 400)
 	v.setSuccessors(refs[0], refs[1:16], Ref{}, 0, cfg.SuccessorListLen)
 	key := refs[299].ID.AddPow2(0) // refs[299] can answer from its list
 	for _, i := range []int{40, 80, 150, 299} {
@@ -129,20 +111,9 @@ func TestStepUsesEveryVnodesState(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.Vnodes = 2
 		cfg.Proximity = proximity
-		n, err := NewNode("me", nil, nil, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		n := loneNode(t, cfg)
 		a, b := n.vns()[0], n.vns()[1]
-		var refs []Ref // on the arc (b, a), nearest to b first
-		for i := range 4000 {
-			if r := MakeRef(fmt.Sprintf("p-%d", i), 0); Between(b.self.ID, r.ID, a.self.ID) {
-				refs = append(refs, r)
-			}
-		}
-		slices.SortFunc(refs, func(x, y Ref) int {
-			return Distance(b.self.ID, x.ID).Cmp(Distance(b.self.ID, y.ID))
-		})
+		refs := refsOnArc(b.self.ID, a.self.ID, 4000)
 		near := refs[len(refs)*4/5]
 		key := near.ID.AddPow2(0)
 		b.setSuccessors(refs[0], refs[1:16], Ref{}, 0, cfg.SuccessorListLen)
@@ -165,22 +136,9 @@ func TestStepOffersOnlyTheArcToTheKey(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.Vnodes = 2
 		cfg.Proximity = proximity
-		n, err := NewNode("me", nil, nil, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		n := loneNode(t, cfg)
 		a, b := n.vns()[0], n.vns()[1]
-		var ab, ba []Ref // on the arcs (a, b) and (b, a), nearest to the start first
-		for i := range 4000 {
-			r := MakeRef(fmt.Sprintf("p-%d", i), 0)
-			if Between(a.self.ID, r.ID, b.self.ID) {
-				ab = append(ab, r)
-			} else if Between(b.self.ID, r.ID, a.self.ID) {
-				ba = append(ba, r)
-			}
-		}
-		slices.SortFunc(ab, func(x, y Ref) int { return Distance(a.self.ID, x.ID).Cmp(Distance(a.self.ID, y.ID)) })
-		slices.SortFunc(ba, func(x, y Ref) int { return Distance(b.self.ID, x.ID).Cmp(Distance(b.self.ID, y.ID)) })
+		ab, ba := refsOnArc(a.self.ID, b.self.ID, 4000), refsOnArc(b.self.ID, a.self.ID, 4000)
 		// b knows one node before the key and nothing else: it cannot answer.
 		near := ba[len(ba)/2]
 		key := ba[len(ba)/2+10].ID
@@ -199,4 +157,28 @@ func TestStepOffersOnlyTheArcToTheKey(t *testing.T) {
 			}
 		}
 	}
+}
+
+// loneNode is a node with cfg on no network: its routing state is what a
+// test sets.
+func loneNode(t *testing.T, cfg Config) *Node {
+	t.Helper()
+	n, err := NewNode("me", nil, nil, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// refsOnArc are those of the nodes p-0 ... p-(count-1) on the arc (from,
+// to), nearest to from first (from == to: the whole circle).
+func refsOnArc(from, to ID, count int) []Ref {
+	var refs []Ref
+	for i := range count {
+		if r := MakeRef(fmt.Sprintf("p-%d", i), 0); Between(from, r.ID, to) {
+			refs = append(refs, r)
+		}
+	}
+	slices.SortFunc(refs, func(x, y Ref) int { return Distance(from, x.ID).Cmp(Distance(from, y.ID)) })
+	return refs
 }
