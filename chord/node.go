@@ -888,6 +888,13 @@ func (n *Node) rememberContact(s Ref) {
 	n.contacts = list[:min(len(list), maxContacts)]
 }
 
+// forgetContact drops c from the contacts.
+func (n *Node) forgetContact(c Ref) {
+	n.contactsMu.Lock()
+	defer n.contactsMu.Unlock()
+	n.contacts = slices.DeleteFunc(n.contacts, func(r Ref) bool { return r.Addr == c.Addr })
+}
+
 // cutOff reports whether no vnode of ours has a successor on another peer
 // while some once had: our vnodes form a ring of their own. Stabilization
 // only ever follows successors, so it never merges two rings: a node whose
@@ -895,7 +902,7 @@ func (n *Node) rememberContact(s Ref) {
 // behind block transfers on a slow access link) would stay split off.
 func (n *Node) cutOff() bool {
 	for _, v := range n.vns() {
-		if slices.ContainsFunc(v.state().Successors, func(r Ref) bool { return r.Addr != n.addr }) {
+		if v.hasRemoteSuccessor() {
 			return false
 		}
 	}
@@ -905,14 +912,19 @@ func (n *Node) cutOff() bool {
 }
 
 // rejoin, when the node is cut off, asks one of the peers it dropped (a
-// different one each round, so a dead one costs one timeout a round) for
-// the successors of each of our vnodes, as Join does through its
-// bootstrap; stabilization then tells the ring about us.
+// different one each round, so a silent one costs one timeout a round; one
+// that refuses is forgotten) for the successors of each of our vnodes, as
+// Join does through its bootstrap; stabilization then tells the ring
+// about us.
 func (n *Node) rejoin(ctx context.Context) {
 	if !n.cutOff() {
 		return
 	}
 	n.contactsMu.Lock()
+	if len(n.contacts) == 0 {
+		n.contactsMu.Unlock()
+		return
+	}
 	c := n.contacts[0]
 	n.contacts = append(n.contacts[1:], c)
 	n.contactsMu.Unlock()
@@ -921,6 +933,11 @@ func (n *Node) rejoin(ctx context.Context) {
 			return n.tr.FindSuccessor(ctx, c, v.self.ID, 0, n.cfg.SuccessorListLen)
 		})
 		if err != nil {
+			switch {
+			case ctx.Err() != nil, errors.Is(err, errNoAnswer), errors.Is(err, ErrNoRoute), errors.Is(err, ErrTooManyHops):
+			default:
+				n.forgetContact(c) // refused: gone, not slow
+			}
 			return // try another contact next round
 		}
 		succs := slices.DeleteFunc(n.withoutStale(res.Successors), func(r Ref) bool { return r.ID == v.self.ID })
