@@ -100,13 +100,18 @@ func (b *blockClient) close() { b.streams.close() }
 // returns the response and its payload, a pooled buffer the caller hands
 // back with putBuf (nil if the response carries none). It reuses an idle
 // stream to p when there is one; an idle stream the peer has meanwhile
-// closed costs a retry on the next one, never a failure. arrived, if
-// set, is called as the response's header arrives (the peer is alive and
-// sending) and again whenever some of its payload does.
-func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockRequest, payload []byte, size int, arrived func()) (*pb.BlockResponse, []byte, error) {
+// closed costs a retry on the next one, never a failure. watch, if set,
+// is marked sent once the request is written and told of the response's
+// header (the peer is alive and sending) and of each part of its payload,
+// with how many bytes have come; each attempt resets it.
+func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockRequest, payload []byte, size int, watch *request) (*pb.BlockResponse, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, transferTimeout(size))
 	defer cancel()
 	for {
+		// A retry starts over: what a failed attempt recorded (sent, its
+		// header's time, bytes that came) would make this one's rate look
+		// too low, and it dialing not.
+		watch.reset()
 		bs := n.blocks.streams.get(p)
 		reused := bs != nil
 		if !reused {
@@ -116,7 +121,7 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 			}
 			bs = &blockStream{s: s, r: bufio.NewReaderSize(s, 4<<10)}
 		}
-		resp, data, err := bs.exchange(ctx, req, payload, arrived)
+		resp, data, err := bs.exchange(ctx, req, payload, watch)
 		if err == nil {
 			n.blocks.streams.put(p, bs)
 			if err := responseError(resp); err != nil {
@@ -133,9 +138,9 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 }
 
 // exchange is one request and its response on bs, bounded by ctx.
-func (bs *blockStream) exchange(ctx context.Context, req *pb.BlockRequest, payload []byte, arrived func()) (*pb.BlockResponse, []byte, error) {
+func (bs *blockStream) exchange(ctx context.Context, req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
 	stop := bound(ctx, bs.s)
-	resp, data, err := bs.roundTrip(req, payload, arrived)
+	resp, data, err := bs.roundTrip(req, payload, watch)
 	if !stop() {
 		// ctx ended and reset the stream: whatever came back is moot.
 		putBuf(data)
@@ -144,24 +149,28 @@ func (bs *blockStream) exchange(ctx context.Context, req *pb.BlockRequest, paylo
 	return resp, data, err
 }
 
-func (bs *blockStream) roundTrip(req *pb.BlockRequest, payload []byte, arrived func()) (*pb.BlockResponse, []byte, error) {
+func (bs *blockStream) roundTrip(req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
 	if err := writeBlockMsg(bs.s, req, payload); err != nil {
 		return nil, nil, err
 	}
+	watch.markSent()
 	resp := &pb.BlockResponse{}
 	if err := readBlockHeader(bs.r, resp); err != nil {
 		return nil, nil, err
 	}
-	if arrived != nil {
-		arrived()
-	}
 	if resp.GetSize() > maxBlockSize {
 		return nil, nil, fmt.Errorf("%w: a %d-byte block, the limit is %d", errBadMessage, resp.GetSize(), maxBlockSize)
 	}
-	if resp.GetSize() == 0 {
+	total := int(resp.GetSize())
+	watch.arrived(0, total)
+	if total == 0 {
 		return resp, nil, nil
 	}
-	data, err := readPayload(bs.r, resp.GetSize(), arrived)
+	var received func(int)
+	if watch != nil {
+		received = func(got int) { watch.arrived(got, total) }
+	}
+	data, err := readPayload(bs.r, resp.GetSize(), received)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -186,13 +195,13 @@ func responseError(resp *pb.BlockResponse) error {
 // fetchFrom gets block c from p and verifies it. The block is in a pooled
 // buffer: the caller may hand it back with putBuf once done with it.
 func (n *Node) fetchFrom(ctx context.Context, p p2ppeer.ID, c cid.Cid) ([]byte, error) {
-	return n.fetchFromNotify(ctx, p, c, nil)
+	return n.fetchWatched(ctx, p, c, nil)
 }
 
-// fetchFromNotify is fetchFrom calling arrived as p's answer arrives:
-// its header, then each part of the block.
-func (n *Node) fetchFromNotify(ctx context.Context, p p2ppeer.ID, c cid.Cid, arrived func()) ([]byte, error) {
-	_, data, err := n.blockExchange(ctx, p, &pb.BlockRequest{Type: pb.BlockRequest_GET, Cid: c.Bytes()}, nil, maxBlockSize, arrived)
+// fetchWatched is fetchFrom telling watch how the request goes: sent,
+// its answer's header, then each part of the block.
+func (n *Node) fetchWatched(ctx context.Context, p p2ppeer.ID, c cid.Cid, watch *request) ([]byte, error) {
+	_, data, err := n.blockExchange(ctx, p, &pb.BlockRequest{Type: pb.BlockRequest_GET, Cid: c.Bytes()}, nil, maxBlockSize, watch)
 	if err != nil {
 		return nil, fmt.Errorf("get %s from %s: %w", c, p.ShortString(), err)
 	}

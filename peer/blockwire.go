@@ -85,14 +85,14 @@ func readBlockHeader(r *bufio.Reader, hdr proto.Message) error {
 // readPayload reads the size bytes that follow a header into a pooled
 // buffer, which the caller hands back with putBuf when done. size must
 // already be checked against maxBlockSize. received, if set, is called
-// whenever some of the bytes have arrived.
-func readPayload(r *bufio.Reader, size uint32, received func()) ([]byte, error) {
+// whenever some of the bytes have arrived, with how many have so far.
+func readPayload(r *bufio.Reader, size uint32, received func(got int)) ([]byte, error) {
 	b := getBuf(int(size))
 	for got := 0; got < len(b); {
 		n, err := r.Read(b[got:])
 		got += n
 		if n > 0 && received != nil {
-			received()
+			received(got)
 		}
 		if err != nil && got < len(b) {
 			putBuf(b)

@@ -174,18 +174,24 @@ func TestBufPool(t *testing.T) {
 	putBuf(nil)
 }
 
-// readPayload reports each arrival of payload bytes (what tells a slow
-// link from a stalled replica) and refuses a payload cut short.
+// readPayload reports each arrival of payload bytes and how many have come
+// (what tells a slow link from a stalled replica, and how far along a
+// transfer is) and refuses a payload cut short.
 func TestReadPayloadReportsArrivals(t *testing.T) {
 	payload := bytes.Repeat([]byte("block"), 1000)
-	arrivals := 0
+	arrivals, last := 0, 0
 	r := bufio.NewReaderSize(iotest.HalfReader(bytes.NewReader(payload)), 16)
-	got, err := readPayload(r, uint32(len(payload)), func() { arrivals++ })
+	got, err := readPayload(r, uint32(len(payload)), func(n int) {
+		if n <= last {
+			t.Errorf("progress went from %d to %d bytes", last, n)
+		}
+		arrivals, last = arrivals+1, n
+	})
 	if err != nil || !bytes.Equal(got, payload) {
 		t.Fatalf("read %d bytes, %v", len(got), err)
 	}
-	if arrivals < 2 {
-		t.Errorf("%d arrivals reported for a payload read in pieces", arrivals)
+	if arrivals < 2 || last != len(payload) {
+		t.Errorf("%d arrivals reported for a payload read in pieces, the last at %d of %d bytes", arrivals, last, len(payload))
 	}
 	short := bufio.NewReader(bytes.NewReader(payload[:100]))
 	if _, err := readPayload(short, uint32(len(payload)), nil); err == nil {

@@ -263,6 +263,22 @@ func TestDaemonBlockStore(t *testing.T) {
 	if s, err := cb.Status(ctx); err != nil || s.BlocksStored != 0 || s.StorageMax != 0 {
 		t.Errorf("client status %+v, %v", s, err)
 	}
+	// B's join spoke the ring protocol with A: its status counts those
+	// bytes under the protocol (the counter's totals move once a second).
+	for {
+		s, err := cb.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ring := s.Protocols[RingProtocol]; ring.In > 0 && ring.Out > 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("client status counts no ring protocol bytes both ways: %+v", s.Protocols)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 	// One storing peer cannot give a block the write quorum of 2: the
 	// share fails and says why.
 	_, err = cb.Share(ctx, strings.NewReader("hello chord\n"), 12, api.TransferOptions{})

@@ -18,6 +18,7 @@ const (
 	GetBegan     GetStep = iota // the Get was called
 	GetLocated                  // its replica list is known (Peers: how many)
 	GetAsked                    // a replica was asked (Hedge: while another was still out)
+	GetSent                     // the request is written: its connection is up (a first one waits for the handshake)
 	GetAnswering                // a replica's response header arrived
 	GetReceived                 // a replica's block arrived (Bytes)
 	GetDropped                  // a request ended without the block (Err)
@@ -49,7 +50,7 @@ func (n *Node) trace(e GetEvent) {
 // fetch through real daemons.
 const GetTraceEnv = "CHORDSHARE_GET_TRACE"
 
-var stepNames = [...]string{GetBegan: "began", GetLocated: "located", GetAsked: "asked", GetAnswering: "answering", GetReceived: "received", GetDropped: "dropped", GetEnded: "ended"}
+var stepNames = [...]string{GetBegan: "began", GetLocated: "located", GetAsked: "asked", GetSent: "sent", GetAnswering: "answering", GetReceived: "received", GetDropped: "dropped", GetEnded: "ended"}
 
 func (s GetStep) String() string {
 	if int(s) < len(stepNames) {

@@ -279,6 +279,10 @@ func (n *Node) Status() api.Status {
 	if n.cfg.Bandwidth != nil {
 		t := n.cfg.Bandwidth.GetBandwidthTotals()
 		st.BytesIn, st.BytesOut, st.RateIn, st.RateOut = t.TotalIn, t.TotalOut, t.RateIn, t.RateOut
+		st.Protocols = map[string]api.ProtocolBytes{}
+		for p, s := range n.cfg.Bandwidth.GetBandwidthByProtocol() {
+			st.Protocols[string(p)] = api.ProtocolBytes{In: s.TotalIn, Out: s.TotalOut}
+		}
 	}
 	for _, v := range n.ring.Vnodes() {
 		st.Positions = append(st.Positions, v.ID.Hex())

@@ -39,15 +39,19 @@ type replicaRates struct {
 	now   func() time.Time // time.Now; a test's clock
 	mu    sync.Mutex
 	peers map[p2ppeer.ID]*replicaRate
+	// inflight is the node's requests in flight, to every replica.
+	inflight int
 }
 
 type replicaRate struct {
 	blockTime time.Duration // EWMA of the time per block; 0 until measured
 	sampled   time.Time     // when blockTime last took a sample
-	latency   time.Duration // EWMA of a request's whole time, queues included
-	started   []time.Time   // when each request in flight began
-	fetched   int64         // blocks received from it
-	avoid     time.Time     // until then, count it as failurePenalty slow at least
+	// perLoad is an EWMA of a request's whole time (queues included) over
+	// the node's requests in flight when it began (wholeBlock).
+	perLoad time.Duration
+	started []time.Time // when each request in flight began
+	fetched int64       // blocks received from it
+	avoid   time.Time   // until then, count it as failurePenalty slow at least
 }
 
 const (
@@ -124,41 +128,108 @@ func (r *replicaRates) pick(peers []p2ppeer.ID, rtt func(p2ppeer.ID) (time.Durat
 	return pick
 }
 
-// keepWaiting says whether a replica that has been sending a block for
-// elapsed (first hedge delay: delay) should be left to finish alone, and
-// when to ask again. It should unless another of the block's replicas
-// (peers) is measured to deliver a block in under 1/outrunFactor of that
-// time (its last requests' whole time, behind what is in flight to it:
-// time per block alone would leave out the queue at the fetcher's own
-// downlink, which every request waits in), or none of its answer has
-// arrived for silentWaits delays (silent: a stall, not a busy link).
-// "Measured": on a fetcher whose own link is the slow part every replica
-// measures slow, so a hedge there never looks worth it; round trips say
-// nothing of rates.
-func (r *replicaRates) keepWaiting(peers []p2ppeer.ID, elapsed, silent, delay time.Duration) (time.Duration, bool) {
-	left := silentWaits*delay - silent
-	if left <= 0 {
-		return 0, false
+// transferProgress is how far one request's answer has come: got of its
+// total bytes (the size its header gave), the header received receiving
+// ago and the last bytes silent ago.
+type transferProgress struct {
+	got, total        int
+	receiving, silent time.Duration
+}
+
+// rate is the rate the answer comes at, in bytes per second: over its
+// whole transfer, or since the previous look (prev) if it has sped up
+// since (the fetch's other blocks ended and left it the link). The faster
+// of the two: a hedge is only worth it when even that is slow. 0: none of
+// the payload has arrived, nothing to go by.
+func (tp transferProgress) rate(prev transferProgress) float64 {
+	if tp.got == 0 || tp.receiving <= 0 {
+		return 0
 	}
+	r := float64(tp.got) / tp.receiving.Seconds()
+	if dt := tp.receiving - prev.receiving; prev.receiving > 0 && dt > 0 && tp.got > prev.got {
+		r = max(r, float64(tp.got-prev.got)/dt.Seconds())
+	}
+	return r
+}
+
+// keepReceiving says whether a replica that is sending a block, progress
+// so far tp (prev at the previous look; zero at the first), should be left
+// to finish alone (first hedge delay: delay), and when to look again;
+// if not, the replica to ask (the index in peers of the one expected to
+// deliver first; -1: the usual pick).
+//
+// In a fetch's endgame (its every block asked, endgame), it is hedged
+// when another of the block's replicas (peers) is expected
+// to deliver the whole block in under 1/hedgeMargin of the time this one
+// still needs at the rate it has come so far (remaining bytes / rate):
+// the fetch's last blocks stuck on a slow holder, while a fast one idles.
+// Not when it is near its end, however slow it was: a slow link's last
+// block is not doubled. On a fetcher whose own downlink is the slow part
+// every replica measures slow (the other's expected time counts the
+// fetcher's own queue, wholeBlock), so no hedge there; unmeasured
+// replicas never trigger it, round trips say nothing of rates.
+//
+// Only a replica whose time per block under load beats this block's
+// whole time (so far and to come) is asked.
+//
+// Mid-fetch it is not: the fetcher's downlink is busy with the window's
+// other blocks, and a block that comes slowly only holds one slot of it,
+// while a second request would take link from the others. Its rate is
+// only trusted once minProgress of it has come, or a second has passed.
+//
+// It is also hedged once none of its answer has arrived for silentWaits
+// delays: a downlink shared with the fetch's other requests still brings
+// each of them some bytes, so that silence is a stall.
+func (r *replicaRates) keepReceiving(peers []p2ppeer.ID, tp, prev transferProgress, delay time.Duration, endgame bool) (again time.Duration, to int, keep bool) {
+	left := silentWaits*delay - tp.silent
+	if left <= 0 {
+		return 0, -1, false
+	}
+	// Often: the other replicas' expected times fall as the fetch's
+	// other blocks end, and a look is a lock and a few sums.
+	again = min(left, max(min(delay/4, maxHedgeLook), minHedgeLook))
+	rate := tp.rate(prev)
+	if !endgame || rate == 0 || tp.got < minProgress && tp.receiving < time.Second {
+		return again, -1, true
+	}
+	remaining := time.Duration(float64(tp.total-tp.got) / rate * float64(time.Second))
+	whole := tp.receiving + remaining
 	r.mu.Lock()
-	alt := time.Duration(-1)
-	for _, p := range peers {
-		if pr := r.peers[p]; pr != nil && pr.latency > 0 {
-			if t := pr.latency + time.Duration(len(pr.started))*pr.blockTime; alt < 0 || t < alt {
-				alt = t
-			}
+	defer r.mu.Unlock()
+	alt, to := time.Duration(-1), -1
+	now := r.now()
+	for i, p := range peers {
+		t, ok := r.wholeBlock(p, now)
+		// Its time per block, measured under the fetch's full load, must
+		// beat this block's whole time under the present one too: a
+		// replica slow by its own link gains nothing from a lighter load.
+		if ok && r.peers[p].blockTime < whole && (alt < 0 || t < alt) {
+			alt, to = t, i
 		}
 	}
-	r.mu.Unlock()
-	if alt < 0 {
-		return left, true
+	if alt >= 0 && hedgeMargin*alt < remaining {
+		return 0, to, false
 	}
-	if outrun := outrunFactor*alt - elapsed; outrun > 0 {
-		// Look again once the other would have won, or sooner: its
-		// estimate changes as its own blocks arrive.
-		return min(left, max(outrun, delay)), true
+	return again, -1, true
+}
+
+// wholeBlock is the time p is expected to take for a block asked now:
+// its requests' whole time (queues included) scaled to the node's
+// requests now in flight, this one included, behind what is in flight to
+// p. The scaling is the queue at the fetcher's own downlink: a request
+// that took 1 s among 32 in flight takes about 3/32 s among 2 (the
+// fetch's last blocks), and about 33/32 s among 32 (mid-fetch, where every
+// replica then looks as slow as the link makes it), and, as for pick, no
+// less than its oldest request in flight says. Unmeasured, or failed within
+// failureMemory: no (a hedge goes to a replica known to be good).
+// r.mu held.
+func (r *replicaRates) wholeBlock(p p2ppeer.ID, now time.Time) (time.Duration, bool) {
+	pr := r.peers[p]
+	if pr == nil || pr.perLoad == 0 || now.Before(pr.avoid) {
+		return 0, false
 	}
-	return 0, false
+	t := time.Duration(r.inflight+1)*pr.perLoad + time.Duration(len(pr.started))*pr.blockTime
+	return max(t, pr.overdue(now)), true
 }
 
 // minRateSample is the smallest block whose time is a sample of a
@@ -176,9 +247,17 @@ const (
 	// arriving a replica that has begun sending a block gets before another
 	// is asked anyway.
 	silentWaits = 31
-	// outrunFactor: a replica sending a block is hedged once another is
-	// measured to deliver one this many times sooner than it has taken.
-	outrunFactor = 4
+	// hedgeMargin: a replica sending a block is hedged once another is
+	// expected to deliver the whole block this many times sooner than the
+	// first needs for the rest of it.
+	hedgeMargin = 2
+	// A block being received is looked at every quarter hedge delay,
+	// within these bounds.
+	minHedgeLook = 10 * time.Millisecond
+	maxHedgeLook = 100 * time.Millisecond
+	// minProgress: a transfer's first bytes come in a burst or a trickle
+	// (a read of the stream's buffer); its rate is taken from this much on.
+	minProgress = 32 << 10
 )
 
 // startedBefore says whether a request to p that began before t is still
@@ -250,19 +329,22 @@ func (r *replicaRates) start(p p2ppeer.ID) (done func(took time.Duration, how fe
 	began := r.now()
 	pr.started = append(pr.started, began)
 	sharing := len(pr.started)
+	r.inflight++
+	load := r.inflight
 	r.mu.Unlock()
 	return func(took time.Duration, how fetchOutcome) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if i := slices.IndexFunc(pr.started, began.Equal); i >= 0 {
 			pr.started = slices.Delete(pr.started, i, i+1)
+			r.inflight--
 		}
 		per := took / time.Duration(sharing)
 		switch how {
 		case fetchOK:
 			pr.fetched++
 			pr.sample(per, r.now())
-			smooth(&pr.latency, took)
+			smooth(&pr.perLoad, took/time.Duration(load))
 		case fetchSmall:
 			pr.fetched++
 		case fetchOutrun:

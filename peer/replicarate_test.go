@@ -346,73 +346,187 @@ func TestGetHedgesStalledNotSlowReplicas(t *testing.T) {
 	}
 }
 
+// The fetch's tail: its block comes from a holder whose link to the
+// fetcher carries 16 KiB/s (16 s for it), while another replica is measured
+// to deliver a block in 100 ms. The request's progress in bytes says it is
+// far from its end: it is hedged to that replica, which sends the block.
+func TestGetHedgesSlowHolderToFastReplica(t *testing.T) {
+	r, stores := storedRing(t, 4)
+	c, data, fetcher, holders := blockOffOnePeer(t, r, stores, 256<<10, 13)
+	slow, fast := holders[0], holders[1]
+	for _, l := range r.mn.LinksBetweenPeers(fetcher.Host().ID(), slow.Host().ID()) {
+		l.SetOptions(mocknet.LinkOptions{Bandwidth: 16 << 10})
+	}
+	defer func() {
+		for _, l := range r.mn.LinksBetweenPeers(fetcher.Host().ID(), slow.Host().ID()) {
+			l.SetOptions(mocknet.LinkOptions{})
+		}
+	}()
+	// What earlier blocks measured: slow a little faster than fast (so it
+	// is asked first), the third replica failing.
+	fetcher.blocks.rates = newReplicaRates()
+	fetcher.blocks.rates.start(slow.Host().ID())(90*time.Millisecond, fetchOK)
+	fetcher.blocks.rates.start(fast.Host().ID())(100*time.Millisecond, fetchOK)
+	fetcher.blocks.rates.start(holders[2].Host().ID())(time.Second, fetchFailed)
+	servedBefore := [2]int64{slow.blocks.served.Load(), fast.blocks.served.Load()}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute) // a hang, not a timing figure
+	defer cancel()
+	got, err := fetcher.Get(ctx, c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get from a slow holder: %v", err)
+	}
+	if n := slow.blocks.served.Load() - servedBefore[0]; n != 1 {
+		t.Errorf("the slow holder was asked %d times, want once (first)", n)
+	}
+	if n := fast.blocks.served.Load() - servedBefore[1]; n != 1 {
+		t.Errorf("the fast replica served the block %d times, want once: the slow one was not hedged", n)
+	}
+}
+
 // A replica sending a block is left alone unless another of the block's
-// replicas is measured to be much faster (then it is hedged once it has
-// taken outrunFactor times the other's time, its queue included), or no
-// block bytes have arrived for silentWaits hedge delays. On a fetcher whose own link is
-// slow every replica measures slow: no hedge.
-func TestReplicaRatesKeepWaiting(t *testing.T) {
+// replicas is expected to deliver the whole block hedgeMargin times sooner
+// than the first still needs at its rate so far, or no block bytes have
+// arrived for silentWaits hedge delays. Step by step: a fetch's last block
+// on a slow holder is hedged to an idle fast one; the same block near its
+// end is not; mid-fetch, or on a fetcher whose own link is slow, every
+// replica looks as slow as the link makes it: no hedge.
+func TestReplicaRatesKeepReceiving(t *testing.T) {
 	r := newReplicaRates()
 	clock := time.Unix(1000, 0)
 	r.now = func() time.Time { return clock }
-	other, third := p2ppeer.ID("other"), p2ppeer.ID("third")
+	fast, slow, unmeasured := p2ppeer.ID("fast"), p2ppeer.ID("slow"), p2ppeer.ID("unmeasured")
 	const delay = 100 * time.Millisecond
+	const block = 256 << 10
+	// receiving is a request's progress got bytes in, at bytesPerSec all along.
+	receiving := func(got, bytesPerSec int) transferProgress {
+		return transferProgress{got: got, total: block, receiving: time.Duration(float64(got) / float64(bytesPerSec) * float64(time.Second))}
+	}
+	keep := func(tp, prev transferProgress, peers ...p2ppeer.ID) bool {
+		t.Helper()
+		again, to, ok := r.keepReceiving(peers, tp, prev, delay, true)
+		if ok && (again <= 0 || again > maxHedgeLook) {
+			t.Fatalf("looks again in %v: want within (0, %v]", again, maxHedgeLook)
+		}
+		if !ok && to >= 0 && peers[to] != fast {
+			t.Fatalf("hedged to %s, want %s", peers[to], fast)
+		}
+		return ok
+	}
 
 	// Nothing measured: wait out silentWaits delays without any bytes.
-	if again, ok := r.keepWaiting([]p2ppeer.ID{other}, time.Second, time.Second, delay); !ok || again != silentWaits*delay-time.Second {
-		t.Fatalf("nothing measured, 1 s in: keep %v, again in %v; want to wait until %v", ok, again, silentWaits*delay)
+	if again, _, ok := r.keepReceiving([]p2ppeer.ID{unmeasured}, transferProgress{got: 1, total: block, receiving: time.Second, silent: time.Second}, transferProgress{}, delay, true); !ok || again != delay/4 {
+		t.Fatalf("nothing measured, 1 s silent: keep %v, again in %v; want to look again in %v", ok, again, delay/4)
 	}
-	if _, ok := r.keepWaiting([]p2ppeer.ID{other}, silentWaits*delay, silentWaits*delay, delay); ok {
+	if _, to, ok := r.keepReceiving([]p2ppeer.ID{unmeasured}, transferProgress{got: 1, total: block, receiving: time.Hour, silent: silentWaits * delay}, transferProgress{}, delay, true); ok || to != -1 {
 		t.Fatal("still waiting after silentWaits delays without a byte")
 	}
-	// Bytes still arriving, however long it takes: a busy link, no stall.
-	if again, ok := r.keepWaiting([]p2ppeer.ID{other}, 10*silentWaits*delay, delay, delay); !ok || again != (silentWaits-1)*delay {
-		t.Fatalf("bytes arrived %v ago: keep %v, again in %v; want to wait %v more", delay, ok, again, (silentWaits-1)*delay)
+	// Only the header so far: no rate to go by, however slow it looks.
+	if !keep(transferProgress{total: block, receiving: time.Second}, transferProgress{}, unmeasured) {
+		t.Fatal("hedged on a header alone")
 	}
 
-	// other delivers a block in 200 ms: wait until 800 ms, then hedge.
-	r.start(other)(200*time.Millisecond, fetchOK)
-	if again, ok := r.keepWaiting([]p2ppeer.ID{other, third}, 300*time.Millisecond, 300*time.Millisecond, delay); !ok || again != 500*time.Millisecond {
-		t.Fatalf("300 ms in, other at 200 ms a block: keep %v, again in %v; want again in 500 ms", ok, again)
+	// fast, measured alone: a block in 100 ms. slow: 1 s a block.
+	r.start(fast)(100*time.Millisecond, fetchOK)
+	r.start(slow)(time.Second, fetchOK)
+	// The fetch's last block comes from slow at 64 KiB/s, 32 KiB in:
+	// 3.5 s to go against fast's 0.2 s (the fetcher's requests now in
+	// flight, this one and a hedge). Hedged.
+	end := r.start(slow)
+	tp := receiving(32<<10, 64<<10)
+	if keep(tp, transferProgress{}, unmeasured, fast) {
+		t.Fatal("the last block, 3.5 s to go on a slow holder, not hedged to an idle one measured at 100 ms")
 	}
-	if _, ok := r.keepWaiting([]p2ppeer.ID{other, third}, 800*time.Millisecond, 800*time.Millisecond, delay); ok {
-		t.Fatal("800 ms in, other at 200 ms a block: not hedged")
+	// Mid-fetch the same block is left alone: a second request would take
+	// link from the window's other blocks.
+	if _, _, ok := r.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, delay, false); !ok {
+		t.Fatal("hedged mid-fetch")
 	}
-	// Its measurement does not fade for this: an idle replica's last
-	// requests still predict its next.
-	clock = clock.Add(time.Hour)
-	if _, ok := r.keepWaiting([]p2ppeer.ID{other}, 300*time.Millisecond, 300*time.Millisecond, delay); !ok {
-		t.Fatal("an idle replica's faded estimate made a hedge look worth it")
+	// Its first 4 KiB, 80 ms in: too little to go by.
+	if !keep(transferProgress{got: 4 << 10, total: block, receiving: 80 * time.Millisecond}, transferProgress{}, fast) {
+		t.Fatal("hedged on the first 4 KiB of a block")
 	}
-	// An unmeasured one says nothing.
-	if _, ok := r.keepWaiting([]p2ppeer.ID{third}, 800*time.Millisecond, 800*time.Millisecond, delay); !ok {
+	// An unmeasured replica says nothing.
+	if !keep(tp, transferProgress{}, unmeasured) {
 		t.Fatal("hedged to an unmeasured replica")
 	}
-	// 4 blocks that took 1 s together, one at a time 250 ms each: a
-	// request waits a whole second, which is what counts here.
+	// The same block 16 KiB from its end: 0.25 s to go, not doubled.
+	if !keep(receiving(block-16<<10, 64<<10), tp, fast) {
+		t.Fatal("a block 0.25 s from its end was hedged")
+	}
+	// It sped up since the previous look (the fetch's other blocks ended
+	// and left it the link): the rate since then counts.
+	prev := tp
+	tp = transferProgress{got: 64 << 10, total: block, receiving: prev.receiving + 10*time.Millisecond}
+	if !keep(tp, prev, fast) {
+		t.Fatal("hedged a block that now comes at 3.2 MB/s")
+	}
+	// fast has 3 requests in flight: the block waits behind them.
 	var ends []func(time.Duration, fetchOutcome)
-	for range 4 {
-		ends = append(ends, r.start(third))
-	}
-	for _, end := range ends {
-		end(time.Second, fetchOK)
-	}
-	if _, ok := r.keepWaiting([]p2ppeer.ID{third}, 2*time.Second, 2*time.Second, delay); !ok {
-		t.Fatal("hedged after 2 s to a replica whose requests take 1 s")
-	}
-	// With 3 requests in flight, other's next block comes after them.
 	for range 3 {
-		r.start(other)
+		ends = append(ends, r.start(fast))
 	}
-	if _, ok := r.keepWaiting([]p2ppeer.ID{other}, 800*time.Millisecond, 800*time.Millisecond, delay); !ok {
-		t.Fatal("hedged to a replica with 3 blocks in flight as if it were idle")
+	if !keep(receiving(192<<10, 64<<10), transferProgress{}, fast) {
+		t.Fatal("hedged 1 s from the end to a replica with 3 blocks in flight, as if it were idle")
 	}
+	for _, e := range ends {
+		e(100*time.Millisecond, fetchOK)
+	}
+	end(3*time.Second, fetchOK)
 
-	// A slow fetcher: every replica takes 10 s a block. No hedge at 20 s.
-	slow := newReplicaRates()
-	slow.now = r.now
-	slow.start(other)(10*time.Second, fetchOK)
-	if _, ok := slow.keepWaiting([]p2ppeer.ID{other, third}, 20*time.Second, 20*time.Second, time.Second); !ok {
+	// Mid-fetch, 32 requests in flight: fast's last 8 blocks took 1.6 s
+	// each (the fetcher's downlink shared 32 ways). A block coming at
+	// 1/32 of that link, 1.4 s to go: no hedge, a second request would
+	// queue at the same link. The fetch's last 2 blocks: the same block
+	// coming that slowly is the tail, and it is hedged.
+	mid := newReplicaRates()
+	mid.now = r.now
+	var busy []func(time.Duration, fetchOutcome)
+	for range 32 {
+		busy = append(busy, mid.start(fast))
+	}
+	for _, e := range busy {
+		e(1600*time.Millisecond, fetchOK)
+	}
+	for range 31 {
+		busy = append(busy, mid.start(slow))
+	}
+	last := mid.start(slow)
+	tp = receiving(32<<10, 5<<20/32)
+	if _, _, ok := mid.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, delay, true); !ok {
+		t.Fatal("hedged mid-fetch, with the fetcher's downlink the slow part")
+	}
+	for _, e := range busy[32:] {
+		e(time.Second, fetchFailed)
+	}
+	if _, _, ok := mid.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, delay, true); ok {
+		t.Fatal("the fetch's last block at 1/32 of the link not hedged to a replica that would take 1/16")
+	}
+	// A replica slow by its own link: measured among 32 requests at 2 s a
+	// block (its requests' time scaled to the present load says 125 ms),
+	// while this block's whole time is 1.5 s. Not worth asking.
+	byLink := p2ppeer.ID("by link")
+	var others []func(time.Duration, fetchOutcome)
+	for range 31 {
+		others = append(others, mid.start(slow))
+	}
+	mid.start(byLink)(2*time.Second, fetchOK)
+	for _, e := range others {
+		e(time.Second, fetchFailed)
+	}
+	tp = transferProgress{got: 64 << 10, total: block, receiving: 375 * time.Millisecond}
+	if _, _, ok := mid.keepReceiving([]p2ppeer.ID{byLink}, tp, transferProgress{}, delay, true); !ok {
+		t.Fatal("hedged to a replica that takes 2 s a block by its own link, for a block of 1.5 s")
+	}
+	last(time.Second, fetchOutrun)
+
+	// A slow fetcher: its one request at a time takes 26 s (10 KB/s). Its
+	// only block, 100 KiB to go at that rate: no hedge.
+	lone := newReplicaRates()
+	lone.now = r.now
+	lone.start(fast)(26*time.Second, fetchOK)
+	lone.start(slow)
+	if _, _, ok := lone.keepReceiving([]p2ppeer.ID{fast}, receiving(block-100<<10, 10<<10), transferProgress{}, time.Second, true); !ok {
 		t.Fatal("hedged on a fetcher whose every replica is slow")
 	}
 }
@@ -445,8 +559,8 @@ func TestReplicaRatesFirstRequestsAndSmallBlocks(t *testing.T) {
 	endNear(5*time.Millisecond, fetchSmall)
 	endFar(5*time.Millisecond, fetchRaced)
 	for _, p := range []p2ppeer.ID{near, far} {
-		if pr := r.peers[p]; pr.blockTime != 0 || pr.latency != 0 {
-			t.Errorf("%s: a small block made a sample (time per block %v, latency %v)", p, pr.blockTime, pr.latency)
+		if pr := r.peers[p]; pr.blockTime != 0 || pr.perLoad != 0 {
+			t.Errorf("%s: a small block made a sample (time per block %v, latency %v)", p, pr.blockTime, pr.perLoad)
 		}
 	}
 	if got := r.fetched(near); got != 1 {
@@ -479,4 +593,27 @@ func TestReplicaRatesStartedBefore(t *testing.T) {
 	}
 	endMine(time.Second, fetchOK)
 	endLater(time.Second, fetchOK)
+}
+
+// pick keeps away from a replica that failed within failureMemory, and so
+// does the endgame hedge: a replica measured fast before it failed a
+// moment ago is not the one to ask for the fetch's last block.
+func TestReplicaRatesKeepReceivingAvoidsFailedReplica(t *testing.T) {
+	r := newReplicaRates()
+	clock := time.Unix(1000, 0)
+	r.now = func() time.Time { return clock }
+	fast := p2ppeer.ID("fast")
+	r.start(fast)(100*time.Millisecond, fetchOK)
+	tp := transferProgress{got: 32 << 10, total: 256 << 10, receiving: 500 * time.Millisecond}
+	if _, _, keep := r.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, 100*time.Millisecond, true); keep {
+		t.Fatal("not hedged to a fast replica before it failed: the case below proves nothing")
+	}
+	r.start(fast)(50*time.Millisecond, fetchFailed)
+	if _, to, keep := r.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, 100*time.Millisecond, true); !keep {
+		t.Fatalf("hedged to peers[%d], a replica that failed just now", to)
+	}
+	clock = clock.Add(failureMemory + time.Millisecond)
+	if _, _, keep := r.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, 100*time.Millisecond, true); keep {
+		t.Fatal("a replica that failed longer than failureMemory ago is still avoided")
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"chordshare/chord"
+	"chordshare/share"
 
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 )
@@ -169,29 +170,23 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 	// more, and the fastest round trip instead of a guess at it.
 	raced := c.Type() == cid.DagProtobuf
 	var errs []error
-	var last p2ppeer.ID
-	// lastArrived is when bytes of the last replica's answer last
-	// arrived (unix nanoseconds; 0: it has not started to answer).
-	var lastArrived *atomic.Int64
-	var lastBegan time.Time
-	launch := func() {
-		i := n.fastestReplica(peers)
+	// last is the latest request; seen, its progress at the previous
+	// look (the rate since then).
+	var last *request
+	var seen transferProgress
+	// launchTo asks peers[i]; launch, the one expected to answer first.
+	launchTo := func(i int) {
 		p := peers[i]
 		peers = slices.Delete(peers, i, i+1)
-		last = p
-		arrived := new(atomic.Int64)
-		lastArrived = arrived
-		began := time.Now() // before start: requests to p started earlier are before it
+		q := &request{peer: p, began: time.Now()} // before start: requests to p started earlier are before it
+		q.sending = func() { n.trace(GetEvent{CID: c, Step: GetSent, Peer: p}) }
+		q.answering = func() { n.trace(GetEvent{CID: c, Step: GetAnswering, Peer: p}) }
+		last, seen = q, transferProgress{}
 		done := n.blocks.rates.start(p)
-		lastBegan = began
 		out := len(asked) - len(peers) - len(errs) // requests out for c, this one included
 		n.trace(GetEvent{CID: c, Step: GetAsked, Peer: p, Peers: out, Hedge: out > 1})
 		go func() {
-			data, err := n.fetchFromNotify(ctx, p, c, func() {
-				if arrived.Swap(time.Now().UnixNano()) == 0 {
-					n.trace(GetEvent{CID: c, Step: GetAnswering, Peer: p})
-				}
-			})
+			data, err := n.fetchWatched(ctx, p, c, q)
 			if err == nil {
 				n.trace(GetEvent{CID: c, Step: GetReceived, Peer: p, Bytes: len(data)})
 			} else {
@@ -211,10 +206,11 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 			default:
 				how = fetchFailed
 			}
-			done(time.Since(began), how)
+			done(time.Since(q.began), how)
 			results <- result{data, err}
 		}()
 	}
+	launch := func() { launchTo(n.fastestReplica(peers)) }
 	tried := len(peers)
 	launch()
 	if raced {
@@ -222,9 +218,26 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 			launch()
 		}
 	}
-	delay, graced := n.hedgeDelay(last), false
-	hedge := time.NewTimer(delay)
+	// The hedge timer looks at the latest request at least every
+	// maxHedgeLook: one that is answering is followed by its progress
+	// (the fetch's last blocks end within a hedge delay); one that is
+	// not is judged once due, a hedge delay after it was asked or last
+	// given more time.
+	var delay time.Duration
+	var due time.Time
+	var graced bool
+	var dialWaits int
+	hedge := time.NewTimer(time.Hour)
 	defer hedge.Stop()
+	wait := func(d time.Duration) {
+		due = time.Now().Add(d)
+		hedge.Reset(min(d, maxHedgeLook))
+	}
+	watchLatest := func() {
+		delay, graced, dialWaits = n.hedgeDelay(last.peer), false, 0
+		wait(delay)
+	}
+	watchLatest()
 	for len(errs) < tried {
 		select {
 		case r := <-results:
@@ -234,29 +247,44 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 			errs = append(errs, r.err)
 			if len(peers) > 0 {
 				launch()
-				delay, graced = n.hedgeDelay(last), false
-				hedge.Reset(delay)
+				watchLatest()
 			}
 		case <-hedge.C:
 			if len(peers) == 0 {
 				break
 			}
-			if at := lastArrived.Load(); at != 0 {
+			now := time.Now()
+			if tp, ok := last.progress(now); ok {
 				// A replica that is sending the block is working; a
 				// second one would mostly share the same downlink and
 				// double the bytes (on a slow link, every block). Ask
-				// another only when one is measured to be much faster
-				// (a slow holder behind a fast link: it would hold the
-				// fetch's tail), or when none of its answer has come for
-				// silentWaits delays: a downlink shared with the fetch's
-				// other requests still brings each of them some bytes,
-				// so that silence is a stall (mid-block too).
-				elapsed, silent := time.Since(lastBegan), time.Since(time.Unix(0, at))
-				if again, ok := n.blocks.rates.keepWaiting(peers, elapsed, silent, delay); ok {
+				// another only when it would deliver the whole block
+				// well before this one ends at its rate so far (a slow
+				// holder while a fast one idles: the fetch's tail), or
+				// when none of the answer has come for a long while.
+				again, to, ok := n.blocks.rates.keepReceiving(peers, tp, seen, delay, share.Endgame(ctx))
+				seen = tp
+				if ok {
 					hedge.Reset(again)
 					break
 				}
-			} else if n.blocks.rates.startedBefore(last, lastBegan) {
+				if to >= 0 {
+					launchTo(to)
+					watchLatest()
+					break
+				}
+			} else if now.Before(due) {
+				hedge.Reset(min(due.Sub(now), maxHedgeLook))
+				break
+			} else if last.dialing() && dialWaits < maxDialWaits {
+				// Its connection is being set up: on a slow link the
+				// handshake alone takes seconds, and another replica
+				// asked now would most likely need one too. A dial
+				// that hangs is bounded by maxDialWaits more delays.
+				dialWaits++
+				wait(delay)
+				break
+			} else if n.blocks.rates.startedBefore(last.peer, last.began) {
 				// Its answer waits behind its answers to our earlier
 				// requests, on the same connection: on a slow link a
 				// whole block each. Not a stall while those are out;
@@ -264,7 +292,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 				// replica that never answers is bounded by them: each
 				// ends, answered, hedged past once silent, or timed out.
 				graced = false
-				hedge.Reset(delay)
+				wait(delay)
 				break
 			} else if !graced {
 				// No answer yet is not yet a stall: on a busy machine
@@ -274,12 +302,11 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 				// stalled replica costs twice the delay, still a
 				// fraction of a second.
 				graced = true
-				hedge.Reset(delay)
+				wait(delay)
 				break
 			}
 			launch()
-			delay, graced = n.hedgeDelay(last), false
-			hedge.Reset(delay)
+			watchLatest()
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -344,6 +371,13 @@ func (n *Node) hedgeDelay(p p2ppeer.ID) time.Duration {
 	}
 	return d
 }
+
+// maxDialWaits bounds the hedge delays a request waits for its connection
+// before another replica is asked: a handshake over a slow link takes a
+// few, and a dial to a peer that is gone behind a network that drops
+// packets hangs until the dial timeout, so each wait delays the fetch's
+// way around a departed replica (4 delays, not 2, with two waits).
+const maxDialWaits = 2
 
 // ReplicaError says how a put or get fared with a block's replicas. It
 // matches the replicas' errors with errors.Is (ErrStoreFull,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	cid "github.com/ipfs/go-cid"
 	"golang.org/x/sync/errgroup"
@@ -94,8 +95,10 @@ func Fetch(ctx context.Context, root cid.Cid, get Getter, out Output, opts Fetch
 	if err := checkCID(root); err != nil {
 		return fmt.Errorf("fetch %s: %w", root, err)
 	}
-	g, gctx := errgroup.WithContext(ctx)
+	walked := new(atomic.Bool)
+	g, gctx := errgroup.WithContext(context.WithValue(ctx, endgameKey{}, walked))
 	f := &fetcher{
+		walked:   walked,
 		g:        g,
 		get:      get,
 		nodes:    opts.Nodes,
@@ -110,7 +113,13 @@ func Fetch(ctx context.Context, root cid.Cid, get Getter, out Output, opts Fetch
 		return fmt.Errorf("fetch %s: %w", root, err)
 	}
 	f.resume, _ = f.sink.(resumer)
-	g.Go(func() error { return f.walkRoot(gctx, root) })
+	g.Go(func() error {
+		err := f.walkRoot(gctx, root)
+		// Every block is asked for (or the fetch is failing): the
+		// requests in flight are the last ones.
+		walked.Store(true)
+		return err
+	})
 	if err := g.Wait(); err != nil {
 		return fmt.Errorf("fetch %s: %w", root, err)
 	}
@@ -120,10 +129,25 @@ func Fetch(ctx context.Context, root cid.Cid, get Getter, out Output, opts Fetch
 	return nil
 }
 
+type endgameKey struct{}
+
+// Endgame reports whether the fetch that ctx belongs to has asked for
+// every block it needs, so that the Getter's requests still in flight are
+// its last: a Getter may then ask another source for a block that comes
+// slowly, which mid-fetch would only take link from the fetch's other
+// blocks. Outside a Fetch it is true: a lone Get is its own last block.
+func Endgame(ctx context.Context) bool {
+	if walked, ok := ctx.Value(endgameKey{}).(*atomic.Bool); ok {
+		return walked.Load()
+	}
+	return true
+}
+
 // fetcher is the state of one Fetch. The walker goroutine alone assigns
 // sequence numbers; leaf goroutines share only the sink, the window and
 // the progress count.
 type fetcher struct {
+	walked   *atomic.Bool // every block is asked for: see Endgame
 	g        *errgroup.Group
 	get      Getter
 	nodes    NodeStore
@@ -170,7 +194,9 @@ func (f *fetcher) report(n int64) {
 func (f *fetcher) walkRoot(ctx context.Context, root cid.Cid) error {
 	if root.Type() == cid.Raw {
 		// A one-block file: its size is known only once it is here, so
-		// there is nothing to check against a partial output first.
+		// there is nothing to check against a partial output first. Its
+		// one block is all the fetch asks for: the endgame from the start.
+		f.walked.Store(true)
 		if err := f.acquire(ctx); err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -204,6 +205,64 @@ func TestFetchVerifiesBlocks(t *testing.T) {
 			t.Fatalf("err = %v, want errNotFound naming %s", err, leaf)
 		}
 	})
+}
+
+// A fetch's Gets see Endgame false until every block has been asked for,
+// then true: the root's Get (the walk has not begun) sees false; each leaf
+// Get waits for true, which only comes once the walker has asked for the
+// last leaf (the window holds every leaf, so it does). A Get outside a
+// fetch is its own endgame.
+func TestEndgame(t *testing.T) {
+	if !Endgame(context.Background()) {
+		t.Fatal("a Get outside a fetch is not its own endgame")
+	}
+	data := randomBytes(6*DefaultChunkSize, 5)
+	root, s := importBytes(t, data, ImportOptions{})
+	var rootSaw atomic.Int32 // 1: false, 2: true
+	g := getterFunc(func(ctx context.Context, c cid.Cid) ([]byte, error) {
+		if c.Equals(root) {
+			rootSaw.Store(1)
+			if Endgame(ctx) {
+				rootSaw.Store(2)
+			}
+			return s.Get(ctx, c)
+		}
+		// A bound for a broken Endgame only: the test fails, not hangs.
+		giveUp := time.Now().Add(time.Minute)
+		for !Endgame(ctx) {
+			if time.Now().After(giveUp) {
+				return nil, fmt.Errorf("leaf %s: Endgame never became true", c)
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			default:
+				runtime.Gosched()
+			}
+		}
+		return s.Get(ctx, c)
+	})
+	if !bytes.Equal(fetchBytes(t, root, g, FetchOptions{Window: 8}), data) {
+		t.Fatal("fetch differs from the input")
+	}
+	if rootSaw.Load() != 1 {
+		t.Fatalf("the root's Get saw Endgame %v, want false", rootSaw.Load() == 2)
+	}
+
+	// A one-block file's block is all its fetch asks for.
+	small := randomBytes(DefaultChunkSize/2, 9)
+	one, s1 := importBytes(t, small, ImportOptions{})
+	saw := false
+	g1 := getterFunc(func(ctx context.Context, c cid.Cid) ([]byte, error) {
+		saw = Endgame(ctx)
+		return s1.Get(ctx, c)
+	})
+	if !bytes.Equal(fetchBytes(t, one, g1, FetchOptions{}), small) {
+		t.Fatal("one-block fetch differs from the input")
+	}
+	if !saw {
+		t.Fatal("the only block of a one-block file was fetched with Endgame false")
+	}
 }
 
 // internalCIDs lists the dag-pb nodes of a DAG.

@@ -43,8 +43,18 @@ type Status struct {
 	BytesOut int64   `json:"bytes_out"`
 	RateIn   float64 `json:"rate_in"`
 	RateOut  float64 `json:"rate_out"`
+	// Protocols splits BytesIn and BytesOut by libp2p protocol ID (""
+	// for a stream's bytes before its protocol is agreed); a protocol idle
+	// for 10 minutes is forgotten (its count starts again from 0).
+	Protocols map[string]ProtocolBytes `json:"protocols,omitempty"`
 	// Repair is this peer's anti-entropy and handoff progress.
 	Repair Repair `json:"repair"`
+}
+
+// ProtocolBytes counts one protocol's stream bytes since the daemon started.
+type ProtocolBytes struct {
+	In  int64 `json:"bytes_in"`
+	Out int64 `json:"bytes_out"`
 }
 
 // Repair counts the work of keeping every block at r replicas (issue 5):
