@@ -34,6 +34,11 @@ type Node struct {
 	// that it keeps working when its bootstrap peer leaves.
 	gwMu     sync.Mutex
 	gateways []Ref
+
+	// contacts are peers our vnodes dropped from their successor lists,
+	// newest first: the way back in if the node is cut off (rejoin).
+	contactsMu sync.Mutex
+	contacts   []Ref
 }
 
 // maxGateways bounds a client's list of ring nodes to ask.
@@ -798,6 +803,7 @@ func (n *Node) Stabilize(ctx context.Context) {
 	if n.cfg.Proximity && len(n.vns()) == 0 {
 		n.probeGateways(ctx)
 	}
+	n.rejoin(ctx)
 	for _, v := range n.vns() {
 		if v.stabilizeDue() {
 			v.stabilized(n.stabilize(ctx, v), n.cfg.Backoff)
@@ -847,6 +853,7 @@ func (n *Node) stabilize(ctx context.Context, v *vnode) bool {
 		// failed outright (refused, reset) drops it at once.
 		if !errors.Is(err, errNoAnswer) || v.successorMissed(s) {
 			v.dropSuccessor(s)
+			n.rememberContact(s)
 		}
 		return true
 	}
@@ -865,6 +872,80 @@ func (n *Node) stabilize(ctx context.Context, v *vnode) bool {
 	}
 	listChanged := v.setSuccessors(s, nb.Successors, nb.Predecessor, nb.Digest, n.cfg.SuccessorListLen)
 	return moved || listChanged || !nb.Unchanged || nb.Predecessor.ID != v.self.ID
+}
+
+// maxContacts bounds the peers remembered for a rejoin.
+const maxContacts = 8
+
+// rememberContact keeps s, if on another peer, as a way back into the ring.
+func (n *Node) rememberContact(s Ref) {
+	if s.Addr == n.addr {
+		return
+	}
+	n.contactsMu.Lock()
+	defer n.contactsMu.Unlock()
+	list := append([]Ref{s}, slices.DeleteFunc(n.contacts, func(r Ref) bool { return r.Addr == s.Addr })...)
+	n.contacts = list[:min(len(list), maxContacts)]
+}
+
+// forgetContact drops c from the contacts.
+func (n *Node) forgetContact(c Ref) {
+	n.contactsMu.Lock()
+	defer n.contactsMu.Unlock()
+	n.contacts = slices.DeleteFunc(n.contacts, func(r Ref) bool { return r.Addr == c.Addr })
+}
+
+// cutOff reports whether no vnode of ours has a successor on another peer
+// while some once had: our vnodes form a ring of their own. Stabilization
+// only ever follows successors, so it never merges two rings: a node whose
+// successors all timed out (its own link congested, say, ring calls queued
+// behind block transfers on a slow access link) would stay split off.
+func (n *Node) cutOff() bool {
+	for _, v := range n.vns() {
+		if v.hasRemoteSuccessor() {
+			return false
+		}
+	}
+	n.contactsMu.Lock()
+	defer n.contactsMu.Unlock()
+	return len(n.contacts) > 0
+}
+
+// rejoin, when the node is cut off, asks one of the peers it dropped (a
+// different one each round, so a silent one costs one timeout a round; one
+// that refuses is forgotten) for the successors of each of our vnodes, as
+// Join does through its bootstrap; stabilization then tells the ring
+// about us.
+func (n *Node) rejoin(ctx context.Context) {
+	if !n.cutOff() {
+		return
+	}
+	n.contactsMu.Lock()
+	if len(n.contacts) == 0 {
+		n.contactsMu.Unlock()
+		return
+	}
+	c := n.contacts[0]
+	n.contacts = append(n.contacts[1:], c)
+	n.contactsMu.Unlock()
+	for _, v := range n.vns() {
+		res, err := call(n, ctx, c, n.rtt.Timeout(c.Addr), false, func(ctx context.Context) (LookupResult, error) {
+			return n.tr.FindSuccessor(ctx, c, v.self.ID, 0, n.cfg.SuccessorListLen)
+		})
+		if err != nil {
+			switch {
+			case ctx.Err() != nil, errors.Is(err, errNoAnswer), errors.Is(err, ErrNoRoute), errors.Is(err, ErrTooManyHops):
+			default:
+				n.forgetContact(c) // refused: gone, not slow
+			}
+			return // try another contact next round
+		}
+		succs := slices.DeleteFunc(n.withoutStale(res.Successors), func(r Ref) bool { return r.ID == v.self.ID })
+		if slices.ContainsFunc(succs, func(r Ref) bool { return r.Addr != n.addr }) {
+			v.setSuccessors(succs[0], succs[1:], Ref{}, 0, n.cfg.SuccessorListLen)
+			v.changedNearby() // stabilize this round: tell the successor
+		}
+	}
 }
 
 // CheckPredecessors runs one predecessor check on every vnode. A

@@ -407,6 +407,14 @@ func (v *vnode) successorMissed(s Ref) bool {
 	return true
 }
 
+// hasRemoteSuccessor reports whether the successor list names a vnode of
+// another peer.
+func (v *vnode) hasRemoteSuccessor() bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return slices.ContainsFunc(v.succs, func(r Ref) bool { return r.Addr != v.self.Addr })
+}
+
 // dropSuccessor removes s from the successor list.
 func (v *vnode) dropSuccessor(s Ref) {
 	v.mu.Lock()
