@@ -104,6 +104,9 @@ type Stats struct {
 	Count    int   // blocks held
 	Bytes    int64 // sum of their sizes
 	MaxBytes int64 // Options.MaxBytes: 0 means no limit
+	// NamedTemps: puts write named temp files and rename them, because
+	// Open found no unnamed files (O_TMPFILE) here.
+	NamedTemps bool
 }
 
 // Store is an on-disk block store. It is safe for concurrent use. One
@@ -616,7 +619,7 @@ func (s *Store) walk(lo, hi *Key, fn func(Key, cid.Cid) bool) bool {
 func (s *Store) Stats() Stats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return Stats{Count: s.idx.count, Bytes: s.bytes, MaxBytes: s.max}
+	return Stats{Count: s.idx.count, Bytes: s.bytes, MaxBytes: s.max, NamedTemps: s.named}
 }
 
 // Close waits for puts in flight, so that nothing writes to the directory

@@ -446,6 +446,9 @@ func tempModes(t *testing.T, test func(t *testing.T, open func(dir string) *Stor
 					t.Skip("no unnamed files here")
 				}
 				s.named = named
+				if s.Stats().NamedTemps != named {
+					t.Fatalf("Stats().NamedTemps = %v, want %v", !named, named)
+				}
 				return s
 			})
 		})
@@ -515,7 +518,7 @@ func testConcurrent(t *testing.T, openMode func(string) *Store) {
 	before := s.Stats()
 	listed := all(s)
 	s.Close()
-	s = open(t, dir, Options{})
+	s = openMode(dir)
 	if after := s.Stats(); after != before {
 		t.Fatalf("reopened store has %+v, the running one had %+v", after, before)
 	}

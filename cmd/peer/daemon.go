@@ -116,6 +116,9 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		s := st.Stats()
 		fmt.Fprintf(logw, "blocks: %s (%s) in %s, limit %s\n", plural(s.Count, "block"), peer.FormatSize(s.Bytes),
 			filepath.Join(dir, peer.BlocksDir), storageLimit(s.MaxBytes))
+		if s.NamedTemps {
+			fmt.Fprintln(logw, "blocks: no unnamed temp files (O_TMPFILE) here: puts use named ones and rename them")
+		}
 	} else {
 		fmt.Fprintln(logw, "blocks: none stored (a client, capacity 0)")
 	}
