@@ -84,9 +84,19 @@ func (t *ringTransport) FindSuccessor(ctx context.Context, to chord.Ref, key cho
 	return chord.LookupResult{Successors: succs, Hops: int(resp.GetHops())}, nil
 }
 
+// hopCostToWire is an iterative asker's round trip per hop in whole
+// microseconds, 0 to 2^32-1 (about 71 minutes: far past any timeout).
+func hopCostToWire(d time.Duration) uint32 {
+	return uint32(min(max(d.Microseconds(), 0), math.MaxUint32))
+}
+
+// hopCostFromWire reads the asker's round trip per hop; chord bounds it
+// (HandleNextHop), so a huge one costs nothing.
+func hopCostFromWire(us uint32) time.Duration { return time.Duration(us) * time.Microsecond }
+
 func (t *ringTransport) NextHop(ctx context.Context, to chord.Ref, key chord.ID, want int, hopCost time.Duration) (chord.Step, error) {
 	req := &pb.Request{Type: pb.Request_NEXT_HOP, Key: key[:], Want: uint32(want),
-		HopCostUs: uint32(min(max(hopCost.Microseconds(), 0), math.MaxUint32))}
+		HopCostUs: hopCostToWire(hopCost)}
 	resp, err := t.roundTrip(ctx, to, req)
 	if err != nil {
 		return chord.Step{}, err
@@ -206,7 +216,7 @@ func (t *ringTransport) handle(ctx context.Context, from p2ppeer.ID, req *pb.Req
 			return nil, err
 		}
 		var st chord.Step
-		st, opErr = t.node.HandleNextHop(ctx, to, key, wantOf(req), time.Duration(req.GetHopCostUs())*time.Microsecond)
+		st, opErr = t.node.HandleNextHop(ctx, to, key, wantOf(req), hopCostFromWire(req.GetHopCostUs()))
 		resp.Done, resp.Nodes = st.Done, t.codec.encodeAll(st.Nodes)
 	case pb.Request_NEIGHBORS:
 		var self chord.Ref

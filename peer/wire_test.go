@@ -154,3 +154,19 @@ func TestDecodeRefRejectsBadRefs(t *testing.T) {
 		}
 	}
 }
+
+// An iterative asker's hop cost survives the wire in whole microseconds,
+// clamped to the field's range at both ends.
+func TestHopCostWire(t *testing.T) {
+	for _, c := range []struct{ in, out time.Duration }{
+		{0, 0},
+		{1500 * time.Microsecond, 1500 * time.Microsecond},
+		{1500*time.Microsecond + 999, 1500 * time.Microsecond},
+		{-time.Second, 0},
+		{time.Duration(math.MaxInt64), time.Duration(math.MaxUint32) * time.Microsecond},
+	} {
+		if got := hopCostFromWire(hopCostToWire(c.in)); got != c.out {
+			t.Errorf("hop cost %v came through as %v, want %v", c.in, got, c.out)
+		}
+	}
+}
