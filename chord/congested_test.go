@@ -2,7 +2,6 @@ package chord
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -84,24 +83,9 @@ func TestCongestedPeerRejoinsRing(t *testing.T) {
 	cfg.Vnodes = 2
 	cfg.InitialRTO, cfg.MinRTO, cfg.MaxRTO = 25*time.Millisecond, 25*time.Millisecond, 100*time.Millisecond
 	mu, congested := &sync.Mutex{}, map[string]bool{}
-	var nodes []*Node
-	for i := range 5 {
-		addr := fmt.Sprintf("congested-%d", i)
-		n, err := NewNode(addr, congestedEndpoint{memEndpoint{m, addr}, mu, congested}, nil, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		m.mu.Lock()
-		m.nodes[addr] = n
-		m.mu.Unlock()
-		nodes = append(nodes, n)
-	}
-	nodes[0].Create()
-	for _, n := range nodes[1:] {
-		if err := n.Join(ctx, nodes[0].Vnodes()[0]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	nodes := wrappedRing(t, m, cfg, 5, "congested", func(e memEndpoint) Transport {
+		return congestedEndpoint{e, mu, congested}
+	})
 	if _, err := Converge(ctx, nodes, 100); err != nil {
 		t.Fatal(err)
 	}

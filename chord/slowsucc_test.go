@@ -60,10 +60,20 @@ func stallingRing(t *testing.T, peers, vnodes int, p float64, seed uint64) ([]*N
 	cfg.InitialRTO, cfg.MinRTO, cfg.MaxRTO = 25*time.Millisecond, 25*time.Millisecond, 100*time.Millisecond
 	mu, stalled := &sync.Mutex{}, map[string]bool{}
 	rng := rand.New(rand.NewPCG(seed, 77))
+	nodes := wrappedRing(t, m, cfg, peers, fmt.Sprintf("peer-%d", seed), func(e memEndpoint) Transport {
+		return stallingEndpoint{e, mu, rng, p, stalled}
+	})
+	return nodes, stalled, mu
+}
+
+// wrappedRing is peers nodes named prefix-I on m, each calling through
+// wrap of its MemNet endpoint, joined at once through the first.
+func wrappedRing(t *testing.T, m *MemNet, cfg Config, peers int, prefix string, wrap func(memEndpoint) Transport) []*Node {
+	t.Helper()
 	var nodes []*Node
 	for i := range peers {
-		addr := fmt.Sprintf("peer-%d-%d", seed, i)
-		n, err := NewNode(addr, stallingEndpoint{memEndpoint{m, addr}, mu, rng, p, stalled}, nil, cfg)
+		addr := fmt.Sprintf("%s-%d", prefix, i)
+		n, err := NewNode(addr, wrap(memEndpoint{m, addr}), nil, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +88,7 @@ func stallingRing(t *testing.T, peers, vnodes int, p float64, seed uint64) ([]*N
 			t.Fatal(err)
 		}
 	}
-	return nodes, stalled, mu
+	return nodes
 }
 
 // A successor that does not answer one stabilization in time stays (a
