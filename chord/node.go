@@ -202,16 +202,10 @@ func (n *Node) Join(ctx context.Context, boot Ref) error {
 		}
 	}
 	for _, v := range n.vns() {
-		res, err := call(n, ctx, boot, n.rtt.Timeout(boot.Addr), false, func(ctx context.Context) (LookupResult, error) {
-			return n.tr.FindSuccessor(ctx, boot, v.self.ID, 0, n.cfg.SuccessorListLen)
-		})
+		succs, err := n.successorsVia(ctx, boot, v)
 		if err != nil {
 			return fmt.Errorf("join via %s: %w", boot.Addr, err)
 		}
-		// A peer back from a crash before the ring forgot it is named as
-		// the successor of its own position: its old incarnation. Its
-		// successors are the ones after that.
-		succs := slices.DeleteFunc(n.withoutStale(res.Successors), func(r Ref) bool { return r.ID == v.self.ID })
 		if len(succs) == 0 {
 			return fmt.Errorf("join via %s: empty answer", boot.Addr)
 		}
@@ -219,6 +213,21 @@ func (n *Node) Join(ctx context.Context, boot Ref) error {
 	}
 	n.Stabilize(ctx)
 	return nil
+}
+
+// successorsVia asks boot for the successors of v's position, to join or
+// rejoin the ring through it. A peer back from a crash before the ring
+// forgot it is named as the successor of its own position: its old
+// incarnation, left out with our other stale vnodes; its successors are the
+// ones after that.
+func (n *Node) successorsVia(ctx context.Context, boot Ref, v *vnode) ([]Ref, error) {
+	res, err := call(n, ctx, boot, n.rtt.Timeout(boot.Addr), false, func(ctx context.Context) (LookupResult, error) {
+		return n.tr.FindSuccessor(ctx, boot, v.self.ID, 0, n.cfg.SuccessorListLen)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(n.withoutStale(res.Successors), func(r Ref) bool { return r.ID == v.self.ID }), nil
 }
 
 // call runs one RPC to peer with a timeout and, if sample is set, feeds the
@@ -702,10 +711,7 @@ func (n *Node) askerHop(key ID) time.Duration {
 		hop, _ := n.typicalHop(v)
 		return hop
 	}
-	med, ok := n.rtt.measuredMedian()
-	if !ok {
-		return 0
-	}
+	med, _ := n.rtt.measuredMedian() // 0 when none is measured
 	return med
 }
 
@@ -929,9 +935,7 @@ func (n *Node) rejoin(ctx context.Context) {
 	n.contacts = append(n.contacts[1:], c)
 	n.contactsMu.Unlock()
 	for _, v := range n.vns() {
-		res, err := call(n, ctx, c, n.rtt.Timeout(c.Addr), false, func(ctx context.Context) (LookupResult, error) {
-			return n.tr.FindSuccessor(ctx, c, v.self.ID, 0, n.cfg.SuccessorListLen)
-		})
+		succs, err := n.successorsVia(ctx, c, v)
 		if err != nil {
 			switch {
 			case ctx.Err() != nil, errors.Is(err, errNoAnswer), errors.Is(err, ErrNoRoute), errors.Is(err, ErrTooManyHops):
@@ -940,7 +944,6 @@ func (n *Node) rejoin(ctx context.Context) {
 			}
 			return // try another contact next round
 		}
-		succs := slices.DeleteFunc(n.withoutStale(res.Successors), func(r Ref) bool { return r.ID == v.self.ID })
 		if slices.ContainsFunc(succs, func(r Ref) bool { return r.Addr != n.addr }) {
 			v.setSuccessors(succs[0], succs[1:], Ref{}, 0, n.cfg.SuccessorListLen)
 			v.changedNearby() // stabilize this round: tell the successor
