@@ -67,8 +67,11 @@ func IterativeFloor(nodes []*Node, rtt func(from, to string) time.Duration) func
 		}
 		cost := make([]time.Duration, len(nodes))
 		hops := make([]int, len(nodes))
+		// The asker calls every hop itself: a hop to y costs its round
+		// trip to y, whoever named y; asked once, when first reached.
+		hopTo := make([]time.Duration, len(nodes))
 		for i := range cost {
-			cost[i] = -1
+			cost[i], hopTo[i] = -1, -1
 		}
 		cost[o] = 0
 		h := &costHeap{{o, 0}}
@@ -84,7 +87,10 @@ func IterativeFloor(nodes []*Node, rtt func(from, to string) time.Duration) func
 				if y == o {
 					continue
 				}
-				c := x.cost + rtt(from.addr, nodes[y].addr)
+				if hopTo[y] < 0 {
+					hopTo[y] = rtt(from.addr, nodes[y].addr)
+				}
+				c := x.cost + hopTo[y]
 				if cost[y] < 0 || c < cost[y] {
 					cost[y], hops[y] = c, hops[x.node]+1
 					heap.Push(h, costItem{y, c})
