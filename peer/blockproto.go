@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -105,6 +106,17 @@ func (b *blockClient) close() { b.streams.close() }
 // header (the peer is alive and sending) and of each part of its payload,
 // with how many bytes have come; each attempt resets it.
 func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockRequest, payload []byte, size int, watch *request) (*pb.BlockResponse, []byte, error) {
+	// On a paced uplink a payload first waits for its turn, outside the
+	// transfer's time, and gives it up once written (uplink.go).
+	var up *uplink
+	sent := func() {}
+	if n.up != nil && len(payload) > 0 {
+		if err := n.up.acquire(ctx); err != nil {
+			return nil, nil, fmt.Errorf("waiting for the uplink: %w", err)
+		}
+		up, sent = n.up, sync.OnceFunc(n.up.release)
+		defer sent()
+	}
 	ctx, cancel := context.WithTimeout(ctx, transferTimeout(size))
 	defer cancel()
 	for {
@@ -121,7 +133,7 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 			}
 			bs = &blockStream{s: s, r: bufio.NewReaderSize(s, 4<<10)}
 		}
-		resp, data, err := bs.exchange(ctx, req, payload, watch)
+		resp, data, err := bs.exchange(ctx, up, sent, req, payload, watch)
 		if err == nil {
 			n.blocks.streams.put(p, bs)
 			if err := responseError(resp); err != nil {
@@ -137,10 +149,11 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 	}
 }
 
-// exchange is one request and its response on bs, bounded by ctx.
-func (bs *blockStream) exchange(ctx context.Context, req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
+// exchange is one request and its response on bs, bounded by ctx. The
+// request is paced by up, if set; sent is called once it is written.
+func (bs *blockStream) exchange(ctx context.Context, up *uplink, sent func(), req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
 	stop := bound(ctx, bs.s)
-	resp, data, err := bs.roundTrip(req, payload, watch)
+	resp, data, err := bs.roundTrip(ctx, up, sent, req, payload, watch)
 	if !stop() {
 		// ctx ended and reset the stream: whatever came back is moot.
 		putBuf(data)
@@ -149,8 +162,10 @@ func (bs *blockStream) exchange(ctx context.Context, req *pb.BlockRequest, paylo
 	return resp, data, err
 }
 
-func (bs *blockStream) roundTrip(req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
-	if err := writeBlockMsg(bs.s, req, payload); err != nil {
+func (bs *blockStream) roundTrip(ctx context.Context, up *uplink, sent func(), req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
+	err := writeBlockMsg(ctx, up, bs.s, req, payload)
+	sent()
+	if err != nil {
 		return nil, nil, err
 	}
 	watch.markSent()
@@ -343,7 +358,7 @@ func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
 		_ = s.ResetWithError(resetBadMessage)
 		return false
 	}
-	err = writeBlockMsg(s, resp, payload)
+	err = n.writeResponse(ctx, s, resp, payload)
 	if pooled {
 		putBuf(payload)
 	}
@@ -352,6 +367,19 @@ func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
 		return false
 	}
 	return true
+}
+
+// writeResponse sends a block response, paced in its turn on a paced
+// uplink if it carries a block.
+func (n *Node) writeResponse(ctx context.Context, s network.Stream, resp *pb.BlockResponse, payload []byte) error {
+	if n.up == nil || len(payload) == 0 {
+		return writeBlockMsg(ctx, nil, s, resp, payload)
+	}
+	if err := n.up.acquire(ctx); err != nil {
+		return err
+	}
+	defer n.up.release()
+	return writeBlockMsg(ctx, n.up, s, resp, payload)
 }
 
 // readLocal reads block c from the store, into a pooled buffer when the
