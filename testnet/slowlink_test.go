@@ -122,7 +122,7 @@ func slowUplinkRun(t *testing.T, paced bool) {
 	}
 	shareText := fmt.Sprintf("took %v", share.at.Round(time.Second))
 	if share.err != nil {
-		shareText = fmt.Sprintf("failed after %v: %s", share.at.Round(time.Second), firstLine(share.err.Error()))
+		shareText = fmt.Sprintf("failed after %v: %s", share.at.Round(time.Second), lastLine(share.err.Error()))
 	}
 	t.Logf("node %d (%.0f kbit/s each way, RTT %.0f ms) shared %d bytes: %s", slow, links[slow][1]/1e3, links[slow][0], size, shareText)
 	t.Logf("over %v (%d samples every %v): its uplink carried %.1f kbit/s; out of the ring in %d samples (%.0f s; longest run %.0f s): %d with no successor on another peer, %d named in no other peer's successor list",
@@ -230,7 +230,8 @@ func callsDelta(a, b api.RingCalls) string {
 		out, failed, 100*float64(failed)/float64(max(out, 1)), pct(0.5), pct(0.9), pct(0.99), counts)
 }
 
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
+// lastLine is the last line of s that is not empty: a script's error.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
 }
