@@ -201,6 +201,7 @@ func (l *located) spanList(k chord.ID, count int) ([]p2ppeer.ID, time.Time, bool
 	}
 	return nil, time.Time{}, false
 }
+
 // expired says whether e's lookup ended more than locatedTTL ago.
 func (e *replicaList) expired() bool {
 	select {
