@@ -117,7 +117,7 @@ var categories = []category{
 	{"SHA-256: import, naming each block", hashIn("V1Builder")},
 	{"SHA-256: Store.Put checking before writing", hashIn("blocks.(*Store).Put")},
 	{"SHA-256: Store.Get checking what it read", hashIn("blocks.(*Store).Get")}, // and GetWith
-	{"SHA-256: fetchFrom checking a received block", hashIn("fetchFrom")},
+	{"SHA-256: fetchFrom checking a received block", hashIn("fetchFrom", "fetchWatched")},
 	{"SHA-256: share's fetcher checking the block again", hashIn("share.verify")},
 	{"SHA-256: elsewhere", func(leaf, _ string) bool { return has(leaf, "sha256") }},
 	{"TLS: AES-GCM seal and open", func(leaf, _ string) bool { return has(leaf, "gcmAes", "aes.encryptBlock", "aes/gcm.") }},
@@ -144,6 +144,11 @@ var categories = []category{
 	}},
 	{"block store: reading a block", func(_, stack string) bool { return has(stack, "blocks.readBlock") }},
 	{"fetch output: pwrite", func(_, stack string) bool { return has(stack, "File).WriteAt", "pwrite") }},
+	// A fetch looks up its blocks' replicas (Locate); the ring RPCs'
+	// bytes cross yamux and TLS on goroutines of their own, counted below.
+	{"ring lookups: Locate, Replicas, ring RPCs", func(_, stack string) bool {
+		return has(stack, "chordshare/chord.", "ringTransport", "Node).Replicas", "Node).replicasNear", "Node).preference")
+	}},
 	{"TCP send and receive (syscalls, kernel)", func(_, stack string) bool {
 		return has(stack, "tcp_", "sock_", "net.(*conn)")
 	}},

@@ -278,19 +278,25 @@ func TestClassify(t *testing.T) {
 		// The sharer storing its own replica: Put's goroutine, not Put itself.
 		perfSample("crypto/internal/fips140/sha256.blockSHANI.abi0", "chordshare/blocks.verify", "chordshare/blocks.(*Store).Put",
 			"chordshare/peer.(*Node).storeAt", "chordshare/peer.(*Node).Put.func1") +
+		// What fetchFrom became: the same check, watched.
+		perfSample("crypto/internal/fips140/sha256.blockSHANI.abi0", "chordshare/peer.verify", "chordshare/peer.(*Node).fetchWatched",
+			"chordshare/peer.(*Node).Get.func3.3") +
+		perfSample("chordshare/chord.(*Node).lookupRecursive", "chordshare/chord.(*Node).LookupMode", "chordshare/peer.(*Node).preference",
+			"chordshare/peer.(*Node).replicasNear", "chordshare/peer.(*Node).Locate.func1.1") +
 		perfSample("runtime.memmove", "google.golang.org/protobuf/proto.MarshalOptions.marshal") +
 		perfSample("runtime.scanobject", "runtime.gcDrain", "runtime.gcBgMarkWorker") +
 		perfSample("[unknown]")
 	got := classify(script)
 	want := profile{
-		"SHA-256: fetchFrom checking a received block": 1,
+		"SHA-256: fetchFrom checking a received block": 2,
+		"ring lookups: Locate, Replicas, ring RPCs":    1,
 		"SHA-256: Store.Get checking what it read":     1,
 		"SHA-256: Store.Put checking before writing":   1,
 		"copying in protobuf marshal/unmarshal":        1,
 		"Go GC: mark workers, assists, sweeping":       1,
 		"other":                                        1,
 	}
-	if len(got) != len(want) || got.total() != 6 {
+	if len(got) != len(want) || got.total() != 8 {
 		t.Errorf("classify: %v, want %v", got, want)
 	}
 	for k, v := range want {
