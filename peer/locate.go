@@ -189,11 +189,12 @@ func (l *located) addSpan(sp ringSpan) {
 // spanList is k's preference list of count peers from the newest span
 // that tells it, with when that span's lookup ended.
 func (l *located) spanList(k chord.ID, count int) ([]p2ppeer.ID, time.Time, bool) {
+	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i := len(l.spans) - 1; i >= 0; i-- {
 		sp := l.spans[i]
-		if time.Since(sp.at) > locatedTTL {
+		if now.Sub(sp.at) > locatedTTL {
 			break // the older ones too
 		}
 		if peers, ok := sp.list(k, count); ok {
