@@ -45,8 +45,8 @@ func newProfiler(dir string, env []string) (*profiler, error) {
 // NAME.perf.data and two summaries over all pids: NAME.txt, the functions
 // where samples landed, and NAME-children.txt, the functions with what they
 // called (which names the caller of a hot leaf such as memmove); it returns
-// the samples sorted into categories.
-func (p *profiler) start(ctx context.Context, name string, pids []int) (stop func() (profile, error), err error) {
+// each pid's samples sorted into categories.
+func (p *profiler) start(ctx context.Context, name string, pids []int) (stop func() (map[int]profile, error), err error) {
 	list := make([]string, len(pids))
 	for i, pid := range pids {
 		list[i] = strconv.Itoa(pid)
@@ -63,7 +63,7 @@ func (p *profiler) start(ctx context.Context, name string, pids []int) (stop fun
 	if err := rec.exited(); err != nil {
 		return nil, err
 	}
-	return func() (profile, error) {
+	return func() (map[int]profile, error) {
 		rec.stop(30 * time.Second) // SIGTERM: perf writes its data and exits
 		for _, view := range []struct{ suffix, children, limit string }{
 			{"", "--no-children", "0.3"},
@@ -159,11 +159,12 @@ var categories = []category{
 	{"other", func(string, string) bool { return true }},
 }
 
-// classify sorts the samples of `perf script -F comm,pid,ip,sym` output:
-// a line "comm pid" starts a sample, indented "addr symbol" lines follow,
-// leaf first.
-func classify(script string) profile {
-	p := profile{}
+// classify sorts the samples of `perf script -F comm,pid,ip,sym` output,
+// by process: a line "comm pid" starts a sample, indented "addr symbol"
+// lines follow, leaf first.
+func classify(script string) map[int]profile {
+	byPid := map[int]profile{}
+	pid := 0
 	var frames []string
 	flush := func() {
 		if len(frames) == 0 {
@@ -172,7 +173,10 @@ func classify(script string) profile {
 		stack := strings.Join(frames, "\n") + "\n"
 		for _, c := range categories {
 			if c.match(frames[0], stack) {
-				p[c.name]++
+				if byPid[pid] == nil {
+					byPid[pid] = profile{}
+				}
+				byPid[pid][c.name]++
 				break
 			}
 		}
@@ -186,10 +190,24 @@ func classify(script string) profile {
 			}
 		case strings.TrimSpace(line) != "":
 			flush()
+			// The pid is the last field: comm may hold spaces.
+			f := strings.Fields(line)
+			pid, _ = strconv.Atoi(f[len(f)-1])
 		}
 	}
 	flush()
-	return p
+	return byPid
+}
+
+// merged is the samples of all pids together.
+func merged(byPid map[int]profile) profile {
+	all := profile{}
+	for _, p := range byPid {
+		for c, n := range p {
+			all[c] += n
+		}
+	}
+	return all
 }
 
 func (p profile) total() int {
