@@ -115,9 +115,9 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 			return nil, nil, fmt.Errorf("waiting for the uplink: %w", err)
 		}
 		up, sent = n.up, sync.OnceFunc(n.up.release)
-		defer sent()
+		defer func() { sent() }()
 	}
-	ctx, cancel := context.WithTimeout(ctx, transferTimeout(size))
+	ctx, cancel := context.WithTimeout(ctx, up.transferTimeout(size))
 	defer cancel()
 	for {
 		// A retry starts over: what a failed attempt recorded (sent, its
@@ -145,6 +145,14 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 		_ = bs.s.Reset()
 		if !reused || ctx.Err() != nil || errors.Is(err, errBadMessage) {
 			return nil, nil, err
+		}
+		if up != nil {
+			// The attempt gave up its turn once written (sent); the retry
+			// sends the payload again, in a turn of its own.
+			if err := up.acquire(ctx); err != nil {
+				return nil, nil, fmt.Errorf("waiting for the uplink: %w", err)
+			}
+			sent = sync.OnceFunc(up.release)
 		}
 	}
 }

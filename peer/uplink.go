@@ -62,6 +62,18 @@ func newUplink(capacity int64) *uplink {
 	}
 }
 
+// transferTimeout bounds a block stream carrying size bytes paced by u
+// (nil: unpaced): the network's bound, or, on an uplink whose share is
+// slower than the slowest link that bound allows for, the time the share
+// needs for the bytes plus the same fixed part.
+func (u *uplink) transferTimeout(size int) time.Duration {
+	d := transferTimeout(size)
+	if u == nil {
+		return d
+	}
+	return max(d, blockStreamBase+time.Duration(float64(size)/u.rate*float64(time.Second)))
+}
+
 // reserve books n bytes on the link and returns how long to wait before
 // sending them.
 func (u *uplink) reserve(n int) time.Duration {

@@ -18,6 +18,10 @@ type virtualClock struct {
 	slept time.Duration
 	// onSleep, if set, is called (unlocked) before each sleep.
 	onSleep func()
+	// With deadlines set, a sleep past its context's deadline fails as
+	// the real one would: a deadline first seen with d of real time left
+	// passes d of virtual time later (deadlines maps it to that time).
+	deadlines map[time.Time]time.Time
 }
 
 func (c *virtualClock) now() time.Time {
@@ -35,6 +39,16 @@ func (c *virtualClock) sleep(ctx context.Context, d time.Duration) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if dl, ok := ctx.Deadline(); ok && c.deadlines != nil {
+		end, seen := c.deadlines[dl]
+		if !seen {
+			end = c.t.Add(time.Until(dl))
+			c.deadlines[dl] = end
+		}
+		if c.t.Add(d).After(end) {
+			return context.DeadlineExceeded
+		}
+	}
 	c.t = c.t.Add(d)
 	c.slept += d
 	return nil
@@ -198,5 +212,48 @@ func TestNodeWithUplinkPacesBlocks(t *testing.T) {
 	}
 	if clockA.slept != sleptA {
 		t.Fatalf("a HAS request waited %v for the uplink", clockA.slept-sleptA)
+	}
+}
+
+// On the slowest link the testnet draws (32 kbit/s: 4000 B/s, paced at
+// 3200 B/s, below the 4 KiB/s the network's transfer bound assumes) a
+// 256 KiB block still goes within its deadline; and every put and every
+// block served gives its turn back: the next ones get theirs.
+func TestNodeWithSlowUplinkSendsInTime(t *testing.T) {
+	r, _ := storedRing(t, 2)
+	a, b := r.nodes[0], r.nodes[1]
+	const capacity = 4000
+	a.cfg.Uplink, b.cfg.Uplink = capacity, capacity
+	a.up, b.up = newUplink(capacity), newUplink(capacity)
+	for _, u := range []*uplink{a.up, b.up} {
+		clock := &virtualClock{t: time.Unix(1000, 0), deadlines: map[time.Time]time.Time{}}
+		clock.pace(u)
+	}
+	ctx := context.Background()
+	// A turn a put or a serve kept would hold every upload after it.
+	turnFree := func(u *uplink, what string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := u.acquire(ctx); err != nil {
+			t.Fatalf("%s kept the uplink's turn", what)
+		}
+		u.release()
+	}
+	for i := range 2 {
+		data := bytes.Repeat([]byte{byte(i)}, 256<<10)
+		c := rawBlock(t, data)
+		if err := a.storeAt(ctx, b.Host().ID(), c, data); err != nil {
+			t.Fatalf("put %d: %v", i, err)
+		}
+		turnFree(a.up, "a put")
+		got, err := a.fetchFrom(ctx, b.Host().ID(), c)
+		if err != nil {
+			t.Fatalf("get %d: %v", i, err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatalf("get %d: other bytes", i)
+		}
+		turnFree(b.up, "serving a block")
 	}
 }
