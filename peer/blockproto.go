@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -108,16 +107,17 @@ func (b *blockClient) close() { b.streams.close() }
 func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockRequest, payload []byte, size int, watch *request) (*pb.BlockResponse, []byte, error) {
 	// On a paced uplink a payload first waits for its turn, outside the
 	// transfer's time, and gives it up once written (uplink.go).
-	var up *uplink
-	sent := func() {}
+	var pace *uplink
+	var tn *turn
 	if n.up != nil && len(payload) > 0 {
-		if err := n.up.acquire(ctx); err != nil {
+		var err error
+		if tn, err = n.up.acquire(ctx); err != nil {
 			return nil, nil, fmt.Errorf("waiting for the uplink: %w", err)
 		}
-		up, sent = n.up, sync.OnceFunc(n.up.release)
-		defer func() { sent() }()
+		pace = n.up
+		defer func() { tn.release() }()
 	}
-	ctx, cancel := context.WithTimeout(ctx, up.transferTimeout(size))
+	ctx, cancel := context.WithTimeout(ctx, pace.transferTimeout(size))
 	defer cancel()
 	for {
 		// A retry starts over: what a failed attempt recorded (sent, its
@@ -133,7 +133,7 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 			}
 			bs = &blockStream{s: s, r: bufio.NewReaderSize(s, 4<<10)}
 		}
-		resp, data, err := bs.exchange(ctx, up, sent, req, payload, watch)
+		resp, data, err := bs.exchange(ctx, tn, req, payload, watch)
 		if err == nil {
 			n.blocks.streams.put(p, bs)
 			if err := responseError(resp); err != nil {
@@ -146,22 +146,22 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 		if !reused || ctx.Err() != nil || errors.Is(err, errBadMessage) {
 			return nil, nil, err
 		}
-		if up != nil {
-			// The attempt gave up its turn once written (sent); the retry
-			// sends the payload again, in a turn of its own.
-			if err := up.acquire(ctx); err != nil {
+		if pace != nil {
+			// The attempt gave up its turn once written; the retry sends
+			// the payload again, in a turn of its own.
+			if tn, err = pace.acquire(ctx); err != nil {
 				return nil, nil, fmt.Errorf("waiting for the uplink: %w", err)
 			}
-			sent = sync.OnceFunc(up.release)
 		}
 	}
 }
 
 // exchange is one request and its response on bs, bounded by ctx. The
-// request is paced by up, if set; sent is called once it is written.
-func (bs *blockStream) exchange(ctx context.Context, up *uplink, sent func(), req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
+// request is paced in turn tn, if set, which is released once it is
+// written.
+func (bs *blockStream) exchange(ctx context.Context, tn *turn, req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
 	stop := bound(ctx, bs.s)
-	resp, data, err := bs.roundTrip(ctx, up, sent, req, payload, watch)
+	resp, data, err := bs.roundTrip(ctx, tn, req, payload, watch)
 	if !stop() {
 		// ctx ended and reset the stream: whatever came back is moot.
 		putBuf(data)
@@ -170,9 +170,9 @@ func (bs *blockStream) exchange(ctx context.Context, up *uplink, sent func(), re
 	return resp, data, err
 }
 
-func (bs *blockStream) roundTrip(ctx context.Context, up *uplink, sent func(), req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
-	err := writeBlockMsg(ctx, up, bs.s, req, payload)
-	sent()
+func (bs *blockStream) roundTrip(ctx context.Context, tn *turn, req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
+	err := writeBlockMsg(ctx, tn, bs.s, req, payload)
+	tn.release()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -383,11 +383,12 @@ func (n *Node) writeResponse(ctx context.Context, s network.Stream, resp *pb.Blo
 	if n.up == nil || len(payload) == 0 {
 		return writeBlockMsg(ctx, nil, s, resp, payload)
 	}
-	if err := n.up.acquire(ctx); err != nil {
+	tn, err := n.up.acquire(ctx)
+	if err != nil {
 		return err
 	}
-	defer n.up.release()
-	return writeBlockMsg(ctx, n.up, s, resp, payload)
+	defer tn.release()
+	return writeBlockMsg(ctx, tn, s, resp, payload)
 }
 
 // readLocal reads block c from the store, into a pooled buffer when the

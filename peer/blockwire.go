@@ -37,9 +37,9 @@ const (
 const headFrame = 4 << 10
 
 // writeBlockMsg sends hdr and then payload. The payload goes to the stream
-// as it is, past its first headFrame bytes: no copy into a message. With
-// up set (the caller holds its turn), the message is paced, within ctx.
-func writeBlockMsg(ctx context.Context, up *uplink, s network.Stream, hdr proto.Message, payload []byte) error {
+// as it is, past its first headFrame bytes: no copy into a message. In a
+// paced uplink's turn tn, if set, the message is paced, within ctx.
+func writeBlockMsg(ctx context.Context, tn *turn, s network.Stream, hdr proto.Message, payload []byte) error {
 	n := proto.Size(hdr)
 	if n > maxBlockHeader {
 		return fmt.Errorf("block header of %d bytes exceeds %d", n, maxBlockHeader)
@@ -54,8 +54,8 @@ func writeBlockMsg(ctx context.Context, up *uplink, s network.Stream, hdr proto.
 	}
 	head := min(len(payload), headFrame)
 	b = append(b, payload[:head]...)
-	if up != nil {
-		return up.send(ctx, s, b, payload[head:])
+	if tn != nil {
+		return tn.send(ctx, s, b, payload[head:])
 	}
 	if _, err := s.Write(b); err != nil {
 		return err

@@ -39,6 +39,7 @@ type uplink struct {
 	chunk int     // bytes per write: about 50 ms at the rate
 	now   func() time.Time
 	sleep func(ctx context.Context, d time.Duration) error
+	stall time.Duration // uplinkStall
 
 	turn chan struct{} // one message at a time
 
@@ -58,6 +59,7 @@ func newUplink(capacity int64) *uplink {
 		chunk: min(max(int(rate/20), 1<<10), 16<<10),
 		now:   time.Now,
 		sleep: sleepCtx,
+		stall: uplinkStall,
 		turn:  make(chan struct{}, 1),
 	}
 }
@@ -88,10 +90,23 @@ func (u *uplink) reserve(n int) time.Duration {
 	return start.Sub(now)
 }
 
+// uplinkStall is how long one chunk's write may block before its message
+// gives up the turn until the write is done: paced below the link, a write
+// blocks only when the receiver stopped taking bytes (its window is full),
+// and a receiver that does not read must not hold every other upload.
+const uplinkStall = time.Second
+
 // acquire waits for the uplink's turn: a message with a payload is sent
-// whole before the next starts. The caller sends with send and then calls
-// release.
-func (u *uplink) acquire(ctx context.Context) error {
+// whole before the next starts, unless its receiver stalls it. The caller
+// sends with the turn's send and then releases it.
+func (u *uplink) acquire(ctx context.Context) (*turn, error) {
+	if err := u.take(ctx); err != nil {
+		return nil, err
+	}
+	return &turn{u: u, held: true}, nil
+}
+
+func (u *uplink) take(ctx context.Context) error {
 	select {
 	case u.turn <- struct{}{}:
 		return nil
@@ -100,15 +115,56 @@ func (u *uplink) acquire(ctx context.Context) error {
 	}
 }
 
-func (u *uplink) release() { <-u.turn }
+// A turn is one message's hold on its uplink.
+type turn struct {
+	u    *uplink
+	mu   sync.Mutex
+	held bool
+}
+
+// release gives the turn back if it holds it; a nil turn, or one released
+// already, does nothing.
+func (t *turn) release() {
+	if t == nil {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.held {
+		t.held = false
+		<-t.u.turn
+	}
+}
+
+// regain waits for the turn again if a stalled write gave it up.
+func (t *turn) regain(ctx context.Context) error {
+	t.mu.Lock()
+	held := t.held
+	t.mu.Unlock()
+	if held {
+		return nil
+	}
+	if err := t.u.take(ctx); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.held = true
+	t.mu.Unlock()
+	return nil
+}
 
 // send writes one message, the concatenation of parts, to w at the paced
 // rate, in chunks. It stops when ctx ends, leaving the rest unsent: the
 // caller resets the stream, so a transfer given up on stops taking the
-// link.
-func (u *uplink) send(ctx context.Context, w io.Writer, parts ...[]byte) error {
+// link. A chunk whose write blocks for u.stall gives the turn to the next
+// message; the rest of this one waits for the turn again.
+func (t *turn) send(ctx context.Context, w io.Writer, parts ...[]byte) error {
+	u := t.u
 	for _, b := range parts {
 		for len(b) > 0 {
+			if err := t.regain(ctx); err != nil {
+				return err
+			}
 			k := min(len(b), u.chunk)
 			if d := u.reserve(k); d > 0 {
 				if err := u.sleep(ctx, d); err != nil {
@@ -117,11 +173,25 @@ func (u *uplink) send(ctx context.Context, w io.Writer, parts ...[]byte) error {
 			} else if err := ctx.Err(); err != nil {
 				return err
 			}
-			if _, err := w.Write(b[:k]); err != nil {
+			if err := t.write(w, b[:k]); err != nil {
 				return err
 			}
 			b = b[k:]
 		}
 	}
 	return nil
+}
+
+// write writes b to w, giving the turn up if that takes u.stall.
+func (t *turn) write(w io.Writer, b []byte) error {
+	yielded := make(chan struct{})
+	timer := time.AfterFunc(t.u.stall, func() {
+		t.release()
+		close(yielded)
+	})
+	_, err := w.Write(b)
+	if !timer.Stop() {
+		<-yielded
+	}
+	return err
 }

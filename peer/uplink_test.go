@@ -86,13 +86,14 @@ func TestUplinkKeepsToItsRate(t *testing.T) {
 		head := bytes.Repeat([]byte{1}, 5000)
 		payload := bytes.Repeat([]byte{2}, 300<<10)
 		ctx := context.Background()
-		if err := u.acquire(ctx); err != nil {
+		tn, err := u.acquire(ctx)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if err := u.send(ctx, w, head, payload); err != nil {
+		if err := tn.send(ctx, w, head, payload); err != nil {
 			t.Fatal(err)
 		}
-		u.release()
+		tn.release()
 		if got, want := w.buf.Len(), len(head)+len(payload); got != want {
 			t.Fatalf("capacity %d: %d bytes written, want %d", capacity, got, want)
 		}
@@ -132,11 +133,12 @@ func TestUplinkStopsSendingWhenCancelled(t *testing.T) {
 		}
 	}
 	payload := make([]byte, 256<<10)
-	if err := u.acquire(ctx); err != nil {
+	tn, err := u.acquire(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	err := u.send(ctx, w, payload)
-	u.release()
+	err = tn.send(ctx, w, payload)
+	tn.release()
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("send: %v, want cancelled", err)
 	}
@@ -149,19 +151,91 @@ func TestUplinkStopsSendingWhenCancelled(t *testing.T) {
 // and gives up waiting when its context ends.
 func TestUplinkTurns(t *testing.T) {
 	u := newUplink(10_000)
-	if err := u.acquire(context.Background()); err != nil {
+	first, err := u.acquire(context.Background())
+	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := u.acquire(ctx); !errors.Is(err, context.Canceled) {
+	if _, err := u.acquire(ctx); !errors.Is(err, context.Canceled) {
 		t.Fatalf("acquire while another sends: %v, want cancelled", err)
 	}
-	u.release()
-	if err := u.acquire(context.Background()); err != nil {
+	first.release()
+	first.release() // a second release gives back nothing: not another's turn
+	second, err := u.acquire(context.Background())
+	if err != nil {
 		t.Fatalf("acquire after release: %v", err)
 	}
-	u.release()
+	if _, err := u.acquire(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("acquire while another holds the turn after a double release: %v, want cancelled", err)
+	}
+	second.release()
+}
+
+// blockingWriter takes its first write only once unblocked, as a stream
+// whose receiver stopped reading does.
+type blockingWriter struct {
+	entered, unblock chan struct{}
+	once             sync.Once
+	buf              bytes.Buffer
+}
+
+func (w *blockingWriter) Write(b []byte) (int, error) {
+	w.once.Do(func() {
+		close(w.entered)
+		<-w.unblock
+	})
+	return w.buf.Write(b)
+}
+
+// A message whose receiver stopped taking bytes gives the turn to the next
+// one while its write is blocked, and takes it back before its next chunk:
+// one stuck receiver does not hold every upload of the node.
+func TestUplinkStalledReceiverYieldsTheTurn(t *testing.T) {
+	u := newUplink(1 << 20)
+	u.stall = time.Millisecond
+	ctx := context.Background()
+	stuck, err := u.acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &blockingWriter{entered: make(chan struct{}), unblock: make(chan struct{})}
+	payload := bytes.Repeat([]byte{7}, 3*u.chunk)
+	sent := make(chan error, 1)
+	go func() {
+		err := stuck.send(ctx, w, payload)
+		stuck.release()
+		sent <- err
+	}()
+	<-w.entered
+	// Without the yield this waits as long as the receiver stalls: here,
+	// for ever.
+	waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	next, err := u.acquire(waitCtx)
+	if err != nil {
+		t.Fatalf("the turn stayed with a message whose receiver stalled: %v", err)
+	}
+	close(w.unblock)
+	// The stalled message waits for the turn again: it cannot finish
+	// while the next one holds it.
+	select {
+	case err := <-sent:
+		t.Fatalf("the stalled message finished (%v) while another held the turn", err)
+	default:
+	}
+	next.release()
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(w.buf.Bytes(), payload) {
+		t.Fatal("the stalled message's bytes came out changed")
+	}
+	last, err := u.acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last.release()
 }
 
 // A node with an uplink paces the blocks it puts and the blocks it serves:
@@ -235,10 +309,11 @@ func TestNodeWithSlowUplinkSendsInTime(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		if err := u.acquire(ctx); err != nil {
+		tn, err := u.acquire(ctx)
+		if err != nil {
 			t.Fatalf("%s kept the uplink's turn", what)
 		}
-		u.release()
+		tn.release()
 	}
 	for i := range 2 {
 		data := bytes.Repeat([]byte{byte(i)}, 256<<10)
