@@ -192,3 +192,34 @@ func TestReadErrorTimeoutIsNotMalformed(t *testing.T) {
 		t.Errorf("readError(garbage) = %v, want a malformed message", got)
 	}
 }
+
+// Each answered ring call lands in the first bucket whose bound it does
+// not exceed; past the last bound, in the open bucket (le_ms 0).
+func TestRingCallLatencyBuckets(t *testing.T) {
+	var s RingStats
+	s.CallsOut.Add(5)
+	s.FailedCalls.Add(1)
+	for _, d := range []time.Duration{0, 10 * time.Millisecond, 10*time.Millisecond + 1, 8 * time.Second, 8*time.Second + 1} {
+		s.recordAnswer(d)
+	}
+	c := s.Calls()
+	if c.Out != 5 || c.Failed != 1 {
+		t.Errorf("out %d, failed %d; want 5, 1", c.Out, c.Failed)
+	}
+	if len(c.Answered) != len(ringLatencyBounds)+1 {
+		t.Fatalf("%d buckets, want %d", len(c.Answered), len(ringLatencyBounds)+1)
+	}
+	want := map[int]int64{0: 2, 1: 1, len(ringLatencyBounds) - 1: 1, len(ringLatencyBounds): 1}
+	for i, b := range c.Answered {
+		if b.Count != want[i] {
+			t.Errorf("bucket %d (le %d ms): %d calls, want %d", i, b.LeMs, b.Count, want[i])
+		}
+		wantLe := int64(0) // the open bucket
+		if i < len(ringLatencyBounds) {
+			wantLe = ringLatencyBounds[i].Milliseconds()
+		}
+		if b.LeMs != wantLe {
+			t.Errorf("bucket %d: le %d ms, want %d", i, b.LeMs, wantLe)
+		}
+	}
+}
