@@ -224,8 +224,10 @@ func (e *replicaList) expired() bool {
 
 // replicasOf is Replicas, from the list Locate looked up if there is one
 // (waiting for it if its lookup is under way, looking it up at once if it
-// still waits for its turn; each list serves one Get).
-func (n *Node) replicasOf(ctx context.Context, c cid.Cid) ([]p2ppeer.ID, error) {
+// still waits for its turn; each list serves one Get). located says the
+// list came from Locate: up to locatedTTL old, from a span perhaps made
+// by another fetch, so the ring may have changed since.
+func (n *Node) replicasOf(ctx context.Context, c cid.Cid) (_ []p2ppeer.ID, located bool, _ error) {
 	l := n.blocks.located
 	l.mu.Lock()
 	e := l.entries[c]
@@ -239,11 +241,12 @@ func (n *Node) replicasOf(ctx context.Context, c cid.Cid) ([]p2ppeer.ID, error) 
 		select {
 		case <-e.ready:
 			if e.err == nil && !e.expired() {
-				return e.peers, nil
+				return e.peers, true, nil
 			}
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, false, ctx.Err()
 		}
 	}
-	return n.Replicas(ctx, c)
+	peers, err := n.Replicas(ctx, c)
+	return peers, false, err
 }

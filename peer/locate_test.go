@@ -275,7 +275,7 @@ func TestLocateSpanAge(t *testing.T) {
 			t.Fatalf("%s not being located", c)
 		}
 		<-e.ready
-		if got, err := fetcher.replicasOf(ctx, c); err != nil || !slices.Equal(got, want) {
+		if got, located, err := fetcher.replicasOf(ctx, c); err != nil || !located || !slices.Equal(got, want) {
 			t.Fatalf("located %v (%v), a lookup gives %v", got, err, want)
 		}
 		return e, sp
@@ -302,5 +302,59 @@ func TestLocateSpanAge(t *testing.T) {
 	}
 	if len(l.spans) != maxSpans || l.spans[0].key != (chord.ID{10, 0}) {
 		t.Errorf("%d spans kept, the oldest %x: want %d from %x", len(l.spans), l.spans[0].key[:2], maxSpans, []byte{10, 0})
+	}
+}
+
+// A list from Locate may be from before churn (a span lives past the
+// fetch that made it): when all its peers have left since, the Get finds
+// the block on the peers that took it over.
+func TestLocatedListAfterLeaves(t *testing.T) {
+	r, stores := storedRing(t, 7)
+	ctx := context.Background()
+	data := []byte("a block whose replicas all leave")
+	c := rawBlock(t, data)
+	if err := r.nodes[0].Put(ctx, c, data); err != nil {
+		t.Fatal(err)
+	}
+	r.nodes[0].bg.Wait()
+	old, near, err := r.nodes[0].replicasNear(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := chord.KeyID(c.Hash())
+	if _, ok := (ringSpan{key: key, near: near}).list(key, len(old)); !ok {
+		t.Fatalf("the block's own lookup does not tell its list: %v", near)
+	}
+	for _, n := range r.nodes {
+		if !slices.Contains(old, n.Host().ID()) {
+			continue
+		}
+		if _, err := n.Leave(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r.crash(n) // the process ends after its leave
+		r.converge(200)
+	}
+	var fetcher *Node
+	for _, n := range r.live() {
+		if !stores[n].Has(c) {
+			fetcher = n
+		}
+	}
+	if fetcher == nil {
+		t.Fatal("every live peer holds the block")
+	}
+	// The span an earlier fetch's lookup left, still young.
+	l := fetcher.blocks.located
+	l.mu.Lock()
+	l.spans = []ringSpan{{key: key, near: near, at: time.Now()}}
+	l.mu.Unlock()
+	fetcher.Locate(ctx, []cid.Cid{c})
+	got, err := fetcher.Get(ctx, c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get after the replicas %v left: %v", old, err)
+	}
+	if n := l.lookups.Load(); n != 0 {
+		t.Fatalf("%d lookups by Locate: the list was not the span's", n)
 	}
 }

@@ -152,7 +152,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 		n.trace(GetEvent{CID: c, Step: GetBegan})
 		defer func() { n.trace(GetEvent{CID: c, Step: GetEnded, Err: err}) }()
 	}
-	peers, err := n.replicasOf(ctx, c)
+	peers, located, err := n.replicasOf(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -319,7 +319,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 		}
 	}
 	listErr := &ReplicaError{Op: "get", CID: c, Tried: tried, Need: 1, Errs: errs}
-	if !listErr.NotFound() {
+	if !listErr.NotFound() && !located {
 		return nil, listErr
 	}
 	return n.getPastList(ctx, c, asked, listErr)
@@ -331,6 +331,10 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 // peers pushed out of the list (with r new peers in a row, on none of the
 // list); a hinted copy sits past the list too. r peers past it cover up to
 // r joins in a row. A block that is nowhere costs those r requests more.
+// It is also where a Get goes once every peer of a list Locate gave failed
+// however: that list may be from before its peers left (a span outlives
+// the fetch that made it), and the fresh one holds those that took their
+// blocks over.
 func (n *Node) getPastList(ctx context.Context, c cid.Cid, asked []p2ppeer.ID, listErr *ReplicaError) ([]byte, error) {
 	more, err := n.preferenceList(ctx, chord.KeyID(c.Hash()), 2*n.cfg.Replicas)
 	if err != nil {
