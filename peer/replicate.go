@@ -107,6 +107,10 @@ func (n *Node) PutLent(ctx context.Context, c cid.Cid, data []byte, done func())
 // 64 is 21 blocks at r = 3, more than share's 16 puts in flight.
 const maxReplicaWrites = 64
 
+// maxKeepWrites bounds the fetched blocks a node stores as their replica
+// at once (keepReplica): 8 blocks' bytes held, a few disk writes in flight.
+const maxKeepWrites = 8
+
 // claimWrites takes k of the node's replica write tokens, waiting while
 // too many writes are in flight; the writes hand them back as they end.
 func (n *Node) claimWrites(ctx context.Context, k int) error {
@@ -150,6 +154,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 		return nil, err
 	}
 	n.trace(GetEvent{CID: c, Step: GetLocated, Peers: len(peers)})
+	replica := slices.Contains(peers, n.h.ID())
 	peers = slices.DeleteFunc(peers, func(p p2ppeer.ID) bool { return p == n.h.ID() })
 	if len(peers) == 0 {
 		return nil, fmt.Errorf("%w (no other replica)", ErrBlockNotFound)
@@ -242,6 +247,9 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 		select {
 		case r := <-results:
 			if r.err == nil {
+				if replica {
+					n.keepReplica(ctx, c, r.data)
+				}
 				return r.data, nil
 			}
 			errs = append(errs, r.err)
@@ -315,7 +323,41 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 	if !listErr.NotFound() {
 		return nil, listErr
 	}
-	return n.getPastList(ctx, c, asked, listErr)
+	data, err := n.getPastList(ctx, c, asked, listErr)
+	if err == nil && replica {
+		n.keepReplica(ctx, c, data)
+	}
+	return data, err
+}
+
+// keepReplica stores block c, just fetched (and verified), when this peer
+// is one of its replicas: otherwise repair, or the sharer's write still
+// under way, moves the same block over this peer's link again (on a slow
+// link that doubled a fetch's bytes). It goes through the store's own put
+// (its hash check and its byte limit) in the background, up to
+// maxKeepWrites at once; past that the Get waits for one to end, at the
+// disk's pace. A copy that cannot be stored (a full store, a disk error)
+// costs the fetch nothing: repair sees to it as before.
+func (n *Node) keepReplica(ctx context.Context, c cid.Cid, data []byte) {
+	st := n.cfg.Store
+	if st == nil || st.Has(c) {
+		return
+	}
+	select {
+	case n.blocks.keeping <- struct{}{}:
+	case <-ctx.Done():
+		return
+	case <-n.life.Done():
+		return
+	}
+	// The caller owns data and may release it once Get returns.
+	kept := getBuf(len(data))
+	copy(kept, data)
+	n.bg.Go(func() {
+		defer func() { <-n.blocks.keeping }()
+		_ = st.Put(c, kept)
+		putBuf(kept)
+	})
 }
 
 // getPastList asks the peers just past c's preference list, one at a time,

@@ -1,0 +1,90 @@
+package peer
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"chordshare/blocks"
+)
+
+// A fetcher that is one of a block's replicas keeps the block it fetched,
+// so that repair then finds the replicas in sync and moves nothing over
+// its link; a fetcher that is not keeps nothing.
+func TestGetStoresBlockItIsReplicaOf(t *testing.T) {
+	r := newRepairRing(t, 4, repairTestConfig())
+	data := make([]byte, 100<<10)
+	rng := rand.New(rand.NewPCG(5, 5))
+	for i := range data {
+		data[i] = byte(rng.Uint32())
+	}
+	c := rawBlock(t, data)
+	prefs := r.preference(c)
+	replica := prefs[len(prefs)-1]
+	var outsider *Node
+	for _, n := range r.live() {
+		if !slices.Contains(prefs, n) {
+			outsider = n
+		}
+	}
+	for _, n := range prefs[:len(prefs)-1] {
+		if err := r.stores[n].Put(c, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.blocks = append(r.blocks, c)
+
+	for _, n := range []*Node{outsider, replica} {
+		got, err := n.Get(testCtx(t), c)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("get: %v", err)
+		}
+		n.bg.Wait() // the copy is stored in the background
+	}
+	if r.stores[outsider].Has(c) {
+		t.Error("a fetcher outside the block's replicas stored it")
+	}
+	if !r.stores[replica].Has(c) {
+		t.Fatal("the fetcher, one of the block's replicas, did not store it")
+	}
+	r.checkReplicated("after the fetch")
+	if _, moved := r.roundsUntilQuiet(3); moved != 0 {
+		t.Errorf("repair moved %d blocks after the fetch, want 0", moved)
+	}
+}
+
+// A replica whose store is full still gets the block: keeping a copy is
+// no reason to fail the fetch.
+func TestGetByReplicaWithFullStore(t *testing.T) {
+	r := newMockRing(t, testConfig())
+	limits := []int64{1 << 10, 0} // the fetcher's store holds 1 KiB
+	r.beforeNode = func(cfg *Config) {
+		st, err := blocks.Open(t.TempDir(), blocks.Options{MaxBytes: limits[0]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		limits = limits[1:]
+		t.Cleanup(func() { st.Close() })
+		cfg.Store = st
+	}
+	nodes := r.add(2)
+	r.join(nodes[0], nil)
+	r.join(nodes[1], nodes[0])
+	r.converge(50)
+	fetcher, holder := nodes[0], nodes[1]
+	data := bytes.Repeat([]byte("a block too big for the fetcher's store "), 2000)
+	c := rawBlock(t, data)
+	if err := holder.cfg.Store.Put(c, data); err != nil {
+		t.Fatal(err)
+	}
+	fetcher.setLocated(c, fetcher.Host().ID(), holder.Host().ID())
+	got, err := fetcher.Get(testCtx(t), c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get by a replica with a full store: %v", err)
+	}
+	fetcher.bg.Wait()
+	if fetcher.cfg.Store.Has(c) {
+		t.Error("a store of 1 KiB took a block of 80 KB")
+	}
+}
