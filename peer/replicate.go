@@ -197,21 +197,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 			} else {
 				n.trace(GetEvent{CID: c, Step: GetDropped, Peer: p, Err: err})
 			}
-			how := fetchOK
-			switch {
-			case err == nil && len(data) < minRateSample:
-				how = fetchSmall
-			case err == nil:
-			case ctx.Err() != nil && raced:
-				how = fetchRaced
-			case ctx.Err() != nil:
-				how = fetchOutrun
-			case errors.Is(err, ErrBlockNotFound):
-				how = fetchLacked
-			default:
-				how = fetchFailed
-			}
-			done(time.Since(q.began), how)
+			done(time.Since(q.began), outcomeOf(data, err, ctx.Err() != nil, raced))
 			results <- result{data, err}
 		}()
 	}
@@ -358,6 +344,25 @@ func (n *Node) keepReplica(ctx context.Context, c cid.Cid, data []byte) {
 		_ = st.Put(c, kept)
 		putBuf(kept)
 	})
+}
+
+// outcomeOf is how a request for a block ended: with data, or err;
+// cancelled, after its Get no longer wanted it, raced if every replica
+// was asked at once.
+func outcomeOf(data []byte, err error, cancelled, raced bool) fetchOutcome {
+	switch {
+	case err == nil && len(data) < minRateSample:
+		return fetchSmall
+	case err == nil:
+		return fetchOK
+	case cancelled && raced:
+		return fetchRaced
+	case cancelled:
+		return fetchOutrun
+	case errors.Is(err, ErrBlockNotFound):
+		return fetchLacked
+	}
+	return fetchFailed
 }
 
 // getPastList asks the peers just past c's preference list, one at a time,

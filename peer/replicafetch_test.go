@@ -2,11 +2,18 @@ package peer
 
 import (
 	"bytes"
+	"context"
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/network"
 
 	"chordshare/blocks"
+
+	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 )
 
 // A fetcher that is one of a block's replicas keeps the block it fetched,
@@ -86,5 +93,53 @@ func TestGetByReplicaWithFullStore(t *testing.T) {
 	fetcher.bg.Wait()
 	if fetcher.cfg.Store.Has(c) {
 		t.Error("a store of 1 KiB took a block of 80 KB")
+	}
+}
+
+// A repair pull in flight to a replica counts as a request out to it: a
+// Get then asks another replica first, rather than queue behind the pull
+// on a holder that may be slow.
+func TestRepairPullCountsAsRequestOut(t *testing.T) {
+	r := newRepairRing(t, 2, repairTestConfig())
+	puller, holder := r.nodes[0], r.nodes[1]
+	var data []byte
+	var c cid.Cid
+	for i := 0; ; i++ {
+		data = bytes.Repeat([]byte{byte(i)}, 80<<10)
+		c = rawBlock(t, data)
+		if r.preference(c)[0] == puller {
+			break // on the puller's arc: its round pulls it from the holder
+		}
+	}
+	if err := r.stores[holder].Put(c, data); err != nil {
+		t.Fatal(err)
+	}
+	asked, stop := make(chan struct{}), make(chan struct{})
+	holder.Host().SetStreamHandler(BlockProtocol, func(s network.Stream) {
+		defer s.Reset()
+		if readGet(s) == nil {
+			close(asked)
+			<-stop
+		}
+	})
+	ctx, cancel := context.WithCancel(testCtx(t))
+	defer cancel()
+	round := make(chan error, 1)
+	go func() {
+		_, err := puller.RepairRound(ctx)
+		round <- err
+	}()
+	select {
+	case <-asked:
+	case err := <-round:
+		t.Fatalf("the round ended without pulling the block: %v", err)
+	}
+	other := bareHost(t, r.mockRing, func(s network.Stream) { s.Reset() })
+	sameRTT := func(p2ppeer.ID) (time.Duration, bool) { return time.Millisecond, true }
+	pick := puller.blocks.rates.pick([]p2ppeer.ID{holder.Host().ID(), other}, sameRTT)
+	close(stop)
+	<-round
+	if pick != 1 {
+		t.Error("a Get would ask the replica a repair pull is waiting on first")
 	}
 }
