@@ -224,19 +224,18 @@ func (r *replicaRates) keepReceiving(peers []p2ppeer.ID, tp, prev transferProgre
 // the fetcher's own downlink: a request that took 1 s among 32 in flight
 // takes about 3/32 s among 2 (the fetch's last blocks), and about 33/32 s
 // among 32 (mid-fetch, where every replica then looks as slow as the link
-// makes it). The requests in flight to p are in that queue already; p's
-// own queue bounds it too: its requests in flight and this one, at its
-// time per block. And, as for pick, no less than its oldest request in
-// flight says. Unmeasured, or failed within failureMemory: no (a hedge
-// goes to a replica known to be good). r.mu held.
+// makes it). The requests in flight to p are in that count already (they
+// are not added again at p's time per block, which was measured under the
+// fetch's load and would count that load twice); and, as for pick, it is
+// no less than p's oldest request in flight says. Unmeasured, or failed
+// within failureMemory: no (a hedge goes to a replica known to be good).
+// r.mu held.
 func (r *replicaRates) wholeBlock(p p2ppeer.ID, now time.Time) (time.Duration, bool) {
 	pr := r.peers[p]
 	if pr == nil || pr.perLoad == 0 || now.Before(pr.avoid) {
 		return 0, false
 	}
-	atLink := time.Duration(r.inflight+1) * pr.perLoad
-	atReplica := time.Duration(len(pr.started)+1) * pr.blockTime
-	return max(atLink, atReplica, pr.overdue(now)), true
+	return max(time.Duration(r.inflight+1)*pr.perLoad, pr.overdue(now)), true
 }
 
 // minRateSample is the smallest block whose time is a sample of a

@@ -645,10 +645,10 @@ func TestReplicaRatesPerLoadAveragesOverTheRequestsLife(t *testing.T) {
 	}
 }
 
-// The requests in flight to a candidate count once in its expected time:
-// they are in the fetcher's own queue, which the node's load scales, and
-// they bound the candidate's own queue; adding both doubled them (fewer
-// hedges than the rule says).
+// The requests in flight to a candidate count once in its expected time,
+// in the fetcher's own queue that the node's load scales: adding them
+// again at the candidate's time per block doubled them (fewer hedges than
+// the rule says).
 func TestReplicaRatesWholeBlockCountsInFlightOnce(t *testing.T) {
 	r := newReplicaRates()
 	clock := time.Unix(1000, 0)
@@ -664,8 +664,7 @@ func TestReplicaRatesWholeBlockCountsInFlightOnce(t *testing.T) {
 	r.mu.Lock()
 	whole, _ := r.wholeBlock(fast, clock)
 	r.mu.Unlock()
-	// 3 requests at the link (2 in flight and this one) x 100 ms; fast's
-	// own queue, 2 x 100 ms.
+	// 3 requests at the link (2 in flight and this one) x 100 ms.
 	if whole != 300*time.Millisecond {
 		t.Errorf("fast's whole block: %v, want 300ms", whole)
 	}
