@@ -17,8 +17,10 @@ type request struct {
 	peer  p2ppeer.ID
 	began time.Time
 	// sending and answering, if set, are called once per request (not per
-	// attempt), as it is first written and as a header first arrives.
+	// attempt), as it is first written and as a header first arrives;
+	// heard, if set, is closed then too.
 	sending, answering func()
+	heard              chan struct{}
 
 	mu sync.Mutex
 	// Of the present attempt (reset): sent, the request is on its
@@ -71,10 +73,13 @@ func (q *request) arrived(got, total int) {
 	if !q.answered {
 		q.answered, q.header = true, at
 	}
-	call := q.answering != nil && !q.calledAnswering
+	first := !q.calledAnswering
 	q.calledAnswering = true
 	q.mu.Unlock()
-	if call {
+	if first && q.heard != nil {
+		close(q.heard)
+	}
+	if first && q.answering != nil {
 		q.answering()
 	}
 }

@@ -179,7 +179,8 @@ func (tp transferProgress) rate(prev transferProgress) float64 {
 //
 // Mid-fetch it is not: the fetcher's downlink is busy with the window's
 // other blocks, and a block that comes slowly only holds one slot of it,
-// while a second request would take link from the others. Its rate is
+// while a second request would take link from the others. Nothing is then
+// to decide before the stall rule could fire: again is that time. Its rate is
 // only trusted once minProgress of it has come, or a second has passed.
 //
 // It is also hedged once none of its answer has arrived for silentWaits
@@ -190,11 +191,17 @@ func (r *replicaRates) keepReceiving(peers []p2ppeer.ID, tp, prev transferProgre
 	if left <= 0 {
 		return 0, -1, false
 	}
-	// Often: the other replicas' expected times fall as the fetch's
-	// other blocks end, and a look is a lock and a few sums.
+	if !endgame {
+		// Only the stall rule applies: nothing to decide before its
+		// silence would reach silentWaits delays (the caller looks again
+		// sooner when the endgame begins).
+		return left, -1, true
+	}
+	// In the endgame, often: the other replicas' expected times fall as
+	// the fetch's other blocks end, and a look is a lock and a few sums.
 	again = min(left, max(min(delay/4, maxHedgeLook), minHedgeLook))
 	rate := tp.rate(prev)
-	if !endgame || rate == 0 || tp.got < minProgress && tp.receiving < time.Second {
+	if rate == 0 || tp.got < minProgress && tp.receiving < time.Second {
 		return again, -1, true
 	}
 	remaining := time.Duration(float64(tp.total-tp.got) / rate * float64(time.Second))

@@ -675,3 +675,25 @@ func TestReplicaRatesWholeBlockCountsInFlightOnce(t *testing.T) {
 		t.Error("the last block, 750 ms from its end, not hedged to a replica due in 300 ms")
 	}
 }
+
+// Mid-fetch a block being received is only judged by the stall rule, so
+// its Get need not look at it before that rule could fire: the next look
+// is when its silence would reach silentWaits delays (the Get also looks
+// when the fetch's endgame begins), not a fixed beat.
+func TestReplicaRatesKeepReceivingMidFetchLooksWhenStallIsDue(t *testing.T) {
+	r := newReplicaRates()
+	clock := time.Unix(1000, 0)
+	r.now = func() time.Time { return clock }
+	fast := p2ppeer.ID("fast")
+	r.start(fast)(100*time.Millisecond, fetchOK)
+	const delay = 100 * time.Millisecond
+	tp := transferProgress{got: 64 << 10, total: 256 << 10, receiving: 2 * time.Second, silent: time.Second}
+	again, _, ok := r.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, delay, false)
+	if want := silentWaits*delay - time.Second; !ok || again != want {
+		t.Errorf("mid-fetch, 1 s silent: keep %v, look again in %v; want to keep and look in %v", ok, again, want)
+	}
+	// In the endgame the rate rule weighs it often.
+	if again, _, _ := r.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, delay, true); again > maxHedgeLook {
+		t.Errorf("in the endgame, look again in %v; want within %v", again, maxHedgeLook)
+	}
+}

@@ -183,7 +183,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 	launchTo := func(i int) {
 		p := peers[i]
 		peers = slices.Delete(peers, i, i+1)
-		q := &request{peer: p, began: time.Now()} // before start: requests to p started earlier are before it
+		q := &request{peer: p, began: time.Now(), heard: make(chan struct{})} // before start: requests to p started earlier are before it
 		q.sending = func() { n.trace(GetEvent{CID: c, Step: GetSent, Peer: p}) }
 		q.answering = func() { n.trace(GetEvent{CID: c, Step: GetAnswering, Peer: p}) }
 		last, seen = q, transferProgress{}
@@ -209,24 +209,88 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 			launch()
 		}
 	}
-	// The hedge timer looks at the latest request at least every
-	// maxHedgeLook: one that is answering is followed by its progress
-	// (the fetch's last blocks end within a hedge delay); one that is
-	// not is judged once due, a hedge delay after it was asked or last
-	// given more time.
+	// The latest request is looked at when its decision is due, not on
+	// a fixed beat: one that is not answering once a hedge delay has
+	// passed since it was asked or last given more time, or as its first
+	// header arrives (heard); one that is answering, mid-fetch, once it
+	// has been silent for silentWaits delays, or as the fetch's endgame
+	// begins; in the endgame, as often as keepReceiving says (the rate
+	// rule weighs its progress against the other replicas').
 	var delay time.Duration
 	var due time.Time
 	var graced bool
 	var dialWaits int
 	hedge := time.NewTimer(time.Hour)
 	defer hedge.Stop()
+	heard, endgame := last.heard, share.EndgameBegun(ctx)
 	wait := func(d time.Duration) {
 		due = time.Now().Add(d)
-		hedge.Reset(min(d, maxHedgeLook))
+		hedge.Reset(d)
 	}
 	watchLatest := func() {
-		delay, graced, dialWaits = n.hedgeDelay(last.peer), false, 0
+		delay, graced, dialWaits, heard = n.hedgeDelay(last.peer), false, 0, last.heard
 		wait(delay)
+	}
+	// look judges the latest request: left alone (and when to look
+	// again), or another replica asked.
+	look := func() {
+		if len(peers) == 0 {
+			return
+		}
+		now := time.Now()
+		if tp, ok := last.progress(now); ok {
+			// A replica that is sending the block is working; a
+			// second one would mostly share the same downlink and
+			// double the bytes (on a slow link, every block). Ask
+			// another only when it would deliver the whole block
+			// well before this one ends at its rate so far (a slow
+			// holder while a fast one idles: the fetch's tail), or
+			// when none of the answer has come for a long while.
+			again, to, ok := n.blocks.rates.keepReceiving(peers, tp, seen, delay, share.Endgame(ctx))
+			seen = tp
+			if ok {
+				hedge.Reset(again)
+				return
+			}
+			if to >= 0 {
+				launchTo(to)
+				watchLatest()
+				return
+			}
+		} else if now.Before(due) {
+			hedge.Reset(due.Sub(now))
+			return
+		} else if last.dialing() && dialWaits < maxDialWaits {
+			// Its connection is being set up: on a slow link the
+			// handshake alone takes seconds, and another replica
+			// asked now would most likely need one too. A dial
+			// that hangs is bounded by maxDialWaits more delays.
+			dialWaits++
+			wait(delay)
+			return
+		} else if n.blocks.rates.startedBefore(last.peer, last.began) {
+			// Its answer waits behind its answers to our earlier
+			// requests, on the same connection: on a slow link a
+			// whole block each. Not a stall while those are out;
+			// once they are over it gets the usual two delays. A
+			// replica that never answers is bounded by them: each
+			// ends, answered, hedged past once silent, or timed out.
+			graced = false
+			wait(delay)
+			return
+		} else if !graced {
+			// No answer yet is not yet a stall: on a busy machine
+			// the first bytes of a live replica's answer are often
+			// read later than a few round trips (both ends wait for
+			// a CPU). One more delay before asking another; a
+			// stalled replica costs twice the delay, still a
+			// fraction of a second.
+			graced = true
+			wait(delay)
+			return
+		}
+		launch()
+		watchLatest()
 	}
 	watchLatest()
 	for len(errs) < tried {
@@ -244,63 +308,13 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 				watchLatest()
 			}
 		case <-hedge.C:
-			if len(peers) == 0 {
-				break
-			}
-			now := time.Now()
-			if tp, ok := last.progress(now); ok {
-				// A replica that is sending the block is working; a
-				// second one would mostly share the same downlink and
-				// double the bytes (on a slow link, every block). Ask
-				// another only when it would deliver the whole block
-				// well before this one ends at its rate so far (a slow
-				// holder while a fast one idles: the fetch's tail), or
-				// when none of the answer has come for a long while.
-				again, to, ok := n.blocks.rates.keepReceiving(peers, tp, seen, delay, share.Endgame(ctx))
-				seen = tp
-				if ok {
-					hedge.Reset(again)
-					break
-				}
-				if to >= 0 {
-					launchTo(to)
-					watchLatest()
-					break
-				}
-			} else if now.Before(due) {
-				hedge.Reset(min(due.Sub(now), maxHedgeLook))
-				break
-			} else if last.dialing() && dialWaits < maxDialWaits {
-				// Its connection is being set up: on a slow link the
-				// handshake alone takes seconds, and another replica
-				// asked now would most likely need one too. A dial
-				// that hangs is bounded by maxDialWaits more delays.
-				dialWaits++
-				wait(delay)
-				break
-			} else if n.blocks.rates.startedBefore(last.peer, last.began) {
-				// Its answer waits behind its answers to our earlier
-				// requests, on the same connection: on a slow link a
-				// whole block each. Not a stall while those are out;
-				// once they are over it gets the usual two delays. A
-				// replica that never answers is bounded by them: each
-				// ends, answered, hedged past once silent, or timed out.
-				graced = false
-				wait(delay)
-				break
-			} else if !graced {
-				// No answer yet is not yet a stall: on a busy machine
-				// the first bytes of a live replica's answer are often
-				// read later than a few round trips (both ends wait for
-				// a CPU). One more delay before asking another; a
-				// stalled replica costs twice the delay, still a
-				// fraction of a second.
-				graced = true
-				wait(delay)
-				break
-			}
-			launch()
-			watchLatest()
+			look()
+		case <-heard:
+			heard = nil
+			look()
+		case <-endgame:
+			endgame = nil
+			look()
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
