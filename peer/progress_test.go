@@ -15,7 +15,7 @@ func TestRequestProgress(t *testing.T) {
 	none.markSent()
 	none.arrived(10, 20)
 
-	q := &request{began: time.Now()}
+	q := &request{began: time.Now(), heard: make(chan struct{})}
 	sent, answered := 0, 0
 	q.sending = func() { sent++ }
 	q.answering = func() { answered++ }
@@ -30,7 +30,17 @@ func TestRequestProgress(t *testing.T) {
 	if q.dialing() {
 		t.Fatal("a written request still dialing")
 	}
+	select {
+	case <-q.heard:
+		t.Fatal("heard closed before any answer")
+	default:
+	}
 	q.arrived(0, 1000)
+	select {
+	case <-q.heard:
+	default:
+		t.Fatal("heard not closed at the first header")
+	}
 	q.arrived(400, 1000)
 	q.arrived(700, 1000)
 	later := time.Now().Add(time.Second)
