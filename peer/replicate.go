@@ -183,7 +183,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 	launchTo := func(i int) {
 		p := peers[i]
 		peers = slices.Delete(peers, i, i+1)
-		q := &request{peer: p, began: time.Now(), heard: make(chan struct{})} // before start: requests to p started earlier are before it
+		q := &request{peer: p, began: time.Now(), turned: make(chan struct{}, 1)} // before start: requests to p started earlier are before it
 		q.sending = func() { n.trace(GetEvent{CID: c, Step: GetSent, Peer: p}) }
 		q.answering = func() { n.trace(GetEvent{CID: c, Step: GetAnswering, Peer: p}) }
 		last, seen = q, transferProgress{}
@@ -211,8 +211,9 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 	}
 	// The latest request is looked at when its decision is due, not on
 	// a fixed beat: one that is not answering once a hedge delay has
-	// passed since it was asked or last given more time, or as its first
-	// header arrives (heard); one that is answering, mid-fetch, once it
+	// passed since it was asked or last given more time, or as it starts
+	// answering (turned; also when a retry makes it stop); one that is
+	// answering, mid-fetch, once it
 	// has been silent for silentWaits delays, or as the fetch's endgame
 	// begins; in the endgame, as often as keepReceiving says (the rate
 	// rule weighs its progress against the other replicas').
@@ -222,13 +223,13 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 	var dialWaits int
 	hedge := time.NewTimer(time.Hour)
 	defer hedge.Stop()
-	heard, endgame := last.heard, share.EndgameBegun(ctx)
+	turned, endgame := last.turned, share.EndgameBegun(ctx)
 	wait := func(d time.Duration) {
 		due = time.Now().Add(d)
 		hedge.Reset(d)
 	}
 	watchLatest := func() {
-		delay, graced, dialWaits, heard = n.hedgeDelay(last.peer), false, 0, last.heard
+		delay, graced, dialWaits, turned = n.hedgeDelay(last.peer), false, 0, last.turned
 		wait(delay)
 	}
 	// look judges the latest request: left alone (and when to look
@@ -309,8 +310,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 			}
 		case <-hedge.C:
 			look()
-		case <-heard:
-			heard = nil
+		case <-turned:
 			look()
 		case <-endgame:
 			endgame = nil
