@@ -519,12 +519,14 @@ func (n *Node) syncArc(ctx context.Context, st rangeStore, arc merkle.Range, p p
 // pullFrom fetches block c from p for repair, as one of the requests in
 // flight to p that the node's Gets choose replicas by (replicaRates): on
 // a slow holder a repair pull holds the link for a whole block, and a
-// fetch asking that holder too would queue behind it.
+// fetch asking that holder too would queue behind it. It counts as load
+// only: its end is neither a sample of p's rate nor a failure to avoid p
+// for, so the Gets' rules run on what Gets measure.
 func (n *Node) pullFrom(ctx context.Context, p p2ppeer.ID, c cid.Cid) ([]byte, error) {
 	done := n.blocks.rates.start(p)
 	began := time.Now()
 	data, err := n.fetchFrom(ctx, p, c)
-	done(time.Since(began), outcomeOf(data, err, ctx.Err() != nil, false))
+	done(time.Since(began), fetchAside)
 	return data, err
 }
 

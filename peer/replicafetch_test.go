@@ -142,4 +142,11 @@ func TestRepairPullCountsAsRequestOut(t *testing.T) {
 	if pick != 1 {
 		t.Error("a Get would ask the replica a repair pull is waiting on first")
 	}
+	// Ended (here, failed), the pull leaves no trace in the rates.
+	rates := puller.blocks.rates
+	rates.mu.Lock()
+	defer rates.mu.Unlock()
+	if pr := rates.peers[holder.Host().ID()]; pr == nil || len(pr.started) != 0 || pr.blockTime != 0 || !pr.avoid.IsZero() || rates.inflight != 0 {
+		t.Errorf("after the pull: %+v, %d in flight; want it forgotten", pr, rates.inflight)
+	}
 }

@@ -325,6 +325,7 @@ const (
 	fetchLacked                     // the replica does not hold it: says nothing of its speed
 	fetchOutrun                     // cancelled when another replica answered first: the time so far is a lower bound
 	fetchFailed                     // any other failure: the replica is slow, gone or lying
+	fetchAside                      // not a Get's (a repair pull): it held the replica and the link, no sample
 )
 
 // start records a request to p and returns the function that records how
