@@ -46,20 +46,21 @@ func (n *Node) preferenceList(ctx context.Context, key chord.ID, count int) ([]p
 	return list, err
 }
 
-// preference is preferenceList and key's successor: every key on
-// (key-1, successor] has the same list.
-func (n *Node) preference(ctx context.Context, key chord.ID, count int) (list []p2ppeer.ID, succ chord.ID, err error) {
+// preference is preferenceList and the first lookup's answer, key's
+// successors in ring order (near): every key on (key-1, near[0]] has the
+// same list, and ringSpan says which lists near gives further on.
+func (n *Node) preference(ctx context.Context, key chord.ID, count int) (list []p2ppeer.ID, near []chord.Ref, err error) {
 	seen := map[chord.ID]bool{}
 	for first := true; len(list) < count; first = false {
 		res, err := n.ring.Lookup(ctx, key, n.cfg.Chord.SuccessorListLen)
 		if err != nil {
-			return nil, succ, err
+			return nil, near, err
 		}
 		if len(res.Successors) == 0 {
 			break
 		}
 		if first {
-			succ = res.Successors[0].ID
+			near = res.Successors
 		}
 		progress := false
 		for _, s := range res.Successors {
@@ -72,7 +73,7 @@ func (n *Node) preference(ctx context.Context, key chord.ID, count int) (list []
 		list = firstPeers(list, res.Successors, count, nil)
 		key = res.Successors[len(res.Successors)-1].ID.AddPow2(0)
 	}
-	return list, succ, nil
+	return list, near, nil
 }
 
 // firstPeers appends the distinct peers of succs, in order, to list until
@@ -176,12 +177,12 @@ func (n *Node) deliverHints(ctx context.Context) {
 			}
 			k := merkle.Key(chord.KeyID(c.Hash()))
 			if list == nil || !run.Contains(k) {
-				l, succ, err := n.preference(ctx, chord.ID(k), n.cfg.Replicas)
-				if err != nil {
+				l, near, err := n.preference(ctx, chord.ID(k), n.cfg.Replicas)
+				if err != nil || len(near) == 0 {
 					list = nil
 					continue // keep the copy: repair sees to it
 				}
-				run, list = merkle.Range{Lo: prevKey(k), Hi: merkle.Key(succ)}, l
+				run, list = merkle.Range{Lo: prevKey(k), Hi: merkle.Key(near[0].ID)}, l
 			}
 			if len(list) == n.cfg.Replicas && !slices.Contains(list, n.h.ID()) && slices.Contains(list, p) {
 				_ = st.Delete(c) // back where it belongs; we were only holding it

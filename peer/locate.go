@@ -4,9 +4,12 @@ import (
 	"context"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
+
+	"chordshare/chord"
 
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 )
@@ -19,6 +22,11 @@ import (
 type located struct {
 	mu      sync.Mutex
 	entries map[cid.Cid]*replicaList
+	// spans are what Locate's lookups told of the ring, newest last; a
+	// CID a span tells the list of needs no lookup of its own.
+	spans []ringSpan
+	// lookups counts the ring lookups Locate made.
+	lookups atomic.Int64
 }
 
 type replicaList struct {
@@ -41,6 +49,9 @@ const (
 	maxLocated = 4096
 	// locatedTTL is how long a list is trusted: the ring may change.
 	locatedTTL = 30 * time.Second
+	// maxSpans bounds the spans kept: a ring of a few hundred vnodes is
+	// told by far fewer.
+	maxSpans = 256
 )
 
 func newLocated() *located { return &located{entries: map[cid.Cid]*replicaList{}} }
@@ -89,7 +100,7 @@ func (n *Node) Locate(ctx context.Context, cids []cid.Cid) {
 				l.mu.Lock()
 				if !e.claimed {
 					e.claimed = true
-					e.set(nil, ctx.Err())
+					e.set(nil, ctx.Err(), time.Now())
 				}
 				l.mu.Unlock()
 				continue
@@ -102,18 +113,95 @@ func (n *Node) Locate(ctx context.Context, cids []cid.Cid) {
 				<-slots
 				continue
 			}
+			key := chord.KeyID(c.Hash())
+			if peers, at, ok := l.spanList(key, n.cfg.Replicas); ok {
+				<-slots
+				e.set(peers, nil, at)
+				continue
+			}
 			wg.Go(func() {
 				defer func() { <-slots }()
-				e.set(n.Replicas(ctx, c))
+				l.lookups.Add(1)
+				peers, near, err := n.replicasNear(ctx, c)
+				if err == nil {
+					l.addSpan(ringSpan{key: key, near: near, at: time.Now()})
+				}
+				e.set(peers, err, time.Now())
 			})
 		}
 		wg.Wait()
 	})
 }
 
-func (e *replicaList) set(peers []p2ppeer.ID, err error) {
-	e.peers, e.err, e.at = peers, err, time.Now()
+func (e *replicaList) set(peers []p2ppeer.ID, err error, at time.Time) {
+	e.peers, e.err, e.at = peers, err, at
 	close(e.ready)
+}
+
+// ringSpan is what one lookup told of the ring past its key: the key's
+// successors in ring order (near). Every key on (near[j-1], near[j]]
+// (near[-1] being key) has near[j:] as its first successors, so its
+// preference list is the first peers of near[j:] when those hold enough:
+// one lookup answers for the blocks of several vnodes' arcs. A fetch's
+// Locate then looks up a block only where no earlier lookup's list
+// reaches: the 1,044 blocks of a 256 MiB file on a ring of 64 vnodes
+// took a lookup of a few ring RPCs each, and now take about 40 lookups.
+type ringSpan struct {
+	key  chord.ID
+	near []chord.Ref
+	at   time.Time // when the lookup ended
+}
+
+// list is k's preference list of count peers by s, and whether s tells it:
+// k is on s's arcs and enough distinct peers follow.
+func (s ringSpan) list(k chord.ID, count int) ([]p2ppeer.ID, bool) {
+	lo := s.key
+	for j, r := range s.near {
+		// The arcs run clockwise from key and never pass it again; a
+		// successor list that does (a ring of fewer vnodes than it
+		// holds) ends there.
+		if j > 0 && !chord.Between(lo, r.ID, s.key) {
+			return nil, false
+		}
+		// (key, near[0]] is only key when key is near[0] itself, not the
+		// whole circle BetweenRightIncl makes of it.
+		if (j == 0 && k == s.key) || (r.ID != lo && chord.BetweenRightIncl(lo, k, r.ID)) {
+			l := firstPeers(nil, s.near[j:], count, nil)
+			return l, len(l) == count
+		}
+		lo = r.ID
+	}
+	return nil, false
+}
+
+// addSpan keeps sp, dropping expired spans and, past maxSpans, the
+// oldest.
+func (l *located) addSpan(sp ringSpan) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.spans = slices.DeleteFunc(l.spans, func(s ringSpan) bool { return time.Since(s.at) > locatedTTL })
+	if len(l.spans) >= maxSpans {
+		l.spans = slices.Delete(l.spans, 0, len(l.spans)-maxSpans+1)
+	}
+	l.spans = append(l.spans, sp)
+}
+
+// spanList is k's preference list of count peers from the newest span
+// that tells it, with when that span's lookup ended.
+func (l *located) spanList(k chord.ID, count int) ([]p2ppeer.ID, time.Time, bool) {
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(l.spans) - 1; i >= 0; i-- {
+		sp := l.spans[i]
+		if now.Sub(sp.at) > locatedTTL {
+			break // the older ones too
+		}
+		if peers, ok := sp.list(k, count); ok {
+			return peers, sp.at, true
+		}
+	}
+	return nil, time.Time{}, false
 }
 
 // expired says whether e's lookup ended more than locatedTTL ago.

@@ -7,6 +7,9 @@ import (
 	"testing"
 
 	"github.com/ipfs/go-cid"
+	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
+
+	"chordshare/chord"
 )
 
 // Locate looks blocks up ahead; each Get then takes its list (the same
@@ -87,4 +90,141 @@ func TestLocateAhead(t *testing.T) {
 			t.Fatalf("get %s after a cancelled Locate: %v", c, err)
 		}
 	}
+}
+
+// A span tells the lists of keys on the arcs its successors cover, as a
+// lookup of each would give them, and nothing past them.
+func TestRingSpan(t *testing.T) {
+	id := func(b byte) chord.ID { return chord.ID{b} }
+	ref := func(b byte, peer string) chord.Ref { return chord.Ref{ID: id(b), Addr: peer} }
+	// Vnodes at 20 (a), 40 (b), 60 (a), 80 (c), 100 (d), clockwise from key 10.
+	sp := ringSpan{key: id(10), near: []chord.Ref{ref(20, "a"), ref(40, "b"), ref(60, "a"), ref(80, "c"), ref(100, "d")}}
+	peers := func(s ...string) []p2ppeer.ID {
+		var out []p2ppeer.ID
+		for _, p := range s {
+			out = append(out, p2ppeer.ID(p))
+		}
+		return out
+	}
+	for _, c := range []struct {
+		key  byte
+		want []p2ppeer.ID // nil: the span does not tell
+	}{
+		{10, peers("a", "b", "c")}, // the key looked up
+		{11, peers("a", "b", "c")},
+		{20, peers("a", "b", "c")},
+		{21, peers("b", "a", "c")},
+		{40, peers("b", "a", "c")},
+		{41, peers("a", "c", "d")},
+		{61, nil}, // c, d: two peers follow, a lookup would walk on
+		{101, nil},
+		{9, nil}, // before the key: its arc may start anywhere
+		{200, nil},
+	} {
+		got, ok := sp.list(id(c.key), 3)
+		if ok != (c.want != nil) || ok && !slices.Equal(got, c.want) {
+			t.Errorf("key %d: %v %v, want %v", c.key, got, ok, c.want)
+		}
+	}
+
+	// A successor list longer than the ring comes round past the key: it
+	// ends there, and a key that is a vnode's own arc is only that key.
+	small := ringSpan{key: id(20), near: []chord.Ref{ref(20, "a"), ref(40, "b"), ref(60, "c"), ref(20, "a"), ref(40, "b")}}
+	for _, c := range []struct {
+		key  byte
+		want []p2ppeer.ID
+	}{
+		{20, peers("a", "b", "c")},
+		{30, peers("b", "c", "a")},
+		{50, peers("c", "a", "b")},
+		{10, nil}, // (60, 20]: the list came round; not told
+		{70, nil},
+	} {
+		got, ok := small.list(id(c.key), 3)
+		if ok != (c.want != nil) || ok && !slices.Equal(got, c.want) {
+			t.Errorf("small ring, key %d: %v %v, want %v", c.key, got, ok, c.want)
+		}
+	}
+}
+
+// Locate looks up one block per arc, not one per block: the blocks a
+// lookup's successors tell the lists of get them from it, and each list
+// is the one a lookup of the block gives.
+func TestLocateSpans(t *testing.T) {
+	r, stores := storedRing(t, 4)
+	ctx := context.Background()
+	var cids []cid.Cid
+	for i := range 64 {
+		data := bytes.Repeat([]byte{byte(i)}, 500+i)
+		c := rawBlock(t, data)
+		if err := r.nodes[0].Put(ctx, c, data); err != nil {
+			t.Fatal(err)
+		}
+		cids = append(cids, c)
+	}
+	r.nodes[0].bg.Wait()
+	// The fetcher is the peer lacking most blocks (a put that fell back
+	// to hinted handoff leaves a copy on a fourth peer).
+	var fetcher *Node
+	var lacking []cid.Cid
+	for _, n := range r.nodes {
+		if l := slices.DeleteFunc(slices.Clone(cids), stores[n].Has); len(l) > len(lacking) {
+			fetcher, lacking = n, l
+		}
+	}
+	if len(lacking) < 2 {
+		t.Fatalf("the peer lacking most blocks lacks %d of %d", len(lacking), len(cids))
+	}
+	// The first block located is the one whose lookup tells the most of
+	// the others' lists (looked up here first, as Locate will).
+	spanOf := func(c cid.Cid) ringSpan {
+		_, near, err := fetcher.replicasNear(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ringSpan{key: chord.KeyID(c.Hash()), near: near}
+	}
+	told := func(sp ringSpan) (n int) {
+		for _, c := range lacking {
+			if _, ok := sp.list(chord.KeyID(c.Hash()), fetcher.cfg.Replicas); ok {
+				n++
+			}
+		}
+		return n
+	}
+	first := slices.MaxFunc(lacking, func(a, b cid.Cid) int { return told(spanOf(a)) - told(spanOf(b)) })
+	covered := told(spanOf(first))
+	if covered < 2 {
+		t.Fatalf("the best span tells %d lists of %d", covered, len(lacking))
+	}
+	l := fetcher.blocks.located
+	fetcher.Locate(ctx, []cid.Cid{first})
+	wait := func(c cid.Cid) *replicaList {
+		l.mu.Lock()
+		e := l.entries[c]
+		l.mu.Unlock()
+		if e == nil {
+			t.Fatalf("%s not being located", c)
+		}
+		<-e.ready
+		return e
+	}
+	wait(first)
+	if got := l.lookups.Load(); got != 1 {
+		t.Fatalf("%d lookups for one block", got)
+	}
+	rest := slices.DeleteFunc(slices.Clone(lacking), func(c cid.Cid) bool { return c == first })
+	fetcher.Locate(ctx, rest)
+	for _, c := range rest {
+		e := wait(c)
+		want, err := fetcher.Replicas(ctx, c)
+		if e.err != nil || err != nil || !slices.Equal(e.peers, want) {
+			t.Fatalf("located %v (%v), a lookup gives %v (%v)", e.peers, e.err, want, err)
+		}
+	}
+	// Blocks the first span told cost no lookup (the first one counts).
+	if got, most := l.lookups.Load(), int64(1+len(lacking)-covered); got > most {
+		t.Fatalf("%d lookups for %d blocks, %d of them told by the first: want at most %d", got, len(lacking), covered, most)
+	}
+	t.Logf("%d blocks located with %d lookups", len(lacking), l.lookups.Load())
 }

@@ -22,11 +22,18 @@ import (
 // can sit side by side), the walk goes on from the last one, until r peers
 // are found or it comes back round.
 func (n *Node) Replicas(ctx context.Context, c cid.Cid) ([]p2ppeer.ID, error) {
-	out, err := n.preferenceList(ctx, chord.KeyID(c.Hash()), n.cfg.Replicas)
+	out, _, err := n.replicasNear(ctx, c)
+	return out, err
+}
+
+// replicasNear is Replicas and the lookup's answer it came from
+// (preference).
+func (n *Node) replicasNear(ctx context.Context, c cid.Cid) ([]p2ppeer.ID, []chord.Ref, error) {
+	out, near, err := n.preference(ctx, chord.KeyID(c.Hash()), n.cfg.Replicas)
 	if err != nil {
-		return nil, fmt.Errorf("replicas of %s: %w", c, err)
+		return nil, nil, fmt.Errorf("replicas of %s: %w", c, err)
 	}
-	return out, nil
+	return out, near, nil
 }
 
 // Put stores block c on its r replicas and returns once W of them have

@@ -380,9 +380,14 @@ func measurePhase(ctx context.Context, r *ring, prof *profiler, name string, cli
 			return t, perr
 		}
 		defer func() {
-			var perr error
-			if t.Profile, perr = stop(); perr != nil && err == nil {
+			byPid, perr := stop()
+			if perr != nil && err == nil {
 				err = perr
+			}
+			t.Profile = merged(byPid)
+			t.DaemonProfiles = make([]profile, len(pids))
+			for i, pid := range pids {
+				t.DaemonProfiles[i] = byPid[pid]
 			}
 		}()
 	}

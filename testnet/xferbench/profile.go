@@ -45,8 +45,8 @@ func newProfiler(dir string, env []string) (*profiler, error) {
 // NAME.perf.data and two summaries over all pids: NAME.txt, the functions
 // where samples landed, and NAME-children.txt, the functions with what they
 // called (which names the caller of a hot leaf such as memmove); it returns
-// the samples sorted into categories.
-func (p *profiler) start(ctx context.Context, name string, pids []int) (stop func() (profile, error), err error) {
+// each pid's samples sorted into categories.
+func (p *profiler) start(ctx context.Context, name string, pids []int) (stop func() (map[int]profile, error), err error) {
 	list := make([]string, len(pids))
 	for i, pid := range pids {
 		list[i] = strconv.Itoa(pid)
@@ -63,7 +63,7 @@ func (p *profiler) start(ctx context.Context, name string, pids []int) (stop fun
 	if err := rec.exited(); err != nil {
 		return nil, err
 	}
-	return func() (profile, error) {
+	return func() (map[int]profile, error) {
 		rec.stop(30 * time.Second) // SIGTERM: perf writes its data and exits
 		for _, view := range []struct{ suffix, children, limit string }{
 			{"", "--no-children", "0.3"},
@@ -117,7 +117,7 @@ var categories = []category{
 	{"SHA-256: import, naming each block", hashIn("V1Builder")},
 	{"SHA-256: Store.Put checking before writing", hashIn("blocks.(*Store).Put")},
 	{"SHA-256: Store.Get checking what it read", hashIn("blocks.(*Store).Get")}, // and GetWith
-	{"SHA-256: fetchFrom checking a received block", hashIn("fetchFrom")},
+	{"SHA-256: fetchFrom checking a received block", hashIn("fetchFrom", "fetchWatched")},
 	{"SHA-256: share's fetcher checking the block again", hashIn("share.verify")},
 	{"SHA-256: elsewhere", func(leaf, _ string) bool { return has(leaf, "sha256") }},
 	{"TLS: AES-GCM seal and open", func(leaf, _ string) bool { return has(leaf, "gcmAes", "aes.encryptBlock", "aes/gcm.") }},
@@ -144,6 +144,11 @@ var categories = []category{
 	}},
 	{"block store: reading a block", func(_, stack string) bool { return has(stack, "blocks.readBlock") }},
 	{"fetch output: pwrite", func(_, stack string) bool { return has(stack, "File).WriteAt", "pwrite") }},
+	// A fetch looks up its blocks' replicas (Locate); the ring RPCs'
+	// bytes cross yamux and TLS on goroutines of their own, counted below.
+	{"ring lookups: Locate, Replicas, ring RPCs", func(_, stack string) bool {
+		return has(stack, "chordshare/chord.", "ringTransport", "Node).Replicas", "Node).replicasNear", "Node).preference")
+	}},
 	{"TCP send and receive (syscalls, kernel)", func(_, stack string) bool {
 		return has(stack, "tcp_", "sock_", "net.(*conn)")
 	}},
@@ -154,11 +159,12 @@ var categories = []category{
 	{"other", func(string, string) bool { return true }},
 }
 
-// classify sorts the samples of `perf script -F comm,pid,ip,sym` output:
-// a line "comm pid" starts a sample, indented "addr symbol" lines follow,
-// leaf first.
-func classify(script string) profile {
-	p := profile{}
+// classify sorts the samples of `perf script -F comm,pid,ip,sym` output,
+// by process: a line "comm pid" starts a sample, indented "addr symbol"
+// lines follow, leaf first.
+func classify(script string) map[int]profile {
+	byPid := map[int]profile{}
+	pid := 0
 	var frames []string
 	flush := func() {
 		if len(frames) == 0 {
@@ -167,7 +173,10 @@ func classify(script string) profile {
 		stack := strings.Join(frames, "\n") + "\n"
 		for _, c := range categories {
 			if c.match(frames[0], stack) {
-				p[c.name]++
+				if byPid[pid] == nil {
+					byPid[pid] = profile{}
+				}
+				byPid[pid][c.name]++
 				break
 			}
 		}
@@ -181,10 +190,24 @@ func classify(script string) profile {
 			}
 		case strings.TrimSpace(line) != "":
 			flush()
+			// The pid is the last field: comm may hold spaces.
+			f := strings.Fields(line)
+			pid, _ = strconv.Atoi(f[len(f)-1])
 		}
 	}
 	flush()
-	return p
+	return byPid
+}
+
+// merged is the samples of all pids together.
+func merged(byPid map[int]profile) profile {
+	all := profile{}
+	for _, p := range byPid {
+		for c, n := range p {
+			all[c] += n
+		}
+	}
+	return all
 }
 
 func (p profile) total() int {

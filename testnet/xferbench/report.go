@@ -18,8 +18,10 @@ type transfer struct {
 	// PeakReset is false when VmHWM could not be reset before the phase:
 	// Peak is then each daemon's lifetime peak.
 	PeakReset bool
-	// Profile is the daemons' perf samples by category (-perf only).
-	Profile profile
+	// Profile is the daemons' perf samples by category (-perf only);
+	// DaemonProfiles, each daemon's, in DaemonCPU's order.
+	Profile        profile
+	DaemonProfiles []profile
 }
 
 // nsPerByte is the CPU the daemons spent per file byte in each category:
@@ -34,6 +36,19 @@ func (t transfer) nsPerByte(category string, size int64) float64 {
 		sum += c
 	}
 	return float64(t.Profile[category]) / float64(n) * sum / float64(size) * 1e9
+}
+
+// daemonsNsPerByte is the CPU the daemons in [from, to) spent per file
+// byte in category, each daemon's share of its own samples times its own
+// CPU time.
+func (t transfer) daemonsNsPerByte(category string, from, to int, size int64) float64 {
+	sum := 0.0
+	for i := from; i < to && i < len(t.DaemonProfiles); i++ {
+		if n := t.DaemonProfiles[i].total(); n > 0 {
+			sum += float64(t.DaemonProfiles[i][category]) / float64(n) * t.DaemonCPU[i]
+		}
+	}
+	return sum / float64(size) * 1e9
 }
 
 // runResult is one round of measureRun.
@@ -272,6 +287,34 @@ func (rep *report) profileTable(p func(string, ...any)) {
 		for _, r := range rep.Runs {
 			for _, t := range []transfer{r.Share, r.Fetch} {
 				if v := t.nsPerByte(c.name, rep.Size); v > 0 {
+					p(" %.2f |", v)
+				} else {
+					p(" |")
+				}
+			}
+		}
+		p("\n")
+	}
+
+	// The fetch again, the fetcher (the last daemon) and the daemons that
+	// served it apart.
+	last := rep.Peers - 1
+	p("\nThe fetches, the fetcher (peer %d) and the peers serving it (peers 1-%d) apart: "+
+		"each daemon's share of its own samples times its own CPU time, summed over the role, over the file's size.\n\n", rep.Peers, last)
+	p("| category |")
+	for i := range rep.Runs {
+		p(" run %d fetcher | run %d serving |", i+1, i+1)
+	}
+	p("\n|---|")
+	for range rep.Runs {
+		p("---|---|")
+	}
+	p("\n")
+	for _, c := range categories {
+		p("| %s |", c.name)
+		for _, r := range rep.Runs {
+			for _, role := range [][2]int{{last, last + 1}, {0, last}} {
+				if v := r.Fetch.daemonsNsPerByte(c.name, role[0], role[1], rep.Size); v > 0 {
 					p(" %.2f |", v)
 				} else {
 					p(" |")

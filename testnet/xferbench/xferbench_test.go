@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -261,9 +262,12 @@ func TestSmoke(t *testing.T) {
 }
 
 // perfSample is one sample as `perf script -F comm,pid,ip,sym` prints it.
-func perfSample(frames ...string) string {
+func perfSample(frames ...string) string { return perfSampleOf(4242, frames...) }
+
+// perfSampleOf is a sample of process pid.
+func perfSampleOf(pid int, frames ...string) string {
 	var b strings.Builder
-	b.WriteString("peer 4242 \n")
+	fmt.Fprintf(&b, "peer %d \n", pid)
 	for _, f := range frames {
 		b.WriteString("\t          4ac9c6 " + f + "\n")
 	}
@@ -278,19 +282,31 @@ func TestClassify(t *testing.T) {
 		// The sharer storing its own replica: Put's goroutine, not Put itself.
 		perfSample("crypto/internal/fips140/sha256.blockSHANI.abi0", "chordshare/blocks.verify", "chordshare/blocks.(*Store).Put",
 			"chordshare/peer.(*Node).storeAt", "chordshare/peer.(*Node).Put.func1") +
+		// What fetchFrom became: the same check, watched.
+		perfSample("crypto/internal/fips140/sha256.blockSHANI.abi0", "chordshare/peer.verify", "chordshare/peer.(*Node).fetchWatched",
+			"chordshare/peer.(*Node).Get.func3.3") +
+		perfSample("chordshare/chord.(*Node).lookupRecursive", "chordshare/chord.(*Node).LookupMode", "chordshare/peer.(*Node).preference",
+			"chordshare/peer.(*Node).replicasNear", "chordshare/peer.(*Node).Locate.func1.1") +
 		perfSample("runtime.memmove", "google.golang.org/protobuf/proto.MarshalOptions.marshal") +
 		perfSample("runtime.scanobject", "runtime.gcDrain", "runtime.gcBgMarkWorker") +
-		perfSample("[unknown]")
-	got := classify(script)
+		perfSample("[unknown]") +
+		perfSampleOf(77, "runtime.memmove", "chordshare/peer.readPayload")
+	byPid := classify(script)
+	if n := byPid[77].total(); n != 1 || byPid[77]["copying elsewhere (memmove)"] != 1 {
+		t.Errorf("pid 77: %v, want its one memmove", byPid[77])
+	}
+	delete(byPid, 77)
+	got := merged(byPid)
 	want := profile{
-		"SHA-256: fetchFrom checking a received block": 1,
+		"SHA-256: fetchFrom checking a received block": 2,
+		"ring lookups: Locate, Replicas, ring RPCs":    1,
 		"SHA-256: Store.Get checking what it read":     1,
 		"SHA-256: Store.Put checking before writing":   1,
 		"copying in protobuf marshal/unmarshal":        1,
 		"Go GC: mark workers, assists, sweeping":       1,
 		"other":                                        1,
 	}
-	if len(got) != len(want) || got.total() != 6 {
+	if len(got) != len(want) || got.total() != 8 {
 		t.Errorf("classify: %v, want %v", got, want)
 	}
 	for k, v := range want {
@@ -308,13 +324,23 @@ func TestProfileTable(t *testing.T) {
 	// 6 daemon CPU seconds over 3 MiB: a quarter of the samples is 1.5 s,
 	// 476.84 ns per byte.
 	r.Share.Profile = profile{"Go GC: mark workers, assists, sweeping": 1, "other": 3}
+	// The fetch by role: the fetcher (the last of 3 daemons) spent all
+	// its samples in pwrite, the two serving peers half of theirs in
+	// SHA-256 after a read.
+	read := "SHA-256: Store.Get checking what it read"
+	r.Fetch.DaemonProfiles = []profile{{read: 1, "other": 1}, {read: 2, "other": 2}, {"fetch output: pwrite": 5}}
 	rep := &report{Size: 3 << 20, Peers: 3, Replicas: 3, Profiled: "/tmp/prof", Runs: []runResult{r}}
 	md := rep.markdown()
+	nsB := func(cpu float64) string { return fmt.Sprintf("%.2f", cpu/float64(3<<20)*1e9) }
+	fc := r.Fetch.DaemonCPU
 	for _, want := range []string{
 		"| category | run 1 share | run 1 fetch |",
 		"| Go GC: mark workers, assists, sweeping | 476.84 | |",
 		"| SHA-256: import, naming each block | | |",
 		"profiles in /tmp/prof",
+		"| category | run 1 fetcher | run 1 serving |",
+		"| fetch output: pwrite | " + nsB(fc[2]) + " | |",
+		"| " + read + " | | " + nsB((fc[0]+fc[1])/2) + " |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
