@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -81,6 +82,9 @@ type blockClient struct {
 	// mutex, waiting for it ends with the put's context.
 	writes chan struct{}
 	claim  chan struct{}
+	// keeping holds a token per fetched block being stored here as its
+	// replica (Node.keepReplica).
+	keeping chan struct{}
 	// badStreams counts inbound block streams reset for a malformed
 	// request; served, the GETs answered with a block.
 	badStreams, served atomic.Int64
@@ -91,7 +95,7 @@ type blockClient struct {
 func newBlockClient(replicas int) *blockClient {
 	// At least one put's writes must fit, or a put would wait forever.
 	writes := make(chan struct{}, max(maxReplicaWrites, replicas))
-	return &blockClient{streams: newBlockStreams(), rates: newReplicaRates(), located: newLocated(), writes: writes, claim: make(chan struct{}, 1)}
+	return &blockClient{streams: newBlockStreams(), rates: newReplicaRates(), located: newLocated(), writes: writes, claim: make(chan struct{}, 1), keeping: make(chan struct{}, maxKeepWrites)}
 }
 
 func (b *blockClient) close() { b.streams.close() }
@@ -105,6 +109,17 @@ func (b *blockClient) close() { b.streams.close() }
 // header (the peer is alive and sending) and of each part of its payload,
 // with how many bytes have come; each attempt resets it.
 func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockRequest, payload []byte, size int, watch *request) (*pb.BlockResponse, []byte, error) {
+	// On a paced uplink a payload first waits for its turn, outside the
+	// transfer's time, and gives it up once written (uplink.go).
+	var up *uplink
+	sent := func() {}
+	if n.up != nil && len(payload) > 0 {
+		if err := n.up.acquire(ctx); err != nil {
+			return nil, nil, fmt.Errorf("waiting for the uplink: %w", err)
+		}
+		up, sent = n.up, sync.OnceFunc(n.up.release)
+		defer sent()
+	}
 	ctx, cancel := context.WithTimeout(ctx, transferTimeout(size))
 	defer cancel()
 	for {
@@ -121,7 +136,7 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 			}
 			bs = &blockStream{s: s, r: bufio.NewReaderSize(s, 4<<10)}
 		}
-		resp, data, err := bs.exchange(ctx, req, payload, watch)
+		resp, data, err := bs.exchange(ctx, up, sent, req, payload, watch)
 		if err == nil {
 			n.blocks.streams.put(p, bs)
 			if err := responseError(resp); err != nil {
@@ -137,10 +152,11 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 	}
 }
 
-// exchange is one request and its response on bs, bounded by ctx.
-func (bs *blockStream) exchange(ctx context.Context, req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
+// exchange is one request and its response on bs, bounded by ctx. The
+// request is paced by up, if set; sent is called once it is written.
+func (bs *blockStream) exchange(ctx context.Context, up *uplink, sent func(), req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
 	stop := bound(ctx, bs.s)
-	resp, data, err := bs.roundTrip(req, payload, watch)
+	resp, data, err := bs.roundTrip(ctx, up, sent, req, payload, watch)
 	if !stop() {
 		// ctx ended and reset the stream: whatever came back is moot.
 		putBuf(data)
@@ -149,8 +165,10 @@ func (bs *blockStream) exchange(ctx context.Context, req *pb.BlockRequest, paylo
 	return resp, data, err
 }
 
-func (bs *blockStream) roundTrip(req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
-	if err := writeBlockMsg(bs.s, req, payload); err != nil {
+func (bs *blockStream) roundTrip(ctx context.Context, up *uplink, sent func(), req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
+	err := writeBlockMsg(ctx, up, bs.s, req, payload)
+	sent()
+	if err != nil {
 		return nil, nil, err
 	}
 	watch.markSent()
@@ -343,7 +361,7 @@ func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
 		_ = s.ResetWithError(resetBadMessage)
 		return false
 	}
-	err = writeBlockMsg(s, resp, payload)
+	err = n.writeResponse(ctx, s, resp, payload)
 	if pooled {
 		putBuf(payload)
 	}
@@ -352,6 +370,19 @@ func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
 		return false
 	}
 	return true
+}
+
+// writeResponse sends a block response, paced in its turn on a paced
+// uplink if it carries a block.
+func (n *Node) writeResponse(ctx context.Context, s network.Stream, resp *pb.BlockResponse, payload []byte) error {
+	if n.up == nil || len(payload) == 0 {
+		return writeBlockMsg(ctx, nil, s, resp, payload)
+	}
+	if err := n.up.acquire(ctx); err != nil {
+		return err
+	}
+	defer n.up.release()
+	return writeBlockMsg(ctx, n.up, s, resp, payload)
 }
 
 // readLocal reads block c from the store, into a pooled buffer when the

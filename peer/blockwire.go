@@ -2,6 +2,7 @@ package peer
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -36,8 +37,9 @@ const (
 const headFrame = 4 << 10
 
 // writeBlockMsg sends hdr and then payload. The payload goes to the stream
-// as it is, past its first headFrame bytes: no copy into a message.
-func writeBlockMsg(s network.Stream, hdr proto.Message, payload []byte) error {
+// as it is, past its first headFrame bytes: no copy into a message. With
+// up set (the caller holds its turn), the message is paced, within ctx.
+func writeBlockMsg(ctx context.Context, up *uplink, s network.Stream, hdr proto.Message, payload []byte) error {
 	n := proto.Size(hdr)
 	if n > maxBlockHeader {
 		return fmt.Errorf("block header of %d bytes exceeds %d", n, maxBlockHeader)
@@ -52,6 +54,9 @@ func writeBlockMsg(s network.Stream, hdr proto.Message, payload []byte) error {
 	}
 	head := min(len(payload), headFrame)
 	b = append(b, payload[:head]...)
+	if up != nil {
+		return up.send(ctx, s, b, payload[head:])
+	}
 	if _, err := s.Write(b); err != nil {
 		return err
 	}

@@ -51,6 +51,9 @@ type DaemonOptions struct {
 	// RepairRate caps repair's bytes per second (0: no limit); nil: the
 	// repo config's.
 	RepairRate *int64
+	// Uplink is the capacity of the peer's link towards the network in
+	// bytes per second (0: unpaced); nil: the repo config's.
+	Uplink *int64
 
 	// BootstrapAttempts is how many times to try joining through the
 	// bootstrap peers before giving up; zero: DefaultBootstrapAttempts.
@@ -144,6 +147,9 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 		r := ByteSize(*opts.RepairRate)
 		rc.RepairRate = &r
 	}
+	if opts.Uplink != nil {
+		rc.Uplink = ByteSize(*opts.Uplink)
+	}
 	if err := rc.Validate(); err != nil {
 		return nil, err
 	}
@@ -174,6 +180,7 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 	if rc.RepairRate != nil {
 		cfg.Repair.Rate = int64(*rc.RepairRate)
 	}
+	cfg.Uplink = int64(rc.Uplink)
 	if cfg.Chord.Lookup, err = chord.ParseLookupMode(rc.Lookup); err != nil {
 		return nil, err
 	}

@@ -180,6 +180,13 @@ func TestDaemonRefusesBadOptions(t *testing.T) {
 			t.Errorf("err = %v", err)
 		}
 	})
+	t.Run("negative uplink", func(t *testing.T) {
+		opts := loopbackOptions(shortDir(t))
+		opts.Uplink = new(int64(-1))
+		if _, err := StartDaemon(ctx, opts); err == nil || !strings.Contains(err.Error(), "uplink") {
+			t.Errorf("err = %v", err)
+		}
+	})
 	t.Run("bad lookup mode", func(t *testing.T) {
 		opts := loopbackOptions(shortDir(t))
 		opts.Lookup = "sideways"
@@ -207,6 +214,20 @@ func runDaemon(t *testing.T, opts DaemonOptions) *Daemon {
 		}
 	})
 	return d
+}
+
+// --uplink reaches the node: its block uploads are paced and the status
+// says to what.
+func TestDaemonUplink(t *testing.T) {
+	opts := loopbackOptions(shortDir(t))
+	opts.Uplink = new(int64(10_000))
+	d := runDaemon(t, opts)
+	if d.node.up == nil {
+		t.Fatal("the node's uploads are not paced")
+	}
+	if got := d.node.Status().Uplink; got != 10_000 {
+		t.Errorf("status uplink = %d, want 10000", got)
+	}
 }
 
 func TestDaemonBlockStore(t *testing.T) {

@@ -34,6 +34,11 @@ type Config struct {
 	Store BlockStore
 	// Repair times and paces re-replication (repair.go).
 	Repair RepairConfig
+	// Uplink is the capacity of this peer's access link towards the
+	// network in bytes per second; 0: unknown or fast. When set, block
+	// payloads are sent at most at bulkShare of it (uplink.go), so the
+	// ring calls sharing the link do not wait behind queued blocks.
+	Uplink int64
 	// Bandwidth, if set, is the host's byte counter (NewHost's
 	// libp2p.BandwidthReporter): the status's and the peers' rates.
 	Bandwidth *metrics.BandwidthCounter
@@ -52,6 +57,9 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	if err := c.Chord.Validate(); err != nil {
 		return err
+	}
+	if c.Uplink < 0 {
+		return fmt.Errorf("uplink %d: want 0 (unpaced) or more bytes per second", c.Uplink)
 	}
 	if c.Replicas < 1 || c.WriteQuorum < 1 || c.WriteQuorum > c.Replicas {
 		return fmt.Errorf("replication: want 1 <= W (%d) <= r (%d)", c.WriteQuorum, c.Replicas)
@@ -77,6 +85,7 @@ type Node struct {
 	bg   sync.WaitGroup
 
 	blocks *blockClient // reused block streams, replica speeds
+	up     *uplink      // paces block payloads; nil: unpaced
 
 	// events is the log GET /v1/events serves (events.go).
 	events *eventBus
@@ -100,7 +109,7 @@ func NewNode(h host.Host, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	tr.node = ring
-	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}, events: newEventBus(), rep: newRepairState(cfg.Repair), blocks: newBlockClient(cfg.Replicas)}
+	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}, events: newEventBus(), rep: newRepairState(cfg.Repair), blocks: newBlockClient(cfg.Replicas), up: newUplink(cfg.Uplink)}
 	n.life, n.stop = context.WithCancel(context.Background())
 	h.SetStreamHandler(RingProtocol, tr.serve)
 	h.SetStreamHandler(BlockProtocol, n.serveBlock)
@@ -275,6 +284,8 @@ func (n *Node) Status() api.Status {
 		ConnectedPeers:   len(n.h.Network().Peers()),
 		LookupMode:       n.cfg.Chord.Lookup.String(),
 		UptimeSeconds:    time.Since(n.started).Seconds(),
+		RingCalls:        n.tr.stats.Calls(),
+		Uplink:           n.cfg.Uplink,
 	}
 	if n.cfg.Bandwidth != nil {
 		t := n.cfg.Bandwidth.GetBandwidthTotals()

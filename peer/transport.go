@@ -13,6 +13,7 @@ import (
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 
 	"chordshare/chord"
+	"chordshare/peer/api"
 	"chordshare/peer/pb"
 	"google.golang.org/protobuf/proto"
 )
@@ -37,6 +38,38 @@ type RingStats struct {
 	CallsOut, CallsIn       atomic.Int64
 	BytesOut, BytesIn       atomic.Int64
 	BadStreams, FailedCalls atomic.Int64
+	// answered counts the calls out that got an answer by how long they
+	// took, at most ringLatencyBounds[i] (the last: longer).
+	answered [len(ringLatencyBounds) + 1]atomic.Int64
+}
+
+// ringLatencyBounds are the upper bounds of RingStats' latency buckets:
+// from a LAN round trip to past the longest ring timeout.
+var ringLatencyBounds = [...]time.Duration{
+	10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 250 * time.Millisecond, 500 * time.Millisecond,
+	time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second,
+}
+
+func (s *RingStats) recordAnswer(d time.Duration) {
+	i := 0
+	for i < len(ringLatencyBounds) && d > ringLatencyBounds[i] {
+		i++
+	}
+	s.answered[i].Add(1)
+}
+
+// Calls is the ring calls out in the status's terms.
+func (s *RingStats) Calls() api.RingCalls {
+	c := api.RingCalls{Out: s.CallsOut.Load(), Failed: s.FailedCalls.Load()}
+	for i := range s.answered {
+		b := api.LatencyBucket{Count: s.answered[i].Load()}
+		if i < len(ringLatencyBounds) {
+			b.LeMs = ringLatencyBounds[i].Milliseconds()
+		}
+		c.Answered = append(c.Answered, b)
+	}
+	return c
 }
 
 func newRingTransport(h host.Host) *ringTransport {
@@ -46,11 +79,13 @@ func newRingTransport(h host.Host) *ringTransport {
 // roundTrip sends req to the peer of to and reads its response.
 func (t *ringTransport) roundTrip(ctx context.Context, to chord.Ref, req *pb.Request) (*pb.Response, error) {
 	t.stats.CallsOut.Add(1)
+	start := time.Now()
 	resp, err := t.exchange(ctx, to, req)
 	if err != nil {
 		t.stats.FailedCalls.Add(1)
 		return nil, fmt.Errorf("%s to %s: %w", req.GetType(), p2ppeer.ID(to.Addr).ShortString(), err)
 	}
+	t.stats.recordAnswer(time.Since(start))
 	return resp, errorOf(resp)
 }
 

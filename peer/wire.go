@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -99,6 +101,12 @@ func readError(err error) error {
 	var se *network.StreamError
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, network.ErrReset) || errors.As(err, &se) {
 		return fmt.Errorf("stream ended early: %w", err)
+	}
+	// A stream's deadline (yamux's "i/o deadline reached") is a slow peer
+	// or link, not a malformed message: the error says which.
+	var ne net.Error
+	if errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("timed out: %w", err)
 	}
 	return fmt.Errorf("%w: %v", errBadMessage, err)
 }

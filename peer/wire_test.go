@@ -5,14 +5,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"io"
 	"math"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-yamux/v5"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
 
@@ -171,5 +175,20 @@ func TestHopCostWire(t *testing.T) {
 		if got := hopCostFromWire(hopCostToWire(c.in)); got != c.out {
 			t.Errorf("hop cost %v came through as %v, want %v", c.in, got, c.out)
 		}
+	}
+}
+
+// A read that hit its deadline is reported as a timeout, not as a
+// malformed message (a put on a congested link said "malformed ring
+// message: i/o deadline reached").
+func TestReadErrorTimeoutIsNotMalformed(t *testing.T) {
+	for _, err := range []error{os.ErrDeadlineExceeded, yamux.ErrTimeout} {
+		got := readError(err)
+		if errors.Is(got, errBadMessage) || !strings.HasPrefix(got.Error(), "timed out") {
+			t.Errorf("readError(%v) = %v, want a timeout", err, got)
+		}
+	}
+	if got := readError(errors.New("garbage")); !errors.Is(got, errBadMessage) {
+		t.Errorf("readError(garbage) = %v, want a malformed message", got)
 	}
 }

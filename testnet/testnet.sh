@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # testnet.sh — a local testnet of real `peer` daemons on loopback.
 #
-#   testnet/testnet.sh up N [--profile lan|wan|heterogeneous] [--seed S] [--capacity C]
+#   testnet/testnet.sh up N [--profile lan|wan|heterogeneous] [--seed S] [--capacity C] [--uplink]
 #   testnet/testnet.sh peer I ARGS...      run `peer ARGS...` against node I
 #   testnet/testnet.sh kill I              SIGKILL node I (a crash)
 #   testnet/testnet.sh stop I              SIGTERM node I (a graceful leave; SIGKILL after 15 s)
@@ -60,7 +60,7 @@ is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 
 # --- net config (written by up) ---------------------------------------------
 
-n=0 profile=lan seed=1 capacity=
+n=0 profile=lan seed=1 capacity= uplink=
 load_net() {
 	[[ -f $dir/net ]] || die "no testnet in $dir (start one with: testnet/testnet.sh up N)"
 	# shellcheck source=/dev/null
@@ -161,6 +161,13 @@ start_node() {
 	local args=(daemon --repo "$d/repo" --listen "$listen")
 	[[ -n $announce ]] && args+=(--announce "$announce")
 	[[ -n $capacity ]] && args+=(--capacity "$capacity")
+	# --uplink: tell each daemon its drawn rate (bit/s in the links file),
+	# so it paces its block uploads below it.
+	if [[ -n $uplink && -f $dir/links ]]; then
+		local rate
+		rate=$(awk -v i="$i" '$1 == i { printf "%d", $5 / 8 }' "$dir/links")
+		((rate > 0)) && args+=(--uplink "$rate")
+	fi
 	echo "=== $(date -u +%FT%TZ) start: peer ${args[*]} ${boot[*]}" >>"$d/log"
 	local gpid
 	gpid=$(guarded "node $i" "$d/pid" "$d/exit" "$d/log" "$bin/peer" "${args[@]}" "${boot[@]}")
@@ -263,12 +270,13 @@ cmd_up() {
 	local count=${1:-}
 	is_uint "$count" && ((count >= 1 && count <= MAX_NODES)) || die "up N: N must be 1..$MAX_NODES"
 	shift
-	local want_profile=lan want_seed=1 want_capacity=
+	local want_profile=lan want_seed=1 want_capacity= want_uplink=
 	while (($#)); do
 		case $1 in
 		--profile) want_profile=${2:?--profile needs a name}; shift 2 ;;
 		--seed) want_seed=${2:?--seed needs a number}; shift 2 ;;
 		--capacity) want_capacity=${2:?--capacity needs a number}; shift 2 ;;
+		--uplink) want_uplink=1; shift ;;
 		*) usage ;;
 		esac
 	done
@@ -290,7 +298,7 @@ cmd_up() {
 	fi
 	find "$dir" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
 	touch "$MARKER"
-	n=$count profile=$want_profile seed=$want_seed capacity=$want_capacity
+	n=$count profile=$want_profile seed=$want_seed capacity=$want_capacity uplink=$want_uplink
 
 	log "building peer, shaper and guard into $bin ..."
 	(cd "$ROOT" && go build -o "$bin/" ./cmd/peer ./testnet/shaper ./testnet/guard) || die "go build failed"
@@ -299,7 +307,7 @@ cmd_up() {
 		echo "testnet $(date -u +%FT%TZ) $$ $RANDOM$RANDOM"
 		[[ -n ${TESTNET_OWNER:-} ]] && echo "owner $TESTNET_OWNER"
 	} >"$dir/lease"
-	printf 'n=%d\nprofile=%s\nseed=%d\ncapacity=%s\n' "$n" "$profile" "$seed" "$capacity" >"$dir/net"
+	printf 'n=%d\nprofile=%s\nseed=%d\ncapacity=%s\nuplink=%s\n' "$n" "$profile" "$seed" "$capacity" "$uplink" >"$dir/net"
 
 	if [[ $profile != lan ]]; then
 		local gpid

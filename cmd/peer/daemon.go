@@ -63,6 +63,12 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		repairRate = &n
 		return err
 	})
+	var uplink *int64
+	fs.Func("uplink", "the `SIZE` per second this peer's link sends (10KB for 80 kbit/s): block uploads\nare paced below it, so ring calls on a slow link stay fast; 0 for no pacing\n(default: the repo config's, initially 0)", func(v string) error {
+		n, err := peer.ParseSize(v)
+		uplink = &n
+		return err
+	})
 	withTUI := fs.Bool("tui", false, "run the terminal UI attached; the log goes to DIR/"+daemonLogName)
 	pprof := fs.Bool("pprof", false, "serve Go's runtime profiles on the local API socket, under /debug/pprof/;\nthis run only")
 	lookup := fs.String("lookup", "", "lookup `MODE`: recursive or iterative (default: the repo config's, initially "+chord.DefaultConfig().Lookup.String()+")")
@@ -99,6 +105,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	opts.StorageMax = storageMax
 	opts.RepairRate = repairRate
+	opts.Uplink = uplink
 	if set["lookup"] {
 		if _, err := chord.ParseLookupMode(*lookup); err != nil {
 			return fmt.Errorf("--lookup: %w", err)

@@ -49,6 +49,27 @@ type Status struct {
 	Protocols map[string]ProtocolBytes `json:"protocols,omitempty"`
 	// Repair is this peer's anti-entropy and handoff progress.
 	Repair Repair `json:"repair"`
+	// RingCalls counts the ring calls this peer made since it started.
+	RingCalls RingCalls `json:"ring_calls"`
+	// Uplink is the link capacity block uploads are paced to, bytes/s
+	// (--uplink); 0: unpaced.
+	Uplink int64 `json:"uplink"`
+}
+
+// RingCalls counts a peer's ring calls out: all, those that failed (no
+// answer within their timeout, or a broken stream), and those answered by
+// how long they took.
+type RingCalls struct {
+	Out      int64           `json:"out"`
+	Failed   int64           `json:"failed"`
+	Answered []LatencyBucket `json:"answered"`
+}
+
+// LatencyBucket counts the calls that took at most LeMs milliseconds and
+// more than the previous bucket's; LeMs 0 is the last bucket: longer.
+type LatencyBucket struct {
+	LeMs  int64 `json:"le_ms"`
+	Count int64 `json:"count"`
 }
 
 // ProtocolBytes counts one protocol's stream bytes since the daemon started.
