@@ -81,6 +81,9 @@ type blockClient struct {
 	// mutex, waiting for it ends with the put's context.
 	writes chan struct{}
 	claim  chan struct{}
+	// keeping holds a token per fetched block being stored here as its
+	// replica (Node.keepReplica).
+	keeping chan struct{}
 	// badStreams counts inbound block streams reset for a malformed
 	// request; served, the GETs answered with a block.
 	badStreams, served atomic.Int64
@@ -91,7 +94,7 @@ type blockClient struct {
 func newBlockClient(replicas int) *blockClient {
 	// At least one put's writes must fit, or a put would wait forever.
 	writes := make(chan struct{}, max(maxReplicaWrites, replicas))
-	return &blockClient{streams: newBlockStreams(), rates: newReplicaRates(), located: newLocated(), writes: writes, claim: make(chan struct{}, 1)}
+	return &blockClient{streams: newBlockStreams(), rates: newReplicaRates(), located: newLocated(), writes: writes, claim: make(chan struct{}, 1), keeping: make(chan struct{}, maxKeepWrites)}
 }
 
 func (b *blockClient) close() { b.streams.close() }

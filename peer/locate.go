@@ -52,6 +52,13 @@ const (
 	// maxSpans bounds the spans kept: a ring of a few hundred vnodes is
 	// told by far fewer.
 	maxSpans = 256
+	// spanReuse is how long a span gives lists. A list from a span lives
+	// only as long as the span (locatedTTL), and its Get may come seconds
+	// after Locate (on a slow network, an internal node's blocks take
+	// seconds to fetch): one given by a span about to expire would be
+	// looked up again inside the Get, holding a window slot, which is
+	// what Locate is for avoiding.
+	spanReuse = locatedTTL / 2
 )
 
 func newLocated() *located { return &located{entries: map[cid.Cid]*replicaList{}} }
@@ -187,14 +194,15 @@ func (l *located) addSpan(sp ringSpan) {
 }
 
 // spanList is k's preference list of count peers from the newest span
-// that tells it, with when that span's lookup ended.
+// that tells it and is younger than spanReuse, with when that span's
+// lookup ended.
 func (l *located) spanList(k chord.ID, count int) ([]p2ppeer.ID, time.Time, bool) {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i := len(l.spans) - 1; i >= 0; i-- {
 		sp := l.spans[i]
-		if now.Sub(sp.at) > locatedTTL {
+		if now.Sub(sp.at) > spanReuse {
 			break // the older ones too
 		}
 		if peers, ok := sp.list(k, count); ok {
@@ -216,8 +224,10 @@ func (e *replicaList) expired() bool {
 
 // replicasOf is Replicas, from the list Locate looked up if there is one
 // (waiting for it if its lookup is under way, looking it up at once if it
-// still waits for its turn; each list serves one Get).
-func (n *Node) replicasOf(ctx context.Context, c cid.Cid) ([]p2ppeer.ID, error) {
+// still waits for its turn; each list serves one Get). located says the
+// list came from Locate: up to locatedTTL old, from a span perhaps made
+// by another fetch, so the ring may have changed since.
+func (n *Node) replicasOf(ctx context.Context, c cid.Cid) (_ []p2ppeer.ID, located bool, _ error) {
 	l := n.blocks.located
 	l.mu.Lock()
 	e := l.entries[c]
@@ -231,11 +241,12 @@ func (n *Node) replicasOf(ctx context.Context, c cid.Cid) ([]p2ppeer.ID, error) 
 		select {
 		case <-e.ready:
 			if e.err == nil && !e.expired() {
-				return e.peers, nil
+				return e.peers, true, nil
 			}
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, false, ctx.Err()
 		}
 	}
-	return n.Replicas(ctx, c)
+	peers, err := n.Replicas(ctx, c)
+	return peers, false, err
 }

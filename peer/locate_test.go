@@ -5,6 +5,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
@@ -227,4 +228,133 @@ func TestLocateSpans(t *testing.T) {
 		t.Fatalf("%d lookups for %d blocks, %d of them told by the first: want at most %d", got, len(lacking), covered, most)
 	}
 	t.Logf("%d blocks located with %d lookups", len(lacking), l.lookups.Load())
+}
+
+// A list a span gives is trusted only as long as the span (its Get may
+// come seconds later, so a span near the end of its life gives none: the
+// block is looked up), and the spans kept are bounded.
+func TestLocateSpanAge(t *testing.T) {
+	r, stores := storedRing(t, 4)
+	ctx := context.Background()
+	data := []byte("a block located from a span")
+	c := rawBlock(t, data)
+	if err := r.nodes[0].Put(ctx, c, data); err != nil {
+		t.Fatal(err)
+	}
+	r.nodes[0].bg.Wait()
+	var fetcher *Node
+	for _, n := range r.nodes {
+		if !stores[n].Has(c) {
+			fetcher = n
+		}
+	}
+	if fetcher == nil {
+		t.Fatal("every peer holds the block")
+	}
+	want, near, err := fetcher.replicasNear(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := chord.KeyID(c.Hash())
+	if _, ok := (ringSpan{key: key, near: near}).list(key, fetcher.cfg.Replicas); !ok {
+		t.Fatalf("the block's own lookup does not tell its list: %v", near)
+	}
+	l := fetcher.blocks.located
+	locate := func(age time.Duration) (*replicaList, ringSpan) {
+		t.Helper()
+		sp := ringSpan{key: key, near: near, at: time.Now().Add(-age)}
+		l.mu.Lock()
+		l.spans = []ringSpan{sp}
+		l.mu.Unlock()
+		l.lookups.Store(0)
+		fetcher.Locate(ctx, []cid.Cid{c})
+		l.mu.Lock()
+		e := l.entries[c]
+		l.mu.Unlock()
+		if e == nil {
+			t.Fatalf("%s not being located", c)
+		}
+		<-e.ready
+		if got, located, err := fetcher.replicasOf(ctx, c); err != nil || !located || !slices.Equal(got, want) {
+			t.Fatalf("located %v (%v), a lookup gives %v", got, err, want)
+		}
+		return e, sp
+	}
+	// A young span gives the list, which expires with it.
+	if e, sp := locate(time.Second); l.lookups.Load() != 0 || !e.at.Equal(sp.at) {
+		t.Errorf("young span: %d lookups, list from %v, span from %v", l.lookups.Load(), e.at, sp.at)
+	}
+	// One past spanReuse (still within locatedTTL) gives none.
+	if locate(spanReuse + time.Second); l.lookups.Load() != 1 {
+		t.Errorf("span %v old: %d lookups, want 1", spanReuse+time.Second, l.lookups.Load())
+	}
+	// One past locatedTTL is dropped when the next is kept.
+	l.mu.Lock()
+	l.spans = []ringSpan{{key: key, near: near, at: time.Now().Add(-locatedTTL - time.Second)}}
+	l.mu.Unlock()
+	l.addSpan(ringSpan{key: key, near: near, at: time.Now()})
+	if len(l.spans) != 1 {
+		t.Errorf("%d spans kept, want the new one alone", len(l.spans))
+	}
+	// Past maxSpans, the oldest go.
+	for i := range maxSpans + 10 {
+		l.addSpan(ringSpan{key: chord.ID{byte(i), byte(i >> 8)}, at: time.Now()})
+	}
+	if len(l.spans) != maxSpans || l.spans[0].key != (chord.ID{10, 0}) {
+		t.Errorf("%d spans kept, the oldest %x: want %d from %x", len(l.spans), l.spans[0].key[:2], maxSpans, []byte{10, 0})
+	}
+}
+
+// A list from Locate may be from before churn (a span lives past the
+// fetch that made it): when all its peers have left since, the Get finds
+// the block on the peers that took it over.
+func TestLocatedListAfterLeaves(t *testing.T) {
+	r, stores := storedRing(t, 7)
+	ctx := context.Background()
+	data := []byte("a block whose replicas all leave")
+	c := rawBlock(t, data)
+	if err := r.nodes[0].Put(ctx, c, data); err != nil {
+		t.Fatal(err)
+	}
+	r.nodes[0].bg.Wait()
+	old, near, err := r.nodes[0].replicasNear(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := chord.KeyID(c.Hash())
+	if _, ok := (ringSpan{key: key, near: near}).list(key, len(old)); !ok {
+		t.Fatalf("the block's own lookup does not tell its list: %v", near)
+	}
+	for _, n := range r.nodes {
+		if !slices.Contains(old, n.Host().ID()) {
+			continue
+		}
+		if _, err := n.Leave(ctx); err != nil {
+			t.Fatal(err)
+		}
+		r.crash(n) // the process ends after its leave
+		r.converge(200)
+	}
+	var fetcher *Node
+	for _, n := range r.live() {
+		if !stores[n].Has(c) {
+			fetcher = n
+		}
+	}
+	if fetcher == nil {
+		t.Fatal("every live peer holds the block")
+	}
+	// The span an earlier fetch's lookup left, still young.
+	l := fetcher.blocks.located
+	l.mu.Lock()
+	l.spans = []ringSpan{{key: key, near: near, at: time.Now()}}
+	l.mu.Unlock()
+	fetcher.Locate(ctx, []cid.Cid{c})
+	got, err := fetcher.Get(ctx, c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get after the replicas %v left: %v", old, err)
+	}
+	if n := l.lookups.Load(); n != 0 {
+		t.Fatalf("%d lookups by Locate: the list was not the span's", n)
+	}
 }

@@ -19,6 +19,10 @@ type request struct {
 	// sending and answering, if set, are called once per request (not per
 	// attempt), as it is first written and as a header first arrives.
 	sending, answering func()
+	// turned, if set (one slot), gets a token whenever the request starts
+	// or stops answering (an attempt's header; a retry after one): what
+	// its Get judges it by changes then.
+	turned chan struct{}
 
 	mu sync.Mutex
 	// Of the present attempt (reset): sent, the request is on its
@@ -39,8 +43,20 @@ func (q *request) reset() {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.answered {
+		q.turn()
+	}
 	q.sent, q.answered = false, false
 	q.header, q.last, q.got, q.total = 0, 0, 0, 0
+}
+
+// turn tells the Get, if it listens, that the request started or stopped
+// answering.
+func (q *request) turn() {
+	select {
+	case q.turned <- struct{}{}:
+	default: // a token is already there, or nobody listens (nil)
+	}
 }
 
 // markSent records that the request has been written. nil-safe: puts
@@ -70,6 +86,7 @@ func (q *request) arrived(got, total int) {
 	q.got, q.total, q.last = min(got, total), total, at
 	if !q.answered {
 		q.answered, q.header = true, at
+		q.turn()
 	}
 	call := q.answering != nil && !q.calledAnswering
 	q.calledAnswering = true

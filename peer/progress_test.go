@@ -7,7 +7,8 @@ import (
 
 // A request records that it was sent and how much of its answer came:
 // nothing before the header, then bytes of total as they arrive; a retry
-// (reset) starts over, its callbacks still called once. Puts and repair
+// (reset) starts over, its callbacks still called once. Each start and end
+// of answering turns it (its Get looks then), bytes alone do not. Puts and repair
 // pass no request: a nil one records nothing.
 func TestRequestProgress(t *testing.T) {
 	var none *request
@@ -15,7 +16,15 @@ func TestRequestProgress(t *testing.T) {
 	none.markSent()
 	none.arrived(10, 20)
 
-	q := &request{began: time.Now()}
+	q := &request{began: time.Now(), turned: make(chan struct{}, 1)}
+	turned := func() bool {
+		select {
+		case <-q.turned:
+			return true
+		default:
+			return false
+		}
+	}
 	sent, answered := 0, 0
 	q.sending = func() { sent++ }
 	q.answering = func() { answered++ }
@@ -30,7 +39,13 @@ func TestRequestProgress(t *testing.T) {
 	if q.dialing() {
 		t.Fatal("a written request still dialing")
 	}
+	if turned() {
+		t.Fatal("turned before any answer")
+	}
 	q.arrived(0, 1000)
+	if !turned() {
+		t.Fatal("not turned at the header")
+	}
 	q.arrived(400, 1000)
 	q.arrived(700, 1000)
 	later := time.Now().Add(time.Second)
@@ -38,7 +53,13 @@ func TestRequestProgress(t *testing.T) {
 	if !ok || tp.got != 700 || tp.total != 1000 || tp.receiving < time.Second || tp.silent < time.Second || tp.silent > tp.receiving {
 		t.Fatalf("progress %+v, %v; want 700 of 1000 bytes, header and last bytes at least 1 s before", tp, ok)
 	}
+	if turned() {
+		t.Fatal("turned by bytes of an answer already coming")
+	}
 	q.reset()
+	if !turned() {
+		t.Fatal("not turned by a retry after an answer had begun")
+	}
 	if !q.dialing() {
 		t.Fatal("a retry not yet written is not dialing")
 	}
@@ -47,6 +68,9 @@ func TestRequestProgress(t *testing.T) {
 	}
 	q.markSent()
 	q.arrived(100, 1000)
+	if !turned() {
+		t.Fatal("not turned at the retry's header")
+	}
 	if tp, ok := q.progress(later); !ok || tp.got != 100 || tp.receiving > later.Sub(q.began) {
 		t.Fatalf("a retry's progress %+v, %v; want its own 100 bytes", tp, ok)
 	}

@@ -490,7 +490,7 @@ func (n *Node) syncArc(ctx context.Context, st rangeStore, arc merkle.Range, p p
 	if pull {
 		for _, it := range d.OnlyRemote {
 			c, _ := cid.Cast(it.Val) // decodeAnswers checked it
-			data, err := n.fetchFrom(ctx, p, c)
+			data, err := n.pullFrom(ctx, p, c)
 			size := len(data)
 			if err == nil {
 				err = n.storeLocal(c, data)
@@ -514,6 +514,20 @@ func (n *Node) syncArc(ctx context.Context, st rangeStore, arc merkle.Range, p p
 		return rs, fmt.Errorf("%d of %d blocks not moved: %w", len(errs), rs.Missing, errs[0])
 	}
 	return rs, nil
+}
+
+// pullFrom fetches block c from p for repair, as one of the requests in
+// flight to p that the node's Gets choose replicas by (replicaRates): on
+// a slow holder a repair pull holds the link for a whole block, and a
+// fetch asking that holder too would queue behind it. It counts as load
+// only: its end is neither a sample of p's rate nor a failure to avoid p
+// for, so the Gets' rules run on what Gets measure.
+func (n *Node) pullFrom(ctx context.Context, p p2ppeer.ID, c cid.Cid) ([]byte, error) {
+	done := n.blocks.rates.start(p)
+	began := time.Now()
+	data, err := n.fetchFrom(ctx, p, c)
+	done(time.Since(began), fetchAside)
+	return data, err
 }
 
 func (rs *RoundStats) moved(n *Node, size int) {

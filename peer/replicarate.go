@@ -39,15 +39,20 @@ type replicaRates struct {
 	now   func() time.Time // time.Now; a test's clock
 	mu    sync.Mutex
 	peers map[p2ppeer.ID]*replicaRate
-	// inflight is the node's requests in flight, to every replica.
+	// inflight is the node's requests in flight, to every replica;
+	// loadArea, its integral over time (requests x seconds) up to loadAt:
+	// a request's average load is the area over its life by its length.
 	inflight int
+	loadArea float64
+	loadAt   time.Time
 }
 
 type replicaRate struct {
 	blockTime time.Duration // EWMA of the time per block; 0 until measured
 	sampled   time.Time     // when blockTime last took a sample
 	// perLoad is an EWMA of a request's whole time (queues included) over
-	// the node's requests in flight when it began (wholeBlock).
+	// the node's requests in flight on average while it lasted
+	// (wholeBlock).
 	perLoad time.Duration
 	started []time.Time // when each request in flight began
 	fetched int64       // blocks received from it
@@ -174,7 +179,8 @@ func (tp transferProgress) rate(prev transferProgress) float64 {
 //
 // Mid-fetch it is not: the fetcher's downlink is busy with the window's
 // other blocks, and a block that comes slowly only holds one slot of it,
-// while a second request would take link from the others. Its rate is
+// while a second request would take link from the others. Nothing is then
+// to decide before the stall rule could fire: again is that time. Its rate is
 // only trusted once minProgress of it has come, or a second has passed.
 //
 // It is also hedged once none of its answer has arrived for silentWaits
@@ -185,11 +191,17 @@ func (r *replicaRates) keepReceiving(peers []p2ppeer.ID, tp, prev transferProgre
 	if left <= 0 {
 		return 0, -1, false
 	}
-	// Often: the other replicas' expected times fall as the fetch's
-	// other blocks end, and a look is a lock and a few sums.
+	if !endgame {
+		// Only the stall rule applies: nothing to decide before its
+		// silence would reach silentWaits delays (the caller looks again
+		// sooner when the endgame begins).
+		return left, -1, true
+	}
+	// In the endgame, often: the other replicas' expected times fall as
+	// the fetch's other blocks end, and a look is a lock and a few sums.
 	again = min(left, max(min(delay/4, maxHedgeLook), minHedgeLook))
 	rate := tp.rate(prev)
-	if !endgame || rate == 0 || tp.got < minProgress && tp.receiving < time.Second {
+	if rate == 0 || tp.got < minProgress && tp.receiving < time.Second {
 		return again, -1, true
 	}
 	remaining := time.Duration(float64(tp.total-tp.got) / rate * float64(time.Second))
@@ -215,21 +227,22 @@ func (r *replicaRates) keepReceiving(peers []p2ppeer.ID, tp, prev transferProgre
 
 // wholeBlock is the time p is expected to take for a block asked now:
 // its requests' whole time (queues included) scaled to the node's
-// requests now in flight, this one included, behind what is in flight to
-// p. The scaling is the queue at the fetcher's own downlink: a request
-// that took 1 s among 32 in flight takes about 3/32 s among 2 (the
-// fetch's last blocks), and about 33/32 s among 32 (mid-fetch, where every
-// replica then looks as slow as the link makes it), and, as for pick, no
-// less than its oldest request in flight says. Unmeasured, or failed within
-// failureMemory: no (a hedge goes to a replica known to be good).
+// requests now in flight, this one included. The scaling is the queue at
+// the fetcher's own downlink: a request that took 1 s among 32 in flight
+// takes about 3/32 s among 2 (the fetch's last blocks), and about 33/32 s
+// among 32 (mid-fetch, where every replica then looks as slow as the link
+// makes it). The requests in flight to p are in that count already (they
+// are not added again at p's time per block, which was measured under the
+// fetch's load and would count that load twice); and, as for pick, it is
+// no less than p's oldest request in flight says. Unmeasured, or failed
+// within failureMemory: no (a hedge goes to a replica known to be good).
 // r.mu held.
 func (r *replicaRates) wholeBlock(p p2ppeer.ID, now time.Time) (time.Duration, bool) {
 	pr := r.peers[p]
 	if pr == nil || pr.perLoad == 0 || now.Before(pr.avoid) {
 		return 0, false
 	}
-	t := time.Duration(r.inflight+1)*pr.perLoad + time.Duration(len(pr.started))*pr.blockTime
-	return max(t, pr.overdue(now)), true
+	return max(time.Duration(r.inflight+1)*pr.perLoad, pr.overdue(now)), true
 }
 
 // minRateSample is the smallest block whose time is a sample of a
@@ -312,6 +325,7 @@ const (
 	fetchLacked                     // the replica does not hold it: says nothing of its speed
 	fetchOutrun                     // cancelled when another replica answered first: the time so far is a lower bound
 	fetchFailed                     // any other failure: the replica is slow, gone or lying
+	fetchAside                      // not a Get's (a repair pull): it held the replica and the link, no sample
 )
 
 // start records a request to p and returns the function that records how
@@ -329,22 +343,30 @@ func (r *replicaRates) start(p p2ppeer.ID) (done func(took time.Duration, how fe
 	began := r.now()
 	pr.started = append(pr.started, began)
 	sharing := len(pr.started)
-	r.inflight++
-	load := r.inflight
+	r.addLoad(began, 1)
+	load, area := float64(r.inflight), r.loadArea
 	r.mu.Unlock()
 	return func(took time.Duration, how fetchOutcome) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
+		now := r.now()
 		if i := slices.IndexFunc(pr.started, began.Equal); i >= 0 {
 			pr.started = slices.Delete(pr.started, i, i+1)
-			r.inflight--
+			r.addLoad(now, -1)
+			// The load it met is the average over its life: requests
+			// that began or ended while it came shared the link with it
+			// for part of its time. (No time passed on a test's clock:
+			// the load at its start.)
+			if life := now.Sub(began).Seconds(); life > 0 {
+				load = max((r.loadArea-area)/life, 1)
+			}
 		}
 		per := took / time.Duration(sharing)
 		switch how {
 		case fetchOK:
 			pr.fetched++
-			pr.sample(per, r.now())
-			smooth(&pr.perLoad, took/time.Duration(load))
+			pr.sample(per, now)
+			smooth(&pr.perLoad, time.Duration(float64(took)/load))
 		case fetchSmall:
 			pr.fetched++
 		case fetchOutrun:
@@ -352,12 +374,22 @@ func (r *replicaRates) start(p p2ppeer.ID) (done func(took time.Duration, how fe
 			// Without it a replica that is always outrun would stay
 			// unmeasured, so always tried first, and always hedged.
 			if per > pr.blockTime {
-				pr.sample(per, r.now())
+				pr.sample(per, now)
 			}
 		case fetchFailed:
-			pr.avoid = r.now().Add(failureMemory)
+			pr.avoid = now.Add(failureMemory)
 		}
 	}
+}
+
+// addLoad changes the requests in flight by d at now, adding the time
+// since the last change to loadArea. r.mu held.
+func (r *replicaRates) addLoad(now time.Time, d int) {
+	if !r.loadAt.IsZero() && now.After(r.loadAt) {
+		r.loadArea += float64(r.inflight) * now.Sub(r.loadAt).Seconds()
+	}
+	r.loadAt = now
+	r.inflight += d
 }
 
 func (pr *replicaRate) sample(per time.Duration, now time.Time) {

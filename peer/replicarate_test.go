@@ -617,3 +617,83 @@ func TestReplicaRatesKeepReceivingAvoidsFailedReplica(t *testing.T) {
 		t.Fatal("a replica that failed longer than failureMemory ago is still avoided")
 	}
 }
+
+// A request's time is scaled by the load it met over its whole life, not
+// the load when it began: one that began alone and then shared the link
+// with two others for all its 3 s took 1 s per request in flight (not 3 s).
+func TestReplicaRatesPerLoadAveragesOverTheRequestsLife(t *testing.T) {
+	r := newReplicaRates()
+	clock := time.Unix(1000, 0)
+	r.now = func() time.Time { return clock }
+	a, b, c := p2ppeer.ID("a"), p2ppeer.ID("b"), p2ppeer.ID("c")
+	endA := r.start(a)
+	endB, endC := r.start(b), r.start(c)
+	clock = clock.Add(3 * time.Second)
+	endA(3*time.Second, fetchOK)
+	if got := r.peers[a].perLoad; got != time.Second {
+		t.Errorf("a, began alone, shared 3 ways all its life: %v per request in flight, want 1s", got)
+	}
+	// b and c began among 2 and 3: 3 s among three, then 3 s among two,
+	// 2.5 on average: 2.4 s per request (at their start, 3 s and 2 s).
+	clock = clock.Add(3 * time.Second)
+	endB(6*time.Second, fetchOK)
+	endC(6*time.Second, fetchOK)
+	for _, p := range []p2ppeer.ID{b, c} {
+		if got := r.peers[p].perLoad; got != 2400*time.Millisecond {
+			t.Errorf("%s: %v per request in flight, want 2.4s", string(p), got)
+		}
+	}
+}
+
+// The requests in flight to a candidate count once in its expected time,
+// in the fetcher's own queue that the node's load scales: adding them
+// again at the candidate's time per block doubled them (fewer hedges than
+// the rule says).
+func TestReplicaRatesWholeBlockCountsInFlightOnce(t *testing.T) {
+	r := newReplicaRates()
+	clock := time.Unix(1000, 0)
+	r.now = func() time.Time { return clock }
+	fast, slow := p2ppeer.ID("fast"), p2ppeer.ID("slow")
+	const block = 256 << 10
+	// fast, measured alone: 100 ms a block.
+	r.start(fast)(100*time.Millisecond, fetchOK)
+	r.start(slow)(time.Second, fetchOK)
+	// The fetch's last two blocks: one from fast, one from slow.
+	r.start(fast)
+	r.start(slow)
+	r.mu.Lock()
+	whole, _ := r.wholeBlock(fast, clock)
+	r.mu.Unlock()
+	// 3 requests at the link (2 in flight and this one) x 100 ms.
+	if whole != 300*time.Millisecond {
+		t.Errorf("fast's whole block: %v, want 300ms", whole)
+	}
+	// slow's block, 48 KiB from its end at 64 KiB/s: 750 ms to go, more
+	// than twice fast's 300 ms. Hedged.
+	tp := transferProgress{got: block - 48<<10, total: block, receiving: 3250 * time.Millisecond}
+	if _, to, ok := r.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, 100*time.Millisecond, true); ok || to != 0 {
+		t.Error("the last block, 750 ms from its end, not hedged to a replica due in 300 ms")
+	}
+}
+
+// Mid-fetch a block being received is only judged by the stall rule, so
+// its Get need not look at it before that rule could fire: the next look
+// is when its silence would reach silentWaits delays (the Get also looks
+// when the fetch's endgame begins), not a fixed beat.
+func TestReplicaRatesKeepReceivingMidFetchLooksWhenStallIsDue(t *testing.T) {
+	r := newReplicaRates()
+	clock := time.Unix(1000, 0)
+	r.now = func() time.Time { return clock }
+	fast := p2ppeer.ID("fast")
+	r.start(fast)(100*time.Millisecond, fetchOK)
+	const delay = 100 * time.Millisecond
+	tp := transferProgress{got: 64 << 10, total: 256 << 10, receiving: 2 * time.Second, silent: time.Second}
+	again, _, ok := r.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, delay, false)
+	if want := silentWaits*delay - time.Second; !ok || again != want {
+		t.Errorf("mid-fetch, 1 s silent: keep %v, look again in %v; want to keep and look in %v", ok, again, want)
+	}
+	// In the endgame the rate rule weighs it often.
+	if again, _, _ := r.keepReceiving([]p2ppeer.ID{fast}, tp, transferProgress{}, delay, true); again > maxHedgeLook {
+		t.Errorf("in the endgame, look again in %v; want within %v", again, maxHedgeLook)
+	}
+}

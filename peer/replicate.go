@@ -114,6 +114,10 @@ func (n *Node) PutLent(ctx context.Context, c cid.Cid, data []byte, done func())
 // 64 is 21 blocks at r = 3, more than share's 16 puts in flight.
 const maxReplicaWrites = 64
 
+// maxKeepWrites bounds the fetched blocks a node stores as their replica
+// at once (keepReplica): 8 blocks' bytes held, a few disk writes in flight.
+const maxKeepWrites = 8
+
 // claimWrites takes k of the node's replica write tokens, waiting while
 // too many writes are in flight; the writes hand them back as they end.
 func (n *Node) claimWrites(ctx context.Context, k int) error {
@@ -152,11 +156,12 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 		n.trace(GetEvent{CID: c, Step: GetBegan})
 		defer func() { n.trace(GetEvent{CID: c, Step: GetEnded, Err: err}) }()
 	}
-	peers, err := n.replicasOf(ctx, c)
+	peers, located, err := n.replicasOf(ctx, c)
 	if err != nil {
 		return nil, err
 	}
 	n.trace(GetEvent{CID: c, Step: GetLocated, Peers: len(peers)})
+	replica := slices.Contains(peers, n.h.ID())
 	peers = slices.DeleteFunc(peers, func(p p2ppeer.ID) bool { return p == n.h.ID() })
 	if len(peers) == 0 {
 		return nil, fmt.Errorf("%w (no other replica)", ErrBlockNotFound)
@@ -185,7 +190,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 	launchTo := func(i int) {
 		p := peers[i]
 		peers = slices.Delete(peers, i, i+1)
-		q := &request{peer: p, began: time.Now()} // before start: requests to p started earlier are before it
+		q := &request{peer: p, began: time.Now(), turned: make(chan struct{}, 1)} // before start: requests to p started earlier are before it
 		q.sending = func() { n.trace(GetEvent{CID: c, Step: GetSent, Peer: p}) }
 		q.answering = func() { n.trace(GetEvent{CID: c, Step: GetAnswering, Peer: p}) }
 		last, seen = q, transferProgress{}
@@ -199,21 +204,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 			} else {
 				n.trace(GetEvent{CID: c, Step: GetDropped, Peer: p, Err: err})
 			}
-			how := fetchOK
-			switch {
-			case err == nil && len(data) < minRateSample:
-				how = fetchSmall
-			case err == nil:
-			case ctx.Err() != nil && raced:
-				how = fetchRaced
-			case ctx.Err() != nil:
-				how = fetchOutrun
-			case errors.Is(err, ErrBlockNotFound):
-				how = fetchLacked
-			default:
-				how = fetchFailed
-			}
-			done(time.Since(q.began), how)
+			done(time.Since(q.began), outcomeOf(data, err, ctx.Err() != nil, raced))
 			results <- result{data, err}
 		}()
 	}
@@ -225,30 +216,98 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 			launch()
 		}
 	}
-	// The hedge timer looks at the latest request at least every
-	// maxHedgeLook: one that is answering is followed by its progress
-	// (the fetch's last blocks end within a hedge delay); one that is
-	// not is judged once due, a hedge delay after it was asked or last
-	// given more time.
+	// The latest request is looked at when its decision is due, not on
+	// a fixed beat: one that is not answering once a hedge delay has
+	// passed since it was asked or last given more time, or as it starts
+	// answering (turned; also when a retry makes it stop); one that is
+	// answering, mid-fetch, once it
+	// has been silent for silentWaits delays, or as the fetch's endgame
+	// begins; in the endgame, as often as keepReceiving says (the rate
+	// rule weighs its progress against the other replicas').
 	var delay time.Duration
 	var due time.Time
 	var graced bool
 	var dialWaits int
 	hedge := time.NewTimer(time.Hour)
 	defer hedge.Stop()
+	turned, endgame := last.turned, share.EndgameBegun(ctx)
 	wait := func(d time.Duration) {
 		due = time.Now().Add(d)
-		hedge.Reset(min(d, maxHedgeLook))
+		hedge.Reset(d)
 	}
 	watchLatest := func() {
-		delay, graced, dialWaits = n.hedgeDelay(last.peer), false, 0
+		delay, graced, dialWaits, turned = n.hedgeDelay(last.peer), false, 0, last.turned
 		wait(delay)
+	}
+	// look judges the latest request: left alone (and when to look
+	// again), or another replica asked.
+	look := func() {
+		if len(peers) == 0 {
+			return
+		}
+		now := time.Now()
+		if tp, ok := last.progress(now); ok {
+			// A replica that is sending the block is working; a
+			// second one would mostly share the same downlink and
+			// double the bytes (on a slow link, every block). Ask
+			// another only when it would deliver the whole block
+			// well before this one ends at its rate so far (a slow
+			// holder while a fast one idles: the fetch's tail), or
+			// when none of the answer has come for a long while.
+			again, to, ok := n.blocks.rates.keepReceiving(peers, tp, seen, delay, share.Endgame(ctx))
+			seen = tp
+			if ok {
+				hedge.Reset(again)
+				return
+			}
+			if to >= 0 {
+				launchTo(to)
+				watchLatest()
+				return
+			}
+		} else if now.Before(due) {
+			hedge.Reset(due.Sub(now))
+			return
+		} else if last.dialing() && dialWaits < maxDialWaits {
+			// Its connection is being set up: on a slow link the
+			// handshake alone takes seconds, and another replica
+			// asked now would most likely need one too. A dial
+			// that hangs is bounded by maxDialWaits more delays.
+			dialWaits++
+			wait(delay)
+			return
+		} else if n.blocks.rates.startedBefore(last.peer, last.began) {
+			// Its answer waits behind its answers to our earlier
+			// requests, on the same connection: on a slow link a
+			// whole block each. Not a stall while those are out;
+			// once they are over it gets the usual two delays. A
+			// replica that never answers is bounded by them: each
+			// ends, answered, hedged past once silent, or timed out.
+			graced = false
+			wait(delay)
+			return
+		} else if !graced {
+			// No answer yet is not yet a stall: on a busy machine
+			// the first bytes of a live replica's answer are often
+			// read later than a few round trips (both ends wait for
+			// a CPU). One more delay before asking another; a
+			// stalled replica costs twice the delay, still a
+			// fraction of a second.
+			graced = true
+			wait(delay)
+			return
+		}
+		launch()
+		watchLatest()
 	}
 	watchLatest()
 	for len(errs) < tried {
 		select {
 		case r := <-results:
 			if r.err == nil {
+				if replica {
+					n.keepReplica(ctx, c, r.data)
+				}
 				return r.data, nil
 			}
 			errs = append(errs, r.err)
@@ -257,72 +316,74 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 				watchLatest()
 			}
 		case <-hedge.C:
-			if len(peers) == 0 {
-				break
-			}
-			now := time.Now()
-			if tp, ok := last.progress(now); ok {
-				// A replica that is sending the block is working; a
-				// second one would mostly share the same downlink and
-				// double the bytes (on a slow link, every block). Ask
-				// another only when it would deliver the whole block
-				// well before this one ends at its rate so far (a slow
-				// holder while a fast one idles: the fetch's tail), or
-				// when none of the answer has come for a long while.
-				again, to, ok := n.blocks.rates.keepReceiving(peers, tp, seen, delay, share.Endgame(ctx))
-				seen = tp
-				if ok {
-					hedge.Reset(again)
-					break
-				}
-				if to >= 0 {
-					launchTo(to)
-					watchLatest()
-					break
-				}
-			} else if now.Before(due) {
-				hedge.Reset(min(due.Sub(now), maxHedgeLook))
-				break
-			} else if last.dialing() && dialWaits < maxDialWaits {
-				// Its connection is being set up: on a slow link the
-				// handshake alone takes seconds, and another replica
-				// asked now would most likely need one too. A dial
-				// that hangs is bounded by maxDialWaits more delays.
-				dialWaits++
-				wait(delay)
-				break
-			} else if n.blocks.rates.startedBefore(last.peer, last.began) {
-				// Its answer waits behind its answers to our earlier
-				// requests, on the same connection: on a slow link a
-				// whole block each. Not a stall while those are out;
-				// once they are over it gets the usual two delays. A
-				// replica that never answers is bounded by them: each
-				// ends, answered, hedged past once silent, or timed out.
-				graced = false
-				wait(delay)
-				break
-			} else if !graced {
-				// No answer yet is not yet a stall: on a busy machine
-				// the first bytes of a live replica's answer are often
-				// read later than a few round trips (both ends wait for
-				// a CPU). One more delay before asking another; a
-				// stalled replica costs twice the delay, still a
-				// fraction of a second.
-				graced = true
-				wait(delay)
-				break
-			}
-			launch()
-			watchLatest()
+			look()
+		case <-turned:
+			look()
+		case <-endgame:
+			endgame = nil
+			look()
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
 	listErr := &ReplicaError{Op: "get", CID: c, Tried: tried, Need: 1, Errs: errs}
-	if !listErr.NotFound() {
+	if !listErr.NotFound() && !located {
 		return nil, listErr
 	}
-	return n.getPastList(ctx, c, asked, listErr)
+	data, err := n.getPastList(ctx, c, asked, listErr)
+	if err == nil && replica {
+		n.keepReplica(ctx, c, data)
+	}
+	return data, err
+}
+
+// keepReplica stores block c, just fetched (and verified), when this peer
+// is one of its replicas: otherwise repair, or the sharer's write still
+// under way, moves the same block over this peer's link again (on a slow
+// link that doubled a fetch's bytes). It goes through the store's own put
+// (its hash check and its byte limit) in the background, up to
+// maxKeepWrites at once; past that the Get waits for one to end, at the
+// disk's pace. A copy that cannot be stored (a full store, a disk error)
+// costs the fetch nothing: repair sees to it as before.
+func (n *Node) keepReplica(ctx context.Context, c cid.Cid, data []byte) {
+	st := n.cfg.Store
+	if st == nil || st.Has(c) {
+		return
+	}
+	select {
+	case n.blocks.keeping <- struct{}{}:
+	case <-ctx.Done():
+		return
+	case <-n.life.Done():
+		return
+	}
+	// The caller owns data and may release it once Get returns.
+	kept := getBuf(len(data))
+	copy(kept, data)
+	n.bg.Go(func() {
+		defer func() { <-n.blocks.keeping }()
+		_ = st.Put(c, kept)
+		putBuf(kept)
+	})
+}
+
+// outcomeOf is how a request for a block ended: with data, or err;
+// cancelled, after its Get no longer wanted it, raced if every replica
+// was asked at once.
+func outcomeOf(data []byte, err error, cancelled, raced bool) fetchOutcome {
+	switch {
+	case err == nil && len(data) < minRateSample:
+		return fetchSmall
+	case err == nil:
+		return fetchOK
+	case cancelled && raced:
+		return fetchRaced
+	case cancelled:
+		return fetchOutrun
+	case errors.Is(err, ErrBlockNotFound):
+		return fetchLacked
+	}
+	return fetchFailed
 }
 
 // getPastList asks the peers just past c's preference list, one at a time,
@@ -331,6 +392,10 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 // peers pushed out of the list (with r new peers in a row, on none of the
 // list); a hinted copy sits past the list too. r peers past it cover up to
 // r joins in a row. A block that is nowhere costs those r requests more.
+// It is also where a Get goes once every peer of a list Locate gave failed
+// however: that list may be from before its peers left (a span outlives
+// the fetch that made it), and the fresh one holds those that took their
+// blocks over.
 func (n *Node) getPastList(ctx context.Context, c cid.Cid, asked []p2ppeer.ID, listErr *ReplicaError) ([]byte, error) {
 	more, err := n.preferenceList(ctx, chord.KeyID(c.Hash()), 2*n.cfg.Replicas)
 	if err != nil {

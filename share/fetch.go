@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	cid "github.com/ipfs/go-cid"
 	"golang.org/x/sync/errgroup"
@@ -95,7 +94,7 @@ func Fetch(ctx context.Context, root cid.Cid, get Getter, out Output, opts Fetch
 	if err := checkCID(root); err != nil {
 		return fmt.Errorf("fetch %s: %w", root, err)
 	}
-	walked := new(atomic.Bool)
+	walked := &endgame{begun: make(chan struct{})}
 	g, gctx := errgroup.WithContext(context.WithValue(ctx, endgameKey{}, walked))
 	f := &fetcher{
 		walked:   walked,
@@ -117,7 +116,7 @@ func Fetch(ctx context.Context, root cid.Cid, get Getter, out Output, opts Fetch
 		err := f.walkRoot(gctx, root)
 		// Every block is asked for (or the fetch is failing): the
 		// requests in flight are the last ones.
-		walked.Store(true)
+		walked.begin()
 		return err
 	})
 	if err := g.Wait(); err != nil {
@@ -131,23 +130,46 @@ func Fetch(ctx context.Context, root cid.Cid, get Getter, out Output, opts Fetch
 
 type endgameKey struct{}
 
+// endgame is a Fetch's endgame signal: begun is closed once every block
+// is asked for.
+type endgame struct {
+	once  sync.Once
+	begun chan struct{}
+}
+
+func (e *endgame) begin() { e.once.Do(func() { close(e.begun) }) }
+
+// alwaysEndgame is the endgame of a Get outside a Fetch: begun.
+var alwaysEndgame = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
 // Endgame reports whether the fetch that ctx belongs to has asked for
 // every block it needs, so that the Getter's requests still in flight are
 // its last: a Getter may then ask another source for a block that comes
 // slowly, which mid-fetch would only take link from the fetch's other
 // blocks. Outside a Fetch it is true: a lone Get is its own last block.
 func Endgame(ctx context.Context) bool {
-	if walked, ok := ctx.Value(endgameKey{}).(*atomic.Bool); ok {
-		return walked.Load()
+	select {
+	case <-EndgameBegun(ctx):
+		return true
+	default:
+		return false
 	}
-	return true
+}
+
+// EndgameBegun is closed once Endgame(ctx) is true: a Getter that waits
+// for its request mid-fetch wakes on it rather than polling Endgame.
+func EndgameBegun(ctx context.Context) <-chan struct{} {
+	if e, ok := ctx.Value(endgameKey{}).(*endgame); ok {
+		return e.begun
+	}
+	return alwaysEndgame
 }
 
 // fetcher is the state of one Fetch. The walker goroutine alone assigns
 // sequence numbers; leaf goroutines share only the sink, the window and
 // the progress count.
 type fetcher struct {
-	walked   *atomic.Bool // every block is asked for: see Endgame
+	walked   *endgame // every block is asked for: see Endgame
 	g        *errgroup.Group
 	get      Getter
 	nodes    NodeStore
@@ -196,7 +218,7 @@ func (f *fetcher) walkRoot(ctx context.Context, root cid.Cid) error {
 		// A one-block file: its size is known only once it is here, so
 		// there is nothing to check against a partial output first. Its
 		// one block is all the fetch asks for: the endgame from the start.
-		f.walked.Store(true)
+		f.walked.begin()
 		if err := f.acquire(ctx); err != nil {
 			return err
 		}

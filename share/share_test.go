@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -228,17 +227,15 @@ func TestEndgame(t *testing.T) {
 			return s.Get(ctx, c)
 		}
 		// A bound for a broken Endgame only: the test fails, not hangs.
-		giveUp := time.Now().Add(time.Minute)
-		for !Endgame(ctx) {
-			if time.Now().After(giveUp) {
-				return nil, fmt.Errorf("leaf %s: Endgame never became true", c)
-			}
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			default:
-				runtime.Gosched()
-			}
+		select {
+		case <-EndgameBegun(ctx):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Minute):
+			return nil, fmt.Errorf("leaf %s: EndgameBegun never closed", c)
+		}
+		if !Endgame(ctx) {
+			return nil, fmt.Errorf("leaf %s: EndgameBegun closed, Endgame false", c)
 		}
 		return s.Get(ctx, c)
 	})

@@ -576,7 +576,13 @@ fetchers:
 			// while its link is busy) misses a replica, which repair then
 			// fills, over the fetcher's link if it is that replica. So:
 			// the ring converged, and every block on its replicas.
-			added, err := n.awaitPlaced(fast, added, 2*time.Minute)
+			// TESTNET_UNSETTLED=1 fetches without that wait, as session
+			// 4 did: the case of a fetcher that is a replica still
+			// lacking some blocks (REPORT.md, run V).
+			var err error
+			if os.Getenv("TESTNET_UNSETTLED") == "" {
+				added, err = n.awaitPlaced(fast, added, 2*time.Minute)
+			}
 			if err != nil {
 				// Seen on this profile after a share, on main too: a
 				// finding for the ring, and no fetch to measure cleanly.
