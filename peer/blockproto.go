@@ -118,7 +118,7 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 			return nil, nil, fmt.Errorf("waiting for the uplink: %w", err)
 		}
 		pace = n.up
-		defer func() { tn.release() }()
+		defer tn.release()
 	}
 	ctx, cancel := context.WithTimeout(ctx, pace.transferTimeout(size))
 	defer cancel()
@@ -149,13 +149,8 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 		if !reused || ctx.Err() != nil || errors.Is(err, errBadMessage) {
 			return nil, nil, err
 		}
-		if pace != nil {
-			// The attempt gave up its turn once written; the retry sends
-			// the payload again, in a turn of its own.
-			if tn, err = pace.acquire(ctx); err != nil {
-				return nil, nil, fmt.Errorf("waiting for the uplink: %w", err)
-			}
-		}
+		// The attempt gave up its turn once written; the retry sends the
+		// payload again and waits for the turn again first (turn.send).
 	}
 }
 

@@ -332,3 +332,44 @@ func TestNodeWithSlowUplinkSendsInTime(t *testing.T) {
 		turnFree(b.up, "serving a block")
 	}
 }
+
+// A put whose reused stream turns out closed is sent again on a new one,
+// and that retry is paced in a turn of its own too, not beside whichever
+// message took the turn when the first attempt gave it up.
+func TestUplinkRetrySendsInATurn(t *testing.T) {
+	r, stores := storedRing(t, 2)
+	a, b := r.nodes[0], r.nodes[1]
+	a.cfg.Uplink, a.up = 10_000, newUplink(10_000)
+	clock := &virtualClock{t: time.Unix(1000, 0)}
+	clock.pace(a.up)
+	outOfTurn := 0
+	clock.onSleep = func() {
+		if len(a.up.turn) == 0 {
+			outOfTurn++
+		}
+	}
+	ctx := context.Background()
+	first := bytes.Repeat([]byte{1}, 64<<10)
+	if err := a.storeAt(ctx, b.Host().ID(), rawBlock(t, first), first); err != nil {
+		t.Fatal(err)
+	}
+	// The idle stream the put left goes stale: the next put takes it,
+	// fails to write and retries on a new one.
+	bs := a.blocks.streams.get(b.Host().ID())
+	if bs == nil {
+		t.Fatal("the put left no idle stream")
+	}
+	_ = bs.s.Close()
+	a.blocks.streams.put(b.Host().ID(), bs)
+	data := bytes.Repeat([]byte{2}, 64<<10)
+	c := rawBlock(t, data)
+	if err := a.storeAt(ctx, b.Host().ID(), c, data); err != nil {
+		t.Fatal(err)
+	}
+	if !stores[b].Has(c) {
+		t.Fatal("the retried put did not land")
+	}
+	if outOfTurn > 0 {
+		t.Fatalf("%d paced waits without the uplink's turn", outOfTurn)
+	}
+}
