@@ -15,7 +15,7 @@ import (
 	"chordshare/peer/api"
 )
 
-// TestSlowUplinkRing (opt-in: TESTNET_LONG=1; about 12 minutes) is issue
+// TestSlowUplinkRing (opt-in: TESTNET_LONG=1; about 8 minutes) is issue
 // 4's slow peer: on `up 5 --profile heterogeneous --seed 3 --capacity 2`
 // the slowest node (80 kbit/s each way) shares a file of about a minute of
 // its uplink, and the test watches the ring every 2 s from the share's
