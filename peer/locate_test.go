@@ -10,6 +10,7 @@ import (
 	"github.com/ipfs/go-cid"
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 
+	"chordshare/blocks"
 	"chordshare/chord"
 )
 
@@ -32,16 +33,7 @@ func TestLocateAhead(t *testing.T) {
 	// Each block is on 3 of the 4 peers: 16 copies are missing in all, so
 	// some peer lacks 4 or more. It fetches those (it would not look up
 	// the ones it holds).
-	var fetcher *Node
-	var lacking []cid.Cid
-	for _, n := range r.nodes {
-		if l := slices.DeleteFunc(slices.Clone(cids), stores[n].Has); len(l) > len(lacking) {
-			fetcher, lacking = n, l
-		}
-	}
-	if len(lacking) < 4 {
-		t.Fatalf("the peer lacking most blocks lacks %d of %d", len(lacking), len(cids))
-	}
+	fetcher, lacking := lackingMost(t, r, stores, cids, 4)
 	cids = lacking
 	fetcher.Locate(ctx, cids)
 	fetcher.Locate(ctx, cids[:2]) // already being located: no second lookup
@@ -166,16 +158,7 @@ func TestLocateSpans(t *testing.T) {
 	r.nodes[0].bg.Wait()
 	// The fetcher is the peer lacking most blocks (a put that fell back
 	// to hinted handoff leaves a copy on a fourth peer).
-	var fetcher *Node
-	var lacking []cid.Cid
-	for _, n := range r.nodes {
-		if l := slices.DeleteFunc(slices.Clone(cids), stores[n].Has); len(l) > len(lacking) {
-			fetcher, lacking = n, l
-		}
-	}
-	if len(lacking) < 2 {
-		t.Fatalf("the peer lacking most blocks lacks %d of %d", len(lacking), len(cids))
-	}
+	fetcher, lacking := lackingMost(t, r, stores, cids, 2)
 	// The first block located is the one whose lookup tells the most of
 	// the others' lists (looked up here first, as Locate will).
 	spanOf := func(c cid.Cid) ringSpan {
@@ -357,4 +340,21 @@ func TestLocatedListAfterLeaves(t *testing.T) {
 	if n := l.lookups.Load(); n != 0 {
 		t.Fatalf("%d lookups by Locate: the list was not the span's", n)
 	}
+}
+
+// lackingMost returns the peer of r whose store lacks the most of cids, and
+// those it lacks; at least want of them, or the test fails.
+func lackingMost(t *testing.T, r *mockRing, stores map[*Node]*blocks.Store, cids []cid.Cid, want int) (*Node, []cid.Cid) {
+	t.Helper()
+	var fetcher *Node
+	var lacking []cid.Cid
+	for _, n := range r.nodes {
+		if l := slices.DeleteFunc(slices.Clone(cids), stores[n].Has); len(l) > len(lacking) {
+			fetcher, lacking = n, l
+		}
+	}
+	if len(lacking) < want {
+		t.Fatalf("the peer lacking most blocks lacks %d of %d", len(lacking), len(cids))
+	}
+	return fetcher, lacking
 }
