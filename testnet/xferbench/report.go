@@ -273,37 +273,26 @@ func (rep *report) profileTable(p func(string, ...any)) {
 	p("\n### Where the daemons' CPU went, by perf (ns of CPU per file byte)\n\n")
 	p("Every sample of every daemon is put in the first category its stack matches (testnet/xferbench/profile.go); " +
 		"a category's ns/B is its share of the samples times the daemons' CPU time, over the file's size.\n\n")
-	p("| category |")
-	for i := range rep.Runs {
-		p(" run %d share | run %d fetch |", i+1, i+1)
-	}
-	p("\n|---|")
-	for range rep.Runs {
-		p("---|---|")
-	}
-	p("\n")
-	for _, c := range categories {
-		p("| %s |", c.name)
-		for _, r := range rep.Runs {
-			for _, t := range []transfer{r.Share, r.Fetch} {
-				if v := t.nsPerByte(c.name, rep.Size); v > 0 {
-					p(" %.2f |", v)
-				} else {
-					p(" |")
-				}
-			}
-		}
-		p("\n")
-	}
+	rep.categoryTable(p, "share", "fetch", func(r runResult, c string) [2]float64 {
+		return [2]float64{r.Share.nsPerByte(c, rep.Size), r.Fetch.nsPerByte(c, rep.Size)}
+	})
 
 	// The fetch again, the fetcher (the last daemon) and the daemons that
 	// served it apart.
 	last := rep.Peers - 1
 	p("\nThe fetches, the fetcher (peer %d) and the peers serving it (peers 1-%d) apart: "+
 		"each daemon's share of its own samples times its own CPU time, summed over the role, over the file's size.\n\n", rep.Peers, last)
+	rep.categoryTable(p, "fetcher", "serving", func(r runResult, c string) [2]float64 {
+		return [2]float64{r.Fetch.daemonsNsPerByte(c, last, last+1, rep.Size), r.Fetch.daemonsNsPerByte(c, 0, last, rep.Size)}
+	})
+}
+
+// categoryTable prints one row per category and two columns per run, named
+// a and b, with the ns/B that cells gives them (blank where 0).
+func (rep *report) categoryTable(p func(string, ...any), a, b string, cells func(r runResult, category string) [2]float64) {
 	p("| category |")
 	for i := range rep.Runs {
-		p(" run %d fetcher | run %d serving |", i+1, i+1)
+		p(" run %d %s | run %d %s |", i+1, a, i+1, b)
 	}
 	p("\n|---|")
 	for range rep.Runs {
@@ -313,8 +302,8 @@ func (rep *report) profileTable(p func(string, ...any)) {
 	for _, c := range categories {
 		p("| %s |", c.name)
 		for _, r := range rep.Runs {
-			for _, role := range [][2]int{{last, last + 1}, {0, last}} {
-				if v := r.Fetch.daemonsNsPerByte(c.name, role[0], role[1], rep.Size); v > 0 {
+			for _, v := range cells(r, c.name) {
+				if v > 0 {
 					p(" %.2f |", v)
 				} else {
 					p(" |")
