@@ -166,7 +166,7 @@ type underKey struct {
 func newRepairState(cfg RepairConfig) *repairState {
 	return &repairState{
 		cfg:     cfg,
-		pace:    pacer{rate: cfg.Rate},
+		pace:    pacer{rate: float64(cfg.Rate)},
 		kick:    make(chan struct{}, 1),
 		under:   map[underKey]int64{},
 		leaving: map[p2ppeer.ID]time.Time{},
@@ -238,17 +238,22 @@ func (e *busyError) Error() string {
 	return fmt.Sprintf("peer busy answering summaries: ask again in %v", e.retryAfter)
 }
 
-// pacer spaces repair traffic to a byte rate: each transfer starts when
-// the ones before it have drained at that rate. No burst accumulates over
-// idle time, so a slow link never sees more than one block at once.
+// pacer spaces traffic to a byte rate, a virtual clock (GCRA): each
+// transfer starts when the ones before it have drained at that rate. At
+// most burst of sending accumulates over idle time; repair's pacer has
+// none, so a slow link never sees more than one block at once.
 type pacer struct {
-	rate int64
+	rate  float64 // bytes per second; 0: unpaced
+	burst time.Duration
+	now   func() time.Time                                 // nil: time.Now
+	sleep func(ctx context.Context, d time.Duration) error // nil: sleepCtx
+
 	mu   sync.Mutex
 	next time.Time
 }
 
 func (p *pacer) wait(ctx context.Context, n int) error {
-	return p.sleep(ctx, n, false)
+	return p.pace(ctx, n, false)
 }
 
 // drained books n bytes that already went (a pulled block, an answer:
@@ -257,31 +262,44 @@ func (p *pacer) wait(ctx context.Context, n int) error {
 // with wait would return when they could have started, letting the next
 // one through a whole slot ahead of its time.
 func (p *pacer) drained(ctx context.Context, n int) error {
-	return p.sleep(ctx, n, true)
+	return p.pace(ctx, n, true)
 }
 
-func (p *pacer) sleep(ctx context.Context, n int, toEnd bool) error {
+func (p *pacer) pace(ctx context.Context, n int, toEnd bool) error {
 	if p.rate <= 0 {
 		return ctx.Err()
 	}
-	p.mu.Lock()
-	now := time.Now()
-	start := now
-	if p.next.After(now) {
-		start = p.next
-	}
-	p.next = start.Add(time.Duration(int64(n) * int64(time.Second) / p.rate))
-	until := start
-	if toEnd {
-		until = p.next
-	}
-	p.mu.Unlock()
-	if d := until.Sub(now); d > 0 {
-		if err := sleepCtx(ctx, d); err != nil {
+	if d := p.book(n, toEnd); d > 0 {
+		sleep := sleepCtx
+		if p.sleep != nil {
+			sleep = p.sleep
+		}
+		if err := sleep(ctx, d); err != nil {
 			return err
 		}
 	}
 	return ctx.Err()
+}
+
+// book books n bytes and returns how long to wait until they may start
+// or, with toEnd, until they have drained.
+func (p *pacer) book(n int, toEnd bool) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	if p.now != nil {
+		now = p.now()
+	}
+	start := p.next
+	if floor := now.Add(-p.burst); start.Before(floor) {
+		start = floor
+	}
+	p.next = start.Add(time.Duration(float64(n) / p.rate * float64(time.Second)))
+	until := start
+	if toEnd {
+		until = p.next
+	}
+	return until.Sub(now)
 }
 
 // arcView is one vnode's arc and the other peers that replicate it.

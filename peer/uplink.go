@@ -32,19 +32,14 @@ const uplinkBurst = 100 * time.Millisecond
 // asked (acquire): interleaved, n transfers would each take n times as
 // long and all of them could miss their deadlines, where in turn the first
 // ones finish; and a transfer's deadline starts once it has its turn.
-// It is a virtual clock (GCRA): each chunk starts when the previous one
-// ended at the rate, or at once on a link idle for uplinkBurst.
+// Each chunk starts when the previous one ended at the rate, or at once on
+// a link idle for uplinkBurst.
 type uplink struct {
-	rate  float64 // bytes per second
-	chunk int     // bytes per write: about 50 ms at the rate
-	now   func() time.Time
-	sleep func(ctx context.Context, d time.Duration) error
+	pace  pacer         // bulkShare of the capacity, uplinkBurst of burst
+	chunk int           // bytes per write: about 50 ms at the rate
 	stall time.Duration // uplinkStall
 
 	turn chan struct{} // one message at a time
-
-	mu   sync.Mutex
-	next time.Time
 }
 
 // newUplink paces to a link of capacity bytes per second; nil (no pacing)
@@ -55,10 +50,8 @@ func newUplink(capacity int64) *uplink {
 	}
 	rate := float64(capacity) * bulkShare
 	return &uplink{
-		rate:  rate,
+		pace:  pacer{rate: rate, burst: uplinkBurst},
 		chunk: min(max(int(rate/20), 1<<10), 16<<10),
-		now:   time.Now,
-		sleep: sleepCtx,
 		stall: uplinkStall,
 		turn:  make(chan struct{}, 1),
 	}
@@ -73,21 +66,7 @@ func (u *uplink) transferTimeout(size int) time.Duration {
 	if u == nil {
 		return d
 	}
-	return max(d, blockStreamBase+time.Duration(float64(size)/u.rate*float64(time.Second)))
-}
-
-// reserve books n bytes on the link and returns how long to wait before
-// sending them.
-func (u *uplink) reserve(n int) time.Duration {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	now := u.now()
-	start := u.next
-	if floor := now.Add(-uplinkBurst); start.Before(floor) {
-		start = floor
-	}
-	u.next = start.Add(time.Duration(float64(n) / u.rate * float64(time.Second)))
-	return start.Sub(now)
+	return max(d, blockStreamBase+time.Duration(float64(size)/u.pace.rate*float64(time.Second)))
 }
 
 // uplinkStall is how long one chunk's write may block before its message
@@ -166,11 +145,7 @@ func (t *turn) send(ctx context.Context, w io.Writer, parts ...[]byte) error {
 				return err
 			}
 			k := min(len(b), u.chunk)
-			if d := u.reserve(k); d > 0 {
-				if err := u.sleep(ctx, d); err != nil {
-					return err
-				}
-			} else if err := ctx.Err(); err != nil {
+			if err := u.pace.wait(ctx, k); err != nil {
 				return err
 			}
 			if err := t.write(w, b[:k]); err != nil {

@@ -55,7 +55,7 @@ func (c *virtualClock) sleep(ctx context.Context, d time.Duration) error {
 }
 
 func (c *virtualClock) pace(u *uplink) {
-	u.now, u.sleep = c.now, c.sleep
+	u.pace.now, u.pace.sleep = c.now, c.sleep
 }
 
 // timedWriter records when each write came and how long it was.
@@ -99,7 +99,7 @@ func TestUplinkKeepsToItsRate(t *testing.T) {
 		}
 		start := w.writes[0].at
 		allowed := func(at time.Time) float64 {
-			return u.rate*(at.Sub(start)+uplinkBurst).Seconds() + float64(u.chunk)
+			return u.pace.rate*(at.Sub(start)+uplinkBurst).Seconds() + float64(u.chunk)
 		}
 		sent := 0
 		for _, wr := range w.writes {
@@ -113,8 +113,8 @@ func TestUplinkKeepsToItsRate(t *testing.T) {
 		}
 		// And it does not dawdle: the last write is due when the rate has
 		// carried the rest.
-		if last := w.writes[len(w.writes)-1]; float64(sent-last.n)+1 < u.rate*last.at.Sub(start).Seconds() {
-			t.Fatalf("capacity %d: %d bytes before %v, the rate carries %.0f", capacity, sent-last.n, last.at.Sub(start), u.rate*last.at.Sub(start).Seconds())
+		if last := w.writes[len(w.writes)-1]; float64(sent-last.n)+1 < u.pace.rate*last.at.Sub(start).Seconds() {
+			t.Fatalf("capacity %d: %d bytes before %v, the rate carries %.0f", capacity, sent-last.n, last.at.Sub(start), u.pace.rate*last.at.Sub(start).Seconds())
 		}
 	}
 }
@@ -263,7 +263,7 @@ func TestNodeWithUplinkPacesBlocks(t *testing.T) {
 	// The rate's time for the bytes but the last chunk, less what an idle
 	// link sends at once.
 	least := func(u *uplink) time.Duration {
-		return time.Duration((float64(len(data)-u.chunk)/u.rate - uplinkBurst.Seconds()) * float64(time.Second))
+		return time.Duration((float64(len(data)-u.chunk)/u.pace.rate - uplinkBurst.Seconds()) * float64(time.Second))
 	}
 	if got, want := clockA.slept, least(a.up); got < want {
 		t.Fatalf("the put of %d bytes was paced for %v, want at least %v", len(data), got, want)
