@@ -466,6 +466,11 @@ type ReplicaError struct {
 
 func (e *ReplicaError) Error() string {
 	if e.Op == "get" {
+		if e.NotFound() {
+			// The usual answer for a CID nobody shared: the replicas'
+			// identical "not found"s would only bury it.
+			return fmt.Sprintf("not found: none of the %d peers asked has it", e.Tried)
+		}
 		return fmt.Sprintf("none of %d replicas served it: %s", e.Tried, oneLine(e.Errs))
 	}
 	return fmt.Sprintf("put %s: only %d of %d replicas acknowledged, %d needed: %s", e.CID, e.OK, e.Tried, e.Need, oneLine(e.Errs))

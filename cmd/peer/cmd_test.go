@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +45,27 @@ func TestHelp(t *testing.T) {
 	out, _, code = runCmd(t, "status", "-h")
 	if code != 0 || out != "" {
 		t.Errorf("status -h: exit %d, stdout %q: want 0 and the usage on stderr", code, out)
+	}
+}
+
+// TestSynopsisListsEveryFlag keeps `peer help`'s one-line synopses true:
+// every flag a command parses is in its line.
+func TestSynopsisListsEveryFlag(t *testing.T) {
+	flagLine := regexp.MustCompile(`^  -(\S+)`)
+	for _, c := range commands {
+		out, _, code := runCmd(t, "help", c.name)
+		if code != 0 {
+			t.Fatalf("help %s: exit %d", c.name, code)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			m := flagLine.FindStringSubmatch(line)
+			if m == nil {
+				continue
+			}
+			if !regexp.MustCompile(`\[--?` + regexp.QuoteMeta(m[1]) + `[ \]]`).MatchString(c.args) {
+				t.Errorf("peer %s %s: the synopsis lacks -%s", c.name, c.args, m[1])
+			}
+		}
 	}
 }
 

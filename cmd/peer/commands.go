@@ -91,6 +91,11 @@ func runHelp(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		printUsage(stdout)
 		return nil
 	case 1:
+		switch args[0] {
+		case "-h", "-help", "--help", helpCmd.name:
+			printUsage(stdout)
+			return nil
+		}
 		c := lookupCommand(args[0])
 		if c == nil {
 			fmt.Fprintf(stderr, "peer help: unknown command %q\n\n", args[0])

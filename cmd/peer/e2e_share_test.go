@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
@@ -203,6 +204,19 @@ func TestE2EShareAndFetch(t *testing.T) {
 		t.Fatalf("-o rel.bin did not land in the command's directory intact: %v", err)
 	}
 
+	// --json for scripts: the same CID again, and where the file went.
+	out, errs, code = peerCmd(t, env, "share", "--repo", peers[1].repo, "--json", path)
+	var shared api.ShareResult
+	if code != 0 || errs != "" || json.Unmarshal([]byte(out), &shared) != nil || shared.CID != root.String() || shared.Size != int64(len(data)) {
+		t.Fatalf("peer share --json: exit %d, stdout %q, stderr %q; want cid %s, size %d", code, out, errs, root, len(data))
+	}
+	jsonPath := filepath.Join(wd, "json.bin")
+	out, errs, code = peerCmd(t, env, "fetch", "--repo", peers[4].repo, "--json", "-o", jsonPath, root.String())
+	var fetched api.FetchResult
+	if code != 0 || errs != "" || json.Unmarshal([]byte(out), &fetched) != nil || fetched != (api.FetchResult{CID: root.String(), Path: jsonPath, Size: int64(len(data))}) {
+		t.Fatalf("peer fetch --json -o: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+
 	t.Run("bad inputs on a live ring", func(t *testing.T) {
 		repo := peers[3].repo
 		// A CID no replica holds: answered fast, not a hang.
@@ -214,7 +228,7 @@ func TestE2EShareAndFetch(t *testing.T) {
 		for _, args := range [][]string{{never.String()}, {never.String(), "-o", neverPath}} {
 			start := time.Now()
 			out, errs, code := peerCmd(t, env, append([]string{"fetch", "--repo", repo}, args...)...)
-			oneLineErr(t, "fetch of a CID nobody holds", out, errs, code, regexp.MustCompile(`^peer: fetch `+never.String()+`: .*block not found`))
+			oneLineErr(t, "fetch of a CID nobody holds", out, errs, code, regexp.MustCompile(`^peer: fetch `+never.String()+`: get `+never.String()+`: not found: none of the \d+ peers asked has it$`))
 			if d := time.Since(start); d > 15*time.Second {
 				t.Errorf("fetch of a CID nobody holds took %v", d)
 			}
@@ -294,6 +308,7 @@ func TestE2EShareFetchBadInputs(t *testing.T) {
 		{"fetch without daemon", []string{"fetch", "--repo", repo, okCID}, "^" + noDaemon + "$"},
 		{"fetch -o without daemon", []string{"fetch", "--repo", repo, okCID, "-o", filepath.Join(dir, "out")}, "^" + noDaemon + "$"},
 		{"zero stall timeout", []string{"fetch", "--repo", repo, "--stall-timeout", "0s", okCID}, `^peer: --stall-timeout 0s: want a positive duration`},
+		{"--json to stdout", []string{"fetch", "--repo", repo, "--json", okCID}, `^peer: --json needs -o PATH: `},
 	}
 	if os.Geteuid() != 0 { // root reads any file
 		unreadable := filepath.Join(dir, "unreadable")

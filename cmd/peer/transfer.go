@@ -19,7 +19,7 @@ import (
 
 var shareCmd = &command{
 	name:  "share",
-	args:  "[--repo DIR] [--json] FILE",
+	args:  "[--repo DIR] [--json] [--stall-timeout DURATION] FILE",
 	short: "share a file on the ring and print its root CID",
 	long: `Sends FILE to the daemon of the repo, which cuts it into blocks (a UnixFS DAG:
 CIDv1, raw leaves, 256 KiB chunks, as 'ipfs add --cid-version=1 --raw-leaves'
@@ -35,7 +35,7 @@ terminal.`,
 
 var fetchCmd = &command{
 	name:  "fetch",
-	args:  "[--repo DIR] CID [-o PATH]",
+	args:  "[--repo DIR] [--json] [--stall-timeout DURATION] CID [-o PATH]",
 	short: "fetch a file by its root CID, verified, to PATH or stdout",
 	long: `Asks the daemon of the repo for the file whose root is CID. Every block is
 checked against its CID before it is written; blocks come from their fastest
@@ -44,7 +44,9 @@ replicas, several at a time.
 With -o the daemon writes PATH itself. A fetch that fails or is interrupted
 keeps what it wrote: run the same command again and it resumes, fetching only
 what is missing. Without -o (or with -o -) the bytes go to stdout, and the
-command fails unless all of them arrived.
+command fails unless all of them arrived. With --json and -o, a line
+{"cid": ..., "path": ..., "size": ...} is printed on stdout once the file is
+whole.
 
 Progress (bytes written, rate, time left) is drawn on stderr when it is a
 terminal.`,
@@ -145,9 +147,14 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet(fetchCmd, stderr)
 	repo, stall := transferFlags(fs)
 	out := fs.String("o", "", "write the file to `PATH` (resuming what a fetch there left) instead of stdout")
+	asJSON := fs.Bool("json", false, `with -o: print {"cid": ..., "path": ..., "size": ...} when the file is whole`)
 	pos, err := parseArgs(fs, args, 1, 1, "CID")
 	if err != nil {
 		return err
+	}
+	toStdout := *out == "" || *out == "-"
+	if *asJSON && toStdout {
+		return errors.New("--json needs -o PATH: without it the file itself goes to stdout")
 	}
 	if err := checkStall(*stall); err != nil {
 		return err
@@ -157,7 +164,7 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("%q is not a CID: %v", pos[0], err)
 	}
 	path := *out
-	if path != "" && path != "-" {
+	if !toStdout {
 		// The daemon may run in another directory: it gets an absolute path.
 		if path, err = filepath.Abs(path); err != nil {
 			return fmt.Errorf("-o %s: %w", *out, err)
@@ -171,12 +178,12 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer client.Close()
 	bar := newProgressBar(stderr, "fetch")
 	opts := api.TransferOptions{Stall: *stall, Progress: bar.update}
-	toStdout := path == "" || path == "-"
 	var n int64
+	var res api.FetchResult
 	if toStdout {
 		n, err = client.Cat(ctx, root.String(), stdout, opts)
 	} else {
-		_, err = client.Fetch(ctx, root.String(), path, opts)
+		res, err = client.Fetch(ctx, root.String(), path, opts)
 	}
 	if err != nil {
 		bar.clear()
@@ -189,6 +196,9 @@ func runFetch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("fetch interrupted (%v): run it again to resume into %s", context.Cause(ctx), path)
 	}
 	bar.finish()
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(res)
+	}
 	return nil
 }
 
