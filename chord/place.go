@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 	"slices"
 	"sync"
@@ -51,8 +52,12 @@ type candidate struct {
 // the arcs (Kenthapadi and Manku, SPAA 2005, split the longest of a few
 // sampled arcs in half; here the split points are the candidate hashes).
 func splitScore(pred, id, succ ID) float64 {
-	return min(fraction(Distance(pred, id)), fraction(Distance(id, succ)))
+	return min(expW*fraction(Distance(pred, id)), fraction(Distance(id, succ)))
 }
+
+var expW = 1.0
+var expC = 0.0
+var expD = 0.0
 
 // taken narrows c's arc to a position p the node has just taken.
 func (c *candidate) taken(p ID) {
@@ -167,9 +172,17 @@ func chooseIndices(addr []byte, vnodes int, looked []uint32, windows []window) [
 		}
 	}
 	for len(chosen) < vnodes && len(left) > 0 {
+		k := len(chosen)
+		w := math.Pow(2, expC*(float64(2*k+1)/float64(vnodes)-1)) * (1 + expD/float64(vnodes))
+		sc := func(c candidate) float64 {
+			if !c.known {
+				return 0
+			}
+			return min(w*fraction(Distance(c.pred, c.id)), fraction(Distance(c.id, c.succ)))
+		}
 		best := 0
 		for i, c := range left {
-			if c.score > left[best].score {
+			if sc(c) > sc(left[best]) {
 				best = i
 			}
 		}

@@ -16,8 +16,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"testing"
 )
 
@@ -249,4 +251,91 @@ func TestPlaceVariants(t *testing.T) {
 		t.Logf("%-42s p99 %.2f max %.2f × mean; r=3 p99 %.2f", v.name, res[k].p99, res[k].max, res[k].r3)
 	}
 	t.Logf("%-42s p99 %.2f", "equal arcs", floor)
+}
+
+// TestPlaceNoise splits the p99 of keys per capacity into what the
+// keys' sampling adds and what placement leaves: per draw of peers, the
+// keys per unit of capacity, the p99 over the draw's keys, the p99 of the
+// exact arcs (no sampling), and the p99 over 10 other key sets on the
+// same placement.
+func TestPlaceNoise(t *testing.T) {
+	choices := DefaultConfig().VnodeChoices
+	if s := os.Getenv("PLACE_CHOICES"); s != "" {
+		choices, _ = strconv.Atoi(s)
+	}
+	draws := 10
+	if s := os.Getenv("PLACE_DRAWS"); s != "" {
+		draws, _ = strconv.Atoi(s)
+	}
+	if s := os.Getenv("PLACE_C"); s != "" {
+		expC, _ = strconv.ParseFloat(s, 64)
+	}
+	if s := os.Getenv("PLACE_D"); s != "" {
+		expD, _ = strconv.ParseFloat(s, 64)
+	}
+	var keyP99, arcP99, resP99, bigP99, floorP99 []float64
+	for seed := range uint64(draws) {
+		peers, keys := draw(seed)
+		if s := os.Getenv("PLACE_PER"); s != "" {
+			per, _ := strconv.Atoi(s)
+			for i := range peers {
+				peers[i].Vnodes *= per
+			}
+		}
+		placed := PlaceVnodes(peers, choices)
+		total := 0.0
+		for _, p := range peers {
+			total += p.Capacity
+		}
+		k, a := KeyBalance(placed, keys, 1), arcBalance(placed)
+		rng := rand.New(rand.NewPCG(seed, 77))
+		var res []float64
+		for range 10 {
+			for i := range keys {
+				keys[i] = randomID(rng)
+			}
+			res = append(res, KeyBalance(placed, keys, 1).P99)
+		}
+		big := make([]ID, 10*len(keys))
+		for i := range big {
+			big[i] = randomID(rng)
+		}
+		b := KeyBalance(placed, big, 1)
+		// Perfect placement: every key on a peer drawn in proportion to
+		// its capacity, what the keys' sampling alone leaves.
+		cum := make([]float64, len(peers))
+		count := make([]float64, len(peers))
+		acc := 0.0
+		for i, p := range peers {
+			acc += p.Capacity
+			cum[i] = acc
+		}
+		for range keys {
+			i, _ := slices.BinarySearch(cum, rng.Float64()*acc)
+			count[min(i, len(peers)-1)]++
+		}
+		var fr []float64
+		fm := 0.0
+		for i, p := range peers {
+			fr = append(fr, count[i]/p.Capacity)
+			fm += count[i] / p.Capacity / float64(len(peers))
+		}
+		slices.Sort(fr)
+		floor := fr[int(math.Ceil(0.99*float64(len(fr))))-1] / fm
+		keyP99, arcP99, resP99 = append(keyP99, k.P99), append(arcP99, a.P99), append(resP99, res...)
+		bigP99, floorP99 = append(bigP99, b.P99), append(floorP99, floor)
+		t.Logf("draw %2d: %.1f keys per unit; keys p99 %.2f max %.2f; exact arcs p99 %.2f max %.2f; 10 other key sets p99 %.2f-%.2f; 1M keys p99 %.2f; perfect placement p99 %.2f",
+			seed, float64(len(keys))/total, k.P99, k.Max, a.P99, a.Max, slices.Min(res), slices.Max(res), b.P99, floor)
+	}
+	mean := func(xs []float64) float64 {
+		s := 0.0
+		for _, x := range xs {
+			s += x
+		}
+		return s / float64(len(xs))
+	}
+	t.Logf("%d lookups per vnode, %d draws: keys p99 %.2f (%.2f-%.2f); exact arcs p99 %.2f (%.2f-%.2f); other key sets p99 %.2f (%.2f-%.2f); 1M keys p99 %.2f (%.2f-%.2f); perfect placement, 100,000 keys p99 %.2f (%.2f-%.2f)",
+		choices, draws, mean(keyP99), slices.Min(keyP99), slices.Max(keyP99), mean(arcP99), slices.Min(arcP99), slices.Max(arcP99),
+		mean(resP99), slices.Min(resP99), slices.Max(resP99), mean(bigP99), slices.Min(bigP99), slices.Max(bigP99),
+		mean(floorP99), slices.Min(floorP99), slices.Max(floorP99))
 }
