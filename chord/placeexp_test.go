@@ -13,7 +13,6 @@
 package chord
 
 import (
-	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -22,24 +21,6 @@ import (
 	"strconv"
 	"testing"
 )
-
-// draw is one draw of issue 4's balance setting: 1,000 peers with
-// capacities from the heterogeneous profile (vnodes = capacity), 100,000
-// keys.
-func draw(seed uint64) ([]PeerLoad, []ID) {
-	rng := rand.New(rand.NewPCG(2+seed, 2))
-	peers := make([]PeerLoad, 1000)
-	for i := range peers {
-		bw := minBandwidth * math.Pow(maxBandwidth/minBandwidth, rng.Float64())
-		c := CapacityForBandwidth(bw)
-		peers[i] = PeerLoad{Addr: fmt.Sprintf("peer-%d-%d", seed, i), Capacity: float64(c), Vnodes: c}
-	}
-	keys := make([]ID, 100_000)
-	for i := range keys {
-		keys[i] = randomID(rng)
-	}
-	return peers, keys
-}
 
 func TestPlaceSeeds(t *testing.T) {
 	names := []string{"before, 8 per vnode", "now, 4 per vnode", "now, 8 per vnode", "now, 16 per vnode"}
@@ -266,12 +247,6 @@ func TestPlaceNoise(t *testing.T) {
 	draws := 10
 	if s := os.Getenv("PLACE_DRAWS"); s != "" {
 		draws, _ = strconv.Atoi(s)
-	}
-	if s := os.Getenv("PLACE_C"); s != "" {
-		expC, _ = strconv.ParseFloat(s, 64)
-	}
-	if s := os.Getenv("PLACE_D"); s != "" {
-		expD, _ = strconv.ParseFloat(s, 64)
 	}
 	var keyP99, arcP99, resP99, bigP99, floorP99 []float64
 	for seed := range uint64(draws) {
