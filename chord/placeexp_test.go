@@ -251,6 +251,12 @@ func TestPlaceNoise(t *testing.T) {
 	var keyP99, arcP99, resP99, bigP99, floorP99 []float64
 	for seed := range uint64(draws) {
 		peers, keys := draw(seed)
+		if s := os.Getenv("PLACE_EQUAL"); s != "" {
+			v, _ := strconv.Atoi(s)
+			for i := range peers {
+				peers[i].Vnodes, peers[i].Capacity = v, float64(v)
+			}
+		}
 		if s := os.Getenv("PLACE_PER"); s != "" {
 			per, _ := strconv.Atoi(s)
 			for i := range peers {
