@@ -3,13 +3,17 @@
 // Placement experiments behind the figures in README's load-balance
 // section, opt-in (a few minutes):
 //
-//	go test -tags placeexp ./chord -run 'PlaceSeeds|PlaceVariants' -v
+//	go test -tags placeexp ./chord -run 'PlaceSeeds|PlaceVariants|PlaceNoise' -v
 //
 // TestPlaceSeeds runs the real placement (PlaceVnodes, and placePerSlot
 // before it) over 10 draws of peers and keys. TestPlaceVariants replays
 // joins on a ring of float positions to compare placements the code does
 // not have (more lookups for peers with few vnodes, the arc owner's
-// capacity known, other scores, more indices), 4 draws each.
+// capacity known, other scores, more indices), 4 draws each (written
+// before slotWeight: its "now" is halves for all). TestPlaceNoise
+// separates the keys' sampling from placement (PLACE_DRAWS draws,
+// default 10; PLACE_CHOICES lookups per vnode; PLACE_PER vnodes per unit
+// of capacity; PLACE_EQUAL=V: every peer V vnodes and capacity V).
 package chord
 
 import (
