@@ -17,6 +17,7 @@
 package chord
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -323,4 +324,25 @@ func TestPlaceNoise(t *testing.T) {
 		choices, draws, mean(keyP99), slices.Min(keyP99), slices.Max(keyP99), mean(arcP99), slices.Min(arcP99), slices.Max(arcP99),
 		mean(resP99), slices.Min(resP99), slices.Max(resP99), mean(bigP99), slices.Min(bigP99), slices.Max(bigP99),
 		mean(floorP99), slices.Min(floorP99), slices.Max(floorP99))
+}
+
+// TestPlaceSmallRings: exact-arc balance of small rings of equal peers
+// with 2 vnodes each (as TestJoinChoosesVnodePositions' 40), 40 draws.
+func TestPlaceSmallRings(t *testing.T) {
+	for _, n := range []int{40, 200} {
+		var p99, mx float64
+		worst := 0.0
+		const draws = 40
+		for seed := range draws {
+			peers := make([]PeerLoad, n)
+			for i := range peers {
+				peers[i] = PeerLoad{Addr: fmt.Sprintf("small-%d-%d", seed, i), Capacity: 2, Vnodes: 2}
+			}
+			b := arcBalance(PlaceVnodes(peers, 8))
+			p99 += b.P99 / draws
+			mx += b.Max / draws
+			worst = max(worst, b.Max)
+		}
+		t.Logf("n %d, 2 vnodes each, %d draws: p99 %.3f max %.3f worst max %.3f", n, draws, p99, mx, worst)
+	}
 }
