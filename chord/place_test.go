@@ -33,9 +33,10 @@ func TestWindowOrdered(t *testing.T) {
 }
 
 // bestSplit is the index below MaxVnodes, other than those taken, whose
-// position best splits the ring the positions ring and taken form (ties:
-// the lowest index), found by trying every one.
-func bestSplit(addr []byte, ring []ID, taken []uint32) uint32 {
+// position best splits the ring the positions ring and taken form at
+// weight w (splitScore; ties: the lowest index), found by trying every
+// one.
+func bestSplit(addr []byte, ring []ID, taken []uint32, w float64) uint32 {
 	all := slices.Clone(ring)
 	for _, x := range taken {
 		all = append(all, VnodeID(addr, x))
@@ -49,7 +50,7 @@ func bestSplit(addr []byte, ring []ID, taken []uint32) uint32 {
 		id := VnodeID(addr, x)
 		j, _ := slices.BinarySearchFunc(all, id, ID.Cmp)
 		pred, succ := all[(j-1+len(all))%len(all)], all[j%len(all)]
-		if s := splitScore(pred, id, succ); s > bestScore {
+		if s := splitScore(pred, id, succ, w); s > bestScore {
 			best, bestScore = x, s
 		}
 	}
@@ -66,7 +67,7 @@ func TestChooseIndicesRatesEveryPositionInAWindow(t *testing.T) {
 		got := chooseIndices(addr, 3, []uint32{0}, []window{w})
 		var want []uint32
 		for range 3 {
-			want = append(want, bestSplit(addr, ring, want))
+			want = append(want, bestSplit(addr, ring, want, slotWeight(len(want), 3)))
 		}
 		if !slices.Equal(got, want) {
 			t.Errorf("ring %v: chose %v, want %v", ring, got, want)

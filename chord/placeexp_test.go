@@ -3,41 +3,29 @@
 // Placement experiments behind the figures in README's load-balance
 // section, opt-in (a few minutes):
 //
-//	go test -tags placeexp ./chord -run 'PlaceSeeds|PlaceVariants' -v
+//	go test -tags placeexp ./chord -run 'PlaceSeeds|PlaceVariants|PlaceNoise' -v
 //
 // TestPlaceSeeds runs the real placement (PlaceVnodes, and placePerSlot
 // before it) over 10 draws of peers and keys. TestPlaceVariants replays
 // joins on a ring of float positions to compare placements the code does
 // not have (more lookups for peers with few vnodes, the arc owner's
-// capacity known, other scores, more indices), 4 draws each.
+// capacity known, other scores, more indices), 4 draws each (written
+// before slotWeight: its "now" is halves for all). TestPlaceNoise
+// separates the keys' sampling from placement (PLACE_DRAWS draws,
+// default 10; PLACE_CHOICES lookups per vnode; PLACE_PER vnodes per unit
+// of capacity; PLACE_EQUAL=V: every peer V vnodes and capacity V).
 package chord
 
 import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"testing"
 )
-
-// draw is one draw of issue 4's balance setting: 1,000 peers with
-// capacities from the heterogeneous profile (vnodes = capacity), 100,000
-// keys.
-func draw(seed uint64) ([]PeerLoad, []ID) {
-	rng := rand.New(rand.NewPCG(2+seed, 2))
-	peers := make([]PeerLoad, 1000)
-	for i := range peers {
-		bw := minBandwidth * math.Pow(maxBandwidth/minBandwidth, rng.Float64())
-		c := CapacityForBandwidth(bw)
-		peers[i] = PeerLoad{Addr: fmt.Sprintf("peer-%d-%d", seed, i), Capacity: float64(c), Vnodes: c}
-	}
-	keys := make([]ID, 100_000)
-	for i := range keys {
-		keys[i] = randomID(rng)
-	}
-	return peers, keys
-}
 
 func TestPlaceSeeds(t *testing.T) {
 	names := []string{"before, 8 per vnode", "now, 4 per vnode", "now, 8 per vnode", "now, 16 per vnode"}
@@ -249,4 +237,112 @@ func TestPlaceVariants(t *testing.T) {
 		t.Logf("%-42s p99 %.2f max %.2f × mean; r=3 p99 %.2f", v.name, res[k].p99, res[k].max, res[k].r3)
 	}
 	t.Logf("%-42s p99 %.2f", "equal arcs", floor)
+}
+
+// TestPlaceNoise splits the p99 of keys per capacity into what the
+// keys' sampling adds and what placement leaves: per draw of peers, the
+// keys per unit of capacity, the p99 over the draw's keys, the p99 of the
+// exact arcs (no sampling), and the p99 over 10 other key sets on the
+// same placement.
+func TestPlaceNoise(t *testing.T) {
+	choices := DefaultConfig().VnodeChoices
+	if s := os.Getenv("PLACE_CHOICES"); s != "" {
+		choices, _ = strconv.Atoi(s)
+	}
+	draws := 10
+	if s := os.Getenv("PLACE_DRAWS"); s != "" {
+		draws, _ = strconv.Atoi(s)
+	}
+	var keyP99, arcP99, resP99, bigP99, floorP99 []float64
+	for seed := range uint64(draws) {
+		peers, keys := draw(seed)
+		if s := os.Getenv("PLACE_EQUAL"); s != "" {
+			v, _ := strconv.Atoi(s)
+			for i := range peers {
+				peers[i].Vnodes, peers[i].Capacity = v, float64(v)
+			}
+		}
+		if s := os.Getenv("PLACE_PER"); s != "" {
+			per, _ := strconv.Atoi(s)
+			for i := range peers {
+				peers[i].Vnodes *= per
+			}
+		}
+		placed := PlaceVnodes(peers, choices)
+		total := 0.0
+		for _, p := range peers {
+			total += p.Capacity
+		}
+		k, a := KeyBalance(placed, keys, 1), arcBalance(placed)
+		rng := rand.New(rand.NewPCG(seed, 77))
+		var res []float64
+		for range 10 {
+			for i := range keys {
+				keys[i] = randomID(rng)
+			}
+			res = append(res, KeyBalance(placed, keys, 1).P99)
+		}
+		big := make([]ID, 10*len(keys))
+		for i := range big {
+			big[i] = randomID(rng)
+		}
+		b := KeyBalance(placed, big, 1)
+		// Perfect placement: every key on a peer drawn in proportion to
+		// its capacity, what the keys' sampling alone leaves.
+		cum := make([]float64, len(peers))
+		count := make([]float64, len(peers))
+		acc := 0.0
+		for i, p := range peers {
+			acc += p.Capacity
+			cum[i] = acc
+		}
+		for range keys {
+			i, _ := slices.BinarySearch(cum, rng.Float64()*acc)
+			count[min(i, len(peers)-1)]++
+		}
+		var fr []float64
+		fm := 0.0
+		for i, p := range peers {
+			fr = append(fr, count[i]/p.Capacity)
+			fm += count[i] / p.Capacity / float64(len(peers))
+		}
+		slices.Sort(fr)
+		floor := fr[int(math.Ceil(0.99*float64(len(fr))))-1] / fm
+		keyP99, arcP99, resP99 = append(keyP99, k.P99), append(arcP99, a.P99), append(resP99, res...)
+		bigP99, floorP99 = append(bigP99, b.P99), append(floorP99, floor)
+		t.Logf("draw %2d: %.1f keys per unit; keys p99 %.2f max %.2f; exact arcs p99 %.2f max %.2f; 10 other key sets p99 %.2f-%.2f; 1M keys p99 %.2f; perfect placement p99 %.2f",
+			seed, float64(len(keys))/total, k.P99, k.Max, a.P99, a.Max, slices.Min(res), slices.Max(res), b.P99, floor)
+	}
+	mean := func(xs []float64) float64 {
+		s := 0.0
+		for _, x := range xs {
+			s += x
+		}
+		return s / float64(len(xs))
+	}
+	t.Logf("%d lookups per vnode, %d draws: keys p99 %.2f (%.2f-%.2f); exact arcs p99 %.2f (%.2f-%.2f); other key sets p99 %.2f (%.2f-%.2f); 1M keys p99 %.2f (%.2f-%.2f); perfect placement, 100,000 keys p99 %.2f (%.2f-%.2f)",
+		choices, draws, mean(keyP99), slices.Min(keyP99), slices.Max(keyP99), mean(arcP99), slices.Min(arcP99), slices.Max(arcP99),
+		mean(resP99), slices.Min(resP99), slices.Max(resP99), mean(bigP99), slices.Min(bigP99), slices.Max(bigP99),
+		mean(floorP99), slices.Min(floorP99), slices.Max(floorP99))
+}
+
+// TestPlaceSmallRings: exact-arc balance of small rings of equal peers
+// with 2 vnodes each (as TestJoinChoosesVnodePositions' 40), 40 draws.
+func TestPlaceSmallRings(t *testing.T) {
+	for _, n := range []int{40, 200} {
+		var p99, mx float64
+		worst := 0.0
+		const draws = 40
+		for seed := range draws {
+			peers := make([]PeerLoad, n)
+			for i := range peers {
+				peers[i] = PeerLoad{Addr: fmt.Sprintf("small-%d-%d", seed, i), Capacity: 2, Vnodes: 2}
+			}
+			b := arcBalance(PlaceVnodes(peers, 8))
+			p99 += b.P99 / draws
+			mx += b.Max / draws
+			worst = max(worst, b.Max)
+		}
+		t.Logf("n %d, 2 vnodes each, %d draws: p99 %.3f max %.3f worst max %.3f", n, draws, p99, mx, worst)
+	}
 }
