@@ -56,14 +56,13 @@ type options struct {
 	iperfSecs   int
 	cpuTime     time.Duration
 	ringTimeout time.Duration
-	// afterCleanup is how long after the previous invocation's cleanup
-	// the first baseline may start (deleted.go).
-	afterCleanup time.Duration
-	perf         string
-	pprof        string
-	pprofSpan    time.Duration
-	layoutSeed   uint64
-	peerSrc      string
+	// keep leaves the temp dir in place at the end.
+	keep       bool
+	perf       string
+	pprof      string
+	pprofSpan  time.Duration
+	layoutSeed uint64
+	peerSrc    string
 }
 
 // smokeDefaults are what -smoke changes, unless given explicitly: a run of
@@ -73,8 +72,6 @@ var smokeDefaults = map[string]string{
 	"peers":     "3",
 	"iperf-sec": "1",
 	"cpu-time":  "100ms",
-	// A smoke run creates a few hundred files: nothing to wait for.
-	"after-cleanup": "0",
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -89,7 +86,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.iperfSecs, "iperf-sec", 5, "seconds of the iperf3 loopback measurement")
 	fs.DurationVar(&o.cpuTime, "cpu-time", time.Second, "time of each CPU micro-benchmark")
 	fs.DurationVar(&o.ringTimeout, "ring-timeout", 5*time.Minute, "how long the ring may take to form")
-	fs.DurationVar(&o.afterCleanup, "after-cleanup", 90*time.Second, "wait, before the first baseline and transfer, until this long after the previous\ninvocation's cleanup (its thousands of deleted inodes slow file creation on ext4\nwithout a journal, see deleted.go); 0: do not wait")
+	fs.BoolVar(&o.keep, "keep", false, "leave the temp dir (block stores, disk baselines: ~3 GB a run) for the caller to remove\nafter a sitting of invocations: on ext4 without a journal, the thousands of inodes a\ncleanup frees slow every file creation near them for up to 6 minutes, the next\ninvocation's shares included (README, \"Session 7\")")
 	fs.StringVar(&o.perf, "perf", "", "profile the daemons with Linux perf during each transfer into `DIR` (slows them a little)")
 	fs.StringVar(&o.pprof, "pprof", "", "run the daemons with --pprof and take each one's Go CPU profile during each fetch into `DIR`")
 	fs.DurationVar(&o.pprofSpan, "pprof-span", 3*time.Second, "length of each -pprof profile (whole seconds): the fetch should fit in it")
@@ -130,8 +127,6 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return o, fmt.Errorf("-iperf-sec %d: want at least 1", o.iperfSecs)
 	case o.pprof != "" && o.pprofSpan < time.Second:
 		return o, fmt.Errorf("-pprof-span %v: want at least 1s", o.pprofSpan)
-	case o.afterCleanup < 0:
-		return o, fmt.Errorf("-after-cleanup %v: want 0 or more", o.afterCleanup)
 	case o.cpuTime <= 0 || o.ringTimeout <= 0:
 		return o, errors.New("-cpu-time and -ring-timeout must be positive")
 	}
@@ -167,7 +162,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return err
 	}
 	defer func() {
-		if rerr := removeAndStamp(dir, cleanupStamp()); rerr != nil && err == nil {
+		if o.keep {
+			logf("kept %s: remove it after the sitting", dir)
+			return
+		}
+		if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
 			err = rerr
 		}
 	}()
@@ -221,14 +220,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return err
 	}
 	logf("ring formed in %.1fs", rep.FormedIn.Seconds())
-	if o.afterCleanup > 0 {
-		if rep.WaitedAfterCleanup, err = waitAfterCleanup(ctx, cleanupStamp(), o.afterCleanup); err != nil {
-			return err
-		}
-		if rep.WaitedAfterCleanup > 0 {
-			logf("waited %.1fs: %v after the last xferbench's cleanup", rep.WaitedAfterCleanup.Seconds(), o.afterCleanup)
-		}
-	}
 
 	for i := range o.runs {
 		res, err := measureRun(ctx, r, prof, dir, o, uint64(i), logf)

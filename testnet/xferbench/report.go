@@ -78,10 +78,7 @@ type report struct {
 	GoProfiled                                   string // the -pprof dir, if any
 	LayoutSeed                                   uint64 // -layout-seed, if any
 	FormedIn                                     time.Duration
-	// WaitedAfterCleanup is how long the runs waited for the previous
-	// invocation's deleted inodes to age (deleted.go).
-	WaitedAfterCleanup time.Duration
-	Runs               []runResult
+	Runs                                         []runResult
 }
 
 // The targets of issue 3, and kubo's figures they name.
@@ -156,9 +153,6 @@ func (rep *report) markdown() string {
 	p("- Ring: %d daemons, `peer daemon --listen /ip4/127.0.0.1/tcp/0 --capacity %d` (TCP, TLS 1.3 preferred over Noise, yamux), formed in %.1f s; r = %d. "+
 		"Peer 1 runs `peer share FILE`, peer %d `peer fetch CID -o PATH` (the daemon writes PATH). Each run shares a new random file.\n",
 		rep.Peers, rep.Capacity, rep.FormedIn.Seconds(), rep.Replicas, rep.Peers)
-	if rep.WaitedAfterCleanup > 0 {
-		p("- Waited %.1f s after the ring formed: the previous xferbench's cleanup was recent, and its deleted inodes slow file creation for a minute or more (deleted.go).\n", rep.WaitedAfterCleanup.Seconds())
-	}
 	if rep.Profiled != "" {
 		p("- Profiled: Linux perf sampled every daemon during each transfer (profiles in %s), which costs them some CPU: the rates are a little low.\n", rep.Profiled)
 	}

@@ -372,30 +372,3 @@ func TestWriteIdentityIsDerived(t *testing.T) {
 		t.Error("different peers or seeds share an identity")
 	}
 }
-
-func TestSinceCleanup(t *testing.T) {
-	stamp := filepath.Join(t.TempDir(), "stamp")
-	now := time.Now()
-	const window = 90 * time.Second
-	if d, err := sinceCleanup(stamp, window, now); err != nil || d != 0 {
-		t.Errorf("no cleanup recorded: wait %v, %v; want 0", d, err)
-	}
-	if err := removeAndStamp(filepath.Join(t.TempDir(), "gone"), stamp); err != nil {
-		t.Fatal(err)
-	}
-	if d, err := sinceCleanup(stamp, window, time.Now()); err != nil || d <= window-10*time.Second || d > window {
-		t.Errorf("cleanup just now: wait %v, %v; want about %v", d, err, window)
-	}
-	for _, tc := range []struct{ ago, want time.Duration }{
-		{30 * time.Second, 60 * time.Second},
-		{window, 0},
-		{10 * time.Minute, 0},
-	} {
-		if err := os.Chtimes(stamp, time.Time{}, now.Add(-tc.ago)); err != nil {
-			t.Fatal(err)
-		}
-		if d, err := sinceCleanup(stamp, window, now); err != nil || d != tc.want {
-			t.Errorf("cleanup %v ago: wait %v, %v; want %v", tc.ago, d, err, tc.want)
-		}
-	}
-}
