@@ -308,6 +308,10 @@ func measureRun(ctx context.Context, r *ring, prof *profiler, dir string, o opti
 		return res, err
 	}
 
+	callsBefore, err := r.ringCalls(ctx)
+	if err != nil {
+		return res, err
+	}
 	sharer, fetcher := r.peers[0], r.peers[len(r.peers)-1]
 	logf("run %d: peer share of %s on peer 1", seed+1, peer.FormatSize(o.size))
 	var cid string
@@ -330,7 +334,11 @@ func measureRun(ctx context.Context, r *ring, prof *profiler, dir string, o opti
 	res.CID = cid
 	res.Share.Rate = float64(o.size) / res.Share.Seconds
 	res.ReplicatedAfter += res.Share.Seconds
-	logf("run %d: shared at %.1f MB/s, all copies stored after %.1fs: %s", seed+1, res.Share.Rate/1e6, res.ReplicatedAfter, cid)
+	callsAfter, err := r.ringCalls(ctx)
+	if err != nil {
+		return res, err
+	}
+	logf("run %d: shared at %.1f MB/s, all copies stored after %.1fs, %d ring calls: %s", seed+1, res.Share.Rate/1e6, res.ReplicatedAfter, callsAfter-callsBefore, cid)
 
 	// What the fetcher stores itself it need not fetch over the network.
 	_, eachAfter, err := r.storedBytes(ctx)
