@@ -22,8 +22,9 @@ import (
 type located struct {
 	mu      sync.Mutex
 	entries map[cid.Cid]*replicaList
-	// spans are what Locate's lookups told of the ring, newest last; a
-	// CID a span tells the list of needs no lookup of its own.
+	// spans are what the lookups of Locate and of puts told of the ring,
+	// newest last; a CID a young enough span tells the list of needs no
+	// lookup of its own (spanReuse for a Get, putReplicas' age for a put).
 	spans []ringSpan
 	// lookups counts the ring lookups Locate made.
 	lookups atomic.Int64
