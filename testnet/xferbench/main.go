@@ -156,8 +156,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err != nil {
 		return err
 	}
-	// A short path: each repo's API socket must fit a sun_path.
-	dir, err := os.MkdirTemp("", "xb")
+	// A short path: each repo's API socket must fit a sun_path. Under a
+	// base flagged as a top dir, so that its files are allocated away
+	// from /tmp's churn (topdir_linux.go).
+	base := filepath.Join(os.TempDir(), "xbt")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return err
+	}
+	if err := markTopDir(base); err != nil {
+		logf("%s not flagged as a top dir (%v): the stores' inodes may land among /tmp's recently deleted ones", base, err)
+	}
+	dir, err := os.MkdirTemp(base, "xb")
 	if err != nil {
 		return err
 	}
