@@ -86,7 +86,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.iperfSecs, "iperf-sec", 5, "seconds of the iperf3 loopback measurement")
 	fs.DurationVar(&o.cpuTime, "cpu-time", time.Second, "time of each CPU micro-benchmark")
 	fs.DurationVar(&o.ringTimeout, "ring-timeout", 5*time.Minute, "how long the ring may take to form")
-	fs.BoolVar(&o.keep, "keep", false, "leave the temp dir (block stores, disk baselines: ~3 GB a run) for the caller to remove\nafter a sitting of invocations: on ext4 without a journal, the thousands of inodes a\ncleanup frees slow every file creation near them for up to 6 minutes, the next\ninvocation's shares included (README, \"Session 7\")")
+	fs.BoolVar(&o.keep, "keep", false, "leave the temp dir (block stores, disk baselines: ~3 GB a run) for the caller to remove\nafter a sitting of invocations: on ext4 without a journal, the thousands of inodes a\ncleanup frees slow every file creation near them for minutes, the next\ninvocation's shares included (README, \"Session 7\")")
 	fs.StringVar(&o.perf, "perf", "", "profile the daemons with Linux perf during each transfer into `DIR` (slows them a little)")
 	fs.StringVar(&o.pprof, "pprof", "", "run the daemons with --pprof and take each one's Go CPU profile during each fetch into `DIR`")
 	fs.DurationVar(&o.pprofSpan, "pprof-span", 3*time.Second, "length of each -pprof profile (whole seconds): the fetch should fit in it")
