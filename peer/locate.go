@@ -22,8 +22,9 @@ import (
 type located struct {
 	mu      sync.Mutex
 	entries map[cid.Cid]*replicaList
-	// spans are what Locate's lookups told of the ring, newest last; a
-	// CID a span tells the list of needs no lookup of its own.
+	// spans are what the lookups of Locate and of puts told of the ring,
+	// newest last; a CID a young enough span tells the list of needs no
+	// lookup of its own (spanReuse for a Get, putReplicas' age for a put).
 	spans []ringSpan
 	// lookups counts the ring lookups Locate made.
 	lookups atomic.Int64
@@ -121,7 +122,7 @@ func (n *Node) Locate(ctx context.Context, cids []cid.Cid) {
 				continue
 			}
 			key := chord.KeyID(c.Hash())
-			if peers, at, ok := l.spanList(key, n.cfg.Replicas); ok {
+			if peers, at, ok := l.spanList(key, n.cfg.Replicas, spanReuse); ok {
 				<-slots
 				e.set(peers, nil, at)
 				continue
@@ -194,15 +195,15 @@ func (l *located) addSpan(sp ringSpan) {
 }
 
 // spanList is k's preference list of count peers from the newest span
-// that tells it and is younger than spanReuse, with when that span's
-// lookup ended.
-func (l *located) spanList(k chord.ID, count int) ([]p2ppeer.ID, time.Time, bool) {
+// that tells it and is at most maxAge old, with when that span's lookup
+// ended.
+func (l *located) spanList(k chord.ID, count int, maxAge time.Duration) ([]p2ppeer.ID, time.Time, bool) {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i := len(l.spans) - 1; i >= 0; i-- {
 		sp := l.spans[i]
-		if now.Sub(sp.at) > spanReuse {
+		if now.Sub(sp.at) > maxAge {
 			break // the older ones too
 		}
 		if peers, ok := sp.list(k, count); ok {

@@ -182,6 +182,11 @@ func TestLocateSpans(t *testing.T) {
 		t.Fatalf("the best span tells %d lists of %d", covered, len(lacking))
 	}
 	l := fetcher.blocks.located
+	// The puts above kept spans on the sharer, which may be the fetcher:
+	// the lookups counted here are Locate's own, from none.
+	l.mu.Lock()
+	l.spans = nil
+	l.mu.Unlock()
 	fetcher.Locate(ctx, []cid.Cid{first})
 	wait := func(c cid.Cid) *replicaList {
 		l.mu.Lock()
@@ -357,4 +362,75 @@ func lackingMost(t *testing.T, r *mockRing, stores map[*Node]*blocks.Store, cids
 		t.Fatalf("the peer lacking most blocks lacks %d of %d", len(lacking), len(cids))
 	}
 	return fetcher, lacking
+}
+
+// A share's puts take their replica lists from spans at most half a
+// stabilize round old: puts spread over the ring cost a lookup per arc,
+// not per block, each block still lands on the list a lookup gives, and a
+// span past that age gives no list to a put.
+func TestPutSpans(t *testing.T) {
+	cfg := testConfig()
+	// mockRing converges by hand; the interval only sets the spans' age
+	// for puts (1 s), long enough for the puts below.
+	cfg.Chord.StabilizeInterval = 2 * time.Second
+	r, stores := storedRingOf(t, cfg, 4)
+	ctx := context.Background()
+	sharer := r.nodes[0]
+	l := sharer.blocks.located
+	var cids []cid.Cid
+	for i := range 64 {
+		data := bytes.Repeat([]byte{byte(i)}, 700+i)
+		c := rawBlock(t, data)
+		if err := sharer.Put(ctx, c, data); err != nil {
+			t.Fatal(err)
+		}
+		cids = append(cids, c)
+	}
+	sharer.bg.Wait()
+	l.mu.Lock()
+	lookups := len(l.spans) // one span kept per lookup a put made
+	l.mu.Unlock()
+	if lookups < 1 || lookups >= len(cids)/2 {
+		t.Errorf("%d lookups kept as spans for %d puts: want at least one, and fewer than half as many", lookups, len(cids))
+	}
+	t.Logf("%d puts made %d lookups", len(cids), lookups)
+	for _, c := range cids {
+		want, err := sharer.Replicas(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range r.nodes {
+			if slices.Contains(want, n.Host().ID()) && !stores[n].Has(c) {
+				t.Errorf("%s: replica %s lacks it", c, n.Host().ID().ShortString())
+			}
+		}
+	}
+
+	// A span one second old (the age for puts) plus a little tells the
+	// next block's list, and still that put looks it up.
+	data := []byte("a block put after its span aged")
+	c := rawBlock(t, data)
+	_, near, err := sharer.replicasNear(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := chord.KeyID(c.Hash())
+	for _, tc := range []struct {
+		age     time.Duration
+		lookups int
+	}{{cfg.Chord.StabilizeInterval/2 + 100*time.Millisecond, 1}, {0, 0}} {
+		l.mu.Lock()
+		l.spans = []ringSpan{{key: key, near: near, at: time.Now().Add(-tc.age)}}
+		l.mu.Unlock()
+		if err := sharer.Put(ctx, c, data); err != nil {
+			t.Fatal(err)
+		}
+		l.mu.Lock()
+		got := len(l.spans) - 1
+		l.mu.Unlock()
+		if got != tc.lookups {
+			t.Errorf("a span %v old: the put made %d lookups, want %d", tc.age, got, tc.lookups)
+		}
+	}
+	sharer.bg.Wait()
 }

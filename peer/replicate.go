@@ -56,7 +56,7 @@ func (n *Node) PutLent(ctx context.Context, c cid.Cid, data []byte, done func())
 	}
 	// No hash here: every replica's store checks the bytes against c
 	// before writing, and refuses a mismatch (ErrBadBlock).
-	peers, err := n.Replicas(ctx, c)
+	peers, err := n.putReplicas(ctx, c)
 	if err != nil {
 		done()
 		return fmt.Errorf("put %s: %w", c, err)
@@ -104,6 +104,32 @@ func (n *Node) PutLent(ctx context.Context, c cid.Cid, data []byte, done func())
 		}
 	}
 	return nil
+}
+
+// putReplicas is Replicas for a put: from a span at most half a
+// stabilize round old when one tells c's list, else from a lookup whose
+// answer becomes a span. A share's puts spread over the whole ring, so
+// one lookup's successors tell the lists of many of the blocks that follow
+// (a 256 MiB share made a lookup per block, 1,044 of them, most answered
+// from this node's own successor lists, the rest a ring RPC or more: the
+// daemons' ring calls during a share fell from ~190 to ~60, stabilization
+// included). A lookup's own list already lags a join by a
+// stabilize round or more (the joiner reaches its predecessors' successor
+// lists only through their stabilize), so a span half a round old adds at
+// most half a round to that. A list Locate may take from a span
+// (spanReuse, 15 s) would be far older: a put from it would leave its
+// block off a peer that joined since.
+func (n *Node) putReplicas(ctx context.Context, c cid.Cid) ([]p2ppeer.ID, error) {
+	key := chord.KeyID(c.Hash())
+	l := n.blocks.located
+	if peers, _, ok := l.spanList(key, n.cfg.Replicas, n.cfg.Chord.StabilizeInterval/2); ok {
+		return peers, nil
+	}
+	peers, near, err := n.replicasNear(ctx, c)
+	if err == nil {
+		l.addSpan(ringSpan{key: key, near: near, at: time.Now()})
+	}
+	return peers, err
 }
 
 // maxReplicaWrites bounds the replica writes a node has in flight, the

@@ -33,7 +33,12 @@ func rawBlock(t testing.TB, data []byte) cid.Cid {
 
 // storedRing is a mocknet ring whose nodes keep blocks in real stores.
 func storedRing(t *testing.T, peers int) (*mockRing, map[*Node]*blocks.Store) {
-	r := newMockRing(t, testConfig())
+	return storedRingOf(t, testConfig(), peers)
+}
+
+// storedRingOf is storedRing with the nodes' config cfg.
+func storedRingOf(t *testing.T, cfg Config, peers int) (*mockRing, map[*Node]*blocks.Store) {
+	r := newMockRing(t, cfg)
 	stores := map[*Node]*blocks.Store{}
 	r.beforeNode = func(cfg *Config) {
 		st, err := blocks.Open(t.TempDir(), blocks.Options{})

@@ -56,11 +56,13 @@ type options struct {
 	iperfSecs   int
 	cpuTime     time.Duration
 	ringTimeout time.Duration
-	perf        string
-	pprof       string
-	pprofSpan   time.Duration
-	layoutSeed  uint64
-	peerSrc     string
+	// keep leaves the temp dir in place at the end.
+	keep       bool
+	perf       string
+	pprof      string
+	pprofSpan  time.Duration
+	layoutSeed uint64
+	peerSrc    string
 }
 
 // smokeDefaults are what -smoke changes, unless given explicitly: a run of
@@ -84,6 +86,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.iperfSecs, "iperf-sec", 5, "seconds of the iperf3 loopback measurement")
 	fs.DurationVar(&o.cpuTime, "cpu-time", time.Second, "time of each CPU micro-benchmark")
 	fs.DurationVar(&o.ringTimeout, "ring-timeout", 5*time.Minute, "how long the ring may take to form")
+	fs.BoolVar(&o.keep, "keep", false, "leave the temp dir (block stores, disk baselines: ~3 GB a run) for the caller to remove\nafter a sitting of invocations: on ext4 without a journal, the thousands of inodes a\ncleanup frees slow every file creation near them for minutes, the next\ninvocation's shares included (README, \"Session 7\")")
 	fs.StringVar(&o.perf, "perf", "", "profile the daemons with Linux perf during each transfer into `DIR` (slows them a little)")
 	fs.StringVar(&o.pprof, "pprof", "", "run the daemons with --pprof and take each one's Go CPU profile during each fetch into `DIR`")
 	fs.DurationVar(&o.pprofSpan, "pprof-span", 3*time.Second, "length of each -pprof profile (whole seconds): the fetch should fit in it")
@@ -153,12 +156,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err != nil {
 		return err
 	}
-	// A short path: each repo's API socket must fit a sun_path.
-	dir, err := os.MkdirTemp("", "xb")
+	// A short path: each repo's API socket must fit a sun_path. Under a
+	// base flagged as a top dir, so that its files are allocated away
+	// from /tmp's churn (topdir.go).
+	base := filepath.Join(os.TempDir(), "xbt")
+	if err := os.MkdirAll(base, 0o755); err != nil {
+		return err
+	}
+	if err := markTopDir(base); err != nil {
+		logf("%s not flagged as a top dir (%v): the stores' inodes may land among /tmp's recently deleted ones", base, err)
+	}
+	dir, err := os.MkdirTemp(base, "xb")
 	if err != nil {
 		return err
 	}
 	defer func() {
+		if o.keep {
+			logf("kept %s: remove it after the sitting", dir)
+			return
+		}
 		if rerr := os.RemoveAll(dir); rerr != nil && err == nil {
 			err = rerr
 		}
@@ -301,6 +317,10 @@ func measureRun(ctx context.Context, r *ring, prof *profiler, dir string, o opti
 		return res, err
 	}
 
+	callsBefore, err := r.ringCalls(ctx)
+	if err != nil {
+		return res, err
+	}
 	sharer, fetcher := r.peers[0], r.peers[len(r.peers)-1]
 	logf("run %d: peer share of %s on peer 1", seed+1, peer.FormatSize(o.size))
 	var cid string
@@ -323,7 +343,11 @@ func measureRun(ctx context.Context, r *ring, prof *profiler, dir string, o opti
 	res.CID = cid
 	res.Share.Rate = float64(o.size) / res.Share.Seconds
 	res.ReplicatedAfter += res.Share.Seconds
-	logf("run %d: shared at %.1f MB/s, all copies stored after %.1fs: %s", seed+1, res.Share.Rate/1e6, res.ReplicatedAfter, cid)
+	callsAfter, err := r.ringCalls(ctx)
+	if err != nil {
+		return res, err
+	}
+	logf("run %d: shared at %.1f MB/s, all copies stored after %.1fs, %d ring calls: %s", seed+1, res.Share.Rate/1e6, res.ReplicatedAfter, callsAfter-callsBefore, cid)
 
 	// What the fetcher stores itself it need not fetch over the network.
 	_, eachAfter, err := r.storedBytes(ctx)

@@ -281,3 +281,17 @@ func (r *ring) storedBytes(ctx context.Context) (total int64, each []int64, err 
 	}
 	return total, each, nil
 }
+
+// ringCalls sums the ring calls the daemons have made (each daemon's
+// status): a count that the machine's load does not move, unlike CPU.
+func (r *ring) ringCalls(ctx context.Context) (int64, error) {
+	var n int64
+	for _, p := range r.peers {
+		s, err := r.status(ctx, p)
+		if err != nil {
+			return 0, err
+		}
+		n += s.RingCalls.Out
+	}
+	return n, nil
+}

@@ -13,6 +13,8 @@ import (
 
 	"chordshare/peer"
 	"chordshare/peer/api"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestParseOptions(t *testing.T) {
@@ -370,5 +372,26 @@ func TestWriteIdentityIsDerived(t *testing.T) {
 	}
 	if read(7, 1) == read(7, 2) || read(7, 1) == read(8, 1) {
 		t.Error("different peers or seeds share an identity")
+	}
+}
+
+func TestMarkTopDir(t *testing.T) {
+	dir := t.TempDir()
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS); err != nil {
+		t.Skipf("no inode flags here (%v)", err)
+	}
+	for range 2 { // and again, once set
+		if err := markTopDir(dir); err != nil {
+			t.Fatal(err)
+		}
+		flags, err := unix.IoctlGetUint32(int(f.Fd()), unix.FS_IOC_GETFLAGS)
+		if err != nil || flags&fsTopdirFL == 0 {
+			t.Fatalf("flags %#x (%v): want FS_TOPDIR_FL set", flags, err)
+		}
 	}
 }
