@@ -118,8 +118,8 @@ func placeLookups(vnodes, choices int) int {
 // not yet forgotten) is taken back first: its keys are the ones this peer
 // holds. Then each vnode in turn takes the candidate that best splits its
 // arc (splitScore, the k-th chosen at slotWeight(k, vnodes)), counting the
-// positions taken before it; ties go to the lower index. It returns fewer than vnodes indices only if there are
-// fewer candidates.
+// positions taken before it; ties go to the lower index. It returns fewer
+// than vnodes indices only if there are fewer candidates.
 func chooseIndices(addr []byte, vnodes int, looked []uint32, windows []window) []uint32 {
 	// Our positions in ring order, sorted and searched by their first 8
 	// bytes (the rest only breaks ties).
