@@ -123,7 +123,7 @@ func (u *uplink) answered(p p2ppeer.ID, pr *probe) {
 	if pr == nil {
 		return
 	}
-	u.pace.setRate(u.auto.answered(p, *pr, u.now()) * bulkShare)
+	u.pace.setRate(u.auto.answered(p, *pr, u.now()))
 }
 
 // transferTimeout bounds a block stream carrying size bytes paced by u

@@ -1,11 +1,15 @@
 package peer
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
+
+	"chordshare/chord"
 )
 
 // linkSim is a node's uplink in virtual time: a FIFO queue drained at
@@ -163,5 +167,51 @@ func TestUplinkControlNoSpiralOnAStandingDelay(t *testing.T) {
 	s.run(120 * time.Second)
 	if got := s.c.rate(); got < 0.4*before || s.cuts > 2 {
 		t.Fatalf("a standing 500 ms more took the estimate from %.0f to %.0f B/s (%d cuts)", before, got, s.cuts)
+	}
+}
+
+// A node with an estimating uplink paces its puts from the start, learns
+// from its single-hop ring calls (a call answered with no queue while the
+// pacer held a put back doubles the estimate) and shows the estimate in
+// its status.
+func TestNodeWithAutoUplinkLearnsFromRingCalls(t *testing.T) {
+	r, stores := storedRing(t, 2)
+	a, b := r.nodes[0], r.nodes[1]
+	start := time.Unix(1000, 0)
+	a.cfg.Uplink, a.up = UplinkAuto, newAutoUplink(start)
+	a.tr.up = a.up
+	clock := &virtualClock{t: start}
+	clock.pace(a.up)
+	// Each reading of the clock is a millisecond on: a ring call takes
+	// one, with no queue.
+	a.up.pace.now = func() time.Time {
+		clock.mu.Lock()
+		defer clock.mu.Unlock()
+		clock.t = clock.t.Add(time.Millisecond)
+		return clock.t
+	}
+	if st := a.Status(); !st.UplinkAuto || st.Uplink != autoStart {
+		t.Fatalf("status before any call: uplink %d, auto %v; want %d, true", st.Uplink, st.UplinkAuto, autoStart)
+	}
+	data := bytes.Repeat([]byte("auto "), 8<<10) // 40 KiB: 10 s at the start rate
+	c := rawBlock(t, data)
+	ctx := context.Background()
+	if err := a.storeAt(ctx, b.Host().ID(), c, data); err != nil {
+		t.Fatal(err)
+	}
+	if !stores[b].Has(c) {
+		t.Fatal("the put did not land")
+	}
+	if clock.slept < 5*time.Second {
+		t.Fatalf("a put of %d bytes at %d B/s waited %v for the pacer", len(data), autoStart, clock.slept)
+	}
+	if err := a.tr.Ping(ctx, chord.Ref{Addr: string(b.Host().ID())}); err != nil {
+		t.Fatal(err)
+	}
+	if st := a.Status(); st.Uplink != 2*autoStart {
+		t.Fatalf("status after a call with no queue: uplink %d, want %d", st.Uplink, 2*autoStart)
+	}
+	if got, want := a.up.pace.currentRate(), 2*autoStart*bulkShare; got != want {
+		t.Fatalf("pacing at %.0f B/s, want %.0f", got, want)
 	}
 }
