@@ -117,6 +117,7 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 		if tn, err = n.up.acquire(ctx); err != nil {
 			return nil, nil, fmt.Errorf("waiting for the uplink: %w", err)
 		}
+		tn.peer = p
 		pace = n.up
 		defer tn.release()
 	}
@@ -386,6 +387,7 @@ func (n *Node) writeResponse(ctx context.Context, s network.Stream, resp *pb.Blo
 		return err
 	}
 	defer tn.release()
+	tn.peer = s.Conn().RemotePeer()
 	return writeBlockMsg(ctx, tn, s, resp, payload)
 }
 

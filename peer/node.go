@@ -167,6 +167,9 @@ func (n *Node) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { n.ring.Run(ctx) })
 	wg.Go(func() { n.runRepair(ctx) })
+	if n.up != nil && n.up.auto != nil {
+		wg.Go(func() { n.probeUplink(ctx) })
+	}
 	wg.Go(func() {
 		for {
 			select {

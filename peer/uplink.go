@@ -41,6 +41,9 @@ type uplink struct {
 	chunk int            // bytes per write: about 50 ms at the rate (fixed capacity)
 	stall time.Duration  // uplinkStall
 	auto  *uplinkControl // set: the capacity is estimated (uplinkauto.go)
+	// probes takes the peer a held-back chunk goes to: the estimating
+	// uplink's prober pings it (Node.probeUplink).
+	probes chan p2ppeer.ID
 
 	turn chan struct{} // one message at a time
 }
@@ -67,6 +70,7 @@ const UplinkAuto = -1
 func newAutoUplink(now time.Time) *uplink {
 	u := newUplink(autoStart)
 	u.auto = newUplinkControl(now)
+	u.probes = make(chan p2ppeer.ID, 1)
 	return u
 }
 
@@ -166,6 +170,7 @@ func (u *uplink) take(ctx context.Context) error {
 // A turn is one message's hold on its uplink.
 type turn struct {
 	u    *uplink
+	peer p2ppeer.ID // whom the message goes to, for the prober; may be empty
 	mu   sync.Mutex
 	held bool
 }
@@ -220,6 +225,12 @@ func (t *turn) send(ctx context.Context, w io.Writer, parts ...[]byte) error {
 			}
 			if u.auto != nil {
 				u.auto.sent(u.now(), k, limited)
+				if limited && t.peer != "" {
+					select {
+					case u.probes <- t.peer:
+					default: // a ping is asked for already
+					}
+				}
 			}
 			if err := t.write(w, b[:k]); err != nil {
 				return err

@@ -215,3 +215,40 @@ func TestNodeWithAutoUplinkLearnsFromRingCalls(t *testing.T) {
 		t.Fatalf("pacing at %.0f B/s, want %.0f", got, want)
 	}
 }
+
+// While the pacer holds a put back, the node pings the peer it goes to:
+// on loopback, with no ring call to learn from, the estimate doubles from
+// 32 kbit/s at each answer, and a 1 MiB put that would take over four
+// minutes at the start rate takes seconds.
+func TestAutoUplinkProbesWhileHeldBack(t *testing.T) {
+	r, stores := storedRing(t, 2)
+	a, b := r.nodes[0], r.nodes[1]
+	a.cfg.Uplink, a.up = UplinkAuto, newAutoUplink(time.Now())
+	a.tr.up = a.up
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.probeUplink(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	data := bytes.Repeat([]byte("probe "), 1<<20/6)
+	c := rawBlock(t, data)
+	start := time.Now()
+	if err := a.storeAt(ctx, b.Host().ID(), c, data); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if !stores[b].Has(c) {
+		t.Fatal("the put did not land")
+	}
+	est := a.up.capacity()
+	t.Logf("a put of %d bytes took %v; estimate %d B/s", len(data), took, est)
+	if est < 1e6 {
+		t.Fatalf("estimate %d B/s after a put on loopback, want over 1 MB/s", est)
+	}
+}
