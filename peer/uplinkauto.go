@@ -12,8 +12,9 @@ import (
 
 // With `--uplink auto` the node finds its uplink's capacity itself, in the
 // spirit of LEDBAT (RFC 6817): block payloads go paced from the start, and
-// the round trips of single-hop ring calls, against each peer's smallest
-// round trip (the base delay), tell how long the uplink's queue is. While
+// the round trips of single-hop ring calls (pings to the peer the blocks go
+// to among them, probeUplink), against each peer's smallest round trip
+// (the base delay), tell how long the uplink's queue is. While
 // the queue stays short and the pacer is what holds the blocks back, the
 // rate rises (doubling at first, by small steps once the link has shown
 // its limit); when the queue grows past autoTarget while blocks are sent,
