@@ -111,6 +111,21 @@ func (u *uplink) capacity() int64 {
 	return int64(u.pace.currentRate() / bulkShare)
 }
 
+// paces reports whether a payload of n bytes goes paced, in a turn. An
+// estimating uplink whose estimate passed autoUnpacedAbove sends it as an
+// unpaced node does, and notes the bytes for its controller, which cuts
+// the estimate, pacing again, if they make a queue.
+func (u *uplink) paces(n int) bool {
+	switch {
+	case u == nil || n == 0:
+		return false
+	case u.auto == nil || u.auto.rate() < autoUnpacedAbove:
+		return true
+	}
+	u.auto.sent(u.now(), n, false)
+	return false
+}
+
 // probe notes a single-hop ring call's start for an estimating uplink; nil
 // otherwise.
 func (u *uplink) probe() *probe {

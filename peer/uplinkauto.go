@@ -56,6 +56,11 @@ const (
 	// autoBusy: a sample counts against the uplink only if block bytes
 	// went this recently before its call.
 	autoBusy = time.Second
+	// autoUnpacedAbove (100 Mbit/s): past this estimate blocks go
+	// unpaced, as without --uplink: a 256 KiB block is 20 ms of such a
+	// link, and chunks and turns would cost a fast link CPU and
+	// parallel transfers (xferbench, README "Slow links").
+	autoUnpacedAbove = 12.5e6
 	// While the pacer holds blocks back, the node pings the peer they go
 	// to (probeUplink), one ping at a time, at most one per autoProbeGap
 	// and so that pings of about autoProbeBytes (stream setup and

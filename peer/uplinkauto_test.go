@@ -252,3 +252,40 @@ func TestAutoUplinkProbesWhileHeldBack(t *testing.T) {
 		t.Fatalf("estimate %d B/s after a put on loopback, want over 1 MB/s", est)
 	}
 }
+
+// Past autoUnpacedAbove an estimating uplink sends blocks unpaced, noting
+// them; when they make a queue that grows, the estimate is cut to the rate
+// it drains at and blocks go paced again.
+func TestAutoUplinkUnpacedOnAFastLinkUntilAQueue(t *testing.T) {
+	at := time.Unix(1000, 0)
+	u := newAutoUplink(at)
+	u.pace.now = func() time.Time { return at }
+	if !u.paces(1 << 10) {
+		t.Fatal("at the start estimate a block went unpaced")
+	}
+	u.auto.capacity = 2 * autoUnpacedAbove
+	// The base delay: a call with no queue.
+	u.auto.answered(simPeer, u.auto.probe(at), at.Add(10*time.Millisecond))
+	const block = 1 << 20
+	unpaced := 0
+	for i := range 6 {
+		at = at.Add(400 * time.Millisecond)
+		if u.paces(block) {
+			break // the cut came
+		}
+		unpaced++
+		if u.auto.written != int64(i+1)*block {
+			t.Fatalf("%d unpaced blocks noted as %d bytes", i+1, u.auto.written)
+		}
+		// The queue grows by 200 ms a call.
+		pr := u.auto.probe(at)
+		u.auto.answered(simPeer, pr, at.Add(10*time.Millisecond+time.Duration(i+1)*200*time.Millisecond))
+	}
+	if unpaced < autoHigh {
+		t.Fatalf("%d blocks went unpaced before the queue was seen, want %d", unpaced, autoHigh)
+	}
+	if !u.paces(block) {
+		t.Fatalf("after a growing queue the estimate is %.0f B/s, blocks still unpaced", u.auto.rate())
+	}
+	t.Logf("estimate after the queue: %.0f B/s", u.auto.rate())
+}
