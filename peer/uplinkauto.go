@@ -179,7 +179,7 @@ func (c *uplinkControl) answered(p p2ppeer.ID, pr probe, now time.Time) float64 
 		if !busy {
 			return c.pacing()
 		}
-		c.drained = append(c.drained, drainPoint{sent: pr.at, at: pr.at.Add(q), bytes: pr.written})
+		c.drained = append(c.forget(now), drainPoint{sent: pr.at, at: pr.at.Add(q), bytes: pr.written})
 		if fresh && c.slowStart {
 			// The last doubling was one too many, as in TCP's slow start.
 			c.cut(c.capacity/2, now)
@@ -261,11 +261,7 @@ func (c *uplinkControl) queued() bool {
 // autoDrainSpan, the rate the queue drained at and the rate bytes were
 // handed to the link at.
 func (c *uplinkControl) rates(now time.Time) (drained, written float64, ok bool) {
-	i := 0
-	for i < len(c.drained) && now.Sub(c.drained[i].at) > autoDrainWindow {
-		i++
-	}
-	c.drained = c.drained[i:]
+	c.drained = c.forget(now)
 	if len(c.drained) < 2 {
 		return 0, 0, false
 	}
@@ -276,6 +272,15 @@ func (c *uplinkControl) rates(now time.Time) (drained, written float64, ok bool)
 	}
 	b := float64(last.bytes - first.bytes)
 	return b / span.Seconds(), b / sent.Seconds(), true
+}
+
+// forget drops the drain points older than autoDrainWindow.
+func (c *uplinkControl) forget(now time.Time) []drainPoint {
+	i := 0
+	for i < len(c.drained) && now.Sub(c.drained[i].at) > autoDrainWindow {
+		i++
+	}
+	return c.drained[i:]
 }
 
 // baseOf updates p's base delay with rtt and returns it; the windows turn
