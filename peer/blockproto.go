@@ -112,11 +112,12 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 	// transfer's time, and gives it up once written (uplink.go).
 	var pace *uplink
 	var tn *turn
-	if n.up != nil && len(payload) > 0 {
+	if n.up.paces(len(payload)) {
 		var err error
 		if tn, err = n.up.acquire(ctx); err != nil {
 			return nil, nil, fmt.Errorf("waiting for the uplink: %w", err)
 		}
+		tn.peer = p
 		pace = n.up
 		defer tn.release()
 	}
@@ -378,7 +379,7 @@ func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
 // writeResponse sends a block response, paced in its turn on a paced
 // uplink if it carries a block.
 func (n *Node) writeResponse(ctx context.Context, s network.Stream, resp *pb.BlockResponse, payload []byte) error {
-	if n.up == nil || len(payload) == 0 {
+	if !n.up.paces(len(payload)) {
 		return writeBlockMsg(ctx, nil, s, resp, payload)
 	}
 	tn, err := n.up.acquire(ctx)
@@ -386,6 +387,7 @@ func (n *Node) writeResponse(ctx context.Context, s network.Stream, resp *pb.Blo
 		return err
 	}
 	defer tn.release()
+	tn.peer = s.Conn().RemotePeer()
 	return writeBlockMsg(ctx, tn, s, resp, payload)
 }
 

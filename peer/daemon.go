@@ -52,7 +52,8 @@ type DaemonOptions struct {
 	// repo config's.
 	RepairRate *int64
 	// Uplink is the capacity of the peer's link towards the network in
-	// bytes per second (0: unpaced); nil: the repo config's.
+	// bytes per second (0: unpaced, UplinkAuto: estimated); nil: the repo
+	// config's.
 	Uplink *int64
 
 	// BootstrapAttempts is how many times to try joining through the
@@ -148,7 +149,7 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 		rc.RepairRate = &r
 	}
 	if opts.Uplink != nil {
-		rc.Uplink = ByteSize(*opts.Uplink)
+		rc.Uplink = UplinkSize(*opts.Uplink)
 	}
 	if err := rc.Validate(); err != nil {
 		return nil, err

@@ -182,7 +182,7 @@ func TestDaemonRefusesBadOptions(t *testing.T) {
 	})
 	t.Run("negative uplink", func(t *testing.T) {
 		opts := loopbackOptions(shortDir(t))
-		opts.Uplink = new(int64(-1))
+		opts.Uplink = new(int64(-2)) // -1 is UplinkAuto
 		if _, err := StartDaemon(ctx, opts); err == nil || !strings.Contains(err.Error(), "uplink") {
 			t.Errorf("err = %v", err)
 		}

@@ -58,8 +58,8 @@ func (c Config) Validate() error {
 	if err := c.Chord.Validate(); err != nil {
 		return err
 	}
-	if c.Uplink < 0 {
-		return fmt.Errorf("uplink %d: want 0 (unpaced) or more bytes per second", c.Uplink)
+	if c.Uplink < 0 && c.Uplink != UplinkAuto {
+		return fmt.Errorf("uplink %d: want 0 (unpaced), UplinkAuto or more bytes per second", c.Uplink)
 	}
 	if c.Replicas < 1 || c.WriteQuorum < 1 || c.WriteQuorum > c.Replicas {
 		return fmt.Errorf("replication: want 1 <= W (%d) <= r (%d)", c.WriteQuorum, c.Replicas)
@@ -109,7 +109,8 @@ func NewNode(h host.Host, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	tr.node = ring
-	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}, events: newEventBus(), rep: newRepairState(cfg.Repair), blocks: newBlockClient(cfg.Replicas), up: newUplink(cfg.Uplink)}
+	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}, events: newEventBus(), rep: newRepairState(cfg.Repair), blocks: newBlockClient(cfg.Replicas), up: uplinkFor(cfg.Uplink)}
+	tr.up = n.up
 	n.life, n.stop = context.WithCancel(context.Background())
 	h.SetStreamHandler(RingProtocol, tr.serve)
 	h.SetStreamHandler(BlockProtocol, n.serveBlock)
@@ -166,6 +167,9 @@ func (n *Node) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { n.ring.Run(ctx) })
 	wg.Go(func() { n.runRepair(ctx) })
+	if n.up != nil && n.up.auto != nil {
+		wg.Go(func() { n.probeUplink(ctx) })
+	}
 	wg.Go(func() {
 		for {
 			select {
@@ -285,7 +289,8 @@ func (n *Node) Status() api.Status {
 		LookupMode:       n.cfg.Chord.Lookup.String(),
 		UptimeSeconds:    time.Since(n.started).Seconds(),
 		RingCalls:        n.tr.stats.Calls(),
-		Uplink:           n.cfg.Uplink,
+		Uplink:           n.up.capacity(),
+		UplinkAuto:       n.up != nil && n.up.auto != nil,
 	}
 	if n.cfg.Bandwidth != nil {
 		t := n.cfg.Bandwidth.GetBandwidthTotals()

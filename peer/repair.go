@@ -253,7 +253,8 @@ type pacer struct {
 }
 
 func (p *pacer) wait(ctx context.Context, n int) error {
-	return p.pace(ctx, n, false)
+	_, err := p.pace(ctx, n, false)
+	return err
 }
 
 // drained books n bytes that already went (a pulled block, an answer:
@@ -262,30 +263,33 @@ func (p *pacer) wait(ctx context.Context, n int) error {
 // with wait would return when they could have started, letting the next
 // one through a whole slot ahead of its time.
 func (p *pacer) drained(ctx context.Context, n int) error {
-	return p.pace(ctx, n, true)
+	_, err := p.pace(ctx, n, true)
+	return err
 }
 
-func (p *pacer) pace(ctx context.Context, n int, toEnd bool) error {
-	if p.rate <= 0 {
-		return ctx.Err()
-	}
+// pace books n bytes and waits their turn; limited says it had to wait.
+func (p *pacer) pace(ctx context.Context, n int, toEnd bool) (limited bool, err error) {
 	if d := p.book(n, toEnd); d > 0 {
 		sleep := sleepCtx
 		if p.sleep != nil {
 			sleep = p.sleep
 		}
 		if err := sleep(ctx, d); err != nil {
-			return err
+			return true, err
 		}
+		limited = true
 	}
-	return ctx.Err()
+	return limited, ctx.Err()
 }
 
 // book books n bytes and returns how long to wait until they may start
-// or, with toEnd, until they have drained.
+// or, with toEnd, until they have drained; 0 when unpaced.
 func (p *pacer) book(n int, toEnd bool) time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.rate <= 0 {
+		return 0
+	}
 	now := time.Now()
 	if p.now != nil {
 		now = p.now()
@@ -300,6 +304,20 @@ func (p *pacer) book(n int, toEnd bool) time.Duration {
 		until = p.next
 	}
 	return until.Sub(now)
+}
+
+// currentRate and setRate read and change the rate of a pacer in use (an
+// uplink that finds its rate itself).
+func (p *pacer) currentRate() float64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rate
+}
+
+func (p *pacer) setRate(r float64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rate = r
 }
 
 // arcView is one vnode's arc and the other peers that replicate it.

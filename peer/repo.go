@@ -74,10 +74,11 @@ type RepoConfig struct {
 	// the default, 1 MiB/s.
 	RepairRate *ByteSize `json:"repair_rate,omitempty"`
 	// Uplink is the capacity of this peer's link towards the network, per
-	// second ("10KB" for 80 kbit/s); 0 means unknown or fast. Set on a
-	// slow link, block uploads are paced below it, so the ring calls
-	// sharing the link stay fast and the peer stays in the ring.
-	Uplink ByteSize `json:"uplink,omitempty"`
+	// second ("10KB" for 80 kbit/s); 0 means unknown or fast, "auto" has
+	// the peer estimate it. Set on a slow link, block uploads are paced
+	// below it, so the ring calls sharing the link stay fast and the peer
+	// stays in the ring.
+	Uplink UplinkSize `json:"uplink,omitempty"`
 }
 
 // DefaultListen are the listen addresses of a new repo.
@@ -117,8 +118,8 @@ func (c RepoConfig) Validate() error {
 	if c.StorageMax < 0 {
 		return fmt.Errorf("storage_max %d: want 0 (no limit) or more", int64(c.StorageMax))
 	}
-	if c.Uplink < 0 {
-		return fmt.Errorf("uplink %d: want 0 (unpaced) or more", int64(c.Uplink))
+	if c.Uplink < 0 && c.Uplink != UplinkAuto {
+		return fmt.Errorf("uplink %d: want 0 (unpaced), \"auto\" or more", int64(c.Uplink))
 	}
 	if c.RepairRate != nil && *c.RepairRate < 0 {
 		return fmt.Errorf("repair_rate %d: want 0 (no limit) or more", int64(*c.RepairRate))

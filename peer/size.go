@@ -116,3 +116,38 @@ func (b *ByteSize) UnmarshalJSON(data []byte) error {
 	*b = ByteSize(n)
 	return nil
 }
+
+// UplinkSize is a link's capacity per second, or UplinkAuto, written
+// "auto": the node estimates it.
+type UplinkSize int64
+
+// ParseUplink reads "auto" or a size (ParseSize).
+func ParseUplink(s string) (int64, error) {
+	if strings.TrimSpace(s) == "auto" {
+		return UplinkAuto, nil
+	}
+	return ParseSize(s)
+}
+
+// MarshalJSON writes "auto" or the size as ByteSize does.
+func (u UplinkSize) MarshalJSON() ([]byte, error) {
+	if u == UplinkAuto {
+		return json.Marshal("auto")
+	}
+	return ByteSize(u).MarshalJSON()
+}
+
+// UnmarshalJSON reads "auto", a size string or a number of bytes.
+func (u *UplinkSize) UnmarshalJSON(data []byte) error {
+	var s string
+	if json.Unmarshal(data, &s) == nil && strings.TrimSpace(s) == "auto" {
+		*u = UplinkAuto
+		return nil
+	}
+	var b ByteSize
+	if err := b.UnmarshalJSON(data); err != nil {
+		return err
+	}
+	*u = UplinkSize(b)
+	return nil
+}

@@ -67,6 +67,30 @@ func TestByteSizeJSON(t *testing.T) {
 	}
 }
 
+// The uplink setting is a size or "auto", on the command line and in
+// config.json alike.
+func TestUplinkSize(t *testing.T) {
+	for in, want := range map[string]int64{"auto": UplinkAuto, "10KB": 10_000, "0": 0} {
+		if got, err := ParseUplink(in); err != nil || got != want {
+			t.Errorf("ParseUplink(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for u, want := range map[UplinkSize]string{UplinkAuto: `"auto"`, 10_000: `"10KB"`} {
+		b, err := json.Marshal(u)
+		if err != nil || string(b) != want {
+			t.Errorf("marshal %d = %s, %v; want %s", u, b, err, want)
+		}
+		var back UplinkSize
+		if err := json.Unmarshal(b, &back); err != nil || back != u {
+			t.Errorf("unmarshal %s = %d, %v", b, back, err)
+		}
+	}
+	var u UplinkSize
+	if err := json.Unmarshal([]byte(`"often"`), &u); err == nil {
+		t.Error(`accepted "often"`)
+	}
+}
+
 func TestRepoConfigStorageMax(t *testing.T) {
 	dir := shortDir(t)
 	cfg := `{"version":1,"listen":[],"bootstrap":[],"capacity":2,"lookup":"recursive","storage_max":"2GiB"}`

@@ -29,6 +29,7 @@ type ringTransport struct {
 	h     host.Host
 	codec refCodec
 	node  *chord.Node // set once, before the stream handler is installed
+	up    *uplink     // set once with node; an estimating one learns from the calls
 
 	stats RingStats
 }
@@ -80,11 +81,18 @@ func newRingTransport(h host.Host) *ringTransport {
 func (t *ringTransport) roundTrip(ctx context.Context, to chord.Ref, req *pb.Request) (*pb.Response, error) {
 	t.stats.CallsOut.Add(1)
 	start := time.Now()
+	// A recursive lookup's time is other peers' hops: only single-hop
+	// calls measure the link.
+	var pr *probe
+	if req.GetType() != pb.Request_FIND_SUCCESSOR {
+		pr = t.up.probe()
+	}
 	resp, err := t.exchange(ctx, to, req)
 	if err != nil {
 		t.stats.FailedCalls.Add(1)
 		return nil, fmt.Errorf("%s to %s: %w", req.GetType(), p2ppeer.ID(to.Addr).ShortString(), err)
 	}
+	t.up.answered(p2ppeer.ID(to.Addr), pr)
 	t.stats.recordAnswer(time.Since(start))
 	return resp, errorOf(resp)
 }

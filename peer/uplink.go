@@ -5,6 +5,8 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 )
 
 // A node on a slow link shares one connection per peer between ring calls
@@ -35,9 +37,13 @@ const uplinkBurst = 100 * time.Millisecond
 // Each chunk starts when the previous one ended at the rate, or at once on
 // a link idle for uplinkBurst.
 type uplink struct {
-	pace  pacer         // bulkShare of the capacity, uplinkBurst of burst
-	chunk int           // bytes per write: about 50 ms at the rate
-	stall time.Duration // uplinkStall
+	pace  pacer          // bulkShare of the capacity, uplinkBurst of burst
+	chunk int            // bytes per write: about 50 ms at the rate (fixed capacity)
+	stall time.Duration  // uplinkStall
+	auto  *uplinkControl // set: the capacity is estimated (uplinkauto.go)
+	// probes takes the peer a held-back chunk goes to: the estimating
+	// uplink's prober pings it (Node.probeUplink).
+	probes chan p2ppeer.ID
 
 	turn chan struct{} // one message at a time
 }
@@ -51,10 +57,92 @@ func newUplink(capacity int64) *uplink {
 	rate := float64(capacity) * bulkShare
 	return &uplink{
 		pace:  pacer{rate: rate, burst: uplinkBurst},
-		chunk: min(max(int(rate/20), 1<<10), 16<<10),
+		chunk: chunkFor(rate),
 		stall: uplinkStall,
 		turn:  make(chan struct{}, 1),
 	}
+}
+
+// UplinkAuto as a capacity (Config.Uplink) has the node estimate it.
+const UplinkAuto = -1
+
+// newAutoUplink paces to the capacity its controller estimates.
+func newAutoUplink(now time.Time) *uplink {
+	u := newUplink(autoStart)
+	u.auto = newUplinkControl(now)
+	u.probes = make(chan p2ppeer.ID, 1)
+	return u
+}
+
+// uplinkFor is the uplink of a node configured with capacity: fixed,
+// estimated (UplinkAuto) or none (0).
+func uplinkFor(capacity int64) *uplink {
+	if capacity == UplinkAuto {
+		return newAutoUplink(time.Now())
+	}
+	return newUplink(capacity)
+}
+
+func chunkFor(rate float64) int { return min(max(int(rate/20), 1<<10), 16<<10) }
+
+func (u *uplink) chunkSize() int {
+	if u.auto == nil {
+		return u.chunk
+	}
+	return chunkFor(u.pace.currentRate())
+}
+
+func (u *uplink) now() time.Time {
+	if u.pace.now != nil {
+		return u.pace.now()
+	}
+	return time.Now()
+}
+
+// capacity is the capacity paced to, bytes/s: the configured one, or the
+// estimate; 0 for no uplink.
+func (u *uplink) capacity() int64 {
+	if u == nil {
+		return 0
+	}
+	if u.auto != nil {
+		return int64(u.auto.rate())
+	}
+	return int64(u.pace.currentRate() / bulkShare)
+}
+
+// paces reports whether a payload of n bytes goes paced, in a turn. An
+// estimating uplink whose estimate passed autoUnpacedAbove sends it as an
+// unpaced node does, and notes the bytes for its controller, which cuts
+// the estimate, pacing again, if they make a queue.
+func (u *uplink) paces(n int) bool {
+	switch {
+	case u == nil || n == 0:
+		return false
+	case u.auto == nil || u.auto.rate() < autoUnpacedAbove:
+		return true
+	}
+	u.auto.sent(u.now(), n, false)
+	return false
+}
+
+// probe notes a single-hop ring call's start for an estimating uplink; nil
+// otherwise.
+func (u *uplink) probe() *probe {
+	if u == nil || u.auto == nil {
+		return nil
+	}
+	pr := u.auto.probe(u.now())
+	return &pr
+}
+
+// answered hands the controller the call's answer and paces to its new
+// estimate.
+func (u *uplink) answered(p p2ppeer.ID, pr *probe) {
+	if pr == nil {
+		return
+	}
+	u.pace.setRate(u.auto.answered(p, *pr, u.now()))
 }
 
 // transferTimeout bounds a block stream carrying size bytes paced by u
@@ -66,7 +154,7 @@ func (u *uplink) transferTimeout(size int) time.Duration {
 	if u == nil {
 		return d
 	}
-	return max(d, blockStreamBase+time.Duration(float64(size)/u.pace.rate*float64(time.Second)))
+	return max(d, blockStreamBase+time.Duration(float64(size)/u.pace.currentRate()*float64(time.Second)))
 }
 
 // uplinkStall is how long one chunk's write may block before its message
@@ -97,6 +185,7 @@ func (u *uplink) take(ctx context.Context) error {
 // A turn is one message's hold on its uplink.
 type turn struct {
 	u    *uplink
+	peer p2ppeer.ID // whom the message goes to, for the prober; may be empty
 	mu   sync.Mutex
 	held bool
 }
@@ -144,9 +233,19 @@ func (t *turn) send(ctx context.Context, w io.Writer, parts ...[]byte) error {
 			if err := t.regain(ctx); err != nil {
 				return err
 			}
-			k := min(len(b), u.chunk)
-			if err := u.pace.wait(ctx, k); err != nil {
+			k := min(len(b), u.chunkSize())
+			limited, err := u.pace.pace(ctx, k, false)
+			if err != nil {
 				return err
+			}
+			if u.auto != nil {
+				u.auto.sent(u.now(), k, limited)
+				if limited && t.peer != "" {
+					select {
+					case u.probes <- t.peer:
+					default: // a ping is asked for already
+					}
+				}
 			}
 			if err := t.write(w, b[:k]); err != nil {
 				return err

@@ -15,35 +15,32 @@ import (
 	"chordshare/peer/api"
 )
 
-// TestSlowUplinkRing (opt-in: TESTNET_LONG=1; about 8 minutes) is issue
+// TestSlowUplinkRing (opt-in: TESTNET_LONG=1; about 12 minutes) is issue
 // 4's slow peer: on `up 5 --profile heterogeneous --seed 3 --capacity 2`
 // the slowest node (80 kbit/s each way) shares a file of about a minute of
 // its uplink, and the test watches the ring every 2 s from the share's
 // start until a minute after it ended (at most 6 minutes): whether the
 // slow node's vnodes have a successor on another peer, whether another
 // peer's successor lists name it, and the ring calls' latency on both
-// sides (the status's ring_calls). Twice, in the same run: with the
-// daemons unpaced, then with `up --uplink` (each daemon told its drawn
-// rate, so it paces its block uploads below it). It logs the figures and
-// fails only if the testnet itself does.
+// sides (the status's ring_calls). Three times, in the same run: with the
+// daemons unpaced, with `up --uplink` (each daemon told its drawn rate, so
+// it paces its block uploads below it), and with `up --uplink-auto` (each
+// daemon estimates its rate; -run TestSlowUplinkRing/auto for that one
+// alone). It logs the figures and fails only if the testnet itself does.
 func TestSlowUplinkRing(t *testing.T) {
 	if os.Getenv("TESTNET_LONG") == "" {
 		t.Skip("set TESTNET_LONG=1 for the long testnet runs")
 	}
-	for _, paced := range []bool{false, true} {
-		name := "unpaced"
-		if paced {
-			name = "uplink"
-		}
-		t.Run(name, func(t *testing.T) { slowUplinkRun(t, paced) })
+	for _, run := range []struct{ name, flag string }{{"unpaced", ""}, {"uplink", "--uplink"}, {"auto", "--uplink-auto"}} {
+		t.Run(run.name, func(t *testing.T) { slowUplinkRun(t, run.flag) })
 	}
 }
 
-func slowUplinkRun(t *testing.T, paced bool) {
+func slowUplinkRun(t *testing.T, uplinkFlag string) {
 	n := newNet(t)
 	args := []string{"up", "5", "--profile", "heterogeneous", "--seed", "3", "--capacity", "2"}
-	if paced {
-		args = append(args, "--uplink")
+	if uplinkFlag != "" {
+		args = append(args, uplinkFlag)
 	}
 	n.must(4*time.Minute, args...)
 	if _, err := n.script(3*time.Minute, "wait", "--timeout", "150s"); err != nil {
@@ -128,6 +125,9 @@ func slowUplinkRun(t *testing.T, paced bool) {
 	t.Logf("over %v (%d samples every %v): its uplink carried %.1f kbit/s; out of the ring in %d samples (%.0f s; longest run %.0f s): %d with no successor on another peer, %d named in no other peer's successor list",
 		window.Round(time.Second), samples, every, float64(up1-up0)*8/window.Seconds()/1e3, bothOut, float64(bothOut)*every.Seconds(), float64(longest)*every.Seconds(), ownOut, othersOut)
 	t.Logf("node %d's ring calls: %s", slow, callsDelta(before[slow].RingCalls, after[slow].RingCalls))
+	if after[slow].UplinkAuto {
+		t.Logf("node %d's uplink estimate at the end: %.1f kbit/s (its link: %.0f kbit/s)", slow, float64(after[slow].Uplink)*8/1e3, links[slow][1]/1e3)
+	}
 	var o0, o1 api.RingCalls
 	for i := range after {
 		if i != slow {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # testnet.sh — a local testnet of real `peer` daemons on loopback.
 #
-#   testnet/testnet.sh up N [--profile lan|wan|heterogeneous] [--seed S] [--capacity C] [--uplink]
+#   testnet/testnet.sh up N [--profile lan|wan|heterogeneous] [--seed S] [--capacity C] [--uplink|--uplink-auto]
 #   testnet/testnet.sh peer I ARGS...      run `peer ARGS...` against node I
 #   testnet/testnet.sh kill I              SIGKILL node I (a crash)
 #   testnet/testnet.sh stop I              SIGTERM node I (a graceful leave; SIGKILL after 15 s)
@@ -162,8 +162,11 @@ start_node() {
 	[[ -n $announce ]] && args+=(--announce "$announce")
 	[[ -n $capacity ]] && args+=(--capacity "$capacity")
 	# --uplink: tell each daemon its drawn rate (bit/s in the links file),
-	# so it paces its block uploads below it.
-	if [[ -n $uplink && -f $dir/links ]]; then
+	# so it paces its block uploads below it; --uplink-auto: each daemon
+	# estimates it (--uplink auto).
+	if [[ $uplink == auto ]]; then
+		args+=(--uplink auto)
+	elif [[ -n $uplink && -f $dir/links ]]; then
 		local rate
 		rate=$(awk -v i="$i" '$1 == i { printf "%d", $5 / 8 }' "$dir/links")
 		((rate > 0)) && args+=(--uplink "$rate")
@@ -277,6 +280,7 @@ cmd_up() {
 		--seed) want_seed=${2:?--seed needs a number}; shift 2 ;;
 		--capacity) want_capacity=${2:?--capacity needs a number}; shift 2 ;;
 		--uplink) want_uplink=1; shift ;;
+		--uplink-auto) want_uplink=auto; shift ;;
 		*) usage ;;
 		esac
 	done

@@ -52,8 +52,10 @@ type Status struct {
 	// RingCalls counts the ring calls this peer made since it started.
 	RingCalls RingCalls `json:"ring_calls"`
 	// Uplink is the link capacity block uploads are paced to, bytes/s
-	// (--uplink); 0: unpaced.
-	Uplink int64 `json:"uplink"`
+	// (--uplink), or with UplinkAuto the node's current estimate of it;
+	// 0: unpaced.
+	Uplink     int64 `json:"uplink"`
+	UplinkAuto bool  `json:"uplink_auto,omitempty"`
 }
 
 // RingCalls counts a peer's ring calls out: all, those that failed (no

@@ -63,6 +63,7 @@ type options struct {
 	pprofSpan  time.Duration
 	layoutSeed uint64
 	peerSrc    string
+	uplink     string
 }
 
 // smokeDefaults are what -smoke changes, unless given explicitly: a run of
@@ -92,6 +93,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.pprofSpan, "pprof-span", 3*time.Second, "length of each -pprof profile (whole seconds): the fetch should fit in it")
 	fs.Uint64Var(&o.layoutSeed, "layout-seed", 0, "give the daemons identities derived from `N` and fixed vnode positions (--vnode-choices 1), so that\nevery invocation with the same N gets the same ring layout (which peer holds what): for A/B runs of two trees; 0: new identities each time")
 	fs.StringVar(&o.peerSrc, "peer-src", "", "build the peer binary from the chordshare tree at `DIR` instead of this one (the A of an A/B run)")
+	fs.StringVar(&o.uplink, "uplink", "", "run the daemons with --uplink `SIZE` (or auto), to see what uplink pacing costs on loopback")
 	smoke := fs.Bool("smoke", false, "a quick check of the harness: -size 4MiB -peers 3 -iperf-sec 1 -cpu-time 100ms")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -210,6 +212,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if o.layoutSeed != 0 {
 		r.daemonArgs = append(r.daemonArgs, "--vnode-choices", "1")
 		rep.LayoutSeed = o.layoutSeed
+	}
+	if o.uplink != "" {
+		r.daemonArgs = append(r.daemonArgs, "--uplink", o.uplink)
 	}
 	if o.pprof != "" {
 		if r.gprof, err = newGoProfiler(o.pprof, o.pprofSpan); err != nil {
