@@ -15,7 +15,7 @@ import (
 
 var daemonCmd = &command{
 	name:  "daemon",
-	args:  "[--repo DIR] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--announce MULTIADDR]... [--capacity N] [--vnode-choices N] [--storage-max SIZE] [--repair-rate SIZE] [--uplink SIZE] [--lookup MODE] [--pprof] [--tui]",
+	args:  "[--repo DIR] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--announce MULTIADDR]... [--capacity N] [--vnode-choices N] [--storage-max SIZE] [--repair-rate SIZE] [--uplink SIZE|auto] [--lookup MODE] [--pprof] [--tui]",
 	short: "run a peer: join (or start) a ring and serve the local API",
 	long: `Runs a peer until interrupted (SIGINT or SIGTERM). The repo is created on
 first start, with a new identity key and a config.json holding the defaults;
