@@ -24,7 +24,7 @@ import (
 func TestPutSpanNotDeeperThanALookup(t *testing.T) {
 	cfg := testConfig()
 	cfg.Chord.Vnodes = 1
-	cfg.Chord.StabilizeInterval = 2 * time.Second // spans serve puts for 1 s
+	cfg.Chord.StabilizeInterval = 20 * time.Second // spans serve puts for 10 s, however slow the machine
 	const peers = 20
 	r, stores := storedRingOf(t, cfg, peers)
 	ctx := context.Background()
