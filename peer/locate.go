@@ -122,7 +122,7 @@ func (n *Node) Locate(ctx context.Context, cids []cid.Cid) {
 				continue
 			}
 			key := chord.KeyID(c.Hash())
-			if peers, at, ok := l.spanList(key, n.cfg.Replicas, spanReuse); ok {
+			if peers, at, ok := l.spanList(key, n.cfg.Replicas, 0, spanReuse); ok {
 				<-slots
 				e.set(peers, nil, at)
 				continue
@@ -161,8 +161,9 @@ type ringSpan struct {
 }
 
 // list is k's preference list of count peers by s, and whether s tells it:
-// k is on s's arcs and enough distinct peers follow.
-func (s ringSpan) list(k chord.ID, count int) ([]p2ppeer.ID, bool) {
+// k is on s's arcs, enough distinct peers follow, and at least minTail
+// entries of near from k's successor on.
+func (s ringSpan) list(k chord.ID, count, minTail int) ([]p2ppeer.ID, bool) {
 	lo := s.key
 	for j, r := range s.near {
 		// The arcs run clockwise from key and never pass it again; a
@@ -174,6 +175,9 @@ func (s ringSpan) list(k chord.ID, count int) ([]p2ppeer.ID, bool) {
 		// (key, near[0]] is only key when key is near[0] itself, not the
 		// whole circle BetweenRightIncl makes of it.
 		if (j == 0 && k == s.key) || (r.ID != lo && chord.BetweenRightIncl(lo, k, r.ID)) {
+			if len(s.near)-j < minTail {
+				return nil, false
+			}
 			l := firstPeers(nil, s.near[j:], count, nil)
 			return l, len(l) == count
 		}
@@ -195,9 +199,9 @@ func (l *located) addSpan(sp ringSpan) {
 }
 
 // spanList is k's preference list of count peers from the newest span
-// that tells it and is at most maxAge old, with when that span's lookup
-// ended.
-func (l *located) spanList(k chord.ID, count int, maxAge time.Duration) ([]p2ppeer.ID, time.Time, bool) {
+// that tells it (ringSpan.list) and is at most maxAge old, with when that
+// span's lookup ended.
+func (l *located) spanList(k chord.ID, count, minTail int, maxAge time.Duration) ([]p2ppeer.ID, time.Time, bool) {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -206,7 +210,7 @@ func (l *located) spanList(k chord.ID, count int, maxAge time.Duration) ([]p2ppe
 		if now.Sub(sp.at) > maxAge {
 			break // the older ones too
 		}
-		if peers, ok := sp.list(k, count); ok {
+		if peers, ok := sp.list(k, count, minTail); ok {
 			return peers, sp.at, true
 		}
 	}

@@ -114,7 +114,7 @@ func TestRingSpan(t *testing.T) {
 		{9, nil}, // before the key: its arc may start anywhere
 		{200, nil},
 	} {
-		got, ok := sp.list(id(c.key), 3)
+		got, ok := sp.list(id(c.key), 3, 0)
 		if ok != (c.want != nil) || ok && !slices.Equal(got, c.want) {
 			t.Errorf("key %d: %v %v, want %v", c.key, got, ok, c.want)
 		}
@@ -133,7 +133,7 @@ func TestRingSpan(t *testing.T) {
 		{10, nil}, // (60, 20]: the list came round; not told
 		{70, nil},
 	} {
-		got, ok := small.list(id(c.key), 3)
+		got, ok := small.list(id(c.key), 3, 0)
 		if ok != (c.want != nil) || ok && !slices.Equal(got, c.want) {
 			t.Errorf("small ring, key %d: %v %v, want %v", c.key, got, ok, c.want)
 		}
@@ -170,7 +170,7 @@ func TestLocateSpans(t *testing.T) {
 	}
 	told := func(sp ringSpan) (n int) {
 		for _, c := range lacking {
-			if _, ok := sp.list(chord.KeyID(c.Hash()), fetcher.cfg.Replicas); ok {
+			if _, ok := sp.list(chord.KeyID(c.Hash()), fetcher.cfg.Replicas, 0); ok {
 				n++
 			}
 		}
@@ -244,7 +244,7 @@ func TestLocateSpanAge(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := chord.KeyID(c.Hash())
-	if _, ok := (ringSpan{key: key, near: near}).list(key, fetcher.cfg.Replicas); !ok {
+	if _, ok := (ringSpan{key: key, near: near}).list(key, fetcher.cfg.Replicas, 0); !ok {
 		t.Fatalf("the block's own lookup does not tell its list: %v", near)
 	}
 	l := fetcher.blocks.located
@@ -310,7 +310,7 @@ func TestLocatedListAfterLeaves(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := chord.KeyID(c.Hash())
-	if _, ok := (ringSpan{key: key, near: near}).list(key, len(old)); !ok {
+	if _, ok := (ringSpan{key: key, near: near}).list(key, len(old), 0); !ok {
 		t.Fatalf("the block's own lookup does not tell its list: %v", near)
 	}
 	for _, n := range r.nodes {

@@ -118,11 +118,15 @@ func (n *Node) PutLent(ctx context.Context, c cid.Cid, data []byte, done func())
 // lists only through their stabilize), so a span half a round old adds at
 // most half a round to that. A list Locate may take from a span
 // (spanReuse, 15 s) would be far older: a put from it would leave its
-// block off a peer that joined since.
+// block off a peer that joined since. Nor does a put trust a span deeper
+// than a lookup's answerer trusts its own list (chord's ownsSuccessor:
+// half a list must follow the key's successor): a join reaches a list one
+// entry deeper per stabilize round, so a list's far end lags by many
+// rounds where a lookup would have asked a node nearer the key.
 func (n *Node) putReplicas(ctx context.Context, c cid.Cid) ([]p2ppeer.ID, error) {
 	key := chord.KeyID(c.Hash())
 	l := n.blocks.located
-	if peers, _, ok := l.spanList(key, n.cfg.Replicas, n.cfg.Chord.StabilizeInterval/2); ok {
+	if peers, _, ok := l.spanList(key, n.cfg.Replicas, n.cfg.Chord.SuccessorListLen/2, n.cfg.Chord.StabilizeInterval/2); ok {
 		return peers, nil
 	}
 	peers, near, err := n.replicasNear(ctx, c)
