@@ -161,8 +161,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	// A short path: each repo's API socket must fit a sun_path. Under a
 	// base flagged as a top dir, so that its files are allocated away
 	// from /tmp's churn (topdir.go).
-	base := filepath.Join(os.TempDir(), "xbt")
-	if err := os.MkdirAll(base, 0o755); err != nil {
+	base, err := ownBase(os.TempDir())
+	if err != nil {
 		return err
 	}
 	if err := markTopDir(base); err != nil {

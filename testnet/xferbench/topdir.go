@@ -1,7 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"os"
+	"path/filepath"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -29,4 +32,24 @@ func markTopDir(dir string) error {
 		return err
 	}
 	return unix.IoctlSetPointerInt(int(f.Fd()), unix.FS_IOC_SETFLAGS, int(flags|fsTopdirFL))
+}
+
+// ownBase is the directory under tmp where this user's invocations make
+// their temp dirs: kept from one to the next (the top-dir flag lives on
+// it), so it must be ours alone: made 0700 and, if it was there already,
+// a directory (not a link) that this user owns.
+func ownBase(tmp string) (string, error) {
+	base := filepath.Join(tmp, fmt.Sprintf("xbt-%d", os.Getuid()))
+	if err := os.Mkdir(base, 0o700); err != nil && !os.IsExist(err) {
+		return "", err
+	}
+	fi, err := os.Lstat(base)
+	if err != nil {
+		return "", err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !fi.IsDir() || !ok || int(st.Uid) != os.Getuid() || fi.Mode().Perm()&0o077 != 0 {
+		return "", fmt.Errorf("%s is not a private directory of this user: remove it, or set TMPDIR", base)
+	}
+	return base, nil
 }

@@ -401,3 +401,31 @@ func TestMarkTopDir(t *testing.T) {
 		}
 	}
 }
+
+func TestOwnBase(t *testing.T) {
+	tmp := t.TempDir()
+	base, err := ownBase(tmp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := ownBase(tmp); err != nil || again != base {
+		t.Fatalf("second call: %q, %v; want %q again", again, err, base)
+	}
+	// Someone else's path there, planted as a link or left open to others:
+	// refused, not used.
+	for _, plant := range []func(string) error{
+		func(p string) error { return os.Symlink(t.TempDir(), p) },
+		func(p string) error { return os.Mkdir(p, 0o777) },
+	} {
+		tmp := t.TempDir()
+		if err := plant(filepath.Join(tmp, filepath.Base(base))); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(tmp, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ownBase(tmp); err == nil {
+			t.Errorf("planted %s accepted", got)
+		}
+	}
+}
