@@ -289,3 +289,43 @@ func TestAutoUplinkUnpacedOnAFastLinkUntilAQueue(t *testing.T) {
 	}
 	t.Logf("estimate after the queue: %.0f B/s", u.auto.rate())
 }
+
+// A node configured with UplinkAuto is wired as the tests above wire one
+// by hand: its ring transport feeds the controller and Run starts the
+// prober, so a put on loopback lifts the estimate off the start rate.
+func TestNodeConfiguredWithAutoUplinkRunsItsProber(t *testing.T) {
+	cfg := testConfig()
+	cfg.Uplink = UplinkAuto
+	// No ring maintenance in the test's time: the calls out are the
+	// prober's.
+	cfg.Chord.StabilizeInterval = time.Hour
+	cfg.Chord.FixFingerInterval = time.Hour
+	cfg.Chord.CheckPredecessorInterval = time.Hour
+	r, stores := storedRingOf(t, cfg, 2)
+	a, b := r.nodes[0], r.nodes[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	data := bytes.Repeat([]byte("wired "), 256<<10/6) // 80 s at the start rate
+	c := rawBlock(t, data)
+	if err := a.storeAt(ctx, b.Host().ID(), c, data); err != nil {
+		t.Fatal(err)
+	}
+	if !stores[b].Has(c) {
+		t.Fatal("the put did not land")
+	}
+	if est := a.Status().Uplink; est < 1e6 {
+		t.Fatalf("estimate %d B/s after a put on loopback, want over 1 MB/s", est)
+	}
+	if b.tr.stats.CallsIn.Load() == 0 {
+		t.Fatal("the prober never pinged the peer the put went to")
+	}
+}
