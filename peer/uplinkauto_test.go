@@ -329,3 +329,40 @@ func TestNodeConfiguredWithAutoUplinkRunsItsProber(t *testing.T) {
 		t.Fatal("the prober never pinged the peer the put went to")
 	}
 }
+
+// The base delays are bounded by the peers called lately: one not called
+// for two base windows is forgotten, and a peer's base is its least round
+// trip over the last one to two windows, so a route that got longer
+// becomes the base within two.
+func TestUplinkControlForgetsOldBaseDelays(t *testing.T) {
+	at := time.Unix(1000, 0)
+	c := newUplinkControl(at)
+	gone, stays := p2ppeer.ID("gone"), p2ppeer.ID("stays")
+	call := func(p p2ppeer.ID, rtt time.Duration) {
+		c.answered(p, c.probe(at), at.Add(rtt))
+		at = at.Add(rtt + time.Second)
+	}
+	call(gone, 10*time.Millisecond)
+	call(stays, 10*time.Millisecond)
+	for range 3 {
+		at = at.Add(autoBaseWindow)
+		call(stays, 50*time.Millisecond)
+	}
+	if _, ok := c.base[gone]; ok || len(c.base) != 1 {
+		t.Fatalf("base delays of %d peers kept, %q among them: want only %q", len(c.base), gone, stays)
+	}
+	if got := c.base[stays].min(); got != 50*time.Millisecond {
+		t.Fatalf("base delay %v two windows after the route grew to 50ms", got)
+	}
+}
+
+// However little a queue drained, the estimate stays at autoFloor at
+// least: a pacer at a near-zero rate would hold a chunk for hours.
+func TestUplinkControlKeepsToTheFloor(t *testing.T) {
+	s := newLinkSim(t, 1000, 20*time.Millisecond) // 8 kbit/s, below any link meant for
+	s.run(300 * time.Second)
+	t.Logf("estimate %.0f B/s, %d cuts, longest queue %v", s.c.rate(), s.cuts, s.worstQ)
+	if got := s.c.rate(); got < autoFloor {
+		t.Fatalf("estimate %.0f B/s, below the floor of %d", got, autoFloor)
+	}
+}
