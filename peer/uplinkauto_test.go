@@ -288,6 +288,11 @@ func TestAutoUplinkUnpacedOnAFastLinkUntilAQueue(t *testing.T) {
 		t.Fatalf("after a growing queue the estimate is %.0f B/s, blocks still unpaced", u.auto.rate())
 	}
 	t.Logf("estimate after the queue: %.0f B/s", u.auto.rate())
+	// A block every 400 ms grew the queue by 200 ms of the link each
+	// time: the link drains two thirds of what was written.
+	if got, want := u.auto.rate(), block/0.4/1.5; got < 0.9*want || got > 1.1*want {
+		t.Fatalf("estimate %.0f B/s after the queue, want the rate it drained at, %.0f", got, want)
+	}
 }
 
 // A node configured with UplinkAuto is wired as the tests above wire one
