@@ -157,6 +157,11 @@ func TestRepoRejectsBadFiles(t *testing.T) {
 			c.Bootstrap = []string{"/ip4/127.0.0.1/tcp/4001"}
 			writeConfig(t, dir, c)
 		}, "/p2p/"},
+		// -1 is UplinkAuto inside the program; in config.json auto is
+		// written "auto", and -1, refused before auto existed, still is.
+		{"negative uplink", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, ConfigFile), []byte(`{"version":1,"listen":[],"bootstrap":[],"capacity":2,"lookup":"recursive","uplink":-1}`), 0o600)
+		}, "uplink -1"},
 		{"future version", func(t *testing.T, dir string) {
 			c := DefaultRepoConfig()
 			c.Version = 99

@@ -148,6 +148,11 @@ func (u *UplinkSize) UnmarshalJSON(data []byte) error {
 	if err := b.UnmarshalJSON(data); err != nil {
 		return err
 	}
+	// UplinkAuto is -1 inside the program only: a negative number here
+	// is refused as it was before "auto" existed, not taken for auto.
+	if b < 0 {
+		return fmt.Errorf("uplink %d: want 0 (unpaced), \"auto\" or more", int64(b))
+	}
 	*u = UplinkSize(b)
 	return nil
 }

@@ -38,6 +38,7 @@ const uplinkBurst = 100 * time.Millisecond
 // a link idle for uplinkBurst.
 type uplink struct {
 	pace  pacer          // bulkShare of the capacity, uplinkBurst of burst
+	fixed int64          // the capacity configured (fixed capacity)
 	chunk int            // bytes per write: about 50 ms at the rate (fixed capacity)
 	stall time.Duration  // uplinkStall
 	auto  *uplinkControl // set: the capacity is estimated (uplinkauto.go)
@@ -57,6 +58,7 @@ func newUplink(capacity int64) *uplink {
 	rate := float64(capacity) * bulkShare
 	return &uplink{
 		pace:  pacer{rate: rate, burst: uplinkBurst},
+		fixed: capacity,
 		chunk: chunkFor(rate),
 		stall: uplinkStall,
 		turn:  make(chan struct{}, 1),
@@ -108,7 +110,9 @@ func (u *uplink) capacity() int64 {
 	if u.auto != nil {
 		return int64(u.auto.rate())
 	}
-	return int64(u.pace.currentRate() / bulkShare)
+	// Not the rate divided back by bulkShare, which rounds some
+	// capacities a byte short.
+	return u.fixed
 }
 
 // paces reports whether a payload of n bytes goes paced, in a turn. An

@@ -373,3 +373,20 @@ func TestUplinkRetrySendsInATurn(t *testing.T) {
 		t.Fatalf("%d paced waits without the uplink's turn", outOfTurn)
 	}
 }
+
+// A fixed uplink's status shows the capacity as configured, as before the
+// estimating uplink: not the pacer's rate divided back by bulkShare, which
+// rounds 43KiB (and about one value in twenty) one byte short.
+func TestStatusShowsTheFixedUplinkAsConfigured(t *testing.T) {
+	cfg := testConfig()
+	cfg.Uplink = 43 << 10
+	r, _ := storedRingOf(t, cfg, 1)
+	if st := r.nodes[0].Status(); st.Uplink != cfg.Uplink || st.UplinkAuto {
+		t.Errorf("status: uplink %d, auto %v; configured %d", st.Uplink, st.UplinkAuto, cfg.Uplink)
+	}
+	for _, c := range []int64{43, 81, 10_000, 44032, 82944} {
+		if got := newUplink(c).capacity(); got != c {
+			t.Errorf("newUplink(%d).capacity() = %d", c, got)
+		}
+	}
+}

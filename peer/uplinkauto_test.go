@@ -288,4 +288,86 @@ func TestAutoUplinkUnpacedOnAFastLinkUntilAQueue(t *testing.T) {
 		t.Fatalf("after a growing queue the estimate is %.0f B/s, blocks still unpaced", u.auto.rate())
 	}
 	t.Logf("estimate after the queue: %.0f B/s", u.auto.rate())
+	// A block every 400 ms grew the queue by 200 ms of the link each
+	// time: the link drains two thirds of what was written.
+	if got, want := u.auto.rate(), block/0.4/1.5; got < 0.9*want || got > 1.1*want {
+		t.Fatalf("estimate %.0f B/s after the queue, want the rate it drained at, %.0f", got, want)
+	}
+}
+
+// A node configured with UplinkAuto is wired as the tests above wire one
+// by hand: its ring transport feeds the controller and Run starts the
+// prober, so a put on loopback lifts the estimate off the start rate.
+func TestNodeConfiguredWithAutoUplinkRunsItsProber(t *testing.T) {
+	cfg := testConfig()
+	cfg.Uplink = UplinkAuto
+	// No ring maintenance in the test's time: the calls out are the
+	// prober's.
+	cfg.Chord.StabilizeInterval = time.Hour
+	cfg.Chord.FixFingerInterval = time.Hour
+	cfg.Chord.CheckPredecessorInterval = time.Hour
+	r, stores := storedRingOf(t, cfg, 2)
+	a, b := r.nodes[0], r.nodes[1]
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	data := bytes.Repeat([]byte("wired "), 256<<10/6) // 80 s at the start rate
+	c := rawBlock(t, data)
+	if err := a.storeAt(ctx, b.Host().ID(), c, data); err != nil {
+		t.Fatal(err)
+	}
+	if !stores[b].Has(c) {
+		t.Fatal("the put did not land")
+	}
+	if est := a.Status().Uplink; est < 1e6 {
+		t.Fatalf("estimate %d B/s after a put on loopback, want over 1 MB/s", est)
+	}
+	if b.tr.stats.CallsIn.Load() == 0 {
+		t.Fatal("the prober never pinged the peer the put went to")
+	}
+}
+
+// The base delays are bounded by the peers called lately: one not called
+// for two base windows is forgotten, and a peer's base is its least round
+// trip over the last one to two windows, so a route that got longer
+// becomes the base within two.
+func TestUplinkControlForgetsOldBaseDelays(t *testing.T) {
+	at := time.Unix(1000, 0)
+	c := newUplinkControl(at)
+	gone, stays := p2ppeer.ID("gone"), p2ppeer.ID("stays")
+	call := func(p p2ppeer.ID, rtt time.Duration) {
+		c.answered(p, c.probe(at), at.Add(rtt))
+		at = at.Add(rtt + time.Second)
+	}
+	call(gone, 10*time.Millisecond)
+	call(stays, 10*time.Millisecond)
+	for range 3 {
+		at = at.Add(autoBaseWindow)
+		call(stays, 50*time.Millisecond)
+	}
+	if _, ok := c.base[gone]; ok || len(c.base) != 1 {
+		t.Fatalf("base delays of %d peers kept, %q among them: want only %q", len(c.base), gone, stays)
+	}
+	if got := c.base[stays].min(); got != 50*time.Millisecond {
+		t.Fatalf("base delay %v two windows after the route grew to 50ms", got)
+	}
+}
+
+// However little a queue drained, the estimate stays at autoFloor at
+// least: a pacer at a near-zero rate would hold a chunk for hours.
+func TestUplinkControlKeepsToTheFloor(t *testing.T) {
+	s := newLinkSim(t, 1000, 20*time.Millisecond) // 8 kbit/s, below any link meant for
+	s.run(300 * time.Second)
+	t.Logf("estimate %.0f B/s, %d cuts, longest queue %v", s.c.rate(), s.cuts, s.worstQ)
+	if got := s.c.rate(); got < autoFloor {
+		t.Fatalf("estimate %.0f B/s, below the floor of %d", got, autoFloor)
+	}
 }
