@@ -41,7 +41,9 @@ const (
 	// link the network is meant for (32 kbit/s).
 	autoFloor = 2 << 10
 	// autoHigh is how many samples in a row must show the queue over
-	// autoTarget: one late answer (a busy peer) is not a queue.
+	// autoTarget before a cut once slow start has ended: one late answer
+	// (a busy peer) is not a queue. In slow start one such answer halves
+	// the estimate, since slow start may have overshot by up to 2×.
 	autoHigh = 3
 	// autoStep is the share of the capacity added per fresh sample with
 	// a short queue once the link has shown its limit.

@@ -119,6 +119,7 @@ func printStatus(w io.Writer, s api.Status) {
 	row("ring size", "~"+plural(s.RingSizeEstimate, "peer"))
 	row("connected", plural(s.ConnectedPeers, "peer"))
 	row("lookups", s.LookupMode)
+	row("uplink", uplinkLine(s))
 	row("uptime", (time.Duration(s.UptimeSeconds) * time.Second).String())
 	tw.Flush()
 }
@@ -195,4 +196,15 @@ func repairLine(s api.Status) string {
 		line += fmt.Sprintf("; %s refused, busy", plural(int(r.Refused), "summary request"))
 	}
 	return line
+}
+
+// uplinkLine says how block uploads are paced (--uplink).
+func uplinkLine(s api.Status) string {
+	switch {
+	case s.UplinkAuto:
+		return peer.FormatSize(s.Uplink) + "/s, estimated (auto)"
+	case s.Uplink > 0:
+		return peer.FormatSize(s.Uplink) + "/s, as configured"
+	}
+	return "unpaced"
 }

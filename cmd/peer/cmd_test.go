@@ -167,6 +167,8 @@ func TestStatusAndRingOutput(t *testing.T) {
 		BlocksStored:     3,
 		BytesUsed:        1 << 20,
 		StorageMax:       2 << 30,
+		Uplink:           10 << 10,
+		UplinkAuto:       true,
 	}
 	other := api.Neighbour{Peer: otherID, Vnode: 0, ID: strings.Repeat("92", 32), RTTMillis: 1.25}
 	ring := api.Ring{ID: selfID, Vnodes: []api.Vnode{{
@@ -190,6 +192,7 @@ func TestStatusAndRingOutput(t *testing.T) {
 		"ring size  ~2 peers\n",
 		"connected  1 peer\n",
 		"lookups    iterative\n",
+		"uplink     10.0 KiB/s, estimated (auto)\n",
 		"uptime     1m15s\n",
 	} {
 		if !strings.Contains(out, want) {
