@@ -96,8 +96,8 @@ func pipeNode(t *testing.T) (*Node, *mapStore) {
 	return &Node{h: noHost{}, life: life, cfg: Config{Store: st}, blocks: newBlockClient(3)}, st
 }
 
-// trickle writes b to w, chunk bytes every period.
-func trickle(w io.Writer, b []byte, chunk int, period time.Duration) error {
+// trickle writes b to w, chunk bytes every period, until ctx ends.
+func trickle(ctx context.Context, w io.Writer, b []byte, chunk int, period time.Duration) error {
 	for len(b) > 0 {
 		k := min(chunk, len(b))
 		if _, err := w.Write(b[:k]); err != nil {
@@ -105,7 +105,11 @@ func trickle(w io.Writer, b []byte, chunk int, period time.Duration) error {
 		}
 		b = b[k:]
 		if len(b) > 0 {
-			time.Sleep(period)
+			select {
+			case <-time.After(period):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 	}
 	return nil
@@ -132,7 +136,7 @@ func TestSlowSteadyPutIsReceived(t *testing.T) {
 		data, c := bigBlock(t)
 		start := time.Now()
 		frame := blockFrame(&pb.BlockRequest{Type: pb.BlockRequest_PUT, Cid: c.Bytes(), Size: uint32(len(data))}, data)
-		if err := trickle(client, frame, slowRate, time.Second); err != nil {
+		if err := trickle(context.Background(), client, frame, slowRate, time.Second); err != nil {
 			t.Fatalf("after %v: %v", time.Since(start), err)
 		}
 		resp := &pb.BlockResponse{}
@@ -217,7 +221,7 @@ func TestStalledPutIsCutOff(t *testing.T) {
 // servePipe answers one GET on s with the header of an OK response for
 // data, then data at rate bytes per second until stallAt of it has gone
 // (then nothing more); it returns once the client has closed or reset.
-func servePipe(s *pipeStream, data []byte, rate int, stallAt int) {
+func servePipe(ctx context.Context, s *pipeStream, data []byte, rate int, stallAt int) {
 	r := bufio.NewReader(s)
 	if err := readBlockHeader(r, &pb.BlockRequest{}); err != nil {
 		return
@@ -225,7 +229,7 @@ func servePipe(s *pipeStream, data []byte, rate int, stallAt int) {
 	if _, err := s.Write(blockFrame(&pb.BlockResponse{Size: uint32(len(data))}, nil)); err != nil {
 		return
 	}
-	if trickle(s, data[:stallAt], rate, time.Second) == nil {
+	if trickle(ctx, s, data[:stallAt], rate, time.Second) == nil {
 		_, _ = io.Copy(io.Discard, r)
 	}
 }
@@ -235,41 +239,49 @@ func servePipe(s *pipeStream, data []byte, rate int, stallAt int) {
 // cut off blockSilence after its last bytes.
 func TestSlowGetIsReceivedAndAStalledOneCutOff(t *testing.T) {
 	const server = p2ppeer.ID("server")
-	synctest.Test(t, func(t *testing.T) {
-		n, _ := pipeNode(t)
-		data, c := bigBlock(t)
-		client, srv := streamPipe()
-		n.blocks.streams.put(server, &blockStream{s: client, r: bufio.NewReader(client)})
-		go servePipe(srv, data, slowRate, len(data))
-		start := time.Now()
-		got, err := n.fetchFrom(context.Background(), server, c)
-		if err != nil {
-			t.Fatalf("after %v: %v", time.Since(start), err)
-		}
-		if !bytes.Equal(got, data) {
-			t.Fatal("other bytes")
-		}
-		if took := time.Since(start); took <= transferTimeout(maxBlockSize) {
-			t.Fatalf("the get took %v: not slower than the old bound, so no test of it", took)
-		}
-		client.Close()
+	t.Run("steady", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			n, _ := pipeNode(t)
+			data, c := bigBlock(t)
+			client, srv := streamPipe()
+			n.blocks.streams.put(server, &blockStream{s: client, r: bufio.NewReader(client)})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel() // a failed fetch leaves the server sending
+			go servePipe(ctx, srv, data, slowRate, len(data))
+			start := time.Now()
+			got, err := n.fetchFrom(context.Background(), server, c)
+			if err != nil {
+				t.Fatalf("after %v: %v", time.Since(start), err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatal("other bytes")
+			}
+			if took := time.Since(start); took <= transferTimeout(maxBlockSize) {
+				t.Fatalf("the get took %v: not slower than the old bound, so no test of it", took)
+			}
+			client.Close()
+		})
 	})
-	synctest.Test(t, func(t *testing.T) {
-		n, _ := pipeNode(t)
-		data, c := bigBlock(t)
-		client, srv := streamPipe()
-		n.blocks.streams.put(server, &blockStream{s: client, r: bufio.NewReader(client)})
-		const sent = 300 << 10
-		go servePipe(srv, data, slowRate, sent)
-		start := time.Now()
-		_, err := n.fetchFrom(context.Background(), server, c)
-		last := start.Add(sent / slowRate * time.Second) // the last write's time: a second per whole chunk
-		if !errors.Is(err, errSilent) {
-			t.Fatalf("a stalled get: %v, want %v", err, errSilent)
-		}
-		if at, want := time.Now(), last.Add(blockSilence); at.Sub(want).Abs() > time.Second {
-			t.Fatalf("cut off %v after the last bytes, want %v", at.Sub(last), blockSilence)
-		}
+	t.Run("stalled", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			n, _ := pipeNode(t)
+			data, c := bigBlock(t)
+			client, srv := streamPipe()
+			n.blocks.streams.put(server, &blockStream{s: client, r: bufio.NewReader(client)})
+			const sent = 300 << 10
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			go servePipe(ctx, srv, data, slowRate, sent)
+			start := time.Now()
+			_, err := n.fetchFrom(context.Background(), server, c)
+			last := start.Add(sent / slowRate * time.Second) // the last write's time: a second per whole chunk
+			if !errors.Is(err, errSilent) {
+				t.Fatalf("a stalled get: %v, want %v", err, errSilent)
+			}
+			if at, want := time.Now(), last.Add(blockSilence); at.Sub(want).Abs() > time.Second {
+				t.Fatalf("cut off %v after the last bytes, want %v", at.Sub(last), blockSilence)
+			}
+		})
 	})
 }
 
