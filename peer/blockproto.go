@@ -56,7 +56,7 @@ const (
 	// come (a slowloris sends one byte per blockSilence): the largest block
 	// at slowestSender, after the longest wait for the answer.
 	receiveLimit  = answerWait + maxBlockSize*time.Second/slowestSender
-	slowestSender = 1 << 10 // bytes per second: under the estimating uplink's floor paced, autoFloor·bulkShare
+	slowestSender = 1 << 10 // bytes per second: below the estimating uplink's floor, paced (autoFloor·bulkShare, 1.6 KB/s)
 )
 
 // BlockStore is the local store a node serves blocks from: blocks.Store.
