@@ -36,6 +36,27 @@ const (
 	// admits (32 kbit/s) needs for the bytes.
 	blockStreamBase = 10 * time.Second
 	slowestLink     = 4 << 10 // bytes per second
+
+	// A block's receiver bounds its sender by progress rather than by a
+	// deadline for the whole transfer (receiving): blockSilence is how long
+	// it waits for the next bytes. A paced sender's chunks come every 0.7 s
+	// at most down to the estimating uplink's floor, but one whose receiver
+	// stopped taking bytes for a second lets the next message go first
+	// (uplinkStall) and is silent until that ends: a 256 KiB leaf at the
+	// slowest link.
+	blockSilence = blockStreamBase + (256<<10)*time.Second/slowestLink
+	// serveTurnWait bounds a served block's wait for the node's uplink turn
+	// (writeResponse): what the whole serve could take before its deadline
+	// started at the turn, so a serve that got through then still does.
+	serveTurnWait = blockStreamBase + maxBlockSize*time.Second/slowestLink
+	// answerWait is how long a GET waits for its answer to start: the
+	// server may wait serveTurnWait for its turn first.
+	answerWait = serveTurnWait + blockStreamBase
+	// receiveLimit caps a block's reception however steadily its bytes
+	// come (a slowloris sends one byte per blockSilence): the largest block
+	// at slowestSender, after the longest wait for the answer.
+	receiveLimit  = answerWait + maxBlockSize*time.Second/slowestSender
+	slowestSender = 1 << 10 // bytes per second: below the estimating uplink's floor, paced (autoFloor·bulkShare, 1.6 KB/s)
 )
 
 // BlockStore is the local store a node serves blocks from: blocks.Store.
@@ -55,6 +76,52 @@ var (
 // transferTimeout bounds one block stream carrying size bytes.
 func transferTimeout(size int) time.Duration {
 	return blockStreamBase + time.Duration(size)*time.Second/slowestLink
+}
+
+// arrivals is a block reception's progress deadline (receiving): it ends
+// the reception's context once no bytes have come for a while. Stream
+// deadlines would do that on TCP and QUIC, but mocknet has none ("deadline
+// not supported"); like bound, it ends a context, which resets the stream.
+type arrivals struct {
+	timer *time.Timer
+	wait  atomic.Int64 // the timer's present duration, for the error
+}
+
+// errSilent ends a block reception whose sender stopped sending.
+var errSilent = errors.New("the peer stopped sending")
+
+// receiving bounds the reception of a block under ctx by its progress: its
+// first bytes must come within first, each next ones within blockSilence
+// of the last, and all of them within receiveLimit. A slow sender whose
+// bytes keep coming finishes, however long the block takes at its rate; a
+// stalled one is cut off blockSilence after its last bytes. The reader
+// calls moved as bytes arrive, and cancel once done.
+func receiving(ctx context.Context, first time.Duration) (context.Context, *arrivals, context.CancelFunc) {
+	ctx, cancelLimit := context.WithTimeoutCause(ctx, receiveLimit, fmt.Errorf("block transfer over %v", receiveLimit))
+	ctx, cancel := context.WithCancelCause(ctx)
+	a := &arrivals{}
+	a.wait.Store(int64(first))
+	a.timer = time.AfterFunc(first, func() {
+		cancel(fmt.Errorf("%w for %v", errSilent, time.Duration(a.wait.Load())))
+	})
+	return ctx, a, func() {
+		a.timer.Stop()
+		cancel(nil)
+		cancelLimit()
+	}
+}
+
+// moved notes that bytes arrived: the next must come within blockSilence.
+// A nil arrivals does nothing.
+func (a *arrivals) moved() { a.expect(blockSilence) }
+
+// expect has the next bytes come within d.
+func (a *arrivals) expect(d time.Duration) {
+	if a == nil {
+		return
+	}
+	a.wait.Store(int64(d))
+	a.timer.Reset(d)
 }
 
 // verify checks that data is the block c names.
@@ -121,13 +188,23 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 		pace = n.up
 		defer tn.release()
 	}
-	ctx, cancel := context.WithTimeout(ctx, pace.transferTimeout(size))
+	// A put's (or a has') bound is the sender's; a GET's answer, a block
+	// from a sender whose rate this node does not know, is bounded by its
+	// progress (receiving).
+	var rx *arrivals
+	var cancel context.CancelFunc
+	if req.GetType() == pb.BlockRequest_GET {
+		ctx, rx, cancel = receiving(ctx, answerWait)
+	} else {
+		ctx, cancel = context.WithTimeout(ctx, pace.transferTimeout(size))
+	}
 	defer cancel()
 	for {
 		// A retry starts over: what a failed attempt recorded (sent, its
 		// header's time, bytes that came) would make this one's rate look
 		// too low, and it dialing not.
 		watch.reset()
+		rx.expect(answerWait)
 		bs := n.blocks.streams.get(p)
 		reused := bs != nil
 		if !reused {
@@ -137,7 +214,7 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 			}
 			bs = &blockStream{s: s, r: bufio.NewReaderSize(s, 4<<10)}
 		}
-		resp, data, err := bs.exchange(ctx, tn, req, payload, watch)
+		resp, data, err := bs.exchange(ctx, tn, rx, req, payload, watch)
 		if err == nil {
 			n.blocks.streams.put(p, bs)
 			if err := responseError(resp); err != nil {
@@ -157,10 +234,10 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 
 // exchange is one request and its response on bs, bounded by ctx. The
 // request is paced in turn tn, if set, which is released once it is
-// written.
-func (bs *blockStream) exchange(ctx context.Context, tn *turn, req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
+// written; rx, if set, is told of the response's bytes as they come.
+func (bs *blockStream) exchange(ctx context.Context, tn *turn, rx *arrivals, req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
 	stop := bound(ctx, bs.s)
-	resp, data, err := bs.roundTrip(ctx, tn, req, payload, watch)
+	resp, data, err := bs.roundTrip(ctx, tn, rx, req, payload, watch)
 	if !stop() {
 		// ctx ended and reset the stream: whatever came back is moot.
 		putBuf(data)
@@ -169,7 +246,7 @@ func (bs *blockStream) exchange(ctx context.Context, tn *turn, req *pb.BlockRequ
 	return resp, data, err
 }
 
-func (bs *blockStream) roundTrip(ctx context.Context, tn *turn, req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
+func (bs *blockStream) roundTrip(ctx context.Context, tn *turn, rx *arrivals, req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
 	err := writeBlockMsg(ctx, tn, bs.s, req, payload)
 	tn.release()
 	if err != nil {
@@ -180,6 +257,7 @@ func (bs *blockStream) roundTrip(ctx context.Context, tn *turn, req *pb.BlockReq
 	if err := readBlockHeader(bs.r, resp); err != nil {
 		return nil, nil, err
 	}
+	rx.moved()
 	if resp.GetSize() > maxBlockSize {
 		return nil, nil, fmt.Errorf("%w: a %d-byte block, the limit is %d", errBadMessage, resp.GetSize(), maxBlockSize)
 	}
@@ -188,9 +266,9 @@ func (bs *blockStream) roundTrip(ctx context.Context, tn *turn, req *pb.BlockReq
 	if total == 0 {
 		return resp, nil, nil
 	}
-	var received func(int)
-	if watch != nil {
-		received = func(got int) { watch.arrived(got, total) }
+	received := func(got int) {
+		rx.moved()
+		watch.arrived(got, total)
 	}
 	data, err := readPayload(bs.r, resp.GetSize(), received)
 	if err != nil {
@@ -304,32 +382,10 @@ func (n *Node) awaitBlockRequest(s network.Stream, r *bufio.Reader) bool {
 	return true
 }
 
-// serveBlockRequest reads one request and answers it, within the time the
-// largest block needs at the slowest link the network admits.
+// serveBlockRequest reads one request and answers it.
 func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
-	ctx, cancel := context.WithTimeout(n.life, transferTimeout(maxBlockSize))
-	defer cancel()
-	stop := bound(ctx, s)
-	defer stop()
-	req := &pb.BlockRequest{}
-	err := readBlockHeader(r, req)
-	var c cid.Cid
-	if err == nil {
-		_, c, err = cid.CidFromBytes(req.GetCid())
-	}
-	if err == nil && (req.GetSize() > maxBlockSize || req.GetSize() > 0 && req.GetType() != pb.BlockRequest_PUT) {
-		err = fmt.Errorf("%w: %d bytes of payload", errBadMessage, req.GetSize())
-	}
-	var hintFor p2ppeer.ID
-	if err == nil && len(req.GetHintFor()) > 0 {
-		hintFor, err = p2ppeer.IDFromBytes(req.GetHintFor())
-		if err == nil && req.GetType() != pb.BlockRequest_PUT {
-			err = fmt.Errorf("%w: a hint outside a PUT", errBadMessage)
-		}
-	}
-	if err != nil {
-		n.blocks.badStreams.Add(1)
-		_ = s.ResetWithError(resetBadMessage)
+	req, c, hintFor, data, ok := n.receiveRequest(s, r)
+	if !ok {
 		return false
 	}
 	resp := &pb.BlockResponse{}
@@ -337,6 +393,7 @@ func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
 	pooled := false
 	switch req.GetType() {
 	case pb.BlockRequest_GET:
+		var err error
 		payload, pooled, err = n.readLocal(c)
 		if err != nil {
 			resp.Status, resp.Error = blockStatus(err), errorText(err)
@@ -345,11 +402,6 @@ func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
 		resp.Size = uint32(len(payload))
 		n.blocks.served.Add(1)
 	case pb.BlockRequest_PUT:
-		data, err := readPayload(r, req.GetSize(), nil)
-		if err != nil {
-			_ = s.Reset()
-			return false
-		}
 		// The store verifies the bytes against the CID before it writes
 		// anything (blocks.ErrMismatch): a peer cannot plant bytes under a
 		// CID they do not hash to. Hashing here as well would only double
@@ -360,12 +412,8 @@ func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
 		putBuf(data)
 	case pb.BlockRequest_HAS:
 		resp.Has = n.cfg.Store != nil && n.cfg.Store.Has(c)
-	default:
-		n.blocks.badStreams.Add(1)
-		_ = s.ResetWithError(resetBadMessage)
-		return false
 	}
-	err = n.writeResponse(ctx, s, resp, payload)
+	err := n.writeResponse(s, resp, payload)
 	if pooled {
 		putBuf(payload)
 	}
@@ -376,18 +424,96 @@ func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
 	return true
 }
 
-// writeResponse sends a block response, paced in its turn on a paced
-// uplink if it carries a block.
-func (n *Node) writeResponse(ctx context.Context, s network.Stream, resp *pb.BlockResponse, payload []byte) error {
-	if !n.up.paces(len(payload)) {
-		return writeBlockMsg(ctx, nil, s, resp, payload)
+// receiveRequest reads one request and, for a PUT, its block (data, a
+// pooled buffer), bounded by their progress (receiving): the request has
+// begun to arrive (awaitBlockRequest), and the rest must keep coming. A
+// malformed request resets the stream with resetBadMessage and counts; a
+// peer that goes away or stops sending has it reset.
+func (n *Node) receiveRequest(s network.Stream, r *bufio.Reader) (req *pb.BlockRequest, c cid.Cid, hintFor p2ppeer.ID, data []byte, ok bool) {
+	ctx, rx, cancel := receiving(n.life, blockSilence)
+	stop := bound(ctx, s)
+	req, c, hintFor, err := readBlockRequest(r)
+	bad := err != nil
+	if err == nil && req.GetType() == pb.BlockRequest_PUT {
+		rx.moved()
+		data, err = readPayload(r, req.GetSize(), func(int) { rx.moved() })
 	}
-	tn, err := n.up.acquire(ctx)
-	if err != nil {
-		return err
+	// Stopped before cancel, which would otherwise reset the stream.
+	timedOut := !stop()
+	cancel()
+	switch {
+	case timedOut:
+		putBuf(data)
+		return nil, cid.Undef, "", nil, false // ctx ended and reset the stream
+	case bad:
+		n.blocks.badStreams.Add(1)
+		_ = s.ResetWithError(resetBadMessage)
+		return nil, cid.Undef, "", nil, false
+	case err != nil:
+		_ = s.Reset()
+		return nil, cid.Undef, "", nil, false
 	}
-	defer tn.release()
-	tn.peer = s.Conn().RemotePeer()
+	return req, c, hintFor, data, true
+}
+
+// readBlockRequest reads a request's header and checks it: a CID, a type,
+// a payload only on a PUT and within maxBlockSize, a hint only on a PUT.
+func readBlockRequest(r *bufio.Reader) (req *pb.BlockRequest, c cid.Cid, hintFor p2ppeer.ID, err error) {
+	req = &pb.BlockRequest{}
+	if err := readBlockHeader(r, req); err != nil {
+		return nil, cid.Undef, "", err
+	}
+	if _, c, err = cid.CidFromBytes(req.GetCid()); err != nil {
+		return nil, cid.Undef, "", err
+	}
+	switch req.GetType() {
+	case pb.BlockRequest_GET, pb.BlockRequest_PUT, pb.BlockRequest_HAS:
+	default:
+		return nil, cid.Undef, "", fmt.Errorf("%w: request type %d", errBadMessage, req.GetType())
+	}
+	if req.GetSize() > maxBlockSize || req.GetSize() > 0 && req.GetType() != pb.BlockRequest_PUT {
+		return nil, cid.Undef, "", fmt.Errorf("%w: %d bytes of payload", errBadMessage, req.GetSize())
+	}
+	if len(req.GetHintFor()) > 0 {
+		if hintFor, err = p2ppeer.IDFromBytes(req.GetHintFor()); err != nil {
+			return nil, cid.Undef, "", err
+		}
+		if req.GetType() != pb.BlockRequest_PUT {
+			return nil, cid.Undef, "", fmt.Errorf("%w: a hint outside a PUT", errBadMessage)
+		}
+	}
+	return req, c, hintFor, nil
+}
+
+// writeResponse sends a block response. One that carries a block goes, on
+// a paced uplink, in its turn, which it waits for at most serveTurnWait
+// (else it answers that the uplink is busy, and the fetcher asks another
+// replica); its deadline starts once it has the turn, as a put's does
+// (blockExchange), so a wait behind queued uploads does not eat into it.
+// It goes to a fetcher whose downlink this node does not know, maybe shared
+// by the fetch's other requests: it gets the network's bound for the
+// largest block, or the paced uplink's time for this one if longer.
+func (n *Node) writeResponse(s network.Stream, resp *pb.BlockResponse, payload []byte) error {
+	var tn *turn
+	if n.up.paces(len(payload)) {
+		wait, cancel := context.WithTimeout(n.life, serveTurnWait)
+		var err error
+		tn, err = n.up.acquire(wait)
+		cancel()
+		switch {
+		case n.life.Err() != nil:
+			return err
+		case err != nil:
+			resp, payload = &pb.BlockResponse{Status: pb.BlockResponse_ERROR, Error: fmt.Sprintf("uplink busy: no turn within %v", serveTurnWait)}, nil
+		default:
+			defer tn.release()
+			tn.peer = s.Conn().RemotePeer()
+		}
+	}
+	ctx, cancel := context.WithTimeout(n.life, max(transferTimeout(maxBlockSize), n.up.transferTimeout(len(payload))))
+	defer cancel()
+	stop := bound(ctx, s)
+	defer stop()
 	return writeBlockMsg(ctx, tn, s, resp, payload)
 }
 
