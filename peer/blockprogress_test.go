@@ -156,17 +156,17 @@ func TestSlowSteadyPutIsReceived(t *testing.T) {
 	})
 }
 
-// A put whose sender stops sending is cut off blockSilence after its last
-// bytes (not at the old whole-transfer bound, 522 s after it began); one
-// that trickles a byte now and then to stay under that (a slowloris) is
-// cut off at receiveLimit.
+// A put whose sender stops sending is cut off at the old whole-transfer
+// bound (522 s after it began) or blockSilence after its last bytes,
+// whichever is later; one that trickles a byte now and then to stay under
+// that (a slowloris) is cut off at receiveLimit.
 func TestStalledPutIsCutOff(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		period time.Duration // between one-byte writes after the header; 0: none
 		want   func(start, last time.Time) time.Time
 	}{
-		{"stalled", 0, func(_, last time.Time) time.Time { return last.Add(blockSilence) }},
+		{"stalled", 0, func(start, last time.Time) time.Time { return cutOff(start, last) }},
 		{"slowloris", blockSilence - time.Second, func(start, _ time.Time) time.Time { return start.Add(receiveLimit) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -236,7 +236,7 @@ func servePipe(ctx context.Context, s *pipeStream, data []byte, rate int, stallA
 
 // The same on a fetcher: a 2 MiB block served slower than the old bound
 // allowed for arrives whole, and a server that stops sending mid-block is
-// cut off blockSilence after its last bytes.
+// cut off at the old bound or blockSilence after its last bytes.
 func TestSlowGetIsReceivedAndAStalledOneCutOff(t *testing.T) {
 	const server = p2ppeer.ID("server")
 	t.Run("steady", func(t *testing.T) {
@@ -278,8 +278,8 @@ func TestSlowGetIsReceivedAndAStalledOneCutOff(t *testing.T) {
 			if !errors.Is(err, errSilent) {
 				t.Fatalf("a stalled get: %v, want %v", err, errSilent)
 			}
-			if at, want := time.Now(), last.Add(blockSilence); at.Sub(want).Abs() > time.Second {
-				t.Fatalf("cut off %v after the last bytes, want %v", at.Sub(last), blockSilence)
+			if at, want := time.Now(), cutOff(start, last); at.Sub(want).Abs() > time.Second {
+				t.Fatalf("cut off %v after the start, want %v", at.Sub(start), want.Sub(start))
 			}
 		})
 	})
@@ -349,4 +349,17 @@ func TestServedGetDeadlineStartsAtTheTurn(t *testing.T) {
 			}
 		})
 	})
+}
+
+// cutOff is when a reception that began at start and last received bytes
+// at last is cut off: not before the old whole-transfer bound.
+func cutOff(start, last time.Time) time.Time {
+	return later(start.Add(transferTimeout(maxBlockSize)), last.Add(blockSilence))
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

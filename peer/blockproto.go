@@ -38,13 +38,16 @@ const (
 	slowestLink     = 4 << 10 // bytes per second
 
 	// A block's receiver bounds its sender by progress rather than by a
-	// deadline for the whole transfer (receiving): blockSilence is how long
-	// it waits for the next bytes. A paced sender's chunks come every 0.7 s
-	// at most down to the estimating uplink's floor, but one whose receiver
-	// stopped taking bytes for a second lets the next message go first
-	// (uplinkStall) and is silent until that ends: a 256 KiB leaf at the
-	// slowest link.
-	blockSilence = blockStreamBase + (256<<10)*time.Second/slowestLink
+	// deadline for the whole transfer (receiving): past the old bound for
+	// the whole of it (transferTimeout(maxBlockSize)), blockSilence is how
+	// long it waits for the next bytes. A paced sender's chunks come every
+	// 0.7 s at most down to the estimating uplink's floor, but one whose
+	// receiver stopped taking bytes for a second lets the next message go
+	// first (uplinkStall) and is silent until that ends: a 256 KiB leaf
+	// paced at the slowest link (bulkShare of it) takes 82 s, longer
+	// messages or several ahead longer still, which the old bound covers
+	// in the first 522 s.
+	blockSilence = blockStreamBase + time.Duration(float64(256<<10)/(bulkShare*slowestLink)*float64(time.Second))
 	// serveTurnWait bounds a served block's wait for the node's uplink turn
 	// (writeResponse): what the whole serve could take before its deadline
 	// started at the turn, so a serve that got through then still does.
@@ -85,6 +88,11 @@ func transferTimeout(size int) time.Duration {
 type arrivals struct {
 	timer *time.Timer
 	wait  atomic.Int64 // the timer's present duration, for the error
+	// floor is the old whole-transfer bound: a sender silent for longer
+	// than blockSilence before it (one that yielded its turn behind a
+	// long message) is not cut off, so no transfer that used to arrive
+	// fails now.
+	floor time.Time
 }
 
 // errSilent ends a block reception whose sender stopped sending.
@@ -92,14 +100,16 @@ var errSilent = errors.New("the peer stopped sending")
 
 // receiving bounds the reception of a block under ctx by its progress: its
 // first bytes must come within first, each next ones within blockSilence
-// of the last, and all of them within receiveLimit. A slow sender whose
-// bytes keep coming finishes, however long the block takes at its rate; a
-// stalled one is cut off blockSilence after its last bytes. The reader
-// calls moved as bytes arrive, and cancel once done.
+// of the last but never before the old whole-transfer bound, and all of
+// them within receiveLimit. A slow sender whose bytes keep coming
+// finishes, however long the block takes at its rate; a stalled one is
+// cut off at the old bound or blockSilence after its last bytes,
+// whichever is later. The reader calls moved as bytes arrive, and cancel
+// once done.
 func receiving(ctx context.Context, first time.Duration) (context.Context, *arrivals, context.CancelFunc) {
 	ctx, cancelLimit := context.WithTimeoutCause(ctx, receiveLimit, fmt.Errorf("block transfer over %v", receiveLimit))
 	ctx, cancel := context.WithCancelCause(ctx)
-	a := &arrivals{}
+	a := &arrivals{floor: time.Now().Add(transferTimeout(maxBlockSize))}
 	a.wait.Store(int64(first))
 	a.timer = time.AfterFunc(first, func() {
 		cancel(fmt.Errorf("%w for %v", errSilent, time.Duration(a.wait.Load())))
@@ -111,9 +121,15 @@ func receiving(ctx context.Context, first time.Duration) (context.Context, *arri
 	}
 }
 
-// moved notes that bytes arrived: the next must come within blockSilence.
-// A nil arrivals does nothing.
-func (a *arrivals) moved() { a.expect(blockSilence) }
+// moved notes that bytes arrived: the next must come within blockSilence,
+// or by the old whole-transfer bound if that is later. A nil arrivals
+// does nothing.
+func (a *arrivals) moved() {
+	if a == nil {
+		return
+	}
+	a.expect(max(blockSilence, time.Until(a.floor)))
+}
 
 // expect has the next bytes come within d.
 func (a *arrivals) expect(d time.Duration) {
