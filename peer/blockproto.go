@@ -443,8 +443,9 @@ func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
 // receiveRequest reads one request and, for a PUT, its block (data, a
 // pooled buffer), bounded by their progress (receiving): the request has
 // begun to arrive (awaitBlockRequest), and the rest must keep coming. A
-// malformed request resets the stream with resetBadMessage and counts; a
-// peer that goes away or stops sending has it reset.
+// request malformed or cut short resets the stream with resetBadMessage
+// and counts as a bad stream; a block cut short, or a sender that stops
+// sending, has it reset.
 func (n *Node) receiveRequest(s network.Stream, r *bufio.Reader) (req *pb.BlockRequest, c cid.Cid, hintFor p2ppeer.ID, data []byte, ok bool) {
 	ctx, rx, cancel := receiving(n.life, blockSilence)
 	stop := bound(ctx, s)
