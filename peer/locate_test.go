@@ -226,19 +226,8 @@ func TestLocateSpanAge(t *testing.T) {
 	ctx := context.Background()
 	data := []byte("a block located from a span")
 	c := rawBlock(t, data)
-	if err := r.nodes[0].Put(ctx, c, data); err != nil {
-		t.Fatal(err)
-	}
-	r.nodes[0].bg.Wait()
-	var fetcher *Node
-	for _, n := range r.nodes {
-		if !stores[n].Has(c) {
-			fetcher = n
-		}
-	}
-	if fetcher == nil {
-		t.Fatal("every peer holds the block")
-	}
+	putSettled(t, r, c, data)
+	fetcher, _ := lackingMost(t, r, stores, []cid.Cid{c}, 1)
 	want, near, err := fetcher.replicasNear(ctx, c)
 	if err != nil {
 		t.Fatal(err)
@@ -301,10 +290,7 @@ func TestLocatedListAfterLeaves(t *testing.T) {
 	ctx := context.Background()
 	data := []byte("a block whose replicas all leave")
 	c := rawBlock(t, data)
-	if err := r.nodes[0].Put(ctx, c, data); err != nil {
-		t.Fatal(err)
-	}
-	r.nodes[0].bg.Wait()
+	putSettled(t, r, c, data)
 	old, near, err := r.nodes[0].replicasNear(ctx, c)
 	if err != nil {
 		t.Fatal(err)

@@ -31,6 +31,16 @@ func rawBlock(t testing.TB, data []byte) cid.Cid {
 	return c
 }
 
+// putSettled puts block c from r's first node and waits until its
+// background writes (the replicas past the write quorum) are done too.
+func putSettled(t *testing.T, r *mockRing, c cid.Cid, data []byte) {
+	t.Helper()
+	if err := r.nodes[0].Put(context.Background(), c, data); err != nil {
+		t.Fatal(err)
+	}
+	r.nodes[0].bg.Wait()
+}
+
 // storedRing is a mocknet ring whose nodes keep blocks in real stores.
 func storedRing(t *testing.T, peers int) (*mockRing, map[*Node]*blocks.Store) {
 	return storedRingOf(t, testConfig(), peers)
@@ -238,10 +248,7 @@ func TestGetSkipsReplicaServingWrongBytes(t *testing.T) {
 	ctx := context.Background()
 	data := []byte("the real block")
 	c := rawBlock(t, data)
-	if err := r.nodes[0].Put(ctx, c, data); err != nil {
-		t.Fatal(err)
-	}
-	r.nodes[0].bg.Wait()
+	putSettled(t, r, c, data)
 	replicas, _ := r.nodes[0].Replicas(ctx, c)
 	// Damage the copy on the first replica by swapping the node's store
 	// for one that lies.
@@ -351,16 +358,8 @@ func TestGetAsksEveryReplicaForInternalNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.nodes[0].Put(ctx, c, data); err != nil {
-		t.Fatal(err)
-	}
-	r.nodes[0].bg.Wait()
-	var fetcher *Node
-	for _, n := range r.nodes {
-		if !stores[n].Has(c) {
-			fetcher = n
-		}
-	}
+	putSettled(t, r, c, data)
+	fetcher, _ := lackingMost(t, r, stores, []cid.Cid{c}, 1)
 	var mu sync.Mutex
 	var steps []GetEvent
 	fetcher.cfg.GetTrace = func(e GetEvent) {
