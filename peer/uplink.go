@@ -39,7 +39,6 @@ const uplinkBurst = 100 * time.Millisecond
 type uplink struct {
 	pace  pacer          // bulkShare of the capacity, uplinkBurst of burst
 	fixed int64          // the capacity configured (fixed capacity)
-	chunk int            // bytes per write: about 50 ms at the rate (fixed capacity)
 	stall time.Duration  // uplinkStall
 	auto  *uplinkControl // set: the capacity is estimated (uplinkauto.go)
 	// probes takes the peer a held-back chunk goes to: the estimating
@@ -59,7 +58,6 @@ func newUplink(capacity int64) *uplink {
 	return &uplink{
 		pace:  pacer{rate: rate, burst: uplinkBurst},
 		fixed: capacity,
-		chunk: chunkFor(rate),
 		stall: uplinkStall,
 		turn:  make(chan struct{}, 1),
 	}
@@ -85,13 +83,9 @@ func uplinkFor(capacity int64) *uplink {
 	return newUplink(capacity)
 }
 
-func chunkFor(rate float64) int { return min(max(int(rate/20), 1<<10), 16<<10) }
-
+// chunkSize is the bytes per write: about 50 ms at the present rate.
 func (u *uplink) chunkSize() int {
-	if u.auto == nil {
-		return u.chunk
-	}
-	return chunkFor(u.pace.currentRate())
+	return min(max(int(u.pace.currentRate()/20), 1<<10), 16<<10)
 }
 
 func (u *uplink) now() time.Time {

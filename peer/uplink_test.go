@@ -99,12 +99,12 @@ func TestUplinkKeepsToItsRate(t *testing.T) {
 		}
 		start := w.writes[0].at
 		allowed := func(at time.Time) float64 {
-			return u.pace.rate*(at.Sub(start)+uplinkBurst).Seconds() + float64(u.chunk)
+			return u.pace.rate*(at.Sub(start)+uplinkBurst).Seconds() + float64(u.chunkSize())
 		}
 		sent := 0
 		for _, wr := range w.writes {
-			if wr.n > u.chunk {
-				t.Fatalf("capacity %d: a write of %d bytes, the chunk is %d", capacity, wr.n, u.chunk)
+			if wr.n > u.chunkSize() {
+				t.Fatalf("capacity %d: a write of %d bytes, the chunk is %d", capacity, wr.n, u.chunkSize())
 			}
 			sent += wr.n
 			if float64(sent) > allowed(wr.at)+1 {
@@ -142,8 +142,8 @@ func TestUplinkStopsSendingWhenCancelled(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("send: %v, want cancelled", err)
 	}
-	if got := w.buf.Len(); got != 3*u.chunk {
-		t.Fatalf("%d bytes written after a cancel at the third chunk, want %d", got, 3*u.chunk)
+	if got := w.buf.Len(); got != 3*u.chunkSize() {
+		t.Fatalf("%d bytes written after a cancel at the third chunk, want %d", got, 3*u.chunkSize())
 	}
 }
 
@@ -200,7 +200,7 @@ func TestUplinkStalledReceiverYieldsTheTurn(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := &blockingWriter{entered: make(chan struct{}), unblock: make(chan struct{})}
-	payload := bytes.Repeat([]byte{7}, 3*u.chunk)
+	payload := bytes.Repeat([]byte{7}, 3*u.chunkSize())
 	sent := make(chan error, 1)
 	go func() {
 		err := stuck.send(ctx, w, payload)
@@ -263,7 +263,7 @@ func TestNodeWithUplinkPacesBlocks(t *testing.T) {
 	// The rate's time for the bytes but the last chunk, less what an idle
 	// link sends at once.
 	least := func(u *uplink) time.Duration {
-		return time.Duration((float64(len(data)-u.chunk)/u.pace.rate - uplinkBurst.Seconds()) * float64(time.Second))
+		return time.Duration((float64(len(data)-u.chunkSize())/u.pace.rate - uplinkBurst.Seconds()) * float64(time.Second))
 	}
 	if got, want := clockA.slept, least(a.up); got < want {
 		t.Fatalf("the put of %d bytes was paced for %v, want at least %v", len(data), got, want)
