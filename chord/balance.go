@@ -30,30 +30,11 @@ type Balance struct {
 // owner only), and measures the balance. Peers with no capacity or no
 // vnodes (clients) hold nothing and are left out.
 func KeyBalance(peers []PeerLoad, keys []ID, replicas int) Balance {
-	type pos struct {
-		id   ID
-		peer int
-	}
-	var ring []pos
-	var members []int
-	for i, p := range peers {
-		if p.Capacity <= 0 || p.Vnodes <= 0 {
-			continue
-		}
-		members = append(members, i)
-		for v := range p.Vnodes {
-			x := uint32(v)
-			if p.Indices != nil {
-				x = p.Indices[v]
-			}
-			ring = append(ring, pos{VnodeID([]byte(p.Addr), x), i})
-		}
-	}
+	ring, members := balanceRing(peers)
 	if len(ring) == 0 {
 		return Balance{Keys: len(keys)}
 	}
-	sort.Slice(ring, func(i, j int) bool { return ring[i].id.Cmp(ring[j].id) < 0 })
-	count := make([]int, len(peers))
+	count := make([]float64, len(peers))
 	replicas = min(max(replicas, 1), len(members))
 	held := make([]int, 0, replicas)
 	for _, k := range keys {
@@ -66,17 +47,51 @@ func KeyBalance(peers []PeerLoad, keys []ID, replicas int) Balance {
 			}
 		}
 	}
+	b := balanceOf(peers, members, count)
+	b.Keys = len(keys)
+	return b
+}
+
+// vnodePos is a vnode's position on the ring and the index of its peer.
+type vnodePos struct {
+	id   ID
+	peer int
+}
+
+// balanceRing is the ring peers form, in ring order, and the indices of
+// the peers on it (those with capacity and vnodes).
+func balanceRing(peers []PeerLoad) (ring []vnodePos, members []int) {
+	for i, p := range peers {
+		if p.Capacity <= 0 || p.Vnodes <= 0 {
+			continue
+		}
+		members = append(members, i)
+		for v := range p.Vnodes {
+			x := uint32(v)
+			if p.Indices != nil {
+				x = p.Indices[v]
+			}
+			ring = append(ring, vnodePos{VnodeID([]byte(p.Addr), x), i})
+		}
+	}
+	sort.Slice(ring, func(i, j int) bool { return ring[i].id.Cmp(ring[j].id) < 0 })
+	return ring, members
+}
+
+// balanceOf is the Balance of load (indexed like peers) per unit of
+// capacity over the members.
+func balanceOf(peers []PeerLoad, members []int, load []float64) Balance {
 	ratios := make([]float64, 0, len(members))
 	mean := 0.0
 	for _, i := range members {
-		r := float64(count[i]) / peers[i].Capacity
+		r := load[i] / peers[i].Capacity
 		ratios = append(ratios, r)
 		mean += r
 	}
 	mean /= float64(len(ratios))
 	slices.Sort(ratios)
 	rank := func(p float64) float64 { return ratios[int(math.Ceil(p*float64(len(ratios))))-1] / mean }
-	return Balance{Peers: len(ratios), Keys: len(keys), P50: rank(0.50), P99: rank(0.99), Max: ratios[len(ratios)-1] / mean}
+	return Balance{Peers: len(ratios), P50: rank(0.50), P99: rank(0.99), Max: ratios[len(ratios)-1] / mean}
 }
 
 // Bandwidth bounds of CapacityForBandwidth: the slowest and fastest links

@@ -182,39 +182,10 @@ func placePerSlot(peers []PeerLoad, choices int) []PeerLoad {
 // of the ring (the exact arcs its vnodes own) per unit of capacity, over
 // the mean of that, so what is left is placement alone.
 func arcBalance(peers []PeerLoad) Balance {
-	type pos struct {
-		id   ID
-		peer int
-	}
-	var ring []pos
-	for i, p := range peers {
-		if p.Capacity <= 0 || p.Vnodes <= 0 {
-			continue
-		}
-		for v := range p.Vnodes {
-			x := uint32(v)
-			if p.Indices != nil {
-				x = p.Indices[v]
-			}
-			ring = append(ring, pos{VnodeID([]byte(p.Addr), x), i})
-		}
-	}
-	slices.SortFunc(ring, func(a, b pos) int { return a.id.Cmp(b.id) })
+	ring, members := balanceRing(peers)
 	owned := make([]float64, len(peers))
 	for k, p := range ring {
 		owned[p.peer] += fraction(Distance(ring[(k-1+len(ring))%len(ring)].id, p.id))
 	}
-	var ratios []float64
-	mean := 0.0
-	for i, p := range peers {
-		if p.Capacity <= 0 || p.Vnodes <= 0 {
-			continue
-		}
-		ratios = append(ratios, owned[i]/p.Capacity)
-		mean += owned[i] / p.Capacity
-	}
-	mean /= float64(len(ratios))
-	slices.Sort(ratios)
-	rank := func(p float64) float64 { return ratios[int(math.Ceil(p*float64(len(ratios))))-1] / mean }
-	return Balance{Peers: len(ratios), P50: rank(0.50), P99: rank(0.99), Max: ratios[len(ratios)-1] / mean}
+	return balanceOf(peers, members, owned)
 }
