@@ -73,8 +73,7 @@ func BetweenRightIncl(a, x, b ID) bool {
 
 // AddPow2 returns a + 2^k mod 2^Bits, the start of finger k.
 func (a ID) AddPow2(k int) ID {
-	var out ID
-	out = a
+	out := a
 	byteIdx := len(out) - 1 - k/8
 	carry := uint16(1) << (k % 8)
 	for i := byteIdx; i >= 0 && carry != 0; i-- {

@@ -90,7 +90,6 @@ func TestBlockStreamsAreReused(t *testing.T) {
 	r, _ := storedRing(t, 2)
 	a, b := r.nodes[0], r.nodes[1]
 	ctx := context.Background()
-	var cids [][]byte
 	for i := range 20 {
 		data := bytes.Repeat([]byte{byte(i)}, 1000+i)
 		c := rawBlock(t, data)
@@ -101,7 +100,6 @@ func TestBlockStreamsAreReused(t *testing.T) {
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("block %d: %v", i, err)
 		}
-		cids = append(cids, c.Bytes())
 	}
 	streams := 0
 	for _, conn := range a.Host().Network().ConnsToPeer(b.Host().ID()) {

@@ -297,10 +297,6 @@ func (a callCounts) minus(b callCounts) callCounts {
 		a.changed - b.changed, a.owns - b.owns, a.ping - b.ping}
 }
 
-func (a callCounts) total() int64 {
-	return a.findSuccessor + a.nextHop + a.neighbors + a.changed + a.owns + a.ping
-}
-
 func f1(x float64) string { return strconv.FormatFloat(x, 'f', 1, 64) }
 func f2(x float64) string { return strconv.FormatFloat(x, 'f', 2, 64) }
 func pct(x float64) string {

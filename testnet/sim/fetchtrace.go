@@ -107,8 +107,8 @@ func watchLateness() (stop func() time.Duration) {
 			case <-quit:
 				done <- worst
 				return
-			case now := <-t.C:
-				now = time.Now()
+			case <-t.C:
+				now := time.Now()
 				worst = max(worst, now.Sub(last)-tick)
 				last = now
 			}

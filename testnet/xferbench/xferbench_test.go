@@ -368,7 +368,7 @@ func TestWriteIdentityIsDerived(t *testing.T) {
 		}
 		return string(b)
 	}
-	if read(7, 1) != read(7, 1) {
+	if first, again := read(7, 1), read(7, 1); first != again {
 		t.Error("seed 7, peer 1: two different identities")
 	}
 	if read(7, 1) == read(7, 2) || read(7, 1) == read(8, 1) {
