@@ -23,9 +23,6 @@ func NewOracle(nodes []*Node) *Oracle {
 	return o
 }
 
-// Len is the number of vnodes on the ring.
-func (o *Oracle) Len() int { return len(o.ring) }
-
 func (o *Oracle) index(key ID) int {
 	i := sort.Search(len(o.ring), func(i int) bool { return o.ring[i].ID.Cmp(key) >= 0 })
 	return i % len(o.ring)

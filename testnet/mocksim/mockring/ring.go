@@ -290,10 +290,6 @@ func (r *Ring) Dead(n *peer.Node) bool {
 // workers keep them short.
 func (r *Ring) SetWorkers(n int) { r.opts.Workers = max(n, 1) }
 
-// Rand is the ring's seeded random source, for callers that draw their
-// own choices from the same seed (not safe for concurrent use).
-func (r *Ring) Rand() *rand.Rand { return r.rng }
-
 // maxFingerPasses bounds Build's passes of fixing every finger.
 const maxFingerPasses = 5
 
