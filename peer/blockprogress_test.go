@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -28,19 +29,42 @@ import (
 // the bounds under test (context timers) run on the same clock.
 
 // pipeStream is one end of a block stream over a net.Pipe. Like mocknet's
-// streams it has no deadlines: only a context can cut it off.
+// streams it has no deadlines: only a context can cut it off. A reset with
+// a code fails the other end's reads and writes with that code, as yamux
+// and QUIC do.
 type pipeStream struct {
 	network.Stream // nil: only what the block protocol uses is here
 	c              net.Conn
+	code           atomic.Pointer[network.StreamErrorCode] // this end reset with
+	other          *pipeStream
 }
 
-func (s *pipeStream) Read(b []byte) (int, error)                   { return s.c.Read(b) }
-func (s *pipeStream) Write(b []byte) (int, error)                  { return s.c.Write(b) }
-func (s *pipeStream) Close() error                                 { return s.c.Close() }
-func (s *pipeStream) Reset() error                                 { return s.c.Close() }
-func (s *pipeStream) ResetWithError(network.StreamErrorCode) error { return s.c.Close() }
-func (s *pipeStream) SetDeadline(time.Time) error                  { return errors.New("deadline not supported") }
-func (s *pipeStream) Conn() network.Conn                           { return pipeConn{} }
+func (s *pipeStream) Read(b []byte) (int, error) {
+	n, err := s.c.Read(b)
+	return n, s.failed(err)
+}
+
+func (s *pipeStream) Write(b []byte) (int, error) {
+	n, err := s.c.Write(b)
+	return n, s.failed(err)
+}
+
+// failed is err, or the code the other end reset the stream with.
+func (s *pipeStream) failed(err error) error {
+	if c := s.other.code.Load(); err != nil && c != nil {
+		return &network.StreamError{ErrorCode: *c, Remote: true, TransportError: err}
+	}
+	return err
+}
+
+func (s *pipeStream) Close() error { return s.c.Close() }
+func (s *pipeStream) Reset() error { return s.c.Close() }
+func (s *pipeStream) ResetWithError(c network.StreamErrorCode) error {
+	s.code.Store(&c)
+	return s.c.Close()
+}
+func (s *pipeStream) SetDeadline(time.Time) error { return errors.New("deadline not supported") }
+func (s *pipeStream) Conn() network.Conn          { return pipeConn{} }
 
 type pipeConn struct{ network.Conn }
 
@@ -48,7 +72,9 @@ func (pipeConn) RemotePeer() p2ppeer.ID { return "pipe peer" }
 
 func streamPipe() (*pipeStream, *pipeStream) {
 	a, b := net.Pipe()
-	return &pipeStream{c: a}, &pipeStream{c: b}
+	sa, sb := &pipeStream{c: a}, &pipeStream{c: b}
+	sa.other, sb.other = sb, sa
+	return sa, sb
 }
 
 // noHost dials nothing: a client that finds no pooled stream fails.
