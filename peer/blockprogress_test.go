@@ -387,3 +387,54 @@ func fetchPastTheOldBound(t *testing.T, n *Node, server p2ppeer.ID, c cid.Cid, d
 		t.Fatalf("the get took %v: not over the old bound, so no test of it", took)
 	}
 }
+
+// A GET's answer header is progress: a server whose header comes late
+// (it waited for its uplink's turn) and whose block follows after a pause
+// shorter than blockSilence is not cut off, though the block's first bytes
+// come past answerWait from the request. Were the header not counted, the
+// fetcher would still hold it to answerWait, and cut it off at 532 s.
+func TestGetHeaderIsProgress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const server = p2ppeer.ID("server")
+		const header, pause = 500 * time.Second, blockSilence - 10*time.Second
+		n, _ := pipeNode(t)
+		data := bytes.Repeat([]byte("after a late header "), (64<<10)/20)
+		c := rawBlock(t, data)
+		client, srv := streamPipe()
+		defer client.Close()
+		n.blocks.streams.put(server, &blockStream{s: client, r: bufio.NewReader(client)})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		after := func(d time.Duration) bool {
+			select {
+			case <-time.After(d):
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		go func() {
+			r := bufio.NewReader(srv)
+			if readBlockHeader(r, &pb.BlockRequest{}) != nil || !after(header) {
+				return
+			}
+			if _, err := srv.Write(blockFrame(&pb.BlockResponse{Size: uint32(len(data))}, nil)); err != nil || !after(pause) {
+				return
+			}
+			if trickle(ctx, srv, data, slowRate, time.Second) == nil {
+				_, _ = io.Copy(io.Discard, r)
+			}
+		}()
+		start := time.Now()
+		got, err := n.fetchFrom(context.Background(), server, c)
+		if err != nil {
+			t.Fatalf("after %v: %v", time.Since(start), err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatal("other bytes")
+		}
+		if header+pause <= answerWait {
+			t.Fatalf("the block's first bytes come %v after the request, within answerWait (%v): no test of the header", header+pause, answerWait)
+		}
+	})
+}

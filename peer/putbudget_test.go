@@ -34,6 +34,8 @@ func TestPutsBeyondTheBudgetAreRefused(t *testing.T) {
 			done chan error
 			at   time.Time // when done
 		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel() // a failed test leaves puts sending
 		start := time.Now()
 		var all []*put
 		for i := range puts {
@@ -50,7 +52,7 @@ func TestPutsBeyondTheBudgetAreRefused(t *testing.T) {
 				head := len(frame) - size + 8<<10
 				_, err := client.Write(frame[:head])
 				if err == nil {
-					err = trickle(context.Background(), client, frame[head:], slowRate, time.Second)
+					err = trickle(ctx, client, frame[head:], slowRate, time.Second)
 				}
 				if err == nil {
 					resp := &pb.BlockResponse{}
