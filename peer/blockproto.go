@@ -187,10 +187,10 @@ func newBlockClient(replicas int) *blockClient {
 // its header comes, and a slow or stalled sender keeps it until cut off (up
 // to receiveLimit for a slowloris): without a bound, the streams the
 // resource manager allows (ringLimits: 256 per peer, 4,096 in all) could
-// hold 8 GiB. 128 MiB is 512 of the 256 KiB leaves share makes, some
-// times what a ring's honest senders have in flight to one peer (each
-// writes at most maxReplicaWrites blocks at once, one per replica), or 64
-// of the largest blocks.
+// hold 8 GiB. 128 MiB is 512 of the 256 KiB leaves share makes, what 24
+// peers sharing at once have in flight to one replica (a node writes at
+// most maxReplicaWrites blocks at once, a put's to distinct peers: 21 to
+// one at r = 3), or 64 of the largest blocks.
 const putBudget = 128 << 20
 
 // byteBudget counts bytes held against a limit. The node's own counter
@@ -222,8 +222,8 @@ func (b *byteBudget) take(n int64) bool {
 func (b *byteBudget) give(n int64) { b.held.Add(-n) }
 
 // resetPutRefused resets a PUT's stream when the block does not fit in
-// the receiver's putBudget: at once, before its bytes come, so that the
-// sender learns it without sending them and puts the block elsewhere
+// the receiver's putBudget: at once, without waiting for its bytes, so
+// that the sender stops sending them and puts the block elsewhere
 // (putReplica's hinted handoff). A code of the block protocol's own,
 // apart from the ring streams' (wire.go).
 const resetPutRefused network.StreamErrorCode = 0x100
@@ -520,10 +520,11 @@ func (n *Node) receiveRequest(s network.Stream, r *bufio.Reader) (req *pb.BlockR
 	var held int64 // of putBytes
 	refused := false
 	if err == nil && req.GetType() == pb.BlockRequest_PUT {
-		held = int64(req.GetSize())
-		if refused = !n.blocks.putBytes.take(held); !refused {
+		if held = int64(req.GetSize()); n.blocks.putBytes.take(held) {
 			rx.moved()
 			data, err = readPayload(r, req.GetSize(), func(int) { rx.moved() })
+		} else {
+			refused, held = true, 0
 		}
 	}
 	// Stopped before cancel, which would otherwise reset the stream.
@@ -533,9 +534,7 @@ func (n *Node) receiveRequest(s network.Stream, r *bufio.Reader) (req *pb.BlockR
 		return req, c, hintFor, data, true
 	}
 	putBuf(data)
-	if !refused {
-		n.blocks.putBytes.give(held)
-	}
+	n.blocks.putBytes.give(held)
 	switch {
 	case timedOut:
 		// ctx ended and reset the stream
