@@ -190,7 +190,9 @@ func newBlockClient(replicas int) *blockClient {
 // hold 8 GiB. 128 MiB is 512 of the 256 KiB leaves share makes, what 24
 // peers sharing at once have in flight to one replica (a node writes at
 // most maxReplicaWrites blocks at once, a put's to distinct peers: 21 to
-// one at r = 3), or 64 of the largest blocks.
+// one at r = 3), or 64 of the largest blocks. The blocks a node fetches
+// need no such bound: how many of them it receives at once is its own
+// choice (a fetch's window and hedges), not its peers'.
 const putBudget = 128 << 20
 
 // byteBudget counts bytes held against a limit. The node's own counter
