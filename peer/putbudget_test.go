@@ -22,7 +22,7 @@ import (
 // Slow PUTs arriving together hold at most the node's budget of bytes:
 // those whose blocks fit are received and stored, at their pace; the rest
 // are refused the moment their header comes (the stream reset with
-// resetPutRefused, before their bytes), not left to hold a buffer each
+// resetPutRefused, their bytes not read), not left to hold a buffer each
 // until they finish or are cut off.
 func TestPutsBeyondTheBudgetAreRefused(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
