@@ -93,13 +93,69 @@ func blockPathBlocks() (*blocks.Store, []cid.Cid, error) {
 	return st.store, st.cids, st.err
 }
 
-func benchBlockPath(b *testing.B, sec libp2p.Option) {
+// BenchmarkBlockPathPut is a share's data path to one replica, the other
+// way: the client puts random blocks on the server over the block
+// protocol (batchedTLS), 16 in flight, and the server receives each into
+// a buffer and checks it against its CID as its store would, but keeps
+// nothing (no disk: hashingSink). It reports the process's CPU per block
+// byte (both ends).
+//
+//	go test -run '^$' -bench BlockPathPut -benchtime 4x ./peer
+func BenchmarkBlockPathPut(b *testing.B) {
 	const blockSize, count, window = blockPathSize, blockPathCount, 16
-	store, cids, err := blockPathBlocks()
-	if err != nil {
-		b.Fatal(err)
+	rng := rand.New(rand.NewPCG(3, 4))
+	data := make([][]byte, count)
+	cids := make([]cid.Cid, count)
+	for i := range data {
+		data[i] = make([]byte, blockSize)
+		for j := range data[i] {
+			data[i][j] = byte(rng.Uint32())
+		}
+		sum, err := mh.Sum(data[i], mh.SHA2_256, -1)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cids[i] = cid.NewCidV1(cid.Raw, sum)
 	}
-	dir := b.TempDir()
+	server, client := blockPathNodes(b, streamOptions(), hashingSink{}, nil)
+	ctx := context.Background()
+	b.SetBytes(blockSize * count)
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	for range b.N {
+		slots := make(chan struct{}, window)
+		var wg sync.WaitGroup
+		errs := make(chan error, count)
+		for i, c := range cids {
+			slots <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-slots }()
+				if err := client.storeAt(ctx, server.h.ID(), c, data[i]); err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N*blockSize*count), "cpu-ns/B")
+}
+
+// hashingSink checks a block put on it against its CID and drops it.
+type hashingSink struct{}
+
+func (hashingSink) Put(c cid.Cid, data []byte) error { return verify(c, data) }
+func (hashingSink) Get(cid.Cid) ([]byte, error)      { return nil, ErrBlockNotFound }
+func (hashingSink) Has(cid.Cid) bool                 { return false }
+
+// blockPathNodes makes the two nodes of a BlockPath benchmark, connected
+// over loopback TCP with security and muxer sec: server with store st,
+// client with cst (nil: none).
+func blockPathNodes(b *testing.B, sec libp2p.Option, st, cst BlockStore) (server, client *Node) {
 	mk := func(st BlockStore) *Node {
 		priv, _, err := crypto.GenerateEd25519Key(nil)
 		if err != nil {
@@ -122,11 +178,22 @@ func benchBlockPath(b *testing.B, sec libp2p.Option) {
 		b.Cleanup(func() { n.Close(); h.Close() })
 		return n
 	}
-	server, client := mk(store), mk(nil)
-	ctx := context.Background()
-	if err := client.h.Connect(ctx, p2ppeer.AddrInfo{ID: server.h.ID(), Addrs: server.h.Addrs()}); err != nil {
+	server, client = mk(st), mk(cst)
+	if err := client.h.Connect(context.Background(), p2ppeer.AddrInfo{ID: server.h.ID(), Addrs: server.h.Addrs()}); err != nil {
 		b.Fatal(err)
 	}
+	return server, client
+}
+
+func benchBlockPath(b *testing.B, sec libp2p.Option) {
+	const blockSize, count, window = blockPathSize, blockPathCount, 16
+	store, cids, err := blockPathBlocks()
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir := b.TempDir()
+	server, client := blockPathNodes(b, sec, store, nil)
+	ctx := context.Background()
 	b.SetBytes(blockSize * count)
 	cpu0 := cpuTime()
 	b.ResetTimer()

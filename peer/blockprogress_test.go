@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -28,19 +29,42 @@ import (
 // the bounds under test (context timers) run on the same clock.
 
 // pipeStream is one end of a block stream over a net.Pipe. Like mocknet's
-// streams it has no deadlines: only a context can cut it off.
+// streams it has no deadlines: only a context can cut it off. A reset with
+// a code fails the other end's reads and writes with that code, as yamux
+// and QUIC do.
 type pipeStream struct {
 	network.Stream // nil: only what the block protocol uses is here
 	c              net.Conn
+	code           atomic.Pointer[network.StreamErrorCode] // this end reset with
+	other          *pipeStream
 }
 
-func (s *pipeStream) Read(b []byte) (int, error)                   { return s.c.Read(b) }
-func (s *pipeStream) Write(b []byte) (int, error)                  { return s.c.Write(b) }
-func (s *pipeStream) Close() error                                 { return s.c.Close() }
-func (s *pipeStream) Reset() error                                 { return s.c.Close() }
-func (s *pipeStream) ResetWithError(network.StreamErrorCode) error { return s.c.Close() }
-func (s *pipeStream) SetDeadline(time.Time) error                  { return errors.New("deadline not supported") }
-func (s *pipeStream) Conn() network.Conn                           { return pipeConn{} }
+func (s *pipeStream) Read(b []byte) (int, error) {
+	n, err := s.c.Read(b)
+	return n, s.failed(err)
+}
+
+func (s *pipeStream) Write(b []byte) (int, error) {
+	n, err := s.c.Write(b)
+	return n, s.failed(err)
+}
+
+// failed is err, or the code the other end reset the stream with.
+func (s *pipeStream) failed(err error) error {
+	if c := s.other.code.Load(); err != nil && c != nil {
+		return &network.StreamError{ErrorCode: *c, Remote: true, TransportError: err}
+	}
+	return err
+}
+
+func (s *pipeStream) Close() error { return s.c.Close() }
+func (s *pipeStream) Reset() error { return s.c.Close() }
+func (s *pipeStream) ResetWithError(c network.StreamErrorCode) error {
+	s.code.Store(&c)
+	return s.c.Close()
+}
+func (s *pipeStream) SetDeadline(time.Time) error { return errors.New("deadline not supported") }
+func (s *pipeStream) Conn() network.Conn          { return pipeConn{} }
 
 type pipeConn struct{ network.Conn }
 
@@ -48,7 +72,9 @@ func (pipeConn) RemotePeer() p2ppeer.ID { return "pipe peer" }
 
 func streamPipe() (*pipeStream, *pipeStream) {
 	a, b := net.Pipe()
-	return &pipeStream{c: a}, &pipeStream{c: b}
+	sa, sb := &pipeStream{c: a}, &pipeStream{c: b}
+	sa.other, sb.other = sb, sa
+	return sa, sb
 }
 
 // noHost dials nothing: a client that finds no pooled stream fails.
@@ -360,4 +386,55 @@ func fetchPastTheOldBound(t *testing.T, n *Node, server p2ppeer.ID, c cid.Cid, d
 	if took := time.Since(start); took <= transferTimeout(maxBlockSize) {
 		t.Fatalf("the get took %v: not over the old bound, so no test of it", took)
 	}
+}
+
+// A GET's answer header is progress: a server whose header comes late
+// (it waited for its uplink's turn) and whose block follows after a pause
+// shorter than blockSilence is not cut off, though the block's first bytes
+// come past answerWait from the request. Were the header not counted, the
+// fetcher would still hold it to answerWait, and cut it off at 532 s.
+func TestGetHeaderIsProgress(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const server = p2ppeer.ID("server")
+		const header, pause = 500 * time.Second, blockSilence - 10*time.Second
+		n, _ := pipeNode(t)
+		data := bytes.Repeat([]byte("after a late header "), (64<<10)/20)
+		c := rawBlock(t, data)
+		client, srv := streamPipe()
+		defer client.Close()
+		n.blocks.streams.put(server, &blockStream{s: client, r: bufio.NewReader(client)})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		after := func(d time.Duration) bool {
+			select {
+			case <-time.After(d):
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		go func() {
+			r := bufio.NewReader(srv)
+			if readBlockHeader(r, &pb.BlockRequest{}) != nil || !after(header) {
+				return
+			}
+			if _, err := srv.Write(blockFrame(&pb.BlockResponse{Size: uint32(len(data))}, nil)); err != nil || !after(pause) {
+				return
+			}
+			if trickle(ctx, srv, data, slowRate, time.Second) == nil {
+				_, _ = io.Copy(io.Discard, r)
+			}
+		}()
+		start := time.Now()
+		got, err := n.fetchFrom(context.Background(), server, c)
+		if err != nil {
+			t.Fatalf("after %v: %v", time.Since(start), err)
+		}
+		if !bytes.Equal(got, data) {
+			t.Fatal("other bytes")
+		}
+		if header+pause <= answerWait {
+			t.Fatalf("the block's first bytes come %v after the request, within answerWait (%v): no test of the header", header+pause, answerWait)
+		}
+	})
 }

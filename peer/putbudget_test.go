@@ -1,0 +1,194 @@
+package peer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"chordshare/peer/pb"
+
+	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Slow PUTs arriving together hold at most the node's budget of bytes:
+// those whose blocks fit are received and stored, at their pace; the rest
+// are refused the moment their header comes (the stream reset with
+// resetPutRefused, their bytes not read), not left to hold a buffer each
+// until they finish or are cut off.
+func TestPutsBeyondTheBudgetAreRefused(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n, st := pipeNode(t)
+		const size, fit, puts = 1 << 20, 4, 12
+		n.blocks.putBytes = &byteBudget{limit: fit * size}
+		type put struct {
+			data []byte
+			done chan error
+			at   time.Time // when done
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel() // a failed test leaves puts sending
+		start := time.Now()
+		var all []*put
+		for i := range puts {
+			p := &put{data: bytes.Repeat([]byte{byte(i)}, size), done: make(chan error, 1)}
+			all = append(all, p)
+			c := rawBlock(t, p.data)
+			client, server := streamPipe()
+			go n.serveBlock(server)
+			go func() {
+				defer client.Close()
+				frame := blockFrame(&pb.BlockRequest{Type: pb.BlockRequest_PUT, Cid: c.Bytes(), Size: size}, p.data)
+				// The header and the first bytes in one write, as a sender
+				// writes the whole block at once: a refusal fails it.
+				head := len(frame) - size + 8<<10
+				_, err := client.Write(frame[:head])
+				if err == nil {
+					err = trickle(ctx, client, frame[head:], slowRate, time.Second)
+				}
+				if err == nil {
+					resp := &pb.BlockResponse{}
+					if err = readBlockHeader(bufio.NewReader(client), resp); err == nil {
+						err = responseError(resp)
+					}
+				}
+				p.at = time.Now()
+				p.done <- err
+			}()
+			synctest.Wait() // the server has read this put's header before the next one comes
+		}
+		if held := n.blocks.putBytes.held.Load(); held != fit*size {
+			t.Fatalf("%d puts of %d bytes under way hold %d bytes, want the budget, %d", puts, size, held, fit*size)
+		}
+		for i, p := range all {
+			err := <-p.done
+			switch {
+			case i < fit && err != nil:
+				t.Fatalf("put %d, within the budget: %v", i, err)
+			case i < fit && p.at.Sub(start) < 5*time.Minute: // 1 MiB at slowRate
+				t.Fatalf("put %d took %v: not slow, so no test of the budget", i, p.at.Sub(start))
+			case i < fit && !st.Has(rawBlock(t, p.data)):
+				t.Fatalf("put %d, acknowledged, was not stored", i)
+			case i >= fit && !putRefused(err):
+				t.Fatalf("put %d, beyond the budget: %v, want the reset for a refused put", i, err)
+			case i >= fit && p.at != start:
+				t.Fatalf("put %d was refused after %v, not at once", i, p.at.Sub(start))
+			case i >= fit && st.Has(rawBlock(t, p.data)):
+				t.Fatalf("put %d was refused, yet stored", i)
+			}
+		}
+		synctest.Wait()
+		if held := n.blocks.putBytes.held.Load(); held != 0 {
+			t.Fatalf("%d bytes still held after every put ended", held)
+		}
+	})
+}
+
+// A sender whose PUT is refused learns it at once, as a put refused
+// (errPutRefused), and does not send it again on another stream.
+func TestRefusedPutFailsAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const server = p2ppeer.ID("server")
+		client, _ := pipeNode(t)
+		srv, st := pipeNode(t)
+		data, c := bigBlock(t)
+		srv.blocks.putBytes = &byteBudget{limit: int64(len(data)) - 1}
+		a, b := streamPipe()
+		defer a.Close()
+		client.blocks.streams.put(server, &blockStream{s: a, r: bufio.NewReader(a)})
+		go srv.serveBlock(b)
+		start := time.Now()
+		err := client.storeAt(context.Background(), server, c, data)
+		if !errors.Is(err, errPutRefused) {
+			t.Fatalf("a put the server has no room for: %v, want %v", err, errPutRefused)
+		}
+		if took := time.Since(start); took != 0 {
+			t.Fatalf("refused after %v, not at once", took)
+		}
+		if st.Has(c) || srv.blocks.putBytes.held.Load() != 0 {
+			t.Fatal("the refused put left its block or its bytes on the server")
+		}
+	})
+}
+
+// Over the daemons' own transport (TCP, TLS, yamux: NewHost), the refusal
+// reaches the sender as what it is.
+func TestRefusedPutOverTCP(t *testing.T) {
+	mk := func() *Node {
+		priv, _, err := crypto.GenerateEd25519Key(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := NewHost(priv, []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := DefaultConfig()
+		cfg.Store = &mapStore{m: map[cid.Cid][]byte{}}
+		n, err := NewNode(h, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close(); h.Close() })
+		return n
+	}
+	server, client := mk(), mk()
+	server.blocks.putBytes = &byteBudget{limit: 0}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := client.h.Connect(ctx, p2ppeer.AddrInfo{ID: server.h.ID(), Addrs: server.h.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	data, c := bigBlock(t)
+	if err := client.storeAt(ctx, server.h.ID(), c, data); !errors.Is(err, errPutRefused) {
+		t.Fatalf("a put the server has no room for: %v, want %v", err, errPutRefused)
+	}
+	// A put that fits still goes through, on a new stream.
+	server.blocks.putBytes = &byteBudget{limit: maxBlockSize}
+	if err := client.storeAt(ctx, server.h.ID(), c, data); err != nil {
+		t.Fatalf("a put that fits: %v", err)
+	}
+}
+
+// A replica that refuses a put is replaced as any failed replica is: the
+// put succeeds, and a peer past the block's preference list holds it with
+// a hint for that replica (hinted handoff).
+func TestRefusedPutGoesToAnotherPeer(t *testing.T) {
+	r := newRepairRing(t, 8, repairTestConfig())
+	data := []byte("refused by a replica with no room")
+	c := rawBlock(t, data)
+	list := r.preference(c)
+	var writer *Node
+	for _, n := range r.nodes {
+		if !slices.Contains(list, n) {
+			writer = n
+			break
+		}
+	}
+	full := list[0]
+	full.blocks.putBytes = &byteBudget{limit: 0}
+	if err := writer.Put(context.Background(), c, data); err != nil {
+		t.Fatal(err)
+	}
+	writer.bg.Wait()
+	if r.stores[full].Has(c) {
+		t.Fatal("the replica with no room stored the block")
+	}
+	var holder *Node
+	for _, n := range r.nodes {
+		if _, rep := n.RepairStatus(); rep.HintsPending == 1 {
+			holder = n
+		}
+	}
+	if holder == nil || slices.Contains(list, holder) || !r.stores[holder].Has(c) {
+		t.Fatal("no peer past the preference list holds the block with a hint")
+	}
+}
