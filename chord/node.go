@@ -319,7 +319,7 @@ func (n *Node) byRTT(refs []Ref) []Ref {
 	}
 	var ms []measured
 	for _, r := range refs {
-		if d, ok := n.rtt.Near(r.Addr); ok {
+		if d, ok := n.rtt.SRTT(r.Addr); ok {
 			ms = append(ms, measured{r, d})
 		}
 	}
@@ -1076,7 +1076,7 @@ func (n *Node) proximity(ctx context.Context, c Ref, probes *int) (time.Duration
 	if c.Addr == n.addr {
 		return 0, true
 	}
-	if rtt, ok := n.rtt.Near(c.Addr); ok {
+	if rtt, ok := n.rtt.SRTT(c.Addr); ok {
 		return rtt, true
 	}
 	if *probes == 0 {
@@ -1086,7 +1086,7 @@ func (n *Node) proximity(ctx context.Context, c Ref, probes *int) (time.Duration
 	if n.ping(ctx, c) != nil {
 		return 0, false
 	}
-	return n.rtt.Near(c.Addr)
+	return n.rtt.SRTT(c.Addr)
 }
 
 // FixAllFingers refreshes every vnode's whole finger table now (and with

@@ -54,7 +54,7 @@ func (n *Node) rankByCost(v *vnode, key ID, cands []Ref, forwards bool, askerHop
 	for i, c := range cands {
 		rtt, ok := time.Duration(0), c.Addr == n.addr
 		if !ok {
-			rtt, ok = n.rtt.Near(c.Addr)
+			rtt, ok = n.rtt.SRTT(c.Addr)
 		}
 		if !ok {
 			if unmeasured == 0 {
@@ -149,7 +149,7 @@ func (v *vnode) predecessorKnown(key ID) bool {
 func (n *Node) typicalHop(v *vnode) (time.Duration, time.Duration) {
 	var rtts []time.Duration
 	for _, f := range v.fingerPeers() {
-		if rtt, ok := n.rtt.Near(f); ok {
+		if rtt, ok := n.rtt.SRTT(f); ok {
 			rtts = append(rtts, rtt)
 		}
 	}
@@ -199,7 +199,7 @@ func (t *rttTable) measuredMedian() (time.Duration, bool) {
 	var all []time.Duration
 	for _, e := range t.byPeer {
 		if e.measured {
-			all = append(all, e.near())
+			all = append(all, e.srtt)
 		}
 	}
 	if len(all) == 0 {

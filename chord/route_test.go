@@ -81,9 +81,7 @@ func TestNextHopWeighsTheAskersHops(t *testing.T) {
 	key := refs[299].ID.AddPow2(0) // refs[299] can answer from its list
 	for _, i := range []int{40, 80, 150, 299} {
 		v.setFingers(highBit(Distance(v.self.ID, refs[i].ID)), refs[i])
-		if i != 299 {
-			n.rtt.Observe(refs[i].Addr, 5*time.Millisecond) // our fingers: fast
-		}
+		n.rtt.Observe(refs[i].Addr, 5*time.Millisecond) // our fingers: fast
 	}
 	n.rtt.Observe(refs[299].Addr, 300*time.Millisecond) // but the one near the key: slow
 	fast, slow := refs[150], refs[299]
@@ -183,54 +181,4 @@ func refsOnArc(from, to ID, count int) []Ref {
 	}
 	slices.SortFunc(refs, func(x, y Ref) int { return Distance(from, x.ID).Cmp(Distance(from, y.ID)) })
 	return refs
-}
-
-// Route selection ranks a peer by its nearest recent round trip, not by
-// the smoothed one: a fast peer whose first call waited for a new
-// connection's set-up (or for a busy host) still goes first once one call
-// has shown how near it is. The smoothed round trip would keep the first
-// sample's 300 ms for many calls (gain 1/8: 263 ms after the second) and
-// send the lookup to the 40 ms peer.
-func TestRouteSelectionRanksByNearestRoundTrip(t *testing.T) {
-	cfg := DefaultConfig()
-	cfg.Vnodes = 1
-	n := loneNode(t, cfg)
-	v := n.vns()[0]
-	refs := refsOnArc(v.self.ID, v.self.ID, 400)
-	v.setSuccessors(refs[0], refs[1:16], Ref{}, 0, cfg.SuccessorListLen)
-	far := refs[200]
-	v.setFingers(highBit(Distance(v.self.ID, far.ID)), far)
-	n.rtt.Observe(far.Addr, 20*time.Millisecond)
-	key := refs[16].ID.AddPow2(0)
-	// refs[13..15] can all answer; refs[15], the closest, is slow.
-	n.rtt.Observe(refs[15].Addr, 400*time.Millisecond)
-	n.rtt.Observe(refs[14].Addr, 40*time.Millisecond)
-	n.rtt.Observe(refs[14].Addr, 40*time.Millisecond)
-	n.rtt.Observe(refs[13].Addr, 300*time.Millisecond) // first call: set-up
-	n.rtt.Observe(refs[13].Addr, 10*time.Millisecond)  // then its link
-
-	st := n.step(v, key, 1, true, 0)
-	if st.Done || len(st.Nodes) == 0 || st.Nodes[0].ID != refs[13].ID {
-		t.Errorf("first next hop %v, want %s (10 ms once its connection was up)", st.Nodes, refs[13])
-	}
-	if d := n.rtt.Timeout(refs[13].Addr); d < 300*time.Millisecond {
-		t.Errorf("timeout of the peer %v: the smoothed round trip should still cover its slow first call", d)
-	}
-}
-
-// near is the least of the last nearSamples round trips: an old fast
-// sample ages out.
-func TestNearForgetsOldSamples(t *testing.T) {
-	var e rttEstimator
-	e.observe(5 * time.Millisecond)
-	for range nearSamples {
-		e.observe(50 * time.Millisecond)
-	}
-	if e.near() != 50*time.Millisecond {
-		t.Errorf("near %v after %d samples of 50 ms, want 50 ms", e.near(), nearSamples)
-	}
-	e.observe(20 * time.Millisecond)
-	if e.near() != 20*time.Millisecond {
-		t.Errorf("near %v, want 20 ms", e.near())
-	}
 }

@@ -13,13 +13,7 @@ type rttEstimator struct {
 	srtt, rttvar time.Duration
 	measured     bool
 	backoff      int // consecutive timeouts; each doubles the RTO
-	// recent are the last nearSamples round trips, for near.
-	recent [nearSamples]time.Duration
-	next   int
 }
-
-// nearSamples is how many recent round trips near takes the least of.
-const nearSamples = 4
 
 const (
 	rttAlpha = 8 // srtt gain 1/8
@@ -37,26 +31,7 @@ func (e *rttEstimator) observe(rtt time.Duration) {
 		e.rttvar += (diff - e.rttvar) / rttBeta
 		e.srtt += (rtt - e.srtt) / rttAlpha
 	}
-	e.recent[e.next%nearSamples] = rtt
-	e.next++
 	e.backoff = 0
-}
-
-// near is the least of the last few round trips: how far the peer is,
-// for ranking peers by proximity. Whatever else a call's time holds is
-// added to the link's round trip, never taken from it: the first call on a
-// new connection waits for its handshakes and identify (on mocknet half a
-// round trip, on TCP several), and a call queued behind other work waits
-// for a CPU or a busy link. The smoothed round trip carries each such
-// sample for many calls (gain 1/8), so a fast peer met recently, or timed
-// while its host was busy, ranks behind slower ones; timeouts still use
-// the smoothed one, which must cover those waits.
-func (e *rttEstimator) near() time.Duration {
-	d := e.recent[0]
-	for _, r := range e.recent[1:min(e.next, nearSamples)] {
-		d = min(d, r)
-	}
-	return d
 }
 
 func (e *rttEstimator) rto(c *Config) time.Duration {
@@ -126,18 +101,6 @@ func (t *rttTable) SRTT(addr string) (time.Duration, bool) {
 		return 0, false
 	}
 	return e.srtt, true
-}
-
-// Near returns the proximity of addr (rttEstimator.near), if a round trip
-// has been measured.
-func (t *rttTable) Near(addr string) (time.Duration, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e, ok := t.byPeer[addr]
-	if !ok || !e.measured {
-		return 0, false
-	}
-	return e.near(), true
 }
 
 // Forget drops the estimate of a peer that left.
