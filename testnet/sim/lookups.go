@@ -133,7 +133,7 @@ func runLookups(ctx context.Context, f lookupsFlags, out io.Writer) (lookupsResu
 	fmt.Fprintf(out, "Iterative floor: an iterative asker calls every hop itself, over its own link; the cheapest chain of hops on this ring's routing state (each hop known to the one before, the last one able to answer, each hop's whole state assumed handed over), for these %d lookups: p50 %s, p90 %s, p99 %s. As multiples of RTT: p50 %.2f, p99 %.2f.\n\n",
 		itf.N, ms(itf.P50), ms(itf.P90), ms(itf.P99), ratio(itf.P50, rtt.P50), ratio(itf.P99, rtt.P50))
 	fmt.Fprintf(out, "### chordshare lookups (want 1 successor, %d in flight)\n\nPass 2 repeats pass 1's lookups (same origins and keys), so the connections it needs are open. Right: the answer's first node is the key's true successor (Oracle.CheckLookup). Messages: ring frames written (requests and responses) per lookup.\n\n", f.concurrency)
-	fmt.Fprintf(out, "| mode | pass | lookups | right | errors | hops mean / p99 | latency p50 | p90 | p99 | p50/RTT | p99/RTT | messages/lookup | timer lateness p99 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(out, "| mode | pass | lookups | right | errors | hops mean / p99 | latency p50 | p90 | p99 | p50/RTT | p99/RTT | messages/lookup | timer lateness p99 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	var tracer *mockring.CallTracer
 	var traced, tracedLookups []string
 	if f.traceCalls {
