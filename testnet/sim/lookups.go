@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"chordshare/chord"
@@ -19,6 +20,7 @@ type lookupsFlags struct {
 	warmup, phaseWarmup                int
 	kad                                bool
 	kadRefreshSample                   int
+	traceCalls                         bool
 }
 
 func lookupsCmd(ctx context.Context, args []string, out io.Writer) error {
@@ -33,6 +35,7 @@ func lookupsCmd(ctx context.Context, args []string, out io.Writer) error {
 	fs.IntVar(&f.warmup, "warmup", 2, "stepped maintenance rounds on the shaped network before measuring")
 	fs.BoolVar(&f.kad, "kad", true, "also run go-libp2p-kad-dht on the same network")
 	fs.IntVar(&f.kadRefreshSample, "kad-refresh-sample", 20, "kad-dht peers whose routing-table refresh is counted")
+	fs.BoolVar(&f.traceCalls, "trace-calls", false, "time every ring call of the lookups at both ends and print where its time went")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -131,11 +134,26 @@ func runLookups(ctx context.Context, f lookupsFlags, out io.Writer) (lookupsResu
 		itf.N, ms(itf.P50), ms(itf.P90), ms(itf.P99), ratio(itf.P50, rtt.P50), ratio(itf.P99, rtt.P50))
 	fmt.Fprintf(out, "### chordshare lookups (want 1 successor, %d in flight)\n\nPass 2 repeats pass 1's lookups (same origins and keys), so the connections it needs are open. Right: the answer's first node is the key's true successor (Oracle.CheckLookup). Messages: ring frames written (requests and responses) per lookup.\n\n", f.concurrency)
 	fmt.Fprintf(out, "| mode | pass | lookups | right | errors | hops mean / p99 | latency p50 | p90 | p99 | p50/RTT | p99/RTT | messages/lookup | timer lateness p99 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	var tracer *mockring.CallTracer
+	var traced, tracedLookups []string
+	if f.traceCalls {
+		tracer = mockring.NewCallTracer()
+		s.Net.Trace(tracer)
+		defer s.Net.Trace(nil)
+	}
 	for _, mode := range []chord.LookupMode{chord.Recursive, chord.Iterative} {
 		for pass := 1; pass <= 2; pass++ {
 			c0 := s.counts(peer.RingProtocol)
 			l := s.Lookups(ctx, qs, mode, 1, f.concurrency)
 			c := s.counts(peer.RingProtocol).minus(c0)
+			if tracer != nil {
+				var b, lb strings.Builder
+				calls := tracer.Take()
+				callBreakdown(&b, fmt.Sprintf("%s %d", mode, pass), calls, s.shaper, l.Lookups)
+				lookupBreakdown(&lb, fmt.Sprintf("%s %d", mode, pass), calls, l.Spans, s.shaper, rtt.P50)
+				traced = append(traced, b.String())
+				tracedLookups = append(tracedLookups, lb.String())
+			}
 			res.Chord = append(res.Chord, l)
 			fmt.Fprintf(out, "| %s | %d | %d | %.2f%% | %d | %.2f / %d | %s | %s | %s | %.2f | %.2f | %.1f | %s |\n",
 				mode, pass, l.Lookups, pct(l.Right, l.Lookups), l.Errors, l.MeanHops, l.P99Hops,
@@ -148,6 +166,19 @@ func runLookups(ctx context.Context, f lookupsFlags, out io.Writer) (lookupsResu
 		}
 	}
 	fmt.Fprintln(out)
+	if tracer != nil {
+		fmt.Fprintf(out, "### Where the ring calls' time went\n\nEach call timed at both ends (p50 / p90 / p99 / mean): its link's round trip; the request's and answer's transmission at the slower rate of each way; NewStream; the request's way (first write to the callee's handler) and the answer's way (the callee's last write to the caller's first read), each less the link's one-way delay and its transmission; the excess (the caller's time less the callee's work less the round trip and the transmission). Per lookup: the excess and the round trips of all calls summed, over the lookups.\n\n")
+		fmt.Fprintf(out, "| batch | calls | link RTT | transmission | NewStream | request − one way | answer − one way | excess | excess per lookup | RTTs per lookup |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, l := range traced {
+			fmt.Fprint(out, l)
+		}
+		fmt.Fprintf(out, "\nPer lookup, as multiples of RTT (p50 / p99 / mean): the lookup's time; what its calls' links promise (each call's round trip and transmission, the calls of a chain one after another); the links' round trips alone (what the virtual-clock MemNet charges); the lookup's time less the promise.\n\n")
+		fmt.Fprintf(out, "| batch | measured | links and transmission | links' round trips | measured − promised |\n|---|---|---|---|---|\n")
+		for _, l := range tracedLookups {
+			fmt.Fprint(out, l)
+		}
+		fmt.Fprintln(out)
+	}
 	if !f.kad {
 		return res, nil
 	}

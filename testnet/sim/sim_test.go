@@ -16,10 +16,17 @@ func TestLookupsTiny(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	f := lookupsFlags{common: common{peers: 16, profile: "wan", seed: 3, vnodes: 2, proximity: true, backoff: 8},
-		lookups: 40, concurrency: 8, rtts: 20, rounds: 2, phaseWarmup: 2, warmup: 1, kad: true, kadRefreshSample: 2}
-	res, err := runLookups(ctx, f, io.Discard)
+		lookups: 40, concurrency: 8, rtts: 20, rounds: 2, phaseWarmup: 2, warmup: 1, kad: true, kadRefreshSample: 2, traceCalls: true}
+	var out strings.Builder
+	res, err := runLookups(ctx, f, &out)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// -trace-calls: a row per batch in the calls' table and the lookups'.
+	for _, b := range []string{"recursive 1", "recursive 2", "iterative 1", "iterative 2"} {
+		if n := strings.Count(out.String(), "| "+b+" |"); n != 2 {
+			t.Errorf("batch %q in %d of the 2 call-trace tables", b, n)
+		}
 	}
 	// wan: every pair's round trip is 20–200 ms (plus the simulator's own
 	// delays).

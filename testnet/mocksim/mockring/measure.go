@@ -16,6 +16,8 @@ import (
 
 	"chordshare/chord"
 	"chordshare/peer"
+
+	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 )
 
 // Traffic is a sum of peer.RingStats.
@@ -168,6 +170,14 @@ type LookupReport struct {
 	FirstError  error
 	// Lateness is how late the simulator's timers ran during the batch.
 	Lateness Dist
+	// Spans are the lookups that returned an answer: who asked, when.
+	Spans []LookupSpan
+}
+
+// LookupSpan is one lookup's origin and time.
+type LookupSpan struct {
+	From       p2ppeer.ID
+	Start, End time.Time
 }
 
 // CallsPerLookup is the mean number of ring RPCs per lookup.
@@ -189,6 +199,7 @@ func (r *Ring) Lookups(ctx context.Context, qs []Query, mode chord.LookupMode, w
 		done        bool
 		hops        int
 		latency     time.Duration
+		start       time.Time
 		err         error
 		right, live bool
 	}
@@ -203,7 +214,7 @@ func (r *Ring) Lookups(ctx context.Context, qs []Query, mode chord.LookupMode, w
 				q := qs[i]
 				t := time.Now()
 				res, err := live[q.From].Chord().LookupMode(ctx, q.Key, want, mode)
-				results[i] = result{done: true, hops: res.Hops, latency: time.Since(t), err: err}
+				results[i] = result{done: true, hops: res.Hops, latency: time.Since(t), start: t, err: err}
 				if err == nil {
 					results[i].right = o.CheckLookup(q.Key, res) == nil
 					results[i].live = o.CheckFirstLive(q.Key, res, r.alive) == nil
@@ -226,7 +237,7 @@ feed:
 	rep.Calls, rep.FailedCalls = d.CallsOut, d.FailedCalls
 	var hops []int
 	var lat []time.Duration
-	for _, x := range results {
+	for i, x := range results {
 		if !x.done {
 			continue
 		}
@@ -239,6 +250,7 @@ feed:
 		}
 		hops = append(hops, x.hops)
 		lat = append(lat, x.latency)
+		rep.Spans = append(rep.Spans, LookupSpan{live[qs[i].From].Host().ID(), x.start, x.start.Add(x.latency)})
 		if x.right {
 			rep.Right++
 		}

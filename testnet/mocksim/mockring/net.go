@@ -72,6 +72,21 @@ type Net struct {
 	linkFor func(a, b p2ppeer.ID) mocknet.LinkOptions
 	// wrap, when set, wraps every stream opened or accepted from then on.
 	wrap func(network.Stream) network.Stream
+	// tracer, when set, times every call from then on.
+	tracer *CallTracer
+}
+
+// Trace times every stream opened or served from now on with t (nil: stop).
+func (n *Net) Trace(t *CallTracer) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.tracer = t
+}
+
+func (n *Net) getTracer() *CallTracer {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.tracer
 }
 
 // NewNet makes an empty network whose links carry opts.
@@ -254,15 +269,31 @@ func (h *linkingHost) NewStream(ctx context.Context, p p2ppeer.ID, pids ...proto
 	if err := h.net.link(h.ID(), p); err != nil {
 		return nil, err
 	}
+	open := time.Now()
 	s, err := h.Host.NewStream(ctx, p, pids...)
 	if err != nil {
 		return nil, err
 	}
-	return h.net.delayClose(s), nil
+	out := h.net.delayClose(s)
+	if t := h.net.getTracer(); t != nil {
+		ts := &tracedStream{Stream: out, t: t, caller: true}
+		ts.call = Call{From: h.ID(), To: p, Protocol: s.Protocol(), Open: open, Opened: time.Now()}
+		out = ts
+	}
+	return out, nil
 }
 
 func (h *linkingHost) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {
-	h.Host.SetStreamHandler(pid, func(s network.Stream) { handler(h.net.delayClose(s)) })
+	h.Host.SetStreamHandler(pid, func(s network.Stream) {
+		served := time.Now()
+		out := h.net.delayClose(s)
+		if t := h.net.getTracer(); t != nil {
+			ts := &tracedStream{Stream: out, t: t}
+			ts.call.Served = served
+			out = ts
+		}
+		handler(out)
+	})
 }
 
 // latency is the one-way delay of the link between a and b.
