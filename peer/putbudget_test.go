@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -148,8 +149,11 @@ func TestRefusedPutOverTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	data, c := bigBlock(t)
-	if err := client.storeAt(ctx, server.h.ID(), c, data); !errors.Is(err, errPutRefused) {
-		t.Fatalf("a put the server has no room for: %v, want %v", err, errPutRefused)
+	// The line the README gives: the reset's code and transport's text
+	// would only repeat it, in every replica's part of a failed put's.
+	err := client.storeAt(ctx, server.h.ID(), c, data)
+	if want := fmt.Sprintf("put %s on %s: %v", c, server.h.ID().ShortString(), errPutRefused); !errors.Is(err, errPutRefused) || err.Error() != want {
+		t.Fatalf("a put the server has no room for: %v, want %s", err, want)
 	}
 	// A put that fits still goes through, on a new stream.
 	server.blocks.putBytes = &byteBudget{limit: maxBlockSize}
