@@ -300,10 +300,11 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 			return resp, data, nil
 		}
 		_ = bs.s.Reset()
-		if putRefused(err) {
+		if req.GetType() == pb.BlockRequest_PUT && putRefused(err) {
 			// A retry would most likely be refused too: the caller puts
-			// the block on another peer instead.
-			return nil, nil, fmt.Errorf("%w: %w", errPutRefused, err)
+			// the block on another peer instead. The reset's own text
+			// (its code, the transport's) would only repeat it.
+			return nil, nil, errPutRefused
 		}
 		if !reused || ctx.Err() != nil || errors.Is(err, errBadMessage) {
 			return nil, nil, err

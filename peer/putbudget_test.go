@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -148,8 +149,11 @@ func TestRefusedPutOverTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	data, c := bigBlock(t)
-	if err := client.storeAt(ctx, server.h.ID(), c, data); !errors.Is(err, errPutRefused) {
-		t.Fatalf("a put the server has no room for: %v, want %v", err, errPutRefused)
+	// The line the README gives: the reset's code and transport's text
+	// would only repeat it, in every replica's part of a failed put's.
+	err := client.storeAt(ctx, server.h.ID(), c, data)
+	if want := fmt.Sprintf("put %s on %s: %v", c, server.h.ID().ShortString(), errPutRefused); !errors.Is(err, errPutRefused) || err.Error() != want {
+		t.Fatalf("a put the server has no room for: %v, want %s", err, want)
 	}
 	// A put that fits still goes through, on a new stream.
 	server.blocks.putBytes = &byteBudget{limit: maxBlockSize}
@@ -191,4 +195,68 @@ func TestRefusedPutGoesToAnotherPeer(t *testing.T) {
 	if holder == nil || slices.Contains(list, holder) || !r.stores[holder].Has(c) {
 		t.Fatal("no peer past the preference list holds the block with a hint")
 	}
+}
+
+// Every way a PUT taken into the budget can end gives its bytes back: put
+// after put on one stream, a sender that stops halfway and closes, and one
+// that goes silent until the receiver cuts it off (receiving). A leak here would
+// shrink the budget for good, until the node refused every put.
+func TestPutBudgetIsGivenBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n, st := pipeNode(t)
+		const size = 64 << 10
+		block := func(i byte) []byte { return bytes.Repeat([]byte{i}, size) }
+		put := func(c cid.Cid, size int) *pb.BlockRequest {
+			return &pb.BlockRequest{Type: pb.BlockRequest_PUT, Cid: c.Bytes(), Size: uint32(size)}
+		}
+		serve := func() *pipeStream {
+			client, server := streamPipe()
+			go n.serveBlock(server)
+			return client
+		}
+		// Two puts on one stream.
+		reused := serve()
+		r := bufio.NewReader(reused)
+		for i := range byte(2) {
+			b := block(i)
+			if _, err := reused.Write(blockFrame(put(rawBlock(t, b), size), b)); err != nil {
+				t.Fatalf("put %d: %v", i, err)
+			}
+			resp := &pb.BlockResponse{}
+			if err := readBlockHeader(r, resp); err != nil {
+				t.Fatalf("put %d: %v", i, err)
+			}
+			if err := responseError(resp); err != nil || !st.Has(rawBlock(t, b)) {
+				t.Fatalf("put %d: %v, or not stored", i, err)
+			}
+		}
+		reused.Close()
+		// Cut short and silent: each has its header and half its block in.
+		half := func(b []byte) *pipeStream {
+			s := serve()
+			f := blockFrame(put(rawBlock(t, b), size), b)
+			if _, err := s.Write(f[:len(f)-size/2]); err != nil {
+				t.Fatal(err)
+			}
+			return s
+		}
+		cut, silent := half(block(4)), half(block(5))
+		synctest.Wait()
+		if held := n.blocks.putBytes.held.Load(); held != 2*size {
+			t.Fatalf("two puts half received hold %d bytes, want %d", held, 2*size)
+		}
+		cut.Close()
+		synctest.Wait()
+		if held := n.blocks.putBytes.held.Load(); held != size {
+			t.Fatalf("after a put cut short, %d bytes held, want the silent one's %d", held, size)
+		}
+		time.Sleep(max(blockSilence, transferTimeout(maxBlockSize)) + time.Second) // receiving's bound
+		synctest.Wait()
+		if held := n.blocks.putBytes.held.Load(); held != 0 {
+			t.Fatalf("%d bytes still held after every put ended", held)
+		}
+		if _, err := silent.Read(make([]byte, 1)); err == nil {
+			t.Fatal("the silent put's stream is still open")
+		}
+	})
 }
