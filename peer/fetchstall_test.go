@@ -20,6 +20,10 @@ import (
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 )
 
+// The daemon's backend passes a block's bytes on to the stall guard
+// (progressGetter), as the node in the test below does.
+var _ movingGetter = daemonBackend{}
+
 // A fetch's stall guard counts the bytes of a block as progress, not only
 // whole blocks: a 2 MiB block served at 3 KB/s takes 699 s, over five
 // times the default stall timeout, and arrives, by `peer fetch` and by
