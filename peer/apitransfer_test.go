@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/ipfs/go-cid"
@@ -463,29 +464,35 @@ func TestAPITransferBadRequests(t *testing.T) {
 	}
 }
 
+// The guard, on synctest's virtual clock: the watcher's looks (every
+// timeout/4) and the test's sleeps are exact, where on a busy machine a
+// look that comes late moved the cancellation by as much.
 func TestStallGuard(t *testing.T) {
-	const timeout = 300 * time.Millisecond
-	ctx, g, stop := watchStalls(context.Background(), timeout)
-	defer stop()
-	// A blocked write to the client is the client's pace, not a stall.
-	g.busy.Add(1)
-	time.Sleep(3 * timeout)
-	if ctx.Err() != nil {
-		t.Fatal("cancelled while busy")
-	}
-	g.busy.Add(-1)
-	start := time.Now()
-	select {
-	case <-ctx.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("not cancelled after no progress")
-	}
-	// Busy counts as progress up to the watcher's last look (every
-	// timeout/4).
-	if d := time.Since(start); d < timeout/2 {
-		t.Errorf("cancelled %v after the last progress, well before the %v timeout", d, timeout)
-	}
-	if err := stallCause(ctx, context.Canceled); !errors.Is(err, errStalled) || err.Error() != "stalled: no progress for 300ms" {
-		t.Errorf("cause = %v", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		const timeout, tick = 300 * time.Millisecond, 75 * time.Millisecond
+		ctx, g, stop := watchStalls(context.Background(), timeout)
+		defer stop()
+		// Progress more often than the timeout keeps it going.
+		for range 10 {
+			time.Sleep(timeout / 2)
+			g.touch()
+		}
+		// A blocked write to the client is the client's pace, not a stall.
+		g.busy.Add(1)
+		time.Sleep(3*timeout + tick/2)
+		if ctx.Err() != nil {
+			t.Fatal("cancelled while moving or busy")
+		}
+		g.busy.Add(-1)
+		start := time.Now()
+		<-ctx.Done()
+		// Busy counts as progress up to the watcher's last look, under a
+		// tick before.
+		if d := time.Since(start); d <= timeout-tick || d > timeout {
+			t.Errorf("cancelled %v after the last progress, want within a tick (%v) of the %v timeout", d, tick, timeout)
+		}
+		if err := stallCause(ctx, context.Canceled); !errors.Is(err, errStalled) || err.Error() != "stalled: no progress for 300ms" {
+			t.Errorf("cause = %v", err)
+		}
+	})
 }

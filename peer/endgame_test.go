@@ -101,9 +101,14 @@ func TestGetHedgesSlowHolderOnlyInEndgame(t *testing.T) {
 // to the replica whose expected whole-block time justified the hedge, not
 // to the one the usual pick would ask next. Here they differ: A's last
 // block took 1 s among 33 requests in flight (fast under a light load),
-// B's 200 ms alone; pick ranks by time per block (B first), the hedge by
+// B's 600 ms alone; pick ranks by time per block (B first), the hedge by
 // the time a block asked now would take (A first). Main's rule hedged
-// with pick, so B served the block there.
+// with pick, so B served the block there. The slow holder measured
+// 500 ms, so that it is asked first and its answer, which starts within
+// 250 ms (its first 4 KiB), is given twice that (1 s) and a grace before
+// it counts as not answering: at 90 ms that was 360 ms, which a loaded
+// machine overran, and the not-answering rule asked B (pick) before the
+// endgame's hedge could choose.
 func TestGetHedgesToTheReplicaThatJustifiedIt(t *testing.T) {
 	r, stores := storedRing(t, 4)
 	c, data, fetcher, holders := blockOffOnePeer(t, r, stores, 256<<10, 13)
@@ -125,8 +130,8 @@ func TestGetHedgesToTheReplicaThatJustifiedIt(t *testing.T) {
 	for _, end := range others {
 		end(time.Second, fetchLacked)
 	}
-	rates.start(b.Host().ID())(200*time.Millisecond, fetchOK)
-	rates.start(slow.Host().ID())(90*time.Millisecond, fetchOK) // asked first
+	rates.start(b.Host().ID())(600*time.Millisecond, fetchOK)
+	rates.start(slow.Host().ID())(500*time.Millisecond, fetchOK) // asked first
 	fetcher.blocks.rates = rates
 	if got := rates.pick([]p2ppeer.ID{a.Host().ID(), b.Host().ID()}, func(p2ppeer.ID) (time.Duration, bool) { return 0, false }); got != 1 {
 		t.Fatalf("pick chose replica %d of A, B: the setup does not tell the hedge's choice from pick's", got)

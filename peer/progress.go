@@ -23,6 +23,9 @@ type request struct {
 	// or stops answering (an attempt's header; a retry after one): what
 	// its Get judges it by changes then.
 	turned chan struct{}
+	// moved, if set, is called whenever bytes of the answer arrive: the
+	// stall guard of the transfer the Get is part of (Node.getMoving).
+	moved func()
 
 	mu sync.Mutex
 	// Of the present attempt (reset): sent, the request is on its
@@ -93,6 +96,9 @@ func (q *request) arrived(got, total int) {
 	q.mu.Unlock()
 	if call {
 		q.answering()
+	}
+	if q.moved != nil {
+		q.moved()
 	}
 }
 

@@ -178,7 +178,14 @@ func (n *Node) claimWrites(ctx context.Context, k int) error {
 // answer. Bytes that do not match c are never returned; that replica is
 // skipped. It implements share.Getter; the caller owns the bytes and may
 // hand them to ReleaseBlock once done.
-func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
+func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
+	return n.getMoving(ctx, c, nil)
+}
+
+// getMoving is Get calling moved, if set, whenever bytes of the block
+// arrive from a replica: a transfer's progress finer than whole blocks,
+// which on a slow link take minutes each (progressGetter).
+func (n *Node) getMoving(ctx context.Context, c cid.Cid, moved func()) (_ []byte, err error) {
 	if data, _, err := n.readLocal(c); err == nil {
 		return data, nil
 	}
@@ -220,7 +227,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 	launchTo := func(i int) {
 		p := peers[i]
 		peers = slices.Delete(peers, i, i+1)
-		q := &request{peer: p, began: time.Now(), turned: make(chan struct{}, 1)} // before start: requests to p started earlier are before it
+		q := &request{peer: p, began: time.Now(), turned: make(chan struct{}, 1), moved: moved} // before start: requests to p started earlier are before it
 		q.sending = func() { n.trace(GetEvent{CID: c, Step: GetSent, Peer: p}) }
 		q.answering = func() { n.trace(GetEvent{CID: c, Step: GetAnswering, Peer: p}) }
 		last, seen = q, transferProgress{}
@@ -360,7 +367,7 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) (_ []byte, err error) {
 	if !listErr.NotFound() && !located {
 		return nil, listErr
 	}
-	data, err := n.getPastList(ctx, c, asked, listErr)
+	data, err := n.getPastList(ctx, c, asked, listErr, moved)
 	if err == nil && replica {
 		n.keepReplica(ctx, c, data)
 	}
@@ -425,8 +432,8 @@ func outcomeOf(data []byte, err error, cancelled, raced bool) fetchOutcome {
 // It is also where a Get goes once every peer of a list Locate gave failed
 // however: that list may be from before its peers left (a span outlives
 // the fetch that made it), and the fresh one holds those that took their
-// blocks over.
-func (n *Node) getPastList(ctx context.Context, c cid.Cid, asked []p2ppeer.ID, listErr *ReplicaError) ([]byte, error) {
+// blocks over. moved is getMoving's.
+func (n *Node) getPastList(ctx context.Context, c cid.Cid, asked []p2ppeer.ID, listErr *ReplicaError, moved func()) ([]byte, error) {
 	more, err := n.preferenceList(ctx, chord.KeyID(c.Hash()), 2*n.cfg.Replicas)
 	if err != nil {
 		return nil, listErr
@@ -436,7 +443,7 @@ func (n *Node) getPastList(ctx context.Context, c cid.Cid, asked []p2ppeer.ID, l
 		if p == n.h.ID() || slices.Contains(asked, p) {
 			continue
 		}
-		data, err := n.fetchFrom(ctx, p, c)
+		data, err := n.fetchWatched(ctx, p, c, &request{peer: p, began: time.Now(), moved: moved})
 		if err == nil {
 			return data, nil
 		}

@@ -20,43 +20,51 @@ import (
 var errStalled = errors.New("stalled")
 
 // stallGuard tells a transfer that is moving from one that is stuck. A
-// transfer touches it at every block stored or fetched; while a write to
-// the API client is blocked (a slow reader of `peer fetch` output) it is
-// busy, which is the client's pace and not a stall.
+// transfer touches it as bytes of a block arrive (a fetch's; a 2 MiB block
+// on a slow link takes minutes) and at every block stored or fetched;
+// while a write to the API client is blocked (a slow reader of `peer
+// fetch` output) it is busy, which is the client's pace and not a stall.
 type stallGuard struct {
-	start time.Time
-	last  atomic.Int64 // time of the last progress, as nanoseconds since start
+	// moved: progress since the watcher last looked. A touch only sets
+	// it, without reading the clock: a fetch touches it at every read of
+	// every block.
+	moved atomic.Bool
 	busy  atomic.Int32
 }
 
-func (g *stallGuard) touch() { g.last.Store(int64(time.Since(g.start))) }
-
-func (g *stallGuard) idle() time.Duration {
-	return time.Since(g.start) - time.Duration(g.last.Load())
+func (g *stallGuard) touch() {
+	// Loaded first: while set, the many readers of a fast fetch leave the
+	// shared cache line alone.
+	if !g.moved.Load() {
+		g.moved.Store(true)
+	}
 }
 
 // watchStalls returns a context that is cancelled with an errStalled cause
-// once the guard has seen no progress for timeout. stop ends the watcher
-// and waits for it; call it when the transfer is over.
+// once the guard has seen no progress for timeout (to within a tick of its
+// watcher, a quarter of it, 1 s at most). stop ends the watcher and waits
+// for it; call it when the transfer is over.
 func watchStalls(ctx context.Context, timeout time.Duration) (_ context.Context, _ *stallGuard, stop func()) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	g := &stallGuard{start: time.Now()}
+	g := &stallGuard{}
 	tick := max(min(timeout/4, time.Second), time.Millisecond)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		t := time.NewTicker(tick)
 		defer t.Stop()
+		last := time.Now() // of the last look that saw progress
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if g.busy.Load() > 0 {
-					g.touch()
+				now := time.Now()
+				if g.moved.Swap(false) || g.busy.Load() > 0 {
+					last = now
 					continue
 				}
-				if g.idle() >= timeout {
+				if now.Sub(last) >= timeout {
 					cancel(fmt.Errorf("%w: no progress for %v", errStalled, timeout))
 					return
 				}
@@ -148,10 +156,21 @@ func (b *busyReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// progressGetter touches the guard at every block that arrives.
+// movingGetter is a Getter that tells of a block's bytes as they arrive:
+// *Node.
+type movingGetter interface {
+	getMoving(ctx context.Context, c cid.Cid, moved func()) ([]byte, error)
+}
+
+// progressGetter touches the guard at every block that arrives and, from
+// a movingGetter, at every part of one.
 func progressGetter(svc share.Getter, g *stallGuard) share.Getter {
+	get := svc.Get
+	if m, ok := svc.(movingGetter); ok {
+		get = func(ctx context.Context, c cid.Cid) ([]byte, error) { return m.getMoving(ctx, c, g.touch) }
+	}
 	return getterFunc(func(ctx context.Context, c cid.Cid) ([]byte, error) {
-		data, err := svc.Get(ctx, c)
+		data, err := get(ctx, c)
 		if err == nil {
 			g.touch()
 		}
