@@ -249,8 +249,9 @@ func (b *blockClient) close() { b.streams.close() }
 // closed costs a retry on the next one, never a failure. watch, if set,
 // is marked sent once the request is written and told of the response's
 // header (the peer is alive and sending) and of each part of its payload,
-// with how many bytes have come; each attempt resets it.
-func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockRequest, payload []byte, size int, watch *request) (*pb.BlockResponse, []byte, error) {
+// with how many bytes have come; each attempt resets it. moved, if set, is
+// called whenever a part of payload has been written (writeBlockMsg).
+func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockRequest, payload []byte, size int, watch *request, moved func()) (*pb.BlockResponse, []byte, error) {
 	// On a paced uplink a payload first waits for its turn, outside the
 	// transfer's time, and gives it up once written (uplink.go).
 	var pace *uplink
@@ -290,7 +291,7 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 			}
 			bs = &blockStream{s: s, r: bufio.NewReaderSize(s, 4<<10)}
 		}
-		resp, data, err := bs.exchange(ctx, tn, rx, req, payload, watch)
+		resp, data, err := bs.exchange(ctx, tn, rx, req, payload, watch, moved)
 		if err == nil {
 			n.blocks.streams.put(p, bs)
 			if err := responseError(resp); err != nil {
@@ -316,10 +317,11 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 
 // exchange is one request and its response on bs, bounded by ctx. The
 // request is paced in turn tn, if set, which is released once it is
-// written; rx, if set, is told of the response's bytes as they come.
-func (bs *blockStream) exchange(ctx context.Context, tn *turn, rx *arrivals, req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
+// written; rx, if set, is told of the response's bytes as they come, and
+// moved, if set, of the payload's as they go.
+func (bs *blockStream) exchange(ctx context.Context, tn *turn, rx *arrivals, req *pb.BlockRequest, payload []byte, watch *request, moved func()) (*pb.BlockResponse, []byte, error) {
 	stop := bound(ctx, bs.s)
-	resp, data, err := bs.roundTrip(ctx, tn, rx, req, payload, watch)
+	resp, data, err := bs.roundTrip(ctx, tn, rx, req, payload, watch, moved)
 	if !stop() {
 		// ctx ended and reset the stream: whatever came back is moot.
 		putBuf(data)
@@ -328,8 +330,8 @@ func (bs *blockStream) exchange(ctx context.Context, tn *turn, rx *arrivals, req
 	return resp, data, err
 }
 
-func (bs *blockStream) roundTrip(ctx context.Context, tn *turn, rx *arrivals, req *pb.BlockRequest, payload []byte, watch *request) (*pb.BlockResponse, []byte, error) {
-	err := writeBlockMsg(ctx, tn, bs.s, req, payload)
+func (bs *blockStream) roundTrip(ctx context.Context, tn *turn, rx *arrivals, req *pb.BlockRequest, payload []byte, watch *request, moved func()) (*pb.BlockResponse, []byte, error) {
+	err := writeBlockMsg(ctx, tn, bs.s, req, payload, moved)
 	tn.release()
 	if err != nil {
 		return nil, nil, err
@@ -383,7 +385,7 @@ func (n *Node) fetchFrom(ctx context.Context, p p2ppeer.ID, c cid.Cid) ([]byte, 
 // fetchWatched is fetchFrom telling watch how the request goes: sent,
 // its answer's header, then each part of the block.
 func (n *Node) fetchWatched(ctx context.Context, p p2ppeer.ID, c cid.Cid, watch *request) ([]byte, error) {
-	_, data, err := n.blockExchange(ctx, p, &pb.BlockRequest{Type: pb.BlockRequest_GET, Cid: c.Bytes()}, nil, maxBlockSize, watch)
+	_, data, err := n.blockExchange(ctx, p, &pb.BlockRequest{Type: pb.BlockRequest_GET, Cid: c.Bytes()}, nil, maxBlockSize, watch, nil)
 	if err != nil {
 		return nil, fmt.Errorf("get %s from %s: %w", c, p.ShortString(), err)
 	}
@@ -396,17 +398,18 @@ func (n *Node) fetchWatched(ctx context.Context, p p2ppeer.ID, c cid.Cid, watch 
 
 // storeAt puts block c on p.
 func (n *Node) storeAt(ctx context.Context, p p2ppeer.ID, c cid.Cid, data []byte) error {
-	return n.putAt(ctx, p, "", c, data)
+	return n.putAt(ctx, p, "", c, data, nil)
 }
 
 // putAt puts block c on p; with hintFor set, p holds it for hintFor
-// (hinted handoff, handoff.go).
-func (n *Node) putAt(ctx context.Context, p, hintFor p2ppeer.ID, c cid.Cid, data []byte) error {
+// (hinted handoff, handoff.go). moved, if set, is called as parts of data
+// are written to p (blockExchange).
+func (n *Node) putAt(ctx context.Context, p, hintFor p2ppeer.ID, c cid.Cid, data []byte, moved func()) error {
 	if p == n.h.ID() {
 		return n.storeOrHold(hintFor, c, data)
 	}
 	req := &pb.BlockRequest{Type: pb.BlockRequest_PUT, Cid: c.Bytes(), Size: uint32(len(data)), HintFor: []byte(hintFor)}
-	_, extra, err := n.blockExchange(ctx, p, req, data, len(data), nil)
+	_, extra, err := n.blockExchange(ctx, p, req, data, len(data), nil, moved)
 	putBuf(extra)
 	if err != nil && hintFor != "" {
 		return fmt.Errorf("hint %s for %s on %s: %w", c, hintFor.ShortString(), p.ShortString(), err)
@@ -610,7 +613,7 @@ func (n *Node) writeResponse(s network.Stream, resp *pb.BlockResponse, payload [
 	defer cancel()
 	stop := bound(ctx, s)
 	defer stop()
-	return writeBlockMsg(ctx, tn, s, resp, payload)
+	return writeBlockMsg(ctx, tn, s, resp, payload, nil)
 }
 
 // readLocal reads block c from the store, into a pooled buffer when the

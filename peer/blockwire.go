@@ -36,10 +36,17 @@ const (
 // due, delivers the header on time.
 const headFrame = 4 << 10
 
+// movedChunk is how much of a payload an unpaced write hands the stream
+// at once when its sender counts the bytes as they go (a share's stall
+// guard): one call per 64 KiB, 16 s of the slowest link a put is timed
+// for, and none per byte.
+const movedChunk = 64 << 10
+
 // writeBlockMsg sends hdr and then payload. The payload goes to the stream
 // as it is, past its first headFrame bytes: no copy into a message. In a
-// paced uplink's turn tn, if set, the message is paced, within ctx.
-func writeBlockMsg(ctx context.Context, tn *turn, s network.Stream, hdr proto.Message, payload []byte) error {
+// paced uplink's turn tn, if set, the message is paced, within ctx. moved,
+// if set, is called whenever a part of the message has been written.
+func writeBlockMsg(ctx context.Context, tn *turn, s network.Stream, hdr proto.Message, payload []byte, moved func()) error {
 	n := proto.Size(hdr)
 	if n > maxBlockHeader {
 		return fmt.Errorf("block header of %d bytes exceeds %d", n, maxBlockHeader)
@@ -55,15 +62,23 @@ func writeBlockMsg(ctx context.Context, tn *turn, s network.Stream, hdr proto.Me
 	head := min(len(payload), headFrame)
 	b = append(b, payload[:head]...)
 	if tn != nil {
-		return tn.send(ctx, s, b, payload[head:])
+		return tn.send(ctx, s, moved, b, payload[head:])
 	}
-	if _, err := s.Write(b); err != nil {
-		return err
+	// Unwatched, the rest goes in one write, as it always did.
+	chunk := len(payload)
+	if moved != nil {
+		chunk = movedChunk
 	}
-	if head < len(payload) {
-		_, err = s.Write(payload[head:])
+	for part, rest := b, payload[head:]; len(part) > 0; {
+		if _, err := s.Write(part); err != nil {
+			return err
+		}
+		if moved != nil {
+			moved()
+		}
+		part, rest = rest[:min(len(rest), chunk)], rest[min(len(rest), chunk):]
 	}
-	return err
+	return nil
 }
 
 // readBlockHeader reads one header into hdr. Its length is checked against

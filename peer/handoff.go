@@ -94,9 +94,9 @@ func firstPeers(list []p2ppeer.ID, succs []chord.Ref, count int, skip func(p2ppe
 // putReplica stores c on p; if p cannot take it, it hands the block to a
 // peer past the preference list list, with a hint for p. fallbacks counts
 // the fallback peers this put has used, so two failed replicas use two
-// different ones.
-func (n *Node) putReplica(ctx context.Context, p p2ppeer.ID, c cid.Cid, data []byte, list []p2ppeer.ID, fallbacks *atomic.Int32) error {
-	err := n.storeAt(ctx, p, c, data)
+// different ones. moved is putAt's.
+func (n *Node) putReplica(ctx context.Context, p p2ppeer.ID, c cid.Cid, data []byte, list []p2ppeer.ID, fallbacks *atomic.Int32, moved func()) error {
+	err := n.putAt(ctx, p, "", c, data, moved)
 	if err == nil || errors.Is(err, ErrBadBlock) || ctx.Err() != nil {
 		return err
 	}
@@ -109,7 +109,7 @@ func (n *Node) putReplica(ctx context.Context, p p2ppeer.ID, c cid.Cid, data []b
 	if i >= len(more) {
 		return err
 	}
-	if herr := n.putAt(ctx, more[i], p, c, data); herr != nil {
+	if herr := n.putAt(ctx, more[i], p, c, data, moved); herr != nil {
 		return fmt.Errorf("%w; hinted handoff: %w", err, herr)
 	}
 	return nil

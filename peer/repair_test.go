@@ -596,7 +596,7 @@ func TestHintOnBlockPut(t *testing.T) {
 		}
 		c := rawBlock(t, data)
 		cids = append(cids, c)
-		if err := writer.putAt(ctx, holder.Host().ID(), target.Host().ID(), c, data); err != nil {
+		if err := writer.putAt(ctx, holder.Host().ID(), target.Host().ID(), c, data, nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -47,6 +47,14 @@ func (n *Node) Put(ctx context.Context, c cid.Cid, data []byte) error {
 // including those that finish in the background, is over with data: the
 // caller may then reuse the buffer. It implements share.LendingPutter.
 func (n *Node) PutLent(ctx context.Context, c cid.Cid, data []byte, done func()) error {
+	return n.putMoving(ctx, c, data, done, nil)
+}
+
+// putMoving is PutLent calling moved, if set, whenever a part of the block
+// has been written to a replica: a share's progress finer than whole
+// blocks, whose write quorum on a slow uplink takes minutes each
+// (movingPutter).
+func (n *Node) putMoving(ctx context.Context, c cid.Cid, data []byte, done, moved func()) error {
 	if done == nil {
 		done = func() {}
 	}
@@ -79,7 +87,7 @@ func (n *Node) PutLent(ctx context.Context, c cid.Cid, data []byte, done func())
 		// still completes, bounded by the node's lifetime and its timeout.
 		// A replica that fails is replaced by a hinted handoff (handoff.go).
 		n.bg.Go(func() {
-			err := n.putReplica(n.life, p, c, data, peers, &fallbacks)
+			err := n.putReplica(n.life, p, c, data, peers, &fallbacks, moved)
 			<-n.blocks.writes
 			if writing.Add(-1) == 0 {
 				done()

@@ -408,7 +408,7 @@ func TestGetHedgesReplicaStalledMidBlockWhileOthersReceive(t *testing.T) {
 	staller.Host().SetStreamHandler(BlockProtocol, func(s network.Stream) {
 		defer s.Reset()
 		if readGet(s) == nil {
-			_ = writeBlockMsg(context.Background(), nil, s, &pb.BlockResponse{Size: uint32(len(data))}, data[:len(data)/2])
+			_ = writeBlockMsg(context.Background(), nil, s, &pb.BlockResponse{Size: uint32(len(data))}, data[:len(data)/2], nil)
 			<-stop
 		}
 	})
@@ -416,7 +416,7 @@ func TestGetHedgesReplicaStalledMidBlockWhileOthersReceive(t *testing.T) {
 	holder := bareHost(t, r, func(s network.Stream) {
 		defer s.Reset()
 		if readGet(s) == nil {
-			_ = writeBlockMsg(context.Background(), nil, s, &pb.BlockResponse{Size: uint32(len(data))}, data)
+			_ = writeBlockMsg(context.Background(), nil, s, &pb.BlockResponse{Size: uint32(len(data))}, data, nil)
 			<-stop
 		}
 	})
@@ -425,7 +425,7 @@ func TestGetHedgesReplicaStalledMidBlockWhileOthersReceive(t *testing.T) {
 	trickler := bareHost(t, r, func(s network.Stream) {
 		defer s.Reset()
 		if readGet(s) == nil {
-			_ = writeBlockMsg(context.Background(), nil, s, &pb.BlockResponse{Size: 1 << 20}, nil)
+			_ = writeBlockMsg(context.Background(), nil, s, &pb.BlockResponse{Size: 1 << 20}, nil, nil)
 			tick := time.NewTicker(20 * time.Millisecond)
 			defer tick.Stop()
 			for {

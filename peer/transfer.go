@@ -21,7 +21,8 @@ var errStalled = errors.New("stalled")
 
 // stallGuard tells a transfer that is moving from one that is stuck. A
 // transfer touches it as bytes of a block arrive (a fetch's; a 2 MiB block
-// on a slow link takes minutes) and at every block stored or fetched;
+// on a slow link takes minutes) or are written to a replica (a share's),
+// and at every block stored or fetched;
 // while a write to the API client is blocked (a slow reader of `peer
 // fetch` output) it is busy, which is the client's pace and not a stall.
 type stallGuard struct {
@@ -97,6 +98,9 @@ func (f getterFunc) Get(ctx context.Context, c cid.Cid) ([]byte, error) { return
 // root is returned once all of them have their write quorum. stored counts
 // the file bytes (raw leaves) acknowledged so far.
 func importStream(ctx context.Context, svc share.Putter, r io.Reader, g *stallGuard, stored *atomic.Int64) (root cid.Cid, size int64, err error) {
+	if m, ok := svc.(movingPutter); ok {
+		svc = touchingPutter{m, g}
+	}
 	var put share.Putter = &progressPutter{svc: svc, g: g, stored: stored}
 	if lp, ok := svc.(share.LendingPutter); ok {
 		put = &lendingProgressPutter{progressPutter{svc: svc, g: g, stored: stored}, lp}
@@ -139,6 +143,28 @@ type lendingProgressPutter struct {
 func (p *lendingProgressPutter) PutLent(ctx context.Context, c cid.Cid, data []byte, done func()) error {
 	size := len(data) // data may be reused once PutLent returns
 	return p.progress(c, size, p.lp.PutLent(ctx, c, data, done))
+}
+
+// movingPutter is a LendingPutter that tells of a block's bytes as they
+// go to its replicas: *Node.
+type movingPutter interface {
+	putMoving(ctx context.Context, c cid.Cid, data []byte, done, moved func()) error
+}
+
+// touchingPutter puts through a movingPutter, touching the guard at every
+// part of a block written: a leaf's write quorum on a slow uplink takes
+// minutes (issue 3).
+type touchingPutter struct {
+	m movingPutter
+	g *stallGuard
+}
+
+func (p touchingPutter) Put(ctx context.Context, c cid.Cid, data []byte) error {
+	return p.m.putMoving(ctx, c, data, nil, p.g.touch)
+}
+
+func (p touchingPutter) PutLent(ctx context.Context, c cid.Cid, data []byte, done func()) error {
+	return p.m.putMoving(ctx, c, data, done, p.g.touch)
 }
 
 // busyReader marks the guard busy while it waits for the client's bytes.

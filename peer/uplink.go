@@ -223,8 +223,9 @@ func (t *turn) regain(ctx context.Context) error {
 // rate, in chunks. It stops when ctx ends, leaving the rest unsent: the
 // caller resets the stream, so a transfer given up on stops taking the
 // link. A chunk whose write blocks for u.stall gives the turn to the next
-// message; the rest of this one waits for the turn again.
-func (t *turn) send(ctx context.Context, w io.Writer, parts ...[]byte) error {
+// message; the rest of this one waits for the turn again. moved, if set,
+// is called after each chunk written.
+func (t *turn) send(ctx context.Context, w io.Writer, moved func(), parts ...[]byte) error {
 	u := t.u
 	for _, b := range parts {
 		for len(b) > 0 {
@@ -247,6 +248,9 @@ func (t *turn) send(ctx context.Context, w io.Writer, parts ...[]byte) error {
 			}
 			if err := t.write(w, b[:k]); err != nil {
 				return err
+			}
+			if moved != nil {
+				moved()
 			}
 			b = b[k:]
 		}

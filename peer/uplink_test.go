@@ -90,7 +90,7 @@ func TestUplinkKeepsToItsRate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := tn.send(ctx, w, head, payload); err != nil {
+		if err := tn.send(ctx, w, nil, head, payload); err != nil {
 			t.Fatal(err)
 		}
 		tn.release()
@@ -137,7 +137,7 @@ func TestUplinkStopsSendingWhenCancelled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = tn.send(ctx, w, payload)
+	err = tn.send(ctx, w, nil, payload)
 	tn.release()
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("send: %v, want cancelled", err)
@@ -203,7 +203,7 @@ func TestUplinkStalledReceiverYieldsTheTurn(t *testing.T) {
 	payload := bytes.Repeat([]byte{7}, 3*u.chunkSize())
 	sent := make(chan error, 1)
 	go func() {
-		err := stuck.send(ctx, w, payload)
+		err := stuck.send(ctx, w, nil, payload)
 		stuck.release()
 		sent <- err
 	}()
@@ -281,7 +281,7 @@ func TestNodeWithUplinkPacesBlocks(t *testing.T) {
 	// Messages without a block (a HAS, a put's answer) are not paced: the
 	// clocks stayed where the blocks left them.
 	sleptA := clockA.slept
-	if _, _, err := a.blockExchange(ctx, b.Host().ID(), &pb.BlockRequest{Type: pb.BlockRequest_HAS, Cid: c.Bytes()}, nil, 0, nil); err != nil {
+	if _, _, err := a.blockExchange(ctx, b.Host().ID(), &pb.BlockRequest{Type: pb.BlockRequest_HAS, Cid: c.Bytes()}, nil, 0, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if clockA.slept != sleptA {
