@@ -97,8 +97,9 @@ func blockPathBlocks() (*blocks.Store, []cid.Cid, error) {
 // way: the client puts random blocks on the server over the block
 // protocol (batchedTLS), 16 in flight, and the server receives each into
 // a buffer and checks it against its CID as its store would, but keeps
-// nothing (no disk: hashingSink). It reports the process's CPU per block
-// byte (both ends).
+// nothing (no disk: hashingSink). Like a share, it counts the bytes
+// written toward a stall guard (putAt's moved). It reports the process's
+// CPU per block byte (both ends).
 //
 //	go test -run '^$' -bench BlockPathPut -benchtime 4x ./peer
 func BenchmarkBlockPathPut(b *testing.B) {
@@ -119,6 +120,7 @@ func BenchmarkBlockPathPut(b *testing.B) {
 	}
 	server, client := blockPathNodes(b, streamOptions(), hashingSink{}, nil)
 	ctx := context.Background()
+	var guard stallGuard
 	b.SetBytes(blockSize * count)
 	cpu0 := cpuTime()
 	b.ResetTimer()
@@ -130,7 +132,7 @@ func BenchmarkBlockPathPut(b *testing.B) {
 			slots <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-slots }()
-				if err := client.storeAt(ctx, server.h.ID(), c, data[i]); err != nil {
+				if err := client.putAt(ctx, server.h.ID(), "", c, data[i], guard.touch); err != nil {
 					errs <- err
 				}
 			})
