@@ -499,29 +499,9 @@ func (n *Node) syncArc(ctx context.Context, st rangeStore, arc merkle.Range, p p
 	if pull {
 		rs.Missing += int64(len(d.OnlyRemote))
 	}
-	var errs []error
-	for _, it := range d.OnlyLocal {
-		c, _ := cid.Cast(it.Val) // our own store's CIDs
-		data, _, err := n.readLocal(c)
-		if err != nil {
-			continue // lost here too (the scrub or the next round sees to it)
-		}
-		size := len(data)
-		if err := n.rep.pace.wait(ctx, size); err != nil {
-			putBuf(data)
-			return rs, err
-		}
-		err = n.storeAt(ctx, p, c, data)
-		putBuf(data)
-		if err != nil {
-			rs.Failed++
-			errs = append(errs, err)
-			if ctx.Err() != nil {
-				return rs, ctx.Err()
-			}
-			continue
-		}
-		rs.moved(n, size)
+	errs, err := n.pushArc(ctx, p, d.OnlyLocal, &rs)
+	if err != nil {
+		return rs, err
 	}
 	if pull {
 		for _, it := range d.OnlyRemote {
@@ -547,9 +527,46 @@ func (n *Node) syncArc(ctx context.Context, st rangeStore, arc merkle.Range, p p
 		}
 	}
 	if len(errs) > 0 {
-		return rs, fmt.Errorf("%d of %d blocks not moved: %w", len(errs), rs.Missing, errs[0])
+		return rs, fmt.Errorf("%d of %d blocks not moved: %w", rs.Failed, rs.Missing, errs[0])
 	}
 	return rs, nil
+}
+
+// pushArc puts the blocks of items, from this node's store, on p at the
+// repair pace, counting them in rs; it returns the puts' errors, and err
+// if ctx ended. A put p refuses (errPutRefused: it is receiving all the
+// puts it has room for) ends the push, the rest counted as not moved:
+// they would most likely be refused too, each after its pace, and the
+// next round tries them again.
+func (n *Node) pushArc(ctx context.Context, p p2ppeer.ID, items []merkle.Item, rs *RoundStats) (errs []error, err error) {
+	for i, it := range items {
+		c, _ := cid.Cast(it.Val) // our own store's CIDs
+		data, _, err := n.readLocal(c)
+		if err != nil {
+			continue // lost here too (the scrub or the next round sees to it)
+		}
+		size := len(data)
+		if err := n.rep.pace.wait(ctx, size); err != nil {
+			putBuf(data)
+			return errs, err
+		}
+		err = n.storeAt(ctx, p, c, data)
+		putBuf(data)
+		if err != nil {
+			rs.Failed++
+			errs = append(errs, err)
+			if ctx.Err() != nil {
+				return errs, ctx.Err()
+			}
+			if errors.Is(err, errPutRefused) {
+				rs.Failed += int64(len(items) - i - 1)
+				return errs, nil
+			}
+			continue
+		}
+		rs.moved(n, size)
+	}
+	return errs, nil
 }
 
 // pullFrom fetches block c from p for repair, as one of the requests in
