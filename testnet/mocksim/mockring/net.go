@@ -280,9 +280,7 @@ func (h *linkingHost) SetStreamHandler(pid protocol.ID, handler network.StreamHa
 		served := time.Now()
 		out := h.net.delayClose(s)
 		if t := h.net.tracer.Load(); t != nil {
-			ts := &tracedStream{Stream: out, t: t}
-			ts.call.Served = served
-			out = ts
+			out = t.serve(out, served)
 		}
 		handler(out)
 	})
