@@ -10,9 +10,12 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/ipfs/go-cid"
 
 	"chordshare/chord"
 	"chordshare/peer/api"
@@ -131,3 +134,38 @@ func slowTransfer(t *testing.T, endpoint string, stall time.Duration, data []byt
 	}
 	return rec.Code, out, ""
 }
+
+// A share's guard counts every block stored: 40 leaves whose puts take
+// 0.9 of the stall timeout each, 16 at a time, make a share near three
+// times as long as the timeout that never stalls. Virtual time (synctest);
+// the puts end between the watcher's looks (every second), which would
+// otherwise see the share's next read busy then.
+func TestShareStallGuardCountsBlocksStored(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const stall = time.Minute
+		ctx, g, stop := watchStalls(context.Background(), stall)
+		defer stop()
+		data := make([]byte, 40<<18)
+		start := time.Now()
+		put := slowPutter(func(ctx context.Context) error {
+			select {
+			case <-time.After(stall*9/10 + time.Second/2):
+				return nil
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		})
+		var stored atomic.Int64
+		_, size, err := importStream(ctx, put, bytes.NewReader(data), g, &stored)
+		if err = stallCause(ctx, err); err != nil || size != int64(len(data)) || stored.Load() != int64(len(data)) {
+			t.Fatalf("after %v: %d bytes read, %d stored, error %v; want all %d", time.Since(start), size, stored.Load(), err, len(data))
+		}
+		if took := time.Since(start); took <= 2*stall {
+			t.Fatalf("the share took %v: not much slower than the %v stall timeout, so no test of it", took, stall)
+		}
+	})
+}
+
+type slowPutter func(ctx context.Context) error
+
+func (p slowPutter) Put(ctx context.Context, _ cid.Cid, _ []byte) error { return p(ctx) }

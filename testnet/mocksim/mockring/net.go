@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -72,22 +73,13 @@ type Net struct {
 	linkFor func(a, b p2ppeer.ID) mocknet.LinkOptions
 	// wrap, when set, wraps every stream opened or accepted from then on.
 	wrap func(network.Stream) network.Stream
-	// tracer, when set, times every call from then on.
-	tracer *CallTracer
+	// tracer, when set, times every call from then on. Atomic: every
+	// stream opened or served reads it, traced or not.
+	tracer atomic.Pointer[CallTracer]
 }
 
 // Trace times every stream opened or served from now on with t (nil: stop).
-func (n *Net) Trace(t *CallTracer) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	n.tracer = t
-}
-
-func (n *Net) getTracer() *CallTracer {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.tracer
-}
+func (n *Net) Trace(t *CallTracer) { n.tracer.Store(t) }
 
 // NewNet makes an empty network whose links carry opts.
 func NewNet(mode LinkMode, opts mocknet.LinkOptions) *Net {
@@ -275,7 +267,7 @@ func (h *linkingHost) NewStream(ctx context.Context, p p2ppeer.ID, pids ...proto
 		return nil, err
 	}
 	out := h.net.delayClose(s)
-	if t := h.net.getTracer(); t != nil {
+	if t := h.net.tracer.Load(); t != nil {
 		ts := &tracedStream{Stream: out, t: t, caller: true}
 		ts.call = Call{From: h.ID(), To: p, Protocol: s.Protocol(), Open: open, Opened: time.Now()}
 		out = ts
@@ -287,10 +279,8 @@ func (h *linkingHost) SetStreamHandler(pid protocol.ID, handler network.StreamHa
 	h.Host.SetStreamHandler(pid, func(s network.Stream) {
 		served := time.Now()
 		out := h.net.delayClose(s)
-		if t := h.net.getTracer(); t != nil {
-			ts := &tracedStream{Stream: out, t: t}
-			ts.call.Served = served
-			out = ts
+		if t := h.net.tracer.Load(); t != nil {
+			out = t.serve(out, served)
 		}
 		handler(out)
 	})
