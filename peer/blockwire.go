@@ -38,9 +38,11 @@ const headFrame = 4 << 10
 
 // movedChunk is how much of a payload an unpaced write hands the stream
 // at once when its sender counts the bytes as they go (a share's stall
-// guard): one call per 64 KiB, 16 s of the slowest link a put is timed
-// for, and none per byte.
-const movedChunk = 64 << 10
+// guard): one call per yamux frame's payload (64 KiB less its 12-byte
+// header), 16 s of the slowest link a put is timed for, and none per
+// byte. A part of a full 64 KiB would cost yamux a second frame for its
+// last 12 bytes, and batchedTLS a record and a socket write for them.
+const movedChunk = 64<<10 - 12
 
 // writeBlockMsg sends hdr and then payload. The payload goes to the stream
 // as it is, past its first headFrame bytes: no copy into a message. In a

@@ -9,6 +9,8 @@ import (
 	"testing/iotest"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"google.golang.org/protobuf/proto"
 
 	"chordshare/peer/pb"
@@ -194,5 +196,51 @@ func TestReadPayloadReportsArrivals(t *testing.T) {
 	short := bufio.NewReader(bytes.NewReader(payload[:100]))
 	if _, err := readPayload(short, uint32(len(payload)), nil); err == nil {
 		t.Error("a truncated payload was read without error")
+	}
+}
+
+// writeStream records each write a block message makes.
+type writeStream struct {
+	network.Stream // nil: only Write is used
+	buf            bytes.Buffer
+	writes         []int
+}
+
+func (s *writeStream) Write(b []byte) (int, error) {
+	s.writes = append(s.writes, len(b))
+	return s.buf.Write(b)
+}
+
+// A block message whose sender counts its bytes as they go (a share's
+// put, moved set) carries the same bytes as one that does not, and its
+// parts each fill one yamux frame: a part a few bytes over a frame would
+// cost a frame of its own, a TLS record and a socket write for those
+// bytes (batchedTLS), at every part.
+func TestWatchedBlockMsgKeepsFramesWhole(t *testing.T) {
+	frame := int(yamux.DefaultTransport.Config().MaxMessageSize) - 12 // yamux's header
+	payload := bytes.Repeat([]byte("watched "), (256<<10)/8)
+	req := &pb.BlockRequest{Type: pb.BlockRequest_PUT, Size: uint32(len(payload))}
+	var plain, watched writeStream
+	if err := writeBlockMsg(context.Background(), nil, &plain, req, payload, nil); err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	if err := writeBlockMsg(context.Background(), nil, &watched, req, payload, func() { calls++ }); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(plain.buf.Bytes(), blockFrame(req, payload)) || !bytes.Equal(watched.buf.Bytes(), plain.buf.Bytes()) {
+		t.Fatal("the watched message's bytes differ from the unwatched one's")
+	}
+	if len(plain.writes) != 2 {
+		t.Fatalf("unwatched writes %v; want the head and the rest", plain.writes)
+	}
+	rest := len(payload) - headFrame
+	if want := 1 + (rest+frame-1)/frame; len(watched.writes) != want || calls != want {
+		t.Fatalf("watched writes %v, %d calls; want %d writes of at most %d bytes", watched.writes, calls, want, frame)
+	}
+	for _, w := range watched.writes[1:] {
+		if w > frame {
+			t.Fatalf("watched writes %v: one is over a yamux frame of %d bytes", watched.writes, frame)
+		}
 	}
 }
