@@ -186,15 +186,7 @@ func TestRefusedPutGoesToAnotherPeer(t *testing.T) {
 	if r.stores[full].Has(c) {
 		t.Fatal("the replica with no room stored the block")
 	}
-	var holder *Node
-	for _, n := range r.nodes {
-		if _, rep := n.RepairStatus(); rep.HintsPending == 1 {
-			holder = n
-		}
-	}
-	if holder == nil || slices.Contains(list, holder) || !r.stores[holder].Has(c) {
-		t.Fatal("no peer past the preference list holds the block with a hint")
-	}
+	hintHolder(t, r, list, c)
 }
 
 // Every way a PUT taken into the budget can end gives its bytes back: put

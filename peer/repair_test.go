@@ -558,15 +558,7 @@ func TestHintedHandoff(t *testing.T) {
 	if r.stores[away].Has(c) {
 		t.Fatal("the unreachable replica has the block")
 	}
-	var holder *Node
-	for _, n := range r.nodes {
-		if _, rep := n.RepairStatus(); rep.HintsPending == 1 {
-			holder = n
-		}
-	}
-	if holder == nil || slices.Contains(list, holder) || !r.stores[holder].Has(c) {
-		t.Fatal("no peer past the preference list holds the block with a hint")
-	}
+	holder := hintHolder(t, r, list, c)
 	if _, err := r.mn.LinkPeers(writer.Host().ID(), away.Host().ID()); err != nil {
 		t.Fatal(err)
 	}
@@ -816,4 +808,20 @@ func TestSummaryScanBudget(t *testing.T) {
 	if rs, err := a.syncArc(ctx, r.stores[a], whole, p.Host().ID(), true); err != nil || rs.Missing != 0 {
 		t.Fatalf("refilled: %v, %d missing", err, rs.Missing)
 	}
+}
+
+// hintHolder is the one peer holding a hint, which must be a peer past
+// list (c's preference list) that stores c.
+func hintHolder(t *testing.T, r *repairRing, list []*Node, c cid.Cid) *Node {
+	t.Helper()
+	var holder *Node
+	for _, n := range r.nodes {
+		if _, rep := n.RepairStatus(); rep.HintsPending == 1 {
+			holder = n
+		}
+	}
+	if holder == nil || slices.Contains(list, holder) || !r.stores[holder].Has(c) {
+		t.Fatal("no peer past the preference list holds the block with a hint")
+	}
+	return holder
 }

@@ -57,7 +57,7 @@ func TestShareStallGuardCountsBytes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				start := time.Now()
-				err, last := slowShare(t, tc.uplink, tc.rate, tc.stall, tc.stallAt)
+				last, err := slowShare(t, tc.uplink, tc.rate, tc.stall, tc.stallAt)
 				if tc.stallAt == 0 {
 					if err != nil {
 						t.Fatalf("after %v: %v", time.Since(start), err)
@@ -86,9 +86,9 @@ func TestShareStallGuardCountsBytes(t *testing.T) {
 // guard of stall, from a node with an uplink of uplink bytes/s (0: none)
 // to three replicas over pipes, each of which takes rate bytes of the put
 // a second (0: as they come), up to stallAt of them past the header's
-// write (0: all, and then acknowledges it). It returns the share's error and when a replica last
-// took bytes.
-func slowShare(t *testing.T, uplink int64, rate int, stall time.Duration, stallAt int) (error, time.Time) {
+// write (0: all, and then acknowledges it). It returns when a replica last
+// took bytes and the share's error.
+func slowShare(t *testing.T, uplink int64, rate int, stall time.Duration, stallAt int) (time.Time, error) {
 	t.Helper()
 	n, _ := pipeNode(t)
 	ring, err := chord.NewNode("pipe", nil, nil, chord.DefaultConfig())
@@ -147,7 +147,7 @@ func slowShare(t *testing.T, uplink int64, rate int, stall time.Duration, stallA
 	defer stop()
 	var stored atomic.Int64
 	_, _, err = importStream(sctx, n, bytes.NewReader(data), guard, &stored)
-	return stallCause(sctx, err), time.Unix(0, last.Load())
+	return time.Unix(0, last.Load()), stallCause(sctx, err)
 }
 
 // slowReplica reads a put of frame bytes from s, rate bytes a second (0:

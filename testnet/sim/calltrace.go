@@ -15,7 +15,7 @@ import (
 // link there and back; opening the stream should cost nothing on an open
 // connection, and each way should take the link's one-way delay.
 func callBreakdown(out io.Writer, label string, calls []mockring.Call, shaper *netshape.Shaper, lookups int) {
-	var open, req, resp, excess, rtts, totals, tx []time.Duration
+	var open, req, resp, excess, rtts, tx []time.Duration
 	var sumExcess, sumRTT time.Duration
 	n := 0
 	for _, c := range calls {
@@ -33,7 +33,6 @@ func callBreakdown(out io.Writer, label string, calls []mockring.Call, shaper *n
 		e := c.Total() - c.Work() - 2*ow - reqTx - respTx
 		excess = append(excess, e)
 		rtts = append(rtts, 2*ow)
-		totals = append(totals, c.Total()-c.Work())
 		sumExcess += e
 		sumRTT += 2 * ow
 	}
