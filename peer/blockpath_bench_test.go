@@ -125,26 +125,34 @@ func BenchmarkBlockPathPut(b *testing.B) {
 	cpu0 := cpuTime()
 	b.ResetTimer()
 	for range b.N {
-		slots := make(chan struct{}, window)
-		var wg sync.WaitGroup
-		errs := make(chan error, count)
-		for i, c := range cids {
-			slots <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-slots }()
-				if err := client.putAt(ctx, server.h.ID(), "", c, data[i], guard.touch); err != nil {
-					errs <- err
-				}
-			})
-		}
-		wg.Wait()
-		close(errs)
-		if err := <-errs; err != nil {
+		if err := windowed(cids, window, func(i int, c cid.Cid) error {
+			return client.putAt(ctx, server.h.ID(), "", c, data[i], guard.touch)
+		}); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N*blockSize*count), "cpu-ns/B")
+}
+
+// windowed runs do for every block, window of them at a time, and returns
+// the first error.
+func windowed(cids []cid.Cid, window int, do func(i int, c cid.Cid) error) error {
+	slots := make(chan struct{}, window)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(cids))
+	for i, c := range cids {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			if err := do(i, c); err != nil {
+				errs <- err
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 // hashingSink checks a block put on it against its CID and drops it.
@@ -208,27 +216,16 @@ func benchBlockPath(b *testing.B, sec libp2p.Option) {
 			b.Fatal(err)
 		}
 		stopFlush := flushBehind(out)
-		slots := make(chan struct{}, window)
-		var wg sync.WaitGroup
-		errs := make(chan error, count)
-		for i, c := range cids {
-			slots <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-slots }()
-				d, err := client.fetchFrom(ctx, server.h.ID(), c)
-				if err == nil {
-					_, err = out.WriteAt(d, int64(i)*blockSize)
-					putBuf(d)
-				}
-				if err != nil {
-					errs <- err
-				}
-			})
-		}
-		wg.Wait()
+		err = windowed(cids, window, func(i int, c cid.Cid) error {
+			d, err := client.fetchFrom(ctx, server.h.ID(), c)
+			if err == nil {
+				_, err = out.WriteAt(d, int64(i)*blockSize)
+				putBuf(d)
+			}
+			return err
+		})
 		stopFlush()
-		close(errs)
-		if err := <-errs; err != nil {
+		if err != nil {
 			b.Fatal(err)
 		}
 		if err := out.Sync(); err != nil {

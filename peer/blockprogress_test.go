@@ -77,6 +77,20 @@ func streamPipe() (*pipeStream, *pipeStream) {
 	return sa, sb
 }
 
+// servedStream is the client end of a pipe whose other end n serves as an
+// inbound block stream.
+func servedStream(n *Node) *pipeStream {
+	client, server := streamPipe()
+	go n.serveBlock(server)
+	return client
+}
+
+// putFrame is the PUT of data as block c, header and payload, as its
+// sender writes it.
+func putFrame(c cid.Cid, data []byte) []byte {
+	return blockFrame(&pb.BlockRequest{Type: pb.BlockRequest_PUT, Cid: c.Bytes(), Size: uint32(len(data))}, data)
+}
+
 // noHost dials nothing: a client that finds no pooled stream fails.
 type noHost struct{ host.Host }
 
@@ -157,11 +171,10 @@ func bigBlock(t *testing.T) ([]byte, cid.Cid) {
 func TestSlowSteadyPutIsReceived(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n, st := pipeNode(t)
-		client, server := streamPipe()
-		go n.serveBlock(server)
+		client := servedStream(n)
 		data, c := bigBlock(t)
 		start := time.Now()
-		frame := blockFrame(&pb.BlockRequest{Type: pb.BlockRequest_PUT, Cid: c.Bytes(), Size: uint32(len(data))}, data)
+		frame := putFrame(c, data)
 		if err := trickle(context.Background(), client, frame, slowRate, time.Second); err != nil {
 			t.Fatalf("after %v: %v", time.Since(start), err)
 		}
@@ -198,11 +211,10 @@ func TestStalledPutIsCutOff(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				n, st := pipeNode(t)
-				client, server := streamPipe()
-				go n.serveBlock(server)
+				client := servedStream(n)
 				data, c := bigBlock(t)
 				start := time.Now()
-				frame := blockFrame(&pb.BlockRequest{Type: pb.BlockRequest_PUT, Cid: c.Bytes(), Size: uint32(len(data))}, data)
+				frame := putFrame(c, data)
 				head := len(frame) - len(data) + 64<<10
 				if _, err := client.Write(frame[:head]); err != nil {
 					t.Fatal(err)
@@ -318,9 +330,8 @@ func TestServedGetDeadlineStartsAtTheTurn(t *testing.T) {
 		if err := st.Put(c, data); err != nil {
 			t.Fatal(err)
 		}
-		a, b := streamPipe()
+		a := servedStream(srv)
 		client.blocks.streams.put(server, &blockStream{s: a, r: bufio.NewReader(a)})
-		go srv.serveBlock(b)
 		return client, srv, c, func() { a.Close() }
 	}
 	t.Run("turn comes", func(t *testing.T) {

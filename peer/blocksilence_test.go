@@ -45,7 +45,7 @@ func TestPacedServeThatYieldedItsTurnIsNotCutOff(t *testing.T) {
 		}
 		fetcher := func(late time.Duration) (*Node, func()) {
 			n, _ := pipeNode(t)
-			a, b := streamPipe()
+			a := servedStream(srv)
 			var s interface {
 				Read([]byte) (int, error)
 			} = a
@@ -53,7 +53,6 @@ func TestPacedServeThatYieldedItsTurnIsNotCutOff(t *testing.T) {
 				s = &lateReader{pipeStream: a, late: late}
 			}
 			n.blocks.streams.put(server, &blockStream{s: a, r: bufio.NewReader(s)})
-			go srv.serveBlock(b)
 			return n, func() { a.Close() }
 		}
 		first, stop1 := fetcher(2 * time.Second)

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -43,11 +42,10 @@ func TestPutsBeyondTheBudgetAreRefused(t *testing.T) {
 			p := &put{data: bytes.Repeat([]byte{byte(i)}, size), done: make(chan error, 1)}
 			all = append(all, p)
 			c := rawBlock(t, p.data)
-			client, server := streamPipe()
-			go n.serveBlock(server)
+			client := servedStream(n)
 			go func() {
 				defer client.Close()
-				frame := blockFrame(&pb.BlockRequest{Type: pb.BlockRequest_PUT, Cid: c.Bytes(), Size: size}, p.data)
+				frame := putFrame(c, p.data)
 				// The header and the first bytes in one write, as a sender
 				// writes the whole block at once: a refusal fails it.
 				head := len(frame) - size + 8<<10
@@ -102,10 +100,9 @@ func TestRefusedPutFailsAtOnce(t *testing.T) {
 		srv, st := pipeNode(t)
 		data, c := bigBlock(t)
 		srv.blocks.putBytes = &byteBudget{limit: int64(len(data)) - 1}
-		a, b := streamPipe()
+		a := servedStream(srv)
 		defer a.Close()
 		client.blocks.streams.put(server, &blockStream{s: a, r: bufio.NewReader(a)})
-		go srv.serveBlock(b)
 		start := time.Now()
 		err := client.storeAt(context.Background(), server, c, data)
 		if !errors.Is(err, errPutRefused) {
@@ -170,13 +167,7 @@ func TestRefusedPutGoesToAnotherPeer(t *testing.T) {
 	data := []byte("refused by a replica with no room")
 	c := rawBlock(t, data)
 	list := r.preference(c)
-	var writer *Node
-	for _, n := range r.nodes {
-		if !slices.Contains(list, n) {
-			writer = n
-			break
-		}
-	}
+	writer := r.outside(list)
 	full := list[0]
 	full.blocks.putBytes = &byteBudget{limit: 0}
 	if err := writer.Put(context.Background(), c, data); err != nil {
@@ -198,20 +189,12 @@ func TestPutBudgetIsGivenBack(t *testing.T) {
 		n, st := pipeNode(t)
 		const size = 64 << 10
 		block := func(i byte) []byte { return bytes.Repeat([]byte{i}, size) }
-		put := func(c cid.Cid, size int) *pb.BlockRequest {
-			return &pb.BlockRequest{Type: pb.BlockRequest_PUT, Cid: c.Bytes(), Size: uint32(size)}
-		}
-		serve := func() *pipeStream {
-			client, server := streamPipe()
-			go n.serveBlock(server)
-			return client
-		}
 		// Two puts on one stream.
-		reused := serve()
+		reused := servedStream(n)
 		r := bufio.NewReader(reused)
 		for i := range byte(2) {
 			b := block(i)
-			if _, err := reused.Write(blockFrame(put(rawBlock(t, b), size), b)); err != nil {
+			if _, err := reused.Write(putFrame(rawBlock(t, b), b)); err != nil {
 				t.Fatalf("put %d: %v", i, err)
 			}
 			resp := &pb.BlockResponse{}
@@ -225,8 +208,8 @@ func TestPutBudgetIsGivenBack(t *testing.T) {
 		reused.Close()
 		// Cut short and silent: each has its header and half its block in.
 		half := func(b []byte) *pipeStream {
-			s := serve()
-			f := blockFrame(put(rawBlock(t, b), size), b)
+			s := servedStream(n)
+			f := putFrame(rawBlock(t, b), b)
 			if _, err := s.Write(f[:len(f)-size/2]); err != nil {
 				t.Fatal(err)
 			}

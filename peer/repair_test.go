@@ -184,6 +184,18 @@ func (r *repairRing) preference(c cid.Cid) []*Node {
 	return r.firstPeers(c, r.cfg.Replicas)
 }
 
+// outside is the first node not on list: a writer whose own store is not
+// one of the block's replicas.
+func (r *repairRing) outside(list []*Node) *Node {
+	for _, n := range r.nodes {
+		if !slices.Contains(list, n) {
+			return n
+		}
+	}
+	r.t.Fatal("every node is on the list")
+	return nil
+}
+
 // firstPeers is the first count distinct live peers clockwise from c's key.
 func (r *repairRing) firstPeers(c cid.Cid, count int) []*Node {
 	type pos struct {
@@ -541,13 +553,7 @@ func TestHintedHandoff(t *testing.T) {
 	data := []byte("hinted handoff")
 	c := rawBlock(t, data)
 	list := r.preference(c)
-	var writer *Node
-	for _, n := range r.nodes {
-		if !slices.Contains(list, n) {
-			writer = n
-			break
-		}
-	}
+	writer := r.outside(list)
 	away := list[2]
 	_ = r.mn.UnlinkPeers(writer.Host().ID(), away.Host().ID())
 	_ = r.mn.DisconnectPeers(writer.Host().ID(), away.Host().ID())

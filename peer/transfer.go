@@ -22,9 +22,9 @@ var errStalled = errors.New("stalled")
 // stallGuard tells a transfer that is moving from one that is stuck. A
 // transfer touches it as bytes of a block arrive (a fetch's; a 2 MiB block
 // on a slow link takes minutes) or are written to a replica (a share's),
-// and at every block stored or fetched;
-// while a write to the API client is blocked (a slow reader of `peer
-// fetch` output) it is busy, which is the client's pace and not a stall.
+// and at every block stored or fetched; while a write to the API client is
+// blocked (a slow reader of `peer fetch` output) it is busy, which is the
+// client's pace and not a stall.
 type stallGuard struct {
 	// moved: progress since the watcher last looked. A touch only sets
 	// it, without reading the clock: a fetch touches it at every read of
