@@ -58,8 +58,8 @@ func (c Config) Validate() error {
 	if err := c.Chord.Validate(); err != nil {
 		return err
 	}
-	if c.Uplink < 0 && c.Uplink != UplinkAuto {
-		return fmt.Errorf("uplink %d: want 0 (unpaced), UplinkAuto or more bytes per second", c.Uplink)
+	if err := checkUplink(c.Uplink); err != nil {
+		return err
 	}
 	if c.Replicas < 1 || c.WriteQuorum < 1 || c.WriteQuorum > c.Replicas {
 		return fmt.Errorf("replication: want 1 <= W (%d) <= r (%d)", c.WriteQuorum, c.Replicas)

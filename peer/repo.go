@@ -118,8 +118,8 @@ func (c RepoConfig) Validate() error {
 	if c.StorageMax < 0 {
 		return fmt.Errorf("storage_max %d: want 0 (no limit) or more", int64(c.StorageMax))
 	}
-	if c.Uplink < 0 && c.Uplink != UplinkAuto {
-		return fmt.Errorf("uplink %d: want 0 (unpaced), \"auto\" or more", int64(c.Uplink))
+	if err := checkUplink(int64(c.Uplink)); err != nil {
+		return err
 	}
 	if c.RepairRate != nil && *c.RepairRate < 0 {
 		return fmt.Errorf("repair_rate %d: want 0 (no limit) or more", int64(*c.RepairRate))

@@ -121,12 +121,16 @@ func (b *ByteSize) UnmarshalJSON(data []byte) error {
 // "auto": the node estimates it.
 type UplinkSize int64
 
-// ParseUplink reads "auto" or a size (ParseSize).
+// ParseUplink reads "auto" or a size (ParseSize) a node can be paced to.
 func ParseUplink(s string) (int64, error) {
 	if strings.TrimSpace(s) == "auto" {
 		return UplinkAuto, nil
 	}
-	return ParseSize(s)
+	n, err := ParseSize(s)
+	if err != nil {
+		return 0, err
+	}
+	return n, checkUplink(n)
 }
 
 // MarshalJSON writes "auto" or the size as ByteSize does.

@@ -2,6 +2,7 @@ package peer
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,6 +89,41 @@ func TestUplinkSize(t *testing.T) {
 	var u UplinkSize
 	if err := json.Unmarshal([]byte(`"often"`), &u); err == nil {
 		t.Error(`accepted "often"`)
+	}
+}
+
+// An uplink paced so slowly that its largest block outlasts the receiver's
+// patience is refused wherever it is set, not left to fail every put.
+func TestUplinkBelowTheFloorIsRefused(t *testing.T) {
+	// The floor itself works: its paced rate is the slowest sender a
+	// receiver waits for.
+	if got := bulkShare * float64(MinUplink); got < slowestSender {
+		t.Fatalf("MinUplink paces at %.0f B/s, below slowestSender (%d)", got, slowestSender)
+	}
+	rc, cfg := DefaultRepoConfig(), DefaultConfig()
+	for _, c := range []int64{MinUplink, 0, UplinkAuto, 10_000} {
+		if _, err := ParseUplink(fmt.Sprint(c)); c != UplinkAuto && err != nil {
+			t.Errorf("ParseUplink(%d): %v", c, err)
+		}
+		rc.Uplink, cfg.Uplink = UplinkSize(c), c
+		if err := rc.Validate(); err != nil {
+			t.Errorf("repo config, uplink %d: %v", c, err)
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("node config, uplink %d: %v", c, err)
+		}
+	}
+	for _, c := range []int64{MinUplink - 1, 1, -2} {
+		if _, err := ParseUplink(fmt.Sprint(c)); c > 0 && (err == nil || !strings.Contains(err.Error(), "too slow")) {
+			t.Errorf("ParseUplink(%d): err = %v, want too slow", c, err)
+		}
+		rc.Uplink, cfg.Uplink = UplinkSize(c), c
+		if err := rc.Validate(); err == nil || !strings.HasPrefix(err.Error(), "uplink ") {
+			t.Errorf("repo config, uplink %d: err = %v", c, err)
+		}
+		if err := cfg.Validate(); err == nil || !strings.HasPrefix(err.Error(), "uplink ") {
+			t.Errorf("node config, uplink %d: err = %v", c, err)
+		}
 	}
 }
 

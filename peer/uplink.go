@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -24,6 +25,25 @@ import (
 // testnet's 80 kbit/s node that kept every ring call under 500 ms while it
 // shared (README, "Slow links").
 const bulkShare = 0.8
+
+// MinUplink is the least uplink capacity a node is paced to, bytes per
+// second: at bulkShare of it a block's sender is still slowestSender, the
+// slowest its receiver waits for (receiveLimit). Paced any slower, every
+// put of a large block would run out of time at its receiver.
+const MinUplink = int64(slowestSender / bulkShare)
+
+// checkUplink reports a configured uplink capacity no node can run with.
+func checkUplink(capacity int64) error {
+	switch {
+	case capacity == UplinkAuto || capacity == 0:
+		return nil
+	case capacity < 0:
+		return fmt.Errorf("uplink %d: want 0 (unpaced), auto or at least %d bytes per second", capacity, MinUplink)
+	case capacity < MinUplink:
+		return fmt.Errorf("uplink %d bytes per second: below %d, too slow to send a %s block before its receiver gives up (0: unpaced)", capacity, MinUplink, ByteSize(maxBlockSize))
+	}
+	return nil
+}
 
 // uplinkBurst is how far an idle uplink may send ahead of its rate: enough
 // for a header and its first bytes at once, little enough not to queue.

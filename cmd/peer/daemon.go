@@ -64,7 +64,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	})
 	var uplink *int64
-	fs.Func("uplink", "the `SIZE` per second this peer's link sends (10KB for 80 kbit/s): block uploads\nare paced below it, so ring calls on a slow link stay fast; auto: the peer\nestimates it from ring call delays; 0 for no pacing (default: the repo\nconfig's, initially 0)", func(v string) error {
+	fs.Func("uplink", "the `SIZE` per second this peer's link sends (10KB for 80 kbit/s): block uploads\nare paced below it, so ring calls on a slow link stay fast; auto: the peer\nestimates it from ring call delays; 0 for no pacing, else at least 1280\n(default: the repo config's, initially 0)", func(v string) error {
 		n, err := peer.ParseUplink(v)
 		uplink = &n
 		return err
