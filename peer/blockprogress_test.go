@@ -338,7 +338,7 @@ func TestServedGetDeadlineStartsAtTheTurn(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			client, srv, c, stop := serving(t)
 			defer stop()
-			held, err := srv.up.acquire(context.Background())
+			held, err := srv.up.acquire(context.Background(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -351,7 +351,7 @@ func TestServedGetDeadlineStartsAtTheTurn(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			client, srv, c, stop := serving(t)
 			defer stop()
-			held, err := srv.up.acquire(context.Background())
+			held, err := srv.up.acquire(context.Background(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -258,7 +258,7 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 	var tn *turn
 	if n.up.paces(len(payload)) {
 		var err error
-		if tn, err = n.up.acquire(ctx); err != nil {
+		if tn, err = n.up.acquire(ctx, moved); err != nil {
 			return nil, nil, fmt.Errorf("waiting for the uplink: %w", err)
 		}
 		tn.peer = p
@@ -597,7 +597,7 @@ func (n *Node) writeResponse(s network.Stream, resp *pb.BlockResponse, payload [
 	if n.up.paces(len(payload)) {
 		wait, cancel := context.WithTimeout(n.life, serveTurnWait)
 		var err error
-		tn, err = n.up.acquire(wait)
+		tn, err = n.up.acquire(wait, nil)
 		cancel()
 		switch {
 		case n.life.Err() != nil:

@@ -37,6 +37,8 @@ var _ movingPutter = daemonBackend{}
 // the bytes keep going. Replicas that stop taking bytes end the
 // share one stall timeout after their last ones (30 s there: a paced
 // put's own bound, 92 s after its turn, would end it before 2 min).
+// A paced share queued behind another upload counts that upload's bytes:
+// the queue moves, so the share is waiting, not stalled.
 // Time is virtual (synctest), the replicas pipes (blockprogress_test.go).
 func TestShareStallGuardCountsBytes(t *testing.T) {
 	for _, tc := range []struct {
@@ -48,8 +50,12 @@ func TestShareStallGuardCountsBytes(t *testing.T) {
 		// all): whole chunks, so that the last write the node sees done
 		// is the replicas' last bytes.
 		stallAt int
+		// Bytes of another paced message holding the uplink's turn when
+		// the share starts.
+		ahead int
 	}{
 		{name: "paced/slow", uplink: 4000, stall: api.DefaultStallTimeout},
+		{name: "paced/queued", uplink: 4000, stall: 30 * time.Second, ahead: 256 << 10},
 		{name: "unpaced/slow", rate: 5000, stall: 30 * time.Second},
 		{name: "paced/stalled", uplink: 4000, stall: 30 * time.Second, stallAt: 28 << 10},
 		{name: "unpaced/stalled", rate: 5000, stall: 30 * time.Second, stallAt: 2 * movedChunk},
@@ -57,7 +63,7 @@ func TestShareStallGuardCountsBytes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				start := time.Now()
-				last, err := slowShare(t, tc.uplink, tc.rate, tc.stall, tc.stallAt)
+				last, err := slowShare(t, tc.uplink, tc.rate, tc.stall, tc.stallAt, tc.ahead)
 				if tc.stallAt == 0 {
 					if err != nil {
 						t.Fatalf("after %v: %v", time.Since(start), err)
@@ -86,9 +92,10 @@ func TestShareStallGuardCountsBytes(t *testing.T) {
 // guard of stall, from a node with an uplink of uplink bytes/s (0: none)
 // to three replicas over pipes, each of which takes rate bytes of the put
 // a second (0: as they come), up to stallAt of them past the header's
-// write (0: all, and then acknowledges it). It returns when a replica last
-// took bytes and the share's error.
-func slowShare(t *testing.T, uplink int64, rate int, stall time.Duration, stallAt int) (time.Time, error) {
+// write (0: all, and then acknowledges it). A paced message of ahead
+// bytes (0: none) holds the uplink's turn as the share starts. It returns
+// when a replica last took bytes and the share's error.
+func slowShare(t *testing.T, uplink int64, rate int, stall time.Duration, stallAt, ahead int) (time.Time, error) {
 	t.Helper()
 	n, _ := pipeNode(t)
 	ring, err := chord.NewNode("pipe", nil, nil, chord.DefaultConfig())
@@ -143,6 +150,18 @@ func slowShare(t *testing.T, uplink int64, rate int, stall time.Duration, stallA
 		})
 	}
 
+	if ahead > 0 {
+		tn, err := n.up.acquire(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() {
+			defer tn.release()
+			if err := tn.send(ctx, io.Discard, nil, make([]byte, ahead)); err != nil {
+				t.Errorf("the message ahead: %v", err)
+			}
+		})
+	}
 	sctx, guard, stop := watchStalls(context.Background(), stall)
 	defer stop()
 	var stored atomic.Int64

@@ -66,6 +66,13 @@ type uplink struct {
 	probes chan p2ppeer.ID
 
 	turn chan struct{} // one message at a time
+
+	// waiting are the moved callbacks of messages waiting for the turn
+	// (take): each chunk the uplink sends is progress for them too, so a
+	// share queued behind other uploads is not taken for stalled while
+	// the queue moves (its stall guard counts moved calls).
+	waitMu  sync.Mutex
+	waiting map[*func()]struct{}
 }
 
 // newUplink paces to a link of capacity bytes per second; nil (no pacing)
@@ -183,15 +190,29 @@ const uplinkStall = time.Second
 
 // acquire waits for the uplink's turn: a message with a payload is sent
 // whole before the next starts, unless its receiver stalls it. The caller
-// sends with the turn's send and then releases it.
-func (u *uplink) acquire(ctx context.Context) (*turn, error) {
-	if err := u.take(ctx); err != nil {
+// sends with the turn's send and then releases it. moved, if set, is
+// called whenever the message the wait is behind sends a chunk.
+func (u *uplink) acquire(ctx context.Context, moved func()) (*turn, error) {
+	if err := u.take(ctx, moved); err != nil {
 		return nil, err
 	}
 	return &turn{u: u, held: true}, nil
 }
 
-func (u *uplink) take(ctx context.Context) error {
+func (u *uplink) take(ctx context.Context, moved func()) error {
+	if moved != nil {
+		u.waitMu.Lock()
+		if u.waiting == nil {
+			u.waiting = map[*func()]struct{}{}
+		}
+		u.waiting[&moved] = struct{}{}
+		u.waitMu.Unlock()
+		defer func() {
+			u.waitMu.Lock()
+			delete(u.waiting, &moved)
+			u.waitMu.Unlock()
+		}()
+	}
 	select {
 	case u.turn <- struct{}{}:
 		return nil
@@ -222,15 +243,16 @@ func (t *turn) release() {
 	}
 }
 
-// regain waits for the turn again if a stalled write gave it up.
-func (t *turn) regain(ctx context.Context) error {
+// regain waits for the turn again if a stalled write gave it up; moved is
+// take's.
+func (t *turn) regain(ctx context.Context, moved func()) error {
 	t.mu.Lock()
 	held := t.held
 	t.mu.Unlock()
 	if held {
 		return nil
 	}
-	if err := t.u.take(ctx); err != nil {
+	if err := t.u.take(ctx, moved); err != nil {
 		return err
 	}
 	t.mu.Lock()
@@ -249,7 +271,7 @@ func (t *turn) send(ctx context.Context, w io.Writer, moved func(), parts ...[]b
 	u := t.u
 	for _, b := range parts {
 		for len(b) > 0 {
-			if err := t.regain(ctx); err != nil {
+			if err := t.regain(ctx, moved); err != nil {
 				return err
 			}
 			k := min(len(b), u.chunkSize())
@@ -272,10 +294,21 @@ func (t *turn) send(ctx context.Context, w io.Writer, moved func(), parts ...[]b
 			if moved != nil {
 				moved()
 			}
+			u.movedForWaiting()
 			b = b[k:]
 		}
 	}
 	return nil
+}
+
+// movedForWaiting tells the messages waiting for the turn that a chunk
+// went.
+func (u *uplink) movedForWaiting() {
+	u.waitMu.Lock()
+	defer u.waitMu.Unlock()
+	for moved := range u.waiting {
+		(*moved)()
+	}
 }
 
 // write writes b to w, giving the turn up if that takes u.stall.

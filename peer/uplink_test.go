@@ -86,7 +86,7 @@ func TestUplinkKeepsToItsRate(t *testing.T) {
 		head := bytes.Repeat([]byte{1}, 5000)
 		payload := bytes.Repeat([]byte{2}, 300<<10)
 		ctx := context.Background()
-		tn, err := u.acquire(ctx)
+		tn, err := u.acquire(ctx, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,7 +133,7 @@ func TestUplinkStopsSendingWhenCancelled(t *testing.T) {
 		}
 	}
 	payload := make([]byte, 256<<10)
-	tn, err := u.acquire(ctx)
+	tn, err := u.acquire(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,22 +151,22 @@ func TestUplinkStopsSendingWhenCancelled(t *testing.T) {
 // and gives up waiting when its context ends.
 func TestUplinkTurns(t *testing.T) {
 	u := newUplink(10_000)
-	first, err := u.acquire(context.Background())
+	first, err := u.acquire(context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := u.acquire(ctx); !errors.Is(err, context.Canceled) {
+	if _, err := u.acquire(ctx, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("acquire while another sends: %v, want cancelled", err)
 	}
 	first.release()
 	first.release() // a second release gives back nothing: not another's turn
-	second, err := u.acquire(context.Background())
+	second, err := u.acquire(context.Background(), nil)
 	if err != nil {
 		t.Fatalf("acquire after release: %v", err)
 	}
-	if _, err := u.acquire(ctx); !errors.Is(err, context.Canceled) {
+	if _, err := u.acquire(ctx, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("acquire while another holds the turn after a double release: %v, want cancelled", err)
 	}
 	second.release()
@@ -195,7 +195,7 @@ func TestUplinkStalledReceiverYieldsTheTurn(t *testing.T) {
 	u := newUplink(1 << 20)
 	u.stall = time.Millisecond
 	ctx := context.Background()
-	stuck, err := u.acquire(ctx)
+	stuck, err := u.acquire(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,7 +212,7 @@ func TestUplinkStalledReceiverYieldsTheTurn(t *testing.T) {
 	// for ever.
 	waitCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	next, err := u.acquire(waitCtx)
+	next, err := u.acquire(waitCtx, nil)
 	if err != nil {
 		t.Fatalf("the turn stayed with a message whose receiver stalled: %v", err)
 	}
@@ -231,7 +231,7 @@ func TestUplinkStalledReceiverYieldsTheTurn(t *testing.T) {
 	if !bytes.Equal(w.buf.Bytes(), payload) {
 		t.Fatal("the stalled message's bytes came out changed")
 	}
-	last, err := u.acquire(ctx)
+	last, err := u.acquire(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -309,7 +309,7 @@ func TestNodeWithSlowUplinkSendsInTime(t *testing.T) {
 		t.Helper()
 		ctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
-		tn, err := u.acquire(ctx)
+		tn, err := u.acquire(ctx, nil)
 		if err != nil {
 			t.Fatalf("%s kept the uplink's turn", what)
 		}
