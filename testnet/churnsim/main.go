@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"chordshare/chord"
+	"chordshare/internal/cpustat"
+	"chordshare/internal/ctxtime"
 	"chordshare/peer"
 )
 
@@ -250,7 +252,7 @@ func churnRun(ctx context.Context, o options, cfg peer.Config, median time.Durat
 		p.dies = now.Add(exp(s.rng, median))
 	}
 	ring0, rep0 := s.traffic()
-	cpu0, wall0 := cpuTime(), time.Now()
+	cpu0, wall0 := cpustat.ProcessTime(), time.Now()
 	var pr probes
 	ticks := int(o.duration / o.tick)
 	for range ticks {
@@ -274,7 +276,7 @@ func churnRun(ctx context.Context, o options, cfg peer.Config, median time.Durat
 		s.maintain(ctx, cfg, o.tick, now)
 		s.probe(ctx, &pr, o.lookupsPerTick, o.fetchesPerTick)
 	}
-	res.wall, res.cpu = time.Since(wall0), cpuTime()-cpu0
+	res.wall, res.cpu = time.Since(wall0), cpustat.ProcessTime()-cpu0
 	ring1, rep1 := s.traffic()
 	simSeconds := o.duration.Seconds()
 	res.ringBps = float64(ring1-ring0) / float64(o.peers) / simSeconds
@@ -329,7 +331,7 @@ func crashRuns(ctx context.Context, o options, cfg peer.Config, out io.Writer) e
 			s.crash(victim)
 			missing := 1
 			for missing > 0 && time.Since(start) < 2*time.Minute && ctx.Err() == nil {
-				sleep(ctx, 50*time.Millisecond)
+				_ = ctxtime.Sleep(ctx, 50*time.Millisecond) // the loop checks ctx
 				_, missing = s.copies()
 			}
 			took := time.Since(start)
@@ -347,23 +349,6 @@ func crashRuns(ctx context.Context, o options, cfg peer.Config, out io.Writer) e
 	}
 	fmt.Fprintln(out)
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // loadAvg is the 1-minute load average, or "?".

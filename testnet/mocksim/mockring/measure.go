@@ -8,13 +8,14 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 
 	"chordshare/chord"
+	"chordshare/internal/cpustat"
+	"chordshare/internal/ctxtime"
 	"chordshare/peer"
 
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
@@ -311,41 +312,22 @@ func (r *Ring) Maintenance(ctx context.Context, warmup, window time.Duration) (M
 		wg.Go(func() { n.Run(runCtx) })
 	}
 	defer func() { stop(); wg.Wait() }()
-	if err := sleep(ctx, warmup); err != nil {
+	if err := ctxtime.Sleep(ctx, warmup); err != nil {
 		return rep, err
 	}
-	before, cpu0 := Totals(live), cpuTime()
+	before, cpu0 := Totals(live), cpustat.ProcessTime()
 	late := lateness(ctx)
-	err := sleep(ctx, window)
+	err := ctxtime.Sleep(ctx, window)
 	rep.Lateness = late()
 	if err != nil {
 		return rep, err
 	}
-	rep.Traffic, rep.CPU = Totals(live).minus(before), cpuTime()-cpu0
+	rep.Traffic, rep.CPU = Totals(live).minus(before), cpustat.ProcessTime()-cpu0
 	rep.RightRunning = r.Oracle().Check(r.Chords())
 	stop()
 	wg.Wait()
 	rep.RightStopped = r.Oracle().Check(r.Chords())
 	return rep, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // Lateness starts measuring how late the process's timers run (see
