@@ -148,7 +148,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	fmt.Fprintf(out, "# Repair under churn (testnet/churnsim)\n\n")
 	fmt.Fprintf(out, "`go run ./testnet/churnsim %s`\n\n", strings.Join(os.Args[1:], " "))
 	fmt.Fprintf(out, "Run %s on %s/%s, %d CPUs (GOMAXPROCS %d), shared with other work (load average at start: %s).\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), loadAvg())
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), cpustat.LoadAvg())
 	fmt.Fprintf(out, "Links: mocknet, no added latency. r = 3, %d vnode(s) per peer, blocks of %d bytes, stored in real "+
 		"block stores (tmpfs). Intervals are the daemon's defaults: stabilize 2 s, fix-fingers 2 s, check-predecessor 4 s, "+
 		"repair check 1 s, full repair round 60 s.\n\n", o.vnodes, o.size)
@@ -349,15 +349,6 @@ func crashRuns(ctx context.Context, o options, cfg peer.Config, out io.Writer) e
 	}
 	fmt.Fprintln(out)
 	return nil
-}
-
-// loadAvg is the 1-minute load average, or "?".
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Fields(string(b))[0]
 }
 
 // crashSteppedRuns crash one peer at a time on a stepped ring (as the

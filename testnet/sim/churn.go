@@ -21,6 +21,7 @@ import (
 
 	"chordshare/blocks"
 	"chordshare/chord"
+	"chordshare/internal/cpustat"
 	"chordshare/internal/ctxtime"
 	"chordshare/peer"
 	"chordshare/testnet/mocksim/mockring"
@@ -64,7 +65,7 @@ func churnCmd(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	rep.write(out, f)
-	fmt.Fprintf(out, "Load average at the end: %s.\n\n", loadavg())
+	fmt.Fprintf(out, "Load average at the end: %s.\n\n", cpustat.LoadAvg())
 	return nil
 }
 
