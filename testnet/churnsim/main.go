@@ -6,6 +6,17 @@
 // with 2-second stabilization and 10-minute sessions runs in minutes;
 // figures are reported in simulated time.
 //
+// `sim churn` (testnet/sim) is the other churn harness and asks another
+// question: whether lookups stay right and fast, with real timers on shaped
+// links, so its figures follow the machine's load. This one asks whether
+// blocks survive: its churn runs step the clock (no timers, no delays, so
+// the load does not matter), every block is checked on its true preference
+// list, and it times a crash to full replication. Their churn differs too:
+// here a crashed peer is replaced at once and the blocks are stored before
+// the churn; there a place stays empty for a drawn down time and blocks come
+// from a put workload. What they share is mockring.Net, internal/ctxtime
+// and internal/cpustat.
+//
 //	go run ./testnet/churnsim -report testnet/churnsim/REPORT.md
 package main
 
