@@ -17,6 +17,7 @@ import (
 	"chordshare/internal/cpustat"
 	"chordshare/internal/ctxtime"
 	"chordshare/peer"
+	"chordshare/testnet/internal/parallel"
 
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 )
@@ -207,32 +208,16 @@ func (r *Ring) Lookups(ctx context.Context, qs []Query, mode chord.LookupMode, w
 	results := make([]result, len(qs))
 	before := Totals(r.Nodes)
 	late := lateness(ctx)
-	work := make(chan int)
-	var wg sync.WaitGroup
-	for range min(concurrency, len(qs)) {
-		wg.Go(func() {
-			for i := range work {
-				q := qs[i]
-				t := time.Now()
-				res, err := live[q.From].Chord().LookupMode(ctx, q.Key, want, mode)
-				results[i] = result{done: true, hops: res.Hops, latency: time.Since(t), start: t, err: err}
-				if err == nil {
-					results[i].right = o.CheckLookup(q.Key, res) == nil
-					results[i].live = o.CheckFirstLive(q.Key, res, r.alive) == nil
-				}
-			}
-		})
-	}
-feed:
-	for i := range qs {
-		select {
-		case work <- i:
-		case <-ctx.Done():
-			break feed
+	parallel.Each(ctx, len(qs), concurrency, func(i int) {
+		q := qs[i]
+		t := time.Now()
+		res, err := live[q.From].Chord().LookupMode(ctx, q.Key, want, mode)
+		results[i] = result{done: true, hops: res.Hops, latency: time.Since(t), start: t, err: err}
+		if err == nil {
+			results[i].right = o.CheckLookup(q.Key, res) == nil
+			results[i].live = o.CheckFirstLive(q.Key, res, r.alive) == nil
 		}
-	}
-	close(work)
-	wg.Wait()
+	})
 	rep := LookupReport{Mode: mode, Want: want, Lateness: late()}
 	d := Totals(r.Nodes).minus(before)
 	rep.Calls, rep.FailedCalls = d.CallsOut, d.FailedCalls
