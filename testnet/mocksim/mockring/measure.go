@@ -126,11 +126,12 @@ func NewDist(xs []time.Duration) Dist {
 	}
 	return Dist{
 		N: len(xs), Mean: sum / time.Duration(len(xs)),
-		P50: rank(xs, 0.50), P90: rank(xs, 0.90), P99: rank(xs, 0.99), P999: rank(xs, 0.999), Max: xs[len(xs)-1],
+		P50: Rank(xs, 0.50), P90: Rank(xs, 0.90), P99: Rank(xs, 0.99), P999: Rank(xs, 0.999), Max: xs[len(xs)-1],
 	}
 }
 
-func rank[T any](sorted []T, p float64) T {
+// Rank is the nearest-rank p-quantile of sorted (p = 0.99: the p99).
+func Rank[T any](sorted []T, p float64) T {
 	return sorted[max(int(math.Ceil(p*float64(len(sorted))))-1, 0)]
 }
 
@@ -251,7 +252,7 @@ func (r *Ring) Lookups(ctx context.Context, qs []Query, mode chord.LookupMode, w
 			sum += h
 		}
 		rep.MeanHops = float64(sum) / float64(len(hops))
-		rep.P50Hops, rep.P99Hops, rep.MaxHops = rank(hops, 0.50), rank(hops, 0.99), hops[len(hops)-1]
+		rep.P50Hops, rep.P99Hops, rep.MaxHops = Rank(hops, 0.50), Rank(hops, 0.99), hops[len(hops)-1]
 	}
 	rep.Latency = NewDist(lat)
 	return rep
