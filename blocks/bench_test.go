@@ -13,6 +13,8 @@ import (
 
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
+
+	"chordshare/internal/diskbaseline"
 )
 
 // benchSize is the chunk size of share's files: the blocks that dominate.
@@ -74,22 +76,6 @@ func distinct(b *testing.B, data []byte, n uint64) cid.Cid {
 	return sum(b, cid.Raw, mh.SHA2_256, data)
 }
 
-func writeFsync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
 // BenchmarkPut: the caller has made the CID (not timed); Put's own check of
 // the bytes against it is timed.
 func BenchmarkPut(b *testing.B) {
@@ -101,7 +87,7 @@ func BenchmarkPut(b *testing.B) {
 		c := distinct(b, data, uint64(i))
 		err := p.do(i,
 			func() error { return s.Put(c, data) },
-			func() error { return writeFsync(filepath.Join(dir, strconv.Itoa(i)), data) })
+			func() error { return diskbaseline.WriteFsync(filepath.Join(dir, strconv.Itoa(i)), data) })
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -128,7 +114,7 @@ func BenchmarkPutParallel(b *testing.B) {
 			c := distinct(b, data, n)
 			err := p.do(i,
 				func() error { return s.Put(c, data) },
-				func() error { return writeFsync(filepath.Join(dir, strconv.FormatUint(n, 10)), data) })
+				func() error { return diskbaseline.WriteFsync(filepath.Join(dir, strconv.FormatUint(n, 10)), data) })
 			if err != nil {
 				b.Error(err) // Fatal must not be called off the benchmark's goroutine
 				return
@@ -152,7 +138,7 @@ func BenchmarkGet(b *testing.B) {
 		c := distinct(b, data, uint64(i))
 		put(b, s, c, data)
 		cs = append(cs, c)
-		if err := writeFsync(filepath.Join(dir, strconv.Itoa(i)), data); err != nil {
+		if err := diskbaseline.WriteFsync(filepath.Join(dir, strconv.Itoa(i)), data); err != nil {
 			b.Fatal(err)
 		}
 	}

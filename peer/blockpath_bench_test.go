@@ -19,6 +19,7 @@ import (
 	mh "github.com/multiformats/go-multihash"
 
 	"chordshare/blocks"
+	"chordshare/internal/cpustat"
 )
 
 // BenchmarkBlockPath is a fetch's data path between two nodes in this
@@ -122,7 +123,7 @@ func BenchmarkBlockPathPut(b *testing.B) {
 	ctx := context.Background()
 	var guard stallGuard
 	b.SetBytes(blockSize * count)
-	cpu0 := cpuTime()
+	cpu0 := cpustat.ProcessTime()
 	b.ResetTimer()
 	for range b.N {
 		if err := windowed(cids, window, func(i int, c cid.Cid) error {
@@ -132,7 +133,7 @@ func BenchmarkBlockPathPut(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N*blockSize*count), "cpu-ns/B")
+	b.ReportMetric(float64(cpustat.ProcessTime()-cpu0)/float64(b.N*blockSize*count), "cpu-ns/B")
 }
 
 // windowed runs do for every block, window of them at a time, and returns
@@ -205,7 +206,7 @@ func benchBlockPath(b *testing.B, sec libp2p.Option) {
 	server, client := blockPathNodes(b, sec, store, nil)
 	ctx := context.Background()
 	b.SetBytes(blockSize * count)
-	cpu0 := cpuTime()
+	cpu0 := cpustat.ProcessTime()
 	b.ResetTimer()
 	for range b.N {
 		out, err := os.Create(filepath.Join(dir, "out"))
@@ -236,5 +237,5 @@ func benchBlockPath(b *testing.B, sec libp2p.Option) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N*blockSize*count), "cpu-ns/B")
+	b.ReportMetric(float64(cpustat.ProcessTime()-cpu0)/float64(b.N*blockSize*count), "cpu-ns/B")
 }

@@ -22,6 +22,7 @@ import (
 
 	"chordshare/blocks"
 	"chordshare/chord"
+	"chordshare/internal/ctxtime"
 	"chordshare/peer/api"
 )
 
@@ -500,7 +501,7 @@ func joinRing(ctx context.Context, n joiner, boot []libp2ppeer.AddrInfo, opts Da
 		}
 		fmt.Fprintf(logw, "join through %s failed (attempt %d of %d), retrying in %v: %s\n",
 			via, i, attempts, wait, OneLine(err.Error()))
-		if err := sleepCtx(ctx, wait); err != nil {
+		if err := ctxtime.Sleep(ctx, wait); err != nil {
 			return fmt.Errorf("join the ring through %s: %w", via, err)
 		}
 		wait *= 2

@@ -3,9 +3,7 @@ package peer
 import (
 	"context"
 	"io"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -15,6 +13,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+
+	"chordshare/internal/cpustat"
 )
 
 // BenchmarkStreamSecurity sends 256 KiB writes over one libp2p stream
@@ -67,7 +67,7 @@ func BenchmarkStreamSecurity(b *testing.B) {
 			}
 			buf := make([]byte, 256<<10)
 			b.SetBytes(int64(len(buf)))
-			cpu0 := cpuTime()
+			cpu0 := cpustat.ProcessTime()
 			b.ResetTimer()
 			for range b.N {
 				if _, err := s.Write(buf); err != nil {
@@ -81,17 +81,8 @@ func BenchmarkStreamSecurity(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.StopTimer()
-			b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N*len(buf)), "cpu-ns/B")
+			b.ReportMetric(float64(cpustat.ProcessTime()-cpu0)/float64(b.N*len(buf)), "cpu-ns/B")
 			s.Close()
 		})
 	}
-}
-
-// cpuTime is the CPU time this process has used, user and system.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

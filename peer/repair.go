@@ -20,6 +20,7 @@ import (
 
 	"chordshare/blocks"
 	"chordshare/chord"
+	"chordshare/internal/ctxtime"
 	"chordshare/merkle"
 	"chordshare/peer/api"
 	"chordshare/peer/pb"
@@ -246,7 +247,7 @@ type pacer struct {
 	rate  float64 // bytes per second; 0: unpaced
 	burst time.Duration
 	now   func() time.Time                                 // nil: time.Now
-	sleep func(ctx context.Context, d time.Duration) error // nil: sleepCtx
+	sleep func(ctx context.Context, d time.Duration) error // nil: ctxtime.Sleep
 
 	mu   sync.Mutex
 	next time.Time
@@ -270,7 +271,7 @@ func (p *pacer) drained(ctx context.Context, n int) error {
 // pace books n bytes and waits their turn; limited says it had to wait.
 func (p *pacer) pace(ctx context.Context, n int, toEnd bool) (limited bool, err error) {
 	if d := p.book(n, toEnd); d > 0 {
-		sleep := sleepCtx
+		sleep := ctxtime.Sleep
 		if p.sleep != nil {
 			sleep = p.sleep
 		}
@@ -615,18 +616,6 @@ func (n *Node) repairExchange(ctx context.Context, p p2ppeer.ID, req *pb.RepairR
 		return nil, &busyError{time.Duration(resp.GetRetryAfterMs()) * time.Millisecond}
 	}
 	return nil, fmt.Errorf("remote error: %.200s", resp.GetError())
-}
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // storeSource lists a block store's ring range for package merkle.

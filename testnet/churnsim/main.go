@@ -6,6 +6,17 @@
 // with 2-second stabilization and 10-minute sessions runs in minutes;
 // figures are reported in simulated time.
 //
+// `sim churn` (testnet/sim) is the other churn harness and asks another
+// question: whether lookups stay right and fast, with real timers on shaped
+// links, so its figures follow the machine's load. This one asks whether
+// blocks survive: its churn runs step the clock (no timers, no delays, so
+// the load does not matter), every block is checked on its true preference
+// list, and it times a crash to full replication. Their churn differs too:
+// here a crashed peer is replaced at once and the blocks are stored before
+// the churn; there a place stays empty for a drawn down time and blocks come
+// from a put workload. What they share is mockring.Net, internal/ctxtime
+// and internal/cpustat.
+//
 //	go run ./testnet/churnsim -report testnet/churnsim/REPORT.md
 package main
 
@@ -22,6 +33,8 @@ import (
 	"time"
 
 	"chordshare/chord"
+	"chordshare/internal/cpustat"
+	"chordshare/internal/ctxtime"
 	"chordshare/peer"
 )
 
@@ -146,7 +159,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	fmt.Fprintf(out, "# Repair under churn (testnet/churnsim)\n\n")
 	fmt.Fprintf(out, "`go run ./testnet/churnsim %s`\n\n", strings.Join(os.Args[1:], " "))
 	fmt.Fprintf(out, "Run %s on %s/%s, %d CPUs (GOMAXPROCS %d), shared with other work (load average at start: %s).\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), loadAvg())
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.GOMAXPROCS(0), cpustat.LoadAvg())
 	fmt.Fprintf(out, "Links: mocknet, no added latency. r = 3, %d vnode(s) per peer, blocks of %d bytes, stored in real "+
 		"block stores (tmpfs). Intervals are the daemon's defaults: stabilize 2 s, fix-fingers 2 s, check-predecessor 4 s, "+
 		"repair check 1 s, full repair round 60 s.\n\n", o.vnodes, o.size)
@@ -250,7 +263,7 @@ func churnRun(ctx context.Context, o options, cfg peer.Config, median time.Durat
 		p.dies = now.Add(exp(s.rng, median))
 	}
 	ring0, rep0 := s.traffic()
-	cpu0, wall0 := cpuTime(), time.Now()
+	cpu0, wall0 := cpustat.ProcessTime(), time.Now()
 	var pr probes
 	ticks := int(o.duration / o.tick)
 	for range ticks {
@@ -274,7 +287,7 @@ func churnRun(ctx context.Context, o options, cfg peer.Config, median time.Durat
 		s.maintain(ctx, cfg, o.tick, now)
 		s.probe(ctx, &pr, o.lookupsPerTick, o.fetchesPerTick)
 	}
-	res.wall, res.cpu = time.Since(wall0), cpuTime()-cpu0
+	res.wall, res.cpu = time.Since(wall0), cpustat.ProcessTime()-cpu0
 	ring1, rep1 := s.traffic()
 	simSeconds := o.duration.Seconds()
 	res.ringBps = float64(ring1-ring0) / float64(o.peers) / simSeconds
@@ -329,7 +342,7 @@ func crashRuns(ctx context.Context, o options, cfg peer.Config, out io.Writer) e
 			s.crash(victim)
 			missing := 1
 			for missing > 0 && time.Since(start) < 2*time.Minute && ctx.Err() == nil {
-				sleep(ctx, 50*time.Millisecond)
+				_ = ctxtime.Sleep(ctx, 50*time.Millisecond) // the loop checks ctx
 				_, missing = s.copies()
 			}
 			took := time.Since(start)
@@ -347,32 +360,6 @@ func crashRuns(ctx context.Context, o options, cfg peer.Config, out io.Writer) e
 	}
 	fmt.Fprintln(out)
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// loadAvg is the 1-minute load average, or "?".
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	return strings.Fields(string(b))[0]
 }
 
 // crashSteppedRuns crash one peer at a time on a stepped ring (as the

@@ -24,10 +24,10 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
-	"strings"
 	"time"
 
 	"chordshare/chord"
+	"chordshare/internal/cpustat"
 	"chordshare/peer"
 	"chordshare/testnet/mocksim/mockring"
 )
@@ -121,7 +121,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "mocksim: "+format+"\n", a...)
 	}
 	rep := &report{w: stdout, o: o, cfg: cfg.Chord}
-	rep.header(args, runtime.Version(), runtime.NumCPU(), runtime.GOMAXPROCS(0), loadavg())
+	rep.header(args, runtime.Version(), runtime.NumCPU(), runtime.GOMAXPROCS(0), cpustat.LoadAvg())
 
 	memBase := mockring.ReadMem()
 	r, err := mockring.NewRing(mockring.Options{Peers: o.peers, Config: cfg, Links: o.links, Seed: o.seed})
@@ -172,7 +172,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		phases := r.PhaseCalls(ctx, o.phaseWarmup, o.phaseRounds)
 		r.SetLatency(o.latency)
 		progress("timers running: %v warm-up, %v window ...", o.warmup, o.window)
-		before := loadavg()
+		before := cpustat.LoadAvg()
 		// A thousand peers share one heap here, and collecting it while
 		// the timers run stalls them all at once, which real peers in
 		// their own processes never see: collect less often meanwhile.
@@ -183,7 +183,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("maintenance: %w", err)
 		}
 		near, fingers := r.SRTTs()
-		rep.maintenance(m, phases, before, loadavg(), near, fingers)
+		rep.maintenance(m, phases, before, cpustat.LoadAvg(), near, fingers)
 	}
 
 	if !o.skipFail {
@@ -219,20 +219,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		rep.failure(len(killed), rounds, rows, after)
 	}
-	rep.p("Load average at the end: %s.", loadavg())
+	rep.p("Load average at the end: %s.", cpustat.LoadAvg())
 	return ctx.Err()
-}
-
-// loadavg is the machine's 1-minute load average, or "?" where there is
-// none to read: other processes on the machine slow the simulation down.
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "?"
-	}
-	f := strings.Fields(string(b))
-	if len(f) == 0 {
-		return "?"
-	}
-	return f[0]
 }

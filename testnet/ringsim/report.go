@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"chordshare/chord"
+	"chordshare/internal/cpustat"
 )
 
 // table is one result table, printed aligned on a terminal or as markdown.
@@ -69,7 +70,7 @@ type report struct {
 
 func newReport(o options, args []string) *report {
 	return &report{
-		o: o, args: args, targetsMet: true, load: loadAverage(),
+		o: o, args: args, targetsMet: true, load: cpustat.LoadAvg(),
 		build: &table{
 			title: "Build",
 			note: "Peers join one at a time through the real Join; the vnodes whose successor lists a newcomer " +
@@ -187,13 +188,4 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
-}
-
-// loadAverage is the 1-minute load average from /proc/loadavg, where there is one.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
-		return f[0]
-	}
-	return "unknown"
 }

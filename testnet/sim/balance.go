@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 
 	"chordshare/chord"
+	"chordshare/testnet/mocksim/mockring"
 	"chordshare/testnet/sim/netshape"
 
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
@@ -173,13 +174,9 @@ func balanceOf(s balanceScheme, ids []p2ppeer.ID, capacity []float64, choices in
 	slices.Sort(raw)
 	slices.Sort(fair)
 	rm := mean(raw)
-	row.RawP99, row.RawMax = rank(raw, 0.99)/rm, raw[len(raw)-1]/rm
-	row.FairMean, row.FairP99, row.FairMax = mean(fair), rank(fair, 0.99), fair[len(fair)-1]
+	row.RawP99, row.RawMax = mockring.Rank(raw, 0.99)/rm, raw[len(raw)-1]/rm
+	row.FairMean, row.FairP99, row.FairMax = mean(fair), mockring.Rank(fair, 0.99), fair[len(fair)-1]
 	return row
-}
-
-func rank(sorted []float64, p float64) float64 {
-	return sorted[max(int(math.Ceil(p*float64(len(sorted))))-1, 0)]
 }
 
 // peerIDs are the IDs mockring gives peers for this seed (the same draw as

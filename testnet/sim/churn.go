@@ -21,6 +21,8 @@ import (
 
 	"chordshare/blocks"
 	"chordshare/chord"
+	"chordshare/internal/cpustat"
+	"chordshare/internal/ctxtime"
 	"chordshare/peer"
 	"chordshare/testnet/mocksim/mockring"
 	"chordshare/testnet/sim/netshape"
@@ -63,7 +65,7 @@ func churnCmd(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	rep.write(out, f)
-	fmt.Fprintf(out, "Load average at the end: %s.\n\n", loadavg())
+	fmt.Fprintf(out, "Load average at the end: %s.\n\n", cpustat.LoadAvg())
 	return nil
 }
 
@@ -231,7 +233,7 @@ func runChurn(ctx context.Context, f churnFlags) (churnReport, error) {
 	// Quiet part: maintenance alone.
 	before := mockring.Totals(cn.allNodes())
 	liveAtStart := len(s.Live())
-	if err := sleepCtx(churnCtx, quiet); err != nil && ctx.Err() != nil {
+	if err := ctxtime.Sleep(churnCtx, quiet); err != nil && ctx.Err() != nil {
 		return rep, ctx.Err()
 	}
 	d := mockring.Totals(cn.allNodes())
@@ -289,17 +291,6 @@ func runChurn(ctx context.Context, f churnFlags) (churnReport, error) {
 	return rep, nil
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // config is a peer's config: its vnodes from its access link, and a block
 // store of its own unless it is a client.
 func (cn *churnNet) config(name string, a netshape.Access) (peer.Config, error) {
@@ -343,7 +334,7 @@ func (cn *churnNet) run(ctx context.Context, n *peer.Node) {
 func (cn *churnNet) place(ctx context.Context, i int, n *peer.Node, rng *mrand.Rand) {
 	a := cn.access[i]
 	for gen := 1; ; gen++ {
-		if sleepCtx(ctx, scaledDur(expDuration(rng, cn.f.session), cn.f.scale)) != nil {
+		if ctxtime.Sleep(ctx, scaledDur(expDuration(rng, cn.f.session), cn.f.scale)) != nil {
 			return
 		}
 		cn.mu.Lock()
@@ -354,7 +345,7 @@ func (cn *churnNet) place(ctx context.Context, i int, n *peer.Node, rng *mrand.R
 		stop()
 		_ = cn.CrashNode(n)
 		for {
-			if sleepCtx(ctx, scaledDur(expDuration(rng, cn.f.down), cn.f.scale)) != nil {
+			if ctxtime.Sleep(ctx, scaledDur(expDuration(rng, cn.f.down), cn.f.scale)) != nil {
 				return
 			}
 			cfg, err := cn.config(fmt.Sprintf("p%d-%d", i, gen), a)

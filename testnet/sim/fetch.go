@@ -20,6 +20,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"chordshare/blocks"
+	"chordshare/internal/cpustat"
 	"chordshare/peer"
 	"chordshare/share"
 	"chordshare/testnet/sim/netshape"
@@ -96,7 +97,7 @@ func fetchCmd(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "| %.2f | %s | %s | %.1f | %s | %s | %d | %d | %d | %s | %d | %s | %s | %s | %s | %s |\n", r.Rank, ms(t.FirstLeafAsked), ms(t.FirstLeafIn), t.SteadyRate, ms(t.LastLeafAsked), ms(t.End), t.Requests, t.Hedges, t.Dropped, ms(t.Lookup), t.Replicas, ms(t.FirstResponse), ms(t.Idle), ms(t.HolderBound), ms(rest), ms(t.Stalled))
 	}
 	fmt.Fprintf(out, "\nWhere the time went, from every Get's steps (peer.Config.GetTrace; -trace FILE writes them): the floor is the file over the fetcher's downlink; then the time to the first response header, the time after it with no response being received, the link time lost while the holders sending had less uplink in all than the downlink, and the rest over the floor: the link was busy but carried less than its rate (the simulator's shaper loses link time when its goroutines wake late under CPU load; compare the longest process stall, how late a 5 ms ticker ran).\n")
-	fmt.Fprintf(out, "\nBottleneck: the smaller of the fetcher's downlink and the sum of the uplinks of every peer holding a block of the file (issue 4's definition; it ignores that each block comes from one of only 3 holders, so it can be above what any schedule reaches). Time floor: no schedule ends before the slowest block has come from the fastest of its 3 holders at that holder's full uplink, nor before the file has crossed the fetcher's downlink. The fetcher is a client (capacity 0) so it holds no block itself; the file was shared by a random storing peer before the links were shaped; bytes are checked against the file's SHA-256.\n\nLoad average at the end: %s.\n\n", loadavg())
+	fmt.Fprintf(out, "\nBottleneck: the smaller of the fetcher's downlink and the sum of the uplinks of every peer holding a block of the file (issue 4's definition; it ignores that each block comes from one of only 3 holders, so it can be above what any schedule reaches). Time floor: no schedule ends before the slowest block has come from the fastest of its 3 holders at that holder's full uplink, nor before the file has crossed the fetcher's downlink. The fetcher is a client (capacity 0) so it holds no block itself; the file was shared by a random storing peer before the links were shaped; bytes are checked against the file's SHA-256.\n\nLoad average at the end: %s.\n\n", cpustat.LoadAvg())
 	return nil
 }
 

@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"slices"
-	"sync"
 	"time"
 
 	dht "github.com/libp2p/go-libp2p-kad-dht"
@@ -16,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 
+	"chordshare/testnet/internal/parallel"
 	"chordshare/testnet/mocksim/mockring"
 	"chordshare/testnet/sim/netshape"
 
@@ -158,55 +158,39 @@ func kadLookups(ctx context.Context, op string, dhts []*dht.IpfsDHT, hosts []hos
 	}
 	results := make([]result, len(qs))
 	m0 := c.Messages.Load()
-	work := make(chan int)
-	var wg sync.WaitGroup
-	for range min(concurrency, len(qs)) {
-		wg.Go(func() {
-			for i := range work {
-				q := qs[i]
-				lctx, cancel := context.WithTimeout(ctx, time.Minute)
-				t := time.Now()
-				var r result
-				switch op {
-				case "GetClosestPeers":
-					ps, err := dhts[q.From].GetClosestPeers(lctx, string(q.Key[:]))
-					r = result{done: true, latency: time.Since(t), err: err}
-					if err == nil {
-						r.right = slices.Contains(ps, closest(hosts, q.From, q.Key[:]))
-					}
-				default:
-					// A peer the asker is connected to is answered at
-					// once, without a lookup: take the next one that is not.
-					target := targets[i]
-					if target == q.From {
-						target = (target + 1) % len(hosts)
-					}
-					for k := range len(hosts) {
-						t := (targets[i] + k) % len(hosts)
-						if t != q.From && hosts[q.From].Network().Connectedness(hosts[t].ID()) != network.Connected {
-							target = t
-							break
-						}
-					}
-					ai, err := dhts[q.From].FindPeer(lctx, hosts[target].ID())
-					r = result{done: true, latency: time.Since(t), err: err}
-					r.right = err == nil && ai.ID == hosts[target].ID()
-				}
-				cancel()
-				results[i] = r
+	parallel.Each(ctx, len(qs), concurrency, func(i int) {
+		q := qs[i]
+		lctx, cancel := context.WithTimeout(ctx, time.Minute)
+		t := time.Now()
+		var r result
+		switch op {
+		case "GetClosestPeers":
+			ps, err := dhts[q.From].GetClosestPeers(lctx, string(q.Key[:]))
+			r = result{done: true, latency: time.Since(t), err: err}
+			if err == nil {
+				r.right = slices.Contains(ps, closest(hosts, q.From, q.Key[:]))
 			}
-		})
-	}
-feed:
-	for i := range qs {
-		select {
-		case work <- i:
-		case <-ctx.Done():
-			break feed
+		default:
+			// A peer the asker is connected to is answered at
+			// once, without a lookup: take the next one that is not.
+			target := targets[i]
+			if target == q.From {
+				target = (target + 1) % len(hosts)
+			}
+			for k := range len(hosts) {
+				t := (targets[i] + k) % len(hosts)
+				if t != q.From && hosts[q.From].Network().Connectedness(hosts[t].ID()) != network.Connected {
+					target = t
+					break
+				}
+			}
+			ai, err := dhts[q.From].FindPeer(lctx, hosts[target].ID())
+			r = result{done: true, latency: time.Since(t), err: err}
+			r.right = err == nil && ai.ID == hosts[target].ID()
 		}
-	}
-	close(work)
-	wg.Wait()
+		cancel()
+		results[i] = r
+	})
 	rep := kadReport{Op: op}
 	var lat []time.Duration
 	for _, r := range results {

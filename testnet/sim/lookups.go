@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"chordshare/chord"
+	"chordshare/internal/cpustat"
 	"chordshare/peer"
 	"chordshare/testnet/mocksim/mockring"
 	"chordshare/testnet/sim/netshape"
@@ -46,7 +47,7 @@ func lookupsCmd(ctx context.Context, args []string, out io.Writer) error {
 	if _, err := runLookups(ctx, f, out); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "Load average at the end: %s.\n", loadavg())
+	fmt.Fprintf(out, "Load average at the end: %s.\n", cpustat.LoadAvg())
 	return nil
 }
 

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"chordshare/chord"
+	"chordshare/internal/cpustat"
 	"chordshare/peer"
 	"chordshare/testnet/sim/netshape"
 )
@@ -148,19 +149,7 @@ func (c *common) vnodesDesc() string {
 // header is the line every report starts with: what ran, where.
 func header(out io.Writer, title string, args []string) {
 	fmt.Fprintf(out, "## %s\n\n`sim %s` — %s, %d CPUs (GOMAXPROCS %d), load average %s at the start.\n\n",
-		title, strings.Join(args, " "), runtime.Version(), runtime.NumCPU(), runtime.GOMAXPROCS(0), loadavg())
-}
-
-func loadavg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 1 {
-		return "unknown"
-	}
-	return f[0]
+		title, strings.Join(args, " "), runtime.Version(), runtime.NumCPU(), runtime.GOMAXPROCS(0), cpustat.LoadAvg())
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }

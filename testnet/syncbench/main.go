@@ -48,6 +48,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"chordshare/internal/diskbaseline"
 )
 
 func main() {
@@ -186,11 +188,7 @@ func (b *bench) shard(n uint64) string {
 func (b *bench) ways() map[string]func(uint64, []byte) error {
 	return map[string]func(uint64, []byte) error{
 		"base": func(n uint64, data []byte) error {
-			f, err := os.OpenFile(filepath.Join(b.shard(n), fmt.Sprint(n)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				return err
-			}
-			return writeClose(f, data, fsync)
+			return diskbaseline.WriteFsync(filepath.Join(b.shard(n), fmt.Sprint(n)), data)
 		},
 		"rename":      func(n uint64, d []byte) error { return b.rename(n, d, fsync, syncDir) },
 		"fdatasync":   func(n uint64, d []byte) error { return b.rename(n, d, fdatasync, syncDir) },

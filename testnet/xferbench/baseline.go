@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"chordshare/internal/diskbaseline"
 )
 
 // blockSize is share's chunk size: the unit the block store writes and
@@ -152,7 +154,7 @@ func timedWrite(ctx context.Context, dir, name string, blocks, writers int, buf 
 	for range writers {
 		wg.Go(func() {
 			for i := range next {
-				if err := writeFsync(filepath.Join(d, strconv.Itoa(i)), buf); err != nil {
+				if err := diskbaseline.WriteFsync(filepath.Join(d, strconv.Itoa(i)), buf); err != nil {
 					errs <- err
 					return
 				}
@@ -181,22 +183,6 @@ feed:
 		return 0, fmt.Errorf("disk baseline: %w", err)
 	}
 	return float64(blocks*len(buf)) / elapsed.Seconds(), nil
-}
-
-func writeFsync(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // sequentialWrite writes size bytes to one file and fsyncs once: the most

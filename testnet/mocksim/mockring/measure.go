@@ -8,14 +8,16 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 
 	"chordshare/chord"
+	"chordshare/internal/cpustat"
+	"chordshare/internal/ctxtime"
 	"chordshare/peer"
+	"chordshare/testnet/internal/parallel"
 
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 )
@@ -124,11 +126,12 @@ func NewDist(xs []time.Duration) Dist {
 	}
 	return Dist{
 		N: len(xs), Mean: sum / time.Duration(len(xs)),
-		P50: rank(xs, 0.50), P90: rank(xs, 0.90), P99: rank(xs, 0.99), P999: rank(xs, 0.999), Max: xs[len(xs)-1],
+		P50: Rank(xs, 0.50), P90: Rank(xs, 0.90), P99: Rank(xs, 0.99), P999: Rank(xs, 0.999), Max: xs[len(xs)-1],
 	}
 }
 
-func rank[T any](sorted []T, p float64) T {
+// Rank is the nearest-rank p-quantile of sorted (p = 0.99: the p99).
+func Rank[T any](sorted []T, p float64) T {
 	return sorted[max(int(math.Ceil(p*float64(len(sorted))))-1, 0)]
 }
 
@@ -206,32 +209,16 @@ func (r *Ring) Lookups(ctx context.Context, qs []Query, mode chord.LookupMode, w
 	results := make([]result, len(qs))
 	before := Totals(r.Nodes)
 	late := lateness(ctx)
-	work := make(chan int)
-	var wg sync.WaitGroup
-	for range min(concurrency, len(qs)) {
-		wg.Go(func() {
-			for i := range work {
-				q := qs[i]
-				t := time.Now()
-				res, err := live[q.From].Chord().LookupMode(ctx, q.Key, want, mode)
-				results[i] = result{done: true, hops: res.Hops, latency: time.Since(t), start: t, err: err}
-				if err == nil {
-					results[i].right = o.CheckLookup(q.Key, res) == nil
-					results[i].live = o.CheckFirstLive(q.Key, res, r.alive) == nil
-				}
-			}
-		})
-	}
-feed:
-	for i := range qs {
-		select {
-		case work <- i:
-		case <-ctx.Done():
-			break feed
+	parallel.Each(ctx, len(qs), concurrency, func(i int) {
+		q := qs[i]
+		t := time.Now()
+		res, err := live[q.From].Chord().LookupMode(ctx, q.Key, want, mode)
+		results[i] = result{done: true, hops: res.Hops, latency: time.Since(t), start: t, err: err}
+		if err == nil {
+			results[i].right = o.CheckLookup(q.Key, res) == nil
+			results[i].live = o.CheckFirstLive(q.Key, res, r.alive) == nil
 		}
-	}
-	close(work)
-	wg.Wait()
+	})
 	rep := LookupReport{Mode: mode, Want: want, Lateness: late()}
 	d := Totals(r.Nodes).minus(before)
 	rep.Calls, rep.FailedCalls = d.CallsOut, d.FailedCalls
@@ -265,7 +252,7 @@ feed:
 			sum += h
 		}
 		rep.MeanHops = float64(sum) / float64(len(hops))
-		rep.P50Hops, rep.P99Hops, rep.MaxHops = rank(hops, 0.50), rank(hops, 0.99), hops[len(hops)-1]
+		rep.P50Hops, rep.P99Hops, rep.MaxHops = Rank(hops, 0.50), Rank(hops, 0.99), hops[len(hops)-1]
 	}
 	rep.Latency = NewDist(lat)
 	return rep
@@ -311,41 +298,22 @@ func (r *Ring) Maintenance(ctx context.Context, warmup, window time.Duration) (M
 		wg.Go(func() { n.Run(runCtx) })
 	}
 	defer func() { stop(); wg.Wait() }()
-	if err := sleep(ctx, warmup); err != nil {
+	if err := ctxtime.Sleep(ctx, warmup); err != nil {
 		return rep, err
 	}
-	before, cpu0 := Totals(live), cpuTime()
+	before, cpu0 := Totals(live), cpustat.ProcessTime()
 	late := lateness(ctx)
-	err := sleep(ctx, window)
+	err := ctxtime.Sleep(ctx, window)
 	rep.Lateness = late()
 	if err != nil {
 		return rep, err
 	}
-	rep.Traffic, rep.CPU = Totals(live).minus(before), cpuTime()-cpu0
+	rep.Traffic, rep.CPU = Totals(live).minus(before), cpustat.ProcessTime()-cpu0
 	rep.RightRunning = r.Oracle().Check(r.Chords())
 	stop()
 	wg.Wait()
 	rep.RightStopped = r.Oracle().Check(r.Chords())
 	return rep, nil
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // Lateness starts measuring how late the process's timers run (see
