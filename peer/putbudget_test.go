@@ -66,9 +66,9 @@ func TestPutsBeyondTheRoomAreRefused(t *testing.T) {
 			}()
 			synctest.Wait() // the server has read this put's header and first bytes before the next one comes
 		}
-		// 8 KiB came of each: its buffer, full, has doubled to 16 KiB.
-		if held := n.blocks.puts.status().BytesHeld; held != puts*16<<10 {
-			t.Fatalf("%d puts with 8 KiB of their blocks in hold %d bytes, want %d", puts, held, puts*16<<10)
+		// 8 KiB came of each: its first buffer, full, has grown to 32 KiB.
+		if held := n.blocks.puts.status().BytesHeld; held != puts*putGrowth*putFirst {
+			t.Fatalf("%d puts with 8 KiB of their blocks in hold %d bytes, want %d", puts, held, puts*putGrowth*putFirst)
 		}
 		var stored, refused []time.Time
 		for i, p := range all {
@@ -86,8 +86,9 @@ func TestPutsBeyondTheRoomAreRefused(t *testing.T) {
 				refused = append(refused, p.at)
 			}
 		}
-		// The 12 hold 256 KiB each at 128 KiB in; 4 of them get the
-		// 1 MiB left to double, and the others are refused when they try.
+		// At 256 KiB in, the 12 hold 256 KiB each and grow to 1 MiB in
+		// turn: one whose 768 KiB more fits does, one that does not is
+		// refused, which frees its 256 KiB; 4 get the room.
 		if len(stored) != fit {
 			t.Fatalf("%d puts stored, %d refused; want %d stored, the room's worth", len(stored), len(refused), fit)
 		}
@@ -109,7 +110,7 @@ func TestRefusedPutFailsAtOnce(t *testing.T) {
 		client, _ := pipeNode(t)
 		srv, st := pipeNode(t)
 		data, c := bigBlock(t)
-		srv.blocks.puts = newPutRoom(int64(len(data)) - 1, nil)
+		srv.blocks.puts = newPutRoom(int64(len(data))-1, nil)
 		a := servedStream(srv)
 		defer a.Close()
 		client.blocks.streams.put(server, &blockStream{s: a, r: bufio.NewReader(a)})

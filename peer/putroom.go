@@ -26,12 +26,16 @@ const putBudget = 128 << 20
 
 // A PUT's buffer grows as its bytes arrive, so that it holds room for what
 // its sender has sent rather than for what its header declares: it starts
-// at putFirst, what a sender writes with the header (headFrame), and
-// doubles each time it is full (readPut). It thus holds at most twice the
-// bytes that came, or putFirst. A 256 KiB leaf costs 6 more buffers and
-// copies of 252 KiB in all on the receiver, under 1% of what the bytes
-// cost to receive and hash.
-const putFirst = headFrame
+// at putFirst, what a sender writes with the header (headFrame), and grows
+// putGrowth-fold each time it is full (readPut), up to the block's size.
+// It thus holds at most putGrowth times the bytes that came, or putFirst.
+// Growth copies: a 256 KiB leaf goes through 4 and 32 KiB buffers, 36 KiB
+// copied, a seventh of a copy of its bytes; doubling would copy 252 KiB,
+// about as much as receiving them once more (BenchmarkReadPut).
+const (
+	putFirst  = headFrame
+	putGrowth = 8
+)
 
 // putSilence is how long a PUT may go without bytes before a PUT that has
 // no room may evict it (putRoom.take). receiving cuts a silent PUT off
@@ -45,15 +49,17 @@ const putSilence = blockStreamBase
 // buffer bytes (putBudget), charged as each PUT's bytes arrive, and the
 // PUTs that hold it.
 //
-// What a peer can still do to make a node refuse honest PUTs: hold room,
-// which takes bytes. Room for the declared block is needed for a new PUT
-// to start, and a buffer holds at most twice what came (putFirst), so
-// holding all 128 MiB takes 64 MiB sent; to keep it, a byte on each stream
-// every putSilence (or the others' evict it), and a new PUT every
-// receiveLimit (43 min), which ends the slowest: about 64 MiB per 43 min,
-// 26 KB/s, across at least 64 streams. Headers alone, on the 4,096 streams
-// the resource manager admits, hold 16 MiB, for putSilence once room runs
-// short. Before, 64 headers (6 KB) held all of it for 522 s.
+// What a peer can still do to make a node refuse honest PUTs: hold its
+// room, which now takes bytes. A new PUT starts only if its whole block
+// fits, and a buffer holds at most putGrowth times what came (or
+// putFirst), so holding all 128 MiB takes 16 MiB sent (64 streams, each
+// 256 KiB and a byte into a 2 MiB block); keeping it takes a byte on each
+// stream every putSilence, or a new PUT evicts it, and new PUTs every
+// receiveLimit (43 min), which ends the slowest. That is about 16 MiB per
+// 43 min, 6.5 KB/s, from peers that need not be the same. Headers alone,
+// on the 4,096 streams the resource manager admits, hold 16 MiB, for
+// putSilence once room runs short. Before, 64 headers (6 KB) held it all
+// for 522 s each: 11 B/s.
 //
 // Its own counter rather than the stream scopes' ReserveMemory in libp2p's
 // resource manager: those scopes share their limits with yamux's receive
@@ -136,8 +142,8 @@ func (r *putRoom) turnedAwayUnlock(now time.Time, refused bool, evicted []*putRe
 	var e *api.NodeEvent
 	if r.events != nil && r.unrefused+r.unevicted > 0 && (r.told.IsZero() || now.Sub(r.told) >= putEventGap) {
 		e = &api.NodeEvent{Kind: api.EventPutsRefused, Count: r.unrefused + r.unevicted,
-			Message: fmt.Sprintf("turned away %d puts (%d refused, %d evicted after %v without bytes): their senders put the blocks elsewhere; %s held of %s for puts being received",
-				r.unrefused+r.unevicted, r.unrefused, r.unevicted, putSilence, FormatSize(r.held), FormatSize(r.limit))}
+			Message: fmt.Sprintf("puts turned away: %d refused for want of room, %d evicted after %v without bytes; their senders put the blocks elsewhere; %s of %s held for puts being received",
+				r.unrefused, r.unevicted, putSilence, FormatSize(r.held), FormatSize(r.limit))}
 		r.unrefused, r.unevicted, r.told = 0, 0, now
 	}
 	r.mu.Unlock()
@@ -229,13 +235,13 @@ func bufCap(n int) int64 { return 1 << (bufClass(n) + minBufShift) }
 
 // readPut reads the size bytes of rec's block that follow its header into
 // a pooled buffer that grows as they come, taking room for each growth
-// (putFirst). moved is called whenever some bytes have arrived. It fails
+// (putGrowth). moved is called whenever some bytes have arrived. It fails
 // with errNoRoom when the buffer cannot grow.
 func readPut(r *bufio.Reader, size int, rec *putReception, moved func()) ([]byte, error) {
 	b := getBuf(min(size, putFirst))
 	for got := 0; got < size; {
 		if got == len(b) {
-			next := min(size, 2*len(b))
+			next := min(size, putGrowth*len(b))
 			if !rec.grow(bufCap(next) - int64(cap(b))) {
 				putBuf(b)
 				return nil, errNoRoom
