@@ -38,7 +38,7 @@ const (
 )
 
 // putSilence is how long a PUT may go without bytes before a PUT that has
-// no room may evict it (putRoom.take). receiving cuts a silent PUT off
+// no room may evict it (makeRoomLocked). receiving cuts a silent PUT off
 // only after blockSilence, or the old whole-transfer bound: an honest
 // paced sender yields its turn behind a long message for that long. Such a
 // sender loses its place only when the room is full, and puts the block
@@ -53,7 +53,7 @@ const putSilence = blockStreamBase
 // room, which now takes bytes. A new PUT starts only if its whole block
 // fits, and a buffer holds at most putGrowth times what came (or
 // putFirst), so holding all 128 MiB takes 16 MiB sent (64 streams, each
-// 256 KiB and a byte into a 2 MiB block); keeping it takes a byte on each
+// 256 KiB into a 2 MiB block); keeping it takes a byte on each
 // stream every putSilence, or a new PUT evicts it, and new PUTs every
 // receiveLimit (43 min), which ends the slowest. That is about 16 MiB per
 // 43 min, 6.5 KB/s, from peers that need not be the same. Headers alone,
