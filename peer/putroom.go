@@ -108,17 +108,19 @@ type putReception struct {
 // PUTs whose bytes keep coming), or that a new PUT evicted.
 var errNoRoom = errors.New("no room to receive the block")
 
-// admit starts receiving a PUT of size bytes if the whole block fits in
-// the room now, evicting silent PUTs if it must, and takes room for its
-// first buffer; nil if it does not fit, the PUT refused. evict resets the
+// admit starts receiving a PUT of size bytes if its whole buffer (its
+// size, rounded up to the pool's power of two) fits in the room now,
+// evicting silent PUTs if it must, and takes room for its first buffer;
+// nil if it does not fit, the PUT refused. A PUT that starts with the room
+// to itself thus always has room to finish. evict resets the
 // PUT's stream, should a later one evict it.
 func (r *putRoom) admit(size int, evict func()) *putReception {
 	r.mu.Lock()
 	now := time.Now()
-	first := bufCap(min(size, putFirst))
-	evicted := r.makeRoomLocked(max(int64(size), first), now, nil)
+	first, whole := bufCap(min(size, putFirst)), bufCap(size)
+	evicted := r.makeRoomLocked(whole, now, nil)
 	var rec *putReception
-	if r.held+max(int64(size), first) <= r.limit {
+	if r.held+whole <= r.limit {
 		rec = &putReception{room: r, evict: evict}
 		rec.last.Store(now.UnixNano())
 		r.held += first

@@ -158,5 +158,10 @@ func TestPutsTurnedAwayAreTold(t *testing.T) {
 		if events[0].Count != 1 || events[1].Count != 2 {
 			t.Fatalf("counts %d, %d; want 1, 2", events[0].Count, events[1].Count)
 		}
+		// A block's buffer is a power of two: 256 KiB for 200 KiB, which
+		// must fit, or the PUT would start and be refused as it grew.
+		if newPutRoom(200<<10, nil).admit(200<<10, nil) != nil {
+			t.Fatal("a 200 KiB put was admitted in 200 KiB of room")
+		}
 	})
 }
