@@ -131,25 +131,7 @@ func TestRefusedPutFailsAtOnce(t *testing.T) {
 // Over the daemons' own transport (TCP, TLS, yamux: NewHost), the refusal
 // reaches the sender as what it is.
 func TestRefusedPutOverTCP(t *testing.T) {
-	mk := func() *Node {
-		priv, _, err := crypto.GenerateEd25519Key(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := NewHost(priv, []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := DefaultConfig()
-		cfg.Store = &mapStore{m: map[cid.Cid][]byte{}}
-		n, err := NewNode(h, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close(); h.Close() })
-		return n
-	}
-	server, client := mk(), mk()
+	server, client := tcpNode(t), tcpNode(t)
 	server.blocks.puts = newPutRoom(0, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -168,6 +150,27 @@ func TestRefusedPutOverTCP(t *testing.T) {
 	if err := client.storeAt(ctx, server.h.ID(), c, data); err != nil {
 		t.Fatalf("a put that fits: %v", err)
 	}
+}
+
+// tcpNode is a node on the daemons' own transport (NewHost), on loopback,
+// storing blocks in memory.
+func tcpNode(t *testing.T) *Node {
+	priv, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewHost(priv, []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Store = &mapStore{m: map[cid.Cid][]byte{}}
+	n, err := NewNode(h, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(); h.Close() })
+	return n
 }
 
 // A replica that refuses a put is replaced as any failed replica is: the

@@ -2,13 +2,18 @@ package peer
 
 import (
 	"bufio"
+	"context"
 	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/network"
+
 	"chordshare/peer/api"
 	"chordshare/peer/pb"
+
+	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 )
 
 // sendPut writes a whole PUT of data on s and reads its answer.
@@ -164,4 +169,53 @@ func TestPutsTurnedAwayAreTold(t *testing.T) {
 			t.Fatal("a 200 KiB put was admitted in 200 KiB of room")
 		}
 	})
+}
+
+// Over the daemons' own transport (TCP, TLS, yamux: NewHost), a PUT
+// refused as its buffer grows, past its header, reaches its sender as a
+// refused put, as one refused at its header does (TestRefusedPutOverTCP).
+func TestPutRefusedAsItGrowsOverTCP(t *testing.T) {
+	server, client := tcpNode(t), tcpNode(t)
+	const size = 256 << 10
+	server.blocks.puts = newPutRoom(300<<10, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := client.h.Connect(ctx, p2ppeer.AddrInfo{ID: server.h.ID(), Addrs: server.h.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	held := func(want int64) {
+		t.Helper()
+		for server.blocks.puts.status().BytesHeld != want {
+			if ctx.Err() != nil {
+				t.Fatalf("the server holds %d bytes, want %d", server.blocks.puts.status().BytesHeld, want)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	open := func(data []byte, n int) (network.Stream, []byte) {
+		s, err := client.h.NewStream(ctx, server.h.ID(), BlockProtocol)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := putFrame(rawBlock(t, data), data)
+		if _, err := s.Write(f[:len(f)-len(data)+n]); err != nil {
+			t.Fatal(err)
+		}
+		return s, f[len(f)-len(data)+n:]
+	}
+	// Both fit at their headers, then one grows to the whole block.
+	late, rest := open(bytesOf(1, size), 0)
+	held(putFirst)
+	open(bytesOf(2, size), 40<<10)
+	held(putFirst + size)
+	_, err := late.Write(rest)
+	if err == nil {
+		err = readBlockHeader(bufio.NewReader(late), &pb.BlockResponse{})
+	}
+	if !putRefused(err) {
+		t.Fatalf("a put with no room to grow: %v, want the reset for a refused put", err)
+	}
+	if st := server.blocks.puts.status(); st.Refused != 1 {
+		t.Fatalf("room after: %+v, want 1 refused", st)
+	}
 }
