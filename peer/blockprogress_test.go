@@ -133,7 +133,7 @@ func pipeNode(t *testing.T) (*Node, *mapStore) {
 	st := &mapStore{m: map[cid.Cid][]byte{}}
 	life, stop := context.WithCancel(context.Background())
 	t.Cleanup(stop)
-	return &Node{h: noHost{}, life: life, cfg: Config{Store: st}, blocks: newBlockClient(3)}, st
+	return &Node{h: noHost{}, life: life, cfg: Config{Store: st}, blocks: newBlockClient(3, nil)}, st
 }
 
 // trickle writes b to w, chunk bytes every period, until ctx ends.

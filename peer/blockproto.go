@@ -167,66 +167,26 @@ type blockClient struct {
 	// keeping holds a token per fetched block being stored here as its
 	// replica (Node.keepReplica).
 	keeping chan struct{}
-	// putBytes bounds the bytes of the PUTs this node is receiving.
-	putBytes *byteBudget
+	// puts bounds the buffers of the PUTs this node is receiving.
+	puts *putRoom
 	// badStreams counts inbound block streams reset for a malformed
 	// request; served, the GETs answered with a block.
 	badStreams, served atomic.Int64
 }
 
 // newBlockClient makes the block client of a node that stores blocks on
-// replicas peers.
-func newBlockClient(replicas int) *blockClient {
+// replicas peers and tells events of the PUTs it turns away.
+func newBlockClient(replicas int, events *eventBus) *blockClient {
 	// At least one put's writes must fit, or a put would wait forever.
 	writes := make(chan struct{}, max(maxReplicaWrites, replicas))
-	return &blockClient{streams: newBlockStreams(), rates: newReplicaRates(), located: newLocated(), writes: writes, claim: make(chan struct{}, 1), keeping: make(chan struct{}, maxKeepWrites), putBytes: &byteBudget{limit: putBudget}}
+	return &blockClient{streams: newBlockStreams(), rates: newReplicaRates(), located: newLocated(), writes: writes, claim: make(chan struct{}, 1), keeping: make(chan struct{}, maxKeepWrites), puts: newPutRoom(putBudget, events)}
 }
-
-// putBudget is the most bytes of PUT payloads a node holds while it
-// receives them (byteBudget). A PUT's buffer is its whole block, taken when
-// its header comes, and a slow or stalled sender keeps it until cut off (up
-// to receiveLimit for a slowloris): without a bound, the streams the
-// resource manager allows (ringLimits: 256 per peer, 4,096 in all) could
-// hold 8 GiB. 128 MiB is 512 of the 256 KiB leaves share makes, what 24
-// peers sharing at once have in flight to one replica (a node writes at
-// most maxReplicaWrites blocks at once, a put's to distinct peers: 21 to
-// one at r = 3), or 64 of the largest blocks. The blocks a node fetches
-// need no such bound: how many of them it receives at once is its own
-// choice (a fetch's window and hedges), not its peers'.
-const putBudget = 128 << 20
-
-// byteBudget counts bytes held against a limit. The node's own counter
-// rather than the stream scopes' ReserveMemory in libp2p's resource
-// manager: those scopes share their limits with yamux's receive windows
-// and scale with the machine's memory (ringLimits builds on AutoScale), so
-// whether a PUT fit would depend on the connections' windows and the host,
-// and mocknet's streams have no scope that limits anything.
-type byteBudget struct {
-	limit int64
-	held  atomic.Int64
-}
-
-// take holds n bytes if they fit under the limit, and reports whether
-// they did.
-func (b *byteBudget) take(n int64) bool {
-	for {
-		h := b.held.Load()
-		if h+n > b.limit {
-			return false
-		}
-		if b.held.CompareAndSwap(h, h+n) {
-			return true
-		}
-	}
-}
-
-// give hands back n bytes that take held.
-func (b *byteBudget) give(n int64) { b.held.Add(-n) }
 
 // resetPutRefused resets a PUT's stream when the block does not fit in
-// the receiver's putBudget: at once, without waiting for its bytes, so
-// that the sender stops sending them and puts the block elsewhere
-// (putReplica's hinted handoff). A code of the block protocol's own,
+// the receiver's putRoom: at its header, without waiting for its bytes,
+// as its buffer grows, or when a new PUT evicts it, so that the sender
+// stops sending them and puts the block elsewhere (putReplica's hinted
+// handoff). A code of the block protocol's own,
 // apart from the ring streams' (wire.go).
 const resetPutRefused network.StreamErrorCode = 0x100
 
@@ -469,7 +429,7 @@ func (n *Node) awaitBlockRequest(s network.Stream, r *bufio.Reader) bool {
 
 // serveBlockRequest reads one request and answers it.
 func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
-	req, c, hintFor, data, ok := n.receiveRequest(s, r)
+	req, c, hintFor, data, rec, ok := n.receiveRequest(s, r)
 	if !ok {
 		return false
 	}
@@ -495,7 +455,7 @@ func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
 			resp.Status, resp.Error = blockStatus(err), errorText(err)
 		}
 		putBuf(data)
-		n.blocks.putBytes.give(int64(len(data)))
+		rec.release()
 	case pb.BlockRequest_HAS:
 		resp.Has = n.cfg.Store != nil && n.cfg.Store.Has(c)
 	}
@@ -511,48 +471,54 @@ func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
 }
 
 // receiveRequest reads one request and, for a PUT, its block (data, a
-// pooled buffer held in the node's putBytes, which the caller gives back
-// with the buffer), bounded by their progress (receiving): the request has
-// begun to arrive (awaitBlockRequest), and the rest must keep coming. A
-// request malformed or cut short resets the stream with resetBadMessage
-// and counts as a bad stream; a PUT whose block does not fit in putBytes,
-// with resetPutRefused, as soon as its header is read; a block cut short,
-// or a sender that stops sending, has it reset.
-func (n *Node) receiveRequest(s network.Stream, r *bufio.Reader) (req *pb.BlockRequest, c cid.Cid, hintFor p2ppeer.ID, data []byte, ok bool) {
+// pooled buffer, and rec, the room it holds in the node's putRoom, which
+// the caller releases with the buffer), bounded by their progress
+// (receiving): the request has begun to arrive (awaitBlockRequest), and
+// the rest must keep coming. A request malformed or cut short resets the
+// stream with resetBadMessage and counts as a bad stream; a PUT that has
+// no room, with resetPutRefused: as soon as its header is read if its
+// block does not fit, as its buffer grows, or when a new PUT evicts it; a
+// block cut short, or a sender that stops sending, has it reset.
+func (n *Node) receiveRequest(s network.Stream, r *bufio.Reader) (req *pb.BlockRequest, c cid.Cid, hintFor p2ppeer.ID, data []byte, rec *putReception, ok bool) {
 	ctx, rx, cancel := receiving(n.life, blockSilence)
 	stop := bound(ctx, s)
 	req, c, hintFor, err := readBlockRequest(r)
 	bad := err != nil
-	var held int64 // of putBytes
-	refused := false
 	if err == nil && req.GetType() == pb.BlockRequest_PUT {
-		if held = int64(req.GetSize()); n.blocks.putBytes.take(held) {
-			rx.moved()
-			data, err = readPayload(r, req.GetSize(), func(int) { rx.moved() })
+		evict := func() { _ = s.ResetWithError(resetPutRefused) }
+		if rec = n.blocks.puts.admit(int(req.GetSize()), evict); rec == nil {
+			err = errNoRoom
 		} else {
-			refused, held = true, 0
+			rx.moved()
+			data, err = readPut(r, int(req.GetSize()), rec, rx.moved)
+			if err == nil && !rec.received() {
+				putBuf(data)
+				data, err = nil, errNoRoom
+			}
 		}
 	}
 	// Stopped before cancel, which would otherwise reset the stream.
 	timedOut := !stop()
 	cancel()
-	if !timedOut && !bad && !refused && err == nil {
-		return req, c, hintFor, data, true
+	if !timedOut && err == nil {
+		return req, c, hintFor, data, rec, true
 	}
 	putBuf(data)
-	n.blocks.putBytes.give(held)
+	if rec != nil {
+		rec.release()
+	}
 	switch {
 	case timedOut:
 		// ctx ended and reset the stream
 	case bad:
 		n.blocks.badStreams.Add(1)
 		_ = s.ResetWithError(resetBadMessage)
-	case refused:
+	case errors.Is(err, errNoRoom):
 		_ = s.ResetWithError(resetPutRefused)
 	default:
 		_ = s.Reset()
 	}
-	return nil, cid.Undef, "", nil, false
+	return nil, cid.Undef, "", nil, nil, false
 }
 
 // readBlockRequest reads a request's header and checks it: a CID, a type,

@@ -109,7 +109,8 @@ func NewNode(h host.Host, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	tr.node = ring
-	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}, events: newEventBus(), rep: newRepairState(cfg.Repair), blocks: newBlockClient(cfg.Replicas), up: uplinkFor(cfg.Uplink)}
+	events := newEventBus()
+	n := &Node{h: h, cfg: cfg, tr: tr, ring: ring, started: time.Now(), protected: map[p2ppeer.ID]bool{}, events: events, rep: newRepairState(cfg.Repair), blocks: newBlockClient(cfg.Replicas, events), up: uplinkFor(cfg.Uplink)}
 	tr.up = n.up
 	n.life, n.stop = context.WithCancel(context.Background())
 	h.SetStreamHandler(RingProtocol, tr.serve)
@@ -291,6 +292,7 @@ func (n *Node) Status() api.Status {
 		RingCalls:        n.tr.stats.Calls(),
 		Uplink:           n.up.capacity(),
 		UplinkAuto:       n.up != nil && n.up.auto != nil,
+		PutRoom:          n.blocks.puts.status(),
 	}
 	if n.cfg.Bandwidth != nil {
 		t := n.cfg.Bandwidth.GetBandwidthTotals()

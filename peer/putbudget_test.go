@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -19,16 +20,17 @@ import (
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 )
 
-// Slow PUTs arriving together hold at most the node's budget of bytes:
-// those whose blocks fit are received and stored, at their pace; the rest
-// are refused the moment their header comes (the stream reset with
-// resetPutRefused, their bytes not read), not left to hold a buffer each
-// until they finish or are cut off.
-func TestPutsBeyondTheBudgetAreRefused(t *testing.T) {
+// Slow PUTs arriving together hold at most the node's room, and each
+// holds room for what came, not for what its header declares: all start,
+// since each block fits in the room at its header, and each buffer grows
+// as its bytes arrive. Once the room is full, a PUT whose buffer cannot
+// grow is refused (its stream reset with resetPutRefused, the rest of its
+// bytes not read) and gives its room back, and the others finish.
+func TestPutsBeyondTheRoomAreRefused(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n, st := pipeNode(t)
 		const size, fit, puts = 1 << 20, 4, 12
-		n.blocks.putBytes = &byteBudget{limit: fit * size}
+		n.blocks.puts = newPutRoom(fit*size, nil)
 		type put struct {
 			data []byte
 			done chan error
@@ -62,31 +64,40 @@ func TestPutsBeyondTheBudgetAreRefused(t *testing.T) {
 				p.at = time.Now()
 				p.done <- err
 			}()
-			synctest.Wait() // the server has read this put's header before the next one comes
+			synctest.Wait() // the server has read this put's header and first bytes before the next one comes
 		}
-		if held := n.blocks.putBytes.held.Load(); held != fit*size {
-			t.Fatalf("%d puts of %d bytes under way hold %d bytes, want the budget, %d", puts, size, held, fit*size)
+		// 8 KiB came of each: its first buffer, full, has grown to 32 KiB.
+		if held := n.blocks.puts.status().BytesHeld; held != puts*putGrowth*putFirst {
+			t.Fatalf("%d puts with 8 KiB of their blocks in hold %d bytes, want %d", puts, held, puts*putGrowth*putFirst)
 		}
+		var stored, refused []time.Time
 		for i, p := range all {
 			err := <-p.done
 			switch {
-			case i < fit && err != nil:
-				t.Fatalf("put %d, within the budget: %v", i, err)
-			case i < fit && p.at.Sub(start) < 5*time.Minute: // 1 MiB at slowRate
-				t.Fatalf("put %d took %v: not slow, so no test of the budget", i, p.at.Sub(start))
-			case i < fit && !st.Has(rawBlock(t, p.data)):
+			case err == nil && !st.Has(rawBlock(t, p.data)):
 				t.Fatalf("put %d, acknowledged, was not stored", i)
-			case i >= fit && !putRefused(err):
-				t.Fatalf("put %d, beyond the budget: %v, want the reset for a refused put", i, err)
-			case i >= fit && p.at != start:
-				t.Fatalf("put %d was refused after %v, not at once", i, p.at.Sub(start))
-			case i >= fit && st.Has(rawBlock(t, p.data)):
+			case err == nil:
+				stored = append(stored, p.at)
+			case !putRefused(err):
+				t.Fatalf("put %d: %v, want it stored or the reset for a refused put", i, err)
+			case st.Has(rawBlock(t, p.data)):
 				t.Fatalf("put %d was refused, yet stored", i)
+			default:
+				refused = append(refused, p.at)
 			}
 		}
+		// At 256 KiB in, the 12 hold 256 KiB each and grow to 1 MiB in
+		// turn: one whose 768 KiB more fits does, one that does not is
+		// refused, which frees its 256 KiB; 4 get the room.
+		if len(stored) != fit {
+			t.Fatalf("%d puts stored, %d refused; want %d stored, the room's worth", len(stored), len(refused), fit)
+		}
+		if last, first := slices.MaxFunc(refused, time.Time.Compare), slices.MinFunc(stored, time.Time.Compare); !last.Before(first) || first.Sub(start) < 5*time.Minute {
+			t.Fatalf("refused up to %v, stored from %v: want the refusals first, and the puts slow (1 MiB at %d B/s)", last.Sub(start), first.Sub(start), slowRate)
+		}
 		synctest.Wait()
-		if held := n.blocks.putBytes.held.Load(); held != 0 {
-			t.Fatalf("%d bytes still held after every put ended", held)
+		if st := n.blocks.puts.status(); st.BytesHeld != 0 || st.Refused != puts-fit || st.Evicted != 0 {
+			t.Fatalf("after every put ended: %+v, want nothing held, %d refused, none evicted", st, puts-fit)
 		}
 	})
 }
@@ -99,7 +110,7 @@ func TestRefusedPutFailsAtOnce(t *testing.T) {
 		client, _ := pipeNode(t)
 		srv, st := pipeNode(t)
 		data, c := bigBlock(t)
-		srv.blocks.putBytes = &byteBudget{limit: int64(len(data)) - 1}
+		srv.blocks.puts = newPutRoom(int64(len(data))-1, nil)
 		a := servedStream(srv)
 		defer a.Close()
 		client.blocks.streams.put(server, &blockStream{s: a, r: bufio.NewReader(a)})
@@ -111,7 +122,7 @@ func TestRefusedPutFailsAtOnce(t *testing.T) {
 		if took := time.Since(start); took != 0 {
 			t.Fatalf("refused after %v, not at once", took)
 		}
-		if st.Has(c) || srv.blocks.putBytes.held.Load() != 0 {
+		if st.Has(c) || srv.blocks.puts.status().BytesHeld != 0 {
 			t.Fatal("the refused put left its block or its bytes on the server")
 		}
 	})
@@ -120,26 +131,8 @@ func TestRefusedPutFailsAtOnce(t *testing.T) {
 // Over the daemons' own transport (TCP, TLS, yamux: NewHost), the refusal
 // reaches the sender as what it is.
 func TestRefusedPutOverTCP(t *testing.T) {
-	mk := func() *Node {
-		priv, _, err := crypto.GenerateEd25519Key(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := NewHost(priv, []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := DefaultConfig()
-		cfg.Store = &mapStore{m: map[cid.Cid][]byte{}}
-		n, err := NewNode(h, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close(); h.Close() })
-		return n
-	}
-	server, client := mk(), mk()
-	server.blocks.putBytes = &byteBudget{limit: 0}
+	server, client := tcpNode(t), tcpNode(t)
+	server.blocks.puts = newPutRoom(0, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := client.h.Connect(ctx, p2ppeer.AddrInfo{ID: server.h.ID(), Addrs: server.h.Addrs()}); err != nil {
@@ -153,10 +146,31 @@ func TestRefusedPutOverTCP(t *testing.T) {
 		t.Fatalf("a put the server has no room for: %v, want %s", err, want)
 	}
 	// A put that fits still goes through, on a new stream.
-	server.blocks.putBytes = &byteBudget{limit: maxBlockSize}
+	server.blocks.puts = newPutRoom(maxBlockSize, nil)
 	if err := client.storeAt(ctx, server.h.ID(), c, data); err != nil {
 		t.Fatalf("a put that fits: %v", err)
 	}
+}
+
+// tcpNode is a node on the daemons' own transport (NewHost), on loopback,
+// storing blocks in memory.
+func tcpNode(t *testing.T) *Node {
+	priv, _, err := crypto.GenerateEd25519Key(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewHost(priv, []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.Store = &mapStore{m: map[cid.Cid][]byte{}}
+	n, err := NewNode(h, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close(); h.Close() })
+	return n
 }
 
 // A replica that refuses a put is replaced as any failed replica is: the
@@ -169,7 +183,7 @@ func TestRefusedPutGoesToAnotherPeer(t *testing.T) {
 	list := r.preference(c)
 	writer := r.outside(list)
 	full := list[0]
-	full.blocks.putBytes = &byteBudget{limit: 0}
+	full.blocks.puts = newPutRoom(0, nil)
 	if err := writer.Put(context.Background(), c, data); err != nil {
 		t.Fatal(err)
 	}
@@ -217,17 +231,17 @@ func TestPutBudgetIsGivenBack(t *testing.T) {
 		}
 		cut, silent := half(block(4)), half(block(5))
 		synctest.Wait()
-		if held := n.blocks.putBytes.held.Load(); held != 2*size {
+		if held := n.blocks.puts.status().BytesHeld; held != 2*size {
 			t.Fatalf("two puts half received hold %d bytes, want %d", held, 2*size)
 		}
 		cut.Close()
 		synctest.Wait()
-		if held := n.blocks.putBytes.held.Load(); held != size {
+		if held := n.blocks.puts.status().BytesHeld; held != size {
 			t.Fatalf("after a put cut short, %d bytes held, want the silent one's %d", held, size)
 		}
 		time.Sleep(max(blockSilence, transferTimeout(maxBlockSize)) + time.Second) // receiving's bound
 		synctest.Wait()
-		if held := n.blocks.putBytes.held.Load(); held != 0 {
+		if held := n.blocks.puts.status().BytesHeld; held != 0 {
 			t.Fatalf("%d bytes still held after every put ended", held)
 		}
 		if _, err := silent.Read(make([]byte, 1)); err == nil {

@@ -27,7 +27,7 @@ func TestRepairPushStopsAtARefusal(t *testing.T) {
 		client, st := pipeNode(t)
 		client.rep = newRepairState(RepairConfig{Rate: 64 << 10}) // a block a second
 		srv, srvSt := pipeNode(t)
-		srv.blocks.putBytes = &byteBudget{limit: 0}
+		srv.blocks.puts = newPutRoom(0, nil)
 		h := &servingHost{serve: srv.serveBlock}
 		client.h = h
 		const blocks = 4

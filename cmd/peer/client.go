@@ -115,6 +115,7 @@ func printStatus(w io.Writer, s api.Status) {
 	}
 	if s.Capacity > 0 {
 		row("repair", repairLine(s))
+		row("puts in", putRoomLine(s.PutRoom))
 	}
 	row("ring size", "~"+plural(s.RingSizeEstimate, "peer"))
 	row("connected", plural(s.ConnectedPeers, "peer"))
@@ -194,6 +195,16 @@ func repairLine(s api.Status) string {
 		plural(int(r.Rounds), "round"), plural(int(r.HintsPending), "hint"), state, last)
 	if r.Refused > 0 {
 		line += fmt.Sprintf("; %s refused, busy", plural(int(r.Refused), "summary request"))
+	}
+	return line
+}
+
+// putRoomLine sums up the room for blocks being put on this peer, and
+// the puts it turned away, when there are some.
+func putRoomLine(r api.PutRoom) string {
+	line := fmt.Sprintf("%s of %s held for blocks being received", peer.FormatSize(r.BytesHeld), peer.FormatSize(r.BytesLimit))
+	if r.Refused+r.Evicted > 0 {
+		line += fmt.Sprintf("; turned away: %d refused for want of room, %d evicted after sending nothing", r.Refused, r.Evicted)
 	}
 	return line
 }

@@ -241,6 +241,19 @@ func shortTempDir(t *testing.T) string {
 	return dir
 }
 
+// The line of puts being received names the puts turned away only when
+// there are some.
+func TestPutRoomLine(t *testing.T) {
+	r := api.PutRoom{BytesHeld: 3 << 20, BytesLimit: 128 << 20}
+	if line := putRoomLine(r); line != "3.00 MiB of 128.0 MiB held for blocks being received" {
+		t.Errorf("none turned away: %q", line)
+	}
+	r.Refused, r.Evicted = 5, 2
+	if line := putRoomLine(r); !strings.HasSuffix(line, "; turned away: 5 refused for want of room, 2 evicted after sending nothing") {
+		t.Errorf("5 refused, 2 evicted: %q", line)
+	}
+}
+
 // The repair line names refused summary requests only when there are some.
 func TestRepairLineRefused(t *testing.T) {
 	var s api.Status

@@ -56,6 +56,22 @@ type Status struct {
 	// 0: unpaced.
 	Uplink     int64 `json:"uplink"`
 	UplinkAuto bool  `json:"uplink_auto,omitempty"`
+	// PutRoom is the room this peer has for blocks other peers put on it
+	// while it receives them.
+	PutRoom PutRoom `json:"put_room"`
+}
+
+// PutRoom is a peer's room for the PUTs it is receiving: the buffer bytes
+// they hold (as their bytes arrive) against its limit, and the PUTs it
+// turned away since it started: refused for want of room (at their header,
+// or as their buffer grew), or evicted, their stream reset, for a new PUT
+// after they sent nothing for a while. A sender puts a block turned away
+// on another peer.
+type PutRoom struct {
+	BytesHeld  int64 `json:"bytes_held"`
+	BytesLimit int64 `json:"bytes_limit"`
+	Refused    int64 `json:"refused"`
+	Evicted    int64 `json:"evicted"`
 }
 
 // RingCalls counts a peer's ring calls out: all, those that failed (no
@@ -245,6 +261,7 @@ const (
 	EventRepair             = "repair"           // a repair round moved blocks (Count)
 	EventHandoff            = "handoff"          // blocks handed on at a leave or delivered from hints (Count)
 	EventUnderReplicated    = "under_replicated" // a round left copies missing (Count)
+	EventPutsRefused        = "puts_refused"     // PUTs turned away for want of room (Count; at most one a minute, Count since the last)
 )
 
 // Transfers is GET /v1/transfers: the shares and fetches being served, then
