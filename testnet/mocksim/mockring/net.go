@@ -243,11 +243,39 @@ func (n *Net) Close() error { return n.mn.Close() }
 // linkingHost is a mocknet host that makes the link to a peer before
 // dialing it, and whose streams close as real ones do (delayedClose). Every
 // dial of a ring node goes through NewStream or Connect on the host it was
-// given, and every inbound ring stream through a handler set on it, so
-// wrapping those is enough.
+// given, or NewStream on its Network (ring calls: peer's openStream), and
+// every inbound ring stream through a handler set on it, so wrapping those
+// is enough.
 type linkingHost struct {
 	host.Host
 	net *Net
+}
+
+// Network is the host's network with its NewStream wrapped. The host's
+// own uses of its network (identify, basichost's NewStream) are not.
+func (h *linkingHost) Network() network.Network {
+	return &linkingNetwork{Network: h.Host.Network(), h: h}
+}
+
+// linkingNetwork opens streams as linkingHost.NewStream does, a layer
+// lower: no protocol is negotiated yet. Its streams are traced with the
+// multistream handshake that the opener runs over them left out
+// (tracedStream.SetProtocol).
+type linkingNetwork struct {
+	network.Network
+	h *linkingHost
+}
+
+func (n *linkingNetwork) NewStream(ctx context.Context, p p2ppeer.ID) (network.Stream, error) {
+	if err := n.h.net.link(n.h.ID(), p); err != nil {
+		return nil, err
+	}
+	open := time.Now()
+	s, err := n.Network.NewStream(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return n.h.net.opened(s, n.h.ID(), p, open, true), nil
 }
 
 func (h *linkingHost) Connect(ctx context.Context, ai p2ppeer.AddrInfo) error {
@@ -266,13 +294,20 @@ func (h *linkingHost) NewStream(ctx context.Context, p p2ppeer.ID, pids ...proto
 	if err != nil {
 		return nil, err
 	}
-	out := h.net.delayClose(s)
-	if t := h.net.tracer.Load(); t != nil {
-		ts := &tracedStream{Stream: out, t: t, caller: true}
-		ts.call = Call{From: h.ID(), To: p, Protocol: s.Protocol(), Open: open, Opened: time.Now()}
+	return h.net.opened(s, h.ID(), p, open, false), nil
+}
+
+// opened wraps a caller's new stream s, opened at open: delayedClose, and
+// the tracer's end if tracing. raw: s is the network's, its protocol not
+// negotiated yet.
+func (n *Net) opened(s network.Stream, from, to p2ppeer.ID, open time.Time, raw bool) network.Stream {
+	out := n.delayClose(s)
+	if t := n.tracer.Load(); t != nil {
+		ts := &tracedStream{Stream: out, t: t, caller: true, raw: raw}
+		ts.call = Call{From: from, To: to, Protocol: s.Protocol(), Open: open, Opened: time.Now()}
 		out = ts
 	}
-	return out, nil
+	return out
 }
 
 func (h *linkingHost) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {
