@@ -106,8 +106,9 @@ func requestResponse(ctx context.Context, h host.Host, p p2ppeer.ID, pid protoco
 // learns: the protocol is selected lazily instead, as basichost does for
 // one the peerstore already knows (multistream-select's header goes out
 // with the first write), and a peer that does not speak pid answers "na",
-// which the first read returns as multistream's ErrNotSupported. Identify
-// still runs, in the background (the network's notifiee starts it).
+// or resets the stream (basichost, once it has read past our header), which
+// the first read returns as errProtocolRefused. Identify still runs, in the
+// background (the network's notifiee starts it).
 func openStream(ctx context.Context, h host.Host, p p2ppeer.ID, pid protocol.ID) (network.Stream, error) {
 	s, err := h.Network().NewStream(ctx, p) // dials if there is no connection
 	if err != nil {
@@ -117,18 +118,41 @@ func openStream(ctx context.Context, h host.Host, p p2ppeer.ID, pid protocol.ID)
 		_ = s.ResetWithError(network.StreamResourceLimitExceeded)
 		return nil, fmt.Errorf("opening a stream: %w", err)
 	}
-	return &lazyStream{Stream: s, rw: msmux.NewMSSelect(s, pid)}, nil
+	return &lazyStream{Stream: s, rw: msmux.NewMSSelect(s, pid), pid: pid}, nil
 }
+
+// errProtocolRefused is a peer that does not speak a stream's protocol.
+var errProtocolRefused = errors.New("protocol refused")
 
 // lazyStream is a stream whose protocol is selected on first use: the
 // wrapper basichost returns for a protocol known to be supported.
 type lazyStream struct {
 	network.Stream
-	rw msmux.LazyConn
+	rw  msmux.LazyConn
+	pid protocol.ID
 }
 
-func (s *lazyStream) Read(b []byte) (int, error)  { return s.rw.Read(b) }
-func (s *lazyStream) Write(b []byte) (int, error) { return s.rw.Write(b) }
+func (s *lazyStream) Read(b []byte) (int, error) {
+	n, err := s.rw.Read(b)
+	return n, s.refused(err)
+}
+
+func (s *lazyStream) Write(b []byte) (int, error) {
+	n, err := s.rw.Write(b)
+	return n, s.refused(err)
+}
+
+// refused names the protocol in an error that says the peer does not
+// speak it: its "na", or basichost's reset when negotiating failed (the
+// "na" it wrote before is lost with the reset on yamux).
+func (s *lazyStream) refused(err error) error {
+	var se *network.StreamError
+	if errors.Is(err, msmux.ErrNotSupported[protocol.ID]{}) ||
+		errors.As(err, &se) && se.Remote && se.ErrorCode == network.StreamProtocolNegotiationFailed {
+		return fmt.Errorf("%w: %s: %w", errProtocolRefused, s.pid, err)
+	}
+	return err
+}
 
 // CloseWrite sends the handshake first if nothing was written, and ignores
 // its error: a broken stream fails the read that follows.
@@ -149,9 +173,9 @@ func (s *lazyStream) Close() error {
 // the peer's fault or the network's, not the bytes') from a message that
 // arrived and was bad.
 func readError(err error) error {
-	// A peer that does not speak the protocol said so (openStream): the
+	// A peer that does not speak the protocol said so (lazyStream): the
 	// error names it.
-	if errors.Is(err, msmux.ErrNotSupported[protocol.ID]{}) {
+	if errors.Is(err, errProtocolRefused) {
 		return err
 	}
 	var se *network.StreamError
