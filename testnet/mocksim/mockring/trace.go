@@ -1,14 +1,12 @@
 package mockring
 
 import (
-	"encoding/binary"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	msmux "github.com/multiformats/go-multistream"
 
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 )
@@ -144,37 +142,19 @@ type tracedStream struct {
 	network.Stream
 	t      *CallTracer
 	caller bool
-	// raw: a caller's stream opened on the network, under the opener's
-	// multistream handshake, whose bytes SetProtocol tells it to skip.
-	raw bool
 
 	mu                 sync.Mutex
 	call               Call
 	firstWrite, answer bool
 	closed             bool
-	// skipOut and skipIn are the handshake's bytes still to come each
-	// way: not the request's nor the answer's.
-	skipOut, skipIn int
 }
 
-// SetProtocol, on a raw stream, is the opener selecting pid lazily: the
-// header it writes before the request, and the echo that comes back
-// before the answer, are [multistream-select's ID, pid] each.
+// SetProtocol is a stream opened on the network getting its protocol.
 func (s *tracedStream) SetProtocol(pid protocol.ID) error {
-	if s.raw {
-		s.mu.Lock()
-		s.call.Protocol = pid
-		s.skipOut = mssTokenLen(msmux.ProtocolID) + mssTokenLen(string(pid))
-		s.skipIn = s.skipOut
-		s.mu.Unlock()
-	}
+	s.mu.Lock()
+	s.call.Protocol = pid
+	s.mu.Unlock()
 	return s.Stream.SetProtocol(pid)
-}
-
-// mssTokenLen is the bytes of one multistream-select token on the wire:
-// its length as a uvarint, the token, a newline.
-func mssTokenLen(tok string) int {
-	return len(binary.AppendUvarint(nil, uint64(len(tok)+1))) + len(tok) + 1
 }
 
 func (s *tracedStream) Write(p []byte) (int, error) {
@@ -186,9 +166,7 @@ func (s *tracedStream) Write(p []byte) (int, error) {
 		s.call.Replied = now
 	}
 	if s.caller {
-		skip := min(len(p), s.skipOut)
-		s.skipOut -= skip
-		s.call.ReqBytes += len(p) - skip
+		s.call.ReqBytes += len(p)
 	} else {
 		s.call.RespBytes += len(p)
 	}
@@ -201,9 +179,7 @@ func (s *tracedStream) Read(p []byte) (int, error) {
 	if n > 0 && s.caller {
 		now := time.Now()
 		s.mu.Lock()
-		skip := min(n, s.skipIn)
-		s.skipIn -= skip
-		if n > skip && !s.answer {
+		if !s.answer {
 			s.call.Answered, s.answer = now, true
 		}
 		s.mu.Unlock()
