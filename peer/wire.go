@@ -15,6 +15,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	ma "github.com/multiformats/go-multiaddr"
+	msmux "github.com/multiformats/go-multistream"
 	"google.golang.org/protobuf/encoding/protodelim"
 	"google.golang.org/protobuf/proto"
 
@@ -39,6 +40,9 @@ const (
 	maxRefsPerMessage = 64
 	// addrHintTTL is how long addresses learned from a ref are kept.
 	addrHintTTL = 10 * time.Minute
+	// closeHandshakeWait bounds how long closing a stream waits for the
+	// other side's multistream handshake (basichost's negotiation timeout).
+	closeHandshakeWait = 10 * time.Second
 )
 
 // Stream reset codes for ring streams.
@@ -70,7 +74,7 @@ func readMsg(r *bufio.Reader, m proto.Message, maxSize int64) error {
 // close our side, read one response of at most maxSize bytes. The stream is
 // bounded by ctx and reset on any failure.
 func requestResponse(ctx context.Context, h host.Host, p p2ppeer.ID, pid protocol.ID, req, resp proto.Message, maxSize int64) error {
-	s, err := h.NewStream(ctx, p, pid)
+	s, err := openStream(ctx, h, p, pid)
 	if err != nil {
 		return err
 	}
@@ -94,10 +98,86 @@ func requestResponse(ctx context.Context, h host.Host, p p2ppeer.ID, pid protoco
 	return nil
 }
 
+// openStream opens a stream to p for pid without waiting for identify.
+// host.NewStream (basichost) does what this does, but on a new connection
+// first waits for identify to finish, so as to learn which protocols p
+// speaks: on TCP a round trip after the connection's handshakes, paid by
+// the first call to every peer. A ring call needs none of what identify
+// learns: the protocol is selected lazily instead, as basichost does for
+// one the peerstore already knows (multistream-select's header goes out
+// with the first write), and a peer that does not speak pid answers "na",
+// or resets the stream (basichost, once it has read past our header), which
+// the first read returns as errProtocolRefused. Identify still runs, in the
+// background (the network's notifiee starts it).
+func openStream(ctx context.Context, h host.Host, p p2ppeer.ID, pid protocol.ID) (network.Stream, error) {
+	s, err := h.Network().NewStream(ctx, p) // dials if there is no connection
+	if err != nil {
+		return nil, fmt.Errorf("opening a stream: %w", err)
+	}
+	if err := s.SetProtocol(pid); err != nil {
+		_ = s.ResetWithError(network.StreamResourceLimitExceeded)
+		return nil, fmt.Errorf("opening a stream: %w", err)
+	}
+	return &lazyStream{Stream: s, rw: msmux.NewMSSelect(s, pid), pid: pid}, nil
+}
+
+// errProtocolRefused is a peer that does not speak a stream's protocol.
+var errProtocolRefused = errors.New("protocol refused")
+
+// lazyStream is a stream whose protocol is selected on first use: the
+// wrapper basichost returns for a protocol known to be supported.
+type lazyStream struct {
+	network.Stream
+	rw  msmux.LazyConn
+	pid protocol.ID
+}
+
+func (s *lazyStream) Read(b []byte) (int, error) {
+	n, err := s.rw.Read(b)
+	return n, s.refused(err)
+}
+
+func (s *lazyStream) Write(b []byte) (int, error) {
+	n, err := s.rw.Write(b)
+	return n, s.refused(err)
+}
+
+// refused names the protocol in an error that says the peer does not
+// speak it: its "na", or basichost's reset when negotiating failed (the
+// "na" it wrote before is lost with the reset on yamux).
+func (s *lazyStream) refused(err error) error {
+	var se *network.StreamError
+	if errors.Is(err, msmux.ErrNotSupported[protocol.ID]{}) ||
+		errors.As(err, &se) && se.Remote && se.ErrorCode == network.StreamProtocolNegotiationFailed {
+		return fmt.Errorf("%w: %s: %w", errProtocolRefused, s.pid, err)
+	}
+	return err
+}
+
+// CloseWrite sends the handshake first if nothing was written, and ignores
+// its error: a broken stream fails the read that follows.
+func (s *lazyStream) CloseWrite() error {
+	_ = s.rw.Flush()
+	return s.Stream.CloseWrite()
+}
+
+// Close reads the other side's handshake before closing (a QUIC peer could
+// otherwise drop a stream closed before it answered); the deadline keeps a
+// silent peer from holding Close, as in basichost.
+func (s *lazyStream) Close() error {
+	_ = s.Stream.SetReadDeadline(time.Now().Add(closeHandshakeWait))
+	return s.rw.Close()
+}
+
 // readError tells a peer that went away (the stream reset or closed early:
 // the peer's fault or the network's, not the bytes') from a message that
 // arrived and was bad.
 func readError(err error) error {
+	// A peer that does not speak the protocol said so (lazyStream): the
+	// error names it.
+	if errors.Is(err, errProtocolRefused) {
+		return err
+	}
 	var se *network.StreamError
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, network.ErrReset) || errors.As(err, &se) {
 		return fmt.Errorf("stream ended early: %w", err)

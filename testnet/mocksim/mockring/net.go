@@ -7,6 +7,7 @@ package mockring
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -21,6 +22,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 	ma "github.com/multiformats/go-multiaddr"
+	msmux "github.com/multiformats/go-multistream"
 
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 )
@@ -243,11 +245,139 @@ func (n *Net) Close() error { return n.mn.Close() }
 // linkingHost is a mocknet host that makes the link to a peer before
 // dialing it, and whose streams close as real ones do (delayedClose). Every
 // dial of a ring node goes through NewStream or Connect on the host it was
-// given, and every inbound ring stream through a handler set on it, so
-// wrapping those is enough.
+// given, or NewStream on its Network (ring calls: peer's openStream), and
+// every inbound ring stream through a handler set on it, so wrapping those
+// is enough.
 type linkingHost struct {
 	host.Host
 	net *Net
+}
+
+// Network is the host's network with its NewStream wrapped. The host's
+// own uses of its network (identify, basichost's NewStream) are not.
+func (h *linkingHost) Network() network.Network {
+	return &linkingNetwork{Network: h.Host.Network(), h: h}
+}
+
+// linkingNetwork opens streams as linkingHost.NewStream does, a layer
+// lower: no protocol is negotiated yet, the opener selects it lazily.
+type linkingNetwork struct {
+	network.Network
+	h *linkingHost
+}
+
+func (n *linkingNetwork) NewStream(ctx context.Context, p p2ppeer.ID) (network.Stream, error) {
+	if err := n.h.net.link(n.h.ID(), p); err != nil {
+		return nil, err
+	}
+	open := time.Now()
+	s, err := n.Network.NewStream(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	below := &handshakeBelow{Stream: s}
+	return &handshakeAbove{Stream: n.h.net.opened(below, n.h.ID(), p, open), below: below}, nil
+}
+
+// A stream opened on the network carries the opener's lazy
+// multistream-select handshake (peer's openStream) ahead of its first
+// bytes each way: [multistream's ID, the protocol] as the header, the same
+// as the echo. The harness's layers (delayedClose, the shaper, the tracer)
+// must see the request and the answer only, as they do on a stream that
+// host.NewStream negotiated, and the header must still go out in one write
+// with the request, as it does beneath them there. So handshakeAbove, over
+// the layers, hands the header to handshakeBelow, under them, which puts
+// it in front of the next write, and reads the echo from beneath them.
+type handshakeAbove struct {
+	network.Stream // the harness's layers over below
+	below          *handshakeBelow
+
+	mu      sync.Mutex
+	out, in int // the handshake's bytes still to pass each way
+}
+
+// SetProtocol is the opener selecting pid: its handshake comes next.
+func (s *handshakeAbove) SetProtocol(pid protocol.ID) error {
+	s.mu.Lock()
+	s.out = mssTokenLen(msmux.ProtocolID) + mssTokenLen(string(pid))
+	s.in = s.out
+	s.mu.Unlock()
+	return s.Stream.SetProtocol(pid)
+}
+
+// mssTokenLen is the bytes of one multistream-select token on the wire:
+// its length as a uvarint, the token, a newline.
+func mssTokenLen(tok string) int {
+	return len(binary.AppendUvarint(nil, uint64(len(tok)+1))) + len(tok) + 1
+}
+
+func (s *handshakeAbove) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	k := min(len(p), s.out)
+	s.out -= k
+	s.mu.Unlock()
+	if k > 0 {
+		s.below.hold(p[:k])
+		if k == len(p) { // the header alone (a flush): nothing follows it
+			return k, s.below.flush()
+		}
+	}
+	n, err := s.Stream.Write(p[k:])
+	return k + n, err
+}
+
+func (s *handshakeAbove) Read(p []byte) (int, error) {
+	s.mu.Lock()
+	k := min(len(p), s.in)
+	s.mu.Unlock()
+	if k == 0 {
+		return s.Stream.Read(p)
+	}
+	n, err := s.below.Stream.Read(p[:k])
+	s.mu.Lock()
+	s.in -= n
+	s.mu.Unlock()
+	return n, err
+}
+
+// handshakeBelow is the network's stream under the harness's layers; it
+// writes the header it holds in front of the next bytes.
+type handshakeBelow struct {
+	network.Stream
+
+	mu   sync.Mutex
+	held []byte
+}
+
+func (s *handshakeBelow) hold(p []byte) {
+	s.mu.Lock()
+	s.held = append(s.held, p...)
+	s.mu.Unlock()
+}
+
+func (s *handshakeBelow) take() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.held
+	s.held = nil
+	return h
+}
+
+func (s *handshakeBelow) Write(p []byte) (int, error) {
+	h := s.take()
+	if len(h) == 0 {
+		return s.Stream.Write(p)
+	}
+	n, err := s.Stream.Write(append(h, p...))
+	return max(n-len(h), 0), err
+}
+
+func (s *handshakeBelow) flush() error {
+	if h := s.take(); len(h) > 0 {
+		_, err := s.Stream.Write(h)
+		return err
+	}
+	return nil
 }
 
 func (h *linkingHost) Connect(ctx context.Context, ai p2ppeer.AddrInfo) error {
@@ -266,13 +396,19 @@ func (h *linkingHost) NewStream(ctx context.Context, p p2ppeer.ID, pids ...proto
 	if err != nil {
 		return nil, err
 	}
-	out := h.net.delayClose(s)
-	if t := h.net.tracer.Load(); t != nil {
+	return h.net.opened(s, h.ID(), p, open), nil
+}
+
+// opened wraps a caller's new stream s, opened at open: delayedClose, the
+// shaper's wrap, and the tracer's end if tracing.
+func (n *Net) opened(s network.Stream, from, to p2ppeer.ID, open time.Time) network.Stream {
+	out := n.delayClose(s)
+	if t := n.tracer.Load(); t != nil {
 		ts := &tracedStream{Stream: out, t: t, caller: true}
-		ts.call = Call{From: h.ID(), To: p, Protocol: s.Protocol(), Open: open, Opened: time.Now()}
+		ts.call = Call{From: from, To: to, Protocol: s.Protocol(), Open: open, Opened: time.Now()}
 		out = ts
 	}
-	return out, nil
+	return out
 }
 
 func (h *linkingHost) SetStreamHandler(pid protocol.ID, handler network.StreamHandler) {

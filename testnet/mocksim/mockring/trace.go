@@ -149,6 +149,14 @@ type tracedStream struct {
 	closed             bool
 }
 
+// SetProtocol is a stream opened on the network getting its protocol.
+func (s *tracedStream) SetProtocol(pid protocol.ID) error {
+	s.mu.Lock()
+	s.call.Protocol = pid
+	s.mu.Unlock()
+	return s.Stream.SetProtocol(pid)
+}
+
 func (s *tracedStream) Write(p []byte) (int, error) {
 	now := time.Now()
 	s.mu.Lock()

@@ -1,10 +1,14 @@
 package mockring
 
 import (
+	"encoding/binary"
+	"io"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	msmux "github.com/multiformats/go-multistream"
 
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 )
@@ -79,3 +83,81 @@ type fakeConn struct {
 
 func (c fakeConn) RemotePeer() p2ppeer.ID { return c.remote }
 func (c fakeConn) LocalPeer() p2ppeer.ID  { return c.local }
+
+// A stream opened on the network (peer's openStream) carries the lazy
+// multistream handshake: its header goes out in one write with the
+// request, beneath the harness's layers (delayedClose, the shaper, the
+// tracer), which see the request and the answer only, as on a stream
+// host.NewStream negotiated.
+func TestHandshakePassesBeneathTheLayers(t *testing.T) {
+	var echo []byte
+	for _, tok := range []string{msmux.ProtocolID, "/p"} {
+		echo = binary.AppendUvarint(echo, uint64(len(tok)+1))
+		echo = append(echo, tok+"\n"...)
+	}
+	raw := &scriptedStream{fakeStream: fakeStream{id: "1"}, in: [][]byte{echo, []byte("answer")}}
+	below := &handshakeBelow{Stream: raw}
+	layers := &recordingStream{Stream: below}
+	top := &handshakeAbove{Stream: layers, below: below}
+	if err := top.SetProtocol("/p"); err != nil {
+		t.Fatal(err)
+	}
+	lazy := msmux.NewMSSelect(top, protocol.ID("/p"))
+	if _, err := lazy.Write([]byte("req")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 16)
+	n, err := lazy.Read(buf)
+	if err != nil || string(buf[:n]) != "answer" {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+	if want := string(echo) + "req"; len(raw.out) != 1 || string(raw.out[0]) != want {
+		t.Errorf("written beneath: %q, want one write %q", raw.out, want)
+	}
+	if string(layers.out) != "req" || string(layers.in) != "answer" {
+		t.Errorf("the layers saw %q written and %q read, want the request and the answer", layers.out, layers.in)
+	}
+}
+
+// scriptedStream reads its chunks in turn and keeps what is written.
+type scriptedStream struct {
+	fakeStream
+	in  [][]byte
+	out [][]byte
+}
+
+func (s *scriptedStream) SetProtocol(protocol.ID) error { return nil }
+
+func (s *scriptedStream) Write(p []byte) (int, error) {
+	s.out = append(s.out, append([]byte(nil), p...))
+	return len(p), nil
+}
+
+func (s *scriptedStream) Read(p []byte) (int, error) {
+	for len(s.in) > 0 && len(s.in[0]) == 0 {
+		s.in = s.in[1:]
+	}
+	if len(s.in) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, s.in[0])
+	s.in[0] = s.in[0][n:]
+	return n, nil
+}
+
+// recordingStream keeps the bytes written and read through it.
+type recordingStream struct {
+	network.Stream
+	out, in []byte
+}
+
+func (s *recordingStream) Write(p []byte) (int, error) {
+	s.out = append(s.out, p...)
+	return s.Stream.Write(p)
+}
+
+func (s *recordingStream) Read(p []byte) (int, error) {
+	n, err := s.Stream.Read(p)
+	s.in = append(s.in, p[:n]...)
+	return n, err
+}
