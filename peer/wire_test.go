@@ -105,6 +105,7 @@ func FuzzRingRequest(f *testing.F) {
 	f.Add(frame(&pb.Request{Type: pb.Request_PING}))
 	f.Add(frame(&pb.Request{Type: pb.Request_NEXT_HOP, Key: make([]byte, 32), Want: 3}))
 	f.Add(frame(&pb.Request{Type: pb.Request_NEXT_HOP, Key: make([]byte, 32), Want: 3, HopCostUs: math.MaxUint32}))
+	f.Add(frame(&pb.Request{Type: pb.Request_NEXT_HOP, Key: make([]byte, 32), Want: 3, Brief: true}))
 	f.Add(frame(&pb.Request{Type: pb.Request_FIND_SUCCESSOR, Key: make([]byte, 32), Hops: 70, BudgetMs: 5}))
 	f.Add(frame(&pb.Request{Type: pb.Request_NEIGHBORS, KnownDigest: 7}))
 	f.Add(frame(&pb.Request{Type: pb.Request_NEIGHBORS, FromVnode: 3}))
