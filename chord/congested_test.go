@@ -35,11 +35,11 @@ func (e congestedEndpoint) FindSuccessor(ctx context.Context, to Ref, key ID, ho
 	return e.memEndpoint.FindSuccessor(ctx, to, key, hops, want)
 }
 
-func (e congestedEndpoint) NextHop(ctx context.Context, to Ref, key ID, want int, hopCost time.Duration) (Step, error) {
+func (e congestedEndpoint) NextHop(ctx context.Context, to Ref, key ID, want int, hopCost time.Duration, brief bool) (Step, error) {
 	if err := e.wait(ctx, to); err != nil {
 		return Step{}, err
 	}
-	return e.memEndpoint.NextHop(ctx, to, key, want, hopCost)
+	return e.memEndpoint.NextHop(ctx, to, key, want, hopCost, brief)
 }
 
 func (e congestedEndpoint) Neighbors(ctx context.Context, to, from Ref, known uint64) (Neighbors, error) {

@@ -156,14 +156,14 @@ func (e memEndpoint) FindSuccessor(ctx context.Context, to Ref, key ID, hops, wa
 	return n.HandleFindSuccessor(ctx, to.ID, key, hops, want)
 }
 
-func (e memEndpoint) NextHop(ctx context.Context, to Ref, key ID, want int, hopCost time.Duration) (Step, error) {
+func (e memEndpoint) NextHop(ctx context.Context, to Ref, key ID, want int, hopCost time.Duration, brief bool) (Step, error) {
 	e.m.Calls.NextHop.Add(1)
 	n, err := e.m.dest(ctx, e.from, to)
 	if err != nil {
 		return Step{}, err
 	}
 	defer e.m.answered(e.from, to)
-	return n.HandleNextHop(ctx, to.ID, key, want, hopCost)
+	return n.HandleNextHop(ctx, to.ID, key, want, hopCost, brief)
 }
 
 func (e memEndpoint) Neighbors(ctx context.Context, to, from Ref, known uint64) (Neighbors, error) {

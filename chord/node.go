@@ -605,20 +605,38 @@ func (n *Node) forwardTimeout(ctx context.Context) time.Duration {
 
 // lookupIterative walks the ring from here, asking each hop for closer
 // nodes. Every node heard of is a candidate, so a dead hop costs one timeout
-// and the walk continues from the next-best node.
+// and the walk continues from the next-best node. Hops are asked for brief
+// answers (their best next hop alone): while hops answer, that is all the
+// walk takes. When the hop a node named fails, or was visited already,
+// that node is asked again for its full answer (its other ranked hops and
+// the fall-backs near the key), which routes around dead nodes as a full
+// answer would have, for one more round trip.
 func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupResult, error) {
 	st := n.firstStep(key, want)
 	hop := n.askerHop(key)
 	visited := map[ID]bool{}
 	var cands []Ref
 	hops := 0
-	answered := true // st came from a node that answered, not a fall-back
+	answered := true  // st came from a node that answered, not a fall-back
+	var briefFrom Ref // the node whose brief answer st is; zero: st is full
 	for !st.Done {
 		var fresh []Ref
 		for _, c := range st.Nodes {
 			if !c.IsZero() && !visited[c.ID] {
 				cands = append(cands, c)
 				fresh = append(fresh, c)
+			}
+		}
+		if len(fresh) == 0 && !briefFrom.IsZero() {
+			// Its best hop was visited already: what else does it know?
+			full, err := n.askFull(ctx, briefFrom, key, want, hop)
+			briefFrom = Ref{}
+			if err == nil {
+				st = full
+				continue
+			}
+			if ctx.Err() != nil {
+				return LookupResult{}, fmt.Errorf("lookup %s: %w", key, ctx.Err())
 			}
 		}
 		sortByCloseness(cands, key)
@@ -640,9 +658,11 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 		}
 		cands = slices.DeleteFunc(cands, func(c Ref) bool { return c.ID == next.ID })
 		visited[next.ID] = true
+		namedBy := briefFrom
+		briefFrom = Ref{}
 		var err error
 		if next.Addr == n.addr {
-			st, err = n.HandleNextHop(ctx, next.ID, key, want, hop)
+			st, err = n.HandleNextHop(ctx, next.ID, key, want, hop, false)
 			if errors.Is(err, ErrUnknownVnode) {
 				// One we ran before a restart, handed back by a peer:
 				// forget it, as forward does.
@@ -650,26 +670,48 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 			}
 		} else {
 			st, err = direct(n, ctx, next, func(ctx context.Context) (Step, error) {
-				return n.tr.NextHop(ctx, next, key, want, hop)
+				return n.tr.NextHop(ctx, next, key, want, hop, true)
 			})
 			// Hops count the nodes that answered, as in recursive mode;
 			// calls to dead nodes are failures, not path length.
 			if err == nil {
 				hops++
+				briefFrom = next
 			}
 		}
 		answered = err == nil
-		if err != nil {
+		if err == nil {
+			continue
+		}
+		if ctx.Err() != nil {
+			return LookupResult{}, fmt.Errorf("lookup %s: %w", key, ctx.Err())
+		}
+		if !namedBy.IsZero() {
+			// The node that named the dead hop knows the others near
+			// it, which it did not send.
+			full, ferr := n.askFull(ctx, namedBy, key, want, hop)
+			if ferr == nil {
+				st, answered = full, true
+				continue
+			}
 			if ctx.Err() != nil {
 				return LookupResult{}, fmt.Errorf("lookup %s: %w", key, ctx.Err())
 			}
-			// call dropped our fingers to the dead peer, so our own next
-			// hops may have changed: merge them in (visited ones are
-			// skipped), or a first step of dead fingers ends the walk.
-			st = n.firstStep(key, want)
 		}
+		// call dropped our fingers to the dead peer, so our own next hops
+		// may have changed: merge them in (visited ones are skipped), or
+		// a first step of dead fingers ends the walk.
+		st = n.firstStep(key, want)
 	}
 	return LookupResult{Successors: st.Nodes, Hops: hops}, nil
+}
+
+// askFull asks to, which gave a brief answer in an iterative lookup of
+// key, for its full one.
+func (n *Node) askFull(ctx context.Context, to Ref, key ID, want int, hop time.Duration) (Step, error) {
+	return direct(n, ctx, to, func(ctx context.Context) (Step, error) {
+		return n.tr.NextHop(ctx, to, key, want, hop, false)
+	})
 }
 
 // HandleFindSuccessor serves a recursive lookup addressed to vnode to.
@@ -690,13 +732,21 @@ func (n *Node) HandleFindSuccessor(ctx context.Context, to ID, key ID, hops, wan
 
 // HandleNextHop serves one step of an iterative lookup; hopCost is the
 // asker's round trip per hop (zero: unknown), bounded here as it comes from
-// the network.
-func (n *Node) HandleNextHop(_ context.Context, to ID, key ID, want int, hopCost time.Duration) (Step, error) {
+// the network. brief: an answer that is not final names only the best next
+// hop, without the others and the fall-backs. An iterative asker takes the
+// best while hops answer, and every ref crosses its own access link (a
+// slow one's 4 KB/s) on every hop, so it asks for the rest, again, only
+// when that hop fails.
+func (n *Node) HandleNextHop(_ context.Context, to ID, key ID, want int, hopCost time.Duration, brief bool) (Step, error) {
 	v := n.local(to)
 	if v == nil {
 		return Step{}, ErrUnknownVnode
 	}
-	return n.step(v, key, want, false, min(max(hopCost, 0), n.cfg.LookupTimeout)), nil
+	st := n.step(v, key, want, false, min(max(hopCost, 0), n.cfg.LookupTimeout))
+	if brief && !st.Done {
+		st.Nodes = st.Nodes[:min(len(st.Nodes), 1)]
+	}
+	return st, nil
 }
 
 // askerHop is what a hop of our own iterative lookup of key costs us: the

@@ -45,7 +45,7 @@ func FuzzHandleNextHop(f *testing.F) {
 		to := vs[int(vn)%len(vs)]
 		var key ID
 		copy(key[:], keyBytes)
-		st, err := n.HandleNextHop(context.Background(), to.self.ID, key, 3, time.Duration(hopCost))
+		st, err := n.HandleNextHop(context.Background(), to.self.ID, key, 3, time.Duration(hopCost), false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +58,7 @@ func FuzzHandleNextHop(f *testing.F) {
 			}
 		}
 		if time.Duration(hopCost) > n.cfg.LookupTimeout {
-			cl, _ := n.HandleNextHop(context.Background(), to.self.ID, key, 3, n.cfg.LookupTimeout)
+			cl, _ := n.HandleNextHop(context.Background(), to.self.ID, key, 3, n.cfg.LookupTimeout, false)
 			if !slices.Equal(cl.Nodes, st.Nodes) {
 				t.Fatalf("hop cost %v ranks %v, LookupTimeout %v", time.Duration(hopCost), st.Nodes, cl.Nodes)
 			}

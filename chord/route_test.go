@@ -94,7 +94,7 @@ func TestNextHopWeighsTheAskersHops(t *testing.T) {
 		{5 * time.Millisecond, fast},   // a fast asker: the same
 		{500 * time.Millisecond, slow}, // a slow asker: one more of its hops costs more than the slow node
 	} {
-		st, err := n.HandleNextHop(context.Background(), v.self.ID, key, 1, c.askerHop)
+		st, err := n.HandleNextHop(context.Background(), v.self.ID, key, 1, c.askerHop, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -42,7 +42,8 @@ type Transport interface {
 	// NextHop is one step of an iterative lookup. hopCost is the asker's
 	// round trip per hop, by which to weigh the hops a next hop still
 	// needs (the asker pays each over its own link); zero: to's own.
-	NextHop(ctx context.Context, to Ref, key ID, want int, hopCost time.Duration) (Step, error)
+	// brief asks for the best next hop alone (see HandleNextHop).
+	NextHop(ctx context.Context, to Ref, key ID, want int, hopCost time.Duration, brief bool) (Step, error)
 	// Neighbors returns to's predecessor and successor list. from, if not
 	// zero, is the asking vnode, which might be to's predecessor: the call
 	// carries the paper's notify, and tells to that from is alive. If the

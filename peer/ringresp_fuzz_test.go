@@ -45,7 +45,7 @@ func FuzzRingResponse(f *testing.F) {
 			return res.Successors, err
 		},
 		func(ctx context.Context) ([]chord.Ref, error) {
-			step, err := tr.NextHop(ctx, to, chord.ID{}, 3, time.Millisecond)
+			step, err := tr.NextHop(ctx, to, chord.ID{}, 3, time.Millisecond, true)
 			return step.Nodes, err
 		},
 		func(ctx context.Context) ([]chord.Ref, error) {

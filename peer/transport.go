@@ -137,9 +137,9 @@ func hopCostToWire(d time.Duration) uint32 {
 // (HandleNextHop), so a huge one costs nothing.
 func hopCostFromWire(us uint32) time.Duration { return time.Duration(us) * time.Microsecond }
 
-func (t *ringTransport) NextHop(ctx context.Context, to chord.Ref, key chord.ID, want int, hopCost time.Duration) (chord.Step, error) {
+func (t *ringTransport) NextHop(ctx context.Context, to chord.Ref, key chord.ID, want int, hopCost time.Duration, brief bool) (chord.Step, error) {
 	req := &pb.Request{Type: pb.Request_NEXT_HOP, Key: key[:], Want: uint32(want),
-		HopCostUs: hopCostToWire(hopCost)}
+		HopCostUs: hopCostToWire(hopCost), Brief: brief}
 	resp, err := t.roundTrip(ctx, to, req)
 	if err != nil {
 		return chord.Step{}, err
@@ -259,7 +259,7 @@ func (t *ringTransport) handle(ctx context.Context, from p2ppeer.ID, req *pb.Req
 			return nil, err
 		}
 		var st chord.Step
-		st, opErr = t.node.HandleNextHop(ctx, to, key, wantOf(req), hopCostFromWire(req.GetHopCostUs()))
+		st, opErr = t.node.HandleNextHop(ctx, to, key, wantOf(req), hopCostFromWire(req.GetHopCostUs()), req.GetBrief())
 		resp.Done, resp.Nodes = st.Done, t.codec.encodeAll(st.Nodes)
 	case pb.Request_NEIGHBORS:
 		var self chord.Ref

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"testing"
@@ -105,6 +106,7 @@ func FuzzRingRequest(f *testing.F) {
 	f.Add(frame(&pb.Request{Type: pb.Request_PING}))
 	f.Add(frame(&pb.Request{Type: pb.Request_NEXT_HOP, Key: make([]byte, 32), Want: 3}))
 	f.Add(frame(&pb.Request{Type: pb.Request_NEXT_HOP, Key: make([]byte, 32), Want: 3, HopCostUs: math.MaxUint32}))
+	f.Add(frame(&pb.Request{Type: pb.Request_NEXT_HOP, Key: make([]byte, 32), Want: 3, Brief: true}))
 	f.Add(frame(&pb.Request{Type: pb.Request_FIND_SUCCESSOR, Key: make([]byte, 32), Hops: 70, BudgetMs: 5}))
 	f.Add(frame(&pb.Request{Type: pb.Request_NEIGHBORS, KnownDigest: 7}))
 	f.Add(frame(&pb.Request{Type: pb.Request_NEIGHBORS, FromVnode: 3}))
@@ -222,4 +224,44 @@ func TestRingCallLatencyBuckets(t *testing.T) {
 			t.Errorf("bucket %d: le %d ms, want %d", i, b.LeMs, wantLe)
 		}
 	}
+}
+
+// A brief NEXT_HOP crosses the wire as such: where the full answer names
+// several next hops, the brief one names only the first of them.
+func TestBriefNextHopOnTheWire(t *testing.T) {
+	cfg := testConfig()
+	// Lists shorter than the ring, so most answers are not final.
+	cfg.Chord.SuccessorListLen = 2
+	r := newMockRing(t, cfg)
+	nodes := r.add(6)
+	r.join(nodes[0], nil)
+	for _, n := range nodes[1:] {
+		r.join(n, nodes[0])
+	}
+	r.converge(100)
+	asker, to := nodes[1], nodes[0].Chord().Vnodes()[0]
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(3, 3))
+	for range 200 {
+		var key chord.ID
+		for i := range key {
+			key[i] = byte(rng.Uint32())
+		}
+		full, err := asker.tr.NextHop(ctx, to, key, 1, 0, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if full.Done || len(full.Nodes) < 2 {
+			continue
+		}
+		brief, err := asker.tr.NextHop(ctx, to, key, 1, 0, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if brief.Done || len(brief.Nodes) != 1 || brief.Nodes[0] != full.Nodes[0] {
+			t.Fatalf("brief answer %+v, want the first of the full answer's %v", brief, full.Nodes)
+		}
+		return
+	}
+	t.Fatal("no key whose full answer names two next hops: the ring no longer tests brief answers")
 }

@@ -217,7 +217,11 @@ type Request struct {
 	FromVnode uint32 `protobuf:"varint,9,opt,name=from_vnode,json=fromVnode,proto3" json:"from_vnode,omitempty"`
 	// NEXT_HOP: the asker's round trip per hop in microseconds, by which the
 	// answer weighs the hops a next hop still needs; 0: the answerer's own.
-	HopCostUs     uint32 `protobuf:"varint,10,opt,name=hop_cost_us,json=hopCostUs,proto3" json:"hop_cost_us,omitempty"`
+	HopCostUs uint32 `protobuf:"varint,10,opt,name=hop_cost_us,json=hopCostUs,proto3" json:"hop_cost_us,omitempty"`
+	// NEXT_HOP: answer with the best next hop alone, unless the answer is
+	// final. The asker asks again without it when that hop fails. A peer
+	// that predates it sends its full answer, which serves as well.
+	Brief         bool `protobuf:"varint,11,opt,name=brief,proto3" json:"brief,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -313,6 +317,13 @@ func (x *Request) GetHopCostUs() uint32 {
 		return x.HopCostUs
 	}
 	return 0
+}
+
+func (x *Request) GetBrief() bool {
+	if x != nil {
+		return x.Brief
+	}
+	return false
 }
 
 type Response struct {
@@ -424,7 +435,7 @@ const file_ring_proto_rawDesc = "" +
 	"\aNodeRef\x12\x12\n" +
 	"\x04peer\x18\x01 \x01(\fR\x04peer\x12\x14\n" +
 	"\x05vnode\x18\x02 \x01(\rR\x05vnode\x12\x14\n" +
-	"\x05addrs\x18\x03 \x03(\fR\x05addrs\"\x83\x03\n" +
+	"\x05addrs\x18\x03 \x03(\fR\x05addrs\"\x99\x03\n" +
 	"\aRequest\x121\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x1d.chordshare.ring.Request.TypeR\x04type\x12\x19\n" +
 	"\bto_vnode\x18\x02 \x01(\rR\atoVnode\x12\x10\n" +
@@ -436,7 +447,8 @@ const file_ring_proto_rawDesc = "" +
 	"\n" +
 	"from_vnode\x18\t \x01(\rR\tfromVnode\x12\x1e\n" +
 	"\vhop_cost_us\x18\n" +
-	" \x01(\rR\thopCostUs\"k\n" +
+	" \x01(\rR\thopCostUs\x12\x14\n" +
+	"\x05brief\x18\v \x01(\bR\x05brief\"k\n" +
 	"\x04Type\x12\v\n" +
 	"\aUNKNOWN\x10\x00\x12\x12\n" +
 	"\x0eFIND_SUCCESSOR\x10\x01\x12\f\n" +

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"chordshare/peer"
@@ -17,6 +18,7 @@ import (
 func callBreakdown(out io.Writer, label string, calls []mockring.Call, shaper *netshape.Shaper, lookups int) {
 	var open, req, resp, excess, rtts, tx []time.Duration
 	var sumExcess, sumRTT time.Duration
+	var reqBytes, respBytes []int
 	n := 0
 	for _, c := range calls {
 		if string(c.Protocol) != peer.RingProtocol {
@@ -35,13 +37,30 @@ func callBreakdown(out io.Writer, label string, calls []mockring.Call, shaper *n
 		rtts = append(rtts, 2*ow)
 		sumExcess += e
 		sumRTT += 2 * ow
+		reqBytes, respBytes = append(reqBytes, c.ReqBytes), append(respBytes, c.RespBytes)
 	}
 	d := func(xs []time.Duration) string {
 		x := mockring.NewDist(xs)
 		return fmt.Sprintf("%s / %s / %s / %s", ms(x.P50), ms(x.P90), ms(x.P99), ms(x.Mean))
 	}
-	fmt.Fprintf(out, "| %s | %d | %s | %s | %s | %s | %s | %s | %.1f ms | %.1f ms |\n", label, n, d(rtts), d(tx), d(open), d(req), d(resp), d(excess),
-		float64(sumExcess)/1e6/float64(max(lookups, 1)), float64(sumRTT)/1e6/float64(max(lookups, 1)))
+	fmt.Fprintf(out, "| %s | %d | %s | %s | %s | %s | %s | %s | %.1f ms | %.1f ms | %s | %s |\n", label, n, d(rtts), d(tx), d(open), d(req), d(resp), d(excess),
+		float64(sumExcess)/1e6/float64(max(lookups, 1)), float64(sumRTT)/1e6/float64(max(lookups, 1)),
+		byteDist(reqBytes), byteDist(respBytes))
+}
+
+// byteDist is p50 / p90 / p99 / mean of a call's bytes written, framing
+// included: what crosses the links, which transmission is paid for.
+func byteDist(xs []int) string {
+	if len(xs) == 0 {
+		return "–"
+	}
+	slices.Sort(xs)
+	sum := 0
+	for _, x := range xs {
+		sum += x
+	}
+	q := func(p float64) int { return xs[min(len(xs)-1, int(p*float64(len(xs))))] }
+	return fmt.Sprintf("%d / %d / %d / %.0f B", q(0.5), q(0.9), q(0.99), float64(sum)/float64(len(xs)))
 }
 
 // txTime is how long n bytes of a small write take through the sender's

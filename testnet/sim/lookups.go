@@ -171,8 +171,8 @@ func runLookups(ctx context.Context, f lookupsFlags, out io.Writer) (lookupsResu
 	// and its calls would pile up in the tracer unread.
 	s.Net.Trace(nil)
 	if tracer != nil {
-		fmt.Fprintf(out, "### Where the ring calls' time went\n\nEach call timed at both ends (p50 / p90 / p99 / mean): its link's round trip; the request's and answer's transmission at the slower rate of each way; NewStream; the request's way (first write to the callee's handler) and the answer's way (the callee's last write to the caller's first read), each less the link's one-way delay and its transmission; the excess (the caller's time less the callee's work less the round trip and the transmission). Per lookup: the excess and the round trips of all calls summed, over the lookups.\n\n")
-		fmt.Fprintf(out, "| batch | calls | link RTT | transmission | NewStream | request − one way | answer − one way | excess | excess per lookup | RTTs per lookup |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(out, "### Where the ring calls' time went\n\nEach call timed at both ends (p50 / p90 / p99 / mean): its link's round trip; the request's and answer's transmission at the slower rate of each way; NewStream; the request's way (first write to the callee's handler) and the answer's way (the callee's last write to the caller's first read), each less the link's one-way delay and its transmission; the excess (the caller's time less the callee's work less the round trip and the transmission). Per lookup: the excess and the round trips of all calls summed, over the lookups. Request and answer: the bytes each end wrote on the call's stream (p50 / p90 / p99 / mean); in an iterative batch nearly every call is a NEXT_HOP.\n\n")
+		fmt.Fprintf(out, "| batch | calls | link RTT | transmission | NewStream | request − one way | answer − one way | excess | excess per lookup | RTTs per lookup | request bytes | answer bytes |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, l := range traced {
 			fmt.Fprint(out, l)
 		}

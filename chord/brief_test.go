@@ -1,0 +1,115 @@
+package chord
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+)
+
+// nextHopTally counts the NEXT_HOP calls that reached a live node.
+type nextHopTally struct {
+	brief   int // asked for a brief answer
+	full    int // asked for the full answer
+	answers int // brief answers that were not final
+	refs    int // refs in those
+}
+
+type nextHopCounts struct {
+	mu sync.Mutex
+	nextHopTally
+}
+
+func (c *nextHopCounts) take() nextHopTally {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.nextHopTally
+	c.nextHopTally = nextHopTally{}
+	return out
+}
+
+type countingEndpoint struct {
+	memEndpoint
+	c *nextHopCounts
+}
+
+func (e countingEndpoint) NextHop(ctx context.Context, to Ref, key ID, want int, hopCost time.Duration, brief bool) (Step, error) {
+	st, err := e.memEndpoint.NextHop(ctx, to, key, want, hopCost, brief)
+	if err != nil {
+		return st, err
+	}
+	e.c.mu.Lock()
+	defer e.c.mu.Unlock()
+	if !brief {
+		e.c.full++
+		return st, nil
+	}
+	e.c.brief++
+	if !st.Done {
+		e.c.answers++
+		e.c.refs += len(st.Nodes)
+	}
+	return st, nil
+}
+
+// Every ref of a NEXT_HOP answer crosses the iterative asker's own access
+// link, so while hops answer each names only its best next hop; when that
+// hop is dead, the asker asks the node that named it for the rest, and
+// every lookup still finds the key's first live successor with a fifth of
+// the peers dead and no repair.
+func TestIterativeAnswersBriefUntilAHopFails(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemNet()
+	cfg := TestConfig()
+	cfg.Vnodes = 1
+	counts := &nextHopCounts{}
+	nodes := wrappedRing(t, m, cfg, 64, "brief", func(e memEndpoint) Transport {
+		return countingEndpoint{e, counts}
+	})
+	if _, err := Converge(ctx, nodes, 400); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		n.FixAllFingers(ctx)
+	}
+	rng := rand.New(rand.NewPCG(5, 5))
+	alive := func(r Ref) bool { return m.Alive(r.Addr) }
+	lookups := func(live []*Node) (wrong int) {
+		o := NewOracle(live)
+		for _, n := range live {
+			for range 10 {
+				key := randomID(rng)
+				res, err := n.LookupMode(ctx, key, cfg.SuccessorListLen, Iterative)
+				if err != nil || o.CheckFirstLive(key, res, alive) != nil {
+					wrong++
+				}
+			}
+		}
+		return wrong
+	}
+
+	counts.take()
+	if wrong := lookups(nodes); wrong > 0 {
+		t.Fatalf("%d lookups wrong on a live ring", wrong)
+	}
+	c := counts.take()
+	if c.answers == 0 {
+		t.Fatal("no answer that was not final: the ring no longer tests brief answers")
+	}
+	if c.refs != c.answers || c.full != 0 {
+		t.Errorf("live ring: %d refs in %d answers that were not final (want one each), %d full answers asked for (want none)",
+			c.refs, c.answers, c.full)
+	}
+
+	for _, i := range rng.Perm(len(nodes))[:13] { // ~20%
+		m.Kill(nodes[i].Addr())
+	}
+	live := Live(nodes, func(n *Node) bool { return m.Alive(n.Addr()) })
+	if wrong := lookups(live); wrong > 0 {
+		t.Errorf("%d of %d lookups did not find the first live successor with 20%% of peers dead", wrong, 10*len(live))
+	}
+	if c := counts.take(); c.full == 0 {
+		t.Error("no full answer asked for with 20% of peers dead: the test no longer covers the fall-backs")
+	}
+}
