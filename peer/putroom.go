@@ -184,7 +184,8 @@ func (r *putRoom) makeRoomLocked(n int64, now time.Time, except *putReception) (
 }
 
 // grow takes n more bytes of room for rec, evicting silent PUTs if it
-// must, and reports whether it got them. A PUT that did not is refused.
+// must, and reports whether it got them. A PUT that did not is refused,
+// and holds no room from then on.
 func (rec *putReception) grow(n int64) bool {
 	r := rec.room
 	r.mu.Lock()
@@ -199,7 +200,11 @@ func (rec *putReception) grow(n int64) bool {
 		r.held += n
 		rec.held += n
 	} else {
+		// Its room is given back now, not when its handler gets to
+		// release it: the PUTs growing at the same moment may need it.
 		delete(r.puts, rec)
+		r.held -= rec.held
+		rec.held = 0
 	}
 	r.turnedAwayUnlock(now, !ok, evicted)
 	return ok
