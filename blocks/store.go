@@ -56,7 +56,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -370,7 +369,7 @@ func (s *Store) write(k Key, c cid.Cid, data []byte) (err error) {
 			}
 		}
 	}()
-	if _, err = f.Write(data); err != nil {
+	if err = writeFile(f, data); err != nil {
 		return err
 	}
 	if err = f.Sync(); err != nil {
@@ -514,7 +513,7 @@ func readBlock(path string, alloc func(int) []byte) ([]byte, error) {
 		alloc = func(n int) []byte { return make([]byte, n) }
 	}
 	data := alloc(int(info.Size()))
-	if _, err := io.ReadFull(f, data); err != nil {
+	if err := readFile(f, data); err != nil {
 		return nil, err
 	}
 	return data, nil
