@@ -2,20 +2,11 @@
 
 package blocks
 
-import (
-	"io"
-	"os"
-)
+import "os"
 
 // writeFile writes data to the new, empty file f (direct_linux.go writes
 // aligned blocks past the page cache).
 func writeFile(f *os.File, data []byte) error {
 	_, err := f.Write(data)
-	return err
-}
-
-// readFile fills data from the start of f.
-func readFile(f *os.File, data []byte) error {
-	_, err := io.ReadFull(f, data)
 	return err
 }

@@ -56,6 +56,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -513,7 +514,7 @@ func readBlock(path string, alloc func(int) []byte) ([]byte, error) {
 		alloc = func(n int) []byte { return make([]byte, n) }
 	}
 	data := alloc(int(info.Size()))
-	if err := readFile(f, data); err != nil {
+	if _, err := io.ReadFull(f, data); err != nil {
 		return nil, err
 	}
 	return data, nil
