@@ -250,6 +250,8 @@ func (h *apiHandler) fetch(w http.ResponseWriter, r *http.Request) {
 
 	ctx, guard, stop := watchStalls(r.Context(), p.stall)
 	defer stop()
+	out := newOutputFile(f)
+	defer out.closeDirect()
 	stopFlush := flushBehind(f)
 	defer stopFlush()
 	var done, total atomic.Int64
@@ -260,7 +262,7 @@ func (h *apiHandler) fetch(w http.ResponseWriter, r *http.Request) {
 	ev.run(func() api.Event {
 		return api.Event{Done: done.Load(), Total: total.Load()}
 	}, func() api.Event {
-		err := share.Fetch(ctx, p.cid, progressGetter(h.b, guard), share.ToWriterAt(outputFile{f}), share.FetchOptions{
+		err := share.Fetch(ctx, p.cid, progressGetter(h.b, guard), share.ToWriterAt(out), share.FetchOptions{
 			Progress: func(d, t int64) {
 				done.Store(d)
 				total.Store(t)

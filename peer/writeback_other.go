@@ -11,3 +11,7 @@ func flushBehind(*os.File) (stop func()) { return func() {} }
 // outputFile is a fetch's output file; reserving its space up front
 // (Allocate) is Linux's only (writeback_linux.go).
 type outputFile struct{ *os.File }
+
+func newOutputFile(f *os.File) outputFile { return outputFile{f} }
+
+func (outputFile) closeDirect() {}
