@@ -2,15 +2,11 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"flag"
 	"fmt"
 	"io"
 	"math"
-	"math/rand/v2"
 	"slices"
-
-	"github.com/libp2p/go-libp2p/core/crypto"
 
 	"chordshare/chord"
 	"chordshare/testnet/mocksim/mockring"
@@ -183,22 +179,13 @@ func balanceOf(s balanceScheme, ids []p2ppeer.ID, capacity []float64, choices in
 // mockring.Net.AddPeers), so balance describes the rings the other
 // subcommands build.
 func peerIDs(n int, seed uint64) ([]p2ppeer.ID, error) {
-	rng := rand.New(rand.NewPCG(seed, 0x6d6f636b))
+	rng := mockring.PeerRand(seed)
 	ids := make([]p2ppeer.ID, n)
 	for i := range ids {
-		s := make([]byte, 32)
-		for j := range s {
-			s[j] = byte(rng.Uint32())
-		}
-		sk, err := crypto.UnmarshalEd25519PrivateKey(ed25519Key(s))
-		if err != nil {
-			return nil, err
-		}
-		if ids[i], err = p2ppeer.IDFromPrivateKey(sk); err != nil {
+		var err error
+		if _, ids[i], err = mockring.PeerKey(rng); err != nil {
 			return nil, err
 		}
 	}
 	return ids, nil
 }
-
-func ed25519Key(seed []byte) []byte { return ed25519.NewKeyFromSeed(seed) }

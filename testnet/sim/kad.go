@@ -58,7 +58,7 @@ func runKad(ctx context.Context, f lookupsFlags, qs []mockring.Query, rtt mockri
 	}
 	net := mockring.NewNet(mockring.LinkLazy, mocknet.LinkOptions{})
 	defer net.Close()
-	hosts, err := net.AddPeers(f.peers, rand.New(rand.NewPCG(f.seed, 0x6d6f636b)))
+	hosts, err := net.AddPeers(f.peers, mockring.PeerRand(f.seed))
 	if err != nil {
 		return nil, km, err
 	}

@@ -43,6 +43,10 @@ func lookupsCmd(ctx context.Context, args []string, out io.Writer) error {
 	if err := f.parse(); err != nil {
 		return err
 	}
+	if f.concurrency < 1 {
+		// parallel.Each with no worker would wait for ctx, starting nothing.
+		return fmt.Errorf("-concurrency %d: want at least 1", f.concurrency)
+	}
 	header(out, fmt.Sprintf("Lookups: %d peers, %s, profile %s", f.peers, f.vnodesDesc(), f.profile), append([]string{"lookups"}, args...))
 	if _, err := runLookups(ctx, f, out); err != nil {
 		return err

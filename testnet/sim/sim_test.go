@@ -138,4 +138,10 @@ func TestRunUsage(t *testing.T) {
 	if err := run(context.Background(), []string{"lookups", "-capacity-vnodes", "x"}, io.Discard); err == nil {
 		t.Fatal("a bad -capacity-vnodes was accepted")
 	}
+	// The context only bounds the run should -concurrency 0 be taken.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := run(ctx, []string{"lookups", "-n", "20", "-kad=false", "-concurrency", "0"}, io.Discard); err == nil || !strings.Contains(err.Error(), "-concurrency") {
+		t.Fatalf("lookups -concurrency 0: %v; want it refused", err)
+	}
 }

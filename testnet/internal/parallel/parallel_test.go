@@ -2,44 +2,61 @@ package parallel
 
 import (
 	"context"
-	"sync/atomic"
+	"slices"
+	"sync"
 	"testing"
+	"testing/synctest"
 )
 
-// TestEach: every index runs once, never more than workers at a time; once
-// ctx ends the feed stops (a select with both ready goes on with odds 1/2 a
-// step, so fewer than n/2 start but for odds of 2^-37), and Each waits for
-// the calls started.
+// TestEach: every index runs once; with every worker's call held, no more
+// start (synctest.Wait: the rest wait on the feed) and they are the first
+// indices; once ctx ends the feed stops, and Each waits for the calls
+// started.
 func TestEach(t *testing.T) {
 	const n, workers = 100, 3
-	var ran [n]atomic.Int32
-	var now, most atomic.Int32
+	var mu sync.Mutex
+	var ran []int
 	Each(context.Background(), n, workers, func(i int) {
-		k := now.Add(1)
-		for m := most.Load(); k > m && !most.CompareAndSwap(m, k); m = most.Load() {
-		}
-		ran[i].Add(1)
-		now.Add(-1)
+		mu.Lock()
+		ran = append(ran, i)
+		mu.Unlock()
 	})
-	for i := range ran {
-		if got := ran[i].Load(); got != 1 {
-			t.Fatalf("index %d ran %d times; want 1", i, got)
+	slices.Sort(ran)
+	for i, r := range ran {
+		if r != i || len(ran) != n {
+			t.Fatalf("ran %v; want each of [0, %d) once", ran, n)
 		}
-	}
-	if m := most.Load(); m > workers {
-		t.Fatalf("%d calls at once; want at most %d", m, workers)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var started, returned atomic.Int32
-	Each(ctx, n, workers, func(i int) {
-		started.Add(1)
-		if i == 10 {
-			cancel()
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		held, returned := make(chan struct{}), make(chan struct{})
+		var started []int
+		go func() {
+			Each(ctx, n, workers, func(i int) {
+				mu.Lock()
+				started = append(started, i)
+				mu.Unlock()
+				<-held
+			})
+			close(returned)
+		}()
+		synctest.Wait()
+		slices.Sort(started)
+		if !slices.Equal(started, []int{0, 1, 2}) {
+			t.Fatalf("with every call held: %v started; want [0 1 2]", started)
 		}
-		returned.Add(1)
+		cancel()
+		synctest.Wait()
+		select {
+		case <-returned:
+			t.Fatal("Each returned before the calls it started")
+		default:
+		}
+		close(held)
+		<-returned
+		if len(started) != workers {
+			t.Fatalf("after cancelling: %d calls; want the %d started before", len(started), workers)
+		}
 	})
-	if s, r := started.Load(), returned.Load(); s >= n/2 || s != r {
-		t.Fatalf("after cancelling at index 10: %d started, %d returned; want fewer than %d started, all returned", s, r, n/2)
-	}
 }

@@ -265,3 +265,19 @@ func BenchmarkLinks1000(b *testing.B) {
 		})
 	}
 }
+
+// A ring's peer IDs are those PeerKey draws from PeerRand for its seed, in
+// join order: sim balance describes rings by drawing them so.
+func TestPeerIDsFollowTheSeed(t *testing.T) {
+	r, err := NewRing(Options{Peers: 4, Config: peer.DefaultConfig(), Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	rng := PeerRand(7)
+	for i, h := range r.hosts {
+		if _, id, err := PeerKey(rng); err != nil || id != h.ID() {
+			t.Fatalf("peer %d is %s; PeerKey drew %s, %v", i, h.ID(), id, err)
+		}
+	}
+}

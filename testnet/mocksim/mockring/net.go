@@ -6,7 +6,6 @@ package mockring
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -106,15 +104,7 @@ func (n *Net) Links() int {
 func (n *Net) AddPeers(count int, rng *rand.Rand) ([]host.Host, error) {
 	hosts := make([]host.Host, 0, count)
 	for range count {
-		seed := make([]byte, ed25519.SeedSize)
-		for i := range seed {
-			seed[i] = byte(rng.Uint32())
-		}
-		sk, err := crypto.UnmarshalEd25519PrivateKey(ed25519.NewKeyFromSeed(seed))
-		if err != nil {
-			return nil, err
-		}
-		id, err := p2ppeer.IDFromPrivateKey(sk)
+		sk, id, err := PeerKey(rng)
 		if err != nil {
 			return nil, err
 		}

@@ -2,6 +2,7 @@ package mockring
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -10,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
 
@@ -78,7 +80,7 @@ func NewRing(opts Options) (*Ring, error) {
 	r := &Ring{
 		Net:  NewNet(opts.Links, mocknet.LinkOptions{}),
 		opts: opts,
-		rng:  rand.New(rand.NewPCG(opts.Seed, 0x6d6f636b)),
+		rng:  PeerRand(opts.Seed),
 		dead: map[*peer.Node]bool{},
 	}
 	hosts, err := r.Net.AddPeers(opts.Peers, r.rng)
@@ -91,6 +93,29 @@ func NewRing(opts Options) (*Ring, error) {
 	}
 	r.hosts = hosts
 	return r, nil
+}
+
+// PeerRand is where a ring built with this seed draws its peers' keys from
+// (they come first), so that sim's kad-dht peers and its balance, drawing
+// from it too, have the ring's peer IDs.
+func PeerRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x6d6f636b)) }
+
+// PeerKey draws a peer's Ed25519 key from rng, and its ID, as AddPeers does
+// for each host.
+func PeerKey(rng *rand.Rand) (crypto.PrivKey, p2ppeer.ID, error) {
+	seed := make([]byte, ed25519.SeedSize)
+	for i := range seed {
+		seed[i] = byte(rng.Uint32())
+	}
+	sk, err := crypto.UnmarshalEd25519PrivateKey(ed25519.NewKeyFromSeed(seed))
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := p2ppeer.IDFromPrivateKey(sk)
+	if err != nil {
+		return nil, "", err
+	}
+	return sk, id, nil
 }
 
 // Close shuts the whole network down.
