@@ -3,6 +3,7 @@ package peer
 import (
 	"bufio"
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -167,6 +168,34 @@ func TestPutsTurnedAwayAreTold(t *testing.T) {
 		// must fit, or the PUT would start and be refused as it grew.
 		if newPutRoom(200<<10, nil).admit(200<<10, nil) != nil {
 			t.Fatal("a 200 KiB put was admitted in 200 KiB of room")
+		}
+	})
+}
+
+// The PUTs of a burst turned away after its first event are told
+// putEventGap after it, though no PUT is turned away after the burst.
+func TestBurstOfPutsTurnedAwayIsToldWhole(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bus := newEventBus()
+		r := newPutRoom(0, bus)
+		defer r.close()
+		for range 5 {
+			if r.admit(1, nil) != nil {
+				t.Fatal("a put beyond the room was admitted")
+			}
+			time.Sleep(time.Second)
+		}
+		time.Sleep(putEventGap)
+		events, _ := bus.subscribe(0)
+		var counts []int64
+		for _, e := range events {
+			counts = append(counts, e.Count)
+		}
+		if !slices.Equal(counts, []int64{1, 4}) {
+			t.Fatalf("events counting %v puts, want [1 4]", counts)
+		}
+		if got := events[1].Time.Sub(events[0].Time); got != putEventGap {
+			t.Fatalf("the burst's tail told %v after its first, want %v", got, putEventGap)
 		}
 	})
 }
