@@ -248,3 +248,41 @@ func TestPutRefusedAsItGrowsOverTCP(t *testing.T) {
 		t.Fatalf("room after: %+v, want 1 refused", st)
 	}
 }
+
+// A PUT refused as it grows gives its room back at once, before its
+// handler releases it, for the PUTs growing beside it; and a PUT evicted
+// after its last bytes came, before it ended its reading, is not received.
+func TestPutRoomGivenBackAtRefusalAndEviction(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 1 << 10
+		r := newPutRoom(40*k, nil)
+		a, b := r.admit(32*k, func() {}), r.admit(32*k, func() {})
+		if a == nil || b == nil || !a.grow(28*k) {
+			t.Fatal("puts that fit were turned away")
+		}
+		if b.grow(28 * k) {
+			t.Fatal("a put grew beyond the room")
+		}
+		if held := r.status().BytesHeld; held != 32*k {
+			t.Fatalf("%d bytes held after a refusal, before its release; want %d", held, 32*k)
+		}
+		c := r.admit(8*k, func() {})
+		if c == nil {
+			t.Fatal("a put that fits in the refused one's room was turned away")
+		}
+		b.release()
+		time.Sleep(putSilence)
+		evicted := false
+		a.evict = func() { evicted = true }
+		c.last.Store(time.Now().UnixNano())
+		if d := r.admit(32*k, func() {}); d == nil || !evicted {
+			t.Fatalf("a put that fits once a silent one is evicted: admitted %v, evicted %v", d != nil, evicted)
+		}
+		if a.received() {
+			t.Fatal("an evicted put was received")
+		}
+		if !c.received() {
+			t.Fatal("a put not evicted was not received")
+		}
+	})
+}
