@@ -119,12 +119,13 @@ func TestSilentPutIsEvictedForANewOne(t *testing.T) {
 func bytesOf(b byte, n int) []byte { return []byte(strings.Repeat(string(rune(b)), n)) }
 
 // PUTs turned away are counted in the room's status and told as
-// puts_refused events, at most one a putEventGap, the next one counting
-// what the skipped ones would have.
+// puts_refused events, at most one a putEventGap, the next one, a
+// putEventGap after, counting what the skipped ones would have.
 func TestPutsTurnedAwayAreTold(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		bus := newEventBus()
 		r := newPutRoom(16<<10, bus)
+		defer r.close()
 		evicted := 0
 		a := r.admit(16<<10, func() { evicted++ })
 		if a == nil || !a.grow(12<<10) {
@@ -138,7 +139,7 @@ func TestPutsTurnedAwayAreTold(t *testing.T) {
 		if b == nil || evicted != 1 {
 			t.Fatalf("a put that fits once a silent one is evicted: admitted %v, %d evicted", b != nil, evicted)
 		}
-		time.Sleep(putEventGap - putSilence)
+		time.Sleep(putEventGap - putSilence - time.Second)
 		b.last.Store(time.Now().UnixNano()) // its bytes keep coming
 		if r.admit(16<<10, nil) != nil {
 			t.Fatal("a put beyond the room was admitted")
@@ -146,6 +147,8 @@ func TestPutsTurnedAwayAreTold(t *testing.T) {
 		if got := r.status(); got != (api.PutRoom{BytesHeld: 4 << 10, BytesLimit: 16 << 10, Refused: 2, Evicted: 1}) {
 			t.Fatalf("status: %+v", got)
 		}
+		time.Sleep(time.Second) // putEventGap after the first event
+		synctest.Wait()         // for its flush
 		events, _ := bus.subscribe(0)
 		var told []string
 		for _, e := range events {
