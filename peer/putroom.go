@@ -2,9 +2,11 @@ package peer
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -198,26 +200,39 @@ func (r *putRoom) close() {
 
 // makeRoomLocked evicts PUTs silent for putSilence, the longest silent
 // first, until n more bytes fit, and returns them, for their streams to
-// be reset; never except. Their room is taken back at once, before their
-// readers notice the reset and drop their buffers: for that moment the
-// buffers can exceed the limit by theirs.
+// be reset; never except, and none if evicting them all would not make
+// room: a PUT refused anyway leaves them be. Their room is taken back at
+// once, before their readers notice the reset and drop their buffers: for
+// that moment the buffers can exceed the limit by theirs.
 func (r *putRoom) makeRoomLocked(n int64, now time.Time, except *putReception) (evicted []*putReception) {
-	for r.held+n > r.limit {
-		var victim *putReception
-		var oldest int64
-		for p := range r.puts {
-			if last := p.last.Load(); p != except && now.Sub(time.Unix(0, last)) >= putSilence && (victim == nil || last < oldest) {
-				victim, oldest = p, last
-			}
+	if r.held+n <= r.limit {
+		return nil
+	}
+	type silent struct {
+		p    *putReception
+		last int64
+	}
+	var silents []silent
+	var theirs int64
+	for p := range r.puts {
+		if last := p.last.Load(); p != except && now.Sub(time.Unix(0, last)) >= putSilence {
+			silents = append(silents, silent{p, last})
+			theirs += p.held
 		}
-		if victim == nil {
+	}
+	if r.held-theirs+n > r.limit {
+		return nil
+	}
+	slices.SortFunc(silents, func(a, b silent) int { return cmp.Compare(a.last, b.last) })
+	for _, v := range silents {
+		if r.held+n <= r.limit {
 			break
 		}
-		delete(r.puts, victim)
-		victim.evicted = true
-		r.held -= victim.held
-		victim.held = 0
-		evicted = append(evicted, victim)
+		delete(r.puts, v.p)
+		v.p.evicted = true
+		r.held -= v.p.held
+		v.p.held = 0
+		evicted = append(evicted, v.p)
 	}
 	return evicted
 }

@@ -289,3 +289,32 @@ func TestPutRoomGivenBackAtRefusalAndEviction(t *testing.T) {
 		}
 	})
 }
+
+// A PUT that would not fit even with every silent PUT evicted evicts
+// none: they lose their place only to a PUT that gets it.
+func TestSilentPutsStayForAPutThatWouldNotFit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 1 << 10
+		r := newPutRoom(16*k, nil)
+		evicted := 0
+		silent := r.admit(4*k, func() { evicted++ })
+		active := r.admit(8*k, func() { evicted++ })
+		if silent == nil || active == nil || !active.grow(4*k) {
+			t.Fatal("puts that fit were turned away")
+		}
+		time.Sleep(putSilence)
+		active.last.Store(time.Now().UnixNano())
+		if r.admit(16*k, func() {}) != nil {
+			t.Fatal("a put beyond the room was admitted")
+		}
+		if evicted != 0 {
+			t.Fatalf("%d evicted for a put refused anyway", evicted)
+		}
+		if got := r.status(); got != (api.PutRoom{BytesHeld: 12 * k, BytesLimit: 16 * k, Refused: 1}) {
+			t.Fatalf("status: %+v", got)
+		}
+		if r.admit(8*k, func() {}) == nil || evicted != 1 {
+			t.Fatalf("a put that fits once the silent one is evicted: %d evicted", evicted)
+		}
+	})
+}
