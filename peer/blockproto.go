@@ -200,7 +200,10 @@ func putRefused(err error) bool {
 	return errors.As(err, &se) && se.Remote && se.ErrorCode == resetPutRefused
 }
 
-func (b *blockClient) close() { b.streams.close() }
+func (b *blockClient) close() {
+	b.streams.close()
+	b.puts.close()
+}
 
 // blockExchange sends one block request, with payload for a PUT, to p and
 // returns the response and its payload, a pooled buffer the caller hands

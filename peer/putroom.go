@@ -2,9 +2,11 @@ package peer
 
 import (
 	"bufio"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,10 +79,13 @@ type putRoom struct {
 	evicted int64                      // PUTs reset for a new one, silent for putSilence
 	// events, if set, is told of PUTs refused and evicted: at most one
 	// event each putEventGap, with what the ones it skipped turned away
-	// (unrefused, unevicted) added to the next; told, when it last was.
+	// (unrefused, unevicted) told putEventGap after the last (flush, set
+	// while they wait), so a burst's tail is told even if no PUT is turned
+	// away after it; told, when it last was.
 	events               *eventBus
 	unrefused, unevicted int64
 	told                 time.Time
+	flush                *time.Timer
 }
 
 // putEventGap spaces the events of PUTs turned away, so that a flood of
@@ -141,13 +146,7 @@ func (r *putRoom) turnedAwayUnlock(now time.Time, refused bool, evicted []*putRe
 	}
 	r.evicted += int64(len(evicted))
 	r.unevicted += int64(len(evicted))
-	var e *api.NodeEvent
-	if r.events != nil && r.unrefused+r.unevicted > 0 && (r.told.IsZero() || now.Sub(r.told) >= putEventGap) {
-		e = &api.NodeEvent{Kind: api.EventPutsRefused, Count: r.unrefused + r.unevicted,
-			Message: fmt.Sprintf("puts turned away: %d refused for want of room, %d evicted after %v without bytes; their senders put the blocks elsewhere; %s of %s held for puts being received",
-				r.unrefused, r.unevicted, putSilence, FormatSize(r.held), FormatSize(r.limit))}
-		r.unrefused, r.unevicted, r.told = 0, 0, now
-	}
+	e := r.eventLocked(now)
 	r.mu.Unlock()
 	for _, p := range evicted {
 		p.evict()
@@ -157,28 +156,83 @@ func (r *putRoom) turnedAwayUnlock(now time.Time, refused bool, evicted []*putRe
 	}
 }
 
+// eventLocked returns the event that tells the PUTs turned away since the
+// last one, if there are some and it is time; if it is not yet, it has
+// flushEvents tell them when it is.
+func (r *putRoom) eventLocked(now time.Time) *api.NodeEvent {
+	if r.events == nil || r.unrefused+r.unevicted == 0 {
+		return nil
+	}
+	if wait := r.told.Add(putEventGap).Sub(now); !r.told.IsZero() && wait > 0 {
+		if r.flush == nil {
+			r.flush = time.AfterFunc(wait, r.flushEvents)
+		}
+		return nil
+	}
+	e := &api.NodeEvent{Kind: api.EventPutsRefused, Count: r.unrefused + r.unevicted,
+		Message: fmt.Sprintf("puts turned away: %d refused for want of room, %d evicted after %v without bytes; their senders put the blocks elsewhere; %s of %s held for puts being received",
+			r.unrefused, r.unevicted, putSilence, FormatSize(r.held), FormatSize(r.limit))}
+	r.unrefused, r.unevicted, r.told = 0, 0, now
+	return e
+}
+
+// flushEvents tells the PUTs turned away since the last event, which
+// waited for putEventGap to pass.
+func (r *putRoom) flushEvents() {
+	r.mu.Lock()
+	r.flush = nil
+	e := r.eventLocked(time.Now())
+	r.mu.Unlock()
+	if e != nil {
+		r.events.publish(*e)
+	}
+}
+
+// close stops a pending flushEvents: the node is closing.
+func (r *putRoom) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.flush != nil {
+		r.flush.Stop()
+		r.flush = nil
+	}
+}
+
 // makeRoomLocked evicts PUTs silent for putSilence, the longest silent
 // first, until n more bytes fit, and returns them, for their streams to
-// be reset; never except. Their room is taken back at once, before their
-// readers notice the reset and drop their buffers: for that moment the
-// buffers can exceed the limit by theirs.
+// be reset; never except, and none if evicting them all would not make
+// room: a PUT refused anyway leaves them be. Their room is taken back at
+// once, before their readers notice the reset and drop their buffers: for
+// that moment the buffers can exceed the limit by theirs.
 func (r *putRoom) makeRoomLocked(n int64, now time.Time, except *putReception) (evicted []*putReception) {
-	for r.held+n > r.limit {
-		var victim *putReception
-		var oldest int64
-		for p := range r.puts {
-			if last := p.last.Load(); p != except && now.Sub(time.Unix(0, last)) >= putSilence && (victim == nil || last < oldest) {
-				victim, oldest = p, last
-			}
+	if r.held+n <= r.limit {
+		return nil
+	}
+	type silent struct {
+		p    *putReception
+		last int64
+	}
+	var silents []silent
+	var theirs int64
+	for p := range r.puts {
+		if last := p.last.Load(); p != except && now.Sub(time.Unix(0, last)) >= putSilence {
+			silents = append(silents, silent{p, last})
+			theirs += p.held
 		}
-		if victim == nil {
+	}
+	if r.held-theirs+n > r.limit {
+		return nil
+	}
+	slices.SortFunc(silents, func(a, b silent) int { return cmp.Compare(a.last, b.last) })
+	for _, v := range silents {
+		if r.held+n <= r.limit {
 			break
 		}
-		delete(r.puts, victim)
-		victim.evicted = true
-		r.held -= victim.held
-		victim.held = 0
-		evicted = append(evicted, victim)
+		delete(r.puts, v.p)
+		v.p.evicted = true
+		r.held -= v.p.held
+		v.p.held = 0
+		evicted = append(evicted, v.p)
 	}
 	return evicted
 }

@@ -3,6 +3,7 @@ package peer
 import (
 	"bufio"
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -118,12 +119,13 @@ func TestSilentPutIsEvictedForANewOne(t *testing.T) {
 func bytesOf(b byte, n int) []byte { return []byte(strings.Repeat(string(rune(b)), n)) }
 
 // PUTs turned away are counted in the room's status and told as
-// puts_refused events, at most one a putEventGap, the next one counting
-// what the skipped ones would have.
+// puts_refused events, at most one a putEventGap, the next one, a
+// putEventGap after, counting what the skipped ones would have.
 func TestPutsTurnedAwayAreTold(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		bus := newEventBus()
 		r := newPutRoom(16<<10, bus)
+		defer r.close()
 		evicted := 0
 		a := r.admit(16<<10, func() { evicted++ })
 		if a == nil || !a.grow(12<<10) {
@@ -137,7 +139,7 @@ func TestPutsTurnedAwayAreTold(t *testing.T) {
 		if b == nil || evicted != 1 {
 			t.Fatalf("a put that fits once a silent one is evicted: admitted %v, %d evicted", b != nil, evicted)
 		}
-		time.Sleep(putEventGap - putSilence)
+		time.Sleep(putEventGap - putSilence - time.Second)
 		b.last.Store(time.Now().UnixNano()) // its bytes keep coming
 		if r.admit(16<<10, nil) != nil {
 			t.Fatal("a put beyond the room was admitted")
@@ -145,6 +147,8 @@ func TestPutsTurnedAwayAreTold(t *testing.T) {
 		if got := r.status(); got != (api.PutRoom{BytesHeld: 4 << 10, BytesLimit: 16 << 10, Refused: 2, Evicted: 1}) {
 			t.Fatalf("status: %+v", got)
 		}
+		time.Sleep(time.Second) // putEventGap after the first event
+		synctest.Wait()         // for its flush
 		events, _ := bus.subscribe(0)
 		var told []string
 		for _, e := range events {
@@ -167,6 +171,34 @@ func TestPutsTurnedAwayAreTold(t *testing.T) {
 		// must fit, or the PUT would start and be refused as it grew.
 		if newPutRoom(200<<10, nil).admit(200<<10, nil) != nil {
 			t.Fatal("a 200 KiB put was admitted in 200 KiB of room")
+		}
+	})
+}
+
+// The PUTs of a burst turned away after its first event are told
+// putEventGap after it, though no PUT is turned away after the burst.
+func TestBurstOfPutsTurnedAwayIsToldWhole(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		bus := newEventBus()
+		r := newPutRoom(0, bus)
+		defer r.close()
+		for range 5 {
+			if r.admit(1, nil) != nil {
+				t.Fatal("a put beyond the room was admitted")
+			}
+			time.Sleep(time.Second)
+		}
+		time.Sleep(putEventGap)
+		events, _ := bus.subscribe(0)
+		var counts []int64
+		for _, e := range events {
+			counts = append(counts, e.Count)
+		}
+		if !slices.Equal(counts, []int64{1, 4}) {
+			t.Fatalf("events counting %v puts, want [1 4]", counts)
+		}
+		if got := events[1].Time.Sub(events[0].Time); got != putEventGap {
+			t.Fatalf("the burst's tail told %v after its first, want %v", got, putEventGap)
 		}
 	})
 }
@@ -218,4 +250,71 @@ func TestPutRefusedAsItGrowsOverTCP(t *testing.T) {
 	if st := server.blocks.puts.status(); st.Refused != 1 {
 		t.Fatalf("room after: %+v, want 1 refused", st)
 	}
+}
+
+// A PUT refused as it grows gives its room back at once, before its
+// handler releases it, for the PUTs growing beside it; and a PUT evicted
+// after its last bytes came, before it ended its reading, is not received.
+func TestPutRoomGivenBackAtRefusalAndEviction(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 1 << 10
+		r := newPutRoom(40*k, nil)
+		a, b := r.admit(32*k, func() {}), r.admit(32*k, func() {})
+		if a == nil || b == nil || !a.grow(28*k) {
+			t.Fatal("puts that fit were turned away")
+		}
+		if b.grow(28 * k) {
+			t.Fatal("a put grew beyond the room")
+		}
+		if held := r.status().BytesHeld; held != 32*k {
+			t.Fatalf("%d bytes held after a refusal, before its release; want %d", held, 32*k)
+		}
+		c := r.admit(8*k, func() {})
+		if c == nil {
+			t.Fatal("a put that fits in the refused one's room was turned away")
+		}
+		b.release()
+		time.Sleep(putSilence)
+		evicted := false
+		a.evict = func() { evicted = true }
+		c.last.Store(time.Now().UnixNano())
+		if d := r.admit(32*k, func() {}); d == nil || !evicted {
+			t.Fatalf("a put that fits once a silent one is evicted: admitted %v, evicted %v", d != nil, evicted)
+		}
+		if a.received() {
+			t.Fatal("an evicted put was received")
+		}
+		if !c.received() {
+			t.Fatal("a put not evicted was not received")
+		}
+	})
+}
+
+// A PUT that would not fit even with every silent PUT evicted evicts
+// none: they lose their place only to a PUT that gets it.
+func TestSilentPutsStayForAPutThatWouldNotFit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const k = 1 << 10
+		r := newPutRoom(16*k, nil)
+		evicted := 0
+		silent := r.admit(4*k, func() { evicted++ })
+		active := r.admit(8*k, func() { evicted++ })
+		if silent == nil || active == nil || !active.grow(4*k) {
+			t.Fatal("puts that fit were turned away")
+		}
+		time.Sleep(putSilence)
+		active.last.Store(time.Now().UnixNano())
+		if r.admit(16*k, func() {}) != nil {
+			t.Fatal("a put beyond the room was admitted")
+		}
+		if evicted != 0 {
+			t.Fatalf("%d evicted for a put refused anyway", evicted)
+		}
+		if got := r.status(); got != (api.PutRoom{BytesHeld: 12 * k, BytesLimit: 16 * k, Refused: 1}) {
+			t.Fatalf("status: %+v", got)
+		}
+		if r.admit(8*k, func() {}) == nil || evicted != 1 {
+			t.Fatalf("a put that fits once the silent one is evicted: %d evicted", evicted)
+		}
+	})
 }

@@ -191,7 +191,8 @@ const uplinkStall = time.Second
 // acquire waits for the uplink's turn: a message with a payload is sent
 // whole before the next starts, unless its receiver stalls it. The caller
 // sends with the turn's send and then releases it. moved, if set, is
-// called whenever the message the wait is behind sends a chunk.
+// called whenever the message the wait is behind sends a chunk, under the
+// uplink's waitMu: it must not block, nor wait for the uplink.
 func (u *uplink) acquire(ctx context.Context, moved func()) (*turn, error) {
 	if err := u.take(ctx, moved); err != nil {
 		return nil, err

@@ -204,7 +204,7 @@ func repairLine(s api.Status) string {
 func putRoomLine(r api.PutRoom) string {
 	line := fmt.Sprintf("%s of %s held for blocks being received", peer.FormatSize(r.BytesHeld), peer.FormatSize(r.BytesLimit))
 	if r.Refused+r.Evicted > 0 {
-		line += fmt.Sprintf("; turned away: %d refused for want of room, %d evicted after sending nothing", r.Refused, r.Evicted)
+		line += fmt.Sprintf("; turned away: %d refused for want of room, %d evicted after going silent", r.Refused, r.Evicted)
 	}
 	return line
 }

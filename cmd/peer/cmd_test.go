@@ -249,7 +249,7 @@ func TestPutRoomLine(t *testing.T) {
 		t.Errorf("none turned away: %q", line)
 	}
 	r.Refused, r.Evicted = 5, 2
-	if line := putRoomLine(r); !strings.HasSuffix(line, "; turned away: 5 refused for want of room, 2 evicted after sending nothing") {
+	if line := putRoomLine(r); !strings.HasSuffix(line, "; turned away: 5 refused for want of room, 2 evicted after going silent") {
 		t.Errorf("5 refused, 2 evicted: %q", line)
 	}
 }

@@ -261,7 +261,7 @@ const (
 	EventRepair             = "repair"           // a repair round moved blocks (Count)
 	EventHandoff            = "handoff"          // blocks handed on at a leave or delivered from hints (Count)
 	EventUnderReplicated    = "under_replicated" // a round left copies missing (Count)
-	EventPutsRefused        = "puts_refused"     // PUTs turned away for want of room (Count; at most one a minute, Count since the last)
+	EventPutsRefused        = "puts_refused"     // PUTs turned away for want of room (Count; at most one a minute, Count since the last; a burst's tail a minute after its first)
 )
 
 // Transfers is GET /v1/transfers: the shares and fetches being served, then
