@@ -2,13 +2,19 @@ package peer
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"testing"
 	"unsafe"
 
+	"github.com/ipfs/go-cid"
 	"golang.org/x/sys/unix"
+
+	"chordshare/peer/api"
 )
 
 // Allocate reserves the file's blocks without changing its size.
@@ -22,7 +28,9 @@ func TestOutputFileAllocate(t *testing.T) {
 	if err := f.Truncate(size); err != nil {
 		t.Fatal(err)
 	}
-	if err := newOutputFile(f).Allocate(size); err != nil {
+	out := newOutputFile(f)
+	defer out.closeDirect()
+	if err := out.Allocate(size); err != nil {
 		t.Fatal(err)
 	}
 	fi, err := f.Stat()
@@ -137,5 +145,51 @@ func TestOutputFileWritesAlignedBlocksPastTheCache(t *testing.T) {
 	}
 	if cached > 0 {
 		t.Errorf("%d of the aligned blocks' %d pages are in the page cache: written through it", cached, 2*block/os.Getpagesize())
+	}
+}
+
+// A fetch closes the output's second, O_DIRECT descriptor whether it ends
+// whole, resumed or failed: the daemon's open descriptors do not grow
+// with the fetches it ran.
+func TestFetchesLeaveNoDescriptorOpen(t *testing.T) {
+	openFDs := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Skipf("no /proc: %v", err)
+		}
+		return len(ents)
+	}
+	f := &fakeRing{}
+	c := serveAPI(t, f)
+	ctx := testCtx(t)
+	data := randomData(1<<20, 9)
+	res, err := c.Share(ctx, bytes.NewReader(data), int64(len(data)), api.TransferOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	const fetches = 8
+	before := openFDs()
+	for i := range fetches {
+		path := filepath.Join(dir, strconv.Itoa(i))
+		if i%2 == 1 { // a partial file: the fetch resumes
+			if err := os.WriteFile(path, data[:len(data)/2], 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := c.Fetch(ctx, res.CID, path, api.TransferOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A fetch that fails once its output is open.
+	f.getHook = func(context.Context, cid.Cid) error { return errors.New("no replica") }
+	for i := range fetches {
+		if _, err := c.Fetch(ctx, res.CID, filepath.Join(dir, "failed"+strconv.Itoa(i)), api.TransferOptions{}); err == nil {
+			t.Fatal("a fetch with no replica succeeded")
+		}
+	}
+	// Less than one a fetch: the API connection may have been redialled.
+	if after := openFDs(); after-before >= fetches {
+		t.Errorf("%d descriptors open before %d fetches, %d after", before, 2*fetches, after)
 	}
 }
