@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"testing"
 	"unsafe"
 
@@ -40,10 +41,34 @@ func cachedPages(t *testing.T, path string) int {
 	return n
 }
 
+// bypassesCache reports whether dir's file system keeps a page written
+// with O_DIRECT out of the page cache. Not all do: tmpfs takes O_DIRECT
+// (Linux 6.6 on) but is the page cache, and ramfs refuses it.
+func bypassesCache(t *testing.T, dir string) bool {
+	t.Helper()
+	path := filepath.Join(dir, "direct-probe")
+	defer os.Remove(path)
+	fd, err := unix.Open(path, unix.O_WRONLY|unix.O_CREAT|unix.O_DIRECT|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return false
+	}
+	page, err := unix.Mmap(-1, 0, 4096, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(page)
+	_, err = unix.Pwrite(fd, page, 0)
+	unix.Close(fd)
+	return err == nil && cachedPages(t, path) == 0
+}
+
 // An aligned block is written past the page cache (O_DIRECT), an
-// unaligned one through it, and both read back whole.
+// unaligned one through it, and both read back whole; where the file
+// system does not bypass the cache (tmpfs, ramfs), they still read back.
 func TestAlignedBlocksAreWrittenPastThePageCache(t *testing.T) {
-	s, err := Open(t.TempDir(), Options{})
+	dir := t.TempDir()
+	bypass := bypassesCache(t, dir)
+	s, err := Open(dir, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,11 +97,14 @@ func TestAlignedBlocksAreWrittenPastThePageCache(t *testing.T) {
 		if !bytes.Equal(got, b.data) {
 			t.Fatalf("%d-byte block read back wrong", len(b.data))
 		}
-		if b.direct && afterPut > 0 {
+		if b.direct && bypass && afterPut > 0 {
 			t.Errorf("aligned block: %d pages cached after its put; want none", afterPut)
 		}
 		if !b.direct && afterPut == 0 {
 			t.Errorf("unaligned block: not in the page cache after its put")
 		}
+	}
+	if !bypass {
+		t.Skip("this file system does not keep O_DIRECT writes out of the page cache: only read-back checked")
 	}
 }
