@@ -3,6 +3,7 @@ package chord
 import (
 	"context"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -185,5 +186,89 @@ func TestIterativeCallsADeadPeerOnce(t *testing.T) {
 	}
 	if again > 0 || wrong > 0 {
 		t.Errorf("of %d lookups: %d called a dead peer more than once, %d wrong", 30*len(live), again, wrong)
+	}
+}
+
+// backNaming makes the second brief answer of each lookup name the
+// lookup's first hop, visited already, alone, and logs the calls.
+type backNaming struct {
+	memEndpoint
+	mu *sync.Mutex
+	lk *lookupLog
+}
+
+// lookupLog is one lookup's first hop and calls, for backNaming.
+type lookupLog struct {
+	first    Ref
+	doctored bool
+	calls    []string // "brief ID", "full ID", "named ID" for a doctored answer
+}
+
+func (e backNaming) NextHop(ctx context.Context, to Ref, key ID, want int, hopCost time.Duration, brief bool) (Step, error) {
+	st, err := e.memEndpoint.NextHop(ctx, to, key, want, hopCost, brief)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if !brief {
+		e.lk.calls = append(e.lk.calls, "full "+to.ID.String())
+		return st, err
+	}
+	e.lk.calls = append(e.lk.calls, "brief "+to.ID.String())
+	switch {
+	case err != nil || st.Done || e.lk.doctored:
+	case e.lk.first.IsZero():
+		e.lk.first = to
+	case e.lk.first != to:
+		st.Nodes = []Ref{e.lk.first}
+		e.lk.calls = append(e.lk.calls, "named "+to.ID.String())
+		e.lk.doctored = true
+	}
+	return st, err
+}
+
+// A node whose brief answer names only a node the lookup visited already
+// is asked for its full answer next, and the lookup goes on from there.
+func TestIterativeAsksForTheFullAnswerWhenTheBestHopWasVisited(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemNet()
+	cfg := TestConfig()
+	cfg.Vnodes = 1
+	var mu sync.Mutex
+	lk := &lookupLog{}
+	nodes := wrappedRing(t, m, cfg, 64, "back", func(e memEndpoint) Transport {
+		return backNaming{e, &mu, lk}
+	})
+	if _, err := Converge(ctx, nodes, 400); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		n.FixAllFingers(ctx)
+	}
+	rng := rand.New(rand.NewPCG(9, 9))
+	o := NewOracle(nodes)
+	alive := func(Ref) bool { return true }
+	doctored := 0
+	for i := range 5 * len(nodes) {
+		n, key := nodes[i%len(nodes)], randomID(rng)
+		mu.Lock()
+		*lk = lookupLog{}
+		mu.Unlock()
+		res, err := n.LookupMode(ctx, key, cfg.SuccessorListLen, Iterative)
+		if err != nil || o.CheckFirstLive(key, res, alive) != nil {
+			t.Errorf("lookup from %s: %v %v", n.Addr(), res, err)
+		}
+		mu.Lock()
+		calls := lk.calls
+		for i, c := range calls {
+			if id, ok := strings.CutPrefix(c, "named "); ok {
+				doctored++
+				if i+1 >= len(calls) || calls[i+1] != "full "+id {
+					t.Errorf("after a brief answer naming a visited hop alone, calls %v, want full %s next", calls[i+1:], id)
+				}
+			}
+		}
+		mu.Unlock()
+	}
+	if doctored < 10 {
+		t.Fatalf("only %d answers doctored: the test no longer covers the path", doctored)
 	}
 }
