@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -270,5 +271,57 @@ func TestIterativeAsksForTheFullAnswerWhenTheBestHopWasVisited(t *testing.T) {
 	}
 	if doctored < 10 {
 		t.Fatalf("only %d answers doctored: the test no longer covers the path", doctored)
+	}
+}
+
+// oldPeers answers every NEXT_HOP in full, as a peer from before brief
+// answers does, and counts the calls that asked for a full one.
+type oldPeers struct {
+	memEndpoint
+	full *atomic.Int64
+}
+
+func (e oldPeers) NextHop(ctx context.Context, to Ref, key ID, want int, hopCost time.Duration, brief bool) (Step, error) {
+	if !brief && e.m.Alive(to.Addr) {
+		e.full.Add(1)
+	}
+	return e.memEndpoint.NextHop(ctx, to, key, want, hopCost, false)
+}
+
+// An answer to a brief request that names several next hops came from a
+// peer that ignores brief (ring.proto: it predates it): when its best hop
+// fails, that peer is not asked again for what it already sent.
+func TestIterativeDoesNotAskAFullAnswerAgain(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemNet()
+	cfg := TestConfig()
+	cfg.Vnodes = 1
+	var full atomic.Int64
+	nodes := wrappedRing(t, m, cfg, 64, "old", func(e memEndpoint) Transport { return oldPeers{e, &full} })
+	if _, err := Converge(ctx, nodes, 400); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		n.FixAllFingers(ctx)
+	}
+	rng := rand.New(rand.NewPCG(11, 11))
+	for _, i := range rng.Perm(len(nodes))[:13] {
+		m.Kill(nodes[i].Addr())
+	}
+	live := Live(nodes, func(n *Node) bool { return m.Alive(n.Addr()) })
+	o := NewOracle(live)
+	alive := func(r Ref) bool { return m.Alive(r.Addr) }
+	wrong := 0
+	for _, n := range live {
+		for range 10 {
+			key := randomID(rng)
+			res, err := n.LookupMode(ctx, key, cfg.SuccessorListLen, Iterative)
+			if err != nil || o.CheckFirstLive(key, res, alive) != nil {
+				wrong++
+			}
+		}
+	}
+	if wrong > 0 || full.Load() > 0 {
+		t.Errorf("%d lookups wrong, %d full answers asked for again from peers that had sent theirs", wrong, full.Load())
 	}
 }

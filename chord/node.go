@@ -683,7 +683,11 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 			// calls to dead nodes are failures, not path length.
 			if err == nil {
 				hops++
-				briefFrom = next
+				// A peer that predates brief answers sends its full
+				// one: asking it again would bring the same.
+				if len(st.Nodes) <= 1 {
+					briefFrom = next
+				}
 			}
 		}
 		answered = err == nil
