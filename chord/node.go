@@ -615,6 +615,9 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 	st := n.firstStep(key, want)
 	hop := n.askerHop(key)
 	visited := map[ID]bool{}
+	// Peers that did not answer in this lookup: their other vnodes, still
+	// named by answers and in cands, would each cost a timeout more.
+	failed := map[string]bool{}
 	var cands []Ref
 	hops := 0
 	answered := true  // st came from a node that answered, not a fall-back
@@ -622,15 +625,17 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 	for !st.Done {
 		var fresh []Ref
 		for _, c := range st.Nodes {
-			if !c.IsZero() && !visited[c.ID] {
+			if !c.IsZero() && !visited[c.ID] && !failed[c.Addr] {
 				cands = append(cands, c)
 				fresh = append(fresh, c)
 			}
 		}
 		if len(fresh) == 0 && !briefFrom.IsZero() {
-			// Its best hop was visited already: what else does it know?
-			full, err := n.askFull(ctx, briefFrom, key, want, hop)
+			// Its best hop was visited already, or is on a peer that
+			// failed: what else does it know?
+			namer := briefFrom
 			briefFrom = Ref{}
+			full, err := n.askFull(ctx, namer, key, want, hop)
 			if err == nil {
 				st = full
 				continue
@@ -638,7 +643,9 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 			if ctx.Err() != nil {
 				return LookupResult{}, fmt.Errorf("lookup %s: %w", key, ctx.Err())
 			}
+			n.lookupFailed(failed, namer, err)
 		}
+		cands = slices.DeleteFunc(cands, func(c Ref) bool { return failed[c.Addr] })
 		sortByCloseness(cands, key)
 		cands = dedupe(cands)
 		if len(cands) == 0 {
@@ -676,7 +683,11 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 			// calls to dead nodes are failures, not path length.
 			if err == nil {
 				hops++
-				briefFrom = next
+				// A peer that predates brief answers sends its full
+				// one: asking it again would bring the same.
+				if len(st.Nodes) <= 1 {
+					briefFrom = next
+				}
 			}
 		}
 		answered = err == nil
@@ -686,6 +697,7 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 		if ctx.Err() != nil {
 			return LookupResult{}, fmt.Errorf("lookup %s: %w", key, ctx.Err())
 		}
+		n.lookupFailed(failed, next, err)
 		if !namedBy.IsZero() {
 			// The node that named the dead hop knows the others near
 			// it, which it did not send.
@@ -697,6 +709,7 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 			if ctx.Err() != nil {
 				return LookupResult{}, fmt.Errorf("lookup %s: %w", key, ctx.Err())
 			}
+			n.lookupFailed(failed, namedBy, ferr)
 		}
 		// call dropped our fingers to the dead peer, so our own next hops
 		// may have changed: merge them in (visited ones are skipped), or
@@ -704,6 +717,15 @@ func (n *Node) lookupIterative(ctx context.Context, key ID, want int) (LookupRes
 		st = n.firstStep(key, want)
 	}
 	return LookupResult{Successors: st.Nodes, Hops: hops}, nil
+}
+
+// lookupFailed notes in failed the peer of to, whose call in an iterative
+// lookup failed with err, unless it answered that it does not run that
+// vnode (it is up) or is ourselves.
+func (n *Node) lookupFailed(failed map[string]bool, to Ref, err error) {
+	if to.Addr != n.addr && !errors.Is(err, ErrUnknownVnode) {
+		failed[to.Addr] = true
+	}
 }
 
 // askFull asks to, which gave a brief answer in an iterative lookup of

@@ -278,6 +278,8 @@ func (n *linkingNetwork) NewStream(ctx context.Context, p p2ppeer.ID) (network.S
 // with the request, as it does beneath them there. So handshakeAbove, over
 // the layers, hands the header to handshakeBelow, under them, which puts
 // it in front of the next write, and reads the echo from beneath them.
+// So the shaper neither paces nor counts those bytes (44 B each way for the
+// ring protocol), as it did not those of host.NewStream's lazy handshake.
 type handshakeAbove struct {
 	network.Stream // the harness's layers over below
 	below          *handshakeBelow
