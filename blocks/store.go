@@ -370,7 +370,7 @@ func (s *Store) write(k Key, c cid.Cid, data []byte) (err error) {
 			}
 		}
 	}()
-	if err = writeFile(f, data); err != nil {
+	if _, err = f.Write(data); err != nil {
 		return err
 	}
 	if err = f.Sync(); err != nil {
