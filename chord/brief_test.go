@@ -66,15 +66,9 @@ func TestIterativeAnswersBriefUntilAHopFails(t *testing.T) {
 	cfg := TestConfig()
 	cfg.Vnodes = 1
 	counts := &nextHopCounts{}
-	nodes := wrappedRing(t, m, cfg, 64, "brief", func(e memEndpoint) Transport {
+	nodes := fingeredRing(t, m, cfg, 64, "brief", func(e memEndpoint) Transport {
 		return countingEndpoint{e, counts}
 	})
-	if _, err := Converge(ctx, nodes, 400); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range nodes {
-		n.FixAllFingers(ctx)
-	}
 	rng := rand.New(rand.NewPCG(5, 5))
 	alive := func(r Ref) bool { return m.Alive(r.Addr) }
 	lookups := func(live []*Node) (wrong int) {
@@ -104,10 +98,7 @@ func TestIterativeAnswersBriefUntilAHopFails(t *testing.T) {
 			c.refs, c.answers, c.full)
 	}
 
-	for _, i := range rng.Perm(len(nodes))[:13] { // ~20%
-		m.Kill(nodes[i].Addr())
-	}
-	live := Live(nodes, func(n *Node) bool { return m.Alive(n.Addr()) })
+	live := killSome(m, nodes, 13, rng) // ~20%
 	if wrong := lookups(live); wrong > 0 {
 		t.Errorf("%d of %d lookups did not find the first live successor with 20%% of peers dead", wrong, 10*len(live))
 	}
@@ -145,20 +136,11 @@ func TestIterativeCallsADeadPeerOnce(t *testing.T) {
 	var mu sync.Mutex
 	calls := map[string]int{}
 	cfg.Proximity = true
-	nodes := wrappedRing(t, m, cfg, 48, "once", func(e memEndpoint) Transport {
+	nodes := fingeredRing(t, m, cfg, 48, "once", func(e memEndpoint) Transport {
 		return deadCalls{e, &mu, calls}
 	})
-	if _, err := Converge(ctx, nodes, 400); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range nodes {
-		n.FixAllFingers(ctx)
-	}
 	rng := rand.New(rand.NewPCG(7, 7))
-	for _, i := range rng.Perm(len(nodes))[:10] {
-		m.Kill(nodes[i].Addr())
-	}
-	live := Live(nodes, func(n *Node) bool { return m.Alive(n.Addr()) })
+	live := killSome(m, nodes, 10, rng)
 	alive := func(r Ref) bool { return m.Alive(r.Addr) }
 	o := NewOracle(live)
 	dead, again, wrong := 0, 0, 0
@@ -235,15 +217,9 @@ func TestIterativeAsksForTheFullAnswerWhenTheBestHopWasVisited(t *testing.T) {
 	cfg.Vnodes = 1
 	var mu sync.Mutex
 	lk := &lookupLog{}
-	nodes := wrappedRing(t, m, cfg, 64, "back", func(e memEndpoint) Transport {
+	nodes := fingeredRing(t, m, cfg, 64, "back", func(e memEndpoint) Transport {
 		return backNaming{e, &mu, lk}
 	})
-	if _, err := Converge(ctx, nodes, 400); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range nodes {
-		n.FixAllFingers(ctx)
-	}
 	rng := rand.New(rand.NewPCG(9, 9))
 	o := NewOracle(nodes)
 	alive := func(Ref) bool { return true }
@@ -297,18 +273,9 @@ func TestIterativeDoesNotAskAFullAnswerAgain(t *testing.T) {
 	cfg := TestConfig()
 	cfg.Vnodes = 1
 	var full atomic.Int64
-	nodes := wrappedRing(t, m, cfg, 64, "old", func(e memEndpoint) Transport { return oldPeers{e, &full} })
-	if _, err := Converge(ctx, nodes, 400); err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range nodes {
-		n.FixAllFingers(ctx)
-	}
+	nodes := fingeredRing(t, m, cfg, 64, "old", func(e memEndpoint) Transport { return oldPeers{e, &full} })
 	rng := rand.New(rand.NewPCG(11, 11))
-	for _, i := range rng.Perm(len(nodes))[:13] {
-		m.Kill(nodes[i].Addr())
-	}
-	live := Live(nodes, func(n *Node) bool { return m.Alive(n.Addr()) })
+	live := killSome(m, nodes, 13, rng)
 	o := NewOracle(live)
 	alive := func(r Ref) bool { return m.Alive(r.Addr) }
 	wrong := 0
@@ -324,4 +291,26 @@ func TestIterativeDoesNotAskAFullAnswerAgain(t *testing.T) {
 	if wrong > 0 || full.Load() > 0 {
 		t.Errorf("%d lookups wrong, %d full answers asked for again from peers that had sent theirs", wrong, full.Load())
 	}
+}
+
+// fingeredRing is wrappedRing converged, with every finger fixed.
+func fingeredRing(t *testing.T, m *MemNet, cfg Config, peers int, prefix string, wrap func(memEndpoint) Transport) []*Node {
+	t.Helper()
+	nodes := wrappedRing(t, m, cfg, peers, prefix, wrap)
+	ctx := context.Background()
+	if _, err := Converge(ctx, nodes, 400); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		n.FixAllFingers(ctx)
+	}
+	return nodes
+}
+
+// killSome kills k of nodes, drawn by rng, and returns the live ones.
+func killSome(m *MemNet, nodes []*Node, k int, rng *rand.Rand) []*Node {
+	for _, i := range rng.Perm(len(nodes))[:k] {
+		m.Kill(nodes[i].Addr())
+	}
+	return Live(nodes, func(n *Node) bool { return m.Alive(n.Addr()) })
 }
