@@ -8,12 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
-	ma "github.com/multiformats/go-multiaddr"
 
 	"chordshare/peer/pb"
 )
@@ -24,19 +22,7 @@ import (
 // for it (host.NewStream) would only end at its timeout.
 func TestRingCallDoesNotWaitForIdentify(t *testing.T) {
 	hold := make(chan struct{})
-	newHost := func() host.Host {
-		priv, _, err := crypto.GenerateEd25519Key(nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h, err := NewHost(priv, []ma.Multiaddr{ma.StringCast("/ip4/127.0.0.1/tcp/0")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { h.Close() })
-		return h
-	}
-	caller, ring, other := newHost(), newHost(), newHost()
+	caller, ring, other := loopbackHost(t), loopbackHost(t), loopbackHost(t)
 	t.Cleanup(func() { close(hold) }) // before the hosts close
 	for _, h := range []host.Host{ring, other} {
 		h.SetStreamHandler(identify.ID, func(s network.Stream) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
 	ma "github.com/multiformats/go-multiaddr"
 
 	"chordshare/peer/pb"
@@ -152,9 +153,10 @@ func TestRefusedPutOverTCP(t *testing.T) {
 	}
 }
 
-// tcpNode is a node on the daemons' own transport (NewHost), on loopback,
-// storing blocks in memory.
-func tcpNode(t *testing.T) *Node {
+// loopbackHost is a host on the daemons' own transport (NewHost), with a
+// new identity, listening on loopback; it closes when the test ends.
+func loopbackHost(t *testing.T) host.Host {
+	t.Helper()
 	priv, _, err := crypto.GenerateEd25519Key(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -163,13 +165,20 @@ func tcpNode(t *testing.T) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+// tcpNode is a node on a loopbackHost, storing blocks in memory.
+func tcpNode(t *testing.T) *Node {
+	h := loopbackHost(t)
 	cfg := DefaultConfig()
 	cfg.Store = &mapStore{m: map[cid.Cid][]byte{}}
 	n, err := NewNode(h, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { n.Close(); h.Close() })
+	t.Cleanup(func() { n.Close() }) // before its host closes
 	return n
 }
 
