@@ -61,7 +61,6 @@ func (e countingEndpoint) NextHop(ctx context.Context, to Ref, key ID, want int,
 // every lookup still finds the key's first live successor with a fifth of
 // the peers dead and no repair.
 func TestIterativeAnswersBriefUntilAHopFails(t *testing.T) {
-	ctx := context.Background()
 	m := NewMemNet()
 	cfg := TestConfig()
 	cfg.Vnodes = 1
@@ -71,18 +70,8 @@ func TestIterativeAnswersBriefUntilAHopFails(t *testing.T) {
 	})
 	rng := rand.New(rand.NewPCG(5, 5))
 	alive := func(r Ref) bool { return m.Alive(r.Addr) }
-	lookups := func(live []*Node) (wrong int) {
-		o := NewOracle(live)
-		for _, n := range live {
-			for range 10 {
-				key := randomID(rng)
-				res, err := n.LookupMode(ctx, key, cfg.SuccessorListLen, Iterative)
-				if err != nil || o.CheckFirstLive(key, res, alive) != nil {
-					wrong++
-				}
-			}
-		}
-		return wrong
+	lookups := func(live []*Node) int {
+		return wrongIterative(live, 10, cfg.SuccessorListLen, rng, alive)
 	}
 
 	counts.take()
@@ -268,7 +257,6 @@ func (e oldPeers) NextHop(ctx context.Context, to Ref, key ID, want int, hopCost
 // peer that ignores brief (ring.proto: it predates it): when its best hop
 // fails, that peer is not asked again for what it already sent.
 func TestIterativeDoesNotAskAFullAnswerAgain(t *testing.T) {
-	ctx := context.Background()
 	m := NewMemNet()
 	cfg := TestConfig()
 	cfg.Vnodes = 1
@@ -276,19 +264,8 @@ func TestIterativeDoesNotAskAFullAnswerAgain(t *testing.T) {
 	nodes := fingeredRing(t, m, cfg, 64, "old", func(e memEndpoint) Transport { return oldPeers{e, &full} })
 	rng := rand.New(rand.NewPCG(11, 11))
 	live := killSome(m, nodes, 13, rng)
-	o := NewOracle(live)
 	alive := func(r Ref) bool { return m.Alive(r.Addr) }
-	wrong := 0
-	for _, n := range live {
-		for range 10 {
-			key := randomID(rng)
-			res, err := n.LookupMode(ctx, key, cfg.SuccessorListLen, Iterative)
-			if err != nil || o.CheckFirstLive(key, res, alive) != nil {
-				wrong++
-			}
-		}
-	}
-	if wrong > 0 || full.Load() > 0 {
+	if wrong := wrongIterative(live, 10, cfg.SuccessorListLen, rng, alive); wrong > 0 || full.Load() > 0 {
 		t.Errorf("%d lookups wrong, %d full answers asked for again from peers that had sent theirs", wrong, full.Load())
 	}
 }
@@ -313,4 +290,21 @@ func killSome(m *MemNet, nodes []*Node, k int, rng *rand.Rand) []*Node {
 		m.Kill(nodes[i].Addr())
 	}
 	return Live(nodes, func(n *Node) bool { return m.Alive(n.Addr()) })
+}
+
+// wrongIterative makes perNode iterative lookups of keys drawn by rng from
+// every node of live, each for want successors, and counts those that
+// failed or did not find the key's first live successor.
+func wrongIterative(live []*Node, perNode, want int, rng *rand.Rand, alive func(Ref) bool) (wrong int) {
+	o := NewOracle(live)
+	for _, n := range live {
+		for range perNode {
+			key := randomID(rng)
+			res, err := n.LookupMode(context.Background(), key, want, Iterative)
+			if err != nil || o.CheckFirstLive(key, res, alive) != nil {
+				wrong++
+			}
+		}
+	}
+	return wrong
 }
