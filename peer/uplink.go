@@ -201,6 +201,11 @@ func (u *uplink) acquire(ctx context.Context, moved func()) (*turn, error) {
 }
 
 func (u *uplink) take(ctx context.Context, moved func()) error {
+	select {
+	case u.turn <- struct{}{}: // free: no wait for moved to be told of
+		return nil
+	default:
+	}
 	if moved != nil {
 		u.waitMu.Lock()
 		if u.waiting == nil {
