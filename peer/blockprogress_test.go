@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	msmux "github.com/multiformats/go-multistream"
 
 	"chordshare/peer/pb"
 
@@ -63,8 +64,10 @@ func (s *pipeStream) ResetWithError(c network.StreamErrorCode) error {
 	s.code.Store(&c)
 	return s.c.Close()
 }
-func (s *pipeStream) SetDeadline(time.Time) error { return errors.New("deadline not supported") }
-func (s *pipeStream) Conn() network.Conn          { return pipeConn{} }
+func (s *pipeStream) SetDeadline(time.Time) error     { return errors.New("deadline not supported") }
+func (s *pipeStream) SetReadDeadline(time.Time) error { return errors.New("deadline not supported") }
+func (s *pipeStream) SetProtocol(protocol.ID) error   { return nil }
+func (s *pipeStream) Conn() network.Conn              { return pipeConn{} }
 
 type pipeConn struct{ network.Conn }
 
@@ -94,9 +97,37 @@ func putFrame(c cid.Cid, data []byte) []byte {
 // noHost dials nothing: a client that finds no pooled stream fails.
 type noHost struct{ host.Host }
 
-func (noHost) ID() p2ppeer.ID { return "no host" }
-func (noHost) NewStream(context.Context, p2ppeer.ID, ...protocol.ID) (network.Stream, error) {
-	return nil, errors.New("no dialing in this test")
+func (noHost) ID() p2ppeer.ID           { return "no host" }
+func (noHost) Network() network.Network { return pipeNet{} }
+
+// pipeNet is the network of a test host whose streams are pipes: dial
+// gives the stream to a peer (nil: dialing fails). Like a real network's,
+// the stream has no protocol yet: the opener selects one (openStream), and
+// the test's end of the pipe answers as basichost does (negotiated).
+type pipeNet struct {
+	network.Network // nil: only NewStream is used
+	dial            func(p2ppeer.ID) (network.Stream, error)
+}
+
+func (n pipeNet) NewStream(_ context.Context, p p2ppeer.ID) (network.Stream, error) {
+	if n.dial == nil {
+		return nil, errors.New("no dialing in this test")
+	}
+	return n.dial(p)
+}
+
+// negotiated answers the multistream-select of the block stream s, as
+// basichost does before it calls the protocol's handler, and says whether
+// the opener selected the block protocol; a stream that selected another
+// is reset as basichost resets it.
+func negotiated(s network.Stream) bool {
+	mux := msmux.NewMultistreamMuxer[protocol.ID]()
+	mux.AddHandler(BlockProtocol, nil)
+	if _, _, err := mux.Negotiate(s); err != nil {
+		_ = s.ResetWithError(network.StreamProtocolNegotiationFailed)
+		return false
+	}
+	return true
 }
 
 type mapStore struct {

@@ -248,7 +248,9 @@ func (n *Node) blockExchange(ctx context.Context, p p2ppeer.ID, req *pb.BlockReq
 		bs := n.blocks.streams.get(p)
 		reused := bs != nil
 		if !reused {
-			s, err := n.h.NewStream(ctx, p, BlockProtocol)
+			// Not host.NewStream: on a new connection it would wait for
+			// identify first (openStream).
+			s, err := openStream(ctx, n.h, p, BlockProtocol)
 			if err != nil {
 				return nil, nil, err
 			}

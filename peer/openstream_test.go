@@ -2,6 +2,7 @@ package peer
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -60,5 +61,89 @@ func TestRingCallDoesNotWaitForIdentify(t *testing.T) {
 	t.Logf("refused: %v", err)
 	if d := time.Since(start); d > timeout/2 {
 		t.Errorf("the refusal took %v", d)
+	}
+}
+
+// A block exchange opens its stream as a ring call does: a GET on a new
+// connection does not wait for identify, and a peer that does not speak
+// the block protocol refuses a GET and a PUT at once, saying so. Real
+// nodes on loopback TCP whose identify never answers: a GET that waited
+// for it (host.NewStream) would take until the client's identify gives up
+// (5 s), and a refusal would end at the GET's timeout.
+func TestBlockExchangeDoesNotWaitForIdentify(t *testing.T) {
+	hold := make(chan struct{})
+	client, server, other := tcpNode(t), tcpNode(t), loopbackHost(t)
+	t.Cleanup(func() { close(hold) }) // before the hosts close
+	for _, h := range []host.Host{server.h, other} {
+		h.SetStreamHandler(identify.ID, func(s network.Stream) {
+			<-hold
+			s.Reset()
+		})
+		client.h.Peerstore().AddAddrs(h.ID(), h.Addrs(), peerstore.TempAddrTTL)
+	}
+	data := []byte("a block fetched on a new connection")
+	c := rawBlock(t, data)
+	if err := server.cfg.Store.Put(c, data); err != nil {
+		t.Fatal(err)
+	}
+
+	// quick is far above a loopback dial on a loaded machine, far below
+	// identify's wait.
+	const timeout, quick = 10 * time.Second, 2 * time.Second
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	got, err := client.fetchFrom(ctx, server.h.ID(), c)
+	if err != nil {
+		t.Fatalf("block GET on a new connection, identify held: %v", err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("got %q, want %q", got, data)
+	}
+	if d := time.Since(start); d > quick {
+		t.Errorf("the GET on a new connection took %v: it waited for identify", d)
+	}
+
+	start = time.Now()
+	for op, call := range map[string]func() error{
+		"GET": func() error { _, err := client.fetchFrom(ctx, other.ID(), c); return err },
+		"PUT": func() error { return client.storeAt(ctx, other.ID(), c, data) },
+	} {
+		err := call()
+		if !errors.Is(err, errProtocolRefused) || !strings.Contains(err.Error(), BlockProtocol) {
+			t.Fatalf("block %s to a peer without the protocol: %v, want protocol %s refused", op, err, BlockProtocol)
+		}
+		t.Logf("%s refused: %v", op, err)
+	}
+	if d := time.Since(start); d > quick {
+		t.Errorf("the refusals took %v", d)
+	}
+}
+
+// Replicas that do not speak the block protocol are passed over as any
+// failed replica is: a put goes to a peer past the preference list with a
+// hint (hinted handoff), and a get to the replica that answers.
+func TestBlockPeerRefusingTheProtocolIsPassedOver(t *testing.T) {
+	r := newRepairRing(t, 8, repairTestConfig())
+	ctx := context.Background()
+	data := []byte("put and got past replicas that refuse the block protocol")
+	c := rawBlock(t, data)
+	list := r.preference(c)
+	writer := r.outside(list)
+	list[0].h.RemoveStreamHandler(BlockProtocol)
+	if err := writer.Put(ctx, c, data); err != nil {
+		t.Fatal(err)
+	}
+	writer.bg.Wait()
+	if r.stores[list[0]].Has(c) {
+		t.Fatal("the refusing replica stored the block")
+	}
+	hintHolder(t, r, list, c)
+
+	// The other two replicas hold it; one of them refuses too.
+	list[1].h.RemoveStreamHandler(BlockProtocol)
+	got, err := writer.Get(ctx, c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get with two of three replicas refusing: %q, %v", got, err)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"chordshare/merkle"
 
@@ -72,9 +71,15 @@ type servingHost struct {
 	dials atomic.Int32
 }
 
-func (h *servingHost) NewStream(context.Context, p2ppeer.ID, ...protocol.ID) (network.Stream, error) {
+func (h *servingHost) Network() network.Network { return pipeNet{dial: h.dial} }
+
+func (h *servingHost) dial(p2ppeer.ID) (network.Stream, error) {
 	h.dials.Add(1)
 	client, server := streamPipe()
-	go h.serve(server)
+	go func() {
+		if negotiated(server) {
+			h.serve(server)
+		}
+	}()
 	return client, nil
 }

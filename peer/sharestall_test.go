@@ -14,7 +14,6 @@ import (
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"chordshare/chord"
 	"chordshare/peer/api"
@@ -143,7 +142,7 @@ func slowShare(t *testing.T, uplink int64, rate int, stall time.Duration, stallA
 		wg.Go(func() {
 			defer srv.Close()
 			took := func() { last.Store(time.Now().UnixNano()) }
-			if slowReplica(ctx, srv, frame, rate, stallAt, took) == nil {
+			if negotiated(srv) && slowReplica(ctx, srv, frame, rate, stallAt, took) == nil {
 				_, _ = srv.Write(blockFrame(&pb.BlockResponse{Status: pb.BlockResponse_OK}, nil))
 				_, _ = io.Copy(io.Discard, srv) // until the client closes
 			}
@@ -205,7 +204,9 @@ type pipeHost struct {
 	streams map[p2ppeer.ID]*pipeStream
 }
 
-func (h *pipeHost) NewStream(_ context.Context, p p2ppeer.ID, _ ...protocol.ID) (network.Stream, error) {
+func (h *pipeHost) Network() network.Network { return pipeNet{dial: h.dial} }
+
+func (h *pipeHost) dial(p p2ppeer.ID) (network.Stream, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	s, ok := h.streams[p]

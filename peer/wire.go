@@ -102,8 +102,8 @@ func requestResponse(ctx context.Context, h host.Host, p p2ppeer.ID, pid protoco
 // host.NewStream (basichost) does what this does, but on a new connection
 // first waits for identify to finish, so as to learn which protocols p
 // speaks: on TCP a round trip after the connection's handshakes, paid by
-// the first call to every peer. A ring call needs none of what identify
-// learns: the protocol is selected lazily instead, as basichost does for
+// the first call to every peer. A ring call or a block exchange needs none
+// of what identify learns: the protocol is selected lazily instead, as basichost does for
 // one the peerstore already knows (multistream-select's header goes out
 // with the first write), and a peer that does not speak pid answers "na",
 // or resets the stream (basichost, once it has read past our header), which

@@ -49,11 +49,9 @@ func callBreakdown(out io.Writer, label string, calls []mockring.Call, shaper *n
 }
 
 // byteDist is p50 / p90 / p99 / mean of a call's bytes written: the ring
-// message with its varint length. Not counted, as the shaper does not pace
-// them either: the lazy multistream-select header that goes out with the
-// request and its echo ahead of the answer (44 B each way for the ring
-// protocol), which pass beneath the harness's layers (mockring's
-// handshakeAbove).
+// message with its varint length, and multistream-select's header that
+// goes out with the request or its echo ahead of the answer (44 B each way
+// for the ring protocol), which the shaper paces too (mockring.Handshaker).
 func byteDist(xs []int) string {
 	if len(xs) == 0 {
 		return "–"

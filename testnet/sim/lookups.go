@@ -91,8 +91,11 @@ func runLookups(ctx context.Context, f lookupsFlags, out io.Writer) (lookupsResu
 	// divided by the timer intervals (mockring.Phases), so the figure
 	// does not depend on whether the simulator keeps up with 1,000 peers'
 	// timers on two cores.
+	// The wire is counted over the counted rounds only, as the payload
+	// is: the warm-up rounds, before quiet vnodes back off, carry more.
+	s.PhaseCalls(ctx, f.phaseWarmup, 0)
 	wire0 := s.counts(peer.RingProtocol)
-	ph := s.PhaseCalls(ctx, f.phaseWarmup, f.rounds)
+	ph := s.PhaseCalls(ctx, 0, f.rounds)
 	wire := s.counts(peer.RingProtocol).minus(wire0)
 	calls, payload := ph.PerPeerSecond(base.Chord)
 	totalPayload := ph.Stabilize.BytesOut + ph.CheckPred.BytesOut + ph.FixFinger.BytesOut
@@ -100,7 +103,7 @@ func runLookups(ctx context.Context, f lookupsFlags, out io.Writer) (lookupsResu
 	if totalPayload > 0 {
 		res.Maint.WireBytes = payload * float64(wire.bytes) / float64(totalPayload)
 	}
-	fmt.Fprintf(out, "### Maintenance traffic per peer (chordshare)\n\n%d stepped rounds on all %d peers after %d uncounted ones, each phase's traffic divided by its timer interval. Payload: the ring's protobuf messages (RingStats); wire: what the ring streams carry (the same with their length prefixes). Both directions of every call are counted once, at the peer that sends them, so per peer it is what it sends.\n\n",
+	fmt.Fprintf(out, "### Maintenance traffic per peer (chordshare)\n\n%d stepped rounds on all %d peers after %d uncounted ones, each phase's traffic divided by its timer interval. Payload: the ring's protobuf messages (RingStats); wire: what the ring streams carry (the same with their length prefixes, and each stream's multistream-select header and echo, 44 B each way). Both directions of every call are counted once, at the peer that sends them, so per peer it is what it sends.\n\n",
 		f.rounds, f.peers, f.phaseWarmup)
 	fmt.Fprintf(out, "| calls/peer/s | payload B/peer/s | wire B/peer/s | per round and peer: stabilize / check-pred / fix-fingers calls |\n|---|---|---|---|\n")
 	k := float64(ph.Peers * ph.Rounds)
@@ -175,7 +178,7 @@ func runLookups(ctx context.Context, f lookupsFlags, out io.Writer) (lookupsResu
 	// and its calls would pile up in the tracer unread.
 	s.Net.Trace(nil)
 	if tracer != nil {
-		fmt.Fprintf(out, "### Where the ring calls' time went\n\nEach call timed at both ends (p50 / p90 / p99 / mean): its link's round trip; the request's and answer's transmission at the slower rate of each way; NewStream; the request's way (first write to the callee's handler) and the answer's way (the callee's last write to the caller's first read), each less the link's one-way delay and its transmission; the excess (the caller's time less the callee's work less the round trip and the transmission). Per lookup: the excess and the round trips of all calls summed, over the lookups. Request and answer: the bytes each end wrote on the call's stream (p50 / p90 / p99 / mean); in an iterative batch nearly every call is a NEXT_HOP.\n\n")
+		fmt.Fprintf(out, "### Where the ring calls' time went\n\nEach call timed at both ends (p50 / p90 / p99 / mean): its link's round trip; the request's and answer's transmission at the slower rate of each way; NewStream; the request's way (first write to the callee's handler) and the answer's way (the callee's last write to the caller's first read), each less the link's one-way delay and its transmission; the excess (the caller's time less the callee's work less the round trip and the transmission). Per lookup: the excess and the round trips of all calls summed, over the lookups. Request and answer: the bytes each end wrote on the call's stream, its multistream-select header or echo included (p50 / p90 / p99 / mean); in an iterative batch nearly every call is a NEXT_HOP.\n\n")
 		fmt.Fprintf(out, "| batch | calls | link RTT | transmission | NewStream | request − one way | answer − one way | excess | excess per lookup | RTTs per lookup | request bytes | answer bytes |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, l := range traced {
 			fmt.Fprint(out, l)

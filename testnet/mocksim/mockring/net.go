@@ -278,8 +278,8 @@ func (n *linkingNetwork) NewStream(ctx context.Context, p p2ppeer.ID) (network.S
 // with the request, as it does beneath them there. So handshakeAbove, over
 // the layers, hands the header to handshakeBelow, under them, which puts
 // it in front of the next write, and reads the echo from beneath them.
-// So the shaper neither paces nor counts those bytes (44 B each way for the
-// ring protocol), as it did not those of host.NewStream's lazy handshake.
+// The layers are told of the header's size instead (Handshaker), as they
+// are of the handshakes beneath host.NewStream and the handler's.
 type handshakeAbove struct {
 	network.Stream // the harness's layers over below
 	below          *handshakeBelow
@@ -291,16 +291,44 @@ type handshakeAbove struct {
 // SetProtocol is the opener selecting pid: its handshake comes next.
 func (s *handshakeAbove) SetProtocol(pid protocol.ID) error {
 	s.mu.Lock()
-	s.out = mssTokenLen(msmux.ProtocolID) + mssTokenLen(string(pid))
+	s.out = mssHeaderLen(pid)
 	s.in = s.out
 	s.mu.Unlock()
-	return s.Stream.SetProtocol(pid)
+	if err := s.Stream.SetProtocol(pid); err != nil {
+		return err
+	}
+	handshake(s.Stream, s.out)
+	return nil
+}
+
+// mssHeaderLen is the bytes of multistream-select's header for pid, and of
+// its echo when pid is accepted: multistream's ID, then pid.
+func mssHeaderLen(pid protocol.ID) int {
+	return mssTokenLen(msmux.ProtocolID) + mssTokenLen(string(pid))
 }
 
 // mssTokenLen is the bytes of one multistream-select token on the wire:
 // its length as a uvarint, the token, a newline.
 func mssTokenLen(tok string) int {
 	return len(binary.AppendUvarint(nil, uint64(len(tok)+1))) + len(tok) + 1
+}
+
+// Handshaker is a stream layer (Net.Shape's wrap, the tracer) told of the
+// multistream-select bytes its end sends beneath the harness's layers: the
+// opener's header (basichost's, or the lazy one of a stream opened on the
+// network), or the callee's echo (basichost's, before the handler). They
+// cross the link like any other bytes, ahead of the end's first write.
+type Handshaker interface {
+	// Handshake is called once, with the handshake's bytes, before the
+	// end's first write.
+	Handshake(n int)
+}
+
+// handshake tells s of n bytes of handshake if it is a Handshaker.
+func handshake(s network.Stream, n int) {
+	if h, ok := s.(Handshaker); ok {
+		h.Handshake(n)
+	}
 }
 
 func (s *handshakeAbove) Write(p []byte) (int, error) {
@@ -388,7 +416,12 @@ func (h *linkingHost) NewStream(ctx context.Context, p p2ppeer.ID, pids ...proto
 	if err != nil {
 		return nil, err
 	}
-	return h.net.opened(s, h.ID(), p, open), nil
+	out := h.net.opened(s, h.ID(), p, open)
+	// basichost selected the protocol beneath: lazily, its header going
+	// out with the first write, or with a round trip of its own, whose
+	// bytes are then counted with the first write as well.
+	handshake(out, mssHeaderLen(s.Protocol()))
+	return out, nil
 }
 
 // opened wraps a caller's new stream s, opened at open: delayedClose, the
@@ -410,6 +443,9 @@ func (h *linkingHost) SetStreamHandler(pid protocol.ID, handler network.StreamHa
 		if t := h.net.tracer.Load(); t != nil {
 			out = t.serve(out, served)
 		}
+		// basichost echoed the opener's header before calling the
+		// handler (multistream-select), beneath the layers.
+		handshake(out, mssHeaderLen(s.Protocol()))
 		handler(out)
 	})
 }

@@ -23,7 +23,8 @@ type Call struct {
 	// At the callee: its handler called (the request's first bytes are
 	// there with it) and its last write (the answer) made.
 	Served, Replied time.Time
-	// Bytes the caller wrote (the request) and the callee wrote (the answer).
+	// Bytes the caller wrote (the request) and the callee wrote (the
+	// answer), each with its end's multistream-select handshake.
 	ReqBytes, RespBytes int
 }
 
@@ -155,6 +156,20 @@ func (s *tracedStream) SetProtocol(pid protocol.ID) error {
 	s.call.Protocol = pid
 	s.mu.Unlock()
 	return s.Stream.SetProtocol(pid)
+}
+
+// Handshake counts the handshake's bytes as the request's (the caller's
+// header) or the answer's (the callee's echo), and passes them on to the
+// layers beneath.
+func (s *tracedStream) Handshake(n int) {
+	s.mu.Lock()
+	if s.caller {
+		s.call.ReqBytes += n
+	} else {
+		s.call.RespBytes += n
+	}
+	s.mu.Unlock()
+	handshake(s.Stream, n)
 }
 
 func (s *tracedStream) Write(p []byte) (int, error) {

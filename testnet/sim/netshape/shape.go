@@ -31,11 +31,13 @@ type accessLink struct {
 
 // Counter is what one protocol's streams wrote, all peers together.
 type Counter struct {
-	// Bytes written by the application (framing included, multistream
-	// negotiation and transport overhead not).
+	// Bytes written by the application (framing included) and by
+	// multistream-select (each stream's header and its echo, of which the
+	// harness tells: Handshake); transport overhead not.
 	Bytes atomic.Int64
-	// Messages: the uvarint-length-delimited frames written, the framing
-	// both chordshare's ring protocol and kad-dht use.
+	// Messages: the uvarint-length-delimited frames the application wrote,
+	// the framing both chordshare's ring protocol and kad-dht use
+	// (multistream-select's tokens, framed alike, not).
 	Messages atomic.Int64
 	// Streams opened by the dialling side.
 	Streams atomic.Int64
@@ -112,6 +114,9 @@ type shapedStream struct {
 	up, down *pacer
 
 	countOpen bool // the protocol was unknown when opened: count at the first write
+	// handshake is multistream-select's bytes this end sent beneath
+	// (Handshake), not yet paced: they go with the next write.
+	handshake int
 
 	// frame parsing, for the message count (one writer at a time)
 	left    int64 // bytes of the current frame still to come
@@ -122,11 +127,22 @@ type shapedStream struct {
 	reset     chan struct{}
 }
 
+// Handshake counts the n bytes of multistream-select this end sent beneath
+// the harness's layers (mockring.Handshaker) and paces them with the next
+// write, which they went out ahead of, or in one with. Called before the
+// end's first write.
+func (s *shapedStream) Handshake(n int) {
+	s.countBytes(n)
+	s.handshake += n
+}
+
 func (s *shapedStream) Write(p []byte) (int, error) {
 	s.count(p)
-	if len(p) <= smallWrite {
+	hs := s.handshake
+	s.handshake = 0
+	if hs+len(p) <= smallWrite {
 		now := time.Now()
-		if err := s.sleep(later(s.up.small(now, len(p)), s.down.small(now, len(p)))); err != nil {
+		if err := s.sleep(later(s.up.small(now, hs+len(p)), s.down.small(now, hs+len(p)))); err != nil {
 			return 0, err
 		}
 		return s.Stream.Write(p)
@@ -139,6 +155,8 @@ func (s *shapedStream) Write(p []byte) (int, error) {
 	var at time.Time // when the previous chunk was through
 	for len(p) > 0 {
 		k := min(len(p), bulkChunk)
+		booked := k + hs // the handshake with the first chunk
+		hs = 0
 		now := time.Now()
 		// A sender with bytes queued keeps its link busy while this
 		// goroutine waits for a CPU: carry on from where the last chunk
@@ -147,15 +165,15 @@ func (s *shapedStream) Write(p []byte) (int, error) {
 		if !at.IsZero() {
 			from = later(at, now.Add(-catchUp))
 		}
-		upEnd := s.up.book(now, from, k)
+		upEnd := s.up.book(now, from, booked)
 		at = upEnd
 		if s.down != nil && s.down.rate > 0 {
 			// The bytes reach the receiver as the uplink lets them go,
 			// so its downlink can take them from when the first byte
 			// arrives and cannot be done before the last one has.
-			first := upEnd.Add(-s.up.duration(k))
-			earliest := later(first, upEnd.Add(-s.down.duration(k)))
-			at = later(upEnd, s.down.book(now, earliest, k))
+			first := upEnd.Add(-s.up.duration(booked))
+			earliest := later(first, upEnd.Add(-s.down.duration(booked)))
+			at = later(upEnd, s.down.book(now, earliest, booked))
 		}
 		if err := s.sleep(at); err != nil {
 			return written, err
@@ -188,17 +206,9 @@ func (s *shapedStream) sleep(t time.Time) error {
 
 // count adds p to its protocol's bytes and counts the frames it completes.
 func (s *shapedStream) count(p []byte) {
-	if s.counter == nil {
-		proto := s.Stream.Protocol()
-		if proto == "" {
-			return
-		}
-		s.counter = s.shaper.Counter(proto)
-		if s.countOpen {
-			s.counter.Streams.Add(1)
-		}
+	if !s.countBytes(len(p)) {
+		return
 	}
-	s.counter.Bytes.Add(int64(len(p)))
 	for len(p) > 0 {
 		if s.left > 0 {
 			k := min(int64(len(p)), s.left)
@@ -216,6 +226,23 @@ func (s *shapedStream) count(p []byte) {
 		s.left = int64(n)
 		s.counter.Messages.Add(1)
 	}
+}
+
+// countBytes adds n to its protocol's bytes; false if the protocol is not
+// known yet.
+func (s *shapedStream) countBytes(n int) bool {
+	if s.counter == nil {
+		proto := s.Stream.Protocol()
+		if proto == "" {
+			return false
+		}
+		s.counter = s.shaper.Counter(proto)
+		if s.countOpen {
+			s.counter.Streams.Add(1)
+		}
+	}
+	s.counter.Bytes.Add(int64(n))
+	return true
 }
 
 func (s *shapedStream) Reset() error {

@@ -10,7 +10,9 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	mocknet "github.com/libp2p/go-libp2p/p2p/net/mock"
+	msmux "github.com/multiformats/go-multistream"
 
 	"chordshare/testnet/mocksim/mockring"
 	"chordshare/testnet/sim/netshape"
@@ -19,9 +21,9 @@ import (
 const sinkProto = "/netshape-test/sink/1.0.0"
 
 // shapedNet makes len(links) peers on a lazily linked mocknet shaped to
-// links. Every peer answers sinkProto: it reads everything, then writes one
-// byte back.
-func shapedNet(t *testing.T, links []netshape.Access) []host.Host {
+// links, and their shaper. Every peer answers sinkProto: it reads
+// everything, then writes one byte back.
+func shapedNet(t *testing.T, links []netshape.Access) ([]host.Host, *netshape.Shaper) {
 	t.Helper()
 	n := mockring.NewNet(mockring.LinkLazy, mocknet.LinkOptions{})
 	t.Cleanup(func() { n.Close() })
@@ -42,31 +44,56 @@ func shapedNet(t *testing.T, links []netshape.Access) []host.Host {
 		})
 	}
 	n.Shape(sh.LinkOptions, sh.Wrap)
-	return hosts
+	return hosts, sh
 }
 
 // send writes size bytes from a to b on a new stream and waits for b's
 // answer, returning how long that took.
 func send(ctx context.Context, a, b host.Host, size int) (time.Duration, error) {
+	return sendOn(ctx, a, b, size, func() (io.ReadWriteCloser, network.Stream, error) {
+		s, err := a.NewStream(ctx, b.ID(), sinkProto)
+		return s, s, err
+	})
+}
+
+// sendLazy is send on a stream opened on a's network, its protocol
+// selected lazily, as chordshare's ring and block streams are (peer's
+// openStream): multistream-select's header goes out with the first write.
+func sendLazy(ctx context.Context, a, b host.Host, size int) (time.Duration, error) {
+	return sendOn(ctx, a, b, size, func() (io.ReadWriteCloser, network.Stream, error) {
+		s, err := a.Network().NewStream(ctx, b.ID())
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := s.SetProtocol(sinkProto); err != nil {
+			s.Reset()
+			return nil, nil, err
+		}
+		return msmux.NewMSSelect(s, protocol.ID(sinkProto)), s, nil
+	})
+}
+
+// sendOn is send on the stream open gives: rw to use, s beneath it.
+func sendOn(ctx context.Context, a, b host.Host, size int, open func() (rw io.ReadWriteCloser, s network.Stream, err error)) (time.Duration, error) {
 	start := time.Now()
-	s, err := a.NewStream(ctx, b.ID(), sinkProto)
+	rw, s, err := open()
 	if err != nil {
 		return 0, err
 	}
-	defer s.Close()
+	defer rw.Close()
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
 	defer stop()
 	// 16 KiB writes, as a bulk sender's buffer would make them.
 	buf := make([]byte, 16<<10)
 	for left := size; left > 0; left -= len(buf) {
-		if _, err := s.Write(buf[:min(left, len(buf))]); err != nil {
+		if _, err := rw.Write(buf[:min(left, len(buf))]); err != nil {
 			return 0, err
 		}
 	}
 	if err := s.CloseWrite(); err != nil {
 		return 0, err
 	}
-	if _, err := io.ReadAll(s); err != nil {
+	if _, err := io.ReadAll(rw); err != nil {
 		return 0, err
 	}
 	return time.Since(start), nil
@@ -75,7 +102,7 @@ func send(ctx context.Context, a, b host.Host, size int) (time.Duration, error) 
 // TestShapedDelay: a small exchange between peers of access RTTs 60 and
 // 100 ms takes their mean, 80 ms (testnet/profile's definition).
 func TestShapedDelay(t *testing.T) {
-	hosts := shapedNet(t, []netshape.Access{{RTT: 60 * time.Millisecond}, {RTT: 100 * time.Millisecond}})
+	hosts, _ := shapedNet(t, []netshape.Access{{RTT: 60 * time.Millisecond}, {RTT: 100 * time.Millisecond}})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := send(ctx, hosts[0], hosts[1], 10); err != nil { // opens the connection
@@ -104,7 +131,7 @@ func TestShapedDelay(t *testing.T) {
 // receiver's downlink (50 KB/s) limits what a fast sender gets through.
 func TestShapedRateIsPerPeer(t *testing.T) {
 	fast := netshape.Access{RTT: 2 * time.Millisecond, Up: 10e6, Down: 10e6}
-	hosts := shapedNet(t, []netshape.Access{
+	hosts, _ := shapedNet(t, []netshape.Access{
 		{RTT: 2 * time.Millisecond, Up: 200e3, Down: 10e6},
 		fast, fast,
 		{RTT: 2 * time.Millisecond, Up: 10e6, Down: 50e3},
@@ -157,7 +184,7 @@ func TestShapedRateIsPerPeer(t *testing.T) {
 // interleave with a long one's on a real link.
 func TestSmallWritesPassBulk(t *testing.T) {
 	fast := netshape.Access{RTT: 2 * time.Millisecond, Up: 10e6, Down: 10e6}
-	hosts := shapedNet(t, []netshape.Access{{RTT: 2 * time.Millisecond, Up: 50e3, Down: 10e6}, fast, fast})
+	hosts, _ := shapedNet(t, []netshape.Access{{RTT: 2 * time.Millisecond, Up: 50e3, Down: 10e6}, fast, fast})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for _, h := range hosts[1:] {
@@ -181,5 +208,40 @@ func TestSmallWritesPassBulk(t *testing.T) {
 	}
 	if err := <-bulk; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestHandshakeCountedAndPaced: multistream-select's header and its echo
+// cross a shaped link like any other bytes, on a stream host.NewStream
+// negotiated and on one whose protocol its opener selects lazily: counted
+// under the protocol and paced. On a 1 kB/s link a 10-byte exchange then
+// takes the header's and echo's time too (2 × 47 B, 94 ms), not only its
+// own 11 ms.
+func TestHandshakeCountedAndPaced(t *testing.T) {
+	slow := netshape.Access{RTT: 2 * time.Millisecond, Up: 1e3, Down: 1e3}
+	hosts, sh := shapedNet(t, []netshape.Access{slow, slow})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := send(ctx, hosts[0], hosts[1], 10); err != nil { // opens the connection
+		t.Fatal(err)
+	}
+	// "/multistream/1.0.0\n" and the protocol's line, each after its length.
+	header := 1 + len("/multistream/1.0.0\n") + 1 + len(sinkProto+"\n")
+	c := sh.Counter(sinkProto)
+	for name, exchange := range map[string]func(context.Context, host.Host, host.Host, int) (time.Duration, error){"host.NewStream": send, "lazy": sendLazy} {
+		b0 := c.Bytes.Load()
+		d, err := exchange(ctx, hosts[0], hosts[1], 10)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got, want := c.Bytes.Load()-b0, int64(10+1+2*header); got != want {
+			t.Errorf("%s: %d bytes counted, want %d: 10 and 1 of the exchange, the header and its echo %d each", name, got, want, header)
+		}
+		// The link's 2 ms round trip and 10 + 1 + 2 × 47 bytes at 1 kB/s.
+		want := 2*time.Millisecond + time.Duration(10+1+2*header)*time.Millisecond
+		t.Logf("%s: %v, want %v", name, d, want)
+		if d < want-5*time.Millisecond {
+			t.Errorf("%s: the exchange took %v, want %v: the handshake was not paced", name, d, want)
+		}
 	}
 }
