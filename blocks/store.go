@@ -43,9 +43,9 @@
 // Put writes to a temp file (unnamed where it can), fsyncs it, renames or
 // links it to its name and fsyncs the shard: a block is visible only whole,
 // and once Put returns it survives a crash or a power loss. Each put makes
-// its own two fsync calls: on ext4 concurrent fsyncs already share journal
-// commits, and a group commit that had concurrent puts share fsync calls
-// was slower (blocks/BENCH.md). Open removes the temp files a crash left.
+// its own two syncs (an unnamed file's is its write's, RWF_SYNC): on ext4
+// concurrent fsyncs already share journal commits, and a group commit that
+// had concurrent puts share fsync calls was slower (blocks/BENCH.md). Open removes the temp files a crash left.
 // Open trusts what it finds (hashing a large store at every start would
 // take minutes); Get verifies every read, removes a damaged block and
 // reports ErrCorrupt so that the caller fetches it again from a replica.
@@ -134,9 +134,10 @@ type Store struct {
 
 	// dirs holds the shard directories that puts of unnamed files have
 	// opened (shardDir), kept open until Close so that a put neither opens
-	// nor closes one.
-	dirsMu sync.Mutex
-	dirs   [256]*os.File
+	// nor closes one; goneDirs, those found deleted (remakeShard).
+	dirsMu   sync.Mutex
+	dirs     [256]*os.File
+	goneDirs []*os.File
 }
 
 // Open opens the store in dir, creating it if needed. It removes the temp
@@ -227,12 +228,14 @@ func (s *Store) shardDir(b byte) (*os.File, error) {
 
 // remakeShard makes shard b's directory again, durably, as Open does, once
 // it has been found missing: d, the one shardDir kept, if any, is of a
-// deleted directory. Puts that still hold d fail and leave nothing behind.
+// deleted directory. d is kept open until Close, not closed now: puts that
+// still hold it use its descriptor (they fail, and leave nothing behind),
+// and a close could let a new file take the number under them.
 func (s *Store) remakeShard(b byte, d *os.File) error {
 	s.dirsMu.Lock()
 	if d != nil && s.dirs[b] == d {
 		s.dirs[b] = nil
-		d.Close()
+		s.goneDirs = append(s.goneDirs, d)
 	}
 	s.dirsMu.Unlock()
 	if err := os.MkdirAll(filepath.Join(s.dir, shardName(b)), 0o700); err != nil {
@@ -641,6 +644,10 @@ func (s *Store) Close() error {
 			s.dirs[b] = nil
 		}
 	}
+	for _, d := range s.goneDirs {
+		d.Close()
+	}
+	s.goneDirs = nil
 	return nil
 }
 
