@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,14 +33,17 @@ const benchSize = 256 << 10
 // both see the same disk, and their ratio is stable where back-to-back
 // runs are not. Their ns/op is that of a pair.
 
-// pair accumulates the time spent in the store and in the baseline.
-type pair struct{ store, base time.Duration }
+// pair accumulates the time spent in the store and in the baseline, and
+// the CPU time of the calling thread in each (threadCPU: the caller locks
+// its goroutine to its thread; the runtime's own threads are not counted).
+type pair struct{ store, base, storeCPU, baseCPU time.Duration }
 
-// run times op into *into.
-func run(into *time.Duration, op func() error) error {
-	start := time.Now()
+// run times op into *into and its thread's CPU time into *cpu.
+func run(into, cpu *time.Duration, op func() error) error {
+	c0, start := threadCPU(), time.Now()
 	err := op()
 	*into += time.Since(start)
+	*cpu += threadCPU() - c0
 	return err
 }
 
@@ -47,19 +51,28 @@ func run(into *time.Duration, op func() error) error {
 // order that alternates so that neither always runs in the other's wake.
 func (p *pair) do(i int, store, base func() error) error {
 	if i%2 == 1 {
-		if err := run(&p.base, base); err != nil {
+		if err := run(&p.base, &p.baseCPU, base); err != nil {
 			return err
 		}
-		return run(&p.store, store)
+		return run(&p.store, &p.storeCPU, store)
 	}
-	if err := run(&p.store, store); err != nil {
+	if err := run(&p.store, &p.storeCPU, store); err != nil {
 		return err
 	}
-	return run(&p.base, base)
+	return run(&p.base, &p.baseCPU, base)
 }
 
-// report gives each side's rate as writers operations per mean latency, and
-// the ratio of the store's rate to the baseline's.
+// add sums q into p.
+func (p *pair) add(q pair) {
+	p.store += q.store
+	p.base += q.base
+	p.storeCPU += q.storeCPU
+	p.baseCPU += q.baseCPU
+}
+
+// report gives each side's rate as writers operations per mean latency, the
+// ratio of the store's rate to the baseline's, and each side's CPU time per
+// operation where it is measured.
 func (p pair) report(b *testing.B, writers int) {
 	n := float64(b.N * writers)
 	mbs := func(d time.Duration) float64 { return n * benchSize / 1e6 / d.Seconds() }
@@ -68,6 +81,11 @@ func (p pair) report(b *testing.B, writers int) {
 	b.ReportMetric(mbs(p.base), "base-MB/s")
 	b.ReportMetric(n/p.base.Seconds(), "base-ops/s")
 	b.ReportMetric(p.base.Seconds()/p.store.Seconds(), "store/base")
+	if p.storeCPU > 0 {
+		// b.N operations of each side in all, whatever the writers.
+		b.ReportMetric(float64(p.storeCPU.Microseconds())/float64(b.N), "store-cpu-us/op")
+		b.ReportMetric(float64(p.baseCPU.Microseconds())/float64(b.N), "base-cpu-us/op")
+	}
 }
 
 // distinct makes data a new block: its first 8 bytes become n.
@@ -79,6 +97,8 @@ func distinct(b *testing.B, data []byte, n uint64) cid.Cid {
 // BenchmarkPut: the caller has made the CID (not timed); Put's own check of
 // the bytes against it is timed.
 func BenchmarkPut(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	data, _ := randBlock(b, rand.New(rand.NewPCG(1, 1)), benchSize)
 	s := open(b, b.TempDir(), Options{})
 	dir := b.TempDir()
@@ -103,9 +123,12 @@ func BenchmarkPutParallel(b *testing.B) {
 	s := open(b, b.TempDir(), Options{})
 	dir := b.TempDir()
 	var next, writers atomic.Uint64
-	var store, base atomic.Int64
+	var mu sync.Mutex
+	var all pair
 	b.SetParallelism(8 / runtime.GOMAXPROCS(0))
 	b.RunParallel(func(pb *testing.PB) {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
 		writers.Add(1)
 		data, _ := randBlock(b, rand.New(rand.NewPCG(next.Add(1), 2)), benchSize)
 		var p pair
@@ -120,15 +143,18 @@ func BenchmarkPutParallel(b *testing.B) {
 				return
 			}
 		}
-		store.Add(int64(p.store))
-		base.Add(int64(p.base))
+		mu.Lock()
+		all.add(p)
+		mu.Unlock()
 	})
-	pair{time.Duration(store.Load()), time.Duration(base.Load())}.report(b, int(writers.Load()))
+	all.report(b, int(writers.Load()))
 }
 
 // BenchmarkGet reads 64 blocks (16 MiB) round-robin; both sides read from
 // the page cache.
 func BenchmarkGet(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	const n = 64
 	data, _ := randBlock(b, rand.New(rand.NewPCG(1, 3)), benchSize)
 	s := open(b, b.TempDir(), Options{})

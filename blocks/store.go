@@ -43,9 +43,9 @@
 // Put writes to a temp file (unnamed where it can), fsyncs it, renames or
 // links it to its name and fsyncs the shard: a block is visible only whole,
 // and once Put returns it survives a crash or a power loss. Each put makes
-// its own two fsync calls: on ext4 concurrent fsyncs already share journal
-// commits, and a group commit that had concurrent puts share fsync calls
-// was slower (blocks/BENCH.md). Open removes the temp files a crash left.
+// its own two syncs (an unnamed file's is its write's, RWF_SYNC): on ext4
+// concurrent fsyncs already share journal commits, and a group commit that
+// had concurrent puts share fsync calls was slower (blocks/BENCH.md). Open removes the temp files a crash left.
 // Open trusts what it finds (hashing a large store at every start would
 // take minutes); Get verifies every read, removes a damaged block and
 // reports ErrCorrupt so that the caller fetches it again from a replica.
@@ -131,6 +131,13 @@ type Store struct {
 	// named: puts write named temp files and rename them, because Open
 	// found that unnamed files cannot be created and linked in dir.
 	named bool
+
+	// dirs holds the shard directories that puts of unnamed files have
+	// opened (shardDir), kept open until Close so that a put neither opens
+	// nor closes one; goneDirs, those found deleted (remakeShard).
+	dirsMu   sync.Mutex
+	dirs     [256]*os.File
+	goneDirs []*os.File
 }
 
 // Open opens the store in dir, creating it if needed. It removes the temp
@@ -190,24 +197,51 @@ func (s *Store) open() error {
 	return err
 }
 
-// probeUnnamed reports whether puts must use named temp files: it creates
-// an unnamed file in a shard and links it, as a put would. Any failure
-// means named files (no O_TMPFILE, no /proc, ...): the named path reports
-// its own errors, if any, at the first put. The link gets a temp file's
-// name, so that a crash before its removal leaves a file the next Open
-// removes.
+// probeUnnamed reports whether puts must use named temp files: it writes
+// an unnamed file in a shard and links it, as a put would (probeUnnamed of
+// the system). Any failure means named files (no O_TMPFILE, no /proc, no
+// RWF_SYNC, ...): the named path reports its own errors, if any, at the
+// first put.
 func (s *Store) probeUnnamed() (named bool, err error) {
-	shard := filepath.Join(s.dir, shardName(0))
-	f, err := createUnnamed(shard)
+	d, err := s.shardDir(0)
 	if err != nil {
-		return true, nil
+		return false, err
 	}
-	defer f.Close()
-	probe := filepath.Join(shard, tempPrefix+"probe")
-	if err := linkUnnamed(f, probe); err != nil {
-		return true, nil
+	return probeUnnamed(d) != nil, nil
+}
+
+// shardDir returns shard b's directory, opened the first time and kept
+// open until Close.
+func (s *Store) shardDir(b byte) (*os.File, error) {
+	s.dirsMu.Lock()
+	defer s.dirsMu.Unlock()
+	if d := s.dirs[b]; d != nil {
+		return d, nil
 	}
-	return false, os.Remove(probe)
+	d, err := os.Open(filepath.Join(s.dir, shardName(b)))
+	if err != nil {
+		return nil, err
+	}
+	s.dirs[b] = d
+	return d, nil
+}
+
+// remakeShard makes shard b's directory again, durably, as Open does, once
+// it has been found missing: d, the one shardDir kept, if any, is of a
+// deleted directory. d is kept open until Close, not closed now: puts that
+// still hold it use its descriptor (they fail, and leave nothing behind),
+// and a close could let a new file take the number under them.
+func (s *Store) remakeShard(b byte, d *os.File) error {
+	s.dirsMu.Lock()
+	if d != nil && s.dirs[b] == d {
+		s.dirs[b] = nil
+		s.goneDirs = append(s.goneDirs, d)
+	}
+	s.dirsMu.Unlock()
+	if err := os.MkdirAll(filepath.Join(s.dir, shardName(b)), 0o700); err != nil {
+		return err
+	}
+	return syncDir(s.dir)
 }
 
 // scan indexes the blocks of one shard directory and removes its temp
@@ -349,13 +383,16 @@ func (s *Store) reserve(k Key, n int64) (chan struct{}, error) {
 // whole block, and the shard is fsynced after, so the name outlives a power
 // loss.
 func (s *Store) write(k Key, c cid.Cid, data []byte) (err error) {
+	if !s.named {
+		return s.writeUnnamed(k[0], fileName(c), data)
+	}
 	shard := filepath.Join(s.dir, shardName(k[0]))
-	f, err := s.createTemp(shard)
+	f, err := os.CreateTemp(shard, tempPrefix+"*")
 	if errors.Is(err, fs.ErrNotExist) {
 		// The shard was wiped under us; make it again, durably, as Open does.
 		if err = os.MkdirAll(shard, 0o700); err == nil {
 			if err = syncDir(s.dir); err == nil {
-				f, err = s.createTemp(shard)
+				f, err = os.CreateTemp(shard, tempPrefix+"*")
 			}
 		}
 	}
@@ -365,9 +402,7 @@ func (s *Store) write(k Key, c cid.Cid, data []byte) (err error) {
 	defer func() {
 		if err != nil {
 			f.Close()
-			if s.named {
-				os.Remove(f.Name())
-			}
+			os.Remove(f.Name())
 		}
 	}()
 	if _, err = f.Write(data); err != nil {
@@ -376,45 +411,16 @@ func (s *Store) write(k Key, c cid.Cid, data []byte) (err error) {
 	if err = f.Sync(); err != nil {
 		return err
 	}
-	final := filepath.Join(shard, fileName(c))
-	if s.named {
-		if err = f.Close(); err != nil {
-			return err
-		}
-		err = os.Rename(f.Name(), final)
-	} else {
-		err = link(f, final)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
+	if err = f.Close(); err != nil {
+		return err
 	}
-	if err != nil {
+	if err = os.Rename(f.Name(), filepath.Join(shard, fileName(c))); err != nil {
 		return err
 	}
 	// If this fsync fails the block is left visible but not indexed: Put
 	// reports the failure, so the caller does not count it as durable, and a
 	// retry writes and syncs it again (it replaces the file).
 	return syncDir(shard)
-}
-
-func (s *Store) createTemp(shard string) (*os.File, error) {
-	if s.named {
-		return os.CreateTemp(shard, tempPrefix+"*")
-	}
-	return createUnnamed(shard)
-}
-
-// link names the unnamed file f path. A file already there is one that no
-// put acknowledged (one whose shard fsync failed): it is replaced, as a
-// rename would.
-func link(f *os.File, path string) error {
-	err := linkUnnamed(f, path)
-	if errors.Is(err, fs.ErrExist) {
-		if err = os.Remove(path); err == nil {
-			err = linkUnnamed(f, path)
-		}
-	}
-	return err
 }
 
 // Get returns the block c (any CID with c's multihash), verified against c.
@@ -623,12 +629,25 @@ func (s *Store) Stats() Stats {
 }
 
 // Close waits for puts in flight, so that nothing writes to the directory
-// once it returns. Put, Get and Delete then fail with ErrClosed.
+// once it returns, and closes the shard directories they kept open. Put,
+// Get and Delete then fail with ErrClosed.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	s.closed = true
 	s.mu.Unlock()
 	s.puts.Wait()
+	s.dirsMu.Lock()
+	defer s.dirsMu.Unlock()
+	for b, d := range s.dirs {
+		if d != nil {
+			d.Close()
+			s.dirs[b] = nil
+		}
+	}
+	for _, d := range s.goneDirs {
+		d.Close()
+	}
+	s.goneDirs = nil
 	return nil
 }
 

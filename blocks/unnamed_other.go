@@ -8,9 +8,9 @@ import (
 )
 
 // errNoUnnamed: only Linux has O_TMPFILE; elsewhere puts use named temp
-// files.
+// files (Open's probe fails, so writeUnnamed is never called).
 var errNoUnnamed = errors.New("unnamed files not supported on this system")
 
-func createUnnamed(dir string) (*os.File, error) { return nil, errNoUnnamed }
+func probeUnnamed(*os.File) error { return errNoUnnamed }
 
-func linkUnnamed(f *os.File, path string) error { return errNoUnnamed }
+func (s *Store) writeUnnamed(byte, string, []byte) error { return errNoUnnamed }

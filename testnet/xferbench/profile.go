@@ -136,8 +136,10 @@ var categories = []category{
 	{"block store: creating the temp file", func(_, stack string) bool {
 		return has(stack, "blocks.(*Store).write") && has(stack, "CreateTemp", "createTemp", "openat")
 	}},
+	// vfs_fsync_range: also the sync of a write with RWF_SYNC, which a
+	// put of an unnamed file makes instead of a write and an fsync.
 	{"block store: fsync/syncfs of files or directories", func(_, stack string) bool {
-		return has(stack, "do_fsync", "Fsync", "Syncfs", "sync_filesystem")
+		return has(stack, "do_fsync", "Fsync", "Syncfs", "sync_filesystem", "vfs_fsync_range")
 	}},
 	{"block store: write, rename, rest", func(_, stack string) bool {
 		return has(stack, "blocks.(*Store).write", "blocks.(*Store).Put", "blocks.(*committer)")

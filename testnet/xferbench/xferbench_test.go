@@ -292,6 +292,11 @@ func TestClassify(t *testing.T) {
 			"chordshare/peer.(*Node).replicasNear", "chordshare/peer.(*Node).Locate.func1.1") +
 		perfSample("runtime.memmove", "google.golang.org/protobuf/proto.MarshalOptions.marshal") +
 		perfSample("runtime.scanobject", "runtime.gcDrain", "runtime.gcBgMarkWorker") +
+		// A put's write with RWF_SYNC: its sync, then its copy.
+		perfSample("iowrite16", "ext4_sync_file", "vfs_fsync_range", "ext4_buffered_write_iter", "do_iter_readv_writev",
+			"golang.org/x/sys/unix.pwritev2Syscall", "chordshare/blocks.writeSynced", "chordshare/blocks.(*Store).writeUnnamed") +
+		perfSample("copy_folio_from_iter_atomic", "generic_perform_write", "ext4_buffered_write_iter",
+			"golang.org/x/sys/unix.pwritev2Syscall", "chordshare/blocks.writeSynced", "chordshare/blocks.(*Store).writeUnnamed") +
 		perfSample("[unknown]") +
 		perfSampleOf(77, "runtime.memmove", "chordshare/peer.readPayload")
 	byPid := classify(script)
@@ -301,15 +306,17 @@ func TestClassify(t *testing.T) {
 	delete(byPid, 77)
 	got := merged(byPid)
 	want := profile{
-		"SHA-256: fetchFrom checking a received block": 2,
-		"ring lookups: Locate, Replicas, ring RPCs":    1,
-		"SHA-256: Store.Get checking what it read":     1,
-		"SHA-256: Store.Put checking before writing":   1,
-		"copying in protobuf marshal/unmarshal":        1,
-		"Go GC: mark workers, assists, sweeping":       1,
-		"other":                                        1,
+		"SHA-256: fetchFrom checking a received block":      2,
+		"ring lookups: Locate, Replicas, ring RPCs":         1,
+		"SHA-256: Store.Get checking what it read":          1,
+		"SHA-256: Store.Put checking before writing":        1,
+		"copying in protobuf marshal/unmarshal":             1,
+		"Go GC: mark workers, assists, sweeping":            1,
+		"block store: fsync/syncfs of files or directories": 1,
+		"block store: write, rename, rest":                  1,
+		"other":                                             1,
 	}
-	if len(got) != len(want) || got.total() != 8 {
+	if len(got) != len(want) || got.total() != 10 {
 		t.Errorf("classify: %v, want %v", got, want)
 	}
 	for k, v := range want {
