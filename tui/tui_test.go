@@ -60,8 +60,9 @@ func fixture() snapshotMsg {
 			Positions: []string{"10" + strings.Repeat("0", 62)}, Capacity: 1, RingSizeEstimate: 3,
 			ConnectedPeers: 2, LookupMode: "recursive", UptimeSeconds: 3725,
 			BlocksStored: 12, BytesUsed: 3 << 20, StorageMax: 12 << 20, UnderReplicated: 4,
-			BytesIn: 5 << 20, BytesOut: 1 << 20, RateIn: 2048, RateOut: 100,
-			Repair: api.Repair{Rounds: 12, BlocksMoved: 3, BytesMoved: 768 << 10, HintsPending: 2, LastRound: t0.Add(-5 * time.Second), InProgress: true},
+			BytesIn: 5 << 20, BytesOut: 1 << 20, RateIn: 2048, RateOut: 100, Uplink: 10 << 10, UplinkAuto: true,
+			PutRoom: api.PutRoom{BytesHeld: 3 << 20, BytesLimit: 128 << 20, Refused: 5, Evicted: 2},
+			Repair:  api.Repair{Rounds: 12, BlocksMoved: 3, BytesMoved: 768 << 10, HintsPending: 2, LastRound: t0.Add(-5 * time.Second), InProgress: true},
 		},
 		ring: api.Ring{ID: selfID, Vnodes: []api.Vnode{{
 			Index: 0, ID: "10" + strings.Repeat("0", 62),
@@ -154,7 +155,9 @@ func TestOverview(t *testing.T) {
 		"Uptime      1h02m", "about 3 peers; here 1 vnode, recursive lookups",
 		"12 blocks, 3.0 MiB of 12 MiB [###.......] 25%",
 		"Repair      4 block copies missing; 12 rounds, 3 blocks (768 KiB) moved", "2 hints pending handoff, last round 5s ago, one running",
-		"in  2.0 KiB/s", "(5.0 MiB total)", "out 100 B/s", "2 connected", "1 running, 1 done, 1 failed",
+		"in  2.0 KiB/s", "(5.0 MiB total)", "out 100 B/s", "uploads paced to 10 KiB/s (auto)",
+		"Puts in     3.0 MiB of 128 MiB room held; 5 refused, 2 evicted",
+		"2 connected", "1 running, 1 done, 1 failed",
 		"Recent events", "repair moved 7 blocks", "s share", "f fetch", "c copy CID", "q quit")
 }
 

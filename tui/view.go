@@ -240,10 +240,24 @@ func (m *Model) overview(w, h int) []string {
 		last += ", one running"
 	}
 	lines = append(lines, strings.Repeat(" ", 13)+fmt.Sprintf("%s pending handoff, %s", plural(r.HintsPending, "hint"), last))
+	out := fmt.Sprintf("out %-10s (%s total)", rateText(s.RateOut), bytesText(s.BytesOut))
+	if s.Uplink > 0 {
+		out += ", uploads paced to " + rateText(float64(s.Uplink))
+		if s.UplinkAuto {
+			out += " (auto)"
+		}
+	}
 	lines = append(lines,
 		row("Traffic", fmt.Sprintf("in  %-10s (%s total)", rateText(s.RateIn), bytesText(s.BytesIn))),
-		strings.Repeat(" ", 13)+fmt.Sprintf("out %-10s (%s total)", rateText(s.RateOut), bytesText(s.BytesOut)),
-		row("Peers", fmt.Sprintf("%d connected", s.ConnectedPeers)))
+		strings.Repeat(" ", 13)+out)
+	if p := s.PutRoom; p.BytesLimit > 0 { // a daemon that predates the put room sends none
+		puts := fmt.Sprintf("%s of %s room held", bytesText(p.BytesHeld), bytesText(p.BytesLimit))
+		if p.Refused+p.Evicted > 0 {
+			puts += fmt.Sprintf("; %d refused, %d evicted", p.Refused, p.Evicted)
+		}
+		lines = append(lines, row("Puts in", puts))
+	}
+	lines = append(lines, row("Peers", fmt.Sprintf("%d connected", s.ConnectedPeers)))
 	var running, done, failed int
 	for _, t := range m.transfers {
 		switch t.State {
