@@ -79,8 +79,8 @@ type traceSummary struct {
 	// the holders sending were too slow to fill the fetcher's downlink
 	// (the time x the fraction of the downlink their uplinks left unused).
 	// The rest of the time over the floor (the file over the downlink) is
-	// lost while the link should have been full: the simulator's shaper
-	// under CPU load (timers late).
+	// lost while the link should have been full: the simulator (its
+	// process stalled, bytes arriving late).
 	Idle, HolderBound time.Duration
 	// FirstResponse is when the first response header arrived: until then
 	// the link carried nothing of the file.

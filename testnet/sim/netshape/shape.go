@@ -151,41 +151,64 @@ func (s *shapedStream) Write(p []byte) (int, error) {
 	// the receiver's downlink: streams sharing a link interleave, a slow
 	// sender's chunk does not hold a fast one's behind it, and a reset
 	// wastes one chunk of either link, not the whole write.
+	//
+	// A mocknet stream takes one write at a time and holds the next until
+	// the previous has arrived (one link latency), so a stream of 16 KiB
+	// writes would carry 16–32 KiB per latency, not its rate (600 kB/s of
+	// a 10 MB/s link at a 100 ms round trip): no window, as if TCP sent one
+	// segment per round trip. The link keeps sending meanwhile, as it does
+	// while this goroutine waits for a CPU: each chunk is booked from where
+	// the last one ended, however late this goroutine comes to it (up to
+	// the links' memory), and the chunks the link would have sent by now
+	// go as one write. So a stream carries its rate at any latency and on
+	// a loaded machine; its bytes arrive up to that wait late, not a
+	// latency per chunk.
 	written := 0
 	var at time.Time // when the previous chunk was through
 	for len(p) > 0 {
-		k := min(len(p), bulkChunk)
-		booked := k + hs // the handshake with the first chunk
-		hs = 0
 		now := time.Now()
-		// A sender with bytes queued keeps its link busy while this
-		// goroutine waits for a CPU: carry on from where the last chunk
-		// ended, up to catchUp late.
 		from := now
 		if !at.IsZero() {
-			from = later(at, now.Add(-catchUp))
+			from = later(at, now.Add(-memory))
 		}
-		upEnd := s.up.book(now, from, booked)
-		at = upEnd
-		if s.down != nil && s.down.rate > 0 {
-			// The bytes reach the receiver as the uplink lets them go,
-			// so its downlink can take them from when the first byte
-			// arrives and cannot be done before the last one has.
-			first := upEnd.Add(-s.up.duration(booked))
-			earliest := later(first, upEnd.Add(-s.down.duration(booked)))
-			at = later(upEnd, s.down.book(now, earliest, booked))
+		n := 0
+		for n < len(p) {
+			k := min(len(p)-n, bulkChunk)
+			at = bookChunk(s.up, s.down, now, from, k+hs) // the handshake with the first chunk
+			hs = 0
+			from = at
+			n += k
+			if at.After(now) {
+				break
+			}
 		}
 		if err := s.sleep(at); err != nil {
 			return written, err
 		}
-		n, err := s.Stream.Write(p[:k])
-		written += n
+		m, err := s.Stream.Write(p[:n])
+		written += m
 		if err != nil {
 			return written, err
 		}
-		p = p[k:]
+		p = p[n:]
 	}
 	return written, nil
+}
+
+// bookChunk reserves the sender's uplink up and then the receiver's
+// downlink down for a chunk of k bytes that can start at from, and
+// returns when it is through both.
+func bookChunk(up, down *pacer, now, from time.Time, k int) time.Time {
+	first, upEnd := up.book(now, from, k)
+	if down == nil || down.rate <= 0 {
+		return upEnd
+	}
+	// The bytes reach the receiver as the uplink lets them go, so its
+	// downlink can take them from when the first byte arrives and cannot
+	// be done before the last one has.
+	earliest := later(first, upEnd.Add(-down.duration(k)))
+	_, downEnd := down.book(now, earliest, k)
+	return later(upEnd, downEnd)
 }
 
 // sleep waits until t or the stream's reset.

@@ -2,6 +2,7 @@ package netshape_test
 
 import (
 	"context"
+	"encoding/binary"
 	"io"
 	"math/rand/v2"
 	"sync"
@@ -47,10 +48,16 @@ func shapedNet(t *testing.T, links []netshape.Access) ([]host.Host, *netshape.Sh
 	return hosts, sh
 }
 
-// send writes size bytes from a to b on a new stream and waits for b's
-// answer, returning how long that took.
+// send writes size bytes from a to b on a new stream in 16 KiB writes, as
+// a bulk sender's buffer would make them, and waits for b's answer,
+// returning how long that took.
 func send(ctx context.Context, a, b host.Host, size int) (time.Duration, error) {
-	return sendOn(ctx, a, b, size, func() (io.ReadWriteCloser, network.Stream, error) {
+	return sendWrites(ctx, a, b, make([]byte, size), 16<<10)
+}
+
+// sendWrites sends msg as send does, in writes of up to write bytes.
+func sendWrites(ctx context.Context, a, b host.Host, msg []byte, write int) (time.Duration, error) {
+	return sendOn(ctx, msg, write, func() (io.ReadWriteCloser, network.Stream, error) {
 		s, err := a.NewStream(ctx, b.ID(), sinkProto)
 		return s, s, err
 	})
@@ -60,7 +67,7 @@ func send(ctx context.Context, a, b host.Host, size int) (time.Duration, error) 
 // selected lazily, as chordshare's ring and block streams are (peer's
 // openStream): multistream-select's header goes out with the first write.
 func sendLazy(ctx context.Context, a, b host.Host, size int) (time.Duration, error) {
-	return sendOn(ctx, a, b, size, func() (io.ReadWriteCloser, network.Stream, error) {
+	return sendOn(ctx, make([]byte, size), 16<<10, func() (io.ReadWriteCloser, network.Stream, error) {
 		s, err := a.Network().NewStream(ctx, b.ID())
 		if err != nil {
 			return nil, nil, err
@@ -73,8 +80,9 @@ func sendLazy(ctx context.Context, a, b host.Host, size int) (time.Duration, err
 	})
 }
 
-// sendOn is send on the stream open gives: rw to use, s beneath it.
-func sendOn(ctx context.Context, a, b host.Host, size int, open func() (rw io.ReadWriteCloser, s network.Stream, err error)) (time.Duration, error) {
+// sendOn sends msg in writes of up to write bytes on the stream open
+// gives (rw to use, s beneath it) and waits for the answer.
+func sendOn(ctx context.Context, msg []byte, write int, open func() (rw io.ReadWriteCloser, s network.Stream, err error)) (time.Duration, error) {
 	start := time.Now()
 	rw, s, err := open()
 	if err != nil {
@@ -83,12 +91,12 @@ func sendOn(ctx context.Context, a, b host.Host, size int, open func() (rw io.Re
 	defer rw.Close()
 	stop := context.AfterFunc(ctx, func() { s.Reset() })
 	defer stop()
-	// 16 KiB writes, as a bulk sender's buffer would make them.
-	buf := make([]byte, 16<<10)
-	for left := size; left > 0; left -= len(buf) {
-		if _, err := rw.Write(buf[:min(left, len(buf))]); err != nil {
+	for len(msg) > 0 {
+		k := min(write, len(msg))
+		if _, err := rw.Write(msg[:k]); err != nil {
 			return 0, err
 		}
+		msg = msg[k:]
 	}
 	if err := s.CloseWrite(); err != nil {
 		return 0, err
@@ -243,5 +251,40 @@ func TestHandshakeCountedAndPaced(t *testing.T) {
 		if d < want-5*time.Millisecond {
 			t.Errorf("%s: the exchange took %v, want %v: the handshake was not paced", name, d, want)
 		}
+	}
+}
+
+// TestShapedRateAcrossLatency: one stream carries its link's rate whatever
+// the latency. A mocknet stream holds each write until the previous one
+// has arrived, so 16 KiB chunks written one by one crossed a 200 ms round
+// trip at 16–32 KiB per 100 ms: 2 MiB took 5.9 s instead of 0.3 s
+// (0.06 of a 10 MB/s link).
+func TestShapedRateAcrossLatency(t *testing.T) {
+	a := netshape.Access{RTT: 200 * time.Millisecond, Up: 10e6, Down: 10e6}
+	hosts, _ := shapedNet(t, []netshape.Access{a, a})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The first exchange opens the connection, the second waits for
+	// identify, which the race detector's build can take a second over.
+	for range 2 {
+		if _, err := send(ctx, hosts[0], hosts[1], 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One length-delimited message in one write, as a block response's
+	// payload goes (zeros unframed would be counted as a message a byte,
+	// which takes the race detector's build longer than the link).
+	const size = 2 << 20
+	msg := binary.AppendUvarint(nil, size)
+	d, err := sendWrites(ctx, hosts[0], hosts[1], append(msg, make([]byte, size)...), size+len(msg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The bytes at the rate, the first one's way there and the answer's
+	// way back: a round trip.
+	want := time.Duration(size/a.Up*float64(time.Second)) + a.RTT
+	t.Logf("2 MiB over a 200 ms round trip: %v, want %v", d, want)
+	if r := float64(want) / float64(d); r < 0.6 {
+		t.Fatalf("2 MiB took %v, want about %v (%.2f of the rate)", d, want, r)
 	}
 }
