@@ -172,7 +172,7 @@ var (
 	}
 	// The label of a row whose value is volatile: uptime, and repair,
 	// which runs on its own timers.
-	volatileRow = regexp.MustCompile(`^( Uptime +| Repair +| {13}(\d+ hints? pending))`)
+	volatileRow = regexp.MustCompile(`^( Uptime +| Repair +| Puts in +| {13}(\d+ hints? pending))`)
 	port        = regexp.MustCompile(`/(tcp|udp)/\d+`)
 	peerRow     = regexp.MustCompile(`^[> ] \.\.\S+ +\S+ +RTT +`)
 	bytesRe     = regexp.MustCompile(`\d+(\.\d)? (B|KiB|MiB|GiB)\b *`)
