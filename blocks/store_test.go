@@ -272,9 +272,23 @@ func appendTo(path string, b []byte) error {
 }
 
 // Files wiped under the store are forgotten when noticed, and puts go on
-// working even when the directories themselves are gone.
+// working even when the directories themselves are gone: on the test's
+// temp dir and on tmpfs, where, unlike ext4, an unnamed file can still be
+// created in a deleted directory (only its link fails).
 func TestWipedFromDisk(t *testing.T) {
-	dir := t.TempDir()
+	t.Run("tempdir", func(t *testing.T) { testWipedFromDisk(t, t.TempDir()) })
+	t.Run("tmpfs", func(t *testing.T) {
+		// /dev/shm: tmpfs on Linux, absent elsewhere.
+		dir, err := os.MkdirTemp("/dev/shm", "blocks-wiped-")
+		if err != nil {
+			t.Skipf("no /dev/shm: %v", err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		testWipedFromDisk(t, dir)
+	})
+}
+
+func testWipedFromDisk(t *testing.T, dir string) {
 	s := open(t, dir, Options{})
 	rng := rand.New(rand.NewPCG(3, 4))
 	var cs []cid.Cid
