@@ -114,9 +114,10 @@ func linkUnnamed(fd int, d *os.File, name string) error {
 func link(fd int, d *os.File, name string) error {
 	err := linkUnnamed(fd, d, name)
 	if errors.Is(err, fs.ErrExist) {
-		if err = unix.Unlinkat(int(d.Fd()), name, 0); err == nil {
-			err = linkUnnamed(fd, d, name)
+		if err = unix.Unlinkat(int(d.Fd()), name, 0); err != nil {
+			return &os.PathError{Op: "remove", Path: d.Name() + "/" + name, Err: err}
 		}
+		err = linkUnnamed(fd, d, name)
 	}
 	return err
 }
