@@ -3,6 +3,7 @@ package blocks
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strconv"
@@ -85,17 +86,25 @@ func writeSynced(fd int, data []byte) error {
 		return unix.Fsync(fd)
 	}
 	for off := 0; off < len(data); {
-		n, err := unix.Pwritev2(fd, [][]byte{data[off:]}, int64(off), unix.RWF_SYNC)
+		n, err := pwritev2(fd, [][]byte{data[off:]}, int64(off), unix.RWF_SYNC)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return err
 		}
+		if n == 0 {
+			// No error and no progress: looping would spin for ever.
+			return io.ErrShortWrite
+		}
 		off += n
 	}
 	return nil
 }
+
+// pwritev2 is unix.Pwritev2; tests replace it to make short writes, EINTR
+// and writes that make no progress.
+var pwritev2 = unix.Pwritev2
 
 // linkUnnamed gives the unnamed file fd the name name in the directory d;
 // name must not exist. The link goes through /proc/self/fd, which needs
