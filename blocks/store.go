@@ -45,7 +45,8 @@
 // and once Put returns it survives a crash or a power loss. Each put makes
 // its own two syncs (an unnamed file's is its write's, RWF_SYNC): on ext4
 // concurrent fsyncs already share journal commits, and a group commit that
-// had concurrent puts share fsync calls was slower (blocks/BENCH.md). Open removes the temp files a crash left.
+// had concurrent puts share fsync calls was slower (blocks/BENCH.md). Open
+// removes the temp files a crash left.
 // Open trusts what it finds (hashing a large store at every start would
 // take minutes); Get verifies every read, removes a damaged block and
 // reports ErrCorrupt so that the caller fetches it again from a replica.
@@ -197,11 +198,11 @@ func (s *Store) open() error {
 	return err
 }
 
-// probeUnnamed reports whether puts must use named temp files: it writes
-// an unnamed file in a shard and links it, as a put would (probeUnnamed of
-// the system). Any failure means named files (no O_TMPFILE, no /proc, no
-// RWF_SYNC, ...): the named path reports its own errors, if any, at the
-// first put.
+// probeUnnamed reports whether puts must use named temp files: the
+// system's probeUnnamed writes an unnamed file in shard 00 and links it, as
+// a put would. Any failure means named files (no O_TMPFILE, no /proc, no
+// pwritev2 or RWF_SYNC, ...): the named path reports its own errors, if
+// any, at the first put.
 func (s *Store) probeUnnamed() (named bool, err error) {
 	d, err := s.shardDir(0)
 	if err != nil {

@@ -272,9 +272,23 @@ func appendTo(path string, b []byte) error {
 }
 
 // Files wiped under the store are forgotten when noticed, and puts go on
-// working even when the directories themselves are gone.
+// working even when the directories themselves are gone: on the test's
+// temp dir and on tmpfs, where, unlike ext4, an unnamed file can still be
+// created in a deleted directory (only its link fails).
 func TestWipedFromDisk(t *testing.T) {
-	dir := t.TempDir()
+	t.Run("tempdir", func(t *testing.T) { testWipedFromDisk(t, t.TempDir()) })
+	t.Run("tmpfs", func(t *testing.T) {
+		// /dev/shm: tmpfs on Linux, absent elsewhere.
+		dir, err := os.MkdirTemp("/dev/shm", "blocks-wiped-")
+		if err != nil {
+			t.Skipf("no /dev/shm: %v", err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		testWipedFromDisk(t, dir)
+	})
+}
+
+func testWipedFromDisk(t *testing.T, dir string) {
 	s := open(t, dir, Options{})
 	rng := rand.New(rand.NewPCG(3, 4))
 	var cs []cid.Cid
@@ -563,6 +577,44 @@ func testPutReplacesStray(t *testing.T, openMode func(string) *Store) {
 	if tmp, _ := filepath.Glob(filepath.Join(dir, "*", tempPrefix+"*")); len(tmp) != 0 {
 		t.Fatalf("temp files left: %v", tmp)
 	}
+}
+
+// TestPutBlocked: a put whose name is taken by a directory fails with an
+// error that names the file, leaves no temp file, and holds no descriptor
+// (each put's own is closed; the shard's is opened once).
+func TestPutBlocked(t *testing.T) { tempModes(t, testPutBlocked) }
+
+func testPutBlocked(t *testing.T, openMode func(string) *Store) {
+	dir := t.TempDir()
+	s := openMode(dir)
+	data, c := randBlock(t, rand.New(rand.NewPCG(23, 24)), 3000)
+	if err := os.MkdirAll(filepath.Join(blockFile(dir, c), "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	fds := func() int {
+		des, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			return -1 // no /proc: descriptors not counted
+		}
+		return len(des)
+	}
+	var before int
+	for i := range 6 {
+		err := s.Put(c, data)
+		if err == nil || !strings.Contains(err.Error(), blockFile(dir, c)) {
+			t.Fatalf("put over a directory: %v, want an error naming %s", err, blockFile(dir, c))
+		}
+		if i == 0 {
+			before = fds()
+		}
+	}
+	if after := fds(); after != before {
+		t.Errorf("descriptors open after the first failed put %d, after 5 more %d", before, after)
+	}
+	if tmp, _ := filepath.Glob(filepath.Join(dir, "*", tempPrefix+"*")); len(tmp) != 0 {
+		t.Fatalf("temp files left: %v", tmp)
+	}
+	wantStats(t, s, 0, 0)
 }
 
 func TestReopen(t *testing.T) {

@@ -3,6 +3,7 @@ package blocks
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"strconv"
@@ -22,21 +23,27 @@ import (
 // file's flags read, a separate fsync), and every long one can have Go's
 // runtime hand the goroutine's P to another thread.
 func (s *Store) writeUnnamed(b byte, name string, data []byte) error {
-	d, err := s.shardDir(b)
-	fd := -1
-	if err == nil {
-		fd, err = createUnnamed(d)
-	}
-	if errors.Is(err, fs.ErrNotExist) || err != nil && deleted(d) {
+	for retried := false; ; retried = true {
+		d, err := s.shardDir(b)
+		if err == nil {
+			err = putUnnamed(d, name, data)
+		}
+		if err == nil || retried || !errors.Is(err, fs.ErrNotExist) && !deleted(d) {
+			return err
+		}
 		// The shard was wiped under us (gone, or the directory kept open
-		// deleted: O_TMPFILE in it fails with EPERM); make it again,
-		// durably, as Open does.
-		if err = s.remakeShard(b, d); err == nil {
-			if d, err = s.shardDir(b); err == nil {
-				fd, err = createUnnamed(d)
-			}
+		// deleted: on ext4 O_TMPFILE in it fails with EPERM, on tmpfs only
+		// the link fails); make it again, durably, as Open does, and put
+		// once more.
+		if err := s.remakeShard(b, d); err != nil {
+			return err
 		}
 	}
+}
+
+// putUnnamed writes data durably under name in the directory d.
+func putUnnamed(d *os.File, name string, data []byte) error {
+	fd, err := createUnnamed(d)
 	if err != nil {
 		return err
 	}
@@ -49,11 +56,9 @@ func (s *Store) writeUnnamed(b byte, name string, data []byte) error {
 	}
 	// If this fsync fails the block is left visible but not indexed: Put
 	// reports the failure, so the caller does not count it as durable, and a
-	// retry writes and syncs it again (it replaces the file).
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync %s: %w", d.Name(), err)
-	}
-	return nil
+	// retry writes and syncs it again (it replaces the file). Sync's error
+	// names d.
+	return d.Sync()
 }
 
 // deleted reports whether the directory d has been removed.
@@ -81,17 +86,25 @@ func writeSynced(fd int, data []byte) error {
 		return unix.Fsync(fd)
 	}
 	for off := 0; off < len(data); {
-		n, err := unix.Pwritev2(fd, [][]byte{data[off:]}, int64(off), unix.RWF_SYNC)
+		n, err := pwritev2(fd, [][]byte{data[off:]}, int64(off), unix.RWF_SYNC)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
 			return err
 		}
+		if n == 0 {
+			// No error and no progress: looping would spin for ever.
+			return io.ErrShortWrite
+		}
 		off += n
 	}
 	return nil
 }
+
+// pwritev2 is unix.Pwritev2; tests replace it to make short writes, EINTR
+// and writes that make no progress.
+var pwritev2 = unix.Pwritev2
 
 // linkUnnamed gives the unnamed file fd the name name in the directory d;
 // name must not exist. The link goes through /proc/self/fd, which needs
@@ -110,9 +123,10 @@ func linkUnnamed(fd int, d *os.File, name string) error {
 func link(fd int, d *os.File, name string) error {
 	err := linkUnnamed(fd, d, name)
 	if errors.Is(err, fs.ErrExist) {
-		if err = unix.Unlinkat(int(d.Fd()), name, 0); err == nil {
-			err = linkUnnamed(fd, d, name)
+		if err = unix.Unlinkat(int(d.Fd()), name, 0); err != nil {
+			return &os.PathError{Op: "remove", Path: d.Name() + "/" + name, Err: err}
 		}
+		err = linkUnnamed(fd, d, name)
 	}
 	return err
 }
