@@ -15,6 +15,7 @@ import (
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
 
+	"chordshare/internal/cpustat"
 	"chordshare/internal/diskbaseline"
 )
 
@@ -34,16 +35,16 @@ const benchSize = 256 << 10
 // runs are not. Their ns/op is that of a pair.
 
 // pair accumulates the time spent in the store and in the baseline, and
-// the CPU time of the calling thread in each (threadCPU: the caller locks
+// the CPU time of the calling thread in each (cpustat.ThreadTime: the caller locks
 // its goroutine to its thread; the runtime's own threads are not counted).
 type pair struct{ store, base, storeCPU, baseCPU time.Duration }
 
 // run times op into *into and its thread's CPU time into *cpu.
 func run(into, cpu *time.Duration, op func() error) error {
-	c0, start := threadCPU(), time.Now()
+	c0, start := cpustat.ThreadTime(), time.Now()
 	err := op()
 	*into += time.Since(start)
-	*cpu += threadCPU() - c0
+	*cpu += cpustat.ThreadTime() - c0
 	return err
 }
 
