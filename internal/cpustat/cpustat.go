@@ -1,4 +1,4 @@
-// Package cpustat reads how much CPU this process has used and how loaded
+// Package cpustat reads how much CPU this process (or the calling thread) has used and how loaded
 // the machine is, for benchmarks and the testnet's tools to report beside
 // their figures. It imports nothing of this module, so that peer's
 // benchmarks and the tools can share it.
