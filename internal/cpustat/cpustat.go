@@ -1,7 +1,7 @@
 // Package cpustat reads how much CPU this process (or the calling thread)
 // has used and how loaded the machine is, for benchmarks and the testnet's
-// tools to report beside their figures. It imports nothing of this module, so that peer's
-// benchmarks and the tools can share it.
+// tools to report beside their figures. It imports nothing of this
+// module, so that peer's benchmarks and the tools can share it.
 package cpustat
 
 import (
