@@ -29,9 +29,10 @@ import (
 // stream opened as block streams are (openStream: no wait for identify,
 // lazy multistream-select) against host.NewStream (what they used before:
 // on a new connection it waits for identify first). Each iteration does
-// both, each from a new client host, in alternating order; the medians are
-// reported, and their ratio. On loopback TCP (the daemons' transport) and
-// on mocknet with a 25 ms one-way delay (a 50 ms round trip).
+// both, each from a new client host, in an order drawn at random; the
+// medians are reported, and their ratio. On loopback TCP (the daemons'
+// transport) and on mocknet with a 25 ms one-way delay (a 50 ms round
+// trip).
 //
 //	go test -run '^$' -bench FirstBlockOnNewConnection -benchtime 40x ./peer
 func BenchmarkFirstBlockOnNewConnection(b *testing.B) {

@@ -15,6 +15,8 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 
 	"chordshare/peer/pb"
+
+	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
 )
 
 // A ring call on a new connection does not wait for identify, and one to a
@@ -103,6 +105,11 @@ func TestBlockExchangeDoesNotWaitForIdentify(t *testing.T) {
 	if d := time.Since(start); d > quick {
 		t.Errorf("the GET on a new connection took %v: it waited for identify", d)
 	}
+	// Its handshake done with the exchange, the stream is kept for the
+	// next one.
+	if n := idleStreams(client.blocks.streams, server.h.ID()); n != 1 {
+		t.Errorf("%d idle streams to the server after the GET, want 1", n)
+	}
 
 	start = time.Now()
 	for op, call := range map[string]func() error{
@@ -114,6 +121,11 @@ func TestBlockExchangeDoesNotWaitForIdentify(t *testing.T) {
 			t.Fatalf("block %s to a peer without the protocol: %v, want protocol %s refused", op, err, BlockProtocol)
 		}
 		t.Logf("%s refused: %v", op, err)
+		// A refused stream is reset, never kept: the next exchange
+		// would fail on it again.
+		if n := idleStreams(client.blocks.streams, other.ID()); n != 0 {
+			t.Errorf("%d idle streams to the refusing peer after the %s, want none", n, op)
+		}
 	}
 	if d := time.Since(start); d > quick {
 		t.Errorf("the refusals took %v", d)
@@ -146,4 +158,11 @@ func TestBlockPeerRefusingTheProtocolIsPassedOver(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("get with two of three replicas refusing: %q, %v", got, err)
 	}
+}
+
+// idleStreams is how many idle block streams to p the pool b holds.
+func idleStreams(b *blockStreams, p p2ppeer.ID) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.idle[p])
 }

@@ -103,11 +103,12 @@ func requestResponse(ctx context.Context, h host.Host, p p2ppeer.ID, pid protoco
 // first waits for identify to finish, so as to learn which protocols p
 // speaks: on TCP a round trip after the connection's handshakes, paid by
 // the first call to every peer. A ring call or a block exchange needs none
-// of what identify learns: the protocol is selected lazily instead, as basichost does for
-// one the peerstore already knows (multistream-select's header goes out
-// with the first write), and a peer that does not speak pid answers "na",
-// or resets the stream (basichost, once it has read past our header), which
-// the first read returns as errProtocolRefused. Identify still runs, in the
+// of what identify learns: the protocol is selected lazily instead, as
+// basichost does for one the peerstore already knows (multistream-select's
+// header goes out with the first write), and a peer that does not speak
+// pid answers "na", or resets the stream (basichost, once it has read past
+// our header), which the first read, or a write after the reset (a PUT's
+// payload), returns as errProtocolRefused. Identify still runs, in the
 // background (the network's notifiee starts it).
 func openStream(ctx context.Context, h host.Host, p p2ppeer.ID, pid protocol.ID) (network.Stream, error) {
 	s, err := h.Network().NewStream(ctx, p) // dials if there is no connection

@@ -235,9 +235,9 @@ func (n *Net) Close() error { return n.mn.Close() }
 // linkingHost is a mocknet host that makes the link to a peer before
 // dialing it, and whose streams close as real ones do (delayedClose). Every
 // dial of a ring node goes through NewStream or Connect on the host it was
-// given, or NewStream on its Network (ring calls: peer's openStream), and
-// every inbound ring stream through a handler set on it, so wrapping those
-// is enough.
+// given, or NewStream on its Network (ring and block streams: peer's
+// openStream), and every inbound ring stream through a handler set on it,
+// so wrapping those is enough.
 type linkingHost struct {
 	host.Host
 	net *Net

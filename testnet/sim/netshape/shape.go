@@ -113,7 +113,7 @@ type shapedStream struct {
 	shaper   *Shaper
 	up, down *pacer
 
-	countOpen bool // the protocol was unknown when opened: count at the first write
+	countOpen bool // the protocol was unknown when opened: count at the first bytes (Handshake or a write)
 	// handshake is multistream-select's bytes this end sent beneath
 	// (Handshake), not yet paced: they go with the next write.
 	handshake int
