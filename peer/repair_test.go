@@ -402,8 +402,14 @@ func TestRepairInSyncExchangesOnlySummaries(t *testing.T) {
 		rs.add(s)
 	}
 	t.Logf("10 missing: %+v", rs)
-	if rs.Blocks != 10 || rs.SummaryBytes > 32<<10 {
-		t.Fatalf("10 missing: %+v; want 10 blocks moved for <= 32 KiB of summaries", rs)
+	// The bound is the comment's tenth of the key list: the summaries' size
+	// depends on where the random peer IDs cut the ring (26-33 KB seen).
+	keyList := 0
+	for _, c := range cids {
+		keyList += c.ByteLen()
+	}
+	if rs.Blocks != 10 || rs.SummaryBytes > int64(keyList/10) {
+		t.Fatalf("10 missing: %+v; want 10 blocks moved for <= %d B of summaries, a tenth of the key list", rs, keyList/10)
 	}
 	if got := r.stores[b].Stats().Count; got != count {
 		t.Fatalf("b holds %d blocks, want %d", got, count)
