@@ -145,12 +145,13 @@ func (s *lazyStream) Write(b []byte) (int, error) {
 
 // refused names the protocol in an error that says the peer does not
 // speak it: its "na", or basichost's reset when negotiating failed (the
-// "na" it wrote before is lost with the reset on yamux).
+// "na" it wrote before is lost with the reset on yamux). The transport's
+// own text is left out: it would say the same thing twice over, with codes.
 func (s *lazyStream) refused(err error) error {
 	var se *network.StreamError
 	if errors.Is(err, msmux.ErrNotSupported[protocol.ID]{}) ||
 		errors.As(err, &se) && se.Remote && se.ErrorCode == network.StreamProtocolNegotiationFailed {
-		return fmt.Errorf("%w: %s: %w", errProtocolRefused, s.pid, err)
+		return fmt.Errorf("%w: %s", errProtocolRefused, s.pid)
 	}
 	return err
 }
