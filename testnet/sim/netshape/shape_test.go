@@ -26,6 +26,13 @@ const sinkProto = "/netshape-test/sink/1.0.0"
 // everything, then writes one byte back.
 func shapedNet(t *testing.T, links []netshape.Access) ([]host.Host, *netshape.Shaper) {
 	t.Helper()
+	return shapedNetOver(t, links, nil)
+}
+
+// shapedNetOver is shapedNet with each mocknet stream wrapped by under, if
+// set, beneath the shaper: under sees the writes the shaper lets go.
+func shapedNetOver(t *testing.T, links []netshape.Access, under func(network.Stream) network.Stream) ([]host.Host, *netshape.Shaper) {
+	t.Helper()
 	n := mockring.NewNet(mockring.LinkLazy, mocknet.LinkOptions{})
 	t.Cleanup(func() { n.Close() })
 	hosts, err := n.AddPeers(len(links), rand.New(rand.NewPCG(1, 2)))
@@ -44,7 +51,11 @@ func shapedNet(t *testing.T, links []netshape.Access) ([]host.Host, *netshape.Sh
 			_, _ = s.Write([]byte{1})
 		})
 	}
-	n.Shape(sh.LinkOptions, sh.Wrap)
+	wrap := sh.Wrap
+	if under != nil {
+		wrap = func(st network.Stream) network.Stream { return sh.Wrap(under(st)) }
+	}
+	n.Shape(sh.LinkOptions, wrap)
 	return hosts, sh
 }
 
