@@ -17,6 +17,8 @@ type pacer struct {
 
 	mu   sync.Mutex
 	busy []span // disjoint, in order
+	// smallUntil is when the small writes sent are through (small).
+	smallUntil time.Time
 	// forgot is the latest time before which spans were forgotten: nothing
 	// is booked before it, as the link's use there is no longer known.
 	forgot time.Time
@@ -121,13 +123,24 @@ func (p *pacer) book(now, from time.Time, n int) (first, end time.Time) {
 	return first, end
 }
 
-// small is when a small write started at from is through: it takes its
-// own time on the link but does not wait behind booked bulk, as a short
-// flow's packets interleave with a long flow's on a real link. Without
-// that, one 256 KiB block on a 32 kbit/s uplink would hold every ring call
-// of that peer for a minute.
-func (p *pacer) small(from time.Time, n int) time.Time {
-	return from.Add(p.duration(n))
+// small is when a small write started at now is through: it takes its own
+// time on the link but does not wait behind booked bulk, as a short flow's
+// packets interleave with a long flow's on a real link. Without that, one
+// 256 KiB block on a 32 kbit/s uplink would hold every ring call of that
+// peer for a minute. Small writes queue behind each other, though, and
+// their time is booked too, at the first free time from now: together
+// with bulk they get the link's rate, not as much again per stream.
+func (p *pacer) small(now time.Time, n int) time.Time {
+	d := p.duration(n)
+	if d == 0 {
+		return now
+	}
+	p.mu.Lock()
+	end := later(now, p.smallUntil).Add(d)
+	p.smallUntil = end
+	p.mu.Unlock()
+	p.book(now, now, n)
+	return end
 }
 
 func earlier(a, b time.Time) time.Time {
