@@ -7,17 +7,21 @@ import (
 )
 
 // pacer is one direction of a peer's access link: a calendar of the spans
-// of time its bytes occupy. A chunk is booked into the first free span at
-// or after the time it can start (first fit), so a chunk that can only
-// start later — the receiver's slot for a chunk still crossing a slow
-// sender's uplink — leaves the link free for others until then; a single
-// "busy until" time would hold every later chunk behind it and leave the
-// link idle meanwhile.
+// of time its bytes occupy. A chunk takes the free time at or after the
+// time it can start (see book), so a chunk that can only start later — the
+// receiver's slot for a chunk still crossing a slow sender's uplink —
+// leaves the link free for others until then; a single "busy until" time
+// would hold every later chunk behind it and leave the link idle meanwhile.
 type pacer struct {
 	rate float64 // bytes per second; 0: not limited
 
 	mu   sync.Mutex
 	busy []span // disjoint, in order
+	// smallUntil is when the small writes sent are through (small).
+	smallUntil time.Time
+	// forgot is the latest time before which spans were forgotten: nothing
+	// is booked before it, as the link's use there is no longer known.
+	forgot time.Time
 }
 
 type span struct{ start, end time.Time }
@@ -62,8 +66,13 @@ func (p *pacer) book(now, from time.Time, n int) (first, end time.Time) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// A caller's now can be older than another's that forgot spans since
+	// (it read the clock, then waited for the lock or a CPU): its from may
+	// lie in time whose spans are gone, which it would book again.
+	p.forgot = later(p.forgot, now.Add(-memory))
+	from = later(from, p.forgot)
 	forget := 0
-	for forget < len(p.busy) && !p.busy[forget].end.After(now.Add(-memory)) {
+	for forget < len(p.busy) && !p.busy[forget].end.After(p.forgot) {
 		forget++
 	}
 	p.busy = p.busy[forget:]
@@ -114,13 +123,24 @@ func (p *pacer) book(now, from time.Time, n int) (first, end time.Time) {
 	return first, end
 }
 
-// small is when a small write started at from is through: it takes its
-// own time on the link but does not wait behind booked bulk, as a short
-// flow's packets interleave with a long flow's on a real link. Without
-// that, one 256 KiB block on a 32 kbit/s uplink would hold every ring call
-// of that peer for a minute.
-func (p *pacer) small(from time.Time, n int) time.Time {
-	return from.Add(p.duration(n))
+// small is when a small write started at now is through: it takes its own
+// time on the link but does not wait behind booked bulk, as a short flow's
+// packets interleave with a long flow's on a real link. Without that, one
+// 256 KiB block on a 32 kbit/s uplink would hold every ring call of that
+// peer for a minute. Small writes queue behind each other, though, and
+// their time is booked too, at the first free time from now: together
+// with bulk they get the link's rate, not as much again per stream.
+func (p *pacer) small(now time.Time, n int) time.Time {
+	d := p.duration(n)
+	if d == 0 {
+		return now
+	}
+	p.mu.Lock()
+	end := later(now, p.smallUntil).Add(d)
+	p.smallUntil = end
+	p.mu.Unlock()
+	p.book(now, now, n)
+	return end
 }
 
 func earlier(a, b time.Time) time.Time {

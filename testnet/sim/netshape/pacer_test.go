@@ -1,6 +1,7 @@
 package netshape
 
 import (
+	"math/rand/v2"
 	"testing"
 	"time"
 )
@@ -83,5 +84,50 @@ func TestPacerUnlimited(t *testing.T) {
 	}
 	if got := through((&pacer{}).book(t0, t0, 1<<20)); !got.Equal(t0) {
 		t.Fatalf("rate 0 took %v, want no time", got.Sub(t0))
+	}
+}
+
+// TestPacerStaleNow: a booking whose now is older than another's that has
+// forgotten spans since does not book the forgotten time a second time.
+func TestPacerStaleNow(t *testing.T) {
+	p, t0 := msLink(), time.Unix(1000, 0)
+	p.book(t0, t0, 1e6) // [0, 1s)
+	fresh := t0.Add(memory + 500*time.Millisecond)
+	p.book(fresh, fresh, 1000) // forgets [0, 1s)
+	stale := t0.Add(memory - 100*time.Millisecond)
+	first, _ := p.book(stale, stale.Add(-memory), 1000)
+	if first.Before(fresh.Add(-memory)) {
+		t.Fatalf("a stale booking starts at +%v, in time forgotten (the link was busy there until +1s)", first.Sub(t0))
+	}
+}
+
+// TestPacerNeverOverbooks: random bookings, some in the past (a stream
+// catching up), leave disjoint spans whose time is exactly what was booked:
+// no time is sold twice, however the chunks were split over gaps.
+func TestPacerNeverOverbooks(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for round := range 200 {
+		p, t0 := msLink(), time.Unix(1000, 0)
+		now := t0.Add(memory)
+		var booked time.Duration
+		for range 50 {
+			from := t0.Add(time.Duration(r.IntN(1500)) * time.Millisecond)
+			n := 1 + r.IntN(20000)
+			first, end := p.book(now, from, n)
+			booked += p.duration(n)
+			if first.Before(from) || end.Sub(first) < p.duration(n) {
+				t.Fatalf("round %d: %d bytes from +%v booked [+%v, +%v)", round, n, from.Sub(t0), first.Sub(t0), end.Sub(t0))
+			}
+		}
+		var busy time.Duration
+		for i, s := range p.busy {
+			if !s.end.After(s.start) || i > 0 && !s.start.After(p.busy[i-1].end) {
+				t.Fatalf("round %d: spans %v not disjoint, apart and in order", round, p.busy)
+			}
+			busy += s.end.Sub(s.start)
+		}
+		if busy != booked {
+			t.Fatalf("round %d: the link is busy %v, %v was booked", round, busy, booked)
+		}
 	}
 }

@@ -160,9 +160,12 @@ func (s *shapedStream) Write(p []byte) (int, error) {
 	// while this goroutine waits for a CPU: each chunk is booked from where
 	// the last one ended, however late this goroutine comes to it (up to
 	// the links' memory), and the chunks the link would have sent by now
-	// go as one write. So a stream carries its rate at any latency and on
-	// a loaded machine; its bytes arrive up to that wait late, not a
-	// latency per chunk.
+	// go as one write. So a large write carries its rate at any latency
+	// and on a loaded machine; its bytes arrive up to that wait late, not
+	// a latency per chunk. Each write starts anew from now: mocknet takes
+	// no write before the previous has arrived, so a stream of writes of
+	// 16 KiB still carries one per one-way delay (booked earlier, they
+	// would only arrive later, bunched).
 	written := 0
 	var at time.Time // when the previous chunk was through
 	for len(p) > 0 {

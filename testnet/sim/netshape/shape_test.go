@@ -26,6 +26,13 @@ const sinkProto = "/netshape-test/sink/1.0.0"
 // everything, then writes one byte back.
 func shapedNet(t *testing.T, links []netshape.Access) ([]host.Host, *netshape.Shaper) {
 	t.Helper()
+	return shapedNetOver(t, links, nil)
+}
+
+// shapedNetOver is shapedNet with each mocknet stream wrapped by under, if
+// set, beneath the shaper: under sees the writes the shaper lets go.
+func shapedNetOver(t *testing.T, links []netshape.Access, under func(network.Stream) network.Stream) ([]host.Host, *netshape.Shaper) {
+	t.Helper()
 	n := mockring.NewNet(mockring.LinkLazy, mocknet.LinkOptions{})
 	t.Cleanup(func() { n.Close() })
 	hosts, err := n.AddPeers(len(links), rand.New(rand.NewPCG(1, 2)))
@@ -44,7 +51,11 @@ func shapedNet(t *testing.T, links []netshape.Access) ([]host.Host, *netshape.Sh
 			_, _ = s.Write([]byte{1})
 		})
 	}
-	n.Shape(sh.LinkOptions, sh.Wrap)
+	wrap := sh.Wrap
+	if under != nil {
+		wrap = func(st network.Stream) network.Stream { return sh.Wrap(under(st)) }
+	}
+	n.Shape(sh.LinkOptions, wrap)
 	return hosts, sh
 }
 
@@ -286,5 +297,43 @@ func TestShapedRateAcrossLatency(t *testing.T) {
 	t.Logf("2 MiB over a 200 ms round trip: %v, want %v", d, want)
 	if r := float64(want) / float64(d); r < 0.6 {
 		t.Fatalf("2 MiB took %v, want about %v (%.2f of the rate)", d, want, r)
+	}
+}
+
+// TestSmallWritesShareTheRate: small writes pass bulk, but not the link's
+// rate: eight streams of 2 kB writes on a 200 kB/s uplink get 200 kB/s
+// together, not 200 kB/s each (7.4 times the rate, when each small write
+// took only its own time).
+func TestSmallWritesShareTheRate(t *testing.T) {
+	fast := netshape.Access{RTT: 2 * time.Millisecond, Up: 10e6, Down: 10e6}
+	hosts, _ := shapedNet(t, []netshape.Access{{RTT: 2 * time.Millisecond, Up: 200e3, Down: 10e6}, fast})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for range 2 { // the connection, then identify
+		if _, err := send(ctx, hosts[0], hosts[1], 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const streams, size = 8, 50e3
+	start := time.Now()
+	errs := make(chan error, streams)
+	var wg sync.WaitGroup
+	for range streams {
+		wg.Go(func() {
+			_, err := sendWrites(ctx, hosts[0], hosts[1], make([]byte, size), 2000)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	rate := streams * size / time.Since(start).Seconds()
+	t.Logf("%d streams of 2 kB writes: %.0f B/s of 200000", streams, rate)
+	if rate > 1.1*200e3 {
+		t.Fatalf("%d streams of 2 kB writes got %.0f B/s together, more than the uplink's 200000", streams, rate)
 	}
 }
