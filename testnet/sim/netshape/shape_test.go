@@ -118,6 +118,27 @@ func sendOn(ctx context.Context, msg []byte, write int, open func() (rw io.ReadW
 	return time.Since(start), nil
 }
 
+// atOnce runs send(0) to send(n-1) at the same time, fails t if any
+// fails, and returns how long they took together.
+func atOnce(t *testing.T, n int, send func(i int) error) time.Duration {
+	t.Helper()
+	start := time.Now()
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs <- send(i) })
+	}
+	wg.Wait()
+	took := time.Since(start)
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return took
+}
+
 // TestShapedDelay: a small exchange between peers of access RTTs 60 and
 // 100 ms takes their mean, 80 ms (testnet/profile's definition).
 func TestShapedDelay(t *testing.T) {
@@ -165,23 +186,11 @@ func TestShapedRateIsPerPeer(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // let the uplink's queue drain
 
 	const size = 100e3
-	start := time.Now()
-	var wg sync.WaitGroup
-	errs := make(chan error, 2)
-	for _, h := range hosts[1:3] {
-		wg.Go(func() {
-			_, err := send(ctx, hosts[0], h, size)
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	rate := 2 * size / time.Since(start).Seconds()
+	took := atOnce(t, 2, func(i int) error {
+		_, err := send(ctx, hosts[0], hosts[1+i], size)
+		return err
+	})
+	rate := 2 * size / took.Seconds()
 	t.Logf("one uplink, two streams: %.0f B/s of 200000", rate)
 	if r := rate / 200e3; r < 0.7 || r > 1.1 {
 		t.Fatalf("two streams from one peer got %.0f B/s together, want about its uplink 200000 (ratio %.2f)", rate, r)
@@ -315,23 +324,11 @@ func TestSmallWritesShareTheRate(t *testing.T) {
 		}
 	}
 	const streams, size = 8, 50e3
-	start := time.Now()
-	errs := make(chan error, streams)
-	var wg sync.WaitGroup
-	for range streams {
-		wg.Go(func() {
-			_, err := sendWrites(ctx, hosts[0], hosts[1], make([]byte, size), 2000)
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	rate := streams * size / time.Since(start).Seconds()
+	took := atOnce(t, streams, func(int) error {
+		_, err := sendWrites(ctx, hosts[0], hosts[1], make([]byte, size), 2000)
+		return err
+	})
+	rate := streams * size / took.Seconds()
 	t.Logf("%d streams of 2 kB writes: %.0f B/s of 200000", streams, rate)
 	if rate > 1.1*200e3 {
 		t.Fatalf("%d streams of 2 kB writes got %.0f B/s together, more than the uplink's 200000", streams, rate)
