@@ -277,8 +277,8 @@ func TestHandshakeCountedAndPaced(t *testing.T) {
 // TestShapedRateAcrossLatency: one stream carries its link's rate whatever
 // the latency. A mocknet stream holds each write until the previous one
 // has arrived, so 16 KiB chunks written one by one crossed a 200 ms round
-// trip at 16–32 KiB per 100 ms: 2 MiB took 5.9 s instead of 0.3 s
-// (0.06 of a 10 MB/s link).
+// trip at 16–32 KiB per 100 ms: 2 MiB took 6.71 s instead of 0.41 s
+// (0.06 of a 10 MB/s link; testnet/sim/REPORT.md, AB10).
 func TestShapedRateAcrossLatency(t *testing.T) {
 	a := netshape.Access{RTT: 200 * time.Millisecond, Up: 10e6, Down: 10e6}
 	hosts, _ := shapedNet(t, []netshape.Access{a, a})
@@ -311,7 +311,7 @@ func TestShapedRateAcrossLatency(t *testing.T) {
 
 // TestSmallWritesShareTheRate: small writes pass bulk, but not the link's
 // rate: eight streams of 2 kB writes on a 200 kB/s uplink get 200 kB/s
-// together, not 200 kB/s each (7.4 times the rate, when each small write
+// together, not 200 kB/s each (over 7 times the rate, when each small write
 // took only its own time).
 func TestSmallWritesShareTheRate(t *testing.T) {
 	fast := netshape.Access{RTT: 2 * time.Millisecond, Up: 10e6, Down: 10e6}
