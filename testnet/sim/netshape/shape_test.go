@@ -274,8 +274,9 @@ func TestHandshakeCountedAndPaced(t *testing.T) {
 	}
 }
 
-// TestShapedRateAcrossLatency: one stream carries its link's rate whatever
-// the latency. A mocknet stream holds each write until the previous one
+// TestShapedRateAcrossLatency: one large write carries its link's rate
+// whatever the latency (a stream of 16 KiB writes still carries one per
+// one-way delay: shapedStream.Write). A mocknet stream holds each write until the previous one
 // has arrived, so 16 KiB chunks written one by one crossed a 200 ms round
 // trip at 16–32 KiB per 100 ms: 2 MiB took 6.71 s instead of 0.41 s
 // (0.06 of a 10 MB/s link; testnet/sim/REPORT.md, AB10).
