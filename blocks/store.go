@@ -379,10 +379,10 @@ func (s *Store) reserve(k Key, n int64) (chan struct{}, error) {
 	}
 }
 
-// write makes data durable under its final name: it is fsynced in a temp
-// file before the rename or link, so the final name only ever points at a
-// whole block, and the shard is fsynced after, so the name outlives a power
-// loss.
+// write makes data durable under its final name: it is synced in a temp
+// file (fsync, or the write's own RWF_SYNC on the unnamed path) before the
+// rename or link, so the final name only ever points at a whole block, and
+// the shard is fsynced after, so the name outlives a power loss.
 func (s *Store) write(k Key, c cid.Cid, data []byte) (err error) {
 	if !s.named {
 		return s.writeUnnamed(k[0], fileName(c), data)

@@ -236,8 +236,8 @@ func (n *Net) Close() error { return n.mn.Close() }
 // dialing it, and whose streams close as real ones do (delayedClose). Every
 // dial of a ring node goes through NewStream or Connect on the host it was
 // given, or NewStream on its Network (ring and block streams: peer's
-// openStream), and every inbound ring stream through a handler set on it,
-// so wrapping those is enough.
+// openStream), and every inbound ring or block stream through a handler
+// set on it, so wrapping those is enough.
 type linkingHost struct {
 	host.Host
 	net *Net
