@@ -113,13 +113,12 @@ func (p *pacer) book(now, from time.Time, n int) (first, end time.Time) {
 		i--
 		start = p.busy[i].start
 	}
+	joined := span{start, end}
 	if j < len(p.busy) && p.busy[j].start.Equal(end) {
-		end2 := p.busy[j].end
+		joined.end = p.busy[j].end
 		j++
-		p.busy = slices.Replace(p.busy, i, j, span{start, end2})
-		return first, end
 	}
-	p.busy = slices.Replace(p.busy, i, j, span{start, end})
+	p.busy = slices.Replace(p.busy, i, j, joined)
 	return first, end
 }
 
