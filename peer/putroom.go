@@ -228,10 +228,8 @@ func (r *putRoom) makeRoomLocked(n int64, now time.Time, except *putReception) (
 		if r.held+n <= r.limit {
 			break
 		}
-		delete(r.puts, v.p)
 		v.p.evicted = true
-		r.held -= v.p.held
-		v.p.held = 0
+		v.p.dropLocked()
 		evicted = append(evicted, v.p)
 	}
 	return evicted
@@ -256,9 +254,7 @@ func (rec *putReception) grow(n int64) bool {
 	} else {
 		// Its room is given back now, not when its handler gets to
 		// release it: the PUTs growing at the same moment may need it.
-		delete(r.puts, rec)
-		r.held -= rec.held
-		rec.held = 0
+		rec.dropLocked()
 	}
 	r.turnedAwayUnlock(now, !ok, evicted)
 	return ok
@@ -276,9 +272,14 @@ func (rec *putReception) received() bool {
 
 // release gives back the room rec holds; it may be called more than once.
 func (rec *putReception) release() {
+	rec.room.mu.Lock()
+	defer rec.room.mu.Unlock()
+	rec.dropLocked()
+}
+
+// dropLocked takes rec off the PUTs being read and gives back its room.
+func (rec *putReception) dropLocked() {
 	r := rec.room
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	delete(r.puts, rec)
 	r.held -= rec.held
 	rec.held = 0
