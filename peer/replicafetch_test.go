@@ -76,8 +76,7 @@ func TestGetByReplicaWithFullStore(t *testing.T) {
 		cfg.Store = st
 	}
 	nodes := r.add(2)
-	r.join(nodes[0], nil)
-	r.join(nodes[1], nodes[0])
+	r.joinAll(nodes)
 	r.converge(50)
 	fetcher, holder := nodes[0], nodes[1]
 	data := bytes.Repeat([]byte("a block too big for the fetcher's store "), 2000)

@@ -62,10 +62,7 @@ func storedRingOf(t *testing.T, cfg Config, peers int) (*mockRing, map[*Node]*bl
 	for _, n := range nodes {
 		stores[n] = n.cfg.Store.(*blocks.Store)
 	}
-	r.join(nodes[0], nil)
-	for _, n := range nodes[1:] {
-		r.join(n, nodes[0])
-	}
+	r.joinAll(nodes)
 	r.converge(200)
 	return r, stores
 }
@@ -393,8 +390,7 @@ func TestGetAsksEveryReplicaForInternalNode(t *testing.T) {
 func TestGetHedgesReplicaStalledMidBlockWhileOthersReceive(t *testing.T) {
 	r := newMockRing(t, testConfig())
 	nodes := r.add(2)
-	r.join(nodes[0], nil)
-	r.join(nodes[1], nodes[0])
+	r.joinAll(nodes)
 	r.converge(50)
 	fetcher, staller := nodes[0], nodes[1]
 	data := bytes.Repeat([]byte("stalled mid-block "), 4000)

@@ -110,6 +110,16 @@ func (r *mockRing) join(n, via *Node) {
 	}
 }
 
+// joinAll has nodes[0] start a ring and the others join it through
+// nodes[0], one after the other.
+func (r *mockRing) joinAll(nodes []*Node) {
+	r.t.Helper()
+	r.join(nodes[0], nil)
+	for _, n := range nodes[1:] {
+		r.join(n, nodes[0])
+	}
+}
+
 func (r *mockRing) converge(maxRounds int) int {
 	r.t.Helper()
 	ctx := context.Background()
@@ -265,10 +275,7 @@ func TestMocknetRunConverges(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
-	r.join(nodes[0], nil)
-	for _, n := range nodes[1:] {
-		r.join(n, nodes[0])
-	}
+	r.joinAll(nodes)
 	for _, n := range nodes {
 		wg.Go(func() { n.Run(ctx) })
 	}

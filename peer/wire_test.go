@@ -38,8 +38,7 @@ func frame(m proto.Message) []byte {
 func TestBadRingMessagesResetOnlyTheirStream(t *testing.T) {
 	r := newMockRing(t, testConfig())
 	nodes := r.add(2)
-	r.join(nodes[0], nil)
-	r.join(nodes[1], nodes[0])
+	r.joinAll(nodes)
 	r.converge(20)
 	victim, bystander := nodes[0], nodes[1]
 	attacker, err := r.mn.GenPeer() // a bare host, not a ring node
@@ -116,9 +115,7 @@ func FuzzRingRequest(f *testing.F) {
 	// is routed past the one that answers it, not answered from a ring of one.
 	r := newMockRing(f, testConfig())
 	nodes := r.add(3)
-	r.join(nodes[0], nil)
-	r.join(nodes[1], nodes[0])
-	r.join(nodes[2], nodes[0])
+	r.joinAll(nodes)
 	r.converge(50)
 	from := nodes[1].Host().ID()
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -234,10 +231,7 @@ func TestBriefNextHopOnTheWire(t *testing.T) {
 	cfg.Chord.SuccessorListLen = 2
 	r := newMockRing(t, cfg)
 	nodes := r.add(6)
-	r.join(nodes[0], nil)
-	for _, n := range nodes[1:] {
-		r.join(n, nodes[0])
-	}
+	r.joinAll(nodes)
 	r.converge(100)
 	asker, to := nodes[1], nodes[0].Chord().Vnodes()[0]
 	ctx := context.Background()
