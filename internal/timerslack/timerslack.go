@@ -8,9 +8,10 @@
 // directory fsync), and each sleep is a timer and two context switches.
 // On a 2-core VM, sharing 256 MiB across 8 daemons, those sleeps were 12%
 // of all the daemons' CPU (perf, testnet/xferbench). A slack of a
-// millisecond lets the kernel end them up to a millisecond late: the
-// monitor takes a P back from a system call, and a timer fires, that much
-// later at worst, far inside what the ring's calls and transfers notice.
+// millisecond lets the kernel end them up to a millisecond late, together
+// with other wakeups: the monitor takes a P back from a system call, and a
+// timer fires, that much later at worst, which the ring's calls (round
+// trips of 1 ms and more) and transfers hardly notice.
 package timerslack
 
 import "time"
