@@ -12,9 +12,18 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"chordshare/internal/timerslack"
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == daemonCmd.name {
+		// A daemon's threads sleep with a wider timer slack (this execs
+		// the program again, once, with it): see internal/timerslack.
+		if err := timerslack.Widen(timerslack.Daemon); err != nil {
+			fmt.Fprintf(os.Stderr, "peer: %v; running without it\n", err)
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	// After the first signal, the default handling returns: a second Ctrl-C
 	// kills a daemon that is slow to stop.

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -20,6 +22,7 @@ import (
 
 	"golang.org/x/crypto/chacha20poly1305"
 
+	"chordshare/internal/cpustat"
 	"chordshare/internal/diskbaseline"
 )
 
@@ -41,7 +44,16 @@ type limits struct {
 	DiskSeq          float64 // one big file written sequentially, one fsync
 	ChaCha           float64 // ChaCha20-Poly1305 seal, one core
 	AESGCM           float64 // AES-256-GCM seal, one core
+	AESGCMOpen       float64 // AES-256-GCM open, one core
 	SHA256           float64 // one core
+
+	// The CPU, in ns per byte, that moving a byte costs with nothing of
+	// the daemons around it: over loopback TCP, both ends together (one
+	// plain Go stream in this process, 256 KiB writes), and into a new file
+	// durably (the parallelWriters write+fsync above, this process's CPU).
+	// Zero when not measured.
+	TCPCPU  float64
+	DiskCPU float64
 }
 
 const parallelWriters = 8
@@ -131,9 +143,11 @@ func measureDisk(ctx context.Context, dir string, size int64, l *limits) error {
 	if l.DiskSync, err = timedWrite(ctx, d, "sync", blocks, 1, buf); err != nil {
 		return err
 	}
+	cpu := cpustat.ProcessTime()
 	if l.DiskSyncParallel, err = timedWrite(ctx, d, "psync", blocks, parallelWriters, buf); err != nil {
 		return err
 	}
+	l.DiskCPU = nsPerByte(cpustat.ProcessTime()-cpu, int64(blocks)*blockSize)
 	l.DiskSeq, err = sequentialWrite(d, int64(blocks)*blockSize, buf)
 	return err
 }
@@ -231,6 +245,7 @@ func measureCPU(d time.Duration, l *limits) error {
 	}
 	l.ChaCha = perCore(d, len(buf), sealer(chacha, buf))
 	l.AESGCM = perCore(d, len(buf), sealer(gcm, buf))
+	l.AESGCMOpen = perCore(d, len(buf), opener(gcm, buf))
 	l.SHA256 = perCore(d, len(buf), func() { sha256.Sum256(buf) })
 	return nil
 }
@@ -241,6 +256,20 @@ func sealer(aead cipher.AEAD, buf []byte) func() {
 	nonce := make([]byte, aead.NonceSize())
 	dst := make([]byte, 0, len(buf)+aead.Overhead())
 	return func() { dst = aead.Seal(dst[:0], nonce, buf, nil) }
+}
+
+// opener opens one sealed copy of buf again and again into one reused
+// buffer, as a receiver's TLS opens every record.
+func opener(aead cipher.AEAD, buf []byte) func() {
+	nonce := make([]byte, aead.NonceSize())
+	sealed := aead.Seal(nil, nonce, buf, nil)
+	dst := make([]byte, 0, len(buf))
+	return func() {
+		var err error
+		if dst, err = aead.Open(dst[:0], nonce, sealed, nil); err != nil {
+			panic(err) // it sealed these bytes itself
+		}
+	}
 }
 
 // perCore calls f (which handles n bytes) on this goroutine for about d in
@@ -275,4 +304,63 @@ func randomBytes(n int) []byte {
 	b := make([]byte, n)
 	_, _ = rand.NewChaCha8([32]byte{byte(n), byte(n >> 8), byte(n >> 16), 'x', 'b'}).Read(b)
 	return b
+}
+
+// measureTCPCPU sends size bytes over one loopback TCP connection inside
+// this process, in blockSize writes, and returns the process's CPU per
+// byte: what the kernel and Go's netpoller charge to move a byte from one
+// socket to another, the sender's and the receiver's side together. The
+// daemons pay it once for every copy of a block they send.
+func measureTCPCPU(ctx context.Context, size int64) (float64, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	sent := make(chan error, 1)
+	cpu := cpustat.ProcessTime()
+	go func() {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			sent <- err
+			return
+		}
+		defer c.Close()
+		buf := randomBytes(blockSize)
+		for n := int64(0); n < size && err == nil && ctx.Err() == nil; n += int64(len(buf)) {
+			_, err = c.Write(buf)
+		}
+		sent <- cmp.Or(err, context.Cause(ctx))
+	}()
+	c, err := l.Accept()
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	got, err := io.CopyBuffer(io.Discard, io.LimitReader(c, size), make([]byte, blockSize))
+	if err == nil && got < size {
+		err = io.ErrUnexpectedEOF
+	}
+	if err := cmp.Or(err, <-sent); err != nil {
+		return 0, fmt.Errorf("loopback TCP baseline: %w", err)
+	}
+	return nsPerByte(cpustat.ProcessTime()-cpu, size), nil
+}
+
+func nsPerByte(cpu time.Duration, n int64) float64 {
+	return float64(cpu.Nanoseconds()) / float64(n)
+}
+
+// shareFloor is the CPU per file byte that a share with r copies cannot do
+// without on this machine, from the same run's limits: SHA-256 once to name
+// each block and once per copy at the replica that checks it, AES-GCM seal
+// and open per copy (TLS), the copy's loopback TCP and its durable write.
+// It leaves out what a share also pays (reading the file, yamux, the
+// ring's lookups, the runtime's scheduling); 0 if a limit is missing.
+func (l limits) shareFloor(r int) float64 {
+	if l.SHA256 <= 0 || l.AESGCM <= 0 || l.AESGCMOpen <= 0 || l.TCPCPU <= 0 || l.DiskCPU <= 0 {
+		return 0
+	}
+	copies := float64(r)
+	return 1e9*(1+copies)/l.SHA256 + copies*(1e9/l.AESGCM+1e9/l.AESGCMOpen+l.TCPCPU+l.DiskCPU)
 }

@@ -301,6 +301,10 @@ func measureRun(ctx context.Context, r *ring, prof *profiler, dir string, o opti
 		res.Limits.TCPErr = err.Error()
 		logf("run %d: no TCP baseline: %v", seed+1, err)
 	}
+	logf("run %d: CPU of %s over loopback TCP", seed+1, peer.FormatSize(o.size))
+	if res.Limits.TCPCPU, err = measureTCPCPU(ctx, o.size); err != nil {
+		return res, err
+	}
 
 	in := filepath.Join(dir, fmt.Sprintf("file-%d", seed+1))
 	sum, err := writeRandomFile(in, o.size, seed)

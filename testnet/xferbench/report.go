@@ -31,11 +31,21 @@ func (t transfer) nsPerByte(category string, size int64) float64 {
 	if n == 0 {
 		return 0
 	}
+	return float64(t.Profile[category]) / float64(n) * t.daemonsCPU() / float64(size) * 1e9
+}
+
+// daemonsCPU is the CPU seconds all daemons spent on the transfer.
+func (t transfer) daemonsCPU() float64 {
 	sum := 0.0
 	for _, c := range t.DaemonCPU {
 		sum += c
 	}
-	return float64(t.Profile[category]) / float64(n) * sum / float64(size) * 1e9
+	return sum
+}
+
+// cpuPerByte is the daemons' and the command's CPU per file byte, in ns.
+func (t transfer) cpuPerByte(size int64) float64 {
+	return (t.daemonsCPU() + t.CLICPU) / float64(size) * 1e9
 }
 
 // daemonsNsPerByte is the CPU the daemons in [from, to) spent per file
@@ -212,19 +222,16 @@ func (rep *report) markdown() string {
 			t    transfer
 		}{{"share", r.Share}, {"fetch", r.Fetch}} {
 			t := ph.t
-			sum := 0.0
-			for _, c := range t.DaemonCPU {
-				sum += c
-			}
 			p("| %d | %s | %.0f%% | %.0f%% | %.0f%% | %.2f | %.2f | %.2f | %.2f | %.1f |\n",
 				i+1, ph.name, t.Machine.Busy*100, t.Machine.IOWait*100, t.Machine.Steal*100,
-				sum, t.DaemonCPU[0], t.DaemonCPU[len(t.DaemonCPU)-1], t.CLICPU, (sum+t.CLICPU)/float64(rep.Size)*1e9)
+				t.daemonsCPU(), t.DaemonCPU[0], t.DaemonCPU[len(t.DaemonCPU)-1], t.CLICPU, t.cpuPerByte(rep.Size))
 		}
 	}
 	if n > 0 {
 		l := rep.Runs[0].Limits
-		p("\nFor scale, run 1's micro-benchmarks cost %.2f ns/B (ChaCha20-Poly1305), %.2f ns/B (AES-256-GCM), %.2f ns/B (SHA-256) on one core.\n",
-			1e9/l.ChaCha, 1e9/l.AESGCM, 1e9/l.SHA256)
+		p("\nFor scale, run 1's micro-benchmarks cost %.2f ns/B (ChaCha20-Poly1305), %.2f ns/B (AES-256-GCM seal), %.2f ns/B (its open), %.2f ns/B (SHA-256) on one core.\n",
+			1e9/l.ChaCha, 1e9/l.AESGCM, 1e9/l.AESGCMOpen, 1e9/l.SHA256)
+		rep.floorTable(p)
 	}
 
 	if rep.Profiled != "" {
@@ -269,6 +276,33 @@ func (rep *report) markdown() string {
 
 // profileTable breaks the daemons' CPU per file byte down by category,
 // from perf's samples of every daemon (see categories).
+// floorTable sets each share's CPU against the least this machine could
+// spend on it (limits.shareFloor), and against what the share may spend
+// per byte, with all CPUs its own, to reach the sequential-disk target.
+func (rep *report) floorTable(p func(string, ...any)) {
+	p("\nA share's floor is the CPU per file byte it cannot do without, at the same run's speeds: SHA-256 %d times (naming each block, "+
+		"then at each replica that checks it), and for each of the %d copies an AES-GCM seal and open (TLS), a pass over loopback TCP "+
+		"(a plain Go stream, both ends) and a durable write (the %d writers' write+fsync, this process's CPU). "+
+		"Ceiling: the rate if all %d CPUs did that and nothing else. "+
+		"The sequential-disk target needs the share's rate shown; \"may cost\" is the CPU per byte that rate leaves a share with all %d CPUs its own.\n\n",
+		rep.Replicas+1, rep.Replicas, parallelWriters, rep.NProc, rep.NProc)
+	p("| run | loopback TCP CPU, both ends | write+fsync CPU | floor | ceiling rate | share cost | share / floor | sequential target needs | may cost |\n")
+	p("|---|---|---|---|---|---|---|---|---|\n")
+	for i, r := range rep.Runs {
+		l := r.Limits
+		floor := l.shareFloor(rep.Replicas)
+		if floor == 0 {
+			p("| %d | not measured |\n", i+1)
+			continue
+		}
+		cost := r.Share.cpuPerByte(rep.Size)
+		need := shareOfDisk * l.DiskSeq / float64(rep.Replicas)
+		ceiling := float64(rep.NProc) * 1e9 / floor
+		p("| %d | %.2f ns/B | %.2f ns/B | %.1f ns/B | %.0f MB/s | %.1f ns/B | %.2f | %.0f MB/s | %.1f ns/B |\n",
+			i+1, l.TCPCPU, l.DiskCPU, floor, ceiling/1e6, cost, cost/floor, need/1e6, float64(rep.NProc)*1e9/need)
+	}
+}
+
 func (rep *report) profileTable(p func(string, ...any)) {
 	p("\n### Where the daemons' CPU went, by perf (ns of CPU per file byte)\n\n")
 	p("Every sample of every daemon is put in the first category its stack matches (testnet/xferbench/profile.go); " +
