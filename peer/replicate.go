@@ -57,8 +57,8 @@ func (n *Node) PutLent(ctx context.Context, c cid.Cid, data []byte, done func())
 // has been written to a replica: a share's progress finer than whole
 // blocks, whose write quorum on a slow uplink takes minutes each
 // (movingPutter). Its errors leave the block to the caller to name, as
-// share's "put CID: " does: each layer saying it made the CID three times
-// over in one line.
+// share's "put CID: " does (with every layer naming it, a failed share's
+// one line told the CID three times).
 func (n *Node) putMoving(ctx context.Context, c cid.Cid, data []byte, done, moved func()) error {
 	if done == nil {
 		done = func() {}
@@ -219,10 +219,12 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 // arrive from a replica: a transfer's progress finer than whole blocks,
 // which on a slow link take minutes each (progressGetter).
 func (n *Node) getMoving(ctx context.Context, c cid.Cid, moved func()) (_ []byte, err error) {
-	if data, _, err := n.readLocal(c); err == nil {
-		return data, nil
-	} else if errors.Is(err, blocks.ErrCorrupt) {
-		n.blockCorrupt(err, "", "fetching it from another replica")
+	local, _, lerr := n.readLocal(c)
+	if lerr == nil {
+		return local, nil
+	}
+	if errors.Is(lerr, blocks.ErrCorrupt) {
+		n.blockCorrupt(lerr, "", "fetching it from another replica")
 	}
 	if n.cfg.GetTrace != nil {
 		n.trace(GetEvent{CID: c, Step: GetBegan})
