@@ -8,10 +8,12 @@ import (
 	"io"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 
 	"chordshare/blocks"
 	"chordshare/peer/pb"
@@ -376,13 +378,76 @@ func (n *Node) putAt(ctx context.Context, p, hintFor p2ppeer.ID, c cid.Cid, data
 	req := &pb.BlockRequest{Type: pb.BlockRequest_PUT, Cid: c.Bytes(), Size: uint32(len(data)), HintFor: []byte(hintFor)}
 	_, extra, err := n.blockExchange(ctx, p, req, data, len(data), nil, moved)
 	putBuf(extra)
-	if err != nil && hintFor != "" {
-		return fmt.Errorf("hint %s for %s on %s: %w", c, hintFor.ShortString(), p.ShortString(), err)
-	}
 	if err != nil {
-		return fmt.Errorf("put %s on %s: %w", c, p.ShortString(), err)
+		return &peerError{c: c, peer: p, hintFor: hintFor, err: err}
 	}
 	return nil
+}
+
+// peerError is a put to another peer that failed: "put CID on PEER: why"
+// (or "hint CID for TARGET on PEER: why"), for repair's and handoff's
+// logs; a put's own line takes just the why (cause).
+type peerError struct {
+	c             cid.Cid
+	peer, hintFor p2ppeer.ID
+	err           error
+}
+
+func (e *peerError) Error() string {
+	if e.hintFor != "" {
+		return fmt.Sprintf("hint %s for %s on %s: %v", e.c, e.hintFor.ShortString(), e.peer.ShortString(), e.err)
+	}
+	return fmt.Sprintf("put %s on %s: %v", e.c, e.peer.ShortString(), e.err)
+}
+
+func (e *peerError) Unwrap() error { return e.err }
+
+// cause is why a put to one replica failed, in a few words, for a line
+// that already names the block and the peer: the failure a sentinel
+// stands for rather than each layer's account of it (a full store's
+// answer repeats the CID), a dial's reason rather than the transport's
+// report of every address tried, and a hinted handoff's failure after
+// the replica's own.
+func cause(err error) string {
+	// putReplica's "%w; hinted handoff: %w".
+	if m, ok := err.(interface{ Unwrap() []error }); ok {
+		var hint *peerError
+		if errs := m.Unwrap(); len(errs) == 2 && errors.As(errs[1], &hint) && hint.hintFor != "" {
+			return fmt.Sprintf("%s (hinted handoff to %s: %s)", cause(errs[0]), shortPeer(string(hint.peer)), cause(hint.err))
+		}
+	}
+	var pe *peerError
+	if errors.As(err, &pe) {
+		err = pe.err
+	}
+	var dial *swarm.DialError
+	switch {
+	case errors.Is(err, ErrStoreFull), errors.Is(err, blocks.ErrFull):
+		return blocks.ErrFull.Error()
+	case errors.Is(err, ErrBadBlock), errors.Is(err, blocks.ErrMismatch):
+		return ErrBadBlock.Error()
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timed out"
+	case errors.As(err, &dial):
+		return dialCause(dial)
+	}
+	return err.Error()
+}
+
+// dialCause is why a dial failed: the system's reason ("connection
+// refused") if it gave one, else the first address's error.
+func dialCause(e *swarm.DialError) string {
+	var errno syscall.Errno
+	if errors.As(e, &errno) {
+		return errno.Error()
+	}
+	if len(e.DialErrors) > 0 {
+		return "dial: " + e.DialErrors[0].Cause.Error()
+	}
+	if e.Cause != nil {
+		return "dial: " + e.Cause.Error()
+	}
+	return "dial failed"
 }
 
 // storeOrHold stores a block put here, as a replica or, with hintFor set,
@@ -446,6 +511,10 @@ func (n *Node) serveBlockRequest(s network.Stream, r *bufio.Reader) bool {
 		var err error
 		payload, pooled, err = n.readLocal(c)
 		if err != nil {
+			if errors.Is(err, blocks.ErrCorrupt) {
+				asker := s.Conn().RemotePeer()
+				n.blockCorrupt(err, asker, "answered not found to "+shortPeer(string(asker)))
+			}
 			resp.Status, resp.Error = blockStatus(err), errorText(err)
 			break
 		}

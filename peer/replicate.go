@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/go-cid"
 
+	"chordshare/blocks"
 	"chordshare/chord"
+	"chordshare/peer/api"
 	"chordshare/share"
 
 	p2ppeer "github.com/libp2p/go-libp2p/core/peer"
@@ -53,30 +56,32 @@ func (n *Node) PutLent(ctx context.Context, c cid.Cid, data []byte, done func())
 // putMoving is PutLent calling moved, if set, whenever a part of the block
 // has been written to a replica: a share's progress finer than whole
 // blocks, whose write quorum on a slow uplink takes minutes each
-// (movingPutter).
+// (movingPutter). Its errors leave the block to the caller to name, as
+// share's "put CID: " does (with every layer naming it, a failed share's
+// one line told the CID three times).
 func (n *Node) putMoving(ctx context.Context, c cid.Cid, data []byte, done, moved func()) error {
 	if done == nil {
 		done = func() {}
 	}
 	if len(data) > maxBlockSize {
 		done()
-		return fmt.Errorf("put %s: block of %d bytes exceeds %d", c, len(data), maxBlockSize)
+		return fmt.Errorf("block of %d bytes exceeds %d", len(data), maxBlockSize)
 	}
 	// No hash here: every replica's store checks the bytes against c
 	// before writing, and refuses a mismatch (ErrBadBlock).
 	peers, err := n.putReplicas(ctx, c)
 	if err != nil {
 		done()
-		return fmt.Errorf("put %s: %w", c, err)
+		return err
 	}
 	need := min(n.cfg.WriteQuorum, len(peers))
 	if need < n.cfg.WriteQuorum {
 		done()
-		return fmt.Errorf("put %s: the ring has %d peers, fewer than the write quorum %d", c, len(peers), n.cfg.WriteQuorum)
+		return fmt.Errorf("the ring has %d peers, fewer than the write quorum %d", len(peers), n.cfg.WriteQuorum)
 	}
 	if err := n.claimWrites(ctx, len(peers)); err != nil {
 		done()
-		return fmt.Errorf("put %s: %w", c, err)
+		return fmt.Errorf("waiting for a replica write slot: %w", err)
 	}
 	acks := make(chan error, len(peers))
 	var fallbacks atomic.Int32
@@ -92,23 +97,42 @@ func (n *Node) putMoving(ctx context.Context, c cid.Cid, data []byte, done, move
 			if writing.Add(-1) == 0 {
 				done()
 			}
+			if err != nil {
+				err = &replicaFailure{peer: p, err: err}
+			}
 			acks <- err
 		})
 	}
 	var errs []error
-	for ok := 0; ok < need; {
+	ok := 0
+	tally := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			ok++
+		}
+	}
+	for ok < need {
 		select {
 		case err := <-acks:
-			if err != nil {
-				errs = append(errs, err)
-				if len(errs) > len(peers)-need {
-					return &ReplicaError{Op: "put", CID: c, OK: ok, Tried: len(peers), Need: need, Errs: errs}
+			tally(err)
+			if len(errs) > len(peers)-need {
+				// Quorum is out of reach: the put gives up without
+				// waiting for the writes still under way (on a slow link,
+				// minutes), counting those already over.
+				for more := true; more; {
+					select {
+					case err := <-acks:
+						tally(err)
+					default:
+						more = false
+					}
 				}
-				continue
+				return &ReplicaError{Op: "put", CID: c, OK: ok, Tried: len(peers), Need: need,
+					Pending: len(peers) - ok - len(errs), Errs: errs}
 			}
-			ok++
 		case <-ctx.Done():
-			return fmt.Errorf("put %s: %w", c, ctx.Err())
+			return fmt.Errorf("%d of %d replicas acknowledged (%d needed) when the put was stopped: %w", ok, len(peers), need, ctx.Err())
 		}
 	}
 	return nil
@@ -137,11 +161,12 @@ func (n *Node) putReplicas(ctx context.Context, c cid.Cid) ([]p2ppeer.ID, error)
 	if peers, _, ok := l.spanList(key, n.cfg.Replicas, n.cfg.Chord.SuccessorListLen/2, n.cfg.Chord.StabilizeInterval/2); ok {
 		return peers, nil
 	}
-	peers, near, err := n.replicasNear(ctx, c)
-	if err == nil {
-		l.addSpan(ringSpan{key: key, near: near, at: time.Now()})
+	peers, near, err := n.preference(ctx, key, n.cfg.Replicas)
+	if err != nil {
+		return nil, fmt.Errorf("finding its replicas: %w", err)
 	}
-	return peers, err
+	l.addSpan(ringSpan{key: key, near: near, at: time.Now()})
+	return peers, nil
 }
 
 // maxReplicaWrites bounds the replica writes a node has in flight, the
@@ -194,8 +219,12 @@ func (n *Node) Get(ctx context.Context, c cid.Cid) ([]byte, error) {
 // arrive from a replica: a transfer's progress finer than whole blocks,
 // which on a slow link take minutes each (progressGetter).
 func (n *Node) getMoving(ctx context.Context, c cid.Cid, moved func()) (_ []byte, err error) {
-	if data, _, err := n.readLocal(c); err == nil {
-		return data, nil
+	local, _, lerr := n.readLocal(c)
+	if lerr == nil {
+		return local, nil
+	}
+	if errors.Is(lerr, blocks.ErrCorrupt) {
+		n.blockCorrupt(lerr, "", "fetching it from another replica")
 	}
 	if n.cfg.GetTrace != nil {
 		n.trace(GetEvent{CID: c, Step: GetBegan})
@@ -382,6 +411,21 @@ func (n *Node) getMoving(ctx context.Context, c cid.Cid, moved func()) (_ []byte
 	return data, err
 }
 
+// blockCorrupt tells the node's events that a block of its store was
+// found corrupt on disk (err, blocks.ErrCorrupt, which names the block
+// and whether the store removed it) and next, what becomes of the request
+// that found it; peer is the one that asked, if another. Once per copy
+// found, without a limit: the store removes the copy, so that a read
+// after it finds the block missing, not corrupt again, and each event is
+// a block lost here.
+func (n *Node) blockCorrupt(err error, peer p2ppeer.ID, next string) {
+	e := api.NodeEvent{Kind: eventBlockCorrupt, Message: err.Error() + "; " + next}
+	if peer != "" {
+		e.Peer = peer.String()
+	}
+	n.Publish(e)
+}
+
 // keepReplica stores block c, just fetched (and verified), when this peer
 // is one of its replicas: otherwise repair, or the sharer's write still
 // under way, moves the same block over this peer's link again (on a slow
@@ -499,14 +543,17 @@ const maxDialWaits = 2
 // ReplicaError says how a put or get fared with a block's replicas. It
 // matches the replicas' errors with errors.Is (ErrStoreFull,
 // ErrBlockNotFound, ...), so callers can tell "nobody has it" from "the
-// disks are full".
+// disks are full". Its text leaves CID to the caller to name.
 type ReplicaError struct {
 	Op    string // "put" or "get"
 	CID   cid.Cid
 	OK    int // acknowledgements (put)
 	Tried int
 	Need  int
-	Errs  []error
+	// Pending is the writes still under way when the put gave up, its
+	// quorum out of reach (put).
+	Pending int
+	Errs    []error
 }
 
 func (e *ReplicaError) Error() string {
@@ -518,7 +565,55 @@ func (e *ReplicaError) Error() string {
 		}
 		return fmt.Sprintf("none of %d replicas served it: %s", e.Tried, oneLine(e.Errs))
 	}
-	return fmt.Sprintf("put %s: only %d of %d replicas acknowledged, %d needed: %s", e.CID, e.OK, e.Tried, e.Need, oneLine(e.Errs))
+	if e.Pending > 0 {
+		return fmt.Sprintf("%d of %d replicas acknowledged (%d needed, out of reach: %d failed, %d still writing): %s",
+			e.OK, e.Tried, e.Need, len(e.Errs), e.Pending, reasons(e.Errs))
+	}
+	return fmt.Sprintf("%d of %d replicas acknowledged (%d needed): %s", e.OK, e.Tried, e.Need, reasons(e.Errs))
+}
+
+// replicaFailure is a replica's write that failed: the peer, and why.
+type replicaFailure struct {
+	peer p2ppeer.ID
+	err  error
+}
+
+func (f *replicaFailure) Error() string {
+	return "peer " + shortPeer(string(f.peer)) + ": " + cause(f.err)
+}
+
+func (f *replicaFailure) Unwrap() error { return f.err }
+
+// reasons is errs on one line, the replicas that failed for the same
+// reason named together ("peers A, B: block store full").
+func reasons(errs []error) string {
+	var order []string
+	peers := map[string][]string{}
+	for _, err := range errs {
+		why, who := err.Error(), ""
+		if f, ok := err.(*replicaFailure); ok {
+			why, who = cause(f.err), shortPeer(string(f.peer))
+		}
+		if _, seen := peers[why]; !seen {
+			order = append(order, why)
+			peers[why] = nil
+		}
+		if who != "" && !slices.Contains(peers[why], who) {
+			peers[why] = append(peers[why], who)
+		}
+	}
+	parts := make([]string, 0, len(order))
+	for _, why := range order {
+		switch who := peers[why]; len(who) {
+		case 0:
+			parts = append(parts, why)
+		case 1:
+			parts = append(parts, "peer "+who[0]+": "+why)
+		default:
+			parts = append(parts, "peers "+strings.Join(who, ", ")+": "+why)
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // Unwrap exposes the replicas' errors to errors.Is and errors.As.

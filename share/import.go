@@ -89,10 +89,10 @@ func Import(ctx context.Context, r io.Reader, put Putter, opts ImportOptions) (c
 		// return adds nothing.
 		cancel()
 		_ = g.Wait()
-		return cid.Undef, fmt.Errorf("import: %w", err)
+		return cid.Undef, importError(err)
 	}
 	if err := g.Wait(); err != nil {
-		return cid.Undef, fmt.Errorf("import: %w", err)
+		return cid.Undef, importError(err)
 	}
 	return root.Cid(), nil
 }
@@ -135,7 +135,7 @@ func (s *putService) Add(_ context.Context, n ipld.Node) error {
 	}
 	c, data := n.Cid(), n.RawData()
 	if len(data) > MaxBlockSize {
-		return fmt.Errorf("put %s: %d bytes, over the %d byte block limit", c, len(data), MaxBlockSize)
+		return &putError{c, fmt.Errorf("%d bytes, over the %d byte block limit", len(data), MaxBlockSize)}
 	}
 	lp, lending := s.put.(LendingPutter)
 	s.g.Go(func() error {
@@ -149,11 +149,34 @@ func (s *putService) Add(_ context.Context, n ipld.Node) error {
 			err = s.put.Put(s.ctx, c, data)
 		}
 		if err != nil {
-			return fmt.Errorf("put %s: %w", c, err)
+			return &putError{c, err}
 		}
 		return nil
 	})
 	return nil
+}
+
+// putError is a block's put that failed: "put CID: why". The Putter's
+// error leaves the block to it (peer's Node says how many replicas took
+// it and why the others did not), and Import returns it as it is: it
+// says what failed, an "import: " before it nothing more.
+type putError struct {
+	c   cid.Cid
+	err error
+}
+
+func (e *putError) Error() string { return fmt.Sprintf("put %s: %v", e.c, e.err) }
+
+func (e *putError) Unwrap() error { return e.err }
+
+// importError is err as Import returns it: "import: " before it unless
+// it is a block's put.
+func importError(err error) error {
+	var pe *putError
+	if errors.As(err, &pe) {
+		return err
+	}
+	return fmt.Errorf("import: %w", err)
 }
 
 func (s *putService) AddMany(ctx context.Context, ns []ipld.Node) error {

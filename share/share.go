@@ -22,7 +22,8 @@ import (
 )
 
 // Putter stores a block under its CID. Import calls it from several
-// goroutines at once; it may be slow (it replicates to the ring).
+// goroutines at once; it may be slow (it replicates to the ring). Its
+// error need not name the block: Import's does ("put CID: ...").
 type Putter interface {
 	Put(ctx context.Context, c cid.Cid, data []byte) error
 }
