@@ -14,10 +14,6 @@ import (
 	"chordshare/peer/api"
 )
 
-// eventBlockCorrupt is the kind of event that tells a block found
-// corrupt on this node's disk (blockCorrupt).
-const eventBlockCorrupt = "block_corrupt"
-
 // Event log sizes: how many recent events a new subscriber is replayed, and
 // how many a subscriber may fall behind before it is cut off (it then
 // reconnects and catches up from the log).

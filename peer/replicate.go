@@ -419,7 +419,7 @@ func (n *Node) getMoving(ctx context.Context, c cid.Cid, moved func()) (_ []byte
 // after it finds the block missing, not corrupt again, and each event is
 // a block lost here.
 func (n *Node) blockCorrupt(err error, peer p2ppeer.ID, next string) {
-	e := api.NodeEvent{Kind: eventBlockCorrupt, Message: err.Error() + "; " + next}
+	e := api.NodeEvent{Kind: api.EventBlockCorrupt, Message: err.Error() + "; " + next}
 	if peer != "" {
 		e.Peer = peer.String()
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 
 	"chordshare/blocks"
+	"chordshare/peer/api"
 	"chordshare/share"
 )
 
@@ -133,7 +134,7 @@ func TestCorruptBlockReportedErrs11(t *testing.T) {
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("get of a block corrupt here, whole on another replica: %v", err)
 	}
-	es := kinds(eventsOf(fetcher), eventBlockCorrupt)
+	es := kinds(eventsOf(fetcher), api.EventBlockCorrupt)
 	if len(es) != 1 || strings.Count(es[0].Message, c.String()) != 1 || !strings.Contains(es[0].Message, "another replica") {
 		t.Fatalf("events after a corrupt local copy: %+v, want one naming %s and the fetch from another replica", es, c)
 	}
@@ -143,7 +144,7 @@ func TestCorruptBlockReportedErrs11(t *testing.T) {
 	if _, err := asker.fetchFrom(testCtx(t), holder.Host().ID(), c); !errors.Is(err, ErrBlockNotFound) {
 		t.Fatalf("get from a peer whose copy is corrupt: %v, want not found", err)
 	}
-	es = kinds(eventsOf(holder), eventBlockCorrupt)
+	es = kinds(eventsOf(holder), api.EventBlockCorrupt)
 	if len(es) != 1 || !strings.Contains(es[0].Message, c.String()) || !strings.Contains(es[0].Message, "not found") ||
 		es[0].Peer != asker.Host().ID().String() {
 		t.Fatalf("holder's events after serving a corrupt copy: %+v, want one naming %s, the not found and the asker", es, c)

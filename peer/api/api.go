@@ -262,6 +262,7 @@ const (
 	EventHandoff            = "handoff"          // blocks handed on at a leave or delivered from hints (Count)
 	EventUnderReplicated    = "under_replicated" // a round left copies missing (Count)
 	EventPutsRefused        = "puts_refused"     // PUTs turned away for want of room (Count; at most one a minute, Count since the last; a burst's tail a minute after its first)
+	EventBlockCorrupt       = "block_corrupt"    // a block of this node's store found corrupt on disk, removed (Message: the CID and what became of the request)
 )
 
 // Transfers is GET /v1/transfers: the shares and fetches being served, then
