@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -273,19 +274,27 @@ func opener(aead cipher.AEAD, buf []byte) func() {
 }
 
 // perCore calls f (which handles n bytes) on this goroutine for about d in
-// five rounds and returns the median round's bytes per second: on a shared
-// machine one round can lose its core to a neighbour.
+// five rounds and returns the median round's bytes per second of the
+// thread's CPU time (wall time where there is none): on a shared machine a
+// round can wait for its core behind a neighbour, which says nothing of
+// what f costs, and the share's floor adds these costs to CPU times.
 func perCore(d time.Duration, n int, f func()) float64 {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	f() // warm up: tables, first-touch page faults
 	rates := make([]float64, 5)
 	for r := range rates {
-		start := time.Now()
+		start, cpu := time.Now(), cpustat.ThreadTime()
 		calls := 0
 		for time.Since(start) < d/time.Duration(len(rates)) {
 			f()
 			calls++
 		}
-		rates[r] = float64(calls*n) / time.Since(start).Seconds()
+		spent := cpustat.ThreadTime() - cpu
+		if spent <= 0 {
+			spent = time.Since(start)
+		}
+		rates[r] = float64(calls*n) / spent.Seconds()
 	}
 	return median(rates)
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"chordshare/internal/cpustat"
 	"chordshare/peer"
 	"chordshare/peer/api"
 
@@ -455,5 +456,19 @@ func TestOwnBase(t *testing.T) {
 		if got, err := ownBase(tmp); err == nil {
 			t.Errorf("planted %s accepted", got)
 		}
+	}
+}
+
+// TestPerCoreCountsCPU: a round's rate is per second of CPU, not of wall
+// time, so time f spends off its core (here asleep, on a busy machine
+// waiting for it) does not make it look slower. At wall time this f would
+// give 1000 bytes per ms, 1e6 bytes per second.
+func TestPerCoreCountsCPU(t *testing.T) {
+	if cpustat.ThreadTime() == 0 {
+		t.Skip("no per-thread CPU time here")
+	}
+	got := perCore(50*time.Millisecond, 1000, func() { time.Sleep(time.Millisecond) })
+	if got < 1e7 {
+		t.Errorf("perCore of a sleeping f: %.3g bytes per second, want far above the wall time's 1e6", got)
 	}
 }
