@@ -274,8 +274,6 @@ func (rep *report) markdown() string {
 	return b.String()
 }
 
-// profileTable breaks the daemons' CPU per file byte down by category,
-// from perf's samples of every daemon (see categories).
 // floorTable sets each share's CPU against the least this machine could
 // spend on it (limits.shareFloor), and against what the share may spend
 // per byte, with all CPUs its own, to reach the sequential-disk target.
@@ -303,6 +301,8 @@ func (rep *report) floorTable(p func(string, ...any)) {
 	}
 }
 
+// profileTable breaks the daemons' CPU per file byte down by category,
+// from perf's samples of every daemon (see categories).
 func (rep *report) profileTable(p func(string, ...any)) {
 	p("\n### Where the daemons' CPU went, by perf (ns of CPU per file byte)\n\n")
 	p("Every sample of every daemon is put in the first category its stack matches (testnet/xferbench/profile.go); " +
