@@ -360,16 +360,18 @@ func nsPerByte(cpu time.Duration, n int64) float64 {
 	return float64(cpu.Nanoseconds()) / float64(n)
 }
 
-// shareFloor is the CPU per file byte that a share with r copies cannot do
-// without on this machine, from the same run's limits: SHA-256 once to name
-// each block and once per copy at the replica that checks it, AES-GCM seal
-// and open per copy (TLS), the copy's loopback TCP and its durable write.
-// It leaves out what a share also pays (reading the file, yamux, the
-// ring's lookups, the runtime's scheduling); 0 if a limit is missing.
-func (l limits) shareFloor(r int) float64 {
+// shareFloor is the CPU per file byte that a share with r copies, sent of
+// them over the network, cannot do without on this machine, from the same
+// run's limits: SHA-256 once to name each block and once per copy at the
+// replica that checks it (the sharer's own store checks too), a durable
+// write per copy, and AES-GCM seal and open (TLS) and loopback TCP per copy
+// sent (a copy the sharer stores itself crosses no link). It leaves out
+// what a share also pays (reading the file, yamux, the ring's lookups, the
+// runtime's scheduling); 0 if a limit is missing.
+func (l limits) shareFloor(r int, sent float64) float64 {
 	if l.SHA256 <= 0 || l.AESGCM <= 0 || l.AESGCMOpen <= 0 || l.TCPCPU <= 0 || l.DiskCPU <= 0 {
 		return 0
 	}
 	copies := float64(r)
-	return 1e9*(1+copies)/l.SHA256 + copies*(1e9/l.AESGCM+1e9/l.AESGCMOpen+l.TCPCPU+l.DiskCPU)
+	return 1e9*(1+copies)/l.SHA256 + copies*l.DiskCPU + sent*(1e9/l.AESGCM+1e9/l.AESGCMOpen+l.TCPCPU)
 }
