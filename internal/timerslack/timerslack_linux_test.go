@@ -19,7 +19,7 @@ const helperEnv = "TIMERSLACK_TEST_HELPER"
 // TestWidenReachesEveryThread runs this test binary as a helper that
 // widens its slack: it must come back in the same process, with every
 // thread (the runtime's own included) at the new slack, after one exec;
-// a second Widen must not exec again.
+// a second Widen must not exec again; and it keeps its name (not "exe").
 func TestWidenReachesEveryThread(t *testing.T) {
 	if os.Getenv(helperEnv) != "" {
 		widenHelper()
@@ -52,6 +52,7 @@ func TestWidenReachesEveryThread(t *testing.T) {
 		t.Fatalf("helper: %v\n%s", err, out)
 	}
 	var pid, unreadable int
+	var comm string
 	var slacks []int64
 	for _, line := range strings.Split(string(out), "\n") {
 		if v, ok := strings.CutPrefix(line, "pid "); ok {
@@ -64,6 +65,13 @@ func TestWidenReachesEveryThread(t *testing.T) {
 		if line == "unreadable" {
 			unreadable++
 		}
+		if v, ok := strings.CutPrefix(line, "comm "); ok {
+			comm = v
+		}
+	}
+	// The kernel keeps 15 bytes of a name.
+	if want := filepath.Base(os.Args[0]); comm != want[:min(len(want), 15)] {
+		t.Errorf("helper runs as %q, want %q (as before its exec)\n%s", comm, want, out)
 	}
 	if pid != cmd.Process.Pid {
 		t.Errorf("helper ended as pid %d, started as %d\n%s", pid, cmd.Process.Pid, out)
@@ -110,6 +118,12 @@ func widenHelper() {
 		os.Exit(1)
 	}
 	fmt.Println("pid", os.Getpid())
+	b, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	fmt.Println("comm", strings.TrimSpace(string(b)))
 	// Only a thread group's leader lists timerslack_ns; /proc/TID has
 	// every thread's, which a thread without CAP_SYS_NICE can read for
 	// itself only.
