@@ -3,7 +3,9 @@ package timerslack
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,6 +27,7 @@ func Widen(slack time.Duration) error {
 		return fmt.Errorf("timer slack: %w", err)
 	}
 	if uintptr(now) == want {
+		restoreName()
 		return nil
 	}
 	// Exec starts the new image from the calling thread, with its slack.
@@ -42,4 +45,19 @@ func Widen(slack time.Duration) error {
 	err = syscall.Exec("/proc/self/exe", os.Args, os.Environ())
 	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(now), 0, 0, 0)
 	return fmt.Errorf("timer slack: exec /proc/self/exe: %w", err)
+}
+
+// restoreName gives the process back the name (comm) an exec of
+// /proc/self/exe replaced with "exe", the one ps, top, pgrep and pidof
+// show: the base of its argv[0], as the exec that started it gave it. Only
+// the thread group's leader is renamed; threads that the runtime started
+// before main keep "exe". Best effort: a name is not worth failing a
+// daemon for.
+func restoreName() {
+	const comm = "/proc/self/comm"
+	b, err := os.ReadFile(comm)
+	if err != nil || strings.TrimSpace(string(b)) != "exe" || len(os.Args) == 0 {
+		return
+	}
+	_ = os.WriteFile(comm, []byte(filepath.Base(os.Args[0])), 0)
 }

@@ -1,12 +1,15 @@
 package timerslack
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -16,20 +19,40 @@ const helperEnv = "TIMERSLACK_TEST_HELPER"
 // TestWidenReachesEveryThread runs this test binary as a helper that
 // widens its slack: it must come back in the same process, with every
 // thread (the runtime's own included) at the new slack, after one exec;
-// a second Widen must not exec again.
+// a second Widen must not exec again; and it keeps its name (not "exe").
 func TestWidenReachesEveryThread(t *testing.T) {
 	if os.Getenv(helperEnv) != "" {
 		widenHelper()
 		return
 	}
 	starts := filepath.Join(t.TempDir(), "starts")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestWidenReachesEveryThread$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+starts)
+	helper := func(ownUserNS bool) *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestWidenReachesEveryThread$")
+		cmd.Env = append(os.Environ(), helperEnv+"="+starts)
+		if ownUserNS {
+			cmd.SysProcAttr = &syscall.SysProcAttr{
+				Cloneflags:  syscall.CLONE_NEWUSER,
+				UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}},
+				GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}},
+			}
+		}
+		return cmd
+	}
+	// Reading another thread's timerslack_ns takes CAP_SYS_NICE over it:
+	// a helper that is not root gets it in a user namespace of its own,
+	// where the system allows one.
+	cmd := helper(os.Geteuid() != 0)
 	out, err := cmd.CombinedOutput()
+	if err != nil && cmd.Process == nil && cmd.SysProcAttr != nil {
+		t.Logf("no user namespace (%v): only the helper's own thread's slack can be read", err)
+		cmd = helper(false)
+		out, err = cmd.CombinedOutput()
+	}
 	if err != nil {
 		t.Fatalf("helper: %v\n%s", err, out)
 	}
-	var pid int
+	var pid, unreadable int
+	var comm string
 	var slacks []int64
 	for _, line := range strings.Split(string(out), "\n") {
 		if v, ok := strings.CutPrefix(line, "pid "); ok {
@@ -39,12 +62,27 @@ func TestWidenReachesEveryThread(t *testing.T) {
 			n, _ := strconv.ParseInt(v, 10, 64)
 			slacks = append(slacks, n)
 		}
+		if line == "unreadable" {
+			unreadable++
+		}
+		if v, ok := strings.CutPrefix(line, "comm "); ok {
+			comm = v
+		}
+	}
+	// The kernel keeps 15 bytes of a name.
+	if want := filepath.Base(os.Args[0]); comm != want[:min(len(want), 15)] {
+		t.Errorf("helper runs as %q, want %q (as before its exec)\n%s", comm, want, out)
 	}
 	if pid != cmd.Process.Pid {
 		t.Errorf("helper ended as pid %d, started as %d\n%s", pid, cmd.Process.Pid, out)
 	}
-	if len(slacks) < 3 {
-		t.Fatalf("helper reported %d threads, want the runtime's several\n%s", len(slacks), out)
+	switch {
+	case len(slacks) == 0:
+		t.Fatalf("helper read no thread's slack\n%s", out)
+	case unreadable > 0 && (os.Geteuid() == 0 || cmd.SysProcAttr != nil):
+		t.Errorf("helper could not read %d threads' slack with CAP_SYS_NICE\n%s", unreadable, out)
+	case len(slacks)+unreadable < 3:
+		t.Fatalf("helper reported %d threads, want the runtime's several\n%s", len(slacks)+unreadable, out)
 	}
 	for _, s := range slacks {
 		if s != testSlack.Nanoseconds() {
@@ -80,11 +118,22 @@ func widenHelper() {
 		os.Exit(1)
 	}
 	fmt.Println("pid", os.Getpid())
+	b, err := os.ReadFile("/proc/self/comm")
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	fmt.Println("comm", strings.TrimSpace(string(b)))
 	// Only a thread group's leader lists timerslack_ns; /proc/TID has
-	// every thread's.
+	// every thread's, which a thread without CAP_SYS_NICE can read for
+	// itself only.
 	tasks, _ := os.ReadDir("/proc/self/task")
 	for _, task := range tasks {
 		b, err := os.ReadFile("/proc/" + task.Name() + "/timerslack_ns")
+		if errors.Is(err, fs.ErrPermission) {
+			fmt.Println("unreadable")
+			continue
+		}
 		if err != nil {
 			fmt.Println("error", err)
 			os.Exit(1)

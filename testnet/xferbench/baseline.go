@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -273,19 +274,27 @@ func opener(aead cipher.AEAD, buf []byte) func() {
 }
 
 // perCore calls f (which handles n bytes) on this goroutine for about d in
-// five rounds and returns the median round's bytes per second: on a shared
-// machine one round can lose its core to a neighbour.
+// five rounds and returns the median round's bytes per second of the
+// thread's CPU time (wall time where there is none): on a shared machine a
+// round can wait for its core behind a neighbour, which says nothing of
+// what f costs, and the share's floor adds these costs to CPU times.
 func perCore(d time.Duration, n int, f func()) float64 {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	f() // warm up: tables, first-touch page faults
 	rates := make([]float64, 5)
 	for r := range rates {
-		start := time.Now()
+		start, cpu := time.Now(), cpustat.ThreadTime()
 		calls := 0
 		for time.Since(start) < d/time.Duration(len(rates)) {
 			f()
 			calls++
 		}
-		rates[r] = float64(calls*n) / time.Since(start).Seconds()
+		spent := cpustat.ThreadTime() - cpu
+		if spent <= 0 {
+			spent = time.Since(start)
+		}
+		rates[r] = float64(calls*n) / spent.Seconds()
 	}
 	return median(rates)
 }
@@ -351,16 +360,18 @@ func nsPerByte(cpu time.Duration, n int64) float64 {
 	return float64(cpu.Nanoseconds()) / float64(n)
 }
 
-// shareFloor is the CPU per file byte that a share with r copies cannot do
-// without on this machine, from the same run's limits: SHA-256 once to name
-// each block and once per copy at the replica that checks it, AES-GCM seal
-// and open per copy (TLS), the copy's loopback TCP and its durable write.
-// It leaves out what a share also pays (reading the file, yamux, the
-// ring's lookups, the runtime's scheduling); 0 if a limit is missing.
-func (l limits) shareFloor(r int) float64 {
+// shareFloor is the CPU per file byte that a share with r copies, sent of
+// them over the network, cannot do without on this machine, from the same
+// run's limits: SHA-256 once to name each block and once per copy at the
+// replica that checks it (the sharer's own store checks too), a durable
+// write per copy, and AES-GCM seal and open (TLS) and loopback TCP per copy
+// sent (a copy the sharer stores itself crosses no link). It leaves out
+// what a share also pays (reading the file, yamux, the ring's lookups, the
+// runtime's scheduling); 0 if a limit is missing.
+func (l limits) shareFloor(r int, sent float64) float64 {
 	if l.SHA256 <= 0 || l.AESGCM <= 0 || l.AESGCMOpen <= 0 || l.TCPCPU <= 0 || l.DiskCPU <= 0 {
 		return 0
 	}
 	copies := float64(r)
-	return 1e9*(1+copies)/l.SHA256 + copies*(1e9/l.AESGCM+1e9/l.AESGCMOpen+l.TCPCPU+l.DiskCPU)
+	return 1e9*(1+copies)/l.SHA256 + copies*l.DiskCPU + sent*(1e9/l.AESGCM+1e9/l.AESGCMOpen+l.TCPCPU)
 }

@@ -365,6 +365,7 @@ func measureRun(ctx context.Context, r *ring, prof *profiler, dir string, o opti
 	}
 	last := len(r.peers) - 1
 	res.FetcherHolds = float64(eachAfter[last]-eachBefore[last]) / float64(o.size)
+	res.SharerHolds = float64(eachAfter[0]-eachBefore[0]) / float64(o.size)
 
 	out := filepath.Join(dir, fmt.Sprintf("fetched-%d", seed+1))
 	defer os.Remove(out)

@@ -70,8 +70,9 @@ type runResult struct {
 	Fetch       transfer
 	// ReplicatedAfter is when, from the share's start, the ring held every
 	// copy (seconds); Copies is how many copies of each byte it added;
-	// FetcherHolds is the part of the file the fetcher stores itself.
-	ReplicatedAfter, Copies, FetcherHolds float64
+	// FetcherHolds is the part of the file the fetcher stores itself,
+	// SharerHolds the part the sharer does (those copies cross no link).
+	ReplicatedAfter, Copies, FetcherHolds, SharerHolds float64
 }
 
 // report is everything the markdown says.
@@ -274,23 +275,23 @@ func (rep *report) markdown() string {
 	return b.String()
 }
 
-// profileTable breaks the daemons' CPU per file byte down by category,
-// from perf's samples of every daemon (see categories).
 // floorTable sets each share's CPU against the least this machine could
 // spend on it (limits.shareFloor), and against what the share may spend
 // per byte, with all CPUs its own, to reach the sequential-disk target.
 func (rep *report) floorTable(p func(string, ...any)) {
 	p("\nA share's floor is the CPU per file byte it cannot do without, at the same run's speeds: SHA-256 %d times (naming each block, "+
-		"then at each replica that checks it), and for each of the %d copies an AES-GCM seal and open (TLS), a pass over loopback TCP "+
-		"(a plain Go stream, both ends) and a durable write (the %d writers' write+fsync, this process's CPU). "+
+		"then at each replica that checks it), for each of the %d copies a durable write (the %d writers' write+fsync, this process's CPU), "+
+		"and for each copy sent to another peer (all but the copies the sharer stores itself) an AES-GCM seal and open (TLS) and a pass over loopback TCP "+
+		"(a plain Go stream, both ends). "+
 		"Ceiling: the rate if all %d CPUs did that and nothing else. "+
 		"The sequential-disk target needs the share's rate shown; \"may cost\" is the CPU per byte that rate leaves a share with all %d CPUs its own.\n\n",
 		rep.Replicas+1, rep.Replicas, parallelWriters, rep.NProc, rep.NProc)
-	p("| run | loopback TCP CPU, both ends | write+fsync CPU | floor | ceiling rate | share cost | share / floor | sequential target needs | may cost |\n")
-	p("|---|---|---|---|---|---|---|---|---|\n")
+	p("| run | loopback TCP CPU, both ends | write+fsync CPU | copies sent | floor | ceiling rate | share cost | share / floor | sequential target needs | may cost |\n")
+	p("|---|---|---|---|---|---|---|---|---|---|\n")
 	for i, r := range rep.Runs {
 		l := r.Limits
-		floor := l.shareFloor(rep.Replicas)
+		sent := float64(rep.Replicas) - r.SharerHolds
+		floor := l.shareFloor(rep.Replicas, sent)
 		if floor == 0 {
 			p("| %d | not measured |\n", i+1)
 			continue
@@ -298,11 +299,13 @@ func (rep *report) floorTable(p func(string, ...any)) {
 		cost := r.Share.cpuPerByte(rep.Size)
 		need := shareOfDisk * l.DiskSeq / float64(rep.Replicas)
 		ceiling := float64(rep.NProc) * 1e9 / floor
-		p("| %d | %.2f ns/B | %.2f ns/B | %.1f ns/B | %.0f MB/s | %.1f ns/B | %.2f | %.0f MB/s | %.1f ns/B |\n",
-			i+1, l.TCPCPU, l.DiskCPU, floor, ceiling/1e6, cost, cost/floor, need/1e6, float64(rep.NProc)*1e9/need)
+		p("| %d | %.2f ns/B | %.2f ns/B | %.2f | %.1f ns/B | %.0f MB/s | %.1f ns/B | %.2f | %.0f MB/s | %.1f ns/B |\n",
+			i+1, l.TCPCPU, l.DiskCPU, sent, floor, ceiling/1e6, cost, cost/floor, need/1e6, float64(rep.NProc)*1e9/need)
 	}
 }
 
+// profileTable breaks the daemons' CPU per file byte down by category,
+// from perf's samples of every daemon (see categories).
 func (rep *report) profileTable(p func(string, ...any)) {
 	p("\n### Where the daemons' CPU went, by perf (ns of CPU per file byte)\n\n")
 	p("Every sample of every daemon is put in the first category its stack matches (testnet/xferbench/profile.go); " +

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"chordshare/internal/cpustat"
 	"chordshare/peer"
 	"chordshare/peer/api"
 
@@ -159,11 +160,12 @@ func sampleRun() runResult {
 	return runResult{
 		Limits: limits{TCP: 2.2e9, TCPTool: "iperf 3.12", DiskSync: 150e6, DiskSyncParallel: 450e6, DiskSeq: 600e6, ChaCha: 2.4e9, AESGCM: 3.1e9, AESGCMOpen: 2.5e9, SHA256: 1.7e9,
 			TCPCPU: 1.0, DiskCPU: 1.5},
-		SHA256: strings.Repeat("ab", 32),
-		CID:    "bafy",
-		Idle:   []memory{{RSS: 40e6}, {RSS: 45e6}, {RSS: 42e6}},
-		Share:  transfer{Seconds: 10, Rate: 30e6, DaemonCPU: []float64{1, 2, 3}, Machine: usage{Busy: 0.9}, Peak: []int64{90e6, 60e6, 70e6}, PeakReset: true},
-		Fetch:  transfer{Seconds: 5, Rate: 340e6, DaemonCPU: []float64{0.5, 0.5, 1}, Machine: usage{Busy: 0.8}, Peak: []int64{50e6, 120e6, 55e6}, PeakReset: true},
+		SHA256:      strings.Repeat("ab", 32),
+		CID:         "bafy",
+		Idle:        []memory{{RSS: 40e6}, {RSS: 45e6}, {RSS: 42e6}},
+		Share:       transfer{Seconds: 10, Rate: 30e6, DaemonCPU: []float64{1, 2, 3}, Machine: usage{Busy: 0.9}, Peak: []int64{90e6, 60e6, 70e6}, PeakReset: true},
+		Fetch:       transfer{Seconds: 5, Rate: 340e6, DaemonCPU: []float64{0.5, 0.5, 1}, Machine: usage{Busy: 0.8}, Peak: []int64{50e6, 120e6, 55e6}, PeakReset: true},
+		SharerHolds: 0.5,
 	}
 }
 
@@ -217,9 +219,9 @@ func TestMarkdown(t *testing.T) {
 		"| 1 | peak RSS, max over daemons and transfers / kubo peak | 120.0 MB | 110.0 MB | 1.091 | < 1 | **no** |",
 		"| 2 | fetch / loopback TCP | — | — | — | — | not checked: no TCP baseline: iperf3 not found on $PATH |",
 		"reset through /proc/PID/clear_refs",
-		// floor 4/1.7 + 3 × (1/3.1 + 1/2.5 + 1.0 + 1.5) = 12.02 ns/B; 2 CPUs / floor;
-		// 1907.3 / 12.02; 0.40 × 600 / 3; 2 CPUs / 80 MB/s.
-		"| 1 | 1.00 ns/B | 1.50 ns/B | 12.0 ns/B | 166 MB/s | 1907.3 ns/B | 158.67 | 80 MB/s | 25.0 ns/B |",
+		// 3 − 0.5 copies sent; floor 4/1.7 + 3 × 1.5 + 2.5 × (1/3.1 + 1/2.5 + 1.0)
+		// = 11.16 ns/B; 2 CPUs / floor; 1907.3 / 11.16; 0.40 × 600 / 3; 2 CPUs / 80 MB/s.
+		"| 1 | 1.00 ns/B | 1.50 ns/B | 2.50 | 11.2 ns/B | 179 MB/s | 1907.3 ns/B | 170.92 | 80 MB/s | 25.0 ns/B |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
@@ -230,19 +232,22 @@ func TestMarkdown(t *testing.T) {
 	}
 }
 
-// TestShareFloor: every copy costs its cipher, TCP and disk work, and the
-// hash is paid once more than there are copies; without a measured part
-// there is no floor.
+// TestShareFloor: every copy costs its disk work, every copy sent its
+// cipher and TCP work, and the hash is paid once more than there are
+// copies; without a measured part there is no floor.
 func TestShareFloor(t *testing.T) {
 	l := limits{SHA256: 2e9, AESGCM: 4e9, AESGCMOpen: 2e9, TCPCPU: 1, DiskCPU: 2}
-	if got, want := l.shareFloor(3), 4*0.5+3*(0.25+0.5+1+2); !near(got, want) {
-		t.Errorf("floor at r = 3: %.3f ns/B, want %.3f", got, want)
+	if got, want := l.shareFloor(3, 3), 4*0.5+3*(0.25+0.5+1+2); !near(got, want) {
+		t.Errorf("floor at r = 3, all sent: %.3f ns/B, want %.3f", got, want)
 	}
-	if got, want := l.shareFloor(1), 2*0.5+(0.25+0.5+1+2); !near(got, want) {
+	if got, want := l.shareFloor(3, 2.5), 4*0.5+3*2+2.5*(0.25+0.5+1); !near(got, want) {
+		t.Errorf("floor at r = 3, the sharer holding half the file: %.3f ns/B, want %.3f", got, want)
+	}
+	if got, want := l.shareFloor(1, 1), 2*0.5+(0.25+0.5+1+2); !near(got, want) {
 		t.Errorf("floor at r = 1: %.3f ns/B, want %.3f", got, want)
 	}
 	l.DiskCPU = 0
-	if got := l.shareFloor(3); got != 0 {
+	if got := l.shareFloor(3, 3); got != 0 {
 		t.Errorf("floor without a disk measurement: %.3f, want 0", got)
 	}
 }
@@ -455,5 +460,19 @@ func TestOwnBase(t *testing.T) {
 		if got, err := ownBase(tmp); err == nil {
 			t.Errorf("planted %s accepted", got)
 		}
+	}
+}
+
+// TestPerCoreCountsCPU: a round's rate is per second of CPU, not of wall
+// time, so time f spends off its core (here asleep, on a busy machine
+// waiting for it) does not make it look slower. At wall time this f would
+// give 1000 bytes per ms, 1e6 bytes per second.
+func TestPerCoreCountsCPU(t *testing.T) {
+	if cpustat.ThreadTime() == 0 {
+		t.Skip("no per-thread CPU time here")
+	}
+	got := perCore(50*time.Millisecond, 1000, func() { time.Sleep(time.Millisecond) })
+	if got < 1e7 {
+		t.Errorf("perCore of a sleeping f: %.3g bytes per second, want far above the wall time's 1e6", got)
 	}
 }
