@@ -333,6 +333,59 @@ func TestPutFailsWithoutWriteQuorum(t *testing.T) {
 	}
 }
 
+// A put returns after W = 2 durable acknowledgements while the third
+// replica is still writing, and the third completes in the background.
+func TestPutReturnsAtWriteQuorum(t *testing.T) {
+	r, stores := storedRing(t, 4)
+	data := bytes.Repeat([]byte("quorum "), 1000)
+	c := rawBlock(t, data)
+	ctx := testCtx(t)
+	replicas, err := r.nodes[0].Replicas(ctx, c)
+	if err != nil || len(replicas) != 3 {
+		t.Fatalf("replicas: %v %v", replicas, err)
+	}
+	// The writer is the peer that is no replica, so all three writes go
+	// over the network; the last replica's store holds its write.
+	var writer, slow *Node
+	for _, n := range r.nodes {
+		switch n.Host().ID() {
+		case replicas[2]:
+			slow = n
+		case replicas[0], replicas[1]:
+		default:
+			writer = n
+		}
+	}
+	gate := &gatedStore{BlockStore: stores[slow], release: make(chan struct{}), entered: make(chan struct{}, 8)}
+	slow.cfg.Store = gate
+	released := false
+	defer func() {
+		if !released {
+			close(gate.release)
+		}
+	}()
+
+	putCtx, cancel := context.WithTimeout(ctx, 20*time.Second) // a hang, not a timing figure
+	defer cancel()
+	if err := writer.Put(putCtx, c, data); err != nil {
+		t.Fatalf("put with the third replica still writing: %v", err)
+	}
+	if holders := holderCount(stores, c); holders != 2 || stores[slow].Has(c) {
+		t.Fatalf("when the put returned: %d stores hold the block, the slow replica's among them: %v; want 2, not it", holders, stores[slow].Has(c))
+	}
+	select {
+	case <-gate.entered: // the third write is on its way, held in the store
+	case <-ctx.Done():
+		t.Fatal("the third replica's write never reached its store")
+	}
+	close(gate.release)
+	released = true
+	writer.bg.Wait()
+	if !stores[slow].Has(c) {
+		t.Error("the third replica does not hold the block after its background write")
+	}
+}
+
 // A peer that PUTs bytes which do not hash to the CID is refused, and the
 // receiver stores nothing.
 func TestForgedPutIsRefused(t *testing.T) {
