@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -340,7 +341,20 @@ func TestE2EShareFetchBadInputs(t *testing.T) {
 		{"zero stall timeout", []string{"fetch", "--repo", repo, "--stall-timeout", "0s", okCID}, `^peer: --stall-timeout 0s: want a positive duration`},
 		{"--json to stdout", []string{"fetch", "--repo", repo, "--json", okCID}, `^peer: --json needs -o PATH: `},
 	}
-	if os.Geteuid() != 0 { // root reads any file
+	// A FILE nobody can read, root included (CI runs as root): a socket,
+	// which open refuses.
+	sock := filepath.Join(dir, "sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cases = append(cases, struct {
+		what string
+		args []string
+		want string
+	}{"FILE that root cannot read either", []string{"share", "--repo", repo, sock}, `^peer: cannot read ` + regexp.QuoteMeta(sock) + `: `})
+	if os.Geteuid() != 0 { // root reads any regular file
 		unreadable := filepath.Join(dir, "unreadable")
 		if err := os.WriteFile(unreadable, []byte("secret"), 0o000); err != nil {
 			t.Fatal(err)
@@ -360,6 +374,9 @@ func TestE2EShareFetchBadInputs(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(file); string(got) != "hello chord\n" {
 		t.Error("the file to share was changed")
+	}
+	if fi, err := os.Lstat(sock); err != nil || fi.Mode().Type() != fs.ModeSocket {
+		t.Errorf("the socket given as FILE: %v, %v", fi, err)
 	}
 	// Usage errors: exit 2 and the usage.
 	for _, args := range [][]string{{"share"}, {"fetch"}, {"share", "a", "b"}, {"fetch", okCID, "extra"}} {
