@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -342,7 +343,7 @@ func TestE2EShareFetchBadInputs(t *testing.T) {
 		{"--json to stdout", []string{"fetch", "--repo", repo, "--json", okCID}, `^peer: --json needs -o PATH: `},
 	}
 	// A FILE nobody can read, root included (CI runs as root): a socket,
-	// which open refuses.
+	// which open refuses (ENXIO).
 	sock := filepath.Join(dir, "sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -353,7 +354,7 @@ func TestE2EShareFetchBadInputs(t *testing.T) {
 		what string
 		args []string
 		want string
-	}{"FILE that root cannot read either", []string{"share", "--repo", repo, sock}, `^peer: cannot read ` + regexp.QuoteMeta(sock) + `: `})
+	}{"FILE that root cannot read either", []string{"share", "--repo", repo, sock}, `^peer: cannot read ` + regexp.QuoteMeta(sock+": "+syscall.ENXIO.Error()) + `$`})
 	if os.Geteuid() != 0 { // root reads any regular file
 		unreadable := filepath.Join(dir, "unreadable")
 		if err := os.WriteFile(unreadable, []byte("secret"), 0o000); err != nil {
