@@ -240,6 +240,8 @@ func TestPutCancelledWhileAnotherWaitsForTokens(t *testing.T) {
 	}
 }
 
+// A replica that answers a get with bytes that do not match the CID is
+// skipped: the get goes on to another and returns the block.
 func TestGetSkipsReplicaServingWrongBytes(t *testing.T) {
 	r, stores := storedRing(t, 6)
 	ctx := context.Background()
@@ -247,21 +249,54 @@ func TestGetSkipsReplicaServingWrongBytes(t *testing.T) {
 	c := rawBlock(t, data)
 	putSettled(t, r, c, data)
 	replicas, _ := r.nodes[0].Replicas(ctx, c)
+	liar := replicas[0]
 	// Damage the copy on the first replica by swapping the node's store
 	// for one that lies.
 	for _, n := range r.nodes {
-		if n.Host().ID() == replicas[0] {
+		if n.Host().ID() == liar {
 			n.cfg.Store = lyingStore{stores[n]}
 		}
 	}
+	var fetcher *Node
 	for _, n := range r.nodes {
 		if !stores[n].Has(c) {
-			got, err := n.Get(ctx, c)
-			if err != nil || !bytes.Equal(got, data) {
-				t.Fatalf("get with one lying replica: %v", err)
-			}
-			return
+			fetcher = n
+			break
 		}
+	}
+	// A get asks first the replica whose block should arrive first
+	// (replicaRates.pick): make that the liar, by a fast block measured
+	// from it and a recent failure of each other replica, or the test
+	// would pass without the hash check whenever an honest one came first.
+	fetcher.blocks.rates.start(liar)(time.Microsecond, fetchOK)
+	for _, p := range replicas[1:] {
+		fetcher.blocks.rates.start(p)(time.Microsecond, fetchFailed)
+	}
+	var mu sync.Mutex
+	var steps []GetEvent
+	fetcher.cfg.GetTrace = func(e GetEvent) {
+		mu.Lock()
+		steps = append(steps, e)
+		mu.Unlock()
+	}
+	got, err := fetcher.Get(ctx, c)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("get with one lying replica: %q, %v; want %q", got, err, data)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var asked []p2ppeer.ID
+	refused := false
+	for _, e := range steps {
+		switch {
+		case e.Step == GetAsked:
+			asked = append(asked, e.Peer)
+		case e.Step == GetDropped && e.Peer == liar:
+			refused = errors.Is(e.Err, ErrBadBlock)
+		}
+	}
+	if len(asked) < 2 || asked[0] != liar || !refused {
+		t.Errorf("asked %v, the liar %s first: %v, its answer refused as a bad block: %v; want it asked first and refused", asked, liar, len(asked) > 0 && asked[0] == liar, refused)
 	}
 }
 
@@ -295,6 +330,59 @@ func TestPutFailsWithoutWriteQuorum(t *testing.T) {
 	t.Log(err)
 	if errors.Is(err, context.DeadlineExceeded) {
 		t.Fatal("put hung until a timeout instead of failing")
+	}
+}
+
+// A put returns after W = 2 durable acknowledgements while the third
+// replica is still writing, and the third completes in the background.
+func TestPutReturnsAtWriteQuorum(t *testing.T) {
+	r, stores := storedRing(t, 4)
+	data := bytes.Repeat([]byte("quorum "), 1000)
+	c := rawBlock(t, data)
+	ctx := testCtx(t)
+	replicas, err := r.nodes[0].Replicas(ctx, c)
+	if err != nil || len(replicas) != 3 {
+		t.Fatalf("replicas: %v %v", replicas, err)
+	}
+	// The writer is the peer that is no replica, so all three writes go
+	// over the network; the last replica's store holds its write.
+	var writer, slow *Node
+	for _, n := range r.nodes {
+		switch n.Host().ID() {
+		case replicas[2]:
+			slow = n
+		case replicas[0], replicas[1]:
+		default:
+			writer = n
+		}
+	}
+	gate := &gatedStore{BlockStore: stores[slow], release: make(chan struct{}), entered: make(chan struct{}, 8)}
+	slow.cfg.Store = gate
+	released := false
+	defer func() {
+		if !released {
+			close(gate.release)
+		}
+	}()
+
+	putCtx, cancel := context.WithTimeout(ctx, 20*time.Second) // a hang, not a timing figure
+	defer cancel()
+	if err := writer.Put(putCtx, c, data); err != nil {
+		t.Fatalf("put with the third replica still writing: %v", err)
+	}
+	if holders := holderCount(stores, c); holders != 2 || stores[slow].Has(c) {
+		t.Fatalf("when the put returned: %d stores hold the block, the slow replica's among them: %v; want 2, not it", holders, stores[slow].Has(c))
+	}
+	select {
+	case <-gate.entered: // the third write is on its way, held in the store
+	case <-ctx.Done():
+		t.Fatal("the third replica's write never reached its store")
+	}
+	close(gate.release)
+	released = true
+	writer.bg.Wait()
+	if !stores[slow].Has(c) {
+		t.Error("the third replica does not hold the block after its background write")
 	}
 }
 

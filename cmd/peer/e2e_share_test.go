@@ -11,12 +11,14 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +27,7 @@ import (
 	"chordshare/blocks"
 	"chordshare/chord"
 	"chordshare/peer/api"
+	"chordshare/share"
 )
 
 // ringPeer is one daemon of a test ring.
@@ -183,6 +186,52 @@ func TestE2EShareAndFetch(t *testing.T) {
 	root := shareFile(t, env, peers[0].repo, path)
 	t.Logf("shared 20 MiB from peer 1 in %v: %s", time.Since(start), root)
 
+	// The root's replica holders, and who holds it once peer 1 and its
+	// first holder (its second if that is peer 1) are dead: the surviving
+	// holders and those repair copies it to, the first r (3) left.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := peers[7].client.Lookup(ctx, chord.KeyID(root.Hash()).Hex())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var holders []string
+	for _, s := range l.Successors {
+		if !slices.Contains(holders, s.Peer) {
+			holders = append(holders, s.Peer)
+		}
+	}
+	if len(holders) < 5 { // 3 replicas, and 3 once 2 of them are dead
+		t.Fatalf("the lookup of the root named %d peers, want at least 5", len(holders))
+	}
+	victim := holders[0]
+	if victim == peers[0].id { // peer 1 holds the root: kill the next holder too
+		victim = holders[1]
+	}
+	after := slices.DeleteFunc(slices.Clone(holders), func(h string) bool { return h == peers[0].id || h == victim })
+	rootHolders := slices.Clone(holders[:3])
+	for _, h := range after[:3] {
+		if !slices.Contains(rootHolders, h) {
+			rootHolders = append(rootHolders, h)
+		}
+	}
+	// The fetch after the kills runs on a peer that has not fetched the
+	// file (a fetch keeps the DAG's internal nodes) and holds no replica
+	// of the root, before or after: its root must come from a surviving
+	// replica. Peer 8 fetches first; the others fetch until then.
+	var fresh *ringPeer
+	var others []*ringPeer
+	for _, p := range peers[1:7] {
+		if fresh == nil && !slices.Contains(rootHolders, p.id) {
+			fresh = p
+			continue
+		}
+		others = append(others, p)
+	}
+	if fresh == nil {
+		t.Fatalf("every peer but 1 and 8 holds the root: %v", rootHolders)
+	}
+
 	start = time.Now()
 	if got := fetchFile(t, env, peers[7].repo, root); !bytes.Equal(got, data) {
 		t.Fatalf("peer 8 fetched %d bytes that differ from the %d shared", len(got), len(data))
@@ -191,13 +240,13 @@ func TestE2EShareAndFetch(t *testing.T) {
 
 	// To stdout, and -o relative to the command's directory.
 	start = time.Now()
-	out, errs, code := peerCmd(t, env, "fetch", "--repo", peers[6].repo, root.String())
+	out, errs, code := peerCmd(t, env, "fetch", "--repo", others[4].repo, root.String())
 	if code != 0 || errs != "" || out != string(data) {
 		t.Fatalf("peer fetch to stdout: exit %d, stderr %q, %d bytes (identical: %v)", code, errs, len(out), out == string(data))
 	}
-	t.Logf("fetched on peer 7 to stdout in %v", time.Since(start))
+	t.Logf("fetched on %s to stdout in %v", others[4].repo, time.Since(start))
 	wd := t.TempDir()
-	if out, errs, code := peerCmdIn(t, env, wd, "fetch", "--repo", peers[5].repo, "-o", "rel.bin", root.String()); code != 0 || out != "" || errs != "" {
+	if out, errs, code := peerCmdIn(t, env, wd, "fetch", "--repo", others[3].repo, "-o", "rel.bin", root.String()); code != 0 || out != "" || errs != "" {
 		t.Fatalf("peer fetch -o rel.bin: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 	if got, err := os.ReadFile(filepath.Join(wd, "rel.bin")); err != nil || !bytes.Equal(got, data) {
@@ -205,20 +254,20 @@ func TestE2EShareAndFetch(t *testing.T) {
 	}
 
 	// --json for scripts: the same CID again, and where the file went.
-	out, errs, code = peerCmd(t, env, "share", "--repo", peers[1].repo, "--json", path)
+	out, errs, code = peerCmd(t, env, "share", "--repo", others[0].repo, "--json", path)
 	var shared api.ShareResult
 	if code != 0 || errs != "" || json.Unmarshal([]byte(out), &shared) != nil || shared.CID != root.String() || shared.Size != int64(len(data)) {
 		t.Fatalf("peer share --json: exit %d, stdout %q, stderr %q; want cid %s, size %d", code, out, errs, root, len(data))
 	}
 	jsonPath := filepath.Join(wd, "json.bin")
-	out, errs, code = peerCmd(t, env, "fetch", "--repo", peers[4].repo, "--json", "-o", jsonPath, root.String())
+	out, errs, code = peerCmd(t, env, "fetch", "--repo", others[2].repo, "--json", "-o", jsonPath, root.String())
 	var fetched api.FetchResult
 	if code != 0 || errs != "" || json.Unmarshal([]byte(out), &fetched) != nil || fetched != (api.FetchResult{CID: root.String(), Path: jsonPath, Size: int64(len(data))}) {
 		t.Fatalf("peer fetch --json -o: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 
 	t.Run("bad inputs on a live ring", func(t *testing.T) {
-		repo := peers[3].repo
+		repo := others[1].repo
 		// A CID no replica holds: answered fast, not a hang.
 		never, err := cid.V1Builder{Codec: cid.Raw, MhType: 0x12}.Sum([]byte("never shared"))
 		if err != nil {
@@ -241,22 +290,6 @@ func TestE2EShareAndFetch(t *testing.T) {
 	})
 
 	// Peer 1 (the sharer) and the first replica holder of the root die.
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	l, err := peers[7].client.Lookup(ctx, chord.KeyID(root.Hash()).Hex())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var holders []string
-	for _, s := range l.Successors {
-		if !slices.Contains(holders, s.Peer) {
-			holders = append(holders, s.Peer)
-		}
-	}
-	victim := holders[0]
-	if victim == peers[0].id { // peer 1 holds the root: kill the next holder too
-		victim = holders[1]
-	}
 	var live []*ringPeer
 	for _, p := range peers {
 		if p == peers[0] || p.id == victim {
@@ -270,17 +303,16 @@ func TestE2EShareAndFetch(t *testing.T) {
 		}
 		live = append(live, p)
 	}
-	t.Logf("killed peer 1 and root holder %s; root replicas were %v", victim, holders[:min(3, len(holders))])
+	t.Logf("killed peer 1 and root holder %s; root replicas were %v", victim, holders[:3])
 	start = time.Now()
 	waitConverged(t, live)
 	t.Logf("ring of %d converged %v after the kills", len(live), time.Since(start))
 
-	fetcher := live[len(live)-2]
 	start = time.Now()
-	if got := fetchFile(t, env, fetcher.repo, root); !bytes.Equal(got, data) {
-		t.Fatalf("after the kills %s fetched %d bytes that differ", fetcher.repo, len(got))
+	if got := fetchFile(t, env, fresh.repo, root); !bytes.Equal(got, data) {
+		t.Fatalf("after the kills %s fetched %d bytes that differ", fresh.repo, len(got))
 	}
-	t.Logf("fetched on %s after the kills in %v", fetcher.repo, time.Since(start))
+	t.Logf("fetched on %s, which had not fetched the file and holds no replica of its root, after the kills in %v", fresh.repo, time.Since(start))
 }
 
 func TestE2EShareFetchBadInputs(t *testing.T) {
@@ -310,7 +342,20 @@ func TestE2EShareFetchBadInputs(t *testing.T) {
 		{"zero stall timeout", []string{"fetch", "--repo", repo, "--stall-timeout", "0s", okCID}, `^peer: --stall-timeout 0s: want a positive duration`},
 		{"--json to stdout", []string{"fetch", "--repo", repo, "--json", okCID}, `^peer: --json needs -o PATH: `},
 	}
-	if os.Geteuid() != 0 { // root reads any file
+	// A FILE nobody can read, root included (CI runs as root): a socket,
+	// which open refuses (ENXIO).
+	sock := filepath.Join(dir, "sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cases = append(cases, struct {
+		what string
+		args []string
+		want string
+	}{"FILE that root cannot read either", []string{"share", "--repo", repo, sock}, `^peer: cannot read ` + regexp.QuoteMeta(sock+": "+syscall.ENXIO.Error()) + `$`})
+	if os.Geteuid() != 0 { // root reads any regular file
 		unreadable := filepath.Join(dir, "unreadable")
 		if err := os.WriteFile(unreadable, []byte("secret"), 0o000); err != nil {
 			t.Fatal(err)
@@ -330,6 +375,9 @@ func TestE2EShareFetchBadInputs(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(file); string(got) != "hello chord\n" {
 		t.Error("the file to share was changed")
+	}
+	if fi, err := os.Lstat(sock); err != nil || fi.Mode().Type() != fs.ModeSocket {
+		t.Errorf("the socket given as FILE: %v, %v", fi, err)
 	}
 	// Usage errors: exit 2 and the usage.
 	for _, args := range [][]string{{"share"}, {"fetch"}, {"share", "a", "b"}, {"fetch", okCID, "extra"}} {
@@ -402,21 +450,21 @@ func TestE2EKillDuringReceive(t *testing.T) {
 	path, data := writeRandomFile(t, 32<<20, 5)
 	victim := peers[2]
 
-	share := exec.Command(peerBinary(t), "share", "--repo", peers[0].repo, path)
-	share.Env = env
-	dieWithTest(share)
+	shareCmd := exec.Command(peerBinary(t), "share", "--repo", peers[0].repo, path)
+	shareCmd.Env = env
+	dieWithTest(shareCmd)
 	var shareOut, shareErr bytes.Buffer
-	share.Stdout, share.Stderr = &shareOut, &shareErr
-	if err := share.Start(); err != nil {
+	shareCmd.Stdout, shareCmd.Stderr = &shareOut, &shareErr
+	if err := shareCmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	shareDone := make(chan struct{})
 	go func() {
-		_ = share.Wait()
+		_ = shareCmd.Wait()
 		close(shareDone)
 	}()
 	t.Cleanup(func() {
-		_ = share.Process.Kill()
+		_ = shareCmd.Process.Kill()
 		<-shareDone
 	})
 
@@ -501,9 +549,17 @@ func TestE2EKillDuringReceive(t *testing.T) {
 	}
 	select {
 	case <-shareDone:
-		t.Logf("share with peer 3 killed: %v %q %q", share.ProcessState, shareOut.String(), shareErr.String())
 	case <-time.After(60 * time.Second):
 		t.Fatal("share did not end")
+	}
+	// Two replicas of every block live on (W = 2): the share succeeds,
+	// with the file's root CID.
+	want, err := share.Import(context.Background(), bytes.NewReader(data), discardBlocks{}, share.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := shareCmd.ProcessState.ExitCode(); code != 0 || shareOut.String() != want.String()+"\n" || shareErr.Len() != 0 {
+		t.Errorf("share with peer 3 killed: exit %d, stdout %q, stderr %q; want exit 0 and %s", code, shareOut.String(), shareErr.String(), want)
 	}
 
 	// Restarted on the address it had (as a peer with a fixed port does),
@@ -520,3 +576,9 @@ func TestE2EKillDuringReceive(t *testing.T) {
 		t.Errorf("restarted peer 3 serving leaf %s: exit %d, stderr %q, %d bytes", leaf, code, errs, len(out))
 	}
 }
+
+// discardBlocks is a share.Putter that keeps nothing: Import with it
+// computes a file's root CID.
+type discardBlocks struct{}
+
+func (discardBlocks) Put(context.Context, cid.Cid, []byte) error { return nil }
