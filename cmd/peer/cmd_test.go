@@ -119,7 +119,7 @@ func TestDaemonRejectsBadReplication(t *testing.T) {
 		{[]string{"--replicas", "2", "--write-quorum", "3"}, "--write-quorum 3: more than --replicas 2"},
 	} {
 		dir := shortTempDir(t)
-		_, errs, code := runCmd(t, append([]string{"daemon", "--repo", dir}, tc.args...)...)
+		_, errs, code := runCmd(t, append([]string{"daemon", "--repo", dir, "--listen", "/ip4/127.0.0.1/tcp/0"}, tc.args...)...)
 		if code != 1 || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, tc.want) {
 			t.Errorf("%q: exit %d, stderr %q; want exit 1 and one line with %q", tc.args, code, errs, tc.want)
 		}
