@@ -196,7 +196,7 @@ func TestDaemonRefusesBadOptions(t *testing.T) {
 		r, w *int
 		want string
 	}{
-		{"too many replicas", new(MaxReplicas + 1), nil, fmt.Sprintf("--replicas %d: want 1..%d", MaxReplicas+1, MaxReplicas)},
+		{"too many replicas", new(MaxReplicas() + 1), nil, fmt.Sprintf("--replicas %d: want 1..%d", MaxReplicas()+1, MaxReplicas())},
 		{"zero write quorum", nil, new(0), "--write-quorum 0: want 1 or more"},
 		{"write quorum above the config's replicas", nil, new(4), "--write-quorum 4: more than replicas 3"},
 		{"replicas below the config's write quorum", new(1), nil, "write_quorum 2: more than --replicas 1"},

@@ -108,13 +108,13 @@ func DefaultRepoConfig() RepoConfig {
 // MaxReplicas bounds r: a block's replicas are the first r distinct peers
 // of its key's successors, and repair and a leaving peer's hand-off look
 // no further than a vnode's own successor list.
-var MaxReplicas = chord.DefaultConfig().SuccessorListLen
+func MaxReplicas() int { return chord.DefaultConfig().SuccessorListLen }
 
 // checkReplication reports an r or W that cannot work, naming them rName
 // and wName (the config key or the flag that set them).
 func checkReplication(r, w int, rName, wName string) error {
-	if r < 1 || r > MaxReplicas {
-		return fmt.Errorf("%s %d: want 1..%d (replicas are drawn from a successor list of %d)", rName, r, MaxReplicas, MaxReplicas)
+	if m := MaxReplicas(); r < 1 || r > m {
+		return fmt.Errorf("%s %d: want 1..%d (replicas are drawn from a successor list of %d)", rName, r, m, m)
 	}
 	if w < 1 {
 		return fmt.Errorf("%s %d: want 1 or more", wName, w)

@@ -175,9 +175,9 @@ func TestRepoRejectsBadFiles(t *testing.T) {
 		}, "uplink -1"},
 		{"too many replicas", func(t *testing.T, dir string) {
 			c := DefaultRepoConfig()
-			c.Replicas = MaxReplicas + 1
+			c.Replicas = MaxReplicas() + 1
 			writeConfig(t, dir, c)
-		}, fmt.Sprintf("replicas %d: want 1..%d", MaxReplicas+1, MaxReplicas)},
+		}, fmt.Sprintf("replicas %d: want 1..%d", MaxReplicas()+1, MaxReplicas())},
 		{"zero replicas", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, ConfigFile), []byte(`{"version":1,"listen":[],"bootstrap":[],"capacity":2,"lookup":"recursive","replicas":0}`), 0o600)
 		}, "replicas 0: want 1.."},

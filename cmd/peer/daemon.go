@@ -69,7 +69,7 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		uplink = &n
 		return err
 	})
-	replicas := fs.Int("replicas", 0, fmt.Sprintf("store each block on `N` distinct peers, 1..%d; give every peer of a ring the same N\n(default: the repo config's, initially %d)", peer.MaxReplicas, peer.DefaultConfig().Replicas))
+	replicas := fs.Int("replicas", 0, fmt.Sprintf("store each block on `N` distinct peers, 1..%d; give every peer of a ring the same N\n(default: the repo config's, initially %d)", peer.MaxReplicas(), peer.DefaultConfig().Replicas))
 	quorum := fs.Int("write-quorum", 0, fmt.Sprintf("a put returns once `N` replicas have stored the block durably, 1..replicas;\nthe others are written in the background (default: the repo config's, initially %d)", peer.DefaultConfig().WriteQuorum))
 	withTUI := fs.Bool("tui", false, "run the terminal UI attached; the log goes to DIR/"+daemonLogName)
 	pprof := fs.Bool("pprof", false, "serve Go's runtime profiles on the local API socket, under /debug/pprof/;\nthis run only")
