@@ -21,7 +21,6 @@ import (
 	"github.com/multiformats/go-multiaddr"
 
 	"chordshare/blocks"
-	"chordshare/chord"
 	"chordshare/internal/ctxtime"
 	"chordshare/peer/api"
 )
@@ -56,6 +55,9 @@ type DaemonOptions struct {
 	// bytes per second (0: unpaced, UplinkAuto: estimated); nil: the repo
 	// config's.
 	Uplink *int64
+	// Replicas (r) and WriteQuorum (W); nil: the repo config's.
+	Replicas    *int
+	WriteQuorum *int
 
 	// BootstrapAttempts is how many times to try joining through the
 	// bootstrap peers before giving up; zero: DefaultBootstrapAttempts.
@@ -152,6 +154,17 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 	if opts.Uplink != nil {
 		rc.Uplink = UplinkSize(*opts.Uplink)
 	}
+	// Checked before Validate, to name the flags that set them.
+	rName, wName := "replicas", "write_quorum"
+	if opts.Replicas != nil {
+		rc.Replicas, rName = *opts.Replicas, "--replicas"
+	}
+	if opts.WriteQuorum != nil {
+		rc.WriteQuorum, wName = *opts.WriteQuorum, "--write-quorum"
+	}
+	if err := checkReplication(rc.Replicas, rc.WriteQuorum, rName, wName); err != nil {
+		return nil, err
+	}
 	if err := rc.Validate(); err != nil {
 		return nil, err
 	}
@@ -175,16 +188,11 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 		return nil, err
 	}
 	cfg := DefaultConfig()
-	cfg.Chord.Vnodes = rc.Capacity
+	if err := rc.applyTo(&cfg); err != nil {
+		return nil, err
+	}
 	if opts.VnodeChoices != 0 {
 		cfg.Chord.VnodeChoices = opts.VnodeChoices
-	}
-	if rc.RepairRate != nil {
-		cfg.Repair.Rate = int64(*rc.RepairRate)
-	}
-	cfg.Uplink = int64(rc.Uplink)
-	if cfg.Chord.Lookup, err = chord.ParseLookupMode(rc.Lookup); err != nil {
-		return nil, err
 	}
 	if err := cfg.Chord.Validate(); err != nil {
 		return nil, fmt.Errorf("ring config: %w", err)

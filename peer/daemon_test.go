@@ -2,7 +2,9 @@ package peer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -187,6 +189,26 @@ func TestDaemonRefusesBadOptions(t *testing.T) {
 			t.Errorf("err = %v", err)
 		}
 	})
+	// r and W set for the run are checked against each other and the
+	// repo config's, and the error names the flag.
+	for _, tc := range []struct {
+		name string
+		r, w *int
+		want string
+	}{
+		{"too many replicas", new(MaxReplicas() + 1), nil, fmt.Sprintf("--replicas %d: want 1..%d", MaxReplicas()+1, MaxReplicas())},
+		{"zero write quorum", nil, new(0), "--write-quorum 0: want 1 or more"},
+		{"write quorum above the config's replicas", nil, new(4), "--write-quorum 4: more than replicas 3"},
+		{"replicas below the config's write quorum", new(1), nil, "write_quorum 2: more than --replicas 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := loopbackOptions(shortDir(t))
+			opts.Replicas, opts.WriteQuorum = tc.r, tc.w
+			if _, err := StartDaemon(ctx, opts); err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Errorf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
 	t.Run("bad lookup mode", func(t *testing.T) {
 		opts := loopbackOptions(shortDir(t))
 		opts.Lookup = "sideways"
@@ -214,6 +236,28 @@ func runDaemon(t *testing.T, opts DaemonOptions) *Daemon {
 		}
 	})
 	return d
+}
+
+// --replicas and --write-quorum reach the node for this run; the repo's
+// config.json keeps its own.
+func TestDaemonReplicationOverride(t *testing.T) {
+	opts := loopbackOptions(shortDir(t))
+	opts.Replicas, opts.WriteQuorum = new(5), new(1)
+	d := runDaemon(t, opts)
+	if c := d.node.cfg; c.Replicas != 5 || c.WriteQuorum != 1 {
+		t.Errorf("node r %d, W %d; want 5, 1", c.Replicas, c.WriteQuorum)
+	}
+	data, err := os.ReadFile(filepath.Join(opts.Repo, ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c RepoConfig
+	if err := json.Unmarshal(data, &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Replicas != 3 || c.WriteQuorum != 2 {
+		t.Errorf("config.json r %d, W %d; want the defaults 3, 2 kept", c.Replicas, c.WriteQuorum)
+	}
 }
 
 // --uplink reaches the node: its block uploads are paced and the status

@@ -79,6 +79,12 @@ type RepoConfig struct {
 	// below it, so the ring calls sharing the link stay fast and the peer
 	// stays in the ring.
 	Uplink UplinkSize `json:"uplink,omitempty"`
+	// Replicas (r) is how many distinct peers hold each block, and
+	// WriteQuorum (W) how many of them a put waits for; 1 <= W <= r <=
+	// MaxReplicas. Absent (a config from before they were options): 3
+	// and 2. Every peer of a ring should have the same r (README).
+	Replicas    int `json:"replicas"`
+	WriteQuorum int `json:"write_quorum"`
 }
 
 // DefaultListen are the listen addresses of a new repo.
@@ -93,7 +99,46 @@ func DefaultRepoConfig() RepoConfig {
 		Bootstrap: []string{},
 		Capacity:  c.Vnodes,
 		Lookup:    c.Lookup.String(),
+		// The node's defaults, so config.json shows what the peer runs.
+		Replicas:    DefaultConfig().Replicas,
+		WriteQuorum: DefaultConfig().WriteQuorum,
 	}
+}
+
+// MaxReplicas bounds r: a block's replicas are the first r distinct peers
+// of its key's successors, and repair and a leaving peer's hand-off look
+// no further than a vnode's own successor list.
+func MaxReplicas() int { return chord.DefaultConfig().SuccessorListLen }
+
+// checkReplication reports an r or W that cannot work, naming them rName
+// and wName (the config key or the flag that set them).
+func checkReplication(r, w int, rName, wName string) error {
+	if m := MaxReplicas(); r < 1 || r > m {
+		return fmt.Errorf("%s %d: want 1..%d (replicas are drawn from a successor list of %d)", rName, r, m, m)
+	}
+	if w < 1 {
+		return fmt.Errorf("%s %d: want 1 or more", wName, w)
+	}
+	if w > r {
+		return fmt.Errorf("%s %d: more than %s %d (a put cannot wait for more replicas than there are)", wName, w, rName, r)
+	}
+	return nil
+}
+
+// applyTo sets the node config's fields that the repo config holds.
+func (c RepoConfig) applyTo(cfg *Config) error {
+	lookup, err := chord.ParseLookupMode(c.Lookup)
+	if err != nil {
+		return err
+	}
+	cfg.Chord.Lookup = lookup
+	cfg.Chord.Vnodes = c.Capacity
+	if c.RepairRate != nil {
+		cfg.Repair.Rate = int64(*c.RepairRate)
+	}
+	cfg.Uplink = int64(c.Uplink)
+	cfg.Replicas, cfg.WriteQuorum = c.Replicas, c.WriteQuorum
+	return nil
 }
 
 // Validate reports the first setting that cannot work.
@@ -124,7 +169,7 @@ func (c RepoConfig) Validate() error {
 	if c.RepairRate != nil && *c.RepairRate < 0 {
 		return fmt.Errorf("repair_rate %d: want 0 (no limit) or more", int64(*c.RepairRate))
 	}
-	return nil
+	return checkReplication(c.Replicas, c.WriteQuorum, "replicas", "write_quorum")
 }
 
 // Repo is an open repo, held exclusively by this process until Close.
@@ -321,7 +366,10 @@ func loadOrCreateConfig(path string) (RepoConfig, error) {
 	if err != nil {
 		return RepoConfig{}, fmt.Errorf("read config: %w", err)
 	}
-	var cfg RepoConfig
+	// Fields added to version 1 keep their default when absent; the
+	// decoder leaves them as they are.
+	d := DefaultRepoConfig()
+	cfg := RepoConfig{Replicas: d.Replicas, WriteQuorum: d.WriteQuorum}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&cfg); err != nil {

@@ -104,8 +104,18 @@ func TestRepoConfigDefaultsAndOverrides(t *testing.T) {
 	if got, want := r.Config(), DefaultRepoConfig(); !reflect.DeepEqual(got, want) {
 		t.Errorf("new repo config = %+v, want %+v", got, want)
 	}
-	if c := DefaultRepoConfig(); c.Capacity != 8 || c.Lookup != "recursive" {
-		t.Errorf("defaults = %+v, want capacity 8, recursive lookups", c)
+	if c := DefaultRepoConfig(); c.Capacity != 8 || c.Lookup != "recursive" || c.Replicas != 3 || c.WriteQuorum != 2 {
+		t.Errorf("defaults = %+v, want capacity 8, recursive lookups, r 3, W 2", c)
+	}
+	// The new repo's file shows them, for the user to edit.
+	data, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"replicas": 3`, `"write_quorum": 2`} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("new config.json lacks %s:\n%s", want, data)
+		}
 	}
 
 	// A user's edits are read back.
@@ -113,6 +123,7 @@ func TestRepoConfigDefaultsAndOverrides(t *testing.T) {
 	edited.Capacity = 3
 	edited.Lookup = "iterative"
 	edited.Listen = []string{"/ip4/127.0.0.1/tcp/4001"}
+	edited.Replicas, edited.WriteQuorum = 5, 4
 	writeConfig(t, dir, edited)
 	r, err = OpenRepo(dir)
 	if err != nil {
@@ -162,6 +173,24 @@ func TestRepoRejectsBadFiles(t *testing.T) {
 		{"negative uplink", func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, ConfigFile), []byte(`{"version":1,"listen":[],"bootstrap":[],"capacity":2,"lookup":"recursive","uplink":-1}`), 0o600)
 		}, "uplink -1"},
+		{"too many replicas", func(t *testing.T, dir string) {
+			c := DefaultRepoConfig()
+			c.Replicas = MaxReplicas() + 1
+			writeConfig(t, dir, c)
+		}, fmt.Sprintf("replicas %d: want 1..%d", MaxReplicas()+1, MaxReplicas())},
+		{"zero replicas", func(t *testing.T, dir string) {
+			os.WriteFile(filepath.Join(dir, ConfigFile), []byte(`{"version":1,"listen":[],"bootstrap":[],"capacity":2,"lookup":"recursive","replicas":0}`), 0o600)
+		}, "replicas 0: want 1.."},
+		{"zero write quorum", func(t *testing.T, dir string) {
+			c := DefaultRepoConfig()
+			c.WriteQuorum = 0
+			writeConfig(t, dir, c)
+		}, "write_quorum 0: want 1 or more"},
+		{"write quorum above replicas", func(t *testing.T, dir string) {
+			c := DefaultRepoConfig()
+			c.Replicas, c.WriteQuorum = 2, 3
+			writeConfig(t, dir, c)
+		}, "write_quorum 3: more than replicas 2"},
 		{"future version", func(t *testing.T, dir string) {
 			c := DefaultRepoConfig()
 			c.Version = 99
@@ -192,6 +221,59 @@ func TestRepoRejectsBadFiles(t *testing.T) {
 			}
 			unlockRepo(f)
 		})
+	}
+}
+
+// A config.json from before r and W were options loads with their
+// defaults, and is not rewritten.
+func TestRepoConfigWithoutReplication(t *testing.T) {
+	dir := t.TempDir()
+	old := `{"version":1,"listen":["/ip4/127.0.0.1/tcp/0"],"bootstrap":[],"capacity":2,"lookup":"iterative","storage_max":0}`
+	path := filepath.Join(dir, ConfigFile)
+	if err := os.WriteFile(path, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenRepo(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	if c := r.Config(); c.Replicas != 3 || c.WriteQuorum != 2 || c.Capacity != 2 || c.Lookup != "iterative" {
+		t.Errorf("config = %+v, want r 3, W 2 and the file's capacity 2, iterative", c)
+	}
+	if data, _ := os.ReadFile(path); string(data) != old {
+		t.Errorf("config.json rewritten: %s", data)
+	}
+}
+
+// A node configured from a repo whose config.json says r = 2, W = 1 puts
+// each block on 2 peers of a 4-peer ring, not the default 3.
+func TestRepoReplicationReachesPuts(t *testing.T) {
+	dir := t.TempDir()
+	rc := DefaultRepoConfig()
+	rc.Capacity = 1
+	rc.Replicas, rc.WriteQuorum = 2, 1
+	writeConfig(t, dir, rc)
+	repo, err := OpenRepo(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo.Close()
+	cfg := testConfig()
+	if err := repo.Config().applyTo(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Replicas != 2 || cfg.WriteQuorum != 1 {
+		t.Fatalf("node config r %d, W %d; want 2, 1", cfg.Replicas, cfg.WriteQuorum)
+	}
+	r, stores := storedRingOf(t, cfg, 4)
+	for i := range 8 {
+		data := fmt.Appendf(nil, "block %d", i)
+		c := rawBlock(t, data)
+		putSettled(t, r, c, data)
+		if got := holderCount(stores, c); got != 2 {
+			t.Errorf("block %d is on %d peers, want 2", i, got)
+		}
 	}
 }
 

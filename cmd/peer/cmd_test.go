@@ -105,6 +105,27 @@ func TestDaemonRejectsBadLookupMode(t *testing.T) {
 	}
 }
 
+// Bad --replicas and --write-quorum stop the daemon with one line naming
+// the flag; a --write-quorum above the repo config's r (3) is one.
+func TestDaemonRejectsBadReplication(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--replicas", "17"}, "--replicas 17: want 1..16"},
+		{[]string{"--replicas", "0"}, "--replicas 0: want 1..16"},
+		{[]string{"--write-quorum", "0"}, "--write-quorum 0: want 1 or more"},
+		{[]string{"--write-quorum", "4"}, "--write-quorum 4: more than replicas 3"},
+		{[]string{"--replicas", "2", "--write-quorum", "3"}, "--write-quorum 3: more than --replicas 2"},
+	} {
+		dir := shortTempDir(t)
+		_, errs, code := runCmd(t, append([]string{"daemon", "--repo", dir, "--listen", "/ip4/127.0.0.1/tcp/0"}, tc.args...)...)
+		if code != 1 || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want exit 1 and one line with %q", tc.args, code, errs, tc.want)
+		}
+	}
+}
+
 func TestClientsWithoutDaemon(t *testing.T) {
 	dir := shortTempDir(t)
 	want := "peer: no daemon running on repo " + dir + " (start one with: peer daemon --repo " + dir + ")\n"

@@ -15,7 +15,7 @@ import (
 
 var daemonCmd = &command{
 	name:  "daemon",
-	args:  "[--repo DIR] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--announce MULTIADDR]... [--capacity N] [--vnode-choices N] [--storage-max SIZE] [--repair-rate SIZE] [--uplink SIZE|auto] [--lookup MODE] [--pprof] [--tui]",
+	args:  "[--repo DIR] [--listen MULTIADDR]... [--bootstrap MULTIADDR]... [--announce MULTIADDR]... [--capacity N] [--vnode-choices N] [--storage-max SIZE] [--repair-rate SIZE] [--uplink SIZE|auto] [--replicas N] [--write-quorum N] [--lookup MODE] [--pprof] [--tui]",
 	short: "run a peer: join (or start) a ring and serve the local API",
 	long: `Runs a peer until interrupted (SIGINT or SIGTERM). The repo is created on
 first start, with a new identity key and a config.json holding the defaults;
@@ -69,6 +69,8 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		uplink = &n
 		return err
 	})
+	replicas := fs.Int("replicas", 0, fmt.Sprintf("store each block on `N` distinct peers, 1..%d; give every peer of a ring the same N\n(default: the repo config's, initially %d)", peer.MaxReplicas(), peer.DefaultConfig().Replicas))
+	quorum := fs.Int("write-quorum", 0, fmt.Sprintf("a put returns once `N` replicas have stored the block durably, 1..replicas;\nthe others are written in the background (default: the repo config's, initially %d)", peer.DefaultConfig().WriteQuorum))
 	withTUI := fs.Bool("tui", false, "run the terminal UI attached; the log goes to DIR/"+daemonLogName)
 	pprof := fs.Bool("pprof", false, "serve Go's runtime profiles on the local API socket, under /debug/pprof/;\nthis run only")
 	lookup := fs.String("lookup", "", "lookup `MODE`: recursive or iterative (default: the repo config's, initially "+chord.DefaultConfig().Lookup.String()+")")
@@ -102,6 +104,12 @@ func runDaemon(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	if set["vnode-choices"] {
 		opts.VnodeChoices = *choices
+	}
+	if set["replicas"] {
+		opts.Replicas = replicas
+	}
+	if set["write-quorum"] {
+		opts.WriteQuorum = quorum
 	}
 	opts.StorageMax = storageMax
 	opts.RepairRate = repairRate
