@@ -64,10 +64,6 @@ func (c Config) Validate() error {
 	if c.Replicas < 1 || c.WriteQuorum < 1 || c.WriteQuorum > c.Replicas {
 		return fmt.Errorf("replication: want 1 <= W (%d) <= r (%d)", c.WriteQuorum, c.Replicas)
 	}
-	if c.Replicas > c.Chord.SuccessorListLen {
-		// A key's replicas are drawn from one successor list.
-		return fmt.Errorf("replication: r (%d) exceeds the successor list (%d)", c.Replicas, c.Chord.SuccessorListLen)
-	}
 	return nil
 }
 

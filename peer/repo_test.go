@@ -310,19 +310,3 @@ func TestParseBootstrap(t *testing.T) {
 		t.Errorf("none: %v, %v", infos, err)
 	}
 }
-
-// TestConfigBoundsReplicas: a node refuses more replicas than one
-// successor list holds, whatever set its Config (a repo's bounds are the
-// default list's; a program can shorten the list).
-func TestConfigBoundsReplicas(t *testing.T) {
-	c := DefaultConfig()
-	c.Chord.SuccessorListLen = 4
-	c.Replicas = 4
-	if err := c.Validate(); err != nil {
-		t.Fatalf("r = successor list: %v", err)
-	}
-	c.Replicas = 5
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "successor list") {
-		t.Fatalf("r above the successor list: %v, want an error naming it", err)
-	}
-}
