@@ -208,6 +208,9 @@ func (n *Node) deliverHint(ctx context.Context, p p2ppeer.ID, c cid.Cid) bool {
 		}
 		putBuf(data)
 	}
+	if errors.Is(err, blocks.ErrCorrupt) {
+		n.blockCorrupt(err, "", "its hint for "+p.ShortString()+" dropped")
+	}
 	if err != nil && !errors.Is(err, blocks.ErrNotFound) && !errors.Is(err, blocks.ErrCorrupt) {
 		return false
 	}

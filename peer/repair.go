@@ -544,6 +544,9 @@ func (n *Node) pushArc(ctx context.Context, p p2ppeer.ID, items []merkle.Item, r
 		c, _ := cid.Cast(it.Val) // our own store's CIDs
 		data, _, err := n.readLocal(c)
 		if err != nil {
+			if errors.Is(err, blocks.ErrCorrupt) {
+				n.blockCorrupt(err, "", "not pushed to "+p.ShortString())
+			}
 			continue // lost here too (the scrub or the next round sees to it)
 		}
 		size := len(data)

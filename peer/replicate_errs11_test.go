@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 
 	"chordshare/blocks"
+	"chordshare/merkle"
 	"chordshare/peer/api"
 	"chordshare/share"
 )
@@ -173,5 +174,30 @@ func damage(t *testing.T, dir string, c cid.Cid) {
 	b[len(b)/2] ^= 0xff
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestCorruptBlockNotPushedIsReported: repair's push skips a block whose
+// copy here is corrupt, and says so in the node's events.
+func TestCorruptBlockNotPushedIsReported(t *testing.T) {
+	r, dirs := ringWithLimits(t, 0, 0, 0)
+	pusher, to := r.nodes[0], r.nodes[1]
+	data := bytes.Repeat([]byte("pushed by repair "), 1000)
+	c := rawBlock(t, data)
+	if err := pusher.cfg.Store.Put(c, data); err != nil {
+		t.Fatal(err)
+	}
+	damage(t, dirs[pusher], c)
+	var rs RoundStats
+	items := []merkle.Item{{Val: c.Bytes()}}
+	if errs, err := pusher.pushArc(testCtx(t), to.Host().ID(), items, &rs); err != nil || len(errs) != 0 {
+		t.Fatalf("push of a corrupt block: %v, %v; want it skipped", errs, err)
+	}
+	if to.cfg.Store.Has(c) {
+		t.Fatal("a corrupt copy reached the peer")
+	}
+	es := kinds(eventsOf(pusher), api.EventBlockCorrupt)
+	if len(es) != 1 || !strings.Contains(es[0].Message, c.String()) || !strings.Contains(es[0].Message, "not pushed") {
+		t.Fatalf("events after pushing a corrupt block: %+v, want one naming %s, not pushed", es, c)
 	}
 }
