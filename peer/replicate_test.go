@@ -272,22 +272,14 @@ func TestGetSkipsReplicaServingWrongBytes(t *testing.T) {
 	for _, p := range replicas[1:] {
 		fetcher.blocks.rates.start(p)(time.Microsecond, fetchFailed)
 	}
-	var mu sync.Mutex
-	var steps []GetEvent
-	fetcher.cfg.GetTrace = func(e GetEvent) {
-		mu.Lock()
-		steps = append(steps, e)
-		mu.Unlock()
-	}
+	steps := traceGets(fetcher)
 	got, err := fetcher.Get(ctx, c)
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("get with one lying replica: %q, %v; want %q", got, err, data)
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	var asked []p2ppeer.ID
 	refused := false
-	for _, e := range steps {
+	for _, e := range steps() {
 		switch {
 		case e.Step == GetAsked:
 			asked = append(asked, e.Peer)
@@ -297,6 +289,23 @@ func TestGetSkipsReplicaServingWrongBytes(t *testing.T) {
 	}
 	if len(asked) < 2 || asked[0] != liar || !refused {
 		t.Errorf("asked %v, the liar %s first: %v, its answer refused as a bad block: %v; want it asked first and refused", asked, liar, len(asked) > 0 && asked[0] == liar, refused)
+	}
+}
+
+// traceGets records n's Get steps (Config.GetTrace); the function it
+// returns gives those recorded so far.
+func traceGets(n *Node) func() []GetEvent {
+	var mu sync.Mutex
+	var steps []GetEvent
+	n.cfg.GetTrace = func(e GetEvent) {
+		mu.Lock()
+		steps = append(steps, e)
+		mu.Unlock()
+	}
+	return func() []GetEvent {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(steps)
 	}
 }
 
@@ -445,23 +454,15 @@ func TestGetAsksEveryReplicaForInternalNode(t *testing.T) {
 	}
 	putSettled(t, r, c, data)
 	fetcher, _ := lackingMost(t, r, stores, []cid.Cid{c}, 1)
-	var mu sync.Mutex
-	var steps []GetEvent
-	fetcher.cfg.GetTrace = func(e GetEvent) {
-		mu.Lock()
-		steps = append(steps, e)
-		mu.Unlock()
-	}
+	steps := traceGets(fetcher)
 	got, err := fetcher.Get(ctx, c)
 	if err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("get: %v", err)
 	}
-	mu.Lock()
-	defer mu.Unlock()
 	// Asked at once: one replica asked alone answers in a moment here, and
 	// the others would never be asked.
 	asked := map[p2ppeer.ID]bool{}
-	for _, e := range steps {
+	for _, e := range steps() {
 		if e.Step == GetAsked {
 			asked[e.Peer] = true
 		}
