@@ -286,6 +286,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	wg.Go(func() { d.node.Run(ctx) })
+	wg.Go(func() { d.logCorrupt(ctx) })
 	// Answers in flight (a slow lookup) are cancelled as soon as we stop.
 	d.api.BaseContext = func(net.Listener) context.Context { return ctx }
 	served := make(chan error, 1)
@@ -524,4 +525,36 @@ func joinRing(ctx context.Context, n joiner, boot []libp2ppeer.AddrInfo, opts Da
 // address tried, one per line) into one line.
 func OneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
+}
+
+// logCorrupt writes each block found corrupt on this node's disk
+// (api.EventBlockCorrupt) to the daemon's log until ctx ends: a failing
+// disk is its owner's to know of with no UI attached. The event bus drops
+// a subscriber that falls behind; this one then subscribes again after
+// the last event it saw.
+func (d *Daemon) logCorrupt(ctx context.Context) {
+	var seen uint64
+	log := func(e api.NodeEvent) {
+		seen = e.Seq
+		if e.Kind == api.EventBlockCorrupt {
+			fmt.Fprintf(d.log, "%s\n", e.Message)
+		}
+	}
+	for ctx.Err() == nil {
+		recent, ch := d.node.events.subscribe(seen)
+		for _, e := range recent {
+			log(e)
+		}
+		for open := true; open; {
+			select {
+			case e, ok := <-ch:
+				if open = ok; ok {
+					log(e)
+				}
+			case <-ctx.Done():
+				d.node.events.unsubscribe(ch)
+				return
+			}
+		}
+	}
 }

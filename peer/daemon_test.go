@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,12 +10,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
 
+	"chordshare/blocks"
 	"chordshare/peer/api"
 )
 
@@ -411,4 +414,47 @@ func TestDaemonKeepsVnodeIndicesAcrossRestarts(t *testing.T) {
 	dir = shortDir(t)
 	joined := start(4, d.Addrs())
 	check(joined, joined.Node().ring.Indices())
+}
+
+// A block found corrupt on the daemon's disk is told in its log, not only
+// in the events a UI may or may not be reading.
+func TestDaemonLogsCorruptBlocks(t *testing.T) {
+	dir := shortDir(t)
+	opts := loopbackOptions(dir)
+	var log lockedLog
+	opts.Log = &log
+	d := runDaemon(t, opts)
+	data := bytes.Repeat([]byte("rots on disk "), 100)
+	c := rawBlock(t, data)
+	if err := d.Store().Put(c, data); err != nil {
+		t.Fatal(err)
+	}
+	damage(t, filepath.Join(dir, BlocksDir), c)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _ = d.Node().Get(ctx, c) // no other replica: it fails, after the report
+	for !strings.Contains(log.String(), c.String()+": "+blocks.ErrCorrupt.Error()) {
+		if ctx.Err() != nil {
+			t.Fatalf("daemon log after a corrupt block was read:\n%s", log.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// lockedLog is a daemon's log a test reads while the daemon writes it.
+type lockedLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
