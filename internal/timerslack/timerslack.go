@@ -10,9 +10,9 @@
 // of all the daemons' CPU (perf, testnet/xferbench). A slack of a
 // millisecond lets the kernel end them up to a millisecond late, together
 // with other wakeups: the monitor takes a P back from a system call, and a
-// timer fires, that much later at worst. In xferbench's A/B a share's CPU
-// fell by about a fifth; a fetch's rate fell in every pair of one series
-// and not in the other (testnet/xferbench/README.md, session 11).
+// timer fires, that much later at worst. In xferbench's A/B of the slack
+// alone a share cost 0.86x the CPU, a fetch 0.91x the CPU at 0.95x the
+// rate, inside the runs' swing (testnet/xferbench/README.md, session 11).
 package timerslack
 
 import "time"
