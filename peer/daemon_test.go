@@ -458,3 +458,51 @@ func (l *lockedLog) String() string {
 	defer l.mu.Unlock()
 	return l.buf.String()
 }
+
+// A block found corrupt while the daemon leaves (its hand-off reads every
+// block it holds) is told in its log too: the log is read until the leave
+// is over, not only while the ring runs.
+func TestDaemonLogsCorruptBlockFoundOnLeave(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := shortDir(t)
+	opts := loopbackOptions(dir)
+	var log lockedLog
+	opts.Log = &log
+	d, err := StartDaemon(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	ran := make(chan error, 1)
+	go func() { ran <- d.Run(runCtx) }()
+	other := loopbackOptions(shortDir(t))
+	other.Bootstrap = d.Addrs()
+	to := runDaemon(t, other)
+
+	data := bytes.Repeat([]byte("rots before the leave "), 100)
+	c := rawBlock(t, data)
+	// The leave hands the block to the other peer once this one knows it.
+	for {
+		peers, err := d.Node().Replicas(ctx, c)
+		if err == nil && slices.Contains(peers, to.ID()) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the other daemon never became a replica: %v, %v", peers, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := d.Store().Put(c, data); err != nil {
+		t.Fatal(err)
+	}
+	damage(t, filepath.Join(dir, BlocksDir), c)
+	stop()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	if got := log.String(); !strings.Contains(got, c.String()+": "+blocks.ErrCorrupt.Error()) || !strings.Contains(got, "not pushed") {
+		t.Fatalf("daemon log after leaving with a corrupt block:\n%s", got)
+	}
+}
