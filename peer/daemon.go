@@ -270,7 +270,7 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 	d := &Daemon{repo: repo, store: store, host: h, node: node, cfg: cfg, sock: sock, ln: ln, log: logw}
 	acfg := apiConfig{LookupTimeout: cfg.Chord.LookupTimeout, Log: logw, Events: node.events, VerifiedBlocks: true, Locate: node.Locate, Pprof: opts.Pprof}
 	if store != nil {
-		acfg.Nodes = storeNodes{store}
+		acfg.Nodes = storeNodes{store, node}
 	}
 	d.apih = newAPIHandler(daemonBackend{Node: node, store: store}, acfg)
 	d.api = newAPIServer(d.apih, logw)

@@ -14,11 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
 
 	"chordshare/blocks"
 	"chordshare/peer/api"
+	"chordshare/share"
 )
 
 func loopbackOptions(dir string) DaemonOptions {
@@ -504,5 +506,39 @@ func TestDaemonLogsCorruptBlockFoundOnLeave(t *testing.T) {
 	}
 	if got := log.String(); !strings.Contains(got, c.String()+": "+blocks.ErrCorrupt.Error()) || !strings.Contains(got, "not pushed") {
 		t.Fatalf("daemon log after leaving with a corrupt block:\n%s", got)
+	}
+}
+
+// An internal node of a file that a fetch finds corrupt in the daemon's
+// store (which a fetch asks first for those) is told in the events, as
+// any other block this peer's store is found to have lost.
+func TestDaemonReportsCorruptNodeOfFetch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := shortDir(t)
+	opts := loopbackOptions(dir)
+	opts.Replicas, opts.WriteQuorum = new(1), new(1) // a ring of one
+	d := runDaemon(t, opts)
+	data := bytes.Repeat([]byte("three leaves and a root "), 3*share.DefaultChunkSize/24)
+	root, err := share.Import(ctx, bytes.NewReader(data), d.Node(), share.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root.Type() != cid.DagProtobuf {
+		t.Fatalf("root %s is not an internal node", root)
+	}
+	damage(t, filepath.Join(dir, BlocksDir), root)
+	c, err := api.NewClient(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// No other replica: the fetch fails, after the report.
+	if _, err := c.Fetch(ctx, root.String(), filepath.Join(t.TempDir(), "out"), api.TransferOptions{}); err == nil {
+		t.Fatal("fetch of a file whose only root is corrupt succeeded")
+	}
+	es := kinds(eventsOf(d.Node()), api.EventBlockCorrupt)
+	if len(es) != 1 || !strings.Contains(es[0].Message, root.String()+": "+blocks.ErrCorrupt.Error()) {
+		t.Fatalf("block_corrupt events after fetching a file with a corrupt root: %+v, want one naming %s", es, root)
 	}
 }
