@@ -270,7 +270,7 @@ func StartDaemon(ctx context.Context, opts DaemonOptions) (_ *Daemon, err error)
 	d := &Daemon{repo: repo, store: store, host: h, node: node, cfg: cfg, sock: sock, ln: ln, log: logw}
 	acfg := apiConfig{LookupTimeout: cfg.Chord.LookupTimeout, Log: logw, Events: node.events, VerifiedBlocks: true, Locate: node.Locate, Pprof: opts.Pprof}
 	if store != nil {
-		acfg.Nodes = storeNodes{store}
+		acfg.Nodes = storeNodes{store, node}
 	}
 	d.apih = newAPIHandler(daemonBackend{Node: node, store: store}, acfg)
 	d.api = newAPIServer(d.apih, logw)
@@ -286,7 +286,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	wg.Go(func() { d.node.Run(ctx) })
-	wg.Go(func() { d.logCorrupt(ctx) })
+	// The log hears of corrupt blocks until the leave is over: its
+	// hand-off reads every block this peer holds.
+	logCtx, stopLog := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopLog()
+	logged := make(chan struct{})
+	go func() {
+		defer close(logged)
+		d.logCorrupt(logCtx)
+	}()
 	// Answers in flight (a slow lookup) are cancelled as soon as we stop.
 	d.api.BaseContext = func(net.Listener) context.Context { return ctx }
 	served := make(chan error, 1)
@@ -314,6 +322,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.apih.Wait()
 	wg.Wait()
 	d.leave()
+	stopLog()
+	<-logged
 	return errors.Join(err, d.Close())
 }
 
@@ -528,10 +538,11 @@ func OneLine(s string) string {
 }
 
 // logCorrupt writes each block found corrupt on this node's disk
-// (api.EventBlockCorrupt) to the daemon's log until ctx ends: a failing
-// disk is its owner's to know of with no UI attached. The event bus drops
-// a subscriber that falls behind; this one then subscribes again after
-// the last event it saw.
+// (api.EventBlockCorrupt) to the daemon's log until ctx ends, those
+// published before it ended included: a failing disk is its owner's to
+// know of with no UI attached. The event bus drops a subscriber that
+// falls behind; this one then subscribes again after the last event it
+// saw.
 func (d *Daemon) logCorrupt(ctx context.Context) {
 	var seen uint64
 	log := func(e api.NodeEvent) {
@@ -540,7 +551,7 @@ func (d *Daemon) logCorrupt(ctx context.Context) {
 			fmt.Fprintf(d.log, "%s\n", e.Message)
 		}
 	}
-	for ctx.Err() == nil {
+	for {
 		recent, ch := d.node.events.subscribe(seen)
 		for _, e := range recent {
 			log(e)
@@ -552,7 +563,15 @@ func (d *Daemon) logCorrupt(ctx context.Context) {
 					log(e)
 				}
 			case <-ctx.Done():
+				// Those still queued, and (had the bus just dropped
+				// us) those the log holds after them.
 				d.node.events.unsubscribe(ch)
+				for e := range ch {
+					log(e)
+				}
+				for _, e := range d.node.events.recent(seen) {
+					log(e)
+				}
 				return
 			}
 		}

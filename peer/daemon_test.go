@@ -14,11 +14,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	libp2ppeer "github.com/libp2p/go-libp2p/core/peer"
 
 	"chordshare/blocks"
 	"chordshare/peer/api"
+	"chordshare/share"
 )
 
 func loopbackOptions(dir string) DaemonOptions {
@@ -457,4 +459,86 @@ func (l *lockedLog) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
+}
+
+// A block found corrupt while the daemon leaves (its hand-off reads every
+// block it holds) is told in its log too: the log is read until the leave
+// is over, not only while the ring runs.
+func TestDaemonLogsCorruptBlockFoundOnLeave(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := shortDir(t)
+	opts := loopbackOptions(dir)
+	var log lockedLog
+	opts.Log = &log
+	d, err := StartDaemon(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	ran := make(chan error, 1)
+	go func() { ran <- d.Run(runCtx) }()
+	other := loopbackOptions(shortDir(t))
+	other.Bootstrap = d.Addrs()
+	to := runDaemon(t, other)
+
+	data := bytes.Repeat([]byte("rots before the leave "), 100)
+	c := rawBlock(t, data)
+	// The leave hands the block to the other peer once this one knows it.
+	for {
+		peers, err := d.Node().Replicas(ctx, c)
+		if err == nil && slices.Contains(peers, to.ID()) {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the other daemon never became a replica: %v, %v", peers, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := d.Store().Put(c, data); err != nil {
+		t.Fatal(err)
+	}
+	damage(t, filepath.Join(dir, BlocksDir), c)
+	stop()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
+	if got := log.String(); !strings.Contains(got, c.String()+": "+blocks.ErrCorrupt.Error()) || !strings.Contains(got, "not pushed") {
+		t.Fatalf("daemon log after leaving with a corrupt block:\n%s", got)
+	}
+}
+
+// An internal node of a file that a fetch finds corrupt in the daemon's
+// store (which a fetch asks first for those) is told in the events, as
+// any other block this peer's store is found to have lost.
+func TestDaemonReportsCorruptNodeOfFetch(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := shortDir(t)
+	opts := loopbackOptions(dir)
+	opts.Replicas, opts.WriteQuorum = new(1), new(1) // a ring of one
+	d := runDaemon(t, opts)
+	data := bytes.Repeat([]byte("three leaves and a root "), 3*share.DefaultChunkSize/24)
+	root, err := share.Import(ctx, bytes.NewReader(data), d.Node(), share.ImportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if root.Type() != cid.DagProtobuf {
+		t.Fatalf("root %s is not an internal node", root)
+	}
+	damage(t, filepath.Join(dir, BlocksDir), root)
+	c, err := api.NewClient(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// No other replica: the fetch fails, after the report.
+	if _, err := c.Fetch(ctx, root.String(), filepath.Join(t.TempDir(), "out"), api.TransferOptions{}); err == nil {
+		t.Fatal("fetch of a file whose only root is corrupt succeeded")
+	}
+	es := kinds(eventsOf(d.Node()), api.EventBlockCorrupt)
+	if len(es) != 1 || !strings.Contains(es[0].Message, root.String()+": "+blocks.ErrCorrupt.Error()) {
+		t.Fatalf("block_corrupt events after fetching a file with a corrupt root: %+v, want one naming %s", es, root)
+	}
 }

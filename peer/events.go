@@ -79,6 +79,13 @@ func (b *eventBus) recentLocked(since uint64) []api.NodeEvent {
 	return ordered[i:]
 }
 
+// recent returns the remembered events with Seq above since.
+func (b *eventBus) recent(since uint64) []api.NodeEvent {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.recentLocked(since)
+}
+
 // subscribe returns the remembered events after since and a channel of the
 // events that follow them, with none lost or repeated in between. The
 // channel is closed when the subscriber falls behind or unsubscribes.

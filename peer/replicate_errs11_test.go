@@ -201,3 +201,29 @@ func TestCorruptBlockNotPushedIsReported(t *testing.T) {
 		t.Fatalf("events after pushing a corrupt block: %+v, want one naming %s, not pushed", es, c)
 	}
 }
+
+// A put that gives up with a write still under way says how many are:
+// the two other replicas are full, the writer's own write is held in its
+// store, so the quorum is out of reach with 0 acknowledged, 2 failed and
+// 1 pending, and the held write still lands afterwards.
+func TestPutGivesUpWithWritePendingErrs11(t *testing.T) {
+	r, _ := ringWithLimits(t, 0, 1<<10, 1<<10) // r = 3, W = 2: every peer is a replica
+	writer := r.nodes[0]
+	gate := &gatedStore{BlockStore: writer.cfg.Store, release: make(chan struct{}), entered: make(chan struct{}, 8)}
+	writer.cfg.Store = gate
+	data := bytes.Repeat([]byte("held in the writer's store "), 2000)
+	c := rawBlock(t, data)
+	err := writer.Put(testCtx(t), c, data)
+	close(gate.release)
+	writer.bg.Wait()
+	var re *ReplicaError
+	if !errors.As(err, &re) || re.OK != 0 || len(re.Errs) != 2 || re.Pending != 1 || !errors.Is(err, ErrStoreFull) {
+		t.Fatalf("put with two full replicas and the third held: %v (%+v); want 0 acknowledged, 2 failed, 1 pending", err, re)
+	}
+	if want := "0 of 3 replicas acknowledged (2 needed, out of reach: 2 failed, 1 still writing): peers "; !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("put error %q, want it to begin %q", err, want)
+	}
+	if !gate.BlockStore.Has(c) {
+		t.Error("the held write did not land after the put gave up")
+	}
+}

@@ -234,10 +234,21 @@ func openOutput(path string) (f *os.File, created bool, err error) {
 // storeNodes lets a fetch keep the internal nodes of a DAG in the peer's
 // block store (share.FetchOptions.Nodes), so that resuming a fetch asks the
 // ring only for what is missing. It is a cache: a full store is no reason
-// to fail the fetch.
-type storeNodes struct{ s *blocks.Store }
+// to fail the fetch. A node found corrupt is told in node's events (the
+// store removes it, so the Get that follows finds it missing, not
+// corrupt).
+type storeNodes struct {
+	s    *blocks.Store
+	node *Node
+}
 
-func (n storeNodes) Get(_ context.Context, c cid.Cid) ([]byte, error) { return n.s.Get(c) }
+func (n storeNodes) Get(_ context.Context, c cid.Cid) ([]byte, error) {
+	data, err := n.s.Get(c)
+	if errors.Is(err, blocks.ErrCorrupt) {
+		n.node.blockCorrupt(err, "", "fetching it from another replica")
+	}
+	return data, err
+}
 
 func (n storeNodes) Put(_ context.Context, c cid.Cid, data []byte) error {
 	if err := n.s.Put(c, data); err != nil && !errors.Is(err, blocks.ErrFull) {

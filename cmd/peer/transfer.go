@@ -24,7 +24,8 @@ var shareCmd = &command{
 	long: `Sends FILE to the daemon of the repo, which cuts it into blocks (a UnixFS DAG:
 CIDv1, raw leaves, 256 KiB chunks, as 'ipfs add --cid-version=1 --raw-leaves'
 makes it) and stores each block on its replicas. It succeeds once every block
-has been written durably by the write quorum (2 of its 3 replicas); then the
+has been written durably by the write quorum (W of its r replicas; 2 of 3
+unless the daemon was given others, see 'peer daemon -h'); then the
 root CID alone is printed on stdout: anyone on the ring can fetch the file
 with it. If too few replicas are reachable, or their stores are full, the
 share fails and says so.
