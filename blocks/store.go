@@ -391,10 +391,8 @@ func (s *Store) write(k Key, c cid.Cid, data []byte) (err error) {
 	f, err := os.CreateTemp(shard, tempPrefix+"*")
 	if errors.Is(err, fs.ErrNotExist) {
 		// The shard was wiped under us; make it again, durably, as Open does.
-		if err = os.MkdirAll(shard, 0o700); err == nil {
-			if err = syncDir(s.dir); err == nil {
-				f, err = os.CreateTemp(shard, tempPrefix+"*")
-			}
+		if err = s.remakeShard(k[0], nil); err == nil {
+			f, err = os.CreateTemp(shard, tempPrefix+"*")
 		}
 	}
 	if err != nil {

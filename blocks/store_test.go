@@ -276,7 +276,9 @@ func appendTo(path string, b []byte) error {
 // temp dir and on tmpfs, where, unlike ext4, an unnamed file can still be
 // created in a deleted directory (only its link fails).
 func TestWipedFromDisk(t *testing.T) {
-	t.Run("tempdir", func(t *testing.T) { testWipedFromDisk(t, t.TempDir()) })
+	t.Run("tempdir", func(t *testing.T) { testWipedFromDisk(t, t.TempDir(), false) })
+	// Named temp files, where Open finds no unnamed ones.
+	t.Run("named", func(t *testing.T) { testWipedFromDisk(t, t.TempDir(), true) })
 	t.Run("tmpfs", func(t *testing.T) {
 		// /dev/shm: tmpfs on Linux, absent elsewhere.
 		dir, err := os.MkdirTemp("/dev/shm", "blocks-wiped-")
@@ -284,12 +286,15 @@ func TestWipedFromDisk(t *testing.T) {
 			t.Skipf("no /dev/shm: %v", err)
 		}
 		t.Cleanup(func() { os.RemoveAll(dir) })
-		testWipedFromDisk(t, dir)
+		testWipedFromDisk(t, dir, false)
 	})
 }
 
-func testWipedFromDisk(t *testing.T, dir string) {
+func testWipedFromDisk(t *testing.T, dir string, named bool) {
 	s := open(t, dir, Options{})
+	if named {
+		s.named = true
+	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	var cs []cid.Cid
 	for range 3 {
