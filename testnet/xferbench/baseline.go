@@ -148,7 +148,7 @@ func measureDisk(ctx context.Context, dir string, size int64, l *limits) error {
 	if l.DiskSyncParallel, err = timedWrite(ctx, d, "psync", blocks, parallelWriters, buf); err != nil {
 		return err
 	}
-	l.DiskCPU = nsPerByte(cpustat.ProcessTime()-cpu, int64(blocks)*blockSize)
+	l.DiskCPU = cpuNsPerByte(cpustat.ProcessTime()-cpu, int64(blocks)*blockSize)
 	l.DiskSeq, err = sequentialWrite(d, int64(blocks)*blockSize, buf)
 	return err
 }
@@ -353,10 +353,11 @@ func measureTCPCPU(ctx context.Context, size int64) (float64, error) {
 	if err := cmp.Or(err, <-sent); err != nil {
 		return 0, fmt.Errorf("loopback TCP baseline: %w", err)
 	}
-	return nsPerByte(cpustat.ProcessTime()-cpu, size), nil
+	return cpuNsPerByte(cpustat.ProcessTime()-cpu, size), nil
 }
 
-func nsPerByte(cpu time.Duration, n int64) float64 {
+// cpuNsPerByte is cpu spread over n bytes, in ns per byte.
+func cpuNsPerByte(cpu time.Duration, n int64) float64 {
 	return float64(cpu.Nanoseconds()) / float64(n)
 }
 
